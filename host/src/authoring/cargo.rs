@@ -1,0 +1,53 @@
+//! Building plugin crates for `wasm32-wasip2` with cargo. Shared by `build.rs`
+//! (the bundled plugins), `bindery plugin build` and the tests, so it uses
+//! only the standard library.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The target every plugin is built for.
+pub const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// Builds the crates `packages` of the workspace or crate at `manifest` for
+/// `wasm32-wasip2` in `target_dir`, and returns each one's component path.
+pub fn build_plugins(manifest: &Path, packages: &[&str], target_dir: &Path, profile: &str) -> Result<Vec<PathBuf>, String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build")
+        .arg("--manifest-path")
+        .arg(manifest)
+        .args(["--target", WASM_TARGET, "--profile", profile])
+        .arg("--target-dir")
+        .arg(target_dir);
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    // A build script's environment describes the outer build (its target,
+    // flags, profile, jobserver); none of it applies to the plugins.
+    const PREFIXES: [&str; 6] = ["CARGO_CFG_", "CARGO_PKG_", "CARGO_FEATURE_", "CARGO_MANIFEST_", "CARGO_BUILD_", "DEP_"];
+    const EXACT: [&str; 14] = [
+        "CARGO_ENCODED_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_MAKEFLAGS", "CARGO_PRIMARY_PACKAGE", "CARGO_CRATE_NAME",
+        "RUSTFLAGS", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "TARGET", "HOST", "OUT_DIR", "PROFILE", "OPT_LEVEL", "NUM_JOBS",
+    ];
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if PREFIXES.iter().any(|p| key.starts_with(p)) || EXACT.contains(&&*key) || key == "DEBUG" {
+            cmd.env_remove(&*key);
+        }
+    }
+    let out = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let hint = if stderr.contains("wasm32-wasip2") && stderr.contains("target may not be installed") {
+            "\nhint: run `rustup target add wasm32-wasip2`"
+        } else {
+            ""
+        };
+        return Err(format!("building plugins {packages:?} for {WASM_TARGET} failed:\n{stderr}{hint}"));
+    }
+    let dir_profile = if profile == "dev" { "debug" } else { profile };
+    Ok(packages
+        .iter()
+        .map(|p| target_dir.join(WASM_TARGET).join(dir_profile).join(format!("{}.wasm", p.replace('-', "_"))))
+        .collect())
+}

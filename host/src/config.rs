@@ -1,0 +1,333 @@
+//! Bindery's configuration: embedded defaults, then a TOML file, then
+//! environment variables (`BINDERY_` prefix, `__` between nested keys, e.g.
+//! `BINDERY_PLUGIN_RUNTIME__CALL_TIMEOUT_MS=500`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// The embedded defaults, including the grants of the bundled plugins.
+pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
+
+/// A configuration that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file, a key or a value is wrong.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(e: figment::Error) -> Self {
+        // figment's messages name the key and the source (file or env variable).
+        let all: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+        ConfigError::Invalid(all.join("; "))
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP service listens on.
+    pub listen: SocketAddr,
+    /// Where the plugin compile cache (and later the sled cache) live.
+    pub data_dir: PathBuf,
+    /// Bearer token for `/admin/*`; without one the admin routes are off.
+    #[serde(default)]
+    pub admin_token: Option<String>,
+    /// Limits and behaviour of the plugin runtime.
+    #[serde(default)]
+    pub plugin_runtime: RuntimeConfig,
+    /// Plugins by the name they are loaded under.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginConfig>,
+}
+
+/// Limits and behaviour of the plugin runtime.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Linear-memory cap per call, in MiB.
+    pub memory_limit_mib: u64,
+    /// Wall-clock deadline per call (guest code and host imports together).
+    pub call_timeout_ms: u64,
+    /// Instruction budget per call; off when unset. Setting it anywhere turns on
+    /// fuel metering in the engine, which changes the compiled-code cache key.
+    pub fuel: Option<u64>,
+    /// Plugin instances alive at once; further calls wait for a slot.
+    pub max_concurrent_calls: usize,
+    /// Granularity of deadline checks.
+    pub epoch_tick_ms: u64,
+    /// How often plugin files are checked for changes; 0 turns watching off.
+    pub reload_interval_ms: u64,
+    /// Limits of the `http` capability.
+    pub http: HttpLimits,
+    /// Deadline of one `git ls-remote`.
+    pub git_timeout_ms: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            memory_limit_mib: 64,
+            call_timeout_ms: 10_000,
+            fuel: None,
+            max_concurrent_calls: 64,
+            epoch_tick_ms: 5,
+            reload_interval_ms: 2_000,
+            http: HttpLimits::default(),
+            git_timeout_ms: 20_000,
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// The per-call deadline.
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_millis(self.call_timeout_ms)
+    }
+}
+
+/// Limits of the `http` capability.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpLimits {
+    /// Timeout when the plugin names none.
+    pub default_timeout_ms: u64,
+    /// The most a plugin may ask for.
+    pub max_timeout_ms: u64,
+    /// Response bodies larger than this fail with `too-large`.
+    pub max_response_bytes: u64,
+    /// Redirect hops followed before `redirect-loop`.
+    pub max_redirects: u32,
+    /// Entries of the per-plugin ETag cache.
+    pub etag_cache_entries: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            default_timeout_ms: 10_000,
+            max_timeout_ms: 30_000,
+            max_response_bytes: 8 << 20,
+            max_redirects: 5,
+            etag_cache_entries: 1024,
+        }
+    }
+}
+
+/// One plugin: where it comes from and what it is granted.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// A component file on disk.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// A plugin compiled into the binary, by name.
+    #[serde(default)]
+    pub bundled: Option<String>,
+    /// Set false to keep a configured (or bundled) plugin unloaded.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Hosts reachable through `http` and `git`: names, `*.domain` or `*`.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Non-public networks those hosts may resolve to (e.g. `127.0.0.0/8` for a test forge).
+    #[serde(default)]
+    pub private_networks: Vec<IpNet>,
+    /// Secrets by the name the plugin asks for, and where the host reads them.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// Values the plugin reads through `config`.
+    #[serde(default)]
+    pub config: BTreeMap<String, toml::Value>,
+    /// Overrides of the runtime's per-call limits.
+    #[serde(default)]
+    pub memory_limit_mib: Option<u64>,
+    /// See [`RuntimeConfig::call_timeout_ms`].
+    #[serde(default)]
+    pub call_timeout_ms: Option<u64>,
+    /// See [`RuntimeConfig::fuel`].
+    #[serde(default)]
+    pub fuel: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Where a secret's value comes from. Read at each use, so rotation needs no restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum SecretSource {
+    /// An environment variable of the host.
+    Env(String),
+    /// A file, e.g. a mounted Kubernetes Secret; trailing newlines are trimmed.
+    File(PathBuf),
+}
+
+/// Where a plugin's component comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginSource {
+    /// A file on disk, watched for changes.
+    Path(PathBuf),
+    /// Compiled into the binary.
+    Bundled(String),
+}
+
+impl std::fmt::Display for PluginSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PluginSource::Path(p) => write!(f, "{}", p.display()),
+            PluginSource::Bundled(n) => write!(f, "bundled:{n}"),
+        }
+    }
+}
+
+impl PluginConfig {
+    /// The source, or why the entry names none or two.
+    pub fn source(&self, name: &str) -> Result<PluginSource, ConfigError> {
+        match (&self.path, &self.bundled) {
+            (Some(p), None) => Ok(PluginSource::Path(p.clone())),
+            (None, Some(b)) => Ok(PluginSource::Bundled(b.clone())),
+            (None, None) => Err(ConfigError::Invalid(format!(
+                "[plugins.{name}] needs `path = \"…/plugin.wasm\"` or `bundled = \"<name>\"`"
+            ))),
+            (Some(_), Some(_)) => Err(ConfigError::Invalid(format!(
+                "[plugins.{name}] names both `path` and `bundled`; keep one"
+            ))),
+        }
+    }
+
+    /// The config table as the strings the `config` import returns.
+    pub fn config_strings(&self) -> BTreeMap<String, String> {
+        self.config
+            .iter()
+            .map(|(k, v)| {
+                let s = match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), s)
+            })
+            .collect()
+    }
+}
+
+impl Config {
+    /// Defaults, then `file` if given, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::new()
+            .merge(Serialized::defaults(Self::builtin()))
+            .merge(Toml::string(DEFAULTS_TOML));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let config: Config = figment.merge(Env::prefixed("BINDERY_").split("__")).extract()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Values no file can leave unset.
+    fn builtin() -> serde_json::Value {
+        serde_json::json!({
+            "listen": "127.0.0.1:8585",
+            "data_dir": default_data_dir(),
+        })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let rt = &self.plugin_runtime;
+        if rt.call_timeout_ms == 0 || rt.epoch_tick_ms == 0 || rt.max_concurrent_calls == 0 {
+            return Err(ConfigError::Invalid(
+                "plugin_runtime: call_timeout_ms, epoch_tick_ms and max_concurrent_calls must be positive"
+                    .into(),
+            ));
+        }
+        for (name, p) in &self.plugins {
+            p.source(name)?;
+        }
+        Ok(())
+    }
+
+    /// The enabled plugins with their sources.
+    pub fn enabled_plugins(&self) -> impl Iterator<Item = (&str, &PluginConfig)> {
+        self.plugins.iter().filter(|(_, p)| p.enabled).map(|(n, p)| (n.as_str(), p))
+    }
+}
+
+/// `$XDG_DATA_HOME/bindery`, else `~/.local/share/bindery`, else `./bindery-data`.
+fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(d).join("bindery");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/share/bindery"),
+        None => PathBuf::from("bindery-data"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bindery.toml");
+        std::fs::write(
+            &file,
+            r#"
+listen = "127.0.0.1:9000"
+[plugin_runtime]
+call_timeout_ms = 750
+[plugins.mine]
+path = "/plugins/mine.wasm"
+hosts = ["forge.example.edu"]
+private_networks = ["10.0.0.0/8"]
+secrets = { token = { env = "MINE_TOKEN" } }
+config = { base = "https://forge.example.edu", retries = 3 }
+"#,
+        )
+        .unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("BINDERY_PLUGIN_RUNTIME__MEMORY_LIMIT_MIB", "16");
+            let c = Config::load(Some(&file)).map_err(|e| e.to_string())?;
+            assert_eq!(c.listen.port(), 9000);
+            assert_eq!(c.plugin_runtime.call_timeout_ms, 750);
+            assert_eq!(c.plugin_runtime.memory_limit_mib, 16);
+            let mine = &c.plugins["mine"];
+            assert_eq!(mine.source("mine").unwrap(), PluginSource::Path("/plugins/mine.wasm".into()));
+            assert_eq!(mine.secrets["token"], SecretSource::Env("MINE_TOKEN".into()));
+            assert_eq!(mine.config_strings()["retries"], "3");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bindery.toml");
+        std::fs::write(&file, "[plugins.x]\nhosts = []\n").unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(e.contains("[plugins.x] needs `path"), "{e}");
+        std::fs::write(&file, "lissten = \"127.0.0.1:1\"\n").unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(e.contains("lissten"), "{e}");
+        let e = Config::load(Some(&dir.path().join("nope.toml"))).unwrap_err().to_string();
+        assert!(e.contains("does not exist"), "{e}");
+    }
+}

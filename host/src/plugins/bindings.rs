@@ -1,0 +1,66 @@
+//! Host-side bindings for the three worlds of `wit/`.
+//!
+//! The provider world generates the shared types and host interfaces once; the
+//! other two worlds reuse them through `with`, so a `PluginError` is one Rust
+//! type whichever world produced it.
+
+/// The provider world.
+#[allow(missing_docs)]
+pub mod provider {
+    wasmtime::component::bindgen!({
+        world: "provider",
+        path: "../wit",
+        imports: {
+            "bindery:plugin/http.fetch": async,
+            "bindery:plugin/git.ls-remote": async,
+        },
+        exports: { default: async },
+    });
+}
+
+/// The build-strategy world.
+#[allow(missing_docs)]
+pub mod build_strategy {
+    wasmtime::component::bindgen!({
+        world: "build-strategy",
+        path: "../wit",
+        exports: { default: async },
+        with: {
+            "bindery:plugin/types": crate::plugins::bindings::provider::bindery::plugin::types,
+            "bindery:plugin/log": crate::plugins::bindings::provider::bindery::plugin::log,
+            "bindery:plugin/clock": crate::plugins::bindings::provider::bindery::plugin::clock,
+            "bindery:plugin/config": crate::plugins::bindings::provider::bindery::plugin::config,
+        },
+    });
+}
+
+/// The cull-policy world.
+#[allow(missing_docs)]
+pub mod cull_policy {
+    wasmtime::component::bindgen!({
+        world: "cull-policy",
+        path: "../wit",
+        exports: { default: async },
+        with: {
+            "bindery:plugin/types": crate::plugins::bindings::provider::bindery::plugin::types,
+            "bindery:plugin/log": crate::plugins::bindings::provider::bindery::plugin::log,
+            "bindery:plugin/clock": crate::plugins::bindings::provider::bindery::plugin::clock,
+            "bindery:plugin/config": crate::plugins::bindings::provider::bindery::plugin::config,
+        },
+    });
+}
+
+pub use provider::bindery::plugin::types::{
+    CapabilityRequests, ConfigKey, LogLevel, PluginError, PluginKind, PluginMetadata, RateLimit,
+    UpstreamFailure,
+};
+pub use provider::bindery::plugin::{git, http, secrets};
+pub use provider::exports::bindery::plugin::repo_provider::{
+    DisplayConfig, RefLifetime, Resolution,
+};
+pub use build_strategy::exports::bindery::plugin::build_strategy_plugin::{
+    BuildPlan, ContainerEngine, Executor, LayerPlan, Repo2dockerPlan, RepoFacts, ResourceLimits,
+};
+pub use cull_policy::exports::bindery::plugin::cull_policy_plugin::{
+    Decision, Server, ServerState,
+};

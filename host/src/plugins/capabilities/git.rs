@@ -1,0 +1,90 @@
+//! The `git` capability: `git ls-remote` through libgit2, under the plugin's
+//! egress policy.
+//!
+//! The host name and every address it resolves to are checked before libgit2
+//! connects. libgit2 resolves the name again itself, so a DNS answer that
+//! changes between the two look-ups is a residual risk; the `http` capability
+//! does not have it because its client connects to the checked addresses.
+
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use url::Url;
+
+use super::CallState;
+use super::net::{EgressDenied, EgressPolicy, ResolveError};
+use crate::plugins::bindings::git::{GitError, Host, RemoteRef};
+
+pub(super) struct GitClient {
+    egress: Arc<EgressPolicy>,
+    timeout: Duration,
+}
+
+static LIBGIT2_TIMEOUTS: Once = Once::new();
+
+impl GitClient {
+    pub(super) fn new(egress: Arc<EgressPolicy>, timeout_ms: u64) -> Self {
+        LIBGIT2_TIMEOUTS.call_once(|| {
+            // Process-wide in libgit2; without them a silent server holds a
+            // blocking thread for the OS's TCP timeout.
+            let ms = i32::try_from(timeout_ms).unwrap_or(i32::MAX);
+            // SAFETY: called once, before any libgit2 network operation in this process.
+            unsafe {
+                let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms);
+                let _ = git2::opts::set_server_timeout_in_milliseconds(ms);
+            }
+        });
+        GitClient { egress, timeout: Duration::from_millis(timeout_ms) }
+    }
+
+    pub(super) async fn ls_remote(&self, url: &str) -> Result<Vec<RemoteRef>, GitError> {
+        let parsed = Url::parse(url).map_err(|e| GitError::InvalidUrl(format!("{url}: {e}")))?;
+        let default_port = match parsed.scheme() {
+            "http" => 80,
+            "https" => 443,
+            "git" => 9418,
+            other => return Err(GitError::ProtocolNotAllowed(other.to_string())),
+        };
+        let host = parsed.host_str().ok_or_else(|| GitError::InvalidUrl(format!("{url}: no host")))?;
+        self.egress.check_host(host).map_err(denied)?;
+        self.egress
+            .resolve(host, parsed.port().unwrap_or(default_port))
+            .await
+            .map_err(|e| match e {
+                ResolveError::Denied(d) => denied(d),
+                ResolveError::Lookup(m) => GitError::Remote(m),
+            })?;
+        let url = url.to_string();
+        let listing = tokio::task::spawn_blocking(move || list_refs(&url));
+        match tokio::time::timeout(self.timeout, listing).await {
+            Err(_) => Err(GitError::Timeout),
+            Ok(Err(join)) => Err(GitError::Remote(format!("ls-remote task failed: {join}"))),
+            Ok(Ok(result)) => result,
+        }
+    }
+}
+
+fn list_refs(url: &str) -> Result<Vec<RemoteRef>, GitError> {
+    let mut remote = git2::Remote::create_detached(url).map_err(|e| GitError::InvalidUrl(e.message().to_string()))?;
+    let connection = remote
+        .connect_auth(git2::Direction::Fetch, None, None)
+        .map_err(|e| GitError::Remote(e.message().to_string()))?;
+    let heads = connection.list().map_err(|e| GitError::Remote(e.message().to_string()))?;
+    Ok(heads
+        .iter()
+        .map(|h| RemoteRef { name: h.name().to_string(), oid: h.oid().to_string() })
+        .collect())
+}
+
+fn denied(d: EgressDenied) -> GitError {
+    match d {
+        EgressDenied::HostNotGranted(h) => GitError::HostNotGranted(h),
+        d @ EgressDenied::AddressDenied { .. } => GitError::AddressDenied(d.to_string()),
+    }
+}
+
+impl Host for CallState {
+    async fn ls_remote(&mut self, url: String) -> Result<Vec<RemoteRef>, GitError> {
+        self.grants.git.ls_remote(&url).await
+    }
+}

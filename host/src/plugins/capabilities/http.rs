@@ -1,0 +1,255 @@
+//! The `http` capability: outbound requests through the host's client.
+//!
+//! Each plugin gets its own client whose DNS resolver applies the plugin's
+//! egress policy, so the addresses checked are the addresses connected to.
+//! Redirects are followed here, hop by hop, under the same rules. Bodies are
+//! capped while they stream in. Successful GETs with an ETag are cached and
+//! revalidated with `If-None-Match`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use url::Url;
+
+use super::net::{EgressDenied, EgressPolicy, ResolveError};
+use super::CallState;
+use crate::config::HttpLimits;
+use crate::plugins::bindings::http::{Host, HttpError, Method, Request, Response};
+
+/// Cached bodies larger than this are not kept.
+const MAX_CACHED_BODY: usize = 256 * 1024;
+
+pub(super) struct HttpClient {
+    client: reqwest::Client,
+    egress: Arc<EgressPolicy>,
+    limits: HttpLimits,
+    etags: Mutex<EtagCache>,
+}
+
+/// Resolves names for one plugin's client, refusing forbidden addresses.
+struct PolicyResolver(Arc<EgressPolicy>);
+
+impl Resolve for PolicyResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.0.clone();
+        Box::pin(async move {
+            let addrs = policy.resolve(name.as_str(), 0).await?;
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
+}
+
+impl HttpClient {
+    pub(super) fn new(plugin: &str, egress: Arc<EgressPolicy>, limits: &HttpLimits) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            // A proxy would connect on our behalf to addresses we never checked.
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_millis(limits.default_timeout_ms.min(10_000)))
+            .user_agent(format!("bindery/{} (plugin {plugin})", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(PolicyResolver(egress.clone()))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(HttpClient {
+            client,
+            egress,
+            limits: limits.clone(),
+            etags: Mutex::new(EtagCache::new(limits.etag_cache_entries)),
+        })
+    }
+
+    /// Checks a URL's scheme and host before any connection.
+    fn check_url(&self, url: &str) -> Result<Url, HttpError> {
+        let url = Url::parse(url).map_err(|e| HttpError::InvalidUrl(format!("{url}: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(HttpError::InvalidUrl(format!("{url}: only http and https are allowed")));
+        }
+        let host = url.host_str().ok_or_else(|| HttpError::InvalidUrl(format!("{url}: no host")))?;
+        self.egress.check_host(host).map_err(denied)?;
+        Ok(url)
+    }
+
+    pub(super) async fn fetch(&self, req: Request) -> Result<Response, HttpError> {
+        let timeout = Duration::from_millis(
+            req.timeout_ms.map_or(self.limits.default_timeout_ms, u64::from).min(self.limits.max_timeout_ms),
+        );
+        let cache_key = (req.method == Method::Get && req.body.is_none()).then(|| cache_key(&req));
+        let cached = cache_key.as_ref().and_then(|k| self.etags.lock().expect("etag lock").get(k));
+        let has_conditional = req.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("if-none-match"));
+
+        let mut url = self.check_url(&req.url)?;
+        let mut method = req.method;
+        let mut body = req.body;
+        let mut hops = 0;
+        let work = async {
+            loop {
+                let mut rb = self.client.request(to_reqwest(method), url.clone());
+                for (k, v) in &req.headers {
+                    rb = rb.header(k.as_str(), v.as_str());
+                }
+                if let (Some(c), false) = (&cached, has_conditional) {
+                    rb = rb.header("if-none-match", c.etag.as_str());
+                }
+                if let Some(b) = &body {
+                    rb = rb.body(b.clone());
+                }
+                let resp = rb.send().await.map_err(transport_error)?;
+                let status = resp.status().as_u16();
+                if req.follow_redirects && resp.status().is_redirection() && status != 304 {
+                    let Some(location) = resp.headers().get("location").and_then(|l| l.to_str().ok()) else {
+                        return self.read(resp, &url, false).await;
+                    };
+                    hops += 1;
+                    if hops > self.limits.max_redirects {
+                        return Err(HttpError::RedirectLoop);
+                    }
+                    let next = url.join(location).map_err(|e| HttpError::InvalidUrl(format!("redirect to {location}: {e}")))?;
+                    url = self.check_url(next.as_str())?;
+                    if matches!(status, 301..=303) {
+                        method = Method::Get;
+                        body = None;
+                    }
+                    continue;
+                }
+                if status == 304 {
+                    if let Some(c) = &cached {
+                        return Ok(Response { revalidated: true, final_url: url.to_string(), ..c.response.clone() });
+                    }
+                }
+                return self.read(resp, &url, false).await;
+            }
+        };
+        let response = tokio::time::timeout(timeout, work).await.map_err(|_| HttpError::Timeout)??;
+        if let Some(key) = cache_key {
+            if response.status == 200 && response.body.len() <= MAX_CACHED_BODY && !response.revalidated {
+                if let Some(etag) = response.headers.iter().find(|(k, _)| k == "etag").map(|(_, v)| v.clone()) {
+                    self.etags.lock().expect("etag lock").put(key, etag, response.clone());
+                }
+            }
+        }
+        Ok(response)
+    }
+
+    async fn read(&self, mut resp: reqwest::Response, url: &Url, revalidated: bool) -> Result<Response, HttpError> {
+        let cap = self.limits.max_response_bytes;
+        if resp.content_length().is_some_and(|n| n > cap) {
+            return Err(HttpError::TooLarge(cap));
+        }
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(transport_error)? {
+            if body.len() as u64 + chunk.len() as u64 > cap {
+                return Err(HttpError::TooLarge(cap));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Response { status, headers, body, final_url: url.to_string(), revalidated })
+    }
+}
+
+fn to_reqwest(m: Method) -> reqwest::Method {
+    match m {
+        Method::Get => reqwest::Method::GET,
+        Method::Head => reqwest::Method::HEAD,
+        Method::Post => reqwest::Method::POST,
+        Method::Put => reqwest::Method::PUT,
+        Method::Delete => reqwest::Method::DELETE,
+        Method::Patch => reqwest::Method::PATCH,
+    }
+}
+
+fn denied(d: EgressDenied) -> HttpError {
+    match d {
+        EgressDenied::HostNotGranted(h) => HttpError::HostNotGranted(h),
+        d @ EgressDenied::AddressDenied { .. } => HttpError::AddressDenied(d.to_string()),
+    }
+}
+
+/// Finds our resolver's refusal in reqwest's error chain; anything else is a
+/// connection failure with the whole chain as its message.
+fn transport_error(e: reqwest::Error) -> HttpError {
+    if e.is_timeout() {
+        return HttpError::Timeout;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    let mut chain = Vec::new();
+    while let Some(s) = source {
+        if let Some(ResolveError::Denied(d)) = s.downcast_ref::<ResolveError>() {
+            return denied(d.clone());
+        }
+        chain.push(s.to_string());
+        source = s.source();
+    }
+    chain.dedup();
+    HttpError::Connect(chain.join(": "))
+}
+
+/// Requests with different headers (say, credentials) never share an entry.
+fn cache_key(req: &Request) -> String {
+    let mut headers: Vec<String> =
+        req.headers.iter().map(|(k, v)| format!("{}:{v}", k.to_ascii_lowercase())).collect();
+    headers.sort();
+    format!("{}\n{}", req.url, headers.join("\n"))
+}
+
+struct CachedResponse {
+    etag: String,
+    response: Response,
+    used: u64,
+}
+
+/// A small least-recently-used map of ETag-validated responses.
+struct EtagCache {
+    entries: HashMap<String, CachedResponse>,
+    capacity: usize,
+    clock: u64,
+}
+
+#[derive(Clone)]
+struct Hit {
+    etag: String,
+    response: Response,
+}
+
+impl EtagCache {
+    fn new(capacity: usize) -> Self {
+        EtagCache { entries: HashMap::new(), capacity, clock: 0 }
+    }
+
+    fn get(&mut self, key: &str) -> Option<Hit> {
+        self.clock += 1;
+        let e = self.entries.get_mut(key)?;
+        e.used = self.clock;
+        Some(Hit { etag: e.etag.clone(), response: e.response.clone() })
+    }
+
+    fn put(&mut self, key: String, etag: String, response: Response) {
+        if self.capacity == 0 {
+            return;
+        }
+        self.clock += 1;
+        if self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
+            if let Some(oldest) = self.entries.iter().min_by_key(|(_, e)| e.used).map(|(k, _)| k.clone()) {
+                self.entries.remove(&oldest);
+            }
+        }
+        self.entries.insert(key, CachedResponse { etag, response, used: self.clock });
+    }
+}
+
+impl Host for CallState {
+    async fn fetch(&mut self, req: Request) -> Result<Response, HttpError> {
+        let result = self.grants.http.fetch(req).await;
+        if let Err(e) = &result {
+            tracing::debug!(plugin = %self.plugin, "http fetch failed: {e:?}");
+        }
+        result
+    }
+}

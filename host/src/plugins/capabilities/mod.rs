@@ -1,0 +1,210 @@
+//! Host imports, one capability each. A capability adds its imports to a
+//! plugin's linker only when the operator's grant includes it, so a component
+//! that imports something it was not granted fails to load instead of failing
+//! later at a call.
+
+pub mod net;
+
+mod basic;
+mod git;
+mod http;
+mod repo_files;
+mod secrets;
+mod wasi;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::PluginKind;
+use super::bindings::provider::bindery::plugin as host;
+use super::limits::CallLimits;
+use crate::config::{PluginConfig, RuntimeConfig, SecretSource};
+
+pub use net::{EgressDenied, EgressPolicy};
+pub use repo_files::{DirRepo, RepoFiles};
+pub(crate) use wasi::{OutputCapture, WasiInterface};
+
+/// One host interface of `bindery:plugin`, with what granting it means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Capability {
+    /// `log`: always granted.
+    Log,
+    /// `clock`: always granted.
+    Clock,
+    /// `config`: always granted; a plugin reads only its own table.
+    Config,
+    /// `secrets`: granted when the plugin's `secrets` table names any.
+    Secrets,
+    /// `http`: granted when the plugin's `hosts` list is not empty.
+    Http,
+    /// `git`: granted with `http`, under the same host and address rules.
+    Git,
+    /// `repo-files`: given to build strategies, scoped to the repository being planned.
+    RepoFiles,
+}
+
+impl Capability {
+    /// Every capability, in WIT order.
+    pub const ALL: [Capability; 7] = [
+        Capability::Log,
+        Capability::Clock,
+        Capability::Config,
+        Capability::Secrets,
+        Capability::Http,
+        Capability::Git,
+        Capability::RepoFiles,
+    ];
+
+    /// The WIT interface name (without package and version).
+    pub fn interface(self) -> &'static str {
+        match self {
+            Capability::Log => "log",
+            Capability::Clock => "clock",
+            Capability::Config => "config",
+            Capability::Secrets => "secrets",
+            Capability::Http => "http",
+            Capability::Git => "git",
+            Capability::RepoFiles => "repo-files",
+        }
+    }
+
+    /// The capability behind a WIT interface name.
+    pub fn from_interface(name: &str) -> Option<Capability> {
+        Capability::ALL.into_iter().find(|c| c.interface() == name)
+    }
+
+    /// Whether the world of `kind` offers this import at all.
+    pub fn offered_to(self, kind: PluginKind) -> bool {
+        match self {
+            Capability::Log | Capability::Clock | Capability::Config => true,
+            Capability::Secrets | Capability::Http | Capability::Git => {
+                kind == PluginKind::Provider
+            }
+            Capability::RepoFiles => kind == PluginKind::BuildStrategy,
+        }
+    }
+
+    /// What the operator writes to grant it.
+    pub fn grant_hint(self) -> &'static str {
+        match self {
+            Capability::Secrets => "name the secret under `secrets`, e.g. `secrets = { token = { env = \"TOKEN\" } }`",
+            Capability::Http | Capability::Git => {
+                "list the hosts it may reach under `hosts`, e.g. `hosts = [\"api.example.org\"]`"
+            }
+            _ => "nothing: it is always granted where the world offers it",
+        }
+    }
+}
+
+/// What the operator granted one plugin, ready for calls.
+pub struct Grants {
+    config: BTreeMap<String, String>,
+    secrets: BTreeMap<String, SecretSource>,
+    egress: Arc<EgressPolicy>,
+    http: http::HttpClient,
+    git: git::GitClient,
+}
+
+impl Grants {
+    /// The grants of `plugin` as configured.
+    pub fn new(name: &str, plugin: &PluginConfig, runtime: &RuntimeConfig) -> Result<Self, String> {
+        let egress = Arc::new(EgressPolicy::new(&plugin.hosts, &plugin.private_networks));
+        Ok(Grants {
+            config: plugin.config_strings(),
+            secrets: plugin.secrets.clone(),
+            http: http::HttpClient::new(name, egress.clone(), &runtime.http)?,
+            git: git::GitClient::new(egress.clone(), runtime.git_timeout_ms),
+            egress,
+        })
+    }
+
+    /// Whether `cap` is granted (before asking whether the world offers it).
+    pub fn grants(&self, cap: Capability) -> bool {
+        match cap {
+            Capability::Log | Capability::Clock | Capability::Config | Capability::RepoFiles => {
+                true
+            }
+            Capability::Secrets => !self.secrets.is_empty(),
+            Capability::Http | Capability::Git => !self.egress.is_empty(),
+        }
+    }
+
+    /// The config keys the operator set.
+    pub fn config_keys(&self) -> impl Iterator<Item = &str> {
+        self.config.keys().map(String::as_str)
+    }
+
+    /// The secret names the operator granted.
+    pub fn secret_names(&self) -> impl Iterator<Item = &str> {
+        self.secrets.keys().map(String::as_str)
+    }
+
+    /// The egress policy.
+    pub fn egress(&self) -> &EgressPolicy {
+        &self.egress
+    }
+}
+
+/// Everything one call's store holds. Built fresh for every call.
+pub struct CallState {
+    pub(crate) plugin: Arc<str>,
+    pub(crate) grants: Arc<Grants>,
+    pub(crate) repo: Option<Arc<dyn RepoFiles>>,
+    pub(crate) limits: CallLimits,
+    pub(crate) output: OutputCapture,
+    log_lines: u32,
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl CallState {
+    pub(crate) fn new(
+        plugin: Arc<str>,
+        grants: Arc<Grants>,
+        repo: Option<Arc<dyn RepoFiles>>,
+        limits: CallLimits,
+    ) -> Self {
+        let output = OutputCapture::new(plugin.clone());
+        let wasi = output.wasi_ctx();
+        CallState { plugin, grants, repo, limits, output, log_lines: 0, wasi, table: ResourceTable::new() }
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Adds the WASI subset and every capability that `kind`'s world offers and
+/// `grants` grants. Returns the capabilities linked.
+pub(crate) fn link(
+    linker: &mut Linker<CallState>,
+    kind: PluginKind,
+    grants: &Grants,
+) -> wasmtime::Result<Vec<Capability>> {
+    wasi::add_to_linker(linker)?;
+    host::types::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?;
+    let mut linked = Vec::new();
+    for cap in Capability::ALL {
+        if !cap.offered_to(kind) || !grants.grants(cap) {
+            continue;
+        }
+        match cap {
+            Capability::Log => host::log::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
+            Capability::Clock => host::clock::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
+            Capability::Config => host::config::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
+            Capability::Secrets => host::secrets::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
+            Capability::Http => host::http::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
+            Capability::Git => host::git::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
+            Capability::RepoFiles => super::bindings::build_strategy::bindery::plugin::repo_files::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
+        }
+        linked.push(cap);
+    }
+    Ok(linked)
+}
+
+impl host::types::Host for CallState {}

@@ -1,0 +1,248 @@
+//! The wasmtime engine, its epoch ticker, the on-disk cache of compiled
+//! components, and how one call runs.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use wasmtime::component::Component;
+use wasmtime::{Config as WasmConfig, Engine, OptLevel, Store, Trap, UpdateDeadline};
+
+use super::capabilities::{CallState, RepoFiles};
+use super::error::CallError;
+use super::limits::CallLimits;
+use super::loader::LoadedPlugin;
+use crate::config::RuntimeConfig;
+
+/// How a component was obtained at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompileOutcome {
+    /// Deserialized from the on-disk cache: no compilation.
+    FromCache,
+    /// Compiled, and written to the cache for the next start.
+    Compiled,
+    /// Compiled, but the cache could not be written (the reason was logged).
+    CompiledUncached,
+}
+
+/// The engine and everything shared by all plugins.
+pub struct Runtime {
+    engine: Engine,
+    cache_dir: PathBuf,
+    engine_key: String,
+    slots: Semaphore,
+    fuel_metering: bool,
+    ticker: Arc<AtomicBool>,
+}
+
+impl Runtime {
+    /// An engine for `config`. `fuel_metering` must be true when any plugin has
+    /// a fuel budget: it changes the generated code, hence the cache key.
+    pub fn new(config: &RuntimeConfig, data_dir: &Path, fuel_metering: bool) -> Result<Self, String> {
+        let mut wc = WasmConfig::new();
+        wc.epoch_interruption(true)
+            // The component-model-async call path costs ~1 µs per call and we
+            // do not use WASIp3.
+            .concurrency_support(false)
+            .cranelift_opt_level(OptLevel::Speed)
+            .consume_fuel(fuel_metering);
+        let engine = Engine::new(&wc).map_err(|e| format!("cannot create the wasm engine: {e}"))?;
+
+        let mut hasher = Sha256Hasher(Sha256::new());
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_key = hex::encode(&hasher.0.finalize()[..12]);
+
+        let cache_dir = data_dir.join("plugin-cache");
+        std::fs::create_dir_all(&cache_dir)
+            .map_err(|e| format!("cannot create the plugin cache {}: {e}", cache_dir.display()))?;
+        prune_other_engines(&cache_dir, &engine_key);
+
+        let ticker = Arc::new(AtomicBool::new(true));
+        let tick = Duration::from_millis(config.epoch_tick_ms);
+        let (alive, ticking) = (ticker.clone(), engine.clone());
+        std::thread::Builder::new()
+            .name("bindery-epoch".into())
+            .spawn(move || {
+                while alive.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    ticking.increment_epoch();
+                }
+            })
+            .map_err(|e| format!("cannot start the epoch thread: {e}"))?;
+
+        Ok(Runtime {
+            engine,
+            cache_dir,
+            engine_key,
+            slots: Semaphore::new(config.max_concurrent_calls),
+            fuel_metering,
+            ticker,
+        })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Where the compiled form of a component with this sha256 is cached.
+    pub fn cache_path(&self, sha256: &str) -> PathBuf {
+        self.cache_dir.join(format!("{sha256}-{}.cwasm", self.engine_key))
+    }
+
+    /// The component, from the cache when it holds this exact component for
+    /// this exact engine configuration, else compiled and cached.
+    pub(crate) fn component(&self, sha256: &str, wasm: &[u8]) -> wasmtime::Result<(Component, CompileOutcome)> {
+        let path = self.cache_path(sha256);
+        if path.is_file() {
+            // SAFETY: the file is one this process family wrote under a key
+            // that includes the engine's compatibility hash; the data
+            // directory is trusted like the binary itself.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(c) => return Ok((c, CompileOutcome::FromCache)),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "discarding an unreadable compiled plugin: {e}");
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        let compiled = self.engine.precompile_component(wasm)?;
+        match write_atomically(&path, &compiled) {
+            // SAFETY: as above; we just wrote it from `precompile_component`.
+            Ok(()) => Ok((unsafe { Component::deserialize_file(&self.engine, &path)? }, CompileOutcome::Compiled)),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "cannot cache the compiled plugin (it will be compiled again at the next start): {e}");
+                // SAFETY: bytes straight from `precompile_component` on this engine.
+                Ok((unsafe { Component::deserialize(&self.engine, &compiled)? }, CompileOutcome::CompiledUncached))
+            }
+        }
+    }
+
+    /// Runs `f` in a fresh store for `plugin`, under its limits. The store, and
+    /// any instance `f` made in it, is dropped afterwards, trapped or not.
+    pub(crate) async fn call<R>(
+        &self,
+        plugin: &LoadedPlugin,
+        repo: Option<Arc<dyn RepoFiles>>,
+        f: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        let _slot = self.slots.acquire().await.expect("the slot semaphore is never closed");
+        let limits = plugin.limits;
+        let state = CallState::new(plugin.name.clone(), plugin.grants.clone(), repo, CallLimits::new(&limits));
+        let output = state.output.clone();
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        if let (true, Some(fuel)) = (self.fuel_metering, limits.fuel) {
+            store.set_fuel(fuel).expect("fuel metering is on");
+        }
+        // Guest code yields to the executor every tick, so a busy plugin shares
+        // the worker thread, and traps once the deadline has passed.
+        let deadline = Instant::now() + limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+        });
+
+        // The outer timeout also covers host imports, which epochs cannot interrupt.
+        let outcome = tokio::time::timeout(limits.timeout, f(&mut store)).await;
+        output.flush();
+        let name = plugin.name.to_string();
+        match outcome {
+            Err(_) => Err(CallError::Timeout { plugin: name, after: limits.timeout }),
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => {
+                let err = if store.data().limits.memory_refused.is_some() {
+                    CallError::OutOfMemory { plugin: name, limit_bytes: limits.memory_bytes }
+                } else {
+                    match e.downcast_ref::<Trap>() {
+                        Some(Trap::Interrupt) => CallError::Timeout { plugin: name, after: limits.timeout },
+                        Some(Trap::OutOfFuel) => {
+                            CallError::OutOfFuel { plugin: name, budget: limits.fuel.unwrap_or(0) }
+                        }
+                        _ => {
+                            let stderr = output.stderr_tail();
+                            let message = panic_message(&stderr).unwrap_or_else(|| format!("{e}"));
+                            CallError::Trap { plugin: name, message }
+                        }
+                    }
+                };
+                tracing::warn!(plugin = %plugin.name, "plugin call failed: {err}; its instance is discarded");
+                Err(err)
+            }
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker.store(false, Ordering::Relaxed);
+    }
+}
+
+/// The message of a Rust panic as the guest's std prints it to stderr.
+fn panic_message(stderr: &str) -> Option<String> {
+    let at = stderr.rfind("panicked at ")?;
+    let rest = &stderr[at + "panicked at ".len()..];
+    let (location, msg) = rest.split_once(":\n").or_else(|| rest.split_once('\n'))?;
+    let msg = msg.lines().next().unwrap_or("").trim();
+    Some(format!("panicked at {location}: {msg}"))
+}
+
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+    fn finish(&self) -> u64 {
+        let d = self.0.clone().finalize();
+        u64::from_le_bytes(d[..8].try_into().expect("8 bytes"))
+    }
+}
+
+/// Writes through a temporary file so a crash or a full disk never leaves a
+/// truncated artifact under the final name.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Artifacts of other engine versions or settings can never load again.
+fn prune_other_engines(dir: &Path, engine_key: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(".cwasm") && !name.ends_with(&format!("-{engine_key}.cwasm")) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// The hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_messages_are_extracted() {
+        let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:70:24:\nhostile plugin panics on purpose\nnote: run with `RUST_BACKTRACE=1`";
+        assert_eq!(
+            panic_message(stderr).unwrap(),
+            "panicked at src/lib.rs:70:24: hostile plugin panics on purpose"
+        );
+        assert!(panic_message("just noise").is_none());
+    }
+}

@@ -1,0 +1,116 @@
+//! The plugin runtime's errors: one type for loading, one for calling.
+
+use std::time::Duration;
+
+/// A plugin could not be loaded. Every message names the plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The component file cannot be read.
+    #[error("plugin `{plugin}`: cannot read {source_desc}: {reason}")]
+    Read {
+        /// The plugin's configured name.
+        plugin: String,
+        /// Where it was read from.
+        source_desc: String,
+        /// The I/O error.
+        reason: String,
+    },
+    /// Not a valid component, or one this engine cannot compile.
+    #[error("plugin `{plugin}`: not a valid WebAssembly component: {reason}")]
+    Invalid {
+        /// The plugin's configured name.
+        plugin: String,
+        /// What wasmtime said.
+        reason: String,
+    },
+    /// Built against a `bindery:plugin` version this host does not speak.
+    #[error("plugin `{plugin}` was built against `{item}`, but this host implements bindery:plugin@{host_version}; rebuild it with a matching bindery-sdk")]
+    IncompatibleWit {
+        /// The plugin's configured name.
+        plugin: String,
+        /// The import or export that carries the version.
+        item: String,
+        /// This host's WIT version.
+        host_version: &'static str,
+    },
+    /// It imports something it was not granted, or that no plugin gets.
+    #[error("plugin `{plugin}` imports `{import}`, which is not granted: {hint}")]
+    ImportNotGranted {
+        /// The plugin's configured name.
+        plugin: String,
+        /// The full import name.
+        import: String,
+        /// What to do about it.
+        hint: String,
+    },
+    /// It implements none of the three worlds.
+    #[error("plugin `{plugin}` exports none of bindery:plugin's worlds (provider, build-strategy, cull-policy); it exports: {exports}")]
+    NoWorld {
+        /// The plugin's configured name.
+        plugin: String,
+        /// What it does export.
+        exports: String,
+    },
+    /// Its metadata contradicts what it exports or what the operator configured.
+    #[error("plugin `{plugin}`: {reason}")]
+    Rejected {
+        /// The plugin's configured name.
+        plugin: String,
+        /// Why.
+        reason: String,
+    },
+    /// Calling `metadata` failed.
+    #[error("plugin `{plugin}`: metadata call failed: {source}")]
+    Metadata {
+        /// The plugin's configured name.
+        plugin: String,
+        /// The call's error.
+        source: CallError,
+    },
+}
+
+/// A call into a plugin failed. The plugin's own typed errors are not here:
+/// they come back as the call's `Ok(Err(PluginError))`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// No plugin of that name and kind is loaded.
+    #[error("no {kind} plugin named `{plugin}` is loaded")]
+    NotLoaded {
+        /// The name asked for.
+        plugin: String,
+        /// The kind asked for.
+        kind: &'static str,
+    },
+    /// The call ran past its deadline (guest code or a host import).
+    #[error("plugin `{plugin}` did not answer within {}ms", .after.as_millis())]
+    Timeout {
+        /// The plugin's name.
+        plugin: String,
+        /// The deadline.
+        after: Duration,
+    },
+    /// The plugin tried to grow its memory past the cap.
+    #[error("plugin `{plugin}` exceeded its memory limit of {} MiB", .limit_bytes >> 20)]
+    OutOfMemory {
+        /// The plugin's name.
+        plugin: String,
+        /// The cap.
+        limit_bytes: usize,
+    },
+    /// The plugin used up its instruction budget.
+    #[error("plugin `{plugin}` ran out of fuel ({budget} units)")]
+    OutOfFuel {
+        /// The plugin's name.
+        plugin: String,
+        /// The budget.
+        budget: u64,
+    },
+    /// The plugin trapped (a panic, an abort, a bug).
+    #[error("plugin `{plugin}` crashed: {message}")]
+    Trap {
+        /// The plugin's name.
+        plugin: String,
+        /// The panic message where the plugin printed one, else the trap.
+        message: String,
+    },
+}

@@ -1,0 +1,302 @@
+//! Loading one plugin: read, compile (or take from the cache), check what it
+//! imports and exports against what it was granted, pre-link, ask its metadata.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, Linker};
+
+use super::bindings::{PluginKind, PluginMetadata, build_strategy, cull_policy, provider};
+use super::capabilities::{self, CallState, Capability, Grants, WasiInterface};
+use super::engine::{CompileOutcome, Runtime, sha256_hex};
+use super::error::LoadError;
+use super::limits::Limits;
+use crate::config::{PluginConfig, PluginSource, RuntimeConfig};
+
+/// The `bindery:plugin` version this host implements.
+pub const WIT_VERSION: &str = "0.1.0";
+const WIT_PACKAGE: &str = "bindery:plugin";
+
+/// A pre-linked component of one world.
+pub(crate) enum WorldPre {
+    Provider(provider::ProviderPre<CallState>),
+    BuildStrategy(build_strategy::BuildStrategyPre<CallState>),
+    CullPolicy(cull_policy::CullPolicyPre<CallState>),
+}
+
+/// A plugin ready for calls. Replacing a plugin swaps the `Arc`; calls in
+/// flight keep the old one until they finish.
+pub struct LoadedPlugin {
+    /// The name it is configured under.
+    pub name: Arc<str>,
+    /// Where it came from.
+    pub source: PluginSource,
+    /// sha256 of the component.
+    pub sha256: String,
+    /// What it says about itself.
+    pub metadata: PluginMetadata,
+    /// The capabilities linked for it.
+    pub linked: Vec<Capability>,
+    /// Capability requests in its metadata the operator did not grant.
+    pub ungranted: Vec<String>,
+    /// Its per-call limits.
+    pub limits: Limits,
+    /// How the compiled code was obtained.
+    pub compiled: CompileOutcome,
+    /// Time from bytes to ready (compile or cache load, link, metadata call).
+    pub load_time: Duration,
+    pub(crate) grants: Arc<Grants>,
+    pub(crate) pre: WorldPre,
+}
+
+impl LoadedPlugin {
+    /// Its kind.
+    pub fn kind(&self) -> PluginKind {
+        self.metadata.kind
+    }
+
+    /// What `/admin/plugins` and `bindery plugin list` show.
+    pub fn summary(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": &*self.name,
+            "kind": kind_name(self.kind()),
+            "plugin_name": self.metadata.name,
+            "version": self.metadata.version,
+            "description": self.metadata.description,
+            "source": self.source.to_string(),
+            "sha256": self.sha256,
+            "capabilities": self.linked.iter().map(|c| c.interface()).collect::<Vec<_>>(),
+            "requests": {
+                "hosts": self.metadata.requests.hosts,
+                "config_keys": self.metadata.requests.config_keys.iter().map(|k| &k.name).collect::<Vec<_>>(),
+                "secrets": self.metadata.requests.secrets,
+            },
+            "ungranted_requests": self.ungranted,
+            "limits": {
+                "memory_bytes": self.limits.memory_bytes,
+                "timeout_ms": self.limits.timeout.as_millis() as u64,
+                "fuel": self.limits.fuel,
+            },
+        })
+    }
+}
+
+/// Human name of a kind, as in the WIT world names.
+pub fn kind_name(kind: PluginKind) -> &'static str {
+    match kind {
+        PluginKind::Provider => "provider",
+        PluginKind::BuildStrategy => "build-strategy",
+        PluginKind::CullPolicy => "cull-policy",
+    }
+}
+
+/// The exported interface that marks each world.
+fn world_export(kind: PluginKind) -> &'static str {
+    match kind {
+        PluginKind::Provider => "repo-provider",
+        PluginKind::BuildStrategy => "build-strategy-plugin",
+        PluginKind::CullPolicy => "cull-policy-plugin",
+    }
+}
+
+/// Compatible under semver's 0.x rule: same major, and same minor while major is 0.
+fn version_compatible(version: &str) -> bool {
+    let parse = |v: &str| -> Option<(u64, u64)> {
+        let mut it = v.split(['.', '-', '+']);
+        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    };
+    match (parse(version), parse(WIT_VERSION)) {
+        (Some((0, m)), Some((0, hm))) => m == hm,
+        (Some((maj, _)), Some((hmaj, _))) => maj == hmaj,
+        _ => false,
+    }
+}
+
+/// `ns:pkg/iface@ver` split into package, interface and version.
+fn split_name(name: &str) -> Option<(&str, &str, Option<&str>)> {
+    let (pkg, rest) = name.split_once('/')?;
+    Some(match rest.split_once('@') {
+        Some((iface, ver)) => (pkg, iface, Some(ver)),
+        None => (pkg, rest, None),
+    })
+}
+
+/// Which world the component implements, from its exports.
+fn detect_kind(plugin: &str, component: &Component, runtime: &Runtime) -> Result<PluginKind, LoadError> {
+    let ty = component.component_type();
+    let exports: Vec<String> = ty.exports(runtime.engine()).map(|(n, _)| n.to_string()).collect();
+    for name in &exports {
+        let Some((WIT_PACKAGE, iface, version)) = split_name(name) else { continue };
+        let kind = [PluginKind::Provider, PluginKind::BuildStrategy, PluginKind::CullPolicy]
+            .into_iter()
+            .find(|k| world_export(*k) == iface);
+        if let Some(kind) = kind {
+            if !version.is_some_and(version_compatible) {
+                return Err(LoadError::IncompatibleWit { plugin: plugin.into(), item: name.clone(), host_version: WIT_VERSION });
+            }
+            return Ok(kind);
+        }
+    }
+    Err(LoadError::NoWorld { plugin: plugin.into(), exports: if exports.is_empty() { "nothing".into() } else { exports.join(", ") } })
+}
+
+/// Refuses any import that is not linked for this plugin, with a reason.
+fn check_imports(plugin: &str, component: &Component, runtime: &Runtime, kind: PluginKind, linked: &[Capability]) -> Result<(), LoadError> {
+    let refuse = |import: &str, hint: String| LoadError::ImportNotGranted { plugin: plugin.into(), import: import.into(), hint };
+    for (name, _) in component.component_type().imports(runtime.engine()) {
+        let Some((pkg, iface, version)) = split_name(name) else {
+            return Err(refuse(name, "not an interface of bindery:plugin or WASI".into()));
+        };
+        if pkg == WIT_PACKAGE {
+            if !version.is_some_and(version_compatible) {
+                return Err(LoadError::IncompatibleWit { plugin: plugin.into(), item: name.into(), host_version: WIT_VERSION });
+            }
+            if iface == "types" {
+                continue;
+            }
+            match Capability::from_interface(iface) {
+                None => return Err(refuse(name, format!("bindery:plugin@{WIT_VERSION} has no host interface `{iface}`"))),
+                Some(cap) if !cap.offered_to(kind) => {
+                    return Err(refuse(name, format!("{} plugins are not offered `{iface}`", kind_name(kind))));
+                }
+                Some(cap) if !linked.contains(&cap) => {
+                    return Err(refuse(name, format!("in [plugins.{plugin}], {}", cap.grant_hint())));
+                }
+                Some(_) => {}
+            }
+        } else if let Some(wasi) = pkg.strip_prefix("wasi:") {
+            if let WasiInterface::Refused(why) = WasiInterface::classify(wasi) {
+                return Err(refuse(name, why.into()));
+            }
+        } else {
+            return Err(refuse(name, "not an interface of bindery:plugin or WASI".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Loads `wasm` as plugin `name`.
+pub(crate) async fn load(
+    runtime: &Runtime,
+    name: &str,
+    source: PluginSource,
+    wasm: &[u8],
+    config: &PluginConfig,
+    runtime_config: &RuntimeConfig,
+) -> Result<LoadedPlugin, LoadError> {
+    let started = Instant::now();
+    let sha256 = sha256_hex(wasm);
+    let (component, compiled) = runtime
+        .component(&sha256, wasm)
+        .map_err(|e| LoadError::Invalid { plugin: name.into(), reason: format!("{e:#}") })?;
+    let kind = detect_kind(name, &component, runtime)?;
+
+    let grants = Arc::new(
+        Grants::new(name, config, runtime_config).map_err(|reason| LoadError::Rejected { plugin: name.into(), reason })?,
+    );
+    let mut linker = Linker::<CallState>::new(runtime.engine());
+    let linked = capabilities::link(&mut linker, kind, &grants)
+        .map_err(|e| LoadError::Rejected { plugin: name.into(), reason: format!("linking host imports: {e:#}") })?;
+    check_imports(name, &component, runtime, kind, &linked)?;
+    let mismatch = |e: wasmtime::Error| LoadError::Rejected {
+        plugin: name.into(),
+        reason: format!("does not match the {} world of bindery:plugin@{WIT_VERSION}: {e:#}", kind_name(kind)),
+    };
+    let instance_pre = linker.instantiate_pre(&component).map_err(mismatch)?;
+    let pre = match kind {
+        PluginKind::Provider => WorldPre::Provider(provider::ProviderPre::new(instance_pre).map_err(mismatch)?),
+        PluginKind::BuildStrategy => {
+            WorldPre::BuildStrategy(build_strategy::BuildStrategyPre::new(instance_pre).map_err(mismatch)?)
+        }
+        PluginKind::CullPolicy => WorldPre::CullPolicy(cull_policy::CullPolicyPre::new(instance_pre).map_err(mismatch)?),
+    };
+
+    let mut plugin = LoadedPlugin {
+        name: name.into(),
+        source,
+        sha256,
+        // Replaced by the real metadata below, before anyone can see it.
+        metadata: PluginMetadata {
+            name: String::new(),
+            version: String::new(),
+            kind,
+            description: String::new(),
+            requests: super::bindings::CapabilityRequests { hosts: vec![], config_keys: vec![], secrets: vec![] },
+        },
+        linked,
+        ungranted: Vec::new(),
+        limits: Limits::for_plugin(runtime_config, config),
+        compiled,
+        load_time: Duration::ZERO,
+        grants,
+        pre,
+    };
+    let metadata = super::calls::metadata(runtime, &plugin)
+        .await
+        .map_err(|source| LoadError::Metadata { plugin: name.into(), source })?;
+    if metadata.kind != kind {
+        return Err(LoadError::Rejected {
+            plugin: name.into(),
+            reason: format!(
+                "its metadata says it is a {} plugin, but it exports the {} world",
+                kind_name(metadata.kind),
+                kind_name(kind)
+            ),
+        });
+    }
+    let set: Vec<&str> = plugin.grants.config_keys().collect();
+    let missing: Vec<&str> = metadata
+        .requests
+        .config_keys
+        .iter()
+        .filter(|k| k.required && !set.contains(&k.name.as_str()))
+        .map(|k| k.name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Err(LoadError::Rejected {
+            plugin: name.into(),
+            reason: format!("required config keys are not set: {} (add them under [plugins.{name}.config])", missing.join(", ")),
+        });
+    }
+    plugin.ungranted = ungranted_requests(&metadata, &plugin.grants, config);
+    for u in &plugin.ungranted {
+        tracing::warn!(plugin = name, "requests {u}, which is not granted; calls that need it will fail");
+    }
+    plugin.metadata = metadata;
+    plugin.load_time = started.elapsed();
+    Ok(plugin)
+}
+
+/// Requests the operator has not granted, in words for `plugin check` and the log.
+fn ungranted_requests(metadata: &PluginMetadata, grants: &Grants, config: &PluginConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    for host in &metadata.requests.hosts {
+        let granted = config.hosts.iter().any(|g| g == "*" || g.eq_ignore_ascii_case(host));
+        if !granted {
+            out.push(format!("host `{host}`"));
+        }
+    }
+    let secrets: Vec<&str> = grants.secret_names().collect();
+    for s in &metadata.requests.secrets {
+        if !secrets.contains(&s.as_str()) {
+            out.push(format!("secret `{s}`"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wit_versions() {
+        assert!(version_compatible("0.1.0"));
+        assert!(version_compatible("0.1.7"));
+        assert!(!version_compatible("0.2.0"));
+        assert!(!version_compatible("1.0.0"));
+        assert!(!version_compatible("garbage"));
+        assert_eq!(split_name("bindery:plugin/http@0.1.0"), Some(("bindery:plugin", "http", Some("0.1.0"))));
+        assert_eq!(split_name("wasi:io/streams@0.2.6"), Some(("wasi:io", "streams", Some("0.2.6"))));
+    }
+}

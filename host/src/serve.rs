@@ -1,0 +1,61 @@
+//! `bindery serve`: load the plugins, start the HTTP service, stop cleanly.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::api::{AppState, router};
+use crate::config::Config;
+use crate::plugins::PluginHost;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// One or more plugins failed to load; each line names one.
+    #[error("plugins failed to load:\n  {}", .0.join("\n  "))]
+    Plugins(Vec<String>),
+    /// The listen address is unusable.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("server error: {0}")]
+    Server(std::io::Error),
+}
+
+/// Runs the service until SIGINT or SIGTERM.
+pub async fn serve(config: Config) -> Result<(), ServeError> {
+    let started = Instant::now();
+    let plugins = PluginHost::start(&config)
+        .await
+        .map_err(|errors| ServeError::Plugins(errors.iter().map(ToString::to_string).collect()))?;
+    if config.plugin_runtime.reload_interval_ms > 0 {
+        plugins.watch(Duration::from_millis(config.plugin_runtime.reload_interval_ms));
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Listen { addr: config.listen, source })?;
+    let addr = listener.local_addr().map_err(ServeError::Server)?;
+    tracing::info!(
+        plugins = plugins.list().len(),
+        startup_ms = started.elapsed().as_secs_f64() * 1e3,
+        data_dir = %config.data_dir.display(),
+        "Bindery {} listening on http://{addr}/",
+        crate::VERSION
+    );
+    let state = AppState { plugins, config: Arc::new(config) };
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown()).await.map_err(ServeError::Server)
+}
+
+async fn shutdown() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,164 @@
+//! Write Bindery plugins in Rust.
+//!
+//! A plugin is a WebAssembly component built for `wasm32-wasip2` that implements
+//! one of three worlds of the `bindery:plugin` WIT package:
+//!
+//! | world            | trait              | macro                     |
+//! |------------------|--------------------|---------------------------|
+//! | `provider`       | [`Provider`]       | [`export_provider!`]      |
+//! | `build-strategy` | [`BuildStrategy`]  | [`export_build_strategy!`]|
+//! | `cull-policy`    | [`CullPolicy`]     | [`export_cull_policy!`]   |
+//!
+//! Plugin code reaches the host only through the context it is handed
+//! ([`Context`] and its per-world extensions), so the same code runs natively
+//! under `cargo test` with [`testing::MockContext`].
+//!
+//! Each call runs in a fresh instance: keep no state between calls.
+#![deny(missing_docs)]
+
+mod context;
+mod plugin;
+pub mod testing;
+
+pub use context::{BuildStrategyContext, Context, HostContext, ProviderContext};
+pub use plugin::{BuildStrategy, CullPolicy, Provider};
+#[doc(hidden)]
+pub use plugin::{BuildStrategyAdapter, CullPolicyAdapter, ProviderAdapter};
+
+/// Generated bindings; plugin authors use the re-exports below instead.
+#[doc(hidden)]
+#[allow(missing_docs)]
+pub mod bindings {
+    /// The provider world; the shared types and host interfaces are generated here once.
+    pub mod provider {
+        wit_bindgen::generate!({
+            world: "provider",
+            path: "../wit",
+            pub_export_macro: true,
+            default_bindings_module: "bindery_sdk::bindings::provider",
+            export_macro_name: "__export_provider",
+        });
+    }
+
+    /// The build-strategy world, reusing the shared types.
+    pub mod build_strategy {
+        wit_bindgen::generate!({
+            world: "build-strategy",
+            path: "../wit",
+            pub_export_macro: true,
+            default_bindings_module: "bindery_sdk::bindings::build_strategy",
+            export_macro_name: "__export_build_strategy",
+            with: {
+                "bindery:plugin/types@0.1.0": crate::bindings::provider::bindery::plugin::types,
+                "bindery:plugin/log@0.1.0": crate::bindings::provider::bindery::plugin::log,
+                "bindery:plugin/clock@0.1.0": crate::bindings::provider::bindery::plugin::clock,
+                "bindery:plugin/config@0.1.0": crate::bindings::provider::bindery::plugin::config,
+            },
+        });
+    }
+
+    /// The cull-policy world, reusing the shared types.
+    pub mod cull_policy {
+        wit_bindgen::generate!({
+            world: "cull-policy",
+            path: "../wit",
+            pub_export_macro: true,
+            default_bindings_module: "bindery_sdk::bindings::cull_policy",
+            export_macro_name: "__export_cull_policy",
+            with: {
+                "bindery:plugin/types@0.1.0": crate::bindings::provider::bindery::plugin::types,
+                "bindery:plugin/log@0.1.0": crate::bindings::provider::bindery::plugin::log,
+                "bindery:plugin/clock@0.1.0": crate::bindings::provider::bindery::plugin::clock,
+                "bindery:plugin/config@0.1.0": crate::bindings::provider::bindery::plugin::config,
+            },
+        });
+    }
+}
+
+/// Types every plugin uses: metadata, capability requests, errors, log levels.
+pub mod types {
+    pub use crate::bindings::provider::bindery::plugin::types::{
+        CapabilityRequests, ConfigKey, LogLevel, PluginError, PluginKind, PluginMetadata,
+        RateLimit, UpstreamFailure,
+    };
+}
+
+/// The provider world's records.
+pub mod provider {
+    pub use crate::bindings::provider::exports::bindery::plugin::repo_provider::{
+        DisplayConfig, RefLifetime, Resolution,
+    };
+}
+
+/// The build-strategy world's records.
+pub mod build_strategy {
+    pub use crate::bindings::build_strategy::exports::bindery::plugin::build_strategy_plugin::{
+        BuildPlan, ContainerEngine, Executor, LayerPlan, Repo2dockerPlan, RepoFacts,
+        ResourceLimits,
+    };
+}
+
+/// The cull-policy world's records.
+pub mod cull_policy {
+    pub use crate::bindings::cull_policy::exports::bindery::plugin::cull_policy_plugin::{
+        Decision, Server, ServerState,
+    };
+}
+
+/// Outbound HTTP through the host (`http` capability).
+pub mod http {
+    pub use crate::bindings::provider::bindery::plugin::http::{
+        HttpError, Method, Request, Response,
+    };
+
+    impl Request {
+        /// A GET of `url` that follows redirects, with no extra headers.
+        pub fn get(url: impl Into<String>) -> Self {
+            Request {
+                method: Method::Get,
+                url: url.into(),
+                headers: Vec::new(),
+                body: None,
+                timeout_ms: None,
+                follow_redirects: true,
+            }
+        }
+
+        /// Adds a request header.
+        pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+            self.headers.push((name.into(), value.into()));
+            self
+        }
+    }
+
+    impl Response {
+        /// The first header called `name` (case-insensitive).
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        }
+    }
+}
+
+/// `git ls-remote` through the host (`git` capability).
+pub mod git {
+    pub use crate::bindings::provider::bindery::plugin::git::{GitError, RemoteRef};
+}
+
+/// Secrets by name (`secrets` capability).
+pub mod secrets {
+    pub use crate::bindings::provider::bindery::plugin::secrets::SecretError;
+}
+
+/// Everything a plugin usually needs.
+pub mod prelude {
+    pub use crate::build_strategy::*;
+    pub use crate::cull_policy::*;
+    pub use crate::provider::*;
+    pub use crate::types::*;
+    pub use crate::{
+        BuildStrategy, BuildStrategyContext, Context, CullPolicy, Provider, ProviderContext,
+    };
+}

@@ -1,0 +1,119 @@
+//! The plugin traits and the adapters that connect them to the generated exports.
+
+use std::marker::PhantomData;
+
+use crate::bindings::{build_strategy as bs, cull_policy as cp, provider as pv};
+use crate::build_strategy::{BuildPlan, RepoFacts};
+use crate::context::{BuildStrategyContext, Context, HostContext, ProviderContext};
+use crate::cull_policy::{Decision, Server};
+use crate::provider::{DisplayConfig, Resolution};
+use crate::types::{PluginError, PluginMetadata};
+
+/// A repository provider: turns a launch spec into an immutable revision.
+pub trait Provider {
+    /// Name, version, kind and requested capabilities. Must not call the host.
+    fn metadata() -> PluginMetadata;
+    /// What the launch form shows for this provider.
+    fn display_config() -> DisplayConfig;
+    /// Resolves the spec (the launch URL after the provider prefix).
+    fn resolve(ctx: &impl ProviderContext, spec: &str) -> Result<Resolution, PluginError>;
+}
+
+/// A build strategy: decides how a resolved repository is built.
+pub trait BuildStrategy {
+    /// Name, version, kind and requested capabilities. Must not call the host.
+    fn metadata() -> PluginMetadata;
+    /// Plans the build of the repository described by `facts`.
+    fn plan(ctx: &impl BuildStrategyContext, facts: RepoFacts) -> Result<BuildPlan, PluginError>;
+}
+
+/// A cull policy: decides which running servers to stop.
+pub trait CullPolicy {
+    /// Name, version, kind and requested capabilities. Must not call the host.
+    fn metadata() -> PluginMetadata;
+    /// One decision per server, in order.
+    fn decide(
+        ctx: &impl Context,
+        now_ms: u64,
+        servers: Vec<Server>,
+    ) -> Result<Vec<Decision>, PluginError>;
+}
+
+/// Connects a [`Provider`] to the provider world's exports.
+#[doc(hidden)]
+pub struct ProviderAdapter<T>(PhantomData<T>);
+
+impl<T: Provider> pv::exports::bindery::plugin::repo_provider::Guest for ProviderAdapter<T> {
+    fn metadata() -> PluginMetadata {
+        T::metadata()
+    }
+    fn display() -> DisplayConfig {
+        T::display_config()
+    }
+    fn resolve(spec: String) -> Result<Resolution, PluginError> {
+        T::resolve(&HostContext, &spec)
+    }
+}
+
+/// Connects a [`BuildStrategy`] to the build-strategy world's exports.
+#[doc(hidden)]
+pub struct BuildStrategyAdapter<T>(PhantomData<T>);
+
+impl<T: BuildStrategy> bs::exports::bindery::plugin::build_strategy_plugin::Guest
+    for BuildStrategyAdapter<T>
+{
+    fn metadata() -> PluginMetadata {
+        T::metadata()
+    }
+    fn plan(facts: RepoFacts) -> Result<BuildPlan, PluginError> {
+        T::plan(&HostContext, facts)
+    }
+}
+
+/// Connects a [`CullPolicy`] to the cull-policy world's exports.
+#[doc(hidden)]
+pub struct CullPolicyAdapter<T>(PhantomData<T>);
+
+impl<T: CullPolicy> cp::exports::bindery::plugin::cull_policy_plugin::Guest
+    for CullPolicyAdapter<T>
+{
+    fn metadata() -> PluginMetadata {
+        T::metadata()
+    }
+    fn decide(now_ms: u64, servers: Vec<Server>) -> Result<Vec<Decision>, PluginError> {
+        T::decide(&HostContext, now_ms, servers)
+    }
+}
+
+/// Exports a [`Provider`] implementation as the component's provider world.
+#[macro_export]
+macro_rules! export_provider {
+    ($plugin:ty) => {
+        type __BinderyProviderExport = $crate::ProviderAdapter<$plugin>;
+        $crate::bindings::provider::__export_provider!(
+            __BinderyProviderExport with_types_in $crate::bindings::provider
+        );
+    };
+}
+
+/// Exports a [`BuildStrategy`] implementation as the component's build-strategy world.
+#[macro_export]
+macro_rules! export_build_strategy {
+    ($plugin:ty) => {
+        type __BinderyBuildStrategyExport = $crate::BuildStrategyAdapter<$plugin>;
+        $crate::bindings::build_strategy::__export_build_strategy!(
+            __BinderyBuildStrategyExport with_types_in $crate::bindings::build_strategy
+        );
+    };
+}
+
+/// Exports a [`CullPolicy`] implementation as the component's cull-policy world.
+#[macro_export]
+macro_rules! export_cull_policy {
+    ($plugin:ty) => {
+        type __BinderyCullPolicyExport = $crate::CullPolicyAdapter<$plugin>;
+        $crate::bindings::cull_policy::__export_cull_policy!(
+            __BinderyCullPolicyExport with_types_in $crate::bindings::cull_policy
+        );
+    };
+}
