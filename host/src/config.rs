@@ -1,6 +1,7 @@
 //! Bindery's configuration: embedded defaults, then a TOML file, then
 //! environment variables (`BINDERY_` prefix, `__` between nested keys, e.g.
-//! `BINDERY_PLUGIN_RUNTIME__CALL_TIMEOUT_MS=500`).
+//! `BINDERY_PLUGIN_RUNTIME__CALL_TIMEOUT_MS=500`). `BINDERY_CONFIG` (the file)
+//! and `BINDERY_LOG` (the log filter) are the command line's, not keys.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -236,7 +237,7 @@ impl Config {
             }
             figment = figment.merge(Toml::file(path));
         }
-        let config: Config = figment.merge(Env::prefixed("BINDERY_").split("__")).extract()?;
+        let config: Config = figment.merge(Env::prefixed("BINDERY_").ignore(&["config", "log"]).split("__")).extract()?;
         config.validate()?;
         Ok(config)
     }
@@ -305,6 +306,8 @@ config = { base = "https://forge.example.edu", retries = 3 }
         .unwrap();
         figment::Jail::expect_with(|jail| {
             jail.set_env("BINDERY_PLUGIN_RUNTIME__MEMORY_LIMIT_MIB", "16");
+            jail.set_env("BINDERY_CONFIG", "/elsewhere.toml");
+            jail.set_env("BINDERY_LOG", "debug");
             let c = Config::load(Some(&file)).map_err(|e| e.to_string())?;
             assert_eq!(c.listen.port(), 9000);
             assert_eq!(c.plugin_runtime.call_timeout_ms, 750);

@@ -191,9 +191,7 @@ pub(crate) async fn load(
         .map_err(|e| LoadError::Invalid { plugin: name.into(), reason: format!("{e:#}") })?;
     let kind = detect_kind(name, &component, runtime)?;
 
-    let grants = Arc::new(
-        Grants::new(name, config, runtime_config).map_err(|reason| LoadError::Rejected { plugin: name.into(), reason })?,
-    );
+    let grants = Arc::new(Grants::new(name, config, runtime_config));
     let mut linker = Linker::<CallState>::new(runtime.engine());
     let linked = capabilities::link(&mut linker, kind, &grants)
         .map_err(|e| LoadError::Rejected { plugin: name.into(), reason: format!("linking host imports: {e:#}") })?;

@@ -22,7 +22,10 @@ use crate::plugins::bindings::http::{Host, HttpError, Method, Request, Response}
 const MAX_CACHED_BODY: usize = 256 * 1024;
 
 pub(super) struct HttpClient {
-    client: reqwest::Client,
+    /// Built at first use: loading the TLS roots costs tens of milliseconds,
+    /// which plugins that never fetch should not add to start-up.
+    client: std::sync::OnceLock<Result<reqwest::Client, String>>,
+    user_agent: String,
     egress: Arc<EgressPolicy>,
     limits: HttpLimits,
     etags: Mutex<EtagCache>,
@@ -42,22 +45,31 @@ impl Resolve for PolicyResolver {
 }
 
 impl HttpClient {
-    pub(super) fn new(plugin: &str, egress: Arc<EgressPolicy>, limits: &HttpLimits) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            // A proxy would connect on our behalf to addresses we never checked.
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_millis(limits.default_timeout_ms.min(10_000)))
-            .user_agent(format!("bindery/{} (plugin {plugin})", env!("CARGO_PKG_VERSION")))
-            .dns_resolver(PolicyResolver(egress.clone()))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(HttpClient {
-            client,
+    pub(super) fn new(plugin: &str, egress: Arc<EgressPolicy>, limits: &HttpLimits) -> Self {
+        HttpClient {
+            client: std::sync::OnceLock::new(),
+            user_agent: format!("bindery/{} (plugin {plugin})", env!("CARGO_PKG_VERSION")),
             egress,
             limits: limits.clone(),
             etags: Mutex::new(EtagCache::new(limits.etag_cache_entries)),
-        })
+        }
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, HttpError> {
+        self.client
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    // A proxy would connect on our behalf to addresses we never checked.
+                    .no_proxy()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .connect_timeout(Duration::from_millis(self.limits.default_timeout_ms.min(10_000)))
+                    .user_agent(self.user_agent.clone())
+                    .dns_resolver(PolicyResolver(self.egress.clone()))
+                    .build()
+                    .map_err(|e| format!("cannot build the HTTP client: {e}"))
+            })
+            .as_ref()
+            .map_err(|e| HttpError::Connect(e.clone()))
     }
 
     /// Checks a URL's scheme and host before any connection.
@@ -79,13 +91,14 @@ impl HttpClient {
         let cached = cache_key.as_ref().and_then(|k| self.etags.lock().expect("etag lock").get(k));
         let has_conditional = req.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("if-none-match"));
 
+        let client = self.client()?;
         let mut url = self.check_url(&req.url)?;
         let mut method = req.method;
         let mut body = req.body;
         let mut hops = 0;
         let work = async {
             loop {
-                let mut rb = self.client.request(to_reqwest(method), url.clone());
+                let mut rb = client.request(to_reqwest(method), url.clone());
                 for (k, v) in &req.headers {
                     rb = rb.header(k.as_str(), v.as_str());
                 }

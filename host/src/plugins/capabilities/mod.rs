@@ -110,15 +110,15 @@ pub struct Grants {
 
 impl Grants {
     /// The grants of `plugin` as configured.
-    pub fn new(name: &str, plugin: &PluginConfig, runtime: &RuntimeConfig) -> Result<Self, String> {
+    pub fn new(name: &str, plugin: &PluginConfig, runtime: &RuntimeConfig) -> Self {
         let egress = Arc::new(EgressPolicy::new(&plugin.hosts, &plugin.private_networks));
-        Ok(Grants {
+        Grants {
             config: plugin.config_strings(),
             secrets: plugin.secrets.clone(),
-            http: http::HttpClient::new(name, egress.clone(), &runtime.http)?,
+            http: http::HttpClient::new(name, egress.clone(), &runtime.http),
             git: git::GitClient::new(egress.clone(), runtime.git_timeout_ms),
             egress,
-        })
+        }
     }
 
     /// Whether `cap` is granted (before asking whether the world offers it).

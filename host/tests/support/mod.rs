@@ -1,0 +1,84 @@
+//! Fixtures shared by the integration tests: real plugin components built from
+//! the fixture crates, small loopback servers, and configurations.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use bindery::authoring::cargo::build_plugins;
+use bindery::config::{Config, PluginConfig, RuntimeConfig};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A target directory for components built by tests, beside the test binary's.
+pub fn test_target_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // <target>/<profile>/deps/<test binary>
+    exe.ancestors().nth(3).unwrap().join("test-plugins")
+}
+
+/// Builds a fixture crate of the workspace once per test binary.
+pub fn fixture(package: &'static str) -> PathBuf {
+    static BUILT: OnceLock<std::sync::Mutex<std::collections::HashMap<&'static str, PathBuf>>> = OnceLock::new();
+    let built = BUILT.get_or_init(Default::default);
+    let mut built = built.lock().unwrap();
+    built
+        .entry(package)
+        .or_insert_with(|| {
+            build_plugins(&workspace().join("Cargo.toml"), &[package], &test_target_dir(), "plugin")
+                .unwrap_or_else(|e| panic!("{e}"))
+                .remove(0)
+        })
+        .clone()
+}
+
+/// A configuration with one plugin and a fresh data directory.
+pub fn config_with(data_dir: &Path, name: &str, plugin: PluginConfig, runtime: RuntimeConfig) -> Config {
+    let mut config = Config::load(None).unwrap();
+    config.data_dir = data_dir.to_path_buf();
+    config.plugin_runtime = runtime;
+    config.plugins = [(name.to_string(), plugin)].into();
+    config
+}
+
+/// A plugin entry for a component file.
+pub fn plugin_at(path: &Path) -> PluginConfig {
+    PluginConfig { path: Some(path.to_path_buf()), enabled: true, ..Default::default() }
+}
+
+/// An HTTP/1.1 server on 127.0.0.1 answering every request with `body` after
+/// `delay`; returns its port and a counter of requests served.
+pub async fn http_server(body: Vec<u8>, delay: std::time::Duration) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let served = count.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let body = body.clone();
+            let served = served.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                served.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(delay).await;
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.write_all(&body).await;
+            });
+        }
+    });
+    (port, count)
+}
