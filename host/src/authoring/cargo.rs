@@ -8,11 +8,31 @@ use std::process::Command;
 /// The target every plugin is built for.
 pub const WASM_TARGET: &str = "wasm32-wasip2";
 
+/// A `cargo` command free of the environment of any build it runs inside.
+pub fn cargo_command() -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    // A build script's (or test's) environment describes the outer build: its
+    // target, flags, profile and jobserver. None of it applies here.
+    const PREFIXES: [&str; 6] = ["CARGO_CFG_", "CARGO_PKG_", "CARGO_FEATURE_", "CARGO_MANIFEST_", "CARGO_BUILD_", "DEP_"];
+    const EXACT: [&str; 15] = [
+        "CARGO_ENCODED_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_MAKEFLAGS", "CARGO_PRIMARY_PACKAGE", "CARGO_CRATE_NAME",
+        "RUSTFLAGS", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "TARGET", "HOST", "OUT_DIR", "PROFILE", "OPT_LEVEL",
+        "NUM_JOBS", "DEBUG",
+    ];
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if PREFIXES.iter().any(|p| key.starts_with(p)) || EXACT.contains(&&*key) {
+            cmd.env_remove(&*key);
+        }
+    }
+    cmd
+}
+
 /// Builds the crates `packages` of the workspace or crate at `manifest` for
 /// `wasm32-wasip2` in `target_dir`, and returns each one's component path.
 pub fn build_plugins(manifest: &Path, packages: &[&str], target_dir: &Path, profile: &str) -> Result<Vec<PathBuf>, String> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
+    let mut cmd = cargo_command();
     cmd.arg("build")
         .arg("--manifest-path")
         .arg(manifest)
@@ -21,19 +41,6 @@ pub fn build_plugins(manifest: &Path, packages: &[&str], target_dir: &Path, prof
         .arg(target_dir);
     for p in packages {
         cmd.args(["-p", p]);
-    }
-    // A build script's environment describes the outer build (its target,
-    // flags, profile, jobserver); none of it applies to the plugins.
-    const PREFIXES: [&str; 6] = ["CARGO_CFG_", "CARGO_PKG_", "CARGO_FEATURE_", "CARGO_MANIFEST_", "CARGO_BUILD_", "DEP_"];
-    const EXACT: [&str; 14] = [
-        "CARGO_ENCODED_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_MAKEFLAGS", "CARGO_PRIMARY_PACKAGE", "CARGO_CRATE_NAME",
-        "RUSTFLAGS", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "TARGET", "HOST", "OUT_DIR", "PROFILE", "OPT_LEVEL", "NUM_JOBS",
-    ];
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy();
-        if PREFIXES.iter().any(|p| key.starts_with(p)) || EXACT.contains(&&*key) || key == "DEBUG" {
-            cmd.env_remove(&*key);
-        }
     }
     let out = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;
     if !out.status.success() {

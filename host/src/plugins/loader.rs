@@ -121,19 +121,32 @@ fn split_name(name: &str) -> Option<(&str, &str, Option<&str>)> {
     })
 }
 
+/// Refuses a component built against another major version of
+/// `bindery:plugin`, naming the first import (else export) that shows it.
+fn check_wit_version(plugin: &str, component: &Component, runtime: &Runtime) -> Result<(), LoadError> {
+    let ty = component.component_type();
+    let imports = ty.imports(runtime.engine()).map(|(n, _)| n.to_string());
+    let exports = ty.exports(runtime.engine()).map(|(n, _)| n.to_string());
+    for name in imports.chain(exports) {
+        if let Some((WIT_PACKAGE, _, version)) = split_name(&name) {
+            if !version.is_some_and(version_compatible) {
+                return Err(LoadError::IncompatibleWit { plugin: plugin.into(), item: name, host_version: WIT_VERSION });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Which world the component implements, from its exports.
 fn detect_kind(plugin: &str, component: &Component, runtime: &Runtime) -> Result<PluginKind, LoadError> {
     let ty = component.component_type();
     let exports: Vec<String> = ty.exports(runtime.engine()).map(|(n, _)| n.to_string()).collect();
     for name in &exports {
-        let Some((WIT_PACKAGE, iface, version)) = split_name(name) else { continue };
+        let Some((WIT_PACKAGE, iface, _)) = split_name(name) else { continue };
         let kind = [PluginKind::Provider, PluginKind::BuildStrategy, PluginKind::CullPolicy]
             .into_iter()
             .find(|k| world_export(*k) == iface);
         if let Some(kind) = kind {
-            if !version.is_some_and(version_compatible) {
-                return Err(LoadError::IncompatibleWit { plugin: plugin.into(), item: name.clone(), host_version: WIT_VERSION });
-            }
             return Ok(kind);
         }
     }
@@ -144,13 +157,10 @@ fn detect_kind(plugin: &str, component: &Component, runtime: &Runtime) -> Result
 fn check_imports(plugin: &str, component: &Component, runtime: &Runtime, kind: PluginKind, linked: &[Capability]) -> Result<(), LoadError> {
     let refuse = |import: &str, hint: String| LoadError::ImportNotGranted { plugin: plugin.into(), import: import.into(), hint };
     for (name, _) in component.component_type().imports(runtime.engine()) {
-        let Some((pkg, iface, version)) = split_name(name) else {
+        let Some((pkg, iface, _)) = split_name(name) else {
             return Err(refuse(name, "not an interface of bindery:plugin or WASI".into()));
         };
         if pkg == WIT_PACKAGE {
-            if !version.is_some_and(version_compatible) {
-                return Err(LoadError::IncompatibleWit { plugin: plugin.into(), item: name.into(), host_version: WIT_VERSION });
-            }
             if iface == "types" {
                 continue;
             }
@@ -189,6 +199,7 @@ pub(crate) async fn load(
     let (component, compiled) = runtime
         .component(&sha256, wasm)
         .map_err(|e| LoadError::Invalid { plugin: name.into(), reason: format!("{e:#}") })?;
+    check_wit_version(name, &component, runtime)?;
     let kind = detect_kind(name, &component, runtime)?;
 
     let grants = Arc::new(Grants::new(name, config, runtime_config));

@@ -82,3 +82,85 @@ pub async fn http_server(body: Vec<u8>, delay: std::time::Duration) -> (u16, std
     });
     (port, count)
 }
+
+/// `wasm` with a custom section appended: the same code, different bytes
+/// (and so a different sha256), as a rebuilt plugin would be.
+pub fn with_custom_section(wasm: &[u8], name: &str, data: &[u8]) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut content = Vec::new();
+    leb(name.len(), &mut content);
+    content.extend_from_slice(name.as_bytes());
+    content.extend_from_slice(data);
+    let mut out = wasm.to_vec();
+    out.push(0);
+    leb(content.len(), &mut out);
+    out.extend_from_slice(&content);
+    out
+}
+
+/// A real `git daemon` serving bare repositories on 127.0.0.1, stopped on drop.
+pub struct GitDaemon {
+    pub port: u16,
+    pub root: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl GitDaemon {
+    /// Serves a new bare repository `path` (e.g. `group/project.git`) with one
+    /// commit on `main`; returns the daemon and the commit's sha.
+    pub fn with_repo(path: &str) -> (GitDaemon, String) {
+        let root = tempfile::tempdir().unwrap();
+        let work = root.path().join("work");
+        let git = |dir: &Path, args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .current_dir(dir)
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.org", "-c", "init.defaultBranch=main"])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        };
+        std::fs::create_dir_all(&work).unwrap();
+        git(&work, &["init", "-q"]);
+        std::fs::write(work.join("README.md"), "hello\n").unwrap();
+        git(&work, &["add", "."]);
+        git(&work, &["commit", "-qm", "first"]);
+        let sha = git(&work, &["rev-parse", "HEAD"]);
+        let bare = root.path().join("srv").join(path);
+        std::fs::create_dir_all(bare.parent().unwrap()).unwrap();
+        git(root.path(), &["clone", "-q", "--bare", work.to_str().unwrap(), bare.to_str().unwrap()]);
+
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new("git")
+            .args(["daemon", "--export-all", "--reuseaddr", "--listen=127.0.0.1"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", root.path().join("srv").display()))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("git daemon");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "git daemon did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        (GitDaemon { port, root, child }, sha)
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
