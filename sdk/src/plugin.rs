@@ -85,11 +85,17 @@ impl<T: CullPolicy> cp::exports::bindery::plugin::cull_policy_plugin::Guest
     }
 }
 
+// The exports exist only in the wasm component: native builds (the plugin's
+// own `cargo test`) would otherwise hand the linker symbol names like
+// `bindery:plugin/repo-provider@0.1.0#resolve`, which it rejects.
+
 /// Exports a [`Provider`] implementation as the component's provider world.
 #[macro_export]
 macro_rules! export_provider {
     ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
         type __BinderyProviderExport = $crate::ProviderAdapter<$plugin>;
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::provider::__export_provider!(
             __BinderyProviderExport with_types_in $crate::bindings::provider
         );
@@ -100,7 +106,9 @@ macro_rules! export_provider {
 #[macro_export]
 macro_rules! export_build_strategy {
     ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
         type __BinderyBuildStrategyExport = $crate::BuildStrategyAdapter<$plugin>;
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::build_strategy::__export_build_strategy!(
             __BinderyBuildStrategyExport with_types_in $crate::bindings::build_strategy
         );
@@ -111,7 +119,9 @@ macro_rules! export_build_strategy {
 #[macro_export]
 macro_rules! export_cull_policy {
     ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
         type __BinderyCullPolicyExport = $crate::CullPolicyAdapter<$plugin>;
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::cull_policy::__export_cull_policy!(
             __BinderyCullPolicyExport with_types_in $crate::bindings::cull_policy
         );

@@ -142,8 +142,12 @@ impl GitDaemon {
         git(root.path(), &["clone", "-q", "--bare", work.to_str().unwrap(), bare.to_str().unwrap()]);
 
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = std::process::Command::new("git")
-            .args(["daemon", "--export-all", "--reuseaddr", "--listen=127.0.0.1"])
+        // The `git-daemon` program itself, not the `git daemon` wrapper, so
+        // that killing the child stops the server.
+        let exec_path = std::process::Command::new("git").arg("--exec-path").output().unwrap();
+        let exec_path = String::from_utf8(exec_path.stdout).unwrap();
+        let child = std::process::Command::new(Path::new(exec_path.trim()).join("git-daemon"))
+            .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1"])
             .arg(format!("--port={port}"))
             .arg(format!("--base-path={}", root.path().join("srv").display()))
             .stderr(std::process::Stdio::null())

@@ -1,0 +1,29 @@
+# Sourced by the other scripts: installs what building Bindery needs on a
+# Debian machine and picks a cargo target directory outside the checkout.
+set -euo pipefail
+
+need_pkgs=()
+command -v git >/dev/null || need_pkgs+=(git)
+command -v pkg-config >/dev/null || need_pkgs+=(pkg-config)
+[ -f /usr/include/openssl/ssl.h ] || need_pkgs+=(libssl-dev)
+command -v cc >/dev/null || need_pkgs+=(gcc)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "setup: installing ${need_pkgs[*]}" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: Rust is not installed; install it with rustup (https://rustup.rs) and run this again" >&2
+  exit 1
+fi
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+  echo "setup: adding the wasm32-wasip2 target (plugins are built for it)" >&2
+  rustup target add wasm32-wasip2 >/dev/null
+fi
+
+# Builds are slow (wasmtime alone takes minutes): keep them outside the
+# checkout so every clone on this machine reuses them.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/bindery/target}"
+mkdir -p "$CARGO_TARGET_DIR"
