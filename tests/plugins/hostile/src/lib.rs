@@ -10,7 +10,7 @@
 use bindery_sdk::http::Request;
 use bindery_sdk::prelude::*;
 
-struct Hostile;
+pub struct Hostile;
 
 fn resolution(resolved_ref: String) -> Resolution {
     Resolution {

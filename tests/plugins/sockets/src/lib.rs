@@ -2,7 +2,7 @@
 //! Bindery must refuse to load it.
 use bindery_sdk::prelude::*;
 
-struct Sockets;
+pub struct Sockets;
 
 impl Provider for Sockets {
     fn metadata() -> PluginMetadata {
