@@ -34,6 +34,7 @@ pub mod bindings {
         wit_bindgen::generate!({
             world: "provider",
             path: "../wit",
+            additional_derives: [PartialEq, Eq],
             pub_export_macro: true,
             default_bindings_module: "bindery_sdk::bindings::provider",
             export_macro_name: "__export_provider",
@@ -45,6 +46,7 @@ pub mod bindings {
         wit_bindgen::generate!({
             world: "build-strategy",
             path: "../wit",
+            additional_derives: [PartialEq, Eq],
             pub_export_macro: true,
             default_bindings_module: "bindery_sdk::bindings::build_strategy",
             export_macro_name: "__export_build_strategy",
@@ -62,6 +64,7 @@ pub mod bindings {
         wit_bindgen::generate!({
             world: "cull-policy",
             path: "../wit",
+            additional_derives: [PartialEq, Eq],
             pub_export_macro: true,
             default_bindings_module: "bindery_sdk::bindings::cull_policy",
             export_macro_name: "__export_cull_policy",

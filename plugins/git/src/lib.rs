@@ -1,0 +1,211 @@
+//! The `git` provider: any git repository by URL, as BinderHub's
+//! `GitRepoProvider` does it.
+//!
+//! Spec: `<url-escaped repository URL>/<ref>`. A 40-hex ref is taken as is,
+//! with no network access; anything else is looked up with `git ls-remote`,
+//! taking the first advertised ref whose name ends in `/<ref>` (or is `<ref>`),
+//! the same tail match `git ls-remote -- <url> <ref>` applies.
+use bindery_sdk::prelude::*;
+use percent_encoding::percent_decode_str;
+
+pub struct Git;
+
+const ALLOWED_PROTOCOLS: [&str; 4] = ["http", "https", "git", "ssh"];
+/// Longer specs are refused before any parsing.
+const MAX_SPEC_BYTES: usize = 4096;
+
+/// The parsed spec.
+#[derive(Debug, PartialEq, Eq)]
+struct Spec<'a> {
+    /// The URL as it appears (escaped) in the spec.
+    escaped_url: &'a str,
+    /// The repository URL, unescaped and normalised.
+    url: String,
+    /// The ref, unescaped.
+    git_ref: String,
+}
+
+fn invalid(msg: impl Into<String>) -> PluginError {
+    PluginError::InvalidSpec(msg.into())
+}
+
+fn unescape(s: &str, what: &str) -> Result<String, PluginError> {
+    percent_decode_str(s).decode_utf8().map(|c| c.into_owned()).map_err(|_| invalid(format!("the {what} is not valid UTF-8 once unescaped")))
+}
+
+fn parse(spec: &str) -> Result<Spec<'_>, PluginError> {
+    if spec.len() > MAX_SPEC_BYTES {
+        return Err(invalid(format!("the spec is {} bytes long; at most {MAX_SPEC_BYTES} are accepted", spec.len())));
+    }
+    let (escaped_url, escaped_ref) = spec
+        .split_once('/')
+        .ok_or_else(|| invalid("expected <url-escaped repository URL>/<ref>, e.g. https%3A%2F%2Fexample.org%2Frepo.git/HEAD"))?;
+    let url = unescape(escaped_url, "repository URL")?;
+    let git_ref = unescape(escaped_ref, "ref")?;
+    if git_ref.is_empty() {
+        return Err(invalid("`unresolved_ref` must be specified in the url for the basic git provider"));
+    }
+    if url.chars().chain(git_ref.chars()).any(char::is_control) {
+        return Err(invalid("the spec contains control characters"));
+    }
+    if git_ref.starts_with('-') {
+        return Err(invalid(format!("{git_ref:?} is not a valid ref")));
+    }
+    let url = scp_to_ssh(&url).unwrap_or(url);
+    let protocol = url.split_once("://").map(|(p, _)| p.to_ascii_lowercase()).unwrap_or_default();
+    if !ALLOWED_PROTOCOLS.contains(&protocol.as_str()) {
+        return Err(invalid(format!("unsupported protocol in {url:?}: use one of {}", ALLOWED_PROTOCOLS.join(", "))));
+    }
+    Ok(Spec { escaped_url, url, git_ref })
+}
+
+/// `user@host:path` (scp-like syntax) as `ssh://user@host/path`.
+fn scp_to_ssh(url: &str) -> Option<String> {
+    if url.contains("://") {
+        return None;
+    }
+    let (user, rest) = url.split_once('@')?;
+    let (host, path) = rest.split_once(':')?;
+    let plain = |s: &str| !s.is_empty() && !s.contains(['/', ':', '@']);
+    (plain(user) && plain(host)).then(|| format!("ssh://{user}@{host}/{}", path.trim_start_matches('/')))
+}
+
+fn is_sha(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// git's tail match: `main` matches `refs/heads/main` but not `refs/heads/domain`.
+fn matches_ref(name: &str, pattern: &str) -> bool {
+    name == pattern || name.strip_suffix(pattern).is_some_and(|head| head.ends_with('/'))
+}
+
+impl Provider for Git {
+    fn metadata() -> PluginMetadata {
+        PluginMetadata {
+            name: "git".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            kind: PluginKind::Provider,
+            description: "Any git repository by URL, resolved with git ls-remote".into(),
+            requests: CapabilityRequests { hosts: vec!["*".into()], config_keys: vec![], secrets: vec![] },
+        }
+    }
+
+    fn display_config() -> DisplayConfig {
+        DisplayConfig {
+            display_name: "Git repository".into(),
+            id: "git".into(),
+            spec_validate_regex: "[^/]+/.+".into(),
+            detect_regex: None,
+            repo_label: "Arbitrary git repository URL (http://git.example.com/repo)".into(),
+            repo_placeholder: String::new(),
+            repo_url_encode: true,
+            ref_enabled: true,
+            ref_default: "HEAD".into(),
+        }
+    }
+
+    fn resolve(ctx: &impl ProviderContext, spec: &str) -> Result<Resolution, PluginError> {
+        let spec = parse(spec)?;
+        let (sha, lifetime) = if is_sha(&spec.git_ref) {
+            (spec.git_ref.clone(), RefLifetime::Immutable)
+        } else {
+            let refs = ctx.ls_remote(&spec.url).map_err(|e| {
+                PluginError::Upstream(UpstreamFailure {
+                    service: "git".into(),
+                    status: None,
+                    message: format!("Unable to run git ls-remote to get the `resolved_ref`: {e:?}"),
+                })
+            })?;
+            let found = refs.iter().find(|r| matches_ref(&r.name, &spec.git_ref)).ok_or_else(|| {
+                PluginError::NotFound(format!("Could not resolve ref for git:{}. Double check your URL.", spec.escaped_url.to_owned() + "/" + &spec.git_ref))
+            })?;
+            (found.oid.clone(), RefLifetime::Moving)
+        };
+        Ok(Resolution {
+            resolved_spec: format!("{}/{sha}", spec.escaped_url),
+            resolved_ref: sha,
+            build_slug: spec.url.clone(),
+            ref_url: spec.url.clone(),
+            repo_url: spec.url,
+            lifetime,
+            notices: vec![],
+        })
+    }
+}
+
+bindery_sdk::export_provider!(Git);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bindery_sdk::git::GitError;
+    use bindery_sdk::testing::MockContext;
+
+    const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+    const OTHER: &str = "89abcdef0123456789abcdef0123456789abcdef";
+    const URL: &str = "https://example.org/repo.git";
+    const ESCAPED: &str = "https%3A%2F%2Fexample.org%2Frepo.git";
+
+    fn remote() -> MockContext {
+        MockContext::new().with_remote(
+            URL,
+            &[("HEAD", SHA), ("refs/heads/domain", OTHER), ("refs/heads/main", SHA), ("refs/tags/v1.0", OTHER)],
+        )
+    }
+
+    #[test]
+    fn branches_tags_and_head_resolve_by_tail_match() {
+        let r = Git::resolve(&remote(), &format!("{ESCAPED}/main")).unwrap();
+        assert_eq!(r.resolved_ref, SHA);
+        assert_eq!(r.repo_url, URL);
+        assert_eq!(r.build_slug, URL);
+        assert_eq!(r.ref_url, URL);
+        assert_eq!(r.resolved_spec, format!("{ESCAPED}/{SHA}"));
+        assert_eq!(r.lifetime, RefLifetime::Moving);
+        assert_eq!(Git::resolve(&remote(), &format!("{ESCAPED}/HEAD")).unwrap().resolved_ref, SHA);
+        assert_eq!(Git::resolve(&remote(), &format!("{ESCAPED}/v1.0")).unwrap().resolved_ref, OTHER);
+        assert_eq!(Git::resolve(&remote(), &format!("{ESCAPED}/heads/main")).unwrap().resolved_ref, SHA);
+        assert!(matches!(Git::resolve(&remote(), &format!("{ESCAPED}/ain")), Err(PluginError::NotFound(_))));
+    }
+
+    #[test]
+    fn a_sha_is_taken_as_is_without_the_network() {
+        let ctx = MockContext::new();
+        let r = Git::resolve(&ctx, &format!("{ESCAPED}/{OTHER}")).unwrap();
+        assert_eq!(r.resolved_ref, OTHER);
+        assert_eq!(r.lifetime, RefLifetime::Immutable);
+    }
+
+    #[test]
+    fn scp_style_urls_become_ssh() {
+        let s = parse("git%40example.org%3Agroup%2Frepo.git/main").unwrap();
+        assert_eq!(s.url, "ssh://git@example.org/group/repo.git");
+        assert_eq!(scp_to_ssh("https://example.org/x"), None);
+    }
+
+    #[test]
+    fn bad_specs_are_invalid() {
+        for spec in [
+            "no-slash",
+            &format!("{ESCAPED}/"),
+            "file%3A%2F%2F%2Fetc%2Fpasswd/HEAD",
+            "%2Fetc%2Fpasswd/HEAD",
+            "ext%3A%3Ash%20-c%20id/HEAD",
+            &format!("{ESCAPED}/--upload-pack=evil"),
+            &format!("{ESCAPED}/ma%0Ain"),
+            &format!("{ESCAPED}/%FF"),
+            &format!("{ESCAPED}/{}", "a".repeat(10_000)),
+        ] {
+            assert!(matches!(Git::resolve(&MockContext::new(), spec), Err(PluginError::InvalidSpec(_))), "{spec:.80}");
+        }
+    }
+
+    #[test]
+    fn an_unreachable_remote_is_an_upstream_failure() {
+        let ctx = MockContext::new().with_remote_error(URL, GitError::Remote("connection refused".into()));
+        match Git::resolve(&ctx, &format!("{ESCAPED}/main")) {
+            Err(PluginError::Upstream(u)) => assert!(u.message.contains("connection refused")),
+            other => panic!("{other:?}"),
+        }
+    }
+}
