@@ -41,40 +41,34 @@ pub mod bindings {
         });
     }
 
-    /// The build-strategy world, reusing the shared types.
-    pub mod build_strategy {
-        wit_bindgen::generate!({
-            world: "build-strategy",
-            path: "../wit",
-            additional_derives: [PartialEq, Eq],
-            pub_export_macro: true,
-            default_bindings_module: "bindery_sdk::bindings::build_strategy",
-            export_macro_name: "__export_build_strategy",
-            with: {
-                "bindery:plugin/types@0.1.0": crate::bindings::provider::bindery::plugin::types,
-                "bindery:plugin/log@0.1.0": crate::bindings::provider::bindery::plugin::log,
-                "bindery:plugin/clock@0.1.0": crate::bindings::provider::bindery::plugin::clock,
-                "bindery:plugin/config@0.1.0": crate::bindings::provider::bindery::plugin::config,
-            },
-        });
+    /// A world that reuses the provider world's shared types and host interfaces.
+    macro_rules! world_sharing_types {
+        ($world:literal, $module:literal, $export:literal) => {
+            wit_bindgen::generate!({
+                world: $world,
+                path: "../wit",
+                additional_derives: [PartialEq, Eq],
+                pub_export_macro: true,
+                default_bindings_module: $module,
+                export_macro_name: $export,
+                with: {
+                    "bindery:plugin/types@0.1.0": crate::bindings::provider::bindery::plugin::types,
+                    "bindery:plugin/log@0.1.0": crate::bindings::provider::bindery::plugin::log,
+                    "bindery:plugin/clock@0.1.0": crate::bindings::provider::bindery::plugin::clock,
+                    "bindery:plugin/config@0.1.0": crate::bindings::provider::bindery::plugin::config,
+                },
+            });
+        };
     }
 
-    /// The cull-policy world, reusing the shared types.
+    /// The build-strategy world.
+    pub mod build_strategy {
+        world_sharing_types!("build-strategy", "bindery_sdk::bindings::build_strategy", "__export_build_strategy");
+    }
+
+    /// The cull-policy world.
     pub mod cull_policy {
-        wit_bindgen::generate!({
-            world: "cull-policy",
-            path: "../wit",
-            additional_derives: [PartialEq, Eq],
-            pub_export_macro: true,
-            default_bindings_module: "bindery_sdk::bindings::cull_policy",
-            export_macro_name: "__export_cull_policy",
-            with: {
-                "bindery:plugin/types@0.1.0": crate::bindings::provider::bindery::plugin::types,
-                "bindery:plugin/log@0.1.0": crate::bindings::provider::bindery::plugin::log,
-                "bindery:plugin/clock@0.1.0": crate::bindings::provider::bindery::plugin::clock,
-                "bindery:plugin/config@0.1.0": crate::bindings::provider::bindery::plugin::config,
-            },
-        });
+        world_sharing_types!("cull-policy", "bindery_sdk::bindings::cull_policy", "__export_cull_policy");
     }
 }
 

@@ -18,36 +18,33 @@ pub mod provider {
     });
 }
 
+/// A world that reuses the provider world's shared types and host interfaces.
+macro_rules! world_sharing_types {
+    ($world:literal) => {
+        wasmtime::component::bindgen!({
+            world: $world,
+            path: "../wit",
+            exports: { default: async },
+            with: {
+                "bindery:plugin/types": crate::plugins::bindings::provider::bindery::plugin::types,
+                "bindery:plugin/log": crate::plugins::bindings::provider::bindery::plugin::log,
+                "bindery:plugin/clock": crate::plugins::bindings::provider::bindery::plugin::clock,
+                "bindery:plugin/config": crate::plugins::bindings::provider::bindery::plugin::config,
+            },
+        });
+    };
+}
+
 /// The build-strategy world.
 #[allow(missing_docs)]
 pub mod build_strategy {
-    wasmtime::component::bindgen!({
-        world: "build-strategy",
-        path: "../wit",
-        exports: { default: async },
-        with: {
-            "bindery:plugin/types": crate::plugins::bindings::provider::bindery::plugin::types,
-            "bindery:plugin/log": crate::plugins::bindings::provider::bindery::plugin::log,
-            "bindery:plugin/clock": crate::plugins::bindings::provider::bindery::plugin::clock,
-            "bindery:plugin/config": crate::plugins::bindings::provider::bindery::plugin::config,
-        },
-    });
+    world_sharing_types!("build-strategy");
 }
 
 /// The cull-policy world.
 #[allow(missing_docs)]
 pub mod cull_policy {
-    wasmtime::component::bindgen!({
-        world: "cull-policy",
-        path: "../wit",
-        exports: { default: async },
-        with: {
-            "bindery:plugin/types": crate::plugins::bindings::provider::bindery::plugin::types,
-            "bindery:plugin/log": crate::plugins::bindings::provider::bindery::plugin::log,
-            "bindery:plugin/clock": crate::plugins::bindings::provider::bindery::plugin::clock,
-            "bindery:plugin/config": crate::plugins::bindings::provider::bindery::plugin::config,
-        },
-    });
+    world_sharing_types!("cull-policy");
 }
 
 pub use provider::bindery::plugin::types::{
