@@ -196,3 +196,46 @@ async fn output_and_logs_do_not_break_the_call() {
     let r = host.resolve("hostile", &format!("log/{long}")).await.unwrap().unwrap();
     assert_eq!(r.resolved_ref, "logged");
 }
+
+/// A server that sends an ETag and answers `If-None-Match` with 304; returns
+/// its port and the number of 304s it sent.
+async fn etag_server() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let not_modified = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = not_modified.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match sock.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&req).to_ascii_lowercase();
+            let reply = if head.contains("if-none-match: \"v1\"") {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                "HTTP/1.1 304 Not Modified\r\netag: \"v1\"\r\nconnection: close\r\n\r\n".to_string()
+            } else {
+                "HTTP/1.1 200 OK\r\netag: \"v1\"\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello".to_string()
+            };
+            let _ = sock.write_all(reply.as_bytes()).await;
+        }
+    });
+    (port, not_modified)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_with_an_etag_are_revalidated_not_refetched() {
+    let (port, not_modified) = etag_server().await;
+    let (host, _data) = hostile(granted(&["127.0.0.1"], &["127.0.0.0/8"]), RuntimeConfig::default()).await;
+    let spec = format!("fetch/http://127.0.0.1:{port}/commits/main");
+    for _ in 0..3 {
+        // The plugin sees the full body each time; the server sends it once.
+        assert_eq!(host.resolve("hostile", &spec).await.unwrap().unwrap().resolved_ref, "200:5");
+    }
+    assert_eq!(not_modified.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

@@ -99,7 +99,7 @@ impl HttpClient {
         let work = async {
             loop {
                 let mut rb = client.request(to_reqwest(method), url.clone());
-                for (k, v) in &req.headers {
+                for (k, v) in req.headers.iter().filter(|(k, _)| !is_host_controlled(k)) {
                     rb = rb.header(k.as_str(), v.as_str());
                 }
                 if let (Some(c), false) = (&cached, has_conditional) {
@@ -165,6 +165,14 @@ impl HttpClient {
         }
         Ok(Response { status, headers, body, final_url: url.to_string(), revalidated })
     }
+}
+
+/// Headers the host sets itself. A plugin-chosen `Host` would let it address
+/// another virtual host at a granted address than the name it was granted.
+fn is_host_controlled(name: &str) -> bool {
+    ["host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer", "proxy-authorization"]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h))
 }
 
 fn to_reqwest(m: Method) -> reqwest::Method {
