@@ -267,7 +267,7 @@ pub(crate) async fn load(
             reason: format!("required config keys are not set: {} (add them under [plugins.{name}.config])", missing.join(", ")),
         });
     }
-    plugin.ungranted = ungranted_requests(&metadata, &plugin.grants, config);
+    plugin.ungranted = ungranted_requests(&metadata, &plugin.grants);
     for u in &plugin.ungranted {
         tracing::warn!(plugin = name, "requests {u}, which is not granted; calls that need it will fail");
     }
@@ -277,11 +277,10 @@ pub(crate) async fn load(
 }
 
 /// Requests the operator has not granted, in words for `plugin check` and the log.
-fn ungranted_requests(metadata: &PluginMetadata, grants: &Grants, config: &PluginConfig) -> Vec<String> {
+fn ungranted_requests(metadata: &PluginMetadata, grants: &Grants) -> Vec<String> {
     let mut out = Vec::new();
     for host in &metadata.requests.hosts {
-        let granted = config.hosts.iter().any(|g| g == "*" || g.eq_ignore_ascii_case(host));
-        if !granted {
+        if !grants.egress().covers(host) {
             out.push(format!("host `{host}`"));
         }
     }

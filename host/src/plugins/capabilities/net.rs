@@ -111,6 +111,13 @@ impl EgressPolicy {
         self.hosts.is_empty()
     }
 
+    /// Whether a requested host (a name or a pattern from plugin metadata) is
+    /// covered by the grant, comparing names only.
+    pub fn covers(&self, requested: &str) -> bool {
+        let requested = normalise_host(requested);
+        self.hosts.iter().any(|p| p == &HostPattern::parse(&requested) || p.matches(&requested))
+    }
+
     /// Checks a host name (or IP literal) against the grant. IP literals are
     /// also checked as addresses.
     pub fn check_host(&self, host: &str) -> Result<(), EgressDenied> {
@@ -234,6 +241,8 @@ mod tests {
         );
         assert!(p.check_host("evilgithub.com").is_err());
         assert!(p.check_host("api.github.com.evil.org").is_err());
+        assert!(p.covers("api.zenodo.org") && p.covers("*.zenodo.org") && p.covers("API.github.com"));
+        assert!(!p.covers("*") && !p.covers("zenodo.org") && !p.covers("*.github.com"));
     }
 
     #[test]
