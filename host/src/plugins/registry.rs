@@ -100,45 +100,34 @@ impl PluginHost {
         }
     }
 
-    async fn load_named(&self, name: &str) -> Result<LoadedPlugin, LoadError> {
+    /// The configured source of `name` and its component bytes.
+    async fn fetch(&self, name: &str) -> Result<(PluginSource, &PluginConfig, Vec<u8>), LoadError> {
         let config = self.configs.get(name).ok_or_else(|| LoadError::Rejected {
             plugin: name.into(),
             reason: "no such plugin in the configuration".into(),
         })?;
         let source = config.source(name).map_err(|e| LoadError::Rejected { plugin: name.into(), reason: e.to_string() })?;
         let wasm = self.read_source(name, &source).await?;
+        Ok((source, config, wasm))
+    }
+
+    async fn load_named(&self, name: &str) -> Result<LoadedPlugin, LoadError> {
+        let (source, config, wasm) = self.fetch(name).await?;
         loader::load(&self.runtime, name, source, &wasm, config, &self.runtime_config).await
     }
 
     /// Loads `name` again from its source and swaps it in if it changed. On
     /// failure the loaded version stays.
     pub async fn reload(&self, name: &str) -> Result<Reloaded, LoadError> {
+        let (source, config, wasm) = self.fetch(name).await?;
         let old = self.get(name);
-        if let (Some(old), Some(config)) = (&old, self.configs.get(name)) {
-            if let Ok(PluginSource::Path(path)) = config.source(name) {
-                let bytes = tokio::fs::read(&path).await.map_err(|e| LoadError::Read {
-                    plugin: name.into(),
-                    source_desc: path.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-                if sha256_hex(&bytes) == old.sha256 {
-                    if let Some(s) = stamp(&path) {
-                        self.stamps.lock().expect("stamps lock").insert(name.to_string(), s);
-                    }
-                    return Ok(Reloaded::Unchanged);
-                }
-            }
+        if old.as_ref().is_some_and(|o| o.sha256 == sha256_hex(&wasm)) {
+            return Ok(Reloaded::Unchanged);
         }
-        let new = Arc::new(self.load_named(name).await?);
-        let outcome = match &old {
-            Some(o) if o.sha256 == new.sha256 => Reloaded::Unchanged,
-            Some(o) => Reloaded::Replaced { old: o.sha256.clone(), new: new.sha256.clone() },
-            None => Reloaded::Replaced { old: String::new(), new: new.sha256.clone() },
-        };
-        if outcome != Reloaded::Unchanged {
-            tracing::info!(plugin = name, version = %new.metadata.version, sha256 = %new.sha256, "plugin replaced");
-            self.plugins.write().expect("plugins lock").insert(name.to_string(), new);
-        }
+        let new = Arc::new(loader::load(&self.runtime, name, source, &wasm, config, &self.runtime_config).await?);
+        let outcome = Reloaded::Replaced { old: old.map(|o| o.sha256.clone()).unwrap_or_default(), new: new.sha256.clone() };
+        tracing::info!(plugin = name, version = %new.metadata.version, sha256 = %new.sha256, "plugin replaced");
+        self.plugins.write().expect("plugins lock").insert(name.to_string(), new);
         Ok(outcome)
     }
 
