@@ -112,7 +112,7 @@ impl HttpClient {
                 let status = resp.status().as_u16();
                 if req.follow_redirects && resp.status().is_redirection() && status != 304 {
                     let Some(location) = resp.headers().get("location").and_then(|l| l.to_str().ok()) else {
-                        return self.read(resp, &url, false).await;
+                        return self.read(resp, &url).await;
                     };
                     hops += 1;
                     if hops > self.limits.max_redirects {
@@ -131,7 +131,7 @@ impl HttpClient {
                         return Ok(Response { revalidated: true, final_url: url.to_string(), ..c.response.clone() });
                     }
                 }
-                return self.read(resp, &url, false).await;
+                return self.read(resp, &url).await;
             }
         };
         let response = tokio::time::timeout(timeout, work).await.map_err(|_| HttpError::Timeout)??;
@@ -145,7 +145,7 @@ impl HttpClient {
         Ok(response)
     }
 
-    async fn read(&self, mut resp: reqwest::Response, url: &Url, revalidated: bool) -> Result<Response, HttpError> {
+    async fn read(&self, mut resp: reqwest::Response, url: &Url) -> Result<Response, HttpError> {
         let cap = self.limits.max_response_bytes;
         if resp.content_length().is_some_and(|n| n > cap) {
             return Err(HttpError::TooLarge(cap));
@@ -163,7 +163,7 @@ impl HttpClient {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(Response { status, headers, body, final_url: url.to_string(), revalidated })
+        Ok(Response { status, headers, body, final_url: url.to_string(), revalidated: false })
     }
 }
 
