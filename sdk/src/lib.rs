@@ -18,7 +18,9 @@
 
 mod context;
 mod plugin;
+pub mod spec;
 pub mod testing;
+pub mod upstream;
 
 pub use context::{BuildStrategyContext, Context, HostContext, ProviderContext};
 pub use plugin::{BuildStrategy, CullPolicy, Provider};
@@ -83,7 +85,7 @@ pub mod types {
 /// The provider world's records.
 pub mod provider {
     pub use crate::bindings::provider::exports::bindery::plugin::repo_provider::{
-        DisplayConfig, RefLifetime, Resolution,
+        DisplayConfig, Notice, RefFallback, RefLifetime, Resolution,
     };
 }
 

@@ -6,13 +6,11 @@
 //! taking the first advertised ref whose name ends in `/<ref>` (or is `<ref>`),
 //! the same tail match `git ls-remote -- <url> <ref>` applies.
 use bindery_sdk::prelude::*;
-use percent_encoding::percent_decode_str;
+use bindery_sdk::spec::{self, invalid, is_sha1, unquote};
 
 pub struct Git;
 
 const ALLOWED_PROTOCOLS: [&str; 4] = ["http", "https", "git", "ssh"];
-/// Longer specs are refused before any parsing.
-const MAX_SPEC_BYTES: usize = 4096;
 
 /// The parsed spec.
 #[derive(Debug, PartialEq, Eq)]
@@ -25,31 +23,18 @@ struct Spec<'a> {
     git_ref: String,
 }
 
-fn invalid(msg: impl Into<String>) -> PluginError {
-    PluginError::InvalidSpec(msg.into())
-}
-
-fn unescape(s: &str, what: &str) -> Result<String, PluginError> {
-    percent_decode_str(s).decode_utf8().map(|c| c.into_owned()).map_err(|_| invalid(format!("the {what} is not valid UTF-8 once unescaped")))
-}
-
 fn parse(spec: &str) -> Result<Spec<'_>, PluginError> {
-    if spec.len() > MAX_SPEC_BYTES {
-        return Err(invalid(format!("the spec is {} bytes long; at most {MAX_SPEC_BYTES} are accepted", spec.len())));
-    }
+    spec::check(spec)?;
     let (escaped_url, escaped_ref) = spec
         .split_once('/')
         .ok_or_else(|| invalid("expected <url-escaped repository URL>/<ref>, e.g. https%3A%2F%2Fexample.org%2Frepo.git/HEAD"))?;
-    let url = unescape(escaped_url, "repository URL")?;
-    let git_ref = unescape(escaped_ref, "ref")?;
+    let url = unquote(escaped_url, "repository URL")?;
+    let git_ref = unquote(escaped_ref, "ref")?;
     if git_ref.is_empty() {
         return Err(invalid("`unresolved_ref` must be specified in the url for the basic git provider"));
     }
-    if url.chars().chain(git_ref.chars()).any(char::is_control) {
-        return Err(invalid("the spec contains control characters"));
-    }
-    if git_ref.starts_with('-') {
-        return Err(invalid(format!("{git_ref:?} is not a valid ref")));
+    if !is_sha1(&git_ref) {
+        spec::check_git_ref(&git_ref)?;
     }
     let url = scp_to_ssh(&url).unwrap_or(url);
     let protocol = url.split_once("://").map(|(p, _)| p.to_ascii_lowercase()).unwrap_or_default();
@@ -68,10 +53,6 @@ fn scp_to_ssh(url: &str) -> Option<String> {
     let (host, path) = rest.split_once(':')?;
     let plain = |s: &str| !s.is_empty() && !s.contains(['/', ':', '@']);
     (plain(user) && plain(host)).then(|| format!("ssh://{user}@{host}/{}", path.trim_start_matches('/')))
-}
-
-fn is_sha(s: &str) -> bool {
-    s.len() == 40 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// git's tail match: `main` matches `refs/heads/main` but not `refs/heads/domain`.
@@ -100,13 +81,13 @@ impl Provider for Git {
             repo_placeholder: String::new(),
             repo_url_encode: true,
             ref_enabled: true,
-            ref_default: "HEAD".into(),
+            ref_default: Some("HEAD".into()),
         }
     }
 
     fn resolve(ctx: &impl ProviderContext, spec: &str) -> Result<Resolution, PluginError> {
         let spec = parse(spec)?;
-        let (sha, lifetime) = if is_sha(&spec.git_ref) {
+        let (sha, lifetime) = if is_sha1(&spec.git_ref) {
             (spec.git_ref.clone(), RefLifetime::Immutable)
         } else {
             let refs = ctx.ls_remote(&spec.url).map_err(|e| {
@@ -117,7 +98,7 @@ impl Provider for Git {
                 })
             })?;
             let found = refs.iter().find(|r| matches_ref(&r.name, &spec.git_ref)).ok_or_else(|| {
-                PluginError::NotFound(format!("Could not resolve ref for git:{}. Double check your URL.", spec.escaped_url.to_owned() + "/" + &spec.git_ref))
+                PluginError::NotFound(format!("The remote advertises no ref named {:?}.", spec.git_ref))
             })?;
             (found.oid.clone(), RefLifetime::Moving)
         };

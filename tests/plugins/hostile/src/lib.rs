@@ -49,7 +49,7 @@ impl Provider for Hostile {
             repo_placeholder: "ok/x".into(),
             repo_url_encode: false,
             ref_enabled: false,
-            ref_default: "HEAD".into(),
+            ref_default: Some("HEAD".into()),
         }
     }
 

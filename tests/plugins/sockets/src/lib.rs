@@ -25,7 +25,7 @@ impl Provider for Sockets {
             repo_placeholder: "127.0.0.1:80".into(),
             repo_url_encode: false,
             ref_enabled: false,
-            ref_default: "HEAD".into(),
+            ref_default: Some("HEAD".into()),
         }
     }
 

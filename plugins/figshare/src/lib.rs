@@ -1,0 +1,149 @@
+//! The `figshare` provider: Figshare articles by DOI, as BinderHub's `FigshareProvider`.
+//!
+//! The DOI (with or without `.vN`) is resolved through the DOI resolver to the
+//! article's landing page `…/articles/<type>/<title>/<id>[/<version>]`. Without a
+//! version there, the latest comes from `GET {api}/articles/{id}/versions`.
+use bindery_sdk::http::Request;
+use bindery_sdk::prelude::*;
+use bindery_sdk::spec::{self, invalid};
+use bindery_sdk::upstream;
+use serde::Deserialize;
+
+pub struct Figshare;
+
+const SERVICE: &str = "Figshare";
+
+/// `(article id, version)` from a landing page URL.
+fn article(landing: &str) -> Result<(u64, Option<u64>), PluginError> {
+    let not_article = || upstream::failure(SERVICE, None, format!("the DOI leads to {landing}, which is not a Figshare article"));
+    let path = landing.split(['?', '#']).next().unwrap_or_default();
+    let (_, rest) = path.split_once("/articles/").ok_or_else(not_article)?;
+    let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+    let id = parts.get(2).and_then(|s| s.parse().ok()).ok_or_else(not_article)?;
+    let version = match parts.get(3) {
+        Some(v) => Some(v.parse().map_err(|_| not_article())?),
+        None => None,
+    };
+    Ok((id, version))
+}
+
+#[derive(Deserialize)]
+struct Version {
+    version: u64,
+}
+
+impl Provider for Figshare {
+    fn metadata() -> PluginMetadata {
+        PluginMetadata {
+            name: "figshare".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            kind: PluginKind::Provider,
+            description: "Figshare articles by DOI, resolved through doi.org and the Figshare API".into(),
+            requests: CapabilityRequests {
+                hosts: vec!["doi.org".into(), "figshare.com".into(), "*.figshare.com".into()],
+                config_keys: vec![
+                    ConfigKey { name: "doi_resolver".into(), description: "DOI resolver base URL; default https://doi.org".into(), required: false },
+                    ConfigKey { name: "api_base_url".into(), description: "Figshare API base URL; default https://api.figshare.com/v2".into(), required: false },
+                ],
+                secrets: vec![],
+            },
+        }
+    }
+
+    fn display_config() -> DisplayConfig {
+        DisplayConfig {
+            display_name: "Figshare DOI".into(),
+            id: "figshare".into(),
+            spec_validate_regex: "10\\.\\d+\\/(.)+".into(),
+            detect_regex: None,
+            repo_label: "Figshare DOI".into(),
+            repo_placeholder: "example: 10.6084/m9.figshare.9782777.v1".into(),
+            repo_url_encode: false,
+            ref_enabled: false,
+            ref_default: None,
+        }
+    }
+
+    fn resolve(ctx: &impl ProviderContext, spec: &str) -> Result<Resolution, PluginError> {
+        spec::check(spec)?;
+        if !upstream::is_doi(spec) {
+            return Err(invalid(format!("{spec:?} is not a DOI such as 10.6084/m9.figshare.9782777.v1")));
+        }
+        let resolver = ctx.config("doi_resolver").unwrap_or_else(|| "https://doi.org".into());
+        let landing = upstream::resolve_doi(ctx, &resolver, spec)?;
+        let (id, version) = article(&landing)?;
+        let (version, lifetime) = match version {
+            Some(v) => (v, RefLifetime::Immutable),
+            None => {
+                let api = ctx.config("api_base_url").unwrap_or_else(|| "https://api.figshare.com/v2".into());
+                let response = upstream::send(ctx, SERVICE, &Request::get(format!("{}/articles/{id}/versions", api.trim_end_matches('/'))))?;
+                if response.status != 200 {
+                    return Err(upstream::status_error(ctx, SERVICE, &response));
+                }
+                let versions: Vec<Version> = upstream::json(SERVICE, &response)?;
+                let latest = versions.iter().map(|v| v.version).max().unwrap_or(1);
+                (latest, RefLifetime::Moving)
+            }
+        };
+        let record = format!("{id}.v{version}");
+        let resolved_spec = format!("{}figshare.{record}", spec.split("figshare").next().unwrap_or_default());
+        Ok(Resolution {
+            repo_url: spec.into(),
+            build_slug: format!("figshare-{record}"),
+            ref_url: format!("https://doi.org/{resolved_spec}"),
+            resolved_spec,
+            resolved_ref: record,
+            lifetime,
+            notices: vec![],
+        })
+    }
+}
+
+bindery_sdk::export_provider!(Figshare);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bindery_sdk::http::Response;
+    use bindery_sdk::testing::MockContext;
+    use proptest::prelude::*;
+
+    fn landing(doi: &str, to: &str) -> MockContext {
+        let r = Response { status: 200, headers: vec![], body: vec![], final_url: to.into(), revalidated: false };
+        MockContext::new().with_response(&format!("https://doi.org/{doi}"), Ok(r))
+    }
+
+    #[test]
+    fn versioned_and_unversioned_dois() {
+        let doi = "10.6084/m9.figshare.9782777.v1";
+        let r = Figshare::resolve(&landing(doi, "https://figshare.com/articles/code/Binder-ready/9782777/1"), doi).unwrap();
+        assert_eq!(r.resolved_ref, "9782777.v1");
+        assert_eq!(r.build_slug, "figshare-9782777.v1");
+        assert_eq!(r.resolved_spec, "10.6084/m9.figshare.9782777.v1");
+        assert_eq!(r.ref_url, "https://doi.org/10.6084/m9.figshare.9782777.v1");
+        assert_eq!(r.lifetime, RefLifetime::Immutable);
+
+        let doi = "10.6084/m9.figshare.9782777";
+        let ctx = landing(doi, "https://figshare.com/articles/code/Binder-ready/9782777")
+            .with_json("https://api.figshare.com/v2/articles/9782777/versions", 200, r#"[{"version":1,"url":"u"},{"version":3,"url":"u"},{"version":2,"url":"u"}]"#);
+        let r = Figshare::resolve(&ctx, doi).unwrap();
+        assert_eq!(r.resolved_ref, "9782777.v3");
+        assert_eq!(r.resolved_spec, "10.6084/m9.figshare.9782777.v3");
+        assert_eq!(r.lifetime, RefLifetime::Moving);
+    }
+
+    #[test]
+    fn landing_pages_that_are_not_articles() {
+        let doi = "10.6084/m9.figshare.1";
+        assert!(matches!(Figshare::resolve(&landing(doi, "https://figshare.com/projects/x"), doi), Err(PluginError::Upstream(_))));
+        assert!(matches!(Figshare::resolve(&landing(doi, "https://figshare.com/articles/a/b/c"), doi), Err(PluginError::Upstream(_))));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(5000))]
+        #[test]
+        fn landing_pages_never_panic(url in "\\PC{0,60}(/articles/[a-z0-9/]{0,20})?") {
+            let _ = article(&url);
+        }
+    }
+}
