@@ -49,6 +49,51 @@ pub struct Config {
     /// Plugins by the name they are loaded under.
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginConfig>,
+    /// How long cached resolutions stay fresh, and how many are kept.
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// Launch quotas (upstream's `per_repo_quota`, `per_repo_quota_higher`).
+    #[serde(default)]
+    pub quota: QuotaConfig,
+}
+
+/// The sled cache of resolved refs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// How long a branch, tag, `HEAD` or unversioned record stays resolved.
+    /// Immutable refs (a sha, a versioned DOI) stay until evicted.
+    pub moving_ref_ttl_secs: u64,
+    /// How long "not found" is remembered (upstream: 300 s).
+    pub not_found_ttl_secs: u64,
+    /// Resolutions kept; the oldest are evicted past this.
+    pub max_refs: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig { moving_ref_ttl_secs: 60, not_found_ttl_secs: 300, max_refs: 100_000 }
+    }
+}
+
+/// Launch quotas; unset means unlimited.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotaConfig {
+    /// Servers one repository may run at once.
+    pub per_repo: Option<u32>,
+    /// The same for specs matching a provider's `high_quota_specs`.
+    pub per_repo_higher: Option<u32>,
+}
+
+/// Per-repository settings for specs matching `pattern` (upstream's `spec_config`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecConfig {
+    /// A regex matched case-insensitively at the start of the raw spec.
+    pub pattern: String,
+    /// Settings merged into the repository's config, e.g. `{ quota = 20 }`.
+    pub config: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Limits and behaviour of the plugin runtime.
@@ -158,6 +203,19 @@ pub struct PluginConfig {
     /// See [`RuntimeConfig::fuel`].
     #[serde(default)]
     pub fuel: Option<u64>,
+    /// Providers: specs refused, as regexes matched case-insensitively at the
+    /// start of the raw spec (Python's `re.match`, as upstream).
+    #[serde(default)]
+    pub banned_specs: Vec<String>,
+    /// Providers: when set, only specs matching one of these launch.
+    #[serde(default)]
+    pub allowed_specs: Vec<String>,
+    /// Providers: specs given `quota.per_repo_higher`.
+    #[serde(default)]
+    pub high_quota_specs: Vec<String>,
+    /// Providers: per-repository settings by spec pattern, applied in order.
+    #[serde(default)]
+    pub spec_config: Vec<SpecConfig>,
 }
 
 fn yes() -> bool {

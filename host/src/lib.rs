@@ -2,13 +2,16 @@
 //! policies are sandboxed WebAssembly components.
 //!
 //! The crate is usable without the binary: [`config`] reads the configuration,
-//! [`plugins`] runs plugins, [`api`] is the HTTP surface and [`serve`] wires
-//! them together.
+//! [`plugins`] runs plugins, [`pipeline`] holds the launch steps (resolution
+//! first) over the sled [`cache`], [`api`] is the HTTP surface and [`serve`]
+//! wires them together.
 #![deny(missing_docs)]
 
 pub mod api;
 pub mod authoring;
+pub mod cache;
 pub mod config;
+pub mod pipeline;
 pub mod plugins;
 pub mod serve;
 

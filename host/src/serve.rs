@@ -1,6 +1,5 @@
 //! `bindery serve`: load the plugins, start the HTTP service, stop cleanly.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::api::{AppState, router};
@@ -21,6 +20,9 @@ pub enum ServeError {
         /// Why.
         source: std::io::Error,
     },
+    /// The configuration is inconsistent.
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
     /// The server failed while running.
     #[error("server error: {0}")]
     Server(std::io::Error),
@@ -46,7 +48,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         "Bindery {} listening on http://{addr}/",
         crate::VERSION
     );
-    let state = AppState { plugins, config: Arc::new(config) };
+    let state = AppState::new(config, plugins)?;
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown()).await.map_err(ServeError::Server)
 }
 

@@ -2,6 +2,7 @@
 
 mod admin;
 mod meta;
+mod providers;
 
 use std::sync::Arc;
 
@@ -9,7 +10,8 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
+use crate::pipeline::Resolver;
 use crate::plugins::PluginHost;
 
 /// What every handler can reach.
@@ -19,11 +21,21 @@ pub struct AppState {
     pub plugins: Arc<PluginHost>,
     /// The configuration the service started with.
     pub config: Arc<Config>,
+    /// Resolves specs with the providers and the ref cache.
+    pub resolver: Arc<Resolver>,
+}
+
+impl AppState {
+    /// State over loaded plugins, with the ref cache in the data directory.
+    pub fn new(config: Config, plugins: Arc<PluginHost>) -> Result<AppState, ConfigError> {
+        let resolver = Resolver::new(&config, plugins.clone(), crate::cache::open_refs(&config))?;
+        Ok(AppState { plugins, config: Arc::new(config), resolver: Arc::new(resolver) })
+    }
 }
 
 /// The service's routes.
 pub fn router(state: AppState) -> Router {
-    let mut router = meta::routes();
+    let mut router = meta::routes().merge(providers::routes());
     if state.config.admin_token.is_some() {
         router = router.merge(admin::routes(state.clone()));
     }

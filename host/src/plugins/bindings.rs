@@ -53,7 +53,7 @@ pub use provider::bindery::plugin::types::{
 };
 pub use provider::bindery::plugin::{git, http, secrets};
 pub use provider::exports::bindery::plugin::repo_provider::{
-    DisplayConfig, RefLifetime, Resolution,
+    DisplayConfig, Notice, RefFallback, RefLifetime, Resolution,
 };
 pub use build_strategy::exports::bindery::plugin::build_strategy_plugin::{
     BuildPlan, ContainerEngine, Executor, LayerPlan, Repo2dockerPlan, RepoFacts, ResourceLimits,

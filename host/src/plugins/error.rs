@@ -59,7 +59,7 @@ pub enum LoadError {
         /// Why.
         reason: String,
     },
-    /// Calling `metadata` failed.
+    /// Calling `metadata` (or a provider's `display`) failed.
     #[error("plugin `{plugin}`: metadata call failed: {source}")]
     Metadata {
         /// The plugin's configured name.

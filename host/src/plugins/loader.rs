@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker};
 
-use super::bindings::{PluginKind, PluginMetadata, build_strategy, cull_policy, provider};
+use super::bindings::{DisplayConfig, PluginKind, PluginMetadata, build_strategy, cull_policy, provider};
 use super::capabilities::{self, CallState, Capability, Grants, WasiInterface};
 use super::engine::{CompileOutcome, Runtime, sha256_hex};
 use super::error::LoadError;
@@ -35,6 +35,8 @@ pub struct LoadedPlugin {
     pub sha256: String,
     /// What it says about itself.
     pub metadata: PluginMetadata,
+    /// A provider's launch-form configuration, asked once at load.
+    pub display: Option<DisplayConfig>,
     /// The capabilities linked for it.
     pub linked: Vec<Capability>,
     /// Capability requests in its metadata the operator did not grant.
@@ -232,6 +234,7 @@ pub(crate) async fn load(
             description: String::new(),
             requests: super::bindings::CapabilityRequests { hosts: vec![], config_keys: vec![], secrets: vec![] },
         },
+        display: None,
         linked,
         ungranted: Vec::new(),
         limits: Limits::for_plugin(runtime_config, config),
@@ -272,6 +275,12 @@ pub(crate) async fn load(
         tracing::warn!(plugin = name, "requests {u}, which is not granted; calls that need it will fail");
     }
     plugin.metadata = metadata;
+    if kind == PluginKind::Provider {
+        let display = super::calls::display(runtime, &plugin)
+            .await
+            .map_err(|source| LoadError::Metadata { plugin: name.into(), source })?;
+        plugin.display = Some(display);
+    }
     plugin.load_time = started.elapsed();
     Ok(plugin)
 }

@@ -36,7 +36,8 @@ pub enum Capability {
     Clock,
     /// `config`: always granted; a plugin reads only its own table.
     Config,
-    /// `secrets`: granted when the plugin's `secrets` table names any.
+    /// `secrets`: always linked, so optional credentials need no grant; each
+    /// secret is granted by name, and any other name reads as `not-granted`.
     Secrets,
     /// `http`: granted when the plugin's `hosts` list is not empty.
     Http,
@@ -90,7 +91,6 @@ impl Capability {
     /// What the operator writes to grant it.
     pub fn grant_hint(self) -> &'static str {
         match self {
-            Capability::Secrets => "name the secret under `secrets`, e.g. `secrets = { token = { env = \"TOKEN\" } }`",
             Capability::Http | Capability::Git => {
                 "list the hosts it may reach under `hosts`, e.g. `hosts = [\"api.example.org\"]`"
             }
@@ -124,10 +124,9 @@ impl Grants {
     /// Whether `cap` is granted (before asking whether the world offers it).
     pub fn grants(&self, cap: Capability) -> bool {
         match cap {
-            Capability::Log | Capability::Clock | Capability::Config | Capability::RepoFiles => {
+            Capability::Log | Capability::Clock | Capability::Config | Capability::Secrets | Capability::RepoFiles => {
                 true
             }
-            Capability::Secrets => !self.secrets.is_empty(),
             Capability::Http | Capability::Git => !self.egress.is_empty(),
         }
     }

@@ -1,0 +1,48 @@
+//! `/api/repoproviders`: each provider's launch-form configuration, in
+//! upstream's shape and order.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::AppState;
+use crate::plugins::bindings::DisplayConfig;
+
+/// Upstream BinderHub's default providers, in the order it serves them.
+const UPSTREAM_ORDER: [&str; 9] = ["gh", "gist", "git", "gl", "zenodo", "figshare", "hydroshare", "dataverse", "ckan"];
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new().route("/api/repoproviders", get(repoproviders))
+}
+
+/// upstream's `display_config` dict. `id` is the prefix the provider is
+/// loaded under, which is what launch URLs use.
+fn display_json(id: &str, d: &DisplayConfig) -> Value {
+    let mut v = json!({
+        "displayName": d.display_name,
+        "id": id,
+        "spec": { "validateRegex": d.spec_validate_regex },
+        "repo": { "label": d.repo_label, "placeholder": d.repo_placeholder, "urlEncode": d.repo_url_encode },
+        "ref": { "enabled": d.ref_enabled },
+    });
+    if let Some(regex) = &d.detect_regex {
+        v["detect"] = json!({ "regex": regex });
+    }
+    if let Some(default) = &d.ref_default {
+        v["ref"]["default"] = json!(default);
+    }
+    v
+}
+
+async fn repoproviders(State(state): State<AppState>) -> Json<Vec<Value>> {
+    let mut providers: Vec<_> = state
+        .plugins
+        .list()
+        .into_iter()
+        .filter_map(|p| p.display.clone().map(|d| (p.name.to_string(), d)))
+        .collect();
+    let rank = |name: &str| UPSTREAM_ORDER.iter().position(|u| *u == name).unwrap_or(UPSTREAM_ORDER.len());
+    providers.sort_by(|(a, _), (b, _)| rank(a).cmp(&rank(b)).then_with(|| a.cmp(b)));
+    Json(providers.iter().map(|(name, d)| display_json(name, d)).collect())
+}

@@ -1,0 +1,267 @@
+//! Resolution: provider prefix and spec → an immutable revision. The host
+//! applies the operator's spec rules, answers from the ref cache when it can,
+//! and otherwise asks the provider plugin; the plugin decides everything about
+//! the spec itself.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::policy::SpecPolicy;
+use crate::cache::{Freshness, RefCache};
+use crate::config::{Config, ConfigError, QuotaConfig};
+use crate::plugins::bindings::{self, PluginError, RefLifetime};
+use crate::plugins::{CallError, PluginHost};
+
+/// A spec resolved to an immutable revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolved {
+    /// The provider prefix it was resolved with.
+    pub provider: String,
+    /// The spec as resolved (trailing `/` removed).
+    pub spec: String,
+    /// The immutable revision: a commit sha, a record version.
+    pub resolved_ref: String,
+    /// What the builder fetches.
+    pub repo_url: String,
+    /// Stable per repository; image names derive from it.
+    pub build_slug: String,
+    /// The spec pinned to `resolved_ref`.
+    pub resolved_spec: String,
+    /// Where a person can see this revision.
+    pub ref_url: String,
+    /// Whether the spec itself named an immutable revision.
+    pub immutable: bool,
+    /// What the user should read before the launch goes on.
+    pub notices: Vec<Notice>,
+}
+
+/// A message for the event stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Notice {
+    /// The requested ref was missing and `used` was resolved instead.
+    RefFallback {
+        /// The ref in the spec.
+        requested: String,
+        /// The ref resolved instead.
+        used: String,
+        /// Why the requested ref may be gone.
+        hint: String,
+    },
+    /// A plain message.
+    Info(String),
+}
+
+/// How long upstream BinderHub holds a launch after a ref fallback, so the user reads it.
+const FALLBACK_PAUSE: Duration = Duration::from_secs(10);
+
+impl Notice {
+    /// The event-stream message, in upstream's words; `key` is `<provider>:<spec>`.
+    pub fn message(&self, key: &str) -> String {
+        match self {
+            Notice::RefFallback { requested, used, hint } => format!(
+                "{} {hint}\nTrying again with {used} instead of {requested}. Please update your links.\n",
+                not_found_sentence(key)
+            ),
+            Notice::Info(m) => format!("{m}\n"),
+        }
+    }
+
+    /// How long the launch waits after showing it.
+    pub fn pause(&self) -> Duration {
+        match self {
+            Notice::RefFallback { .. } => FALLBACK_PAUSE,
+            Notice::Info(_) => Duration::ZERO,
+        }
+    }
+}
+
+fn not_found_sentence(key: &str) -> String {
+    format!("Could not resolve ref for {key}. Double check your URL and that your repo is public.")
+}
+
+/// Why a spec did not resolve. The messages are upstream BinderHub's, for the
+/// event stream.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// No provider is loaded under this prefix.
+    #[error("No provider found for prefix {0}")]
+    UnknownProvider(String),
+    /// The operator's spec rules refuse it.
+    #[error("Sorry, {spec} is not allowed to launch. Please contact admins for more info!")]
+    Banned {
+        /// The spec.
+        spec: String,
+    },
+    /// The repository or ref does not exist, or is not public.
+    #[error("{}{}", not_found_sentence(.key), if .hint.is_empty() { String::new() } else { format!(" {}", .hint) })]
+    NotFound {
+        /// `<provider>:<spec>`.
+        key: String,
+        /// The provider's hint, possibly empty.
+        hint: String,
+    },
+    /// The upstream asks us to wait.
+    #[error("Error resolving ref for {key}: {message}")]
+    RateLimited {
+        /// `<provider>:<spec>`.
+        key: String,
+        /// When to try again.
+        retry_after: Duration,
+        /// The provider's message.
+        message: String,
+    },
+    /// The spec is malformed, the upstream failed, or the plugin did.
+    #[error("Error resolving ref for {key}: {message}")]
+    Failed {
+        /// `<provider>:<spec>`.
+        key: String,
+        /// What went wrong, for the user.
+        message: String,
+    },
+}
+
+/// A cached outcome: resolutions and "not found" are remembered, failures are not.
+#[derive(Serialize, Deserialize)]
+enum Outcome {
+    Found(Resolved),
+    NotFound(String),
+}
+
+/// Resolves specs with the loaded providers, the operator's rules and the cache.
+pub struct Resolver {
+    plugins: Arc<PluginHost>,
+    cache: Option<RefCache>,
+    policies: HashMap<String, SpecPolicy>,
+    quota: QuotaConfig,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Resolver {
+    /// A resolver over `plugins`. Without a cache every resolve asks the plugin.
+    pub fn new(config: &Config, plugins: Arc<PluginHost>, cache: Option<RefCache>) -> Result<Resolver, ConfigError> {
+        let policies = config
+            .enabled_plugins()
+            .map(|(name, p)| Ok((name.to_string(), SpecPolicy::new(name, p)?)))
+            .collect::<Result<_, ConfigError>>()?;
+        Ok(Resolver { plugins, cache, policies, quota: config.quota.clone() })
+    }
+
+    /// The loaded plugins.
+    pub fn plugins(&self) -> &Arc<PluginHost> {
+        &self.plugins
+    }
+
+    /// Upstream's order of checks: prefix, trailing `/`, rules, then the
+    /// cache or the provider.
+    pub async fn resolve(&self, provider: &str, spec: &str) -> Result<Resolved, ResolveError> {
+        let loaded = self.plugins.get(provider).filter(|p| p.display.is_some());
+        if loaded.is_none() {
+            return Err(ResolveError::UnknownProvider(provider.into()));
+        }
+        let spec = spec.trim_end_matches('/');
+        if self.policies.get(provider).is_some_and(|p| p.is_banned(spec)) {
+            return Err(ResolveError::Banned { spec: spec.into() });
+        }
+        let key = format!("{provider}:{spec}");
+        if let Some(outcome) = self.cached(provider, spec) {
+            return match outcome {
+                Outcome::Found(r) => Ok(r),
+                Outcome::NotFound(hint) => Err(ResolveError::NotFound { key, hint }),
+            };
+        }
+        let answer = self.plugins.resolve(provider, spec).await.map_err(|e| call_failed(&key, e))?;
+        match answer {
+            Ok(r) => {
+                let freshness = if matches!(r.lifetime, RefLifetime::Immutable) { Freshness::Immutable } else { Freshness::Moving };
+                let resolved = resolved(provider, spec, r);
+                self.store(provider, spec, &Outcome::Found(resolved.clone()), freshness);
+                Ok(resolved)
+            }
+            Err(PluginError::NotFound(hint)) => {
+                self.store(provider, spec, &Outcome::NotFound(hint.clone()), Freshness::NotFound);
+                Err(ResolveError::NotFound { key, hint })
+            }
+            Err(e) => Err(plugin_failed(provider, key, e)),
+        }
+    }
+
+    /// Upstream's `repo_config`: the quota that applies to this spec, plus any
+    /// matching `spec_config` settings.
+    pub fn repo_config(&self, provider: &str, spec: &str) -> Map<String, Value> {
+        self.policies.get(provider).map(|p| p.repo_config(spec, &self.quota)).unwrap_or_default()
+    }
+
+    /// A cache that fails to read is a miss: the cache only ever saves work.
+    fn cached(&self, provider: &str, spec: &str) -> Option<Outcome> {
+        match self.cache.as_ref()?.get::<Outcome>(provider, spec, now_ms()) {
+            Ok(hit) => hit.map(|(outcome, _)| outcome),
+            Err(e) => {
+                tracing::warn!(provider, "ref cache read failed, resolving afresh: {e}");
+                None
+            }
+        }
+    }
+
+    fn store(&self, provider: &str, spec: &str, outcome: &Outcome, freshness: Freshness) {
+        if let Some(cache) = &self.cache {
+            if let Err(e) = cache.put(provider, spec, outcome, freshness, now_ms()) {
+                tracing::warn!(provider, "ref cache write failed; the resolution is used but not kept: {e}");
+            }
+        }
+    }
+}
+
+fn resolved(provider: &str, spec: &str, r: bindings::Resolution) -> Resolved {
+    Resolved {
+        provider: provider.into(),
+        spec: spec.into(),
+        resolved_ref: r.resolved_ref,
+        repo_url: r.repo_url,
+        build_slug: r.build_slug,
+        resolved_spec: r.resolved_spec,
+        ref_url: r.ref_url,
+        immutable: matches!(r.lifetime, RefLifetime::Immutable),
+        notices: r
+            .notices
+            .into_iter()
+            .map(|n| match n {
+                bindings::Notice::RefFallback(f) => Notice::RefFallback { requested: f.requested, used: f.used, hint: f.hint },
+                bindings::Notice::Info(m) => Notice::Info(m),
+            })
+            .collect(),
+    }
+}
+
+fn call_failed(key: &str, e: CallError) -> ResolveError {
+    tracing::error!(key, "provider call failed: {e}");
+    ResolveError::Failed { key: key.into(), message: e.to_string() }
+}
+
+fn plugin_failed(provider: &str, key: String, e: PluginError) -> ResolveError {
+    let message = match e {
+        PluginError::RateLimited(r) => {
+            return ResolveError::RateLimited { key, retry_after: Duration::from_secs(r.retry_after_secs), message: r.message };
+        }
+        PluginError::Upstream(u) => match u.status {
+            Some(s) => format!("{} answered {s}: {}", u.service, u.message),
+            None => format!("{}: {}", u.service, u.message),
+        },
+        PluginError::InvalidConfig(m) => {
+            tracing::error!(provider, "provider is misconfigured: {m}");
+            format!("the provider is misconfigured: {m}")
+        }
+        PluginError::Internal(m) => {
+            tracing::error!(provider, "provider failed: {m}");
+            format!("the provider failed: {m}")
+        }
+        PluginError::InvalidSpec(m) | PluginError::Banned(m) | PluginError::Unauthorized(m) | PluginError::NotFound(m) => m,
+    };
+    ResolveError::Failed { key, message }
+}
