@@ -117,6 +117,9 @@ pub struct RuntimeConfig {
     pub http: HttpLimits,
     /// Deadline of one `git ls-remote`.
     pub git_timeout_ms: u64,
+    /// Where compiled plugins are cached; default `<data_dir>/plugin-cache`.
+    /// Replicas of one version may share it.
+    pub compile_cache_dir: Option<PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -130,6 +133,7 @@ impl Default for RuntimeConfig {
             reload_interval_ms: 2_000,
             http: HttpLimits::default(),
             git_timeout_ms: 20_000,
+            compile_cache_dir: None,
         }
     }
 }

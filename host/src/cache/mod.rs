@@ -45,13 +45,16 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// Opens `<data_dir>/cache`. A database sled cannot read is renamed to
-    /// `cache.corrupt-<unix time>` and replaced by an empty one.
+    /// Opens `<data_dir>/cache`. A database sled finds corrupt or cannot read
+    /// is renamed to `cache.corrupt-<unix time>` and replaced by an empty one;
+    /// an I/O failure (another process holds it, no permission) is returned,
+    /// since the database may be fine.
     pub fn open(data_dir: &Path) -> Result<Cache, CacheError> {
         let path = data_dir.join("cache");
         let open = || sled::Config::new().path(&path).mode(sled::Mode::HighThroughput).open();
         let db = match open() {
             Ok(db) => db,
+            Err(source @ sled::Error::Io(_)) => return Err(CacheError::Database { path, source }),
             Err(first) => {
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
                 let aside = data_dir.join(format!("cache.corrupt-{now}"));

@@ -56,7 +56,7 @@ impl Runtime {
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_key = hex::encode(&hasher.0.finalize()[..12]);
 
-        let cache_dir = data_dir.join("plugin-cache");
+        let cache_dir = config.compile_cache_dir.clone().unwrap_or_else(|| data_dir.join("plugin-cache"));
         std::fs::create_dir_all(&cache_dir)
             .map_err(|e| format!("cannot create the plugin cache {}: {e}", cache_dir.display()))?;
         prune_other_engines(&cache_dir, &engine_key);
@@ -112,8 +112,12 @@ impl Runtime {
         }
         let compiled = self.engine.precompile_component(wasm)?;
         match write_atomically(&path, &compiled) {
-            // SAFETY: as above; we just wrote it from `precompile_component`.
-            Ok(()) => Ok((unsafe { Component::deserialize_file(&self.engine, &path)? }, CompileOutcome::Compiled)),
+            // SAFETY: as above; we just wrote it from `precompile_component`,
+            // and fall back to those same bytes if another writer replaced it.
+            Ok(()) => Ok((
+                unsafe { Component::deserialize_file(&self.engine, &path).or_else(|_| Component::deserialize(&self.engine, &compiled))? },
+                CompileOutcome::Compiled,
+            )),
             Err(e) => {
                 tracing::warn!(path = %path.display(), "cannot cache the compiled plugin (it will be compiled again at the next start): {e}");
                 // SAFETY: bytes straight from `precompile_component` on this engine.
@@ -204,10 +208,13 @@ impl Hasher for Sha256Hasher {
     }
 }
 
-/// Writes through a temporary file so a crash or a full disk never leaves a
+/// Writes through a temporary file so a crash, a full disk or a concurrent
+/// writer (another load, another replica sharing the cache) never leaves a
 /// truncated artifact under the final name.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
     let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -108,6 +108,40 @@ pub fn with_custom_section(wasm: &[u8], name: &str, data: &[u8]) -> Vec<u8> {
     out
 }
 
+pub mod forges;
+
+/// A bare repository `path` (e.g. `group/project.git`) under `<root>/srv`, with
+/// one commit on `main` tagged `v1.0`; returns the commit's sha.
+fn bare_repo(root: &Path, path: &str) -> String {
+    let work = root.join("work");
+    let git = |dir: &Path, args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .current_dir(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.org", "-c", "init.defaultBranch=main"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    std::fs::create_dir_all(&work).unwrap();
+    git(&work, &["init", "-q"]);
+    std::fs::write(work.join("README.md"), "hello\n").unwrap();
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-qm", "first"]);
+    git(&work, &["tag", "v1.0"]);
+    let sha = git(&work, &["rev-parse", "HEAD"]);
+    let bare = root.join("srv").join(path);
+    std::fs::create_dir_all(bare.parent().unwrap()).unwrap();
+    git(root, &["clone", "-q", "--bare", work.to_str().unwrap(), bare.to_str().unwrap()]);
+    sha
+}
+
+fn git_program(name: &str) -> PathBuf {
+    let exec_path = std::process::Command::new("git").arg("--exec-path").output().unwrap();
+    Path::new(String::from_utf8(exec_path.stdout).unwrap().trim()).join(name)
+}
+
 /// A real `git daemon` serving bare repositories on 127.0.0.1, stopped on drop.
 pub struct GitDaemon {
     pub port: u16,
@@ -116,37 +150,15 @@ pub struct GitDaemon {
 }
 
 impl GitDaemon {
-    /// Serves a new bare repository `path` (e.g. `group/project.git`) with one
-    /// commit on `main`; returns the daemon and the commit's sha.
+    /// Serves a new bare repository `path` (see [`bare_repo`]); returns the
+    /// daemon and the commit's sha.
     pub fn with_repo(path: &str) -> (GitDaemon, String) {
         let root = tempfile::tempdir().unwrap();
-        let work = root.path().join("work");
-        let git = |dir: &Path, args: &[&str]| {
-            let out = std::process::Command::new("git")
-                .current_dir(dir)
-                .args(["-c", "user.name=t", "-c", "user.email=t@example.org", "-c", "init.defaultBranch=main"])
-                .args(args)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-            String::from_utf8(out.stdout).unwrap().trim().to_string()
-        };
-        std::fs::create_dir_all(&work).unwrap();
-        git(&work, &["init", "-q"]);
-        std::fs::write(work.join("README.md"), "hello\n").unwrap();
-        git(&work, &["add", "."]);
-        git(&work, &["commit", "-qm", "first"]);
-        let sha = git(&work, &["rev-parse", "HEAD"]);
-        let bare = root.path().join("srv").join(path);
-        std::fs::create_dir_all(bare.parent().unwrap()).unwrap();
-        git(root.path(), &["clone", "-q", "--bare", work.to_str().unwrap(), bare.to_str().unwrap()]);
-
+        let sha = bare_repo(root.path(), path);
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         // The `git-daemon` program itself, not the `git daemon` wrapper, so
         // that killing the child stops the server.
-        let exec_path = std::process::Command::new("git").arg("--exec-path").output().unwrap();
-        let exec_path = String::from_utf8(exec_path.stdout).unwrap();
-        let child = std::process::Command::new(Path::new(exec_path.trim()).join("git-daemon"))
+        let child = std::process::Command::new(git_program("git-daemon"))
             .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1"])
             .arg(format!("--port={port}"))
             .arg(format!("--base-path={}", root.path().join("srv").display()))
@@ -167,4 +179,70 @@ impl Drop for GitDaemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Git's smart HTTP protocol on 127.0.0.1: the real `git http-backend`, run as
+/// a CGI program per request behind a small axum server. Stopped on drop.
+pub struct GitHttp {
+    pub port: u16,
+    pub root: tempfile::TempDir,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl GitHttp {
+    /// Serves a new bare repository `path`; returns the server and the commit's sha.
+    pub async fn with_repo(path: &str) -> (GitHttp, String) {
+        let root = tempfile::tempdir().unwrap();
+        let sha = bare_repo(root.path(), path);
+        let project_root = root.path().join("srv");
+        let app = axum::Router::new().fallback(move |req: axum::extract::Request| cgi(project_root.clone(), req));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (GitHttp { port, root, server }, sha)
+    }
+}
+
+impl Drop for GitHttp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// One CGI exchange with `git http-backend`.
+async fn cgi(project_root: PathBuf, req: axum::extract::Request) -> axum::response::Response {
+    use tokio::io::AsyncWriteExt;
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let mut child = tokio::process::Command::new(git_program("git-http-backend"))
+        .env_clear()
+        .env("GIT_PROJECT_ROOT", &project_root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("PATH_INFO", parts.uri.path())
+        .env("QUERY_STRING", parts.uri.query().unwrap_or(""))
+        .env("REQUEST_METHOD", parts.method.as_str())
+        .env("CONTENT_TYPE", header("content-type"))
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env("GIT_PROTOCOL", header("git-protocol"))
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("git http-backend");
+    child.stdin.take().unwrap().write_all(&body).await.unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let split = out.stdout.windows(4).position(|w| w == b"\r\n\r\n").expect("CGI headers");
+    let mut response = axum::http::Response::builder();
+    for line in String::from_utf8_lossy(&out.stdout[..split]).lines() {
+        let (k, v) = line.split_once(':').unwrap();
+        if k.eq_ignore_ascii_case("status") {
+            response = response.status(v.trim()[..3].parse::<u16>().unwrap());
+        } else {
+            response = response.header(k.trim(), v.trim());
+        }
+    }
+    response.body(axum::body::Body::from(out.stdout[split + 4..].to_vec())).unwrap()
 }
