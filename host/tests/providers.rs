@@ -327,3 +327,32 @@ async fn repoproviders_lists_display_configs_in_upstream_order() {
         assert_eq!(p["spec"]["validateRegex"], regex, "{}", p["id"]);
     }
 }
+
+/// The proof that an institution can add its own provider: the example in
+/// `sdk/examples/forgejo`, built with the SDK and loaded from a path by config
+/// into this already-built host, beside the bundled ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_institution_provider_loads_from_a_path() {
+    let forges = Forges::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let mut c = config(&forges, data.path());
+    c.plugins.insert(
+        "forge".into(),
+        bindery::config::PluginConfig {
+            hosts: vec!["127.0.0.1".into()],
+            private_networks: vec!["127.0.0.0/8".parse().unwrap()],
+            config: [("base_url".to_string(), toml::Value::String(format!("{}/forgejo", forges.base)))].into(),
+            ..support::plugin_at(&support::fixture("bindery-example-forgejo"))
+        },
+    );
+    let state = start(c).await;
+    let r = resolve(&state, "forge", "lab/analysis/main").await.unwrap();
+    assert_eq!(r.resolved_ref, SHA);
+    assert_eq!(r.repo_url, format!("{}/forgejo/lab/analysis.git", forges.base));
+    assert_eq!(r.resolved_spec, format!("lab/analysis/{SHA}"));
+    assert_eq!(resolve(&state, "forge", "lab/analysis/HEAD").await.unwrap().resolved_ref, SHA);
+    assert!(matches!(resolve(&state, "forge", "lab/analysis/gone").await, Err(ResolveError::NotFound { .. })));
+    assert!(matches!(resolve(&state, "forge", "lab/../x").await, Err(ResolveError::Failed { .. })));
+    let loaded = state.plugins.get("forge").unwrap();
+    assert_eq!(loaded.display.as_ref().unwrap().display_name, "Forgejo");
+}

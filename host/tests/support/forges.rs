@@ -170,6 +170,15 @@ fn answer(base: &str, path: &str, query: &str, headers: &HeaderMap) -> Response<
             _ => not_found(json!({ "help": "…", "success": false, "error": { "__type": "Not Found Error", "message": "Not found" } })),
         };
     }
+    if let Some(repo) = path.strip_prefix("/forgejo/api/v1/repos/").and_then(|r| r.strip_suffix("/commits")) {
+        // Forgejo and Gitea list commits from `sha` (a branch, tag or commit), or from the default branch.
+        let from = query.split('&').find_map(|kv| kv.strip_prefix("sha=")).unwrap_or("main");
+        return match (repo, from) {
+            ("lab/analysis", "main" | "v1.0") => json_response(200, json!([{ "sha": SHA, "commit": { "message": "first" } }]), &[]),
+            ("lab/analysis", _) => not_found(json!({ "message": "object does not exist", "url": "…" })),
+            _ => not_found(json!({ "message": "The target couldn't be found.", "errors": [] })),
+        };
+    }
     if let Some(rest) = path.strip_prefix("/swh/api/1/") {
         return software_heritage(rest);
     }

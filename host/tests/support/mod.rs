@@ -228,6 +228,7 @@ async fn cgi(project_root: PathBuf, req: axum::extract::Request) -> axum::respon
         .env("CONTENT_LENGTH", body.len().to_string())
         .env("GIT_PROTOCOL", header("git-protocol"))
         .env("REMOTE_ADDR", "127.0.0.1")
+        .stderr(std::process::Stdio::null())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
