@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 mod context;
+pub mod doi;
 mod plugin;
 pub mod spec;
 pub mod testing;

@@ -136,27 +136,6 @@ pub fn json<T: DeserializeOwned>(service: &str, response: &Response) -> Result<T
     })
 }
 
-/// Resolves a DOI through `resolver` (`https://doi.org` by default), following
-/// redirects to the record's landing page, and returns that page's URL.
-/// An unknown DOI is [`PluginError::NotFound`].
-pub fn resolve_doi(ctx: &impl ProviderContext, resolver: &str, doi: &str) -> Result<String, PluginError> {
-    let url = format!("{}/{}", resolver.trim_end_matches('/'), crate::spec::quote(doi, "/:;()"));
-    let response = send(ctx, "DOI resolver", &Request::get(url))?;
-    match response.status {
-        200..=299 => Ok(response.final_url),
-        404 => Err(PluginError::NotFound(format!("The DOI {doi} is not registered."))),
-        _ => Err(status_error(ctx, "DOI resolver", &response)),
-    }
-}
-
-/// A DOI: `10.<digits>/<suffix>`, as the providers' `validateRegex` accepts it.
-pub fn is_doi(s: &str) -> bool {
-    s.strip_prefix("10.")
-        .and_then(|rest| rest.split_once('/'))
-        .is_some_and(|(registrant, suffix)| {
-            !registrant.is_empty() && registrant.bytes().all(|b| b.is_ascii_digit()) && !suffix.is_empty()
-        })
-}
 
 #[cfg(test)]
 mod tests {
@@ -196,7 +175,5 @@ mod tests {
         assert_eq!(iso8601_epoch("2000-02-29T12:00:00"), Some(951_825_600));
         assert_eq!(iso8601_epoch("2019-13-01T00:00:00"), None);
         assert_eq!(iso8601_epoch("yesterday"), None);
-        assert!(is_doi("10.5281/zenodo.3242074"));
-        assert!(!is_doi("10.x/y") && !is_doi("10.1/") && !is_doi("11.1/x"));
     }
 }

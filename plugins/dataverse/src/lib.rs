@@ -6,7 +6,6 @@
 //! plugin asks for every host (public addresses only, as always).
 use bindery_sdk::http::Request;
 use bindery_sdk::prelude::*;
-use bindery_sdk::spec::{self, invalid};
 use bindery_sdk::upstream;
 use serde::Deserialize;
 
@@ -76,26 +75,11 @@ impl Provider for Dataverse {
     }
 
     fn display_config() -> DisplayConfig {
-        DisplayConfig {
-            display_name: "Dataverse DOI".into(),
-            id: "dataverse".into(),
-            spec_validate_regex: "10\\.\\d+\\/(.)+".into(),
-            detect_regex: None,
-            repo_label: "Dataverse DOI".into(),
-            repo_placeholder: "example: 10.7910/DVN/TJCLKP".into(),
-            repo_url_encode: false,
-            ref_enabled: false,
-            ref_default: None,
-        }
+        bindery_sdk::doi::display_config("Dataverse DOI", "dataverse", "10.7910/DVN/TJCLKP")
     }
 
     fn resolve(ctx: &impl ProviderContext, spec: &str) -> Result<Resolution, PluginError> {
-        spec::check(spec)?;
-        if !upstream::is_doi(spec) {
-            return Err(invalid(format!("{spec:?} is not a DOI such as 10.7910/DVN/TJCLKP")));
-        }
-        let resolver = ctx.config("doi_resolver").unwrap_or_else(|| "https://doi.org".into());
-        let landing = upstream::resolve_doi(ctx, &resolver, spec)?;
+        let landing = bindery_sdk::doi::landing_page(ctx, spec, "10.7910/DVN/TJCLKP")?;
         let response = upstream::send(ctx, SERVICE, &Request::get(api_url(&landing)?))?;
         let answer: Answer = match response.status {
             200 => upstream::json(SERVICE, &response)?,

@@ -5,7 +5,6 @@
 //! version there, the latest comes from `GET {api}/articles/{id}/versions`.
 use bindery_sdk::http::Request;
 use bindery_sdk::prelude::*;
-use bindery_sdk::spec::{self, invalid};
 use bindery_sdk::upstream;
 use serde::Deserialize;
 
@@ -51,26 +50,11 @@ impl Provider for Figshare {
     }
 
     fn display_config() -> DisplayConfig {
-        DisplayConfig {
-            display_name: "Figshare DOI".into(),
-            id: "figshare".into(),
-            spec_validate_regex: "10\\.\\d+\\/(.)+".into(),
-            detect_regex: None,
-            repo_label: "Figshare DOI".into(),
-            repo_placeholder: "example: 10.6084/m9.figshare.9782777.v1".into(),
-            repo_url_encode: false,
-            ref_enabled: false,
-            ref_default: None,
-        }
+        bindery_sdk::doi::display_config("Figshare DOI", "figshare", "10.6084/m9.figshare.9782777.v1")
     }
 
     fn resolve(ctx: &impl ProviderContext, spec: &str) -> Result<Resolution, PluginError> {
-        spec::check(spec)?;
-        if !upstream::is_doi(spec) {
-            return Err(invalid(format!("{spec:?} is not a DOI such as 10.6084/m9.figshare.9782777.v1")));
-        }
-        let resolver = ctx.config("doi_resolver").unwrap_or_else(|| "https://doi.org".into());
-        let landing = upstream::resolve_doi(ctx, &resolver, spec)?;
+        let landing = bindery_sdk::doi::landing_page(ctx, spec, "10.6084/m9.figshare.9782777.v1")?;
         let (id, version) = article(&landing)?;
         let (version, lifetime) = match version {
             Some(v) => (v, RefLifetime::Immutable),

@@ -5,7 +5,6 @@
 //! lands on the latest record, so its resolution moves; a version DOI lands on
 //! its own record and is immutable.
 use bindery_sdk::prelude::*;
-use bindery_sdk::spec::{self, invalid};
 use bindery_sdk::upstream;
 
 pub struct Zenodo;
@@ -40,26 +39,11 @@ impl Provider for Zenodo {
     }
 
     fn display_config() -> DisplayConfig {
-        DisplayConfig {
-            display_name: "Zenodo DOI".into(),
-            id: "zenodo".into(),
-            spec_validate_regex: "10\\.\\d+\\/(.)+".into(),
-            detect_regex: None,
-            repo_label: "Zenodo DOI".into(),
-            repo_placeholder: "example: 10.5281/zenodo.3242074".into(),
-            repo_url_encode: false,
-            ref_enabled: false,
-            ref_default: None,
-        }
+        bindery_sdk::doi::display_config("Zenodo DOI", "zenodo", "10.5281/zenodo.3242074")
     }
 
     fn resolve(ctx: &impl ProviderContext, spec: &str) -> Result<Resolution, PluginError> {
-        spec::check(spec)?;
-        if !upstream::is_doi(spec) {
-            return Err(invalid(format!("{spec:?} is not a DOI such as 10.5281/zenodo.3242074")));
-        }
-        let resolver = ctx.config("doi_resolver").unwrap_or_else(|| "https://doi.org".into());
-        let landing = upstream::resolve_doi(ctx, &resolver, spec)?;
+        let landing = bindery_sdk::doi::landing_page(ctx, spec, "10.5281/zenodo.3242074")?;
         let record = record_id(&landing)?;
         let resolved_spec = format!("{}zenodo.{record}", spec.split("zenodo").next().unwrap_or_default());
         // A version DOI names its own record; a concept DOI names the latest one.

@@ -1,0 +1,114 @@
+//! Resolution figures: a spec answered from the sled ref cache, and one that
+//! goes to the provider plugin and the (loopback) GitHub-shaped test server,
+//! beside a bare HTTP GET of the same URL as the same-run baseline. Prints
+//! p50/p99 and heap allocations per resolve; asserts nothing.
+//! Run with `cargo bench -p bindery --bench resolve`.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bindery::api::AppState;
+use bindery::config::Config;
+use bindery::plugins::PluginHost;
+use support::forges::{Forges, SHA};
+
+/// Counts every allocation in the process (the test server's too).
+struct Counting;
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Prints one line and returns the p50.
+fn summary(label: &str, mut samples: Vec<Duration>, allocations: u64) -> Duration {
+    samples.sort();
+    let n = samples.len();
+    let (p50, p99) = (percentile(&samples, 0.50), percentile(&samples, 0.99));
+    println!(
+        "{label:<46} n={n:<5} p50 {:>9.1} µs   p99 {:>9.1} µs   {:>7.0} allocations/op",
+        p50.as_secs_f64() * 1e6,
+        p99.as_secs_f64() * 1e6,
+        allocations as f64 / n as f64
+    );
+    p50
+}
+
+async fn timed<F: AsyncFnMut(usize)>(n: usize, mut f: F) -> (Vec<Duration>, u64) {
+    let mut samples = Vec::with_capacity(n);
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for i in 0..n {
+        let t = Instant::now();
+        f(i).await;
+        samples.push(t.elapsed());
+    }
+    (samples, ALLOCATIONS.load(Ordering::Relaxed) - before)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let n: usize = std::env::var("BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let forges = Forges::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let mut config = Config::load(None).unwrap();
+    config.data_dir = data.path().to_path_buf();
+    let gh = config.plugins.get_mut("gh").unwrap();
+    gh.hosts = vec!["127.0.0.1".into()];
+    gh.private_networks = vec!["127.0.0.0/8".parse().unwrap()];
+    gh.config.insert("api_base_url".into(), toml::Value::String(format!("{}/github", forges.base)));
+    let plugins = PluginHost::start(&config).await.unwrap();
+    let state = AppState::new(config, plugins).unwrap();
+    let resolver = &state.resolver;
+
+    // Warm up the connection pool, the plugin instance path and the server.
+    for _ in 0..50 {
+        resolver.resolve("gh", "binder-examples/requirements/main/").await.unwrap();
+    }
+    let client = reqwest::Client::new();
+    let url = format!("{}/github/repos/binder-examples/requirements/commits/{SHA}", forges.base);
+    let (s, a) = timed(n, async |_| {
+        client.get(&url).send().await.unwrap().bytes().await.unwrap();
+    })
+    .await;
+    let baseline = summary("baseline: bare HTTP GET of the commit URL", s, a);
+
+    // Distinct specs: every resolve misses the cache and calls the plugin.
+    let specs: Vec<String> = (0..n).map(|i| format!("binder-examples/requirements-{i}/{SHA}")).collect();
+    let (s, a) = timed(n, async |i| {
+        resolver.resolve("gh", &specs[i]).await.unwrap();
+    })
+    .await;
+    let uncached = summary("resolve, uncached (plugin + HTTP + cache write)", s, a);
+
+    // The same specs again: immutable, so every resolve is a cache hit.
+    let (s, a) = timed(n, async |i| {
+        resolver.resolve("gh", &specs[i]).await.unwrap();
+    })
+    .await;
+    let cached = summary("resolve, cached (sled hit)", s, a);
+
+    println!("{:<46} {:.2}x the bare GET", "  uncached resolve", uncached.as_secs_f64() / baseline.as_secs_f64());
+    println!("{:<46} {:.0}x faster than uncached", "  cached resolve", uncached.as_secs_f64() / cached.as_secs_f64());
+    println!("{:<46} {}", "  upstream requests made by the cached pass", forges.total() - 50 - n - n);
+}
