@@ -5,7 +5,7 @@ use crate::context::ProviderContext;
 use crate::http::Request;
 use crate::provider::DisplayConfig;
 use crate::spec::{self, invalid};
-use crate::types::PluginError;
+use crate::types::{ConfigKey, PluginError};
 use crate::upstream;
 
 /// A DOI: `10.<digits>/<suffix>`, as the providers' `validateRegex` accepts it.
@@ -34,6 +34,11 @@ pub fn landing_page(ctx: &impl ProviderContext, spec: &str, example: &str) -> Re
         404 => Err(PluginError::NotFound(format!("The DOI {spec} is not registered."))),
         _ => Err(upstream::status_error(ctx, "DOI resolver", &response)),
     }
+}
+
+/// The `doi_resolver` config key that [`landing_page`] reads, for the plugin's metadata.
+pub fn resolver_config_key() -> ConfigKey {
+    ConfigKey { name: "doi_resolver".into(), description: "DOI resolver base URL; default https://doi.org".into(), required: false }
 }
 
 /// The launch form of a DOI provider: upstream's `validateRegex`, no ref.

@@ -64,11 +64,7 @@ impl Provider for Dataverse {
             description: "Dataverse datasets by DOI, on any Dataverse installation".into(),
             requests: CapabilityRequests {
                 hosts: vec!["*".into()],
-                config_keys: vec![ConfigKey {
-                    name: "doi_resolver".into(),
-                    description: "DOI resolver base URL; default https://doi.org".into(),
-                    required: false,
-                }],
+                config_keys: vec![bindery_sdk::doi::resolver_config_key()],
                 secrets: vec![],
             },
         }

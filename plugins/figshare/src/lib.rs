@@ -41,7 +41,7 @@ impl Provider for Figshare {
             requests: CapabilityRequests {
                 hosts: vec!["doi.org".into(), "figshare.com".into(), "*.figshare.com".into()],
                 config_keys: vec![
-                    ConfigKey { name: "doi_resolver".into(), description: "DOI resolver base URL; default https://doi.org".into(), required: false },
+                    bindery_sdk::doi::resolver_config_key(),
                     ConfigKey { name: "api_base_url".into(), description: "Figshare API base URL; default https://api.figshare.com/v2".into(), required: false },
                 ],
                 secrets: vec![],

@@ -28,11 +28,7 @@ impl Provider for Zenodo {
             description: "Zenodo records by DOI, resolved through doi.org".into(),
             requests: CapabilityRequests {
                 hosts: vec!["doi.org".into(), "zenodo.org".into(), "*.zenodo.org".into()],
-                config_keys: vec![ConfigKey {
-                    name: "doi_resolver".into(),
-                    description: "DOI resolver base URL; default https://doi.org".into(),
-                    required: false,
-                }],
+                config_keys: vec![bindery_sdk::doi::resolver_config_key()],
                 secrets: vec![],
             },
         }
