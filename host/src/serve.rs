@@ -37,18 +37,18 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     if config.plugin_runtime.reload_interval_ms > 0 {
         plugins.watch(Duration::from_millis(config.plugin_runtime.reload_interval_ms));
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Listen { addr: config.listen, source })?;
+    // Everything that can reject the configuration runs before the port is taken.
+    let state = AppState::new(config, plugins)?;
+    let listen = state.config.listen;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|source| ServeError::Listen { addr: listen, source })?;
     let addr = listener.local_addr().map_err(ServeError::Server)?;
     tracing::info!(
-        plugins = plugins.list().len(),
+        plugins = state.plugins.list().len(),
         startup_ms = started.elapsed().as_secs_f64() * 1e3,
-        data_dir = %config.data_dir.display(),
+        data_dir = %state.config.data_dir.display(),
         "Bindery {} listening on http://{addr}/",
         crate::VERSION
     );
-    let state = AppState::new(config, plugins)?;
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown()).await.map_err(ServeError::Server)
 }
 
