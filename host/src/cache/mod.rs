@@ -68,10 +68,7 @@ impl Cache {
 
     /// The `refs` tree: resolutions by (provider, spec).
     pub fn refs(&self, config: &CacheConfig) -> Result<RefCache, CacheError> {
-        RefCache::open(&self.db, config.clone()).map_err(|source| self.error(source))
-    }
-
-    fn error(&self, source: sled::Error) -> CacheError {
-        CacheError::Database { path: self.path.clone(), source }
+        RefCache::open(&self.db, &self.path, config.clone())
+            .map_err(|source| CacheError::Database { path: self.path.clone(), source })
     }
 }

@@ -33,6 +33,7 @@ struct Entry<T> {
 
 /// The resolution cache.
 pub struct RefCache {
+    path: std::path::PathBuf,
     refs: Tree,
     by_age: Tree,
     len: AtomicUsize,
@@ -69,7 +70,7 @@ fn flatten(e: TransactionError<sled::Error>) -> sled::Error {
 }
 
 impl RefCache {
-    pub(super) fn open(db: &sled::Db, config: CacheConfig) -> Result<RefCache, sled::Error> {
+    pub(super) fn open(db: &sled::Db, path: &std::path::Path, config: CacheConfig) -> Result<RefCache, sled::Error> {
         let refs = db.open_tree("refs")?;
         let by_age = db.open_tree("refs_by_age")?;
         // A crash between the two trees' writes cannot happen (writes are
@@ -82,7 +83,7 @@ impl RefCache {
             }
         }
         let len = AtomicUsize::new(refs.len());
-        Ok(RefCache { refs, by_age, len, config })
+        Ok(RefCache { path: path.to_path_buf(), refs, by_age, len, config })
     }
 
     /// The cached value for (provider, spec) if it is still fresh at `now_ms`.
@@ -148,7 +149,7 @@ impl RefCache {
     }
 
     fn error(&self, source: sled::Error) -> CacheError {
-        CacheError::Database { path: "refs".into(), source }
+        CacheError::Database { path: self.path.clone(), source }
     }
 }
 
