@@ -69,30 +69,40 @@ fn authorization(ctx: &impl ProviderContext) -> Option<String> {
     Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))))
 }
 
-fn api_base(ctx: &impl ProviderContext) -> String {
-    let hostname = ctx.config("hostname").unwrap_or_else(|| "github.com".into());
-    ctx.config("api_base_url").unwrap_or_else(|| format!("https://api.{hostname}"))
+/// Where and how to ask GitHub, read from config and secrets once per resolve.
+struct Api {
+    hostname: String,
+    base: String,
+    authorization: Option<String>,
 }
 
-/// The commit `git_ref` names, or `None` when GitHub does not know it (404, 422).
-fn commit(ctx: &impl ProviderContext, s: &Spec<'_>, git_ref: &str) -> Result<Option<String>, PluginError> {
-    let url = format!("{}/repos/{}/{}/commits/{}", api_base(ctx).trim_end_matches('/'), s.user, s.repo, spec::ref_path(git_ref));
-    let mut request = Request::get(url).header("Accept", "application/vnd.github+json");
-    if let Some(auth) = authorization(ctx) {
-        request = request.header("Authorization", auth);
+impl Api {
+    fn new(ctx: &impl ProviderContext) -> Api {
+        let hostname = ctx.config("hostname").unwrap_or_else(|| "github.com".into());
+        let base = ctx.config("api_base_url").unwrap_or_else(|| format!("https://api.{hostname}"));
+        Api { base: base.trim_end_matches('/').into(), hostname, authorization: authorization(ctx) }
     }
-    let response = upstream::send(ctx, SERVICE, &request)?;
-    upstream::log_rate_limit(ctx, SERVICE, &response);
-    match response.status {
-        200 => {
-            let commit: Commit = upstream::json(SERVICE, &response)?;
-            match commit.sha {
-                Some(sha) if is_sha1(&sha) => Ok(Some(sha)),
-                _ => Err(upstream::failure(SERVICE, Some(200), format!("no commit sha in the answer from {}", response.final_url))),
-            }
+
+    /// The commit `git_ref` names, or `None` when GitHub does not know it (404, 422).
+    fn commit(&self, ctx: &impl ProviderContext, s: &Spec<'_>, git_ref: &str) -> Result<Option<String>, PluginError> {
+        let url = format!("{}/repos/{}/{}/commits/{}", self.base, s.user, s.repo, spec::ref_path(git_ref));
+        let mut request = Request::get(url).header("Accept", "application/vnd.github+json");
+        if let Some(auth) = &self.authorization {
+            request = request.header("Authorization", auth.as_str());
         }
-        404 | 422 => Ok(None),
-        _ => Err(upstream::status_error(ctx, SERVICE, &response)),
+        let response = upstream::send(ctx, SERVICE, &request)?;
+        upstream::log_rate_limit(ctx, SERVICE, &response);
+        match response.status {
+            200 => {
+                let commit: Commit = upstream::json(SERVICE, &response)?;
+                match commit.sha {
+                    Some(sha) if is_sha1(&sha) => Ok(Some(sha)),
+                    _ => Err(upstream::failure(SERVICE, Some(200), format!("no commit sha in the answer from {}", response.final_url))),
+                }
+            }
+            404 | 422 => Ok(None),
+            _ => Err(upstream::status_error(ctx, SERVICE, &response)),
+        }
     }
 }
 
@@ -131,20 +141,20 @@ impl Provider for GitHub {
 
     fn resolve(ctx: &impl ProviderContext, spec: &str) -> Result<Resolution, PluginError> {
         let s = parse(spec)?;
+        let api = Api::new(ctx);
         let mut notices = Vec::new();
-        let sha = match commit(ctx, &s, s.git_ref)? {
+        let sha = match api.commit(ctx, &s, s.git_ref)? {
             Some(sha) => sha,
             None if matches!(s.git_ref, "master" | "main") => {
                 // Keep old links to a renamed default branch working, loudly.
                 let hint = format!("{DEFAULT_BRANCH_HINT} {HEAD_TIP}");
-                let sha = commit(ctx, &s, "HEAD")?.ok_or_else(|| PluginError::NotFound(hint.clone()))?;
+                let sha = api.commit(ctx, &s, "HEAD")?.ok_or_else(|| PluginError::NotFound(hint.clone()))?;
                 notices.push(Notice::RefFallback(RefFallback { requested: s.git_ref.into(), used: "HEAD".into(), hint }));
                 sha
             }
             None => return Err(PluginError::NotFound(DEFAULT_BRANCH_HINT.into())),
         };
-        let hostname = ctx.config("hostname").unwrap_or_else(|| "github.com".into());
-        let repo_url = format!("https://{hostname}/{}/{}", s.user, s.repo);
+        let repo_url = format!("https://{}/{}/{}", api.hostname, s.user, s.repo);
         Ok(Resolution {
             ref_url: format!("{repo_url}/tree/{sha}"),
             build_slug: format!("{}-{}", s.user, s.repo),
