@@ -55,6 +55,132 @@ pub struct Config {
     /// Launch quotas (upstream's `per_repo_quota`, `per_repo_quota_higher`).
     #[serde(default)]
     pub quota: QuotaConfig,
+    /// The HTTP surface: paths, CORS, bans, the rate limit and build tokens.
+    #[serde(default)]
+    pub web: WebConfig,
+    /// Where images are named, looked up and pushed.
+    #[serde(default)]
+    pub registry: RegistryConfig,
+}
+
+/// The HTTP surface (upstream's `BinderHub` web settings).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Path every route sits under; starts and ends with `/`.
+    pub base_url: String,
+    /// Base of badge and launch links (`binder_launch_host`); default
+    /// `{proto}://{host}{base_url}` of the request.
+    pub badge_base_url: Option<String>,
+    /// `Access-Control-Allow-Origin` on every answer (mybinder.org: `*`).
+    pub cors_allow_origin: Option<String>,
+    /// Serve only `/build`, `/versions`, `/health`, `/metrics` and
+    /// `/api/repoproviders`, and allow `build_only=true`.
+    pub api_only: bool,
+    /// Client networks refused with 403, each with the label the message names.
+    pub ban_networks: Vec<BanNetwork>,
+    /// Proxies whose `X-Forwarded-For` is believed; from anyone else the
+    /// connection's own address is the client's.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Launches per client address per window; `limit = 0` turns it off.
+    pub rate_limit: RateLimitConfig,
+    /// HS256 key of build tokens (hex); a random one per start when unset,
+    /// which replicas behind one load balancer must not rely on.
+    pub build_token_secret: Option<SecretSource>,
+    /// Refuse a build token used from another origin than it was issued to.
+    pub build_token_check_origin: bool,
+    /// Seconds between `:keepalive` comments on an event stream.
+    pub keepalive_secs: u64,
+    /// Seconds a build's stream stays open after `built` or `failed`, so an
+    /// EventSource does not reconnect and start the build again (upstream: 60).
+    pub linger_after_build_secs: u64,
+    /// Text above the launch form (HTML, trusted: it is the operator's).
+    pub banner_html: String,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            base_url: "/".into(),
+            badge_base_url: None,
+            cors_allow_origin: None,
+            api_only: false,
+            ban_networks: Vec::new(),
+            trusted_proxies: vec!["127.0.0.0/8".parse().expect("net"), "::1/128".parse().expect("net")],
+            rate_limit: RateLimitConfig::default(),
+            build_token_secret: None,
+            build_token_check_origin: true,
+            keepalive_secs: 25,
+            linger_after_build_secs: 60,
+            banner_html: String::new(),
+        }
+    }
+}
+
+/// A client network refused with `Requests from {label} are not allowed`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BanNetwork {
+    /// The network, e.g. `192.0.2.0/24`.
+    pub network: IpNet,
+    /// What the refusal calls it.
+    pub label: String,
+}
+
+/// Upstream's per-address fixed-window limiter.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Requests per window; 0 turns the limiter off.
+    pub limit: u32,
+    /// The window.
+    pub period_secs: u64,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig { limit: 10, period_secs: 3600 }
+    }
+}
+
+/// The image registry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Put in front of every image name, e.g. `registry.example.org/binder/i-`
+    /// (upstream's `image_prefix`).
+    pub image_prefix: String,
+    /// The registry's API, e.g. `https://registry.example.org`. Unset: no
+    /// registry is asked, and only builds this host recorded count as present.
+    pub url: Option<url::Url>,
+    /// Basic-auth user; with `password`.
+    pub username: Option<String>,
+    /// Basic-auth password, also offered to a bearer-token service.
+    pub password: Option<SecretSource>,
+    /// A Docker `config.json` whose `auths` entry for the registry is used
+    /// when no username is set (the build pods' push secret, mounted).
+    pub docker_config: Option<PathBuf>,
+    /// Tries per look-up when the registry fails or is unreachable.
+    pub retries: u32,
+    /// Deadline of one request.
+    pub timeout_ms: u64,
+    /// How long a found image is believed without asking again.
+    pub found_ttl_secs: u64,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            image_prefix: String::new(),
+            url: None,
+            username: None,
+            password: None,
+            docker_config: None,
+            retries: 3,
+            timeout_ms: 10_000,
+            found_ttl_secs: 600,
+        }
+    }
 }
 
 /// The sled cache of resolved refs.
@@ -236,6 +362,19 @@ pub enum SecretSource {
     File(PathBuf),
 }
 
+impl SecretSource {
+    /// The current value; `None` when unset or empty.
+    pub fn read(&self) -> Option<String> {
+        let value = match self {
+            SecretSource::Env(var) => std::env::var(var).ok(),
+            SecretSource::File(path) => {
+                std::fs::read_to_string(path).ok().map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+            }
+        };
+        value.filter(|v| !v.is_empty())
+    }
+}
+
 /// Where a plugin's component comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PluginSource {
@@ -322,6 +461,15 @@ impl Config {
         }
         for (name, p) in &self.plugins {
             p.source(name)?;
+        }
+        let base = &self.web.base_url;
+        if !base.starts_with('/') || !base.ends_with('/') {
+            return Err(ConfigError::Invalid(format!("web.base_url must start and end with `/` (got {base:?})")));
+        }
+        if let Some(url) = &self.registry.url {
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(ConfigError::Invalid(format!("registry.url must be an http(s) URL with a host (got {url})")));
+            }
         }
         Ok(())
     }

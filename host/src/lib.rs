@@ -13,6 +13,7 @@ pub mod cache;
 pub mod config;
 pub mod pipeline;
 pub mod plugins;
+pub mod registry;
 pub mod serve;
 
 /// Bindery's version.

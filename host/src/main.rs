@@ -7,6 +7,7 @@ use bindery::authoring::{self, cargo};
 use bindery::config::{Config, PluginConfig, PluginSource};
 use bindery::plugins::bindings::PluginKind;
 use bindery::plugins::{PluginHost, kind_name};
+use bindery::registry::naming;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -33,6 +34,23 @@ enum Command {
     /// Tools for plugin authors and operators.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Print the image a build slug and resolved ref are built into (or,
+    /// with --pod, the build pod's name), by upstream BinderHub's rule.
+    ImageName {
+        /// The provider's build slug, e.g. `binder-examples-octave`.
+        build_slug: String,
+        /// The resolved ref, e.g. a commit sha.
+        resolved_ref: String,
+        /// The registry's image prefix (default: the configuration's `registry.image_prefix`).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Print the build pod's name instead.
+        #[arg(long)]
+        pod: bool,
+        /// TOML configuration file.
+        #[arg(long, env = "BINDERY_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -122,6 +140,18 @@ async fn run(command: Command) -> Result<(), String> {
                 config.data_dir = d;
             }
             bindery::serve::serve(config).await.map_err(|e| e.to_string())
+        }
+        Command::ImageName { build_slug, resolved_ref, prefix, pod, config } => {
+            if pod {
+                println!("{}", naming::build_pod_name(&build_slug, &resolved_ref));
+                return Ok(());
+            }
+            let prefix = match prefix {
+                Some(p) => p,
+                None => Config::load(config.as_deref()).map_err(|e| e.to_string())?.registry.image_prefix,
+            };
+            println!("{}", naming::image_name(&prefix, &build_slug, &resolved_ref));
+            Ok(())
         }
         Command::Plugin(PluginCommand::New { kind, name, dir, sdk }) => {
             let sdk = sdk.or_else(authoring::template::default_sdk_path);

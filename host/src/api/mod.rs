@@ -28,7 +28,8 @@ pub struct AppState {
 impl AppState {
     /// State over loaded plugins, with the ref cache in the data directory.
     pub fn new(config: Config, plugins: Arc<PluginHost>) -> Result<AppState, ConfigError> {
-        let resolver = Resolver::new(&config, plugins.clone(), crate::cache::open_refs(&config))?;
+        let trees = crate::cache::open(&config);
+        let resolver = Resolver::new(&config, plugins.clone(), trees.refs)?;
         Ok(AppState { plugins, config: Arc::new(config), resolver: Arc::new(resolver) })
     }
 }

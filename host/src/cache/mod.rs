@@ -2,24 +2,40 @@
 //! anything: a corrupt database is moved aside and started afresh, and one that
 //! cannot be opened at all leaves Bindery running without a cache.
 
+mod builds;
+mod images;
 mod refs;
 
 use std::path::{Path, PathBuf};
 
+pub use builds::{BuildLog, BuildRecord, BuildState, LOG_TAIL_LINES};
+pub use images::ImageCache;
 pub use refs::{Freshness, RefCache};
 
 use crate::config::{CacheConfig, Config};
 
-/// The ref cache in the configured data directory, or none when it cannot be
-/// opened: Bindery then resolves every launch afresh rather than not starting.
-pub fn open_refs(config: &Config) -> Option<RefCache> {
-    match Cache::open(&config.data_dir).and_then(|c| c.refs(&config.cache)) {
-        Ok(refs) => Some(refs),
-        Err(e) => {
-            tracing::error!("running without a ref cache: {e}");
-            None
-        }
-    }
+/// The trees of the database in the configured data directory. Each is `None`
+/// when the database cannot be opened: Bindery then resolves every launch
+/// afresh and asks the registry every time, rather than not starting.
+#[derive(Default)]
+pub struct Trees {
+    /// Resolutions.
+    pub refs: Option<RefCache>,
+    /// Images known to exist.
+    pub images: Option<ImageCache>,
+    /// Builds in flight and recently finished.
+    pub builds: Option<BuildLog>,
+}
+
+/// Opens the database and its trees, logging (not failing) when it cannot.
+pub fn open(config: &Config) -> Trees {
+    let opened = Cache::open(&config.data_dir).and_then(|c| {
+        Ok(Trees { refs: Some(c.refs(&config.cache)?), images: Some(c.images()?), builds: Some(c.builds()?) })
+    });
+    opened.unwrap_or_else(|e| {
+        tracing::error!("running without a cache: {e}");
+        Trees::default()
+    })
 }
 
 /// The cache could not be opened or written.
@@ -69,6 +85,20 @@ impl Cache {
     /// The `refs` tree: resolutions by (provider, spec).
     pub fn refs(&self, config: &CacheConfig) -> Result<RefCache, CacheError> {
         RefCache::open(&self.db, &self.path, config.clone())
-            .map_err(|source| CacheError::Database { path: self.path.clone(), source })
+            .map_err(|source| self.error(source))
+    }
+
+    /// The `images` tree: image name → digest.
+    pub fn images(&self) -> Result<ImageCache, CacheError> {
+        ImageCache::open(&self.db, &self.path).map_err(|source| self.error(source))
+    }
+
+    /// The `builds` tree: image name → build state and log tail.
+    pub fn builds(&self) -> Result<BuildLog, CacheError> {
+        BuildLog::open(&self.db, &self.path).map_err(|source| self.error(source))
+    }
+
+    fn error(&self, source: sled::Error) -> CacheError {
+        CacheError::Database { path: self.path.clone(), source }
     }
 }

@@ -1,0 +1,140 @@
+//! The `builds` tree: image name → the state and log tail of a build in
+//! flight or recently finished, so a restarted host can report builds that
+//! were running and, where the executor allows, watch them again.
+
+use serde::{Deserialize, Serialize};
+use sled::Tree;
+
+use super::CacheError;
+
+/// Log lines kept per build (upstream tails 100 lines of a running build pod).
+pub const LOG_TAIL_LINES: usize = 100;
+
+/// Where a build is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildState {
+    /// Running on its executor.
+    Running,
+    /// The image was built and pushed.
+    Built,
+    /// The build failed.
+    Failed,
+    /// The host stopped while it ran and its executor cannot be watched again.
+    Lost,
+}
+
+/// One build, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildRecord {
+    /// The image it produces.
+    pub image: String,
+    /// The executor running it.
+    pub executor: String,
+    /// The executor's handle on it (a pod name), for watching it again.
+    pub handle: Option<String>,
+    /// What was resolved, for the log.
+    pub repo_url: String,
+    /// The revision.
+    pub resolved_ref: String,
+    /// Where it is.
+    pub state: BuildState,
+    /// Unix milliseconds.
+    pub started_at_ms: u64,
+    /// Unix milliseconds of the last change.
+    pub updated_at_ms: u64,
+    /// The last [`LOG_TAIL_LINES`] event-stream messages, as JSON.
+    pub log_tail: Vec<String>,
+}
+
+/// Build records.
+pub struct BuildLog {
+    path: std::path::PathBuf,
+    tree: Tree,
+}
+
+impl BuildLog {
+    pub(super) fn open(db: &sled::Db, path: &std::path::Path) -> Result<BuildLog, sled::Error> {
+        Ok(BuildLog { path: path.to_path_buf(), tree: db.open_tree("builds")? })
+    }
+
+    /// Stores `record`, replacing the image's previous one.
+    pub fn put(&self, record: &BuildRecord) -> Result<(), CacheError> {
+        let bytes = serde_json::to_vec(record)?;
+        self.tree.insert(record.image.as_bytes(), bytes).map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// The record of `image`'s latest build.
+    pub fn get(&self, image: &str) -> Result<Option<BuildRecord>, CacheError> {
+        let bytes = self.tree.get(image).map_err(|e| self.error(e))?;
+        Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
+    /// Every record, oldest start first; records that no longer decode are skipped.
+    pub fn all(&self) -> Result<Vec<BuildRecord>, CacheError> {
+        let mut records = Vec::new();
+        for item in self.tree.iter() {
+            let (_, v) = item.map_err(|e| self.error(e))?;
+            if let Ok(r) = serde_json::from_slice::<BuildRecord>(&v) {
+                records.push(r);
+            }
+        }
+        records.sort_by_key(|r| r.started_at_ms);
+        Ok(records)
+    }
+
+    /// Drops finished records last changed before `before_ms`.
+    pub fn prune(&self, before_ms: u64) -> Result<usize, CacheError> {
+        let old: Vec<String> = self
+            .all()?
+            .into_iter()
+            .filter(|r| r.state != BuildState::Running && r.updated_at_ms < before_ms)
+            .map(|r| r.image)
+            .collect();
+        for image in &old {
+            self.tree.remove(image.as_bytes()).map_err(|e| self.error(e))?;
+        }
+        Ok(old.len())
+    }
+
+    fn error(&self, source: sled::Error) -> CacheError {
+        CacheError::Database { path: self.path.clone(), source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::Cache;
+
+    fn record(image: &str, state: BuildState, at: u64) -> BuildRecord {
+        BuildRecord {
+            image: image.into(),
+            executor: "local".into(),
+            handle: None,
+            repo_url: "https://example.org/r".into(),
+            resolved_ref: "abc".into(),
+            state,
+            started_at_ms: at,
+            updated_at_ms: at,
+            log_tail: vec![r#"{"phase":"building","message":"Step 1\n"}"#.into()],
+        }
+    }
+
+    #[test]
+    fn records_survive_a_restart_and_old_finished_ones_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let builds = Cache::open(dir.path()).unwrap().builds().unwrap();
+            builds.put(&record("i:1", BuildState::Running, 10)).unwrap();
+            builds.put(&record("i:2", BuildState::Built, 5)).unwrap();
+            builds.put(&record("i:3", BuildState::Failed, 50)).unwrap();
+        }
+        let builds = Cache::open(dir.path()).unwrap().builds().unwrap();
+        assert_eq!(builds.get("i:1").unwrap().unwrap().state, BuildState::Running);
+        assert_eq!(builds.prune(20).unwrap(), 1, "only the old finished build goes");
+        let left: Vec<String> = builds.all().unwrap().into_iter().map(|r| r.image).collect();
+        assert_eq!(left, ["i:1", "i:3"]);
+    }
+}
