@@ -91,9 +91,6 @@ pub struct WebConfig {
     pub build_token_check_origin: bool,
     /// Seconds between `:keepalive` comments on an event stream.
     pub keepalive_secs: u64,
-    /// Seconds a build's stream stays open after `built` or `failed`, so an
-    /// EventSource does not reconnect and start the build again (upstream: 60).
-    pub linger_after_build_secs: u64,
     /// Text above the launch form (HTML, trusted: it is the operator's).
     pub banner_html: String,
 }
@@ -111,7 +108,6 @@ impl Default for WebConfig {
             build_token_secret: None,
             build_token_check_origin: true,
             keepalive_secs: 25,
-            linger_after_build_secs: 60,
             banner_html: String::new(),
         }
     }

@@ -8,9 +8,12 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod build;
 pub mod authoring;
 pub mod cache;
 pub mod config;
+pub mod launch;
+pub mod metrics;
 pub mod pipeline;
 pub mod plugins;
 pub mod registry;

@@ -49,7 +49,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         "Bindery {} listening on http://{addr}/",
         crate::VERSION
     );
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown()).await.map_err(ServeError::Server)
+    axum::serve(listener, router(state).into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown()).await.map_err(ServeError::Server)
 }
 
 async fn shutdown() {

@@ -36,6 +36,11 @@ fn display_json(id: &str, d: &DisplayConfig) -> Value {
 }
 
 async fn repoproviders(State(state): State<AppState>) -> Json<Vec<Value>> {
+    Json(list(&state))
+}
+
+/// The providers' display configs in upstream's order, then the rest by name.
+pub(super) fn list(state: &AppState) -> Vec<Value> {
     let mut providers: Vec<_> = state
         .plugins
         .list()
@@ -44,5 +49,5 @@ async fn repoproviders(State(state): State<AppState>) -> Json<Vec<Value>> {
         .collect();
     let rank = |name: &str| UPSTREAM_ORDER.iter().position(|u| *u == name).unwrap_or(UPSTREAM_ORDER.len());
     providers.sort_by(|(a, _), (b, _)| rank(a).cmp(&rank(b)).then_with(|| a.cmp(b)));
-    Json(providers.iter().map(|(name, d)| display_json(name, d)).collect())
+    providers.iter().map(|(name, d)| display_json(name, d)).collect()
 }

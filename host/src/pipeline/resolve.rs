@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use super::policy::SpecPolicy;
 use crate::cache::{Freshness, RefCache};
 use crate::config::{Config, ConfigError, QuotaConfig};
+use crate::metrics::Metrics;
 use crate::plugins::bindings::{self, PluginError, RefLifetime};
 use crate::plugins::{CallError, PluginHost};
 
@@ -137,6 +138,7 @@ pub struct Resolver {
     cache: Option<RefCache>,
     policies: HashMap<String, SpecPolicy>,
     quota: QuotaConfig,
+    metrics: Arc<Metrics>,
 }
 
 fn now_ms() -> u64 {
@@ -145,12 +147,12 @@ fn now_ms() -> u64 {
 
 impl Resolver {
     /// A resolver over `plugins`. Without a cache every resolve asks the plugin.
-    pub fn new(config: &Config, plugins: Arc<PluginHost>, cache: Option<RefCache>) -> Result<Resolver, ConfigError> {
+    pub fn new(config: &Config, plugins: Arc<PluginHost>, cache: Option<RefCache>, metrics: Arc<Metrics>) -> Result<Resolver, ConfigError> {
         let policies = config
             .enabled_plugins()
             .map(|(name, p)| Ok((name.to_string(), SpecPolicy::new(name, p)?)))
             .collect::<Result<_, ConfigError>>()?;
-        Ok(Resolver { plugins, cache, policies, quota: config.quota.clone() })
+        Ok(Resolver { plugins, cache, policies, quota: config.quota.clone(), metrics })
     }
 
     /// The loaded plugins.
@@ -170,13 +172,18 @@ impl Resolver {
             return Err(ResolveError::Banned { spec: spec.into() });
         }
         let key = format!("{provider}:{spec}");
-        if let Some(outcome) = self.cached(provider, spec) {
+        let cached = self.cached(provider, spec);
+        self.metrics.cache_lookup("refs", cached.is_some());
+        if let Some(outcome) = cached {
             return match outcome {
                 Outcome::Found(r) => Ok(r),
                 Outcome::NotFound(hint) => Err(ResolveError::NotFound { key, hint }),
             };
         }
-        let answer = self.plugins.resolve(provider, spec).await.map_err(|e| call_failed(&key, e))?;
+        let started = Instant::now();
+        let answer = self.plugins.resolve(provider, spec).await;
+        self.metrics.plugin_call(provider, "resolve", started.elapsed());
+        let answer = answer.map_err(|e| call_failed(&key, e))?;
         match answer {
             Ok(r) => {
                 let freshness = if matches!(r.lifetime, RefLifetime::Immutable) { Freshness::Immutable } else { Freshness::Moving };

@@ -1,0 +1,144 @@
+//! Who is asking: the client's address (from `X-Forwarded-For` only when a
+//! trusted proxy sent it), the operator's banned networks, and upstream's
+//! per-address rate limit.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::http::HeaderMap;
+use ipnet::IpNet;
+
+use crate::config::{BanNetwork, RateLimitConfig};
+
+/// The client's address. `X-Forwarded-For` is read from the right, skipping
+/// trusted proxies; the first address not trusted is the client. Addresses
+/// added by anyone untrusted are ignored, so a client cannot pick its own.
+pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let forwarded = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','));
+    let hops: Vec<IpAddr> = forwarded.filter_map(|h| parse_hop(h.trim())).collect();
+    let mut client = peer;
+    for hop in hops.into_iter().rev() {
+        client = hop;
+        if !is_trusted(&hop) {
+            break;
+        }
+    }
+    client
+}
+
+/// A hop as proxies write it: an address, maybe with a port or brackets.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    hop.parse::<IpAddr>().ok().or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip()))
+}
+
+/// The label of the banned network `ip` is in.
+pub fn banned<'a>(ip: IpAddr, bans: &'a [BanNetwork]) -> Option<&'a str> {
+    bans.iter().find(|b| b.network.contains(&ip)).map(|b| b.label.as_str())
+}
+
+/// The limiter's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Requests left in this window.
+    pub remaining: u32,
+    /// When the window ends (Unix seconds).
+    pub reset: u64,
+    /// The limit.
+    pub limit: u32,
+}
+
+/// Upstream's fixed-window limiter: `limit` requests per `period` per address.
+pub struct RateLimiter {
+    config: RateLimitConfig,
+    windows: Mutex<HashMap<IpAddr, (u64, u32)>>,
+}
+
+/// Addresses tracked before expired windows are swept.
+const SWEEP_AT: usize = 10_000;
+
+impl RateLimiter {
+    /// A limiter; `config.limit == 0` lets everything through.
+    pub fn new(config: RateLimitConfig) -> RateLimiter {
+        RateLimiter { config, windows: Mutex::new(HashMap::new()) }
+    }
+
+    /// Whether it limits at all.
+    pub fn enabled(&self) -> bool {
+        self.config.limit > 0
+    }
+
+    /// Counts a request from `ip`; `Err` carries the seconds until the window
+    /// ends when the limit is already reached.
+    pub fn check(&self, ip: IpAddr) -> Result<Quota, u64> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        self.check_at(ip, now)
+    }
+
+    fn check_at(&self, ip: IpAddr, now: u64) -> Result<Quota, u64> {
+        let period = self.config.period_secs.max(1);
+        let mut windows = self.windows.lock().expect("rate limiter");
+        if windows.len() >= SWEEP_AT {
+            windows.retain(|_, (reset, _)| *reset > now);
+        }
+        let (reset, count) = windows.entry(ip).or_insert((now + period, 0));
+        if *reset <= now {
+            *reset = now + period;
+            *count = 0;
+        }
+        if *count >= self.config.limit {
+            return Err(*reset - now);
+        }
+        *count += 1;
+        Ok(Quota { remaining: self.config.limit - *count, reset: *reset, limit: self.config.limit })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(xff: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in xff {
+            h.append("x-forwarded-for", v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let proxy: IpAddr = "10.1.2.3".parse().unwrap();
+        let stranger: IpAddr = "198.51.100.7".parse().unwrap();
+        assert_eq!(client_ip(&headers(&["203.0.113.9"]), proxy, &trusted), "203.0.113.9".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(&headers(&["203.0.113.9"]), stranger, &trusted), stranger, "an untrusted peer cannot pick its address");
+        // A client's own spoofed hop sits left of the real one.
+        assert_eq!(client_ip(&headers(&["1.2.3.4, 203.0.113.9, 10.0.0.5"]), proxy, &trusted), "203.0.113.9".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(&headers(&["[2001:db8::1]:443"]), proxy, &trusted), "2001:db8::1".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(&headers(&["garbage"]), proxy, &trusted), proxy);
+    }
+
+    #[test]
+    fn bans() {
+        let bans = vec![BanNetwork { network: "192.0.2.0/24".parse().unwrap(), label: "a test network".into() }];
+        assert_eq!(banned("192.0.2.77".parse().unwrap(), &bans), Some("a test network"));
+        assert_eq!(banned("192.0.3.1".parse().unwrap(), &bans), None);
+    }
+
+    #[test]
+    fn fixed_windows() {
+        let limiter = RateLimiter::new(RateLimitConfig { limit: 2, period_secs: 100 });
+        let ip: IpAddr = "203.0.113.1".parse().unwrap();
+        assert_eq!(limiter.check_at(ip, 1000), Ok(Quota { remaining: 1, reset: 1100, limit: 2 }));
+        assert_eq!(limiter.check_at(ip, 1050), Ok(Quota { remaining: 0, reset: 1100, limit: 2 }));
+        assert_eq!(limiter.check_at(ip, 1060), Err(40));
+        assert!(limiter.check_at("203.0.113.2".parse().unwrap(), 1060).is_ok(), "per address");
+        assert_eq!(limiter.check_at(ip, 1100).map(|q| q.remaining), Ok(1), "a new window");
+    }
+}

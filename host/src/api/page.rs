@@ -1,0 +1,85 @@
+//! The web pages: the launch form (`/` and every unknown path, as upstream's
+//! single-page app), the launch page `/v2/<provider>/<spec>` with its build
+//! token, the legacy `/repo/` redirect, and the badges. One small HTML file
+//! with plain JavaScript: no framework, nothing fetched from elsewhere.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use super::{AppState, providers};
+
+const PAGE: &str = include_str!("assets/page.html");
+const BADGE: &str = include_str!("assets/badge.svg");
+const BADGE_LOGO: &str = include_str!("assets/badge_logo.svg");
+const LOGO: &str = include_str!("assets/logo.svg");
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v2/{provider}/{*spec}", get(launch_page))
+        .route("/repo/{user}/{repo}", get(legacy))
+        .route("/repo/{user}/{repo}/{*path}", get(legacy))
+        .route("/badge.svg", get(|| svg(BADGE)))
+        .route("/assets/images/badge.svg", get(|| svg(BADGE)))
+        .route("/badge_logo.svg", get(|| svg(BADGE_LOGO)))
+        .route("/logo.svg", get(|| svg(LOGO)))
+        .fallback(get(form_page))
+}
+
+async fn svg(body: &'static str) -> Response {
+    ([(CONTENT_TYPE, "image/svg+xml"), (CACHE_CONTROL, "public, max-age=86400")], body).into_response()
+}
+
+fn page(state: &AppState, build_token: Option<String>) -> Html<String> {
+    let web = &state.config.web;
+    let mut config = json!({
+        "baseUrl": web.base_url,
+        "badgeBaseUrl": web.badge_base_url.clone().unwrap_or_default(),
+        "logoUrl": format!("{}logo.svg", web.base_url),
+        "logoWidth": "28px",
+        "repoProviders": providers::list(state),
+        "aboutMessage": "",
+        "bannerHtml": web.banner_html,
+        "binderVersion": crate::VERSION,
+    });
+    if let Some(token) = build_token {
+        config["buildToken"] = Value::String(token);
+    }
+    // `<` escaped so nothing in a spec can close the script element.
+    let config = config.to_string().replace('<', "\\u003c");
+    Html(PAGE.replace("__PAGE_CONFIG__", &config))
+}
+
+/// Upstream serves its single-page app, 200, for every other path.
+async fn form_page(State(state): State<AppState>) -> Html<String> {
+    page(&state, None)
+}
+
+async fn launch_page(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    // The token's audience is the raw path, as the page's /build request will send it.
+    let Some(audience) = uri.path().strip_prefix("/v2/") else { return StatusCode::NOT_FOUND.into_response() };
+    let provider = audience.split('/').next().unwrap_or_default();
+    if state.plugins.get(provider).and_then(|p| p.display.as_ref().map(drop)).is_none() {
+        return (StatusCode::NOT_FOUND, page(&state, None)).into_response();
+    }
+    let token = state.web.tokens.issue(audience, &super::build::request_origin(&headers));
+    page(&state, Some(token)).into_response()
+}
+
+/// `/repo/<user>/<repo>[/path]` → `/v2/gh/<user>/<repo>/master`, without
+/// `base_url`, as upstream does.
+async fn legacy(uri: Uri) -> Response {
+    let rest = uri.path().trim_start_matches('/');
+    let mut parts = rest.splitn(4, '/').skip(1);
+    let (user, repo) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let mut target = format!("/v2/gh/{user}/{repo}/master");
+    if let Some(path) = parts.next().map(|p| p.trim_matches('/')).filter(|p| !p.is_empty()) {
+        target.push_str("?urlpath=");
+        target.push_str(path);
+    }
+    (StatusCode::FOUND, [(LOCATION, target)]).into_response()
+}

@@ -1,0 +1,71 @@
+//! Build executors: what turns a resolved repository into an image in the
+//! registry. The pipeline drives one through [`BuildExecutor`]; the executors
+//! themselves (Kubernetes build pods, the local repo2docker CLI, the
+//! daemonless layer builder) live beside this trait.
+
+use futures_util::future::BoxFuture;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use crate::cache::BuildRecord;
+use crate::pipeline::Event;
+
+/// What to build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildRequest {
+    /// The image to produce, by upstream's naming rule.
+    pub image: String,
+    /// Upstream's build pod name for it.
+    pub build_name: String,
+    /// What the builder fetches.
+    pub repo_url: String,
+    /// The revision.
+    pub resolved_ref: String,
+    /// The provider prefix and spec it was launched with.
+    pub provider: String,
+    /// The spec.
+    pub spec: String,
+    /// Per-repository settings (`repo_config`).
+    pub repo_config: Map<String, Value>,
+}
+
+/// A finished build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Built {
+    /// The pushed manifest's digest, when the executor knows it.
+    pub digest: Option<String>,
+}
+
+/// A failed build, with the message users see (ending in a newline, or
+/// empty when the log already said why, as upstream's bare `failed` does).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct BuildFailure {
+    /// What went wrong.
+    pub message: String,
+}
+
+/// Where an executor sends the build's log, as event-stream events.
+pub type BuildLogSender = mpsc::Sender<Event>;
+
+/// Runs builds.
+pub trait BuildExecutor: Send + Sync {
+    /// The name records and metrics use, e.g. `kubernetes`.
+    fn name(&self) -> &'static str;
+
+    /// Builds and pushes `request.image`, sending log events to `log`.
+    fn build<'a>(&'a self, request: &'a BuildRequest, log: BuildLogSender) -> BoxFuture<'a, Result<Built, BuildFailure>>;
+
+    /// Watches a build that was running when the host stopped. `None` when the
+    /// executor cannot (a local process died with the host).
+    fn reattach<'a>(&'a self, record: &'a BuildRecord, log: BuildLogSender) -> Option<BoxFuture<'a, Result<Built, BuildFailure>>> {
+        let _ = (record, log);
+        None
+    }
+
+    /// The handle recorded for `request`, for [`BuildExecutor::reattach`].
+    fn handle(&self, request: &BuildRequest) -> Option<String> {
+        let _ = request;
+        None
+    }
+}

@@ -1,0 +1,66 @@
+//! Launching: asking JupyterHub to start a server from a built image. The
+//! pipeline drives a [`Launcher`]; the JupyterHub REST launcher lives beside it.
+
+use futures_util::future::BoxFuture;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+/// What to launch, with the `user_options` upstream sends to the spawner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchRequest {
+    /// The image.
+    pub image: String,
+    /// The repository.
+    pub repo_url: String,
+    /// Where a person sees the revision (`binder_ref_url`).
+    pub ref_url: String,
+    /// `binder_launch_host`.
+    pub launch_host: String,
+    /// `binder_request`: `v2/{provider}/{spec}`.
+    pub binder_request: String,
+    /// `binder_persistent_request`: `v2/{provider}/{resolved spec}`.
+    pub persistent_request: String,
+    /// `binder_client_ip`.
+    pub client_ip: String,
+    /// Per-repository settings (`repo_config`: the quota and more).
+    pub repo_config: Map<String, Value>,
+}
+
+/// A running server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launched {
+    /// The server's URL.
+    pub url: String,
+    /// The token that opens it.
+    pub token: String,
+}
+
+/// Why a launch did not happen, in the words users see.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LaunchError {
+    /// A quota is full (upstream's "Too many users …" messages).
+    #[error("{0}")]
+    Quota(String),
+    /// The hub failed or timed out.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// One service's health, in `/health`'s shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    /// The JSON object, e.g. `{"service": "JupyterHub API", "ok": true}`.
+    pub check: Map<String, Value>,
+}
+
+/// Starts servers.
+pub trait Launcher: Send + Sync {
+    /// Refuses a launch before any build when a quota is full.
+    fn admit<'a>(&'a self, request: &'a LaunchRequest) -> BoxFuture<'a, Result<(), LaunchError>>;
+
+    /// Starts a server, sending each progress message the hub reports to `progress`.
+    fn launch<'a>(&'a self, request: &'a LaunchRequest, progress: mpsc::Sender<String>) -> BoxFuture<'a, Result<Launched, LaunchError>>;
+
+    /// The checks `/health` shows for the hub (and quotas).
+    fn health(&self) -> BoxFuture<'_, Vec<HealthCheck>>;
+}

@@ -1,0 +1,182 @@
+//! Prometheus metrics: upstream BinderHub's `binderhub_*` names, labels and
+//! buckets, so existing dashboards keep working, plus Bindery's own.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Status {
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LaunchTime {
+    status: String,
+    retries: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Repo {
+    status: String,
+    provider: String,
+    repo: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginCall {
+    plugin: String,
+    function: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheResult {
+    cache: String,
+    result: String,
+}
+
+fn build_time() -> Histogram {
+    Histogram::new([60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0])
+}
+
+fn launch_time() -> Histogram {
+    Histogram::new([2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0])
+}
+
+fn plugin_time() -> Histogram {
+    Histogram::new([0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+}
+
+/// Every metric the service exports.
+pub struct Metrics {
+    registry: Registry,
+    build_time: Family<Status, Histogram, fn() -> Histogram>,
+    launch_time: Family<LaunchTime, Histogram, fn() -> Histogram>,
+    build_count: Family<Repo, Counter>,
+    launch_count: Family<Repo, Counter>,
+    inprogress_builds: Gauge,
+    inprogress_launches: Gauge,
+    plugin_calls: Family<PluginCall, Histogram, fn() -> Histogram>,
+    cache: Family<CacheResult, Counter>,
+    streams: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            build_time: Family::new_with_constructor(build_time),
+            launch_time: Family::new_with_constructor(launch_time),
+            build_count: Family::default(),
+            launch_count: Family::default(),
+            inprogress_builds: Gauge::default(),
+            inprogress_launches: Gauge::default(),
+            plugin_calls: Family::new_with_constructor(plugin_time),
+            cache: Family::default(),
+            streams: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register("binderhub_build_time_seconds", "Histogram of build times", m.build_time.clone());
+        registry.register("binderhub_launch_time_seconds", "Histogram of launch times", m.launch_time.clone());
+        registry.register("binderhub_build_count", "Counter of builds by repo", m.build_count.clone());
+        registry.register("binderhub_launch_count", "Counter of launches by repo", m.launch_count.clone());
+        registry.register("binderhub_inprogress_builds", "Builds currently in progress", m.inprogress_builds.clone());
+        registry.register("binderhub_inprogress_launches", "Launches currently in progress", m.inprogress_launches.clone());
+        registry.register("bindery_plugin_call_seconds", "Time of plugin calls, instantiation included", m.plugin_calls.clone());
+        registry.register("bindery_cache_lookups", "Look-ups in the ref and image caches", m.cache.clone());
+        registry.register("bindery_event_streams_open", "Event streams being served", m.streams.clone());
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    /// A build ended (`status`: success or failure).
+    pub fn build_finished(&self, status: &str, provider: &str, repo: &str, took: Duration) {
+        self.build_time.get_or_create(&Status { status: status.into() }).observe(took.as_secs_f64());
+        let labels = Repo { status: status.into(), provider: provider.into(), repo: repo.into() };
+        self.build_count.get_or_create(&labels).inc();
+    }
+
+    /// A launch ended (`status`: success, failure, pod_quota, repo_quota).
+    pub fn launch_finished(&self, status: &str, provider: &str, repo: &str, took: Duration) {
+        let time = LaunchTime { status: status.into(), retries: "0".into() };
+        self.launch_time.get_or_create(&time).observe(took.as_secs_f64());
+        let labels = Repo { status: status.into(), provider: provider.into(), repo: repo.into() };
+        self.launch_count.get_or_create(&labels).inc();
+    }
+
+    /// Counts builds and launches in progress while the guard lives.
+    pub fn in_progress(&self, what: InProgress) -> InProgressGuard {
+        let gauge = match what {
+            InProgress::Build => self.inprogress_builds.clone(),
+            InProgress::Launch => self.inprogress_launches.clone(),
+            InProgress::Stream => self.streams.clone(),
+        };
+        gauge.inc();
+        InProgressGuard(gauge)
+    }
+
+    /// A plugin call took `took`.
+    pub fn plugin_call(&self, plugin: &str, function: &str, took: Duration) {
+        let labels = PluginCall { plugin: plugin.into(), function: function.into() };
+        self.plugin_calls.get_or_create(&labels).observe(took.as_secs_f64());
+    }
+
+    /// A look-up in `cache` (`refs`, `images`) hit or missed.
+    pub fn cache_lookup(&self, cache: &str, hit: bool) {
+        let labels = CacheResult { cache: cache.into(), result: if hit { "hit" } else { "miss" }.into() };
+        self.cache.get_or_create(&labels).inc();
+    }
+}
+
+/// What [`Metrics::in_progress`] counts.
+pub enum InProgress {
+    /// `binderhub_inprogress_builds`.
+    Build,
+    /// `binderhub_inprogress_launches`.
+    Launch,
+    /// `bindery_event_streams_open`.
+    Stream,
+}
+
+/// Decrements its gauge when dropped, however the work ended.
+pub struct InProgressGuard(Gauge);
+
+impl Drop for InProgressGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_names_and_buckets() {
+        let m = Metrics::default();
+        m.build_finished("success", "gh", "https://github.com/a/b", Duration::from_secs(90));
+        m.launch_finished("success", "gh", "https://github.com/a/b", Duration::from_secs(3));
+        let guard = m.in_progress(InProgress::Build);
+        let text = m.encode();
+        assert!(text.contains(r#"binderhub_build_count_total{status="success",provider="gh",repo="https://github.com/a/b"} 1"#), "{text}");
+        assert!(text.contains(r#"binderhub_build_time_seconds_bucket{le="120.0",status="success"} 1"#), "{text}");
+        assert!(text.contains(r#"binderhub_build_time_seconds_bucket{le="60.0",status="success"} 0"#), "{text}");
+        assert!(text.contains(r#"binderhub_launch_time_seconds_bucket{le="5.0",status="success",retries="0"} 1"#), "{text}");
+        assert!(text.contains("binderhub_inprogress_builds 1"), "{text}");
+        drop(guard);
+        assert!(m.encode().contains("binderhub_inprogress_builds 0"));
+    }
+}

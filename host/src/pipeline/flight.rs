@@ -1,0 +1,260 @@
+//! Single flight: one build per image at a time. Every request for an image
+//! being built joins the running build: it gets the log so far, then the live
+//! tail, and the same outcome. A client that leaves does not stop a build
+//! others watch (nor one nobody watches: its image will be wanted again).
+//! Builds are recorded in the sled `builds` tree, so a restarted host can
+//! report builds that were in flight and watch them again where the executor
+//! can.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, watch};
+
+use super::Event;
+use crate::build::{BuildExecutor, BuildFailure, BuildRequest, Built};
+use crate::cache::{BuildLog, BuildRecord, BuildState, LOG_TAIL_LINES};
+use crate::registry::Registry;
+
+/// Log events kept in memory per build; a client joining later than this many
+/// lines in is told how many it missed.
+const MAX_LOG_EVENTS: usize = 10_000;
+/// How often a running build's record is written.
+const RECORD_INTERVAL: Duration = Duration::from_secs(1);
+/// Finished records are kept this long.
+const RECORD_RETENTION_MS: u64 = 24 * 3600 * 1000;
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// How a build ended.
+pub type Outcome = Result<Built, BuildFailure>;
+
+struct Log {
+    events: VecDeque<Event>,
+    /// Index of `events[0]` in the whole log.
+    first: usize,
+    outcome: Option<Outcome>,
+}
+
+/// One build in flight.
+pub struct Flight {
+    image: String,
+    log: Mutex<Log>,
+    /// Bumped on every change; readers wait on it.
+    version: watch::Sender<u64>,
+}
+
+impl Flight {
+    fn new(image: &str, history: Vec<Event>) -> Arc<Flight> {
+        Arc::new(Flight {
+            image: image.into(),
+            log: Mutex::new(Log { events: history.into(), first: 0, outcome: None }),
+            version: watch::channel(0).0,
+        })
+    }
+
+    fn push(&self, event: Event) {
+        let mut log = self.log.lock().expect("flight log");
+        log.events.push_back(event);
+        if log.events.len() > MAX_LOG_EVENTS {
+            log.events.pop_front();
+            log.first += 1;
+        }
+        drop(log);
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    fn finish(&self, outcome: Outcome) {
+        self.log.lock().expect("flight log").outcome = Some(outcome);
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// A reader from the start of the log.
+    pub fn subscribe(self: &Arc<Self>) -> Reader {
+        Reader { flight: self.clone(), next: 0, changes: self.version.subscribe() }
+    }
+
+    /// The image being built.
+    pub fn image(&self) -> &str {
+        &self.image
+    }
+}
+
+/// What a reader gets next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// A log event.
+    Log(Event),
+    /// The build ended.
+    Done(Outcome),
+}
+
+/// One client's position in a build's log.
+pub struct Reader {
+    flight: Arc<Flight>,
+    next: usize,
+    changes: watch::Receiver<u64>,
+}
+
+impl Reader {
+    /// The next log event, or the outcome once the log is read to its end.
+    pub async fn next(&mut self) -> Item {
+        loop {
+            self.changes.borrow_and_update();
+            {
+                let log = self.flight.log.lock().expect("flight log");
+                if self.next < log.first {
+                    let missed = log.first - self.next;
+                    self.next = log.first;
+                    return Item::Log(Event::message("unknown", format!("[{missed} earlier log lines not shown]\n")));
+                }
+                if let Some(event) = log.events.get(self.next - log.first) {
+                    self.next += 1;
+                    return Item::Log(event.clone());
+                }
+                if let Some(outcome) = &log.outcome {
+                    return Item::Done(outcome.clone());
+                }
+            }
+            if self.changes.changed().await.is_err() {
+                // The flight is gone without an outcome: cannot happen while we hold it.
+                return Item::Done(Err(BuildFailure { message: "The build stopped unexpectedly.\n".into() }));
+            }
+        }
+    }
+}
+
+/// The builds in flight.
+pub struct Flights {
+    running: Mutex<HashMap<String, Arc<Flight>>>,
+    records: Option<BuildLog>,
+    /// Told of each image built, so the next request finds it without asking.
+    registry: Arc<Registry>,
+}
+
+/// How [`Flights::join`] found the image.
+pub enum Joined {
+    /// This request started the build.
+    Started(Reader),
+    /// The build was already running.
+    Watching(Reader),
+}
+
+impl Flights {
+    /// No builds yet; records go to `records`, built images to `registry`.
+    pub fn new(records: Option<BuildLog>, registry: Arc<Registry>) -> Flights {
+        Flights { running: Mutex::new(HashMap::new()), records, registry }
+    }
+
+    /// Builds running now.
+    pub fn in_flight(&self) -> usize {
+        self.running.lock().expect("flights").len()
+    }
+
+    /// Joins the build of `request.image`, starting it on `executor` if none runs.
+    pub fn join(self: &Arc<Self>, executor: &Arc<dyn BuildExecutor>, request: BuildRequest) -> Joined {
+        let mut running = self.running.lock().expect("flights");
+        if let Some(flight) = running.get(&request.image) {
+            return Joined::Watching(flight.subscribe());
+        }
+        let flight = Flight::new(&request.image, Vec::new());
+        running.insert(request.image.clone(), flight.clone());
+        drop(running);
+        let record = BuildRecord {
+            image: request.image.clone(),
+            executor: executor.name().into(),
+            handle: executor.handle(&request),
+            repo_url: request.repo_url.clone(),
+            resolved_ref: request.resolved_ref.clone(),
+            state: BuildState::Running,
+            started_at_ms: now_ms(),
+            updated_at_ms: now_ms(),
+            log_tail: Vec::new(),
+        };
+        let reader = flight.subscribe();
+        let (flights, executor) = (self.clone(), executor.clone());
+        tokio::spawn(async move {
+            let (tx, rx) = mpsc::channel(256);
+            let drive = flights.drive(&flight, record, rx);
+            let (outcome, record) = tokio::join!(executor.build(&request, tx), drive);
+            flights.land(&flight, outcome, record);
+        });
+        Joined::Started(reader)
+    }
+
+    /// On start-up: builds recorded as running are watched again where the
+    /// executor can, and marked lost where it cannot.
+    pub fn recover(self: &Arc<Self>, executor: Option<&Arc<dyn BuildExecutor>>) {
+        let Some(records) = &self.records else { return };
+        if let Err(e) = records.prune(now_ms().saturating_sub(RECORD_RETENTION_MS)) {
+            tracing::warn!("cannot prune old build records: {e}");
+        }
+        let all = match records.all() {
+            Ok(all) => all,
+            Err(e) => return tracing::warn!("cannot read build records: {e}"),
+        };
+        for record in all.into_iter().filter(|r| r.state == BuildState::Running) {
+            let history: Vec<Event> = record.log_tail.iter().map(|j| Event::from_json(j)).collect();
+            let flight = Flight::new(&record.image, history);
+            self.running.lock().expect("flights").insert(record.image.clone(), flight.clone());
+            let (flights, executor) = (self.clone(), executor.filter(|e| e.name() == record.executor).cloned());
+            tokio::spawn(async move {
+                let (tx, rx) = mpsc::channel(256);
+                let Some(watch) = executor.as_deref().and_then(|e| e.reattach(&record, tx)) else {
+                    tracing::warn!(image = %record.image, executor = %record.executor, "a build was running when Bindery stopped and cannot be watched again; it is rebuilt when next asked for");
+                    flights.write(&BuildRecord { state: BuildState::Lost, updated_at_ms: now_ms(), ..record.clone() });
+                    flights.running.lock().expect("flights").remove(&record.image);
+                    flight.finish(Err(BuildFailure { message: "The build was interrupted by a restart of Bindery; try again.\n".into() }));
+                    return;
+                };
+                tracing::info!(image = %record.image, "watching a build that was running when Bindery stopped");
+                let (outcome, record) = tokio::join!(watch, flights.drive(&flight, record.clone(), rx));
+                flights.land(&flight, outcome, record);
+            });
+        }
+    }
+
+    /// Moves log events from the executor into the flight and the record.
+    async fn drive(&self, flight: &Flight, mut record: BuildRecord, mut rx: mpsc::Receiver<Event>) -> BuildRecord {
+        self.write(&record);
+        let mut last_write = Instant::now();
+        while let Some(event) = rx.recv().await {
+            if record.log_tail.len() == LOG_TAIL_LINES {
+                record.log_tail.remove(0);
+            }
+            record.log_tail.push(event.json().to_string());
+            flight.push(event);
+            if last_write.elapsed() >= RECORD_INTERVAL {
+                record.updated_at_ms = now_ms();
+                self.write(&record);
+                last_write = Instant::now();
+            }
+        }
+        // The executor dropped its sender: the final record is written by `land`.
+        record
+    }
+
+    /// Records the outcome, then lets readers see it, then forgets the flight:
+    /// a request arriving in between joins and sees the outcome at once.
+    fn land(&self, flight: &Arc<Flight>, outcome: Outcome, mut record: BuildRecord) {
+        record.state = if outcome.is_ok() { BuildState::Built } else { BuildState::Failed };
+        record.updated_at_ms = now_ms();
+        self.write(&record);
+        if let Ok(built) = &outcome {
+            self.registry.record(flight.image(), built.digest.as_deref().unwrap_or("unknown"));
+        }
+        flight.finish(outcome);
+        self.running.lock().expect("flights").remove(flight.image());
+    }
+
+    fn write(&self, record: &BuildRecord) {
+        if let Some(records) = &self.records {
+            if let Err(e) = records.put(record) {
+                tracing::warn!(image = %record.image, "cannot record the build: {e}");
+            }
+        }
+    }
+}

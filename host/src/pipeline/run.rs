@@ -1,0 +1,254 @@
+//! One launch, from spec to running server: resolve → image look-up → build
+//! (shared with every other request for the image) → launch. Each step's
+//! progress is an [`Event`] in upstream BinderHub's words, sent to the client
+//! that asked; the executor and the launcher are traits, so the API does not
+//! know which ones run.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::flight::{Flights, Item, Joined};
+use super::{Event, ResolveError, Resolved, Resolver};
+use crate::build::{BuildExecutor, BuildRequest};
+use crate::launch::{LaunchError, LaunchRequest, Launcher};
+use crate::metrics::{InProgress, Metrics};
+use crate::registry::{Registry, naming};
+
+/// A launch as the client asked for it.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// The provider prefix.
+    pub provider: String,
+    /// The spec, raw (still percent-encoded), as upstream reads it.
+    pub spec: String,
+    /// Stop once the image exists (`build_only=true`).
+    pub build_only: bool,
+    /// The client's address, as trusted proxies report it.
+    pub client_ip: String,
+    /// `binder_launch_host`: where launch links point.
+    pub launch_host: String,
+}
+
+/// The launch pipeline and its parts.
+pub struct Pipeline {
+    /// Spec → revision.
+    pub resolver: Arc<Resolver>,
+    /// Image names and look-ups.
+    pub registry: Arc<Registry>,
+    /// Builds in flight.
+    pub flights: Arc<Flights>,
+    /// Runs builds; `None` when none is configured.
+    pub executor: Option<Arc<dyn BuildExecutor>>,
+    /// Starts servers; `None` when no hub is configured.
+    pub launcher: Option<Arc<dyn Launcher>>,
+    /// Where the outcomes are counted.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Events buffered per client; a slow client holds only its own launch back.
+const CLIENT_BUFFER: usize = 64;
+
+impl Pipeline {
+    /// Starts `launch`; its events arrive on the receiver, ending with a
+    /// terminal one (`ready` or `failed`). Dropping the receiver abandons the
+    /// launch, never a build another client watches.
+    pub fn start(self: &Arc<Self>, launch: Launch) -> mpsc::Receiver<Event> {
+        let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
+        let pipeline = self.clone();
+        tokio::spawn(async move {
+            let sink = Sink(tx);
+            if let Err(Gone) = pipeline.run(&launch, &sink).await {
+                tracing::debug!(provider = %launch.provider, spec = %launch.spec, "client left before the launch ended");
+            }
+        });
+        rx
+    }
+
+    async fn run(&self, launch: &Launch, out: &Sink) -> Result<(), Gone> {
+        let resolved = match self.resolver.resolve(&launch.provider, &launch.spec).await {
+            Ok(r) => r,
+            Err(e) => return out.send(resolve_failed(&e)).await,
+        };
+        let key = format!("{}:{}", resolved.provider, resolved.spec);
+        for notice in &resolved.notices {
+            out.send(Event::message("waiting", notice.message(&key))).await?;
+            tokio::time::sleep(notice.pause()).await;
+        }
+        let image = self.registry.image_name(&resolved.build_slug, &resolved.resolved_ref);
+        let request = self.launch_request(launch, &resolved, &image);
+        match self.registry.lookup(&image).await {
+            Err(e) => {
+                tracing::error!(image, "image look-up failed: {e}");
+                return out.send(failed(format!("Cannot check whether {image} is built: {e}\n"))).await;
+            }
+            Ok(Some(_)) if launch.build_only => {
+                let done = json!({ "imageName": image, "message": "Done! Found built image\n" });
+                return out.send(Event::fields("ready", done)).await;
+            }
+            Ok(Some(_)) => {
+                out.send(Event::fields("built", json!({ "imageName": image, "message": "Found built image, launching...\n" }))).await?;
+            }
+            Ok(None) => {
+                if !launch.build_only {
+                    if let Some(launcher) = &self.launcher {
+                        if let Err(e) = launcher.admit(&request).await {
+                            return out.send(failed(format!("{e}\n"))).await;
+                        }
+                    }
+                }
+                if !self.build(launch, &resolved, &image, out).await? {
+                    return Ok(());
+                }
+                if launch.build_only {
+                    return out.send(Event::fields("ready", json!({ "message": "Done! Image built\n", "imageName": image }))).await;
+                }
+                out.send(Event::fields("built", json!({ "message": "Built image, launching...\n", "imageName": image }))).await?;
+            }
+        }
+        self.launch(launch, &resolved, request, out).await
+    }
+
+    /// Joins or starts the image's build and relays its log; true when it built.
+    async fn build(&self, launch: &Launch, resolved: &Resolved, image: &str, out: &Sink) -> Result<bool, Gone> {
+        let Some(executor) = &self.executor else {
+            out.send(failed(format!("Cannot build {image}: this Bindery has no build executor configured ([build] executor).\n"))).await?;
+            return Ok(false);
+        };
+        let request = BuildRequest {
+            image: image.into(),
+            build_name: naming::build_pod_name(&resolved.build_slug, &resolved.resolved_ref),
+            repo_url: resolved.repo_url.clone(),
+            resolved_ref: resolved.resolved_ref.clone(),
+            provider: resolved.provider.clone(),
+            spec: resolved.spec.clone(),
+            repo_config: self.resolver.repo_config(&resolved.provider, &resolved.spec),
+        };
+        out.send(Event::message("waiting", "Waiting for build to start...\n")).await?;
+        let (mut reader, started) = match self.flights.join(executor, request) {
+            Joined::Started(r) => (r, true),
+            Joined::Watching(r) => (r, false),
+        };
+        // The request that started the build counts it, so each build counts once.
+        let counted = started.then(|| (self.metrics.in_progress(InProgress::Build), Instant::now()));
+        loop {
+            match reader.next().await {
+                Item::Log(event) => out.send(event).await?,
+                Item::Done(outcome) => {
+                    if let Some((guard, started_at)) = counted {
+                        let status = if outcome.is_ok() { "success" } else { "failure" };
+                        self.metrics.build_finished(status, &launch.provider, &resolved.repo_url, started_at.elapsed());
+                        drop(guard);
+                    }
+                    return match outcome {
+                        Ok(_) => Ok(true),
+                        Err(f) if f.message.is_empty() => out.send(Event::fields("failed", json!({}))).await.map(|()| false),
+                        Err(f) => out.send(failed(f.message)).await.map(|()| false),
+                    };
+                }
+            }
+        }
+    }
+
+    async fn launch(&self, launch: &Launch, resolved: &Resolved, request: LaunchRequest, out: &Sink) -> Result<(), Gone> {
+        let Some(launcher) = &self.launcher else {
+            return out
+                .send(failed(format!("{} is built, but this Bindery has no JupyterHub configured to launch it ([hub] url).\n", request.image)))
+                .await;
+        };
+        out.send(Event::message("launching", "Launching server...\n")).await?;
+        let _guard = self.metrics.in_progress(InProgress::Launch);
+        let started = Instant::now();
+        let (progress_tx, mut progress) = mpsc::channel::<String>(16);
+        let launched = launcher.launch(&request, progress_tx);
+        tokio::pin!(launched);
+        let result = loop {
+            tokio::select! {
+                result = &mut launched => break result,
+                Some(message) = progress.recv() => out.send(Event::message("launching", ensure_newline(message))).await?,
+            }
+        };
+        while let Ok(message) = progress.try_recv() {
+            out.send(Event::message("launching", ensure_newline(message))).await?;
+        }
+        let (status, event) = match result {
+            Ok(server) => (
+                "success",
+                Event::fields(
+                    "ready",
+                    json!({
+                        "message": format!("server running at {}\n", server.url),
+                        "url": server.url,
+                        "token": server.token,
+                        "image": request.image,
+                        "repo_url": request.repo_url,
+                        "binder_ref_url": request.ref_url,
+                        "binder_launch_host": request.launch_host,
+                        "binder_request": request.binder_request,
+                        "binder_persistent_request": request.persistent_request,
+                        "binder_client_ip": request.client_ip,
+                    }),
+                ),
+            ),
+            Err(LaunchError::Quota(m)) => ("quota", failed(ensure_newline(m))),
+            Err(LaunchError::Failed(m)) => ("failure", failed(ensure_newline(m))),
+        };
+        let status = if status == "quota" { quota_status(&event) } else { status };
+        self.metrics.launch_finished(status, &launch.provider, &resolved.repo_url, started.elapsed());
+        out.send(event).await
+    }
+
+    fn launch_request(&self, launch: &Launch, resolved: &Resolved, image: &str) -> LaunchRequest {
+        LaunchRequest {
+            image: image.into(),
+            repo_url: resolved.repo_url.clone(),
+            ref_url: resolved.ref_url.clone(),
+            launch_host: launch.launch_host.clone(),
+            // Upstream reports the spec as asked, trailing `/` and all.
+            binder_request: format!("v2/{}/{}", launch.provider, launch.spec),
+            persistent_request: format!("v2/{}/{}", resolved.provider, resolved.resolved_spec),
+            client_ip: launch.client_ip.clone(),
+            repo_config: self.resolver.repo_config(&resolved.provider, &resolved.spec),
+        }
+    }
+}
+
+/// Upstream's `binderhub_launch_count` tells the two quotas apart by message.
+fn quota_status(event: &Event) -> &'static str {
+    if event.json().contains("Too many users on this BinderHub") { "pod_quota" } else { "repo_quota" }
+}
+
+fn ensure_newline(mut message: String) -> String {
+    if !message.ends_with('\n') {
+        message.push('\n');
+    }
+    message
+}
+
+fn failed(message: String) -> Event {
+    Event::message("failed", message)
+}
+
+/// Resolution failures in upstream's words; an unknown prefix carries the
+/// status code upstream's `HTTPError` did.
+fn resolve_failed(e: &ResolveError) -> Event {
+    match e {
+        ResolveError::UnknownProvider(_) => Event::fields("failed", json!({ "status_code": 404, "message": format!("{e}\n") })),
+        // Upstream sends this one without a newline.
+        ResolveError::Banned { .. } => failed(e.to_string()),
+        _ => failed(format!("{e}\n")),
+    }
+}
+
+/// The client is gone.
+struct Gone;
+
+struct Sink(mpsc::Sender<Event>);
+
+impl Sink {
+    async fn send(&self, event: Event) -> Result<(), Gone> {
+        self.0.send(event).await.map_err(|_| Gone)
+    }
+}
