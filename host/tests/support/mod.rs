@@ -248,3 +248,4 @@ async fn cgi(project_root: PathBuf, req: axum::extract::Request) -> axum::respon
     response.body(axum::body::Body::from(out.stdout[split + 4..].to_vec())).unwrap()
 }
 pub mod registry;
+pub mod service;

@@ -61,8 +61,32 @@ impl OciRegistry {
 
     /// Pushes a one-layer image as `repository:tag`; returns its manifest digest.
     pub async fn push(&self, repository: &str, tag: &str) -> String {
+        Self::client_for(&self.host(), self.credentials.clone()).push(repository, tag).await
+    }
+
+    /// A pusher for a registry at `host`.
+    pub fn client_for(host: &str, credentials: Option<(String, String)>) -> Pusher {
+        Pusher { host: host.into(), credentials }
+    }
+
+    /// Stops the registry (it is "down" from then on).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Pushes test images over the OCI API.
+pub struct Pusher {
+    host: String,
+    credentials: Option<(String, String)>,
+}
+
+impl Pusher {
+    /// Pushes a one-layer image as `repository:tag`; returns its manifest digest.
+    pub async fn push(&self, repository: &str, tag: &str) -> String {
         let client = Client::new(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() });
-        let reference = Reference::with_tag(self.host(), repository.into(), tag.into());
+        let reference = Reference::with_tag(self.host.clone(), repository.into(), tag.into());
         let auth = match &self.credentials {
             Some((u, p)) => RegistryAuth::Basic(u.clone(), p.clone()),
             None => RegistryAuth::Anonymous,
@@ -71,12 +95,6 @@ impl OciRegistry {
         let config = Config::oci_v1(br#"{"architecture":"amd64","os":"linux"}"#.to_vec(), None);
         let pushed = client.push(&reference, &[layer], config, &auth, None).await.expect("push to the test registry");
         pushed.manifest_url.rsplit('/').next().unwrap().to_string()
-    }
-
-    /// Stops the registry (it is "down" from then on).
-    pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1,0 +1,225 @@
+//! Bindery's HTTP service on a loopback port, with a build executor and a
+//! launcher for tests. The executor really pushes the image it "builds" to
+//! the real test registry; the launcher stands in for JupyterHub, whose
+//! launcher is its own piece of work and has its own tests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bindery::api::{AppState, router};
+use bindery::build::{BuildExecutor, BuildFailure, BuildLogSender, BuildRequest, Built};
+use bindery::cache::BuildRecord;
+use bindery::config::Config;
+use bindery::launch::{HealthCheck, LaunchError, LaunchRequest, Launched, Launcher};
+use bindery::pipeline::Event;
+use bindery::plugins::PluginHost;
+use futures_util::future::BoxFuture;
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, mpsc};
+
+use super::registry::OciRegistry;
+
+/// The embedded defaults with only the git provider, allowed to reach loopback,
+/// and the registry at `registry`.
+pub fn config(data: &std::path::Path, registry: Option<&OciRegistry>) -> Config {
+    let mut config = Config::load(None).unwrap();
+    config.data_dir = data.to_path_buf();
+    config.plugin_runtime.compile_cache_dir = Some(super::test_target_dir().join("compile-cache"));
+    for (name, plugin) in config.plugins.iter_mut() {
+        plugin.enabled = name == "git";
+    }
+    config.plugins.get_mut("git").unwrap().private_networks = vec!["127.0.0.0/8".parse().unwrap()];
+    if let Some(r) = registry {
+        config.registry.url = Some(r.url().parse().unwrap());
+        config.registry.image_prefix = format!("{}/binder-", r.host());
+        config.registry.timeout_ms = 2_000;
+        config.registry.retries = 1;
+    }
+    config
+}
+
+/// A running service.
+pub struct Service {
+    pub base: String,
+    pub state: AppState,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Service {
+    pub async fn start(config: Config, executor: Option<Arc<dyn BuildExecutor>>, launcher: Option<Arc<dyn Launcher>>) -> Service {
+        let plugins = PluginHost::start(&config).await.unwrap_or_else(|e| panic!("{e:?}"));
+        let state = AppState::with(config, plugins, executor, launcher).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Service { base: format!("http://127.0.0.1:{port}"), state, server }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// One `/build` exchange read to its end.
+pub struct Stream {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub raw: String,
+    pub events: Vec<Value>,
+}
+
+impl Stream {
+    pub fn last(&self) -> &Value {
+        self.events.last().expect("at least one event")
+    }
+
+    pub fn phases(&self) -> Vec<&str> {
+        self.events.iter().map(|e| e["phase"].as_str().unwrap()).collect()
+    }
+}
+
+/// GETs `url` as an EventSource would and reads the stream to its end.
+pub async fn sse(url: &str) -> Stream {
+    sse_with(url, &[("accept", "text/event-stream")]).await
+}
+
+pub async fn sse_with(url: &str, headers: &[(&str, &str)]) -> Stream {
+    let client = reqwest::Client::new();
+    let mut request = client.get(url);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request.send().await.expect("the service answers");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let raw = response.text().await.unwrap();
+    let events = raw
+        .split("\n\n")
+        .filter_map(|frame| frame.strip_prefix("data: "))
+        .map(|json| serde_json::from_str(json).unwrap_or_else(|e| panic!("{json}: {e}")))
+        .collect();
+    Stream { status, headers, raw, events }
+}
+
+/// `git` specs are the escaped URL, then the ref.
+pub fn git_spec(url: &str, git_ref: &str) -> String {
+    format!("{}/{git_ref}", url.replace(':', "%3A").replace('/', "%2F"))
+}
+
+/// A build executor for tests: logs `lines` lines (repo2docker-style JSON and
+/// plain text), waits for `gate` when given, then pushes the image to the real
+/// registry. Counts the builds it starts.
+pub struct TestBuilder {
+    pub registry_host: String,
+    pub registry: Option<(String, String)>,
+    pub lines: usize,
+    pub gate: Option<Arc<Semaphore>>,
+    pub fail: bool,
+    pub builds: AtomicUsize,
+    pub can_reattach: bool,
+}
+
+impl TestBuilder {
+    pub fn new(registry: &OciRegistry, lines: usize) -> TestBuilder {
+        TestBuilder {
+            registry_host: registry.host(),
+            registry: registry.credentials.clone(),
+            lines,
+            gate: None,
+            fail: false,
+            builds: AtomicUsize::new(0),
+            can_reattach: false,
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.builds.load(Ordering::SeqCst)
+    }
+
+    async fn run(&self, image: &str, log: BuildLogSender) -> Result<Built, BuildFailure> {
+        for i in 0..self.lines {
+            let event = if i % 2 == 0 {
+                Event::log_line(&json!({ "phase": "building", "message": format!("Step {i}\n") }).to_string())
+            } else {
+                Event::log_line(&format!("plain line {i}"))
+            };
+            if log.send(event).await.is_err() {
+                break;
+            }
+        }
+        if let Some(gate) = &self.gate {
+            gate.acquire().await.unwrap().forget();
+        }
+        if self.fail {
+            let _ = log.send(Event::log_line(r#"{"phase": "failed", "message": "Step 3 failed\n"}"#)).await;
+            return Err(BuildFailure { message: String::new() });
+        }
+        let _ = log.send(Event::log_line(r#"{"phase": "pushing", "message": "Pushing image\n"}"#)).await;
+        let (repository, tag) = image.split_once('/').unwrap().1.split_once(':').unwrap();
+        let pusher = OciRegistry::client_for(&self.registry_host, self.registry.clone());
+        let digest = pusher.push(repository, tag).await;
+        Ok(Built { digest: Some(digest) })
+    }
+}
+
+impl BuildExecutor for TestBuilder {
+    fn name(&self) -> &'static str {
+        "test"
+    }
+
+    fn build<'a>(&'a self, request: &'a BuildRequest, log: BuildLogSender) -> BoxFuture<'a, Result<Built, BuildFailure>> {
+        self.builds.fetch_add(1, Ordering::SeqCst);
+        Box::pin(self.run(&request.image, log))
+    }
+
+    fn handle(&self, request: &BuildRequest) -> Option<String> {
+        Some(request.build_name.clone())
+    }
+
+    fn reattach<'a>(&'a self, record: &'a BuildRecord, log: BuildLogSender) -> Option<BoxFuture<'a, Result<Built, BuildFailure>>> {
+        self.can_reattach.then(|| Box::pin(self.run(&record.image, log)) as BoxFuture<'a, _>)
+    }
+}
+
+/// Stands in for JupyterHub: reports progress like the hub and answers with
+/// a server URL under `hub`.
+pub struct TestLauncher {
+    pub hub: String,
+    pub launches: AtomicUsize,
+    pub last: std::sync::Mutex<Option<LaunchRequest>>,
+}
+
+impl TestLauncher {
+    pub fn new(hub: &str) -> TestLauncher {
+        TestLauncher { hub: hub.into(), launches: AtomicUsize::new(0), last: Default::default() }
+    }
+}
+
+impl Launcher for TestLauncher {
+    fn admit<'a>(&'a self, _: &'a LaunchRequest) -> BoxFuture<'a, Result<(), LaunchError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn launch<'a>(&'a self, request: &'a LaunchRequest, progress: mpsc::Sender<String>) -> BoxFuture<'a, Result<Launched, LaunchError>> {
+        Box::pin(async move {
+            let n = self.launches.fetch_add(1, Ordering::SeqCst);
+            *self.last.lock().unwrap() = Some(request.clone());
+            progress.send("Server requested".into()).await.unwrap();
+            progress.send(format!("Server ready at /user/test-{n}/")).await.unwrap();
+            Ok(Launched { url: format!("{}/user/test-{n}/", self.hub), token: format!("token-{n}") })
+        })
+    }
+
+    fn health(&self) -> BoxFuture<'_, Vec<HealthCheck>> {
+        Box::pin(async {
+            let check = json!({ "service": "JupyterHub API", "ok": true });
+            vec![HealthCheck { check: check.as_object().unwrap().clone() }]
+        })
+    }
+}
