@@ -361,9 +361,10 @@ async fn builds_in_flight_at_a_restart_are_watched_again_or_rebuilt() {
     let got = sse(&format!("{}/build/git/{}", s.base, git_spec(&w.url, "main"))).await;
     assert_eq!(got.last()["phase"], "ready", "{}", got.raw);
     assert_eq!(fresh.count(), 1, "rebuilt");
-    drop(s);
-    let record = bindery::cache::Cache::open(w.data.path()).unwrap().builds().unwrap().get(&image).unwrap().unwrap();
+    let record = s.state.pipeline.flights.record(&image).unwrap();
     assert_eq!(record.state, bindery::cache::BuildState::Built);
+    assert_eq!(record.executor, "test");
+    assert_eq!(record.log_tail.last().unwrap(), r#"{"phase": "pushing", "message": "Pushing image\n"}"#);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

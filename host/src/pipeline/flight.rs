@@ -149,6 +149,11 @@ impl Flights {
         Flights { running: Mutex::new(HashMap::new()), records, registry }
     }
 
+    /// The recorded state of `image`'s latest build.
+    pub fn record(&self, image: &str) -> Option<BuildRecord> {
+        self.records.as_ref()?.get(image).map_err(|e| tracing::warn!(image, "cannot read the build record: {e}")).ok()?
+    }
+
     /// Builds running now.
     pub fn in_flight(&self) -> usize {
         self.running.lock().expect("flights").len()
