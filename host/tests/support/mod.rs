@@ -249,3 +249,4 @@ async fn cgi(project_root: PathBuf, req: axum::extract::Request) -> axum::respon
 }
 pub mod registry;
 pub mod service;
+pub mod browser;

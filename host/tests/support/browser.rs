@@ -1,0 +1,132 @@
+//! A real headless Chromium driven over the DevTools protocol on a pipe
+//! (`--remote-debugging-pipe`: JSON messages ending in NUL on fds 3 and 4),
+//! so tests can wait for what a page does after it loads.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub struct Browser {
+    child: Child,
+    to_browser: std::io::PipeWriter,
+    from_browser: mpsc::Receiver<Value>,
+    next_id: u64,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts Chromium with one blank page attached.
+    pub fn start() -> Browser {
+        let profile = tempfile::tempdir().unwrap();
+        let (chrome_reads, to_browser) = std::io::pipe().unwrap();
+        let (from_chrome, chrome_writes) = std::io::pipe().unwrap();
+        let (r, w) = (chrome_reads.as_raw_fd(), chrome_writes.as_raw_fd());
+        let mut command = Command::new("chromium");
+        command
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+            .args(["--disable-sync", "--no-first-run", "--disable-quic", "--window-size=1100,900", "--remote-debugging-pipe"])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: only async-signal-safe dup2 calls between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::dup2(r, 3) < 0 || libc::dup2(w, 4) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().expect("chromium (Debian package chromium; scripts/setup.sh installs it)");
+        drop((chrome_reads, chrome_writes));
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(from_chrome);
+            let mut buf = Vec::new();
+            while reader.read_until(0, &mut buf).map(|n| n > 0).unwrap_or(false) {
+                buf.pop();
+                if let Ok(v) = serde_json::from_slice(&buf) {
+                    if tx.send(v).is_err() {
+                        return;
+                    }
+                }
+                buf.clear();
+            }
+        });
+        let mut browser = Browser { child, to_browser, from_browser: rx, next_id: 0, session: String::new(), _profile: profile };
+        let target = browser.call(None, "Target.createTarget", json!({ "url": "about:blank" }));
+        let target_id = target["targetId"].as_str().unwrap().to_string();
+        let attached = browser.call(None, "Target.attachToTarget", json!({ "targetId": target_id, "flatten": true }));
+        browser.session = attached["sessionId"].as_str().unwrap().to_string();
+        browser
+    }
+
+    fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut message = json!({ "id": id, "method": method, "params": params });
+        if let Some(s) = session {
+            message["sessionId"] = s.into();
+        }
+        let mut bytes = serde_json::to_vec(&message).unwrap();
+        bytes.push(0);
+        self.to_browser.write_all(&bytes).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let reply = self.from_browser.recv_timeout(left).unwrap_or_else(|_| panic!("Chromium did not answer {method}"));
+            if reply["id"] == id {
+                assert!(reply.get("error").is_none(), "{method}: {reply}");
+                return reply["result"].clone();
+            }
+        }
+    }
+
+    /// Opens `url` in the page.
+    pub fn navigate(&mut self, url: &str) {
+        let session = self.session.clone();
+        self.call(Some(&session), "Page.navigate", json!({ "url": url }));
+    }
+
+    /// Evaluates `expression` in the page; its value as JSON (null while the page is between documents).
+    pub fn eval(&mut self, expression: &str) -> Value {
+        let session = self.session.clone();
+        let r = self.call(Some(&session), "Runtime.evaluate", json!({ "expression": expression, "returnByValue": true }));
+        r["result"]["value"].clone()
+    }
+
+    /// Polls `expression` until `done` accepts its value; panics after `timeout`.
+    pub fn wait_for(&mut self, expression: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.eval(expression);
+            if done(&v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for `{expression}`; last value {v}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A PNG of the page.
+    pub fn screenshot(&mut self) -> Vec<u8> {
+        use base64::Engine as _;
+        let session = self.session.clone();
+        let r = self.call(Some(&session), "Page.captureScreenshot", json!({ "format": "png" }));
+        base64::engine::general_purpose::STANDARD.decode(r["data"].as_str().unwrap()).unwrap()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
