@@ -88,7 +88,7 @@ impl Default for Metrics {
         registry.register("binderhub_inprogress_builds", "Builds currently in progress", m.inprogress_builds.clone());
         registry.register("binderhub_inprogress_launches", "Launches currently in progress", m.inprogress_launches.clone());
         registry.register("bindery_plugin_call_seconds", "Time of plugin calls, instantiation included", m.plugin_calls.clone());
-        registry.register("bindery_cache_lookups", "Look-ups in the ref and image caches", m.cache.clone());
+        registry.register("bindery_cache_lookups", "Look-ups in the ref cache (cache=refs), hit or miss", m.cache.clone());
         registry.register("bindery_event_streams_open", "Event streams being served", m.streams.clone());
         Metrics { registry, ..m }
     }

@@ -386,3 +386,38 @@ async fn a_client_that_joins_a_watched_build_after_a_restart_gets_the_tail_then_
     assert_eq!(got.last()["phase"], "ready");
     assert_eq!(again.count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_holds_back_only_itself_and_huge_headers_are_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let w = world();
+    // More log than the kernel's socket buffers hold, so the slow reader really falls behind.
+    let builder = Arc::new(TestBuilder::new(&w.registry, 200_000));
+    let (s, _) = service(&w, w.config(), builder.clone()).await;
+    let path = format!("/build/git/{}", git_spec(&w.url, "main"));
+    let port = s.base.rsplit(':').next().unwrap().to_string();
+
+    // A client that sends its request and then reads nothing for a while.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut slow = socket.connect(format!("127.0.0.1:{port}").parse().unwrap()).await.unwrap();
+    slow.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let fast = sse(&format!("{}{path}", s.base)).await;
+    assert_eq!(fast.last()["phase"], "ready", "the build and other clients are not held back");
+    assert_eq!(builder.count(), 1);
+
+    let mut text = String::new();
+    slow.read_to_string(&mut text).await.unwrap();
+    assert!(text.contains("earlier log lines not shown]\\n"), "a reader that fell behind the kept log is told what it missed");
+    let last = text.rsplit("data: ").next().unwrap();
+    assert!(last.starts_with(r#"{"phase":"ready""#), "the slow reader still gets the outcome: {last}");
+
+    let mut huge = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}")).await.unwrap();
+    let header = "x".repeat(1 << 20);
+    let request = format!("GET /versions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: {header}\r\n\r\n");
+    let _ = huge.write_all(request.as_bytes()).await;
+    let mut answer = String::new();
+    let _ = huge.read_to_string(&mut answer).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{}", &answer[..answer.len().min(200)]);
+}
