@@ -421,3 +421,19 @@ async fn a_slow_client_holds_back_only_itself_and_huge_headers_are_refused() {
     let _ = huge.read_to_string(&mut answer).await;
     assert!(answer.starts_with("HTTP/1.1 431"), "{}", &answer[..answer.len().min(200)]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_quota_refuses_before_any_build() {
+    use bindery::launch::{LaunchError, Quota};
+    let w = world();
+    let builder = Arc::new(TestBuilder::new(&w.registry, 1));
+    let message = format!("Too many users running {}! Try again soon.", w.url);
+    let launcher = TestLauncher { refuse: Some(LaunchError::Quota { quota: Quota::Repo, message: message.clone() }), ..TestLauncher::new("http://hub.test") };
+    let s = Service::start(w.config(), Some(builder.clone()), Some(Arc::new(launcher))).await;
+    let got = sse(&format!("{}/build/git/{}", s.base, git_spec(&w.url, "main"))).await;
+    assert_eq!(got.events.len(), 1, "{}", got.raw);
+    assert_eq!(got.last()["message"], format!("{message}\n"));
+    assert_eq!(builder.count(), 0);
+    let metrics = reqwest::get(format!("{}/metrics", s.base)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"binderhub_launch_count_total{status="repo_quota",provider="git""#), "{metrics}");
+}

@@ -72,7 +72,7 @@ pub(super) async fn build(
             Err(wait) => return refusal(429, &format!("Rate limit exceeded. Try again in {wait} seconds.")),
         }
     }
-    if state.plugins.get(provider).and_then(|p| p.display.as_ref().map(drop)).is_none() {
+    if !state.resolver.knows(provider) {
         return refusal(404, &format!("No provider found for prefix {provider}"));
     }
     let launch = Launch {

@@ -63,7 +63,7 @@ async fn launch_page(State(state): State<AppState>, uri: Uri, headers: HeaderMap
     // The token's audience is the raw path, as the page's /build request will send it.
     let Some(audience) = uri.path().strip_prefix("/v2/") else { return StatusCode::NOT_FOUND.into_response() };
     let provider = audience.split('/').next().unwrap_or_default();
-    if state.plugins.get(provider).and_then(|p| p.display.as_ref().map(drop)).is_none() {
+    if !state.resolver.knows(provider) {
         return (StatusCode::NOT_FOUND, page(&state, None)).into_response();
     }
     let token = state.web.tokens.issue(audience, &super::build::request_origin(&headers));

@@ -35,12 +35,26 @@ pub struct Launched {
     pub token: String,
 }
 
+/// Which quota refused a launch (upstream's `binderhub_launch_count` statuses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quota {
+    /// The total number of servers (`pod_quota`).
+    Total,
+    /// Servers of one repository (`repo_quota`).
+    Repo,
+}
+
 /// Why a launch did not happen, in the words users see.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LaunchError {
     /// A quota is full (upstream's "Too many users …" messages).
-    #[error("{0}")]
-    Quota(String),
+    #[error("{message}")]
+    Quota {
+        /// Which one.
+        quota: Quota,
+        /// What the user reads.
+        message: String,
+    },
     /// The hub failed or timed out.
     #[error("{0}")]
     Failed(String),

@@ -160,11 +160,15 @@ impl Resolver {
         &self.plugins
     }
 
+    /// Whether a provider is loaded under `prefix`.
+    pub fn knows(&self, prefix: &str) -> bool {
+        self.plugins.get(prefix).is_some_and(|p| p.display.is_some())
+    }
+
     /// Upstream's order of checks: prefix, trailing `/`, rules, then the
     /// cache or the provider.
     pub async fn resolve(&self, provider: &str, spec: &str) -> Result<Resolved, ResolveError> {
-        let loaded = self.plugins.get(provider).filter(|p| p.display.is_some());
-        if loaded.is_none() {
+        if !self.knows(provider) {
             return Err(ResolveError::UnknownProvider(provider.into()));
         }
         let spec = spec.trim_end_matches('/');

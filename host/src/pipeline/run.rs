@@ -5,7 +5,7 @@
 //! know which ones run.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use super::flight::{Flights, Item, Joined};
 use super::{Event, ResolveError, Resolved, Resolver};
 use crate::build::{BuildExecutor, BuildRequest};
-use crate::launch::{LaunchError, LaunchRequest, Launcher};
+use crate::launch::{LaunchError, LaunchRequest, Launcher, Quota};
 use crate::metrics::{InProgress, Metrics};
 use crate::registry::{Registry, naming};
 
@@ -95,7 +95,8 @@ impl Pipeline {
                 if !launch.build_only {
                     if let Some(launcher) = &self.launcher {
                         if let Err(e) = launcher.admit(&request).await {
-                            return out.send(failed(format!("{e}\n"))).await;
+                            self.metrics.launch_finished(launch_status(&e), &launch.provider, &resolved.repo_url, Duration::ZERO);
+                            return out.send(failed(ensure_newline(e.to_string()))).await;
                         }
                     }
                 }
@@ -174,6 +175,7 @@ impl Pipeline {
             out.send(Event::message("launching", ensure_newline(message))).await?;
         }
         let (status, event) = match result {
+            Err(e) => (launch_status(&e), failed(ensure_newline(e.to_string()))),
             Ok(server) => (
                 "success",
                 Event::fields(
@@ -192,10 +194,7 @@ impl Pipeline {
                     }),
                 ),
             ),
-            Err(LaunchError::Quota(m)) => ("quota", failed(ensure_newline(m))),
-            Err(LaunchError::Failed(m)) => ("failure", failed(ensure_newline(m))),
         };
-        let status = if status == "quota" { quota_status(&event) } else { status };
         self.metrics.launch_finished(status, &launch.provider, &resolved.repo_url, started.elapsed());
         out.send(event).await
     }
@@ -215,9 +214,13 @@ impl Pipeline {
     }
 }
 
-/// Upstream's `binderhub_launch_count` tells the two quotas apart by message.
-fn quota_status(event: &Event) -> &'static str {
-    if event.json().contains("Too many users on this BinderHub") { "pod_quota" } else { "repo_quota" }
+/// The `binderhub_launch_count` status of a launch that did not happen.
+fn launch_status(e: &LaunchError) -> &'static str {
+    match e {
+        LaunchError::Quota { quota: Quota::Total, .. } => "pod_quota",
+        LaunchError::Quota { quota: Quota::Repo, .. } => "repo_quota",
+        LaunchError::Failed(_) => "failure",
+    }
 }
 
 fn ensure_newline(mut message: String) -> String {

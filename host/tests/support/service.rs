@@ -193,17 +193,19 @@ pub struct TestLauncher {
     pub hub: String,
     pub launches: AtomicUsize,
     pub last: std::sync::Mutex<Option<LaunchRequest>>,
+    /// Refuse every launch with this.
+    pub refuse: Option<LaunchError>,
 }
 
 impl TestLauncher {
     pub fn new(hub: &str) -> TestLauncher {
-        TestLauncher { hub: hub.into(), launches: AtomicUsize::new(0), last: Default::default() }
+        TestLauncher { hub: hub.into(), launches: AtomicUsize::new(0), last: Default::default(), refuse: None }
     }
 }
 
 impl Launcher for TestLauncher {
     fn admit<'a>(&'a self, _: &'a LaunchRequest) -> BoxFuture<'a, Result<(), LaunchError>> {
-        Box::pin(async { Ok(()) })
+        Box::pin(async { self.refuse.clone().map_or(Ok(()), Err) })
     }
 
     fn launch<'a>(&'a self, request: &'a LaunchRequest, progress: mpsc::Sender<String>) -> BoxFuture<'a, Result<Launched, LaunchError>> {
