@@ -60,7 +60,13 @@ impl Pipeline {
         let pipeline = self.clone();
         tokio::spawn(async move {
             let sink = Sink(tx);
-            if let Err(Gone) = pipeline.run(&launch, &sink).await {
+            // A client that leaves takes its launch with it at once, even one
+            // still waiting for a plugin slot; a build it joined goes on.
+            let finished = tokio::select! {
+                result = pipeline.run(&launch, &sink) => result.is_ok(),
+                () = sink.0.closed() => false,
+            };
+            if !finished {
                 tracing::debug!(provider = %launch.provider, spec = %launch.spec, "client left before the launch ended");
             }
         });
