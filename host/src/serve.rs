@@ -2,6 +2,9 @@
 
 use std::time::{Duration, Instant};
 
+use axum::serve::{ListenerExt, TapIo};
+use tokio::net::{TcpListener, TcpStream};
+
 use crate::api::{AppState, router};
 use crate::config::Config;
 use crate::plugins::PluginHost;
@@ -49,7 +52,18 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         "Bindery {} listening on http://{addr}/",
         crate::VERSION
     );
-    axum::serve(listener, router(state).into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown()).await.map_err(ServeError::Server)
+    axum::serve(no_delay(listener), router(state).into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown()).await.map_err(ServeError::Server)
+}
+
+/// The listener with Nagle's algorithm off on every connection: events are
+/// small writes that must leave at once, not wait for the previous one's ACK.
+pub fn no_delay(listener: TcpListener) -> TapIo<TcpListener, fn(&mut TcpStream)> {
+    fn set(tcp: &mut TcpStream) {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    }
+    listener.tap_io(set as fn(&mut TcpStream))
 }
 
 async fn shutdown() {

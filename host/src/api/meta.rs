@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
 use super::AppState;
+use crate::build::BuildExecutor;
 use crate::pipeline::Pipeline;
 
 /// How long a health answer is reused (upstream: 15 s). It is refreshed in
@@ -27,18 +28,21 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/metrics", get(metrics))
 }
 
-async fn versions(State(state): State<AppState>) -> Response {
+/// `{"builder_info": {…}, "binderhub": "<version>"}`.
+pub(super) fn versions_body(executor: Option<&dyn BuildExecutor>) -> Bytes {
     let mut info = Map::new();
     info.insert("bindery".into(), json!(crate::VERSION));
-    if let Some(e) = &state.pipeline.executor {
+    if let Some(e) = executor {
         info.insert("build_executor".into(), json!(e.name()));
     }
-    let body = json!({ "builder_info": info, "binderhub": crate::VERSION }).to_string();
+    Bytes::from(json!({ "builder_info": info, "binderhub": crate::VERSION }).to_string())
+}
+
+async fn versions(State(state): State<AppState>) -> Response {
+    let mut response = ([(CONTENT_TYPE, "application/json")], state.web.versions.clone()).into_response();
     // Upstream answers `/versions` to any origin unless told otherwise.
-    let origin = if state.config.web.cors_allow_origin.is_some() { None } else { Some(HeaderValue::from_static("*")) };
-    let mut response = ([(CONTENT_TYPE, "application/json")], body).into_response();
-    if let Some(o) = origin {
-        response.headers_mut().insert(ACCESS_CONTROL_ALLOW_ORIGIN, o);
+    if state.config.web.cors_allow_origin.is_none() {
+        response.headers_mut().insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     }
     response
 }

@@ -10,9 +10,10 @@ mod providers;
 mod token;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_ORIGIN, HOST};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -52,6 +53,10 @@ struct Web {
     tokens: token::BuildTokens,
     limiter: RateLimiter,
     health: watch::Receiver<meta::HealthAnswer>,
+    /// `/versions` never changes while the process runs.
+    versions: Bytes,
+    /// `/api/repoproviders` for a plugin generation.
+    providers: RwLock<Option<(u64, Bytes)>>,
 }
 
 impl AppState {
@@ -81,6 +86,8 @@ impl AppState {
             tokens: token::BuildTokens::new(&config.web).map_err(ConfigError::Invalid)?,
             limiter: RateLimiter::new(config.web.rate_limit.clone()),
             health: meta::monitor(&pipeline),
+            versions: meta::versions_body(pipeline.executor.as_deref()),
+            providers: RwLock::new(None),
         };
         Ok(AppState { plugins, config: Arc::new(config), resolver, pipeline, metrics, web: Arc::new(web) })
     }

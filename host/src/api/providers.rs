@@ -1,9 +1,12 @@
 //! `/api/repoproviders`: each provider's launch-form configuration, in
 //! upstream's shape and order.
 
+use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -35,8 +38,20 @@ fn display_json(id: &str, d: &DisplayConfig) -> Value {
     v
 }
 
-async fn repoproviders(State(state): State<AppState>) -> Json<Vec<Value>> {
-    Json(list(&state))
+/// The answer is the same until a plugin is replaced: it is built once per
+/// plugin generation.
+async fn repoproviders(State(state): State<AppState>) -> Response {
+    let generation = state.plugins.generation();
+    let cached = state.web.providers.read().expect("providers cache").clone();
+    let body = match cached {
+        Some((g, body)) if g == generation => body,
+        _ => {
+            let body = Bytes::from(Value::Array(list(&state)).to_string());
+            *state.web.providers.write().expect("providers cache") = Some((generation, body.clone()));
+            body
+        }
+    };
+    ([(CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// The providers' display configs in upstream's order, then the rest by name.

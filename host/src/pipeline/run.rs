@@ -74,7 +74,10 @@ impl Pipeline {
     }
 
     async fn run(&self, launch: &Launch, out: &Sink) -> Result<(), Gone> {
-        let resolved = match self.resolver.resolve(&launch.provider, &launch.spec).await {
+        // The resolve, build and launch futures are boxed: a stream waiting in
+        // one step should not carry the others' state (this keeps an idle
+        // stream's task small).
+        let resolved = match Box::pin(self.resolver.resolve(&launch.provider, &launch.spec)).await {
             Ok(r) => r,
             Err(e) => return out.send(resolve_failed(&e)).await,
         };
@@ -106,7 +109,7 @@ impl Pipeline {
                         }
                     }
                 }
-                if !self.build(launch, &resolved, &image, out).await? {
+                if !Box::pin(self.build(launch, &resolved, &image, out)).await? {
                     return Ok(());
                 }
                 if launch.build_only {
@@ -115,7 +118,7 @@ impl Pipeline {
                 out.send(Event::fields("built", json!({ "message": "Built image, launching...\n", "imageName": image }))).await?;
             }
         }
-        self.launch(launch, &resolved, request, out).await
+        Box::pin(self.launch(launch, &resolved, request, out)).await
     }
 
     /// Joins or starts the image's build and relays its log; true when it built.

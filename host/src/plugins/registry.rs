@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -49,6 +50,8 @@ pub struct PluginHost {
     configs: BTreeMap<String, PluginConfig>,
     plugins: RwLock<BTreeMap<String, Arc<LoadedPlugin>>>,
     stamps: Mutex<HashMap<String, Stamp>>,
+    /// Bumped whenever a plugin is replaced, so answers derived from the set can be cached.
+    generation: AtomicU64,
 }
 
 impl PluginHost {
@@ -65,6 +68,7 @@ impl PluginHost {
             configs: config.enabled_plugins().map(|(n, p)| (n.to_string(), p.clone())).collect(),
             plugins: RwLock::default(),
             stamps: Mutex::default(),
+            generation: AtomicU64::new(0),
         };
         let mut errors = Vec::new();
         for name in host.configs.keys() {
@@ -128,6 +132,7 @@ impl PluginHost {
         let outcome = Reloaded::Replaced { old: old.map(|o| o.sha256.clone()).unwrap_or_default(), new: new.sha256.clone() };
         tracing::info!(plugin = name, version = %new.metadata.version, sha256 = %new.sha256, "plugin replaced");
         self.plugins.write().expect("plugins lock").insert(name.to_string(), new);
+        self.generation.fetch_add(1, Ordering::Release);
         Ok(outcome)
     }
 
@@ -169,6 +174,11 @@ impl PluginHost {
                 host.reload_changed().await;
             }
         })
+    }
+
+    /// Changes whenever a loaded plugin is replaced.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The plugin loaded as `name`.

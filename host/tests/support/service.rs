@@ -53,6 +53,7 @@ impl Service {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let listener = bindery::serve::no_delay(listener);
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
