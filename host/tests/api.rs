@@ -273,6 +273,9 @@ async fn pages_redirects_badges_cors_and_bans() {
         assert_eq!(r.headers()["content-type"], "image/svg+xml", "{badge}");
         assert!(r.text().await.unwrap().starts_with("<svg"));
     }
+    let png = get("/logo_social.png").await.unwrap();
+    assert_eq!(png.headers()["content-type"], "image/png");
+    assert!(png.bytes().await.unwrap().starts_with(b"\x89PNG"));
     let options = client.request(reqwest::Method::OPTIONS, format!("{}/build/git/x", s.base)).send().await.unwrap();
     assert_eq!(options.status(), 200);
     assert!(options.text().await.unwrap().is_empty());

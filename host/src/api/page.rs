@@ -1,6 +1,7 @@
 //! The web pages: the launch form (`/` and every unknown path, as upstream's
 //! single-page app), the launch page `/v2/<provider>/<spec>` with its build
-//! token, the legacy `/repo/` redirect, and the badges. One small HTML file
+//! token, the legacy `/repo/` redirect, the badges and the social-card logo
+//! (drawn for Bindery). One small HTML file
 //! with plain JavaScript: no framework, nothing fetched from elsewhere.
 
 use axum::Router;
@@ -17,21 +18,25 @@ const PAGE: &str = include_str!("assets/page.html");
 const BADGE: &str = include_str!("assets/badge.svg");
 const BADGE_LOGO: &str = include_str!("assets/badge_logo.svg");
 const LOGO: &str = include_str!("assets/logo.svg");
+const LOGO_SOCIAL: &[u8] = include_bytes!("assets/logo_social.png");
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v2/{provider}/{*spec}", get(launch_page))
         .route("/repo/{user}/{repo}", get(legacy))
         .route("/repo/{user}/{repo}/{*path}", get(legacy))
-        .route("/badge.svg", get(|| svg(BADGE)))
-        .route("/assets/images/badge.svg", get(|| svg(BADGE)))
-        .route("/badge_logo.svg", get(|| svg(BADGE_LOGO)))
-        .route("/logo.svg", get(|| svg(LOGO)))
+        .route("/badge.svg", get(|| asset(SVG, BADGE.as_bytes())))
+        .route("/assets/images/badge.svg", get(|| asset(SVG, BADGE.as_bytes())))
+        .route("/badge_logo.svg", get(|| asset(SVG, BADGE_LOGO.as_bytes())))
+        .route("/logo.svg", get(|| asset(SVG, LOGO.as_bytes())))
+        .route("/logo_social.png", get(|| asset("image/png", LOGO_SOCIAL)))
         .fallback(get(form_page))
 }
 
-async fn svg(body: &'static str) -> Response {
-    ([(CONTENT_TYPE, "image/svg+xml"), (CACHE_CONTROL, "public, max-age=86400")], body).into_response()
+const SVG: &str = "image/svg+xml";
+
+async fn asset(content_type: &'static str, body: &'static [u8]) -> Response {
+    ([(CONTENT_TYPE, content_type), (CACHE_CONTROL, "public, max-age=86400")], body).into_response()
 }
 
 fn page(state: &AppState, build_token: Option<String>) -> Html<String> {
