@@ -7,9 +7,11 @@ command -v git >/dev/null || need_pkgs+=(git)
 command -v pkg-config >/dev/null || need_pkgs+=(pkg-config)
 [ -f /usr/include/openssl/ssl.h ] || need_pkgs+=(libssl-dev)
 command -v cc >/dev/null || need_pkgs+=(gcc)
-# The tests' real components: an OCI registry (with htpasswd auth), a browser.
+# The tests' real components: an OCI registry (htpasswd and token auth, the
+# token signed with openssl), a browser.
 command -v docker-registry >/dev/null || need_pkgs+=(docker-registry)
 command -v htpasswd >/dev/null || need_pkgs+=(apache2-utils)
+command -v openssl >/dev/null || need_pkgs+=(openssl)
 command -v chromium >/dev/null || need_pkgs+=(chromium)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "setup: installing ${need_pkgs[*]}" >&2

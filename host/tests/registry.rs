@@ -92,3 +92,24 @@ fn base64_encode(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_tokens_from_the_registrys_challenge() {
+    let tokens = support::registry::TokenService::start("builder", "s3cret").await;
+    let server = OciRegistry::start_token(&tokens);
+    let digest = server.push("binder-tokened", "abc").await;
+    let image = format!("{}/binder-tokened:abc", server.host());
+
+    let e = Registry::new(&config(&server), None).unwrap().lookup(&image).await.unwrap_err();
+    assert!(matches!(e, RegistryError::Unauthorized { .. }), "without credentials the token service refuses: {e:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("password");
+    std::fs::write(&password, "s3cret").unwrap();
+    let with_password = RegistryConfig { username: Some("builder".into()), password: Some(SecretSource::File(password)), ..config(&server) };
+    let registry = Registry::new(&with_password, None).unwrap();
+    let before = tokens.issued.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(registry.lookup(&image).await.unwrap(), Some(digest));
+    assert_eq!(registry.lookup(&format!("{}/binder-tokened:missing", server.host())).await.unwrap(), None);
+    assert!(tokens.issued.load(std::sync::atomic::Ordering::SeqCst) > before, "the look-ups went through the token service");
+}

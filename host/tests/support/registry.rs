@@ -18,13 +18,28 @@ pub struct OciRegistry {
 impl OciRegistry {
     /// Starts a registry; with `credentials`, every request needs them.
     pub fn start(credentials: Option<(&str, &str)>) -> OciRegistry {
+        Self::start_with(credentials, None)
+    }
+
+    /// Starts a registry that wants bearer tokens from `token`'s realm.
+    pub fn start_token(token: &TokenService) -> OciRegistry {
+        Self::start_with(Some((&token.user, &token.password)), Some(token))
+    }
+
+    fn start_with(credentials: Option<(&str, &str)>, token: Option<&TokenService>) -> OciRegistry {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut config = format!(
             "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
             dir.path().join("data").display()
         );
-        if let Some((user, password)) = credentials {
+        if let Some(t) = token {
+            config.push_str(&format!(
+                "auth:\n  token:\n    realm: {}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
+                t.realm,
+                t.cert.display()
+            ));
+        } else if let Some((user, password)) = credentials {
             let out = Command::new("htpasswd").args(["-Bbn", user, password]).output().expect("htpasswd (apache2-utils)");
             assert!(out.status.success(), "htpasswd failed");
             let file = dir.path().join("htpasswd");
@@ -102,4 +117,92 @@ impl Drop for OciRegistry {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+const SERVICE: &str = "bindery-test-registry";
+const ISSUER: &str = "bindery-test-issuer";
+
+/// A token service as Docker's token authentication describes it: it checks
+/// basic credentials and answers `{"token": <JWT>}`, RS256-signed by a key
+/// whose self-signed certificate the registry trusts. Signing uses the
+/// `openssl` command line. Stopped on drop.
+pub struct TokenService {
+    pub realm: String,
+    pub user: String,
+    pub password: String,
+    pub cert: std::path::PathBuf,
+    pub issued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    _dir: tempfile::TempDir,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl TokenService {
+    pub async fn start(user: &str, password: &str) -> TokenService {
+        use base64::Engine as _;
+        let dir = tempfile::tempdir().unwrap();
+        let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+        let ok = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=bindery-test-token"])
+            .arg("-keyout").arg(&key).arg("-out").arg(&cert)
+            .stdout(Stdio::null()).stderr(Stdio::null())
+            .status().expect("openssl").success();
+        assert!(ok, "openssl could not make the token key");
+        let der = Command::new("openssl").args(["x509", "-outform", "DER", "-in"]).arg(&cert).output().unwrap().stdout;
+        let x5c = base64::engine::general_purpose::STANDARD.encode(der);
+        let expected = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")));
+        let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = issued.clone();
+        let app = axum::Router::new().route(
+            "/token",
+            axum::routing::get(move |headers: axum::http::HeaderMap, axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>| {
+                let (key, x5c, expected, counter) = (key.clone(), x5c.clone(), expected.clone(), counter.clone());
+                async move {
+                    use axum::response::IntoResponse;
+                    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+                        return (axum::http::StatusCode::UNAUTHORIZED, "bad credentials").into_response();
+                    }
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let token = sign(&key, &x5c, q.get("scope").map(String::as_str).unwrap_or(""));
+                    axum::Json(serde_json::json!({ "token": token })).into_response()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let realm = format!("http://127.0.0.1:{}/token", listener.local_addr().unwrap().port());
+        let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        TokenService { realm, user: user.into(), password: password.into(), cert, issued, _dir: dir, server }
+    }
+}
+
+impl Drop for TokenService {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// A JWT granting `scope` (`repository:<name>:<actions>`).
+fn sign(key: &std::path::Path, x5c: &str, scope: &str) -> String {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let mut parts = scope.split(':');
+    let (kind, name, actions) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let header = serde_json::json!({ "alg": "RS256", "typ": "JWT", "x5c": [x5c] });
+    let claims = serde_json::json!({
+        "iss": ISSUER, "sub": "builder", "aud": SERVICE, "exp": now + 300, "nbf": now - 10, "iat": now,
+        "jti": format!("{now}-{name}"),
+        "access": [{ "type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>() }],
+    });
+    let signing_input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+    let mut child = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(signing_input.as_bytes()).unwrap();
+    let signature = child.wait_with_output().unwrap().stdout;
+    format!("{signing_input}.{}", b64(&signature))
 }
