@@ -20,6 +20,8 @@ use crate::registry::Registry;
 /// Log events kept in memory per build; a client joining later than this many
 /// lines in is told how many it missed.
 const MAX_LOG_EVENTS: usize = 10_000;
+/// Log events an executor may send ahead of the flight taking them.
+const LOG_BUFFER: usize = 256;
 /// How often a running build's record is written.
 const RECORD_INTERVAL: Duration = Duration::from_secs(1);
 /// Finished records are kept this long.
@@ -182,10 +184,8 @@ impl Flights {
         let reader = flight.subscribe();
         let (flights, executor) = (self.clone(), executor.clone());
         tokio::spawn(async move {
-            let (tx, rx) = mpsc::channel(256);
-            let drive = flights.drive(&flight, record, rx);
-            let (outcome, record) = tokio::join!(executor.build(&request, tx), drive);
-            flights.land(&flight, outcome, record);
+            let (tx, rx) = mpsc::channel(LOG_BUFFER);
+            flights.fly(&flight, record, rx, executor.build(&request, tx)).await;
         });
         Joined::Started(reader)
     }
@@ -207,7 +207,7 @@ impl Flights {
             self.running.lock().expect("flights").insert(record.image.clone(), flight.clone());
             let (flights, executor) = (self.clone(), executor.filter(|e| e.name() == record.executor).cloned());
             tokio::spawn(async move {
-                let (tx, rx) = mpsc::channel(256);
+                let (tx, rx) = mpsc::channel(LOG_BUFFER);
                 let Some(watch) = executor.as_deref().and_then(|e| e.reattach(&record, tx)) else {
                     tracing::warn!(image = %record.image, executor = %record.executor, "a build was running when Bindery stopped and cannot be watched again; it is rebuilt when next asked for");
                     flights.write(&BuildRecord { state: BuildState::Lost, updated_at_ms: now_ms(), ..record.clone() });
@@ -216,10 +216,15 @@ impl Flights {
                     return;
                 };
                 tracing::info!(image = %record.image, "watching a build that was running when Bindery stopped");
-                let (outcome, record) = tokio::join!(watch, flights.drive(&flight, record.clone(), rx));
-                flights.land(&flight, outcome, record);
+                flights.fly(&flight, record.clone(), rx, watch).await;
             });
         }
+    }
+
+    /// Runs `build` while its log goes into the flight and the record, then lands it.
+    async fn fly(&self, flight: &Arc<Flight>, record: BuildRecord, log: mpsc::Receiver<Event>, build: impl Future<Output = Outcome>) {
+        let (outcome, record) = tokio::join!(build, self.drive(flight, record, log));
+        self.land(flight, outcome, record);
     }
 
     /// Moves log events from the executor into the flight and the record.
