@@ -1,7 +1,10 @@
-//! Build executors: what turns a resolved repository into an image in the
-//! registry. The pipeline drives one through [`BuildExecutor`]; the executors
-//! themselves (Kubernetes build pods, the local repo2docker CLI, the
-//! daemonless layer builder) live beside this trait.
+//! Builds: a build-strategy plugin plans how ([`strategy`]), an executor turns
+//! the resolved repository into an image in the registry. The pipeline drives
+//! one through [`BuildExecutor`]; the executors themselves (Kubernetes build
+//! pods, the local repo2docker CLI, the daemonless layer builder) live beside
+//! this trait.
+
+pub mod strategy;
 
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
