@@ -440,3 +440,21 @@ async fn a_full_quota_refuses_before_any_build() {
     let metrics = reqwest::get(format!("{}/metrics", s.base)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"binderhub_launch_count_total{status="repo_quota",provider="git""#), "{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_executor_or_a_hub_the_stream_says_which_is_missing() {
+    let w = world();
+    let spec = git_spec(&w.url, "main");
+    let s = Service::start(w.config(), None, None).await;
+    let got = sse(&format!("{}/build/git/{spec}", s.base)).await;
+    let image = format!("{}/binder-{}:{}", w.registry.host(), bindery::registry::naming::safe_build_slug(&w.url, 255 - 22 - 7, 6), w.sha);
+    assert_eq!(got.last()["message"], format!("Cannot build {image}: this Bindery has no build executor configured ([build] executor).\n"));
+    drop(s);
+
+    let (repository, tag) = image.split_once('/').unwrap().1.split_once(':').unwrap();
+    w.registry.push(repository, tag).await;
+    let s = Service::start(w.config(), None, None).await;
+    let got = sse(&format!("{}/build/git/{spec}", s.base)).await;
+    assert_eq!(got.phases(), ["built", "failed"]);
+    assert_eq!(got.last()["message"], format!("{image} is built, but this Bindery has no JupyterHub configured to launch it ([hub] url).\n"));
+}
