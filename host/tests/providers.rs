@@ -128,6 +128,38 @@ async fn an_immutable_ref_is_resolved_once_and_a_moving_one_revalidates_with_its
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_requests_for_one_spec_make_one_upstream_call() {
+    let forges = Forges::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let mut c = config(&forges, data.path());
+    c.cache.moving_ref_ttl_secs = 0;
+    let state = start(c).await;
+    // Even with nothing cached for long (TTL 0), requests that overlap share one call.
+    let all: Vec<_> = (0..100)
+        .map(|_| {
+            let s = state.clone();
+            tokio::spawn(async move { resolve(&s, "gh", "binder-examples/requirements/main").await })
+        })
+        .collect();
+    for r in all {
+        assert_eq!(r.await.unwrap().unwrap().resolved_ref, SHA);
+    }
+    let calls = forges.hits("/github/repos/binder-examples/requirements/commits/main").len();
+    assert!(calls < 10, "{calls} upstream calls for 100 overlapping requests");
+    // Failures are shared too, and not kept: the next request asks again.
+    let missing: Vec<_> = (0..20)
+        .map(|_| {
+            let s = state.clone();
+            tokio::spawn(async move { resolve(&s, "gh", "binder-examples/requirements/HEAD-no-such").await })
+        })
+        .collect();
+    for r in missing {
+        assert!(r.await.unwrap().is_err());
+    }
+    assert!(forges.hits("/github/repos/binder-examples/requirements/commits/HEAD-no-such").len() < 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_found_is_remembered_and_worded_as_upstream() {
     let forges = Forges::start().await;
     let data = tempfile::tempdir().unwrap();

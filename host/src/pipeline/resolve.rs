@@ -4,7 +4,10 @@
 //! the spec itself.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -135,10 +138,21 @@ enum Outcome {
 /// Resolves specs with the loaded providers, the operator's rules and the cache.
 pub struct Resolver {
     plugins: Arc<PluginHost>,
-    cache: Option<RefCache>,
     policies: HashMap<String, SpecPolicy>,
     quota: QuotaConfig,
+    asker: Arc<Asker>,
+}
+
+/// A resolution every request for the same spec awaits.
+type Pending = Shared<BoxFuture<'static, Result<Resolved, ResolveError>>>;
+
+/// What asks providers: the cache, and the resolutions under way, so that
+/// concurrent first requests for one spec make one plugin call (single flight).
+struct Asker {
+    plugins: Arc<PluginHost>,
+    cache: Option<RefCache>,
     metrics: Arc<Metrics>,
+    pending: Mutex<HashMap<(String, String), Pending>>,
 }
 
 fn now_ms() -> u64 {
@@ -152,7 +166,8 @@ impl Resolver {
             .enabled_plugins()
             .map(|(name, p)| Ok((name.to_string(), SpecPolicy::new(name, p)?)))
             .collect::<Result<_, ConfigError>>()?;
-        Ok(Resolver { plugins, cache, policies, quota: config.quota.clone(), metrics })
+        let asker = Arc::new(Asker { plugins: plugins.clone(), cache, metrics, pending: Mutex::new(HashMap::new()) });
+        Ok(Resolver { plugins, policies, quota: config.quota.clone(), asker })
     }
 
     /// The loaded plugins.
@@ -176,14 +191,54 @@ impl Resolver {
             return Err(ResolveError::Banned { spec: spec.into() });
         }
         let key = format!("{provider}:{spec}");
-        let cached = self.cached(provider, spec);
-        self.metrics.cache_lookup("refs", cached.is_some());
+        let cached = self.asker.cached(provider, spec);
+        self.asker.metrics.cache_lookup("refs", cached.is_some());
         if let Some(outcome) = cached {
             return match outcome {
                 Outcome::Found(r) => Ok(r),
                 Outcome::NotFound(hint) => Err(ResolveError::NotFound { key, hint }),
             };
         }
+        self.asker.join(provider, spec).await
+    }
+
+    /// Upstream's `repo_config`: the quota that applies to this spec, plus any
+    /// matching `spec_config` settings.
+    pub fn repo_config(&self, provider: &str, spec: &str) -> Map<String, Value> {
+        self.policies.get(provider).map(|p| p.repo_config(spec, &self.quota)).unwrap_or_default()
+    }
+
+}
+
+impl Asker {
+    /// The resolution of (provider, spec) under way, or a new one. It runs as
+    /// its own task, so it finishes (and is cached) even when every client
+    /// waiting for it has left.
+    fn join(self: &Arc<Self>, provider: &str, spec: &str) -> Pending {
+        let mut pending = self.pending.lock().expect("pending resolutions");
+        let key = (provider.to_string(), spec.to_string());
+        if let Some(p) = pending.get(&key) {
+            return p.clone();
+        }
+        let (asker, task_key) = (self.clone(), key.clone());
+        let task = tokio::spawn(async move {
+            let result = asker.ask(&task_key.0, &task_key.1).await;
+            asker.pending.lock().expect("pending resolutions").remove(&task_key);
+            result
+        });
+        let shared_key = format!("{provider}:{spec}");
+        let p = async move {
+            task.await.unwrap_or_else(|e| Err(ResolveError::Failed { key: shared_key, message: format!("the resolution stopped: {e}") }))
+        }
+        .boxed()
+        .shared();
+        pending.insert(key, p.clone());
+        p
+    }
+
+    /// One plugin call, its outcome stored in the cache.
+    async fn ask(&self, provider: &str, spec: &str) -> Result<Resolved, ResolveError> {
+        let key = format!("{provider}:{spec}");
         let started = Instant::now();
         let answer = self.plugins.resolve(provider, spec).await;
         self.metrics.plugin_call(provider, "resolve", started.elapsed());
@@ -201,12 +256,6 @@ impl Resolver {
             }
             Err(e) => Err(plugin_failed(provider, key, e)),
         }
-    }
-
-    /// Upstream's `repo_config`: the quota that applies to this spec, plus any
-    /// matching `spec_config` settings.
-    pub fn repo_config(&self, provider: &str, spec: &str) -> Map<String, Value> {
-        self.policies.get(provider).map(|p| p.repo_config(spec, &self.quota)).unwrap_or_default()
     }
 
     /// A cache that fails to read is a miss: the cache only ever saves work.
