@@ -88,10 +88,19 @@ async fn a_launch_streams_from_resolution_to_ready_and_the_next_finds_the_image(
     assert_eq!(second.events[0].to_string(), format!(r#"{{"phase":"built","imageName":"{image}","message":"Found built image, launching...\n"}}"#));
     assert_eq!(builder.count(), 1);
 
+    // Behind a trusted proxy (loopback is trusted by default) its headers are believed.
+    let proxied = sse_with(
+        &format!("{}/build/git/{spec}", s.base),
+        &[("accept", "text/event-stream"), ("x-forwarded-for", "198.51.100.1, 203.0.113.9"), ("x-forwarded-proto", "https")],
+    )
+    .await;
+    assert_eq!(proxied.last()["binder_client_ip"], "203.0.113.9");
+    assert_eq!(proxied.last()["binder_launch_host"], format!("https://{}/", s.base.trim_start_matches("http://")));
+
     let metrics = reqwest::get(format!("{}/metrics", s.base)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains(&format!(r#"binderhub_build_count_total{{status="success",provider="git",repo="{}"}} 1"#, w.url)), "{metrics}");
     assert!(metrics.contains(r#"binderhub_launch_count_total{status="success",provider="git""#), "{metrics}");
-    assert!(metrics.contains(r#"bindery_cache_lookups_total{cache="refs",result="hit"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"bindery_cache_lookups_total{cache="refs",result="hit"} 2"#), "{metrics}");
     assert!(metrics.contains("binderhub_inprogress_builds 0"), "{metrics}");
 }
 

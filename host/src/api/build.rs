@@ -80,7 +80,7 @@ pub(super) async fn build(
         spec: spec.into(),
         build_only,
         client_ip: ip.to_string(),
-        launch_host: launch_host(&state, &headers),
+        launch_host: launch_host(&state, &headers, peer.ip()),
     };
     let events = state.pipeline.start(launch);
     let keepalive = Duration::from_secs(web.keepalive_secs.max(1));

@@ -139,13 +139,15 @@ fn ban_label(state: &AppState, request: &Request) -> Option<String> {
     client::banned(client_ip(request.headers(), peer, &web.trusted_proxies), &web.ban_networks).map(str::to_string)
 }
 
-/// `binder_launch_host`: `badge_base_url`, else `{proto}://{host}{base_url}`.
-fn launch_host(state: &AppState, headers: &HeaderMap) -> String {
+/// `binder_launch_host`: `badge_base_url`, else `{proto}://{host}{base_url}`,
+/// with `X-Forwarded-Proto` believed only from a trusted proxy.
+fn launch_host(state: &AppState, headers: &HeaderMap, peer: std::net::IpAddr) -> String {
     let web = &state.config.web;
     if let Some(b) = &web.badge_base_url {
         return b.clone();
     }
-    let proto = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).unwrap_or("http");
+    let forwarded = web.trusted_proxies.iter().any(|n| n.contains(&peer)).then(|| headers.get("x-forwarded-proto")).flatten();
+    let proto = forwarded.and_then(|v| v.to_str().ok()).filter(|p| matches!(*p, "http" | "https")).unwrap_or("http");
     let host = headers.get(HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
     format!("{proto}://{host}{}", web.base_url)
 }
