@@ -38,7 +38,7 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 }
 
 /// The label of the banned network `ip` is in.
-pub fn banned<'a>(ip: IpAddr, bans: &'a [BanNetwork]) -> Option<&'a str> {
+pub fn banned(ip: IpAddr, bans: &[BanNetwork]) -> Option<&str> {
     bans.iter().find(|b| b.network.contains(&ip)).map(|b| b.label.as_str())
 }
 

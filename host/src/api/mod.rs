@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::sync::watch;
 
-pub use client::{RateLimiter, client_ip};
+use client::{RateLimiter, client_ip};
 
 use crate::build::BuildExecutor;
 use crate::config::{Config, ConfigError};

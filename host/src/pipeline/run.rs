@@ -101,14 +101,12 @@ impl Pipeline {
                 out.send(Event::fields("built", json!({ "imageName": image, "message": "Found built image, launching...\n" }))).await?;
             }
             Ok(None) => {
-                if !launch.build_only {
-                    if let Some(launcher) = &self.launcher {
-                        if let Err(e) = launcher.admit(&request).await {
+                if !launch.build_only
+                    && let Some(launcher) = &self.launcher
+                        && let Err(e) = launcher.admit(&request).await {
                             self.metrics.launch_finished(launch_status(&e), &launch.provider, &resolved.repo_url, Duration::ZERO);
                             return out.send(failed(ensure_newline(e.to_string()))).await;
                         }
-                    }
-                }
                 if !Box::pin(self.build(launch, &resolved, &image, out)).await? {
                     return Ok(());
                 }
