@@ -3,11 +3,13 @@
 
 pub mod naming;
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
+use oci_client::client::ClientProtocol;
 use oci_client::{Client, Reference};
 use regex::Regex;
 
@@ -46,7 +48,8 @@ pub struct Registry {
     config: RegistryConfig,
     /// `host[:port]` of `config.url`; `None` without a registry.
     host: Option<String>,
-    client: Client,
+    protocol: ClientProtocol,
+    client: Arc<OnceLock<Client>>,
     cache: Option<ImageCache>,
     docker_hub: Regex,
 }
@@ -67,20 +70,23 @@ impl Registry {
             None => u.host_str().unwrap_or_default().to_string(),
         });
         let protocol = match (&config.url, &host) {
-            (Some(u), Some(h)) if u.scheme() == "http" => oci_client::client::ClientProtocol::HttpsExcept(vec![h.clone()]),
-            _ => oci_client::client::ClientProtocol::Https,
+            (Some(u), Some(h)) if u.scheme() == "http" => ClientProtocol::HttpsExcept(vec![h.clone()]),
+            _ => ClientProtocol::Https,
         };
         let timeout = Duration::from_millis(config.timeout_ms);
-        let client = Client::new(oci_client::client::ClientConfig {
-            protocol,
-            read_timeout: Some(timeout),
-            connect_timeout: Some(timeout),
-            user_agent: concat!("bindery/", env!("CARGO_PKG_VERSION")),
-            ..Default::default()
-        });
+        // Building the TLS client reads the system's CA bundle (about 90 ms
+        // here): do it off the start-up path, and not at all without a registry.
+        let client = Arc::new(OnceLock::new());
+        if host.is_some() {
+            let (cell, protocol) = (client.clone(), protocol.clone());
+            std::thread::spawn(move || {
+                cell.get_or_init(|| build_client(protocol, timeout));
+            });
+        }
         Ok(Registry {
             config: config.clone(),
             host,
+            protocol,
             client,
             cache,
             docker_hub: Regex::new(DOCKER_HUB_NAME).expect("constant regex"),
@@ -150,7 +156,8 @@ impl Registry {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let outcome = self.client.fetch_manifest_digest(&reference, &auth).await;
+            let client = self.client.get_or_init(|| build_client(self.protocol.clone(), Duration::from_millis(self.config.timeout_ms)));
+            let outcome = client.fetch_manifest_digest(&reference, &auth).await;
             match self.classify(outcome) {
                 Err(e @ (RegistryError::Unreachable { .. } | RegistryError::Failed { .. })) if attempt < self.config.retries.max(1) => {
                     tracing::debug!(image, attempt, "registry look-up failed, retrying: {e}");
@@ -218,6 +225,16 @@ impl Registry {
             Err(e) => Err(RegistryError::Failed { url, reason: e.to_string() }),
         }
     }
+}
+
+fn build_client(protocol: ClientProtocol, timeout: Duration) -> Client {
+    Client::new(oci_client::client::ClientConfig {
+        protocol,
+        read_timeout: Some(timeout),
+        connect_timeout: Some(timeout),
+        user_agent: concat!("bindery/", env!("CARGO_PKG_VERSION")),
+        ..Default::default()
+    })
 }
 
 /// The whole cause chain of a transport error ("connection refused" sits deep).
