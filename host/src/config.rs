@@ -462,10 +462,11 @@ impl Config {
         if !base.starts_with('/') || !base.ends_with('/') {
             return Err(ConfigError::Invalid(format!("web.base_url must start and end with `/` (got {base:?})")));
         }
-        if let Some(url) = &self.registry.url
-            && (!matches!(url.scheme(), "http" | "https") || url.host_str().is_none()) {
+        if let Some(url) = &self.registry.url {
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
                 return Err(ConfigError::Invalid(format!("registry.url must be an http(s) URL with a host (got {url})")));
             }
+        }
         Ok(())
     }
 

@@ -261,9 +261,10 @@ impl Flights {
     }
 
     fn write(&self, record: &BuildRecord) {
-        if let Some(records) = &self.records
-            && let Err(e) = records.put(record) {
+        if let Some(records) = &self.records {
+            if let Err(e) = records.put(record) {
                 tracing::warn!(image = %record.image, "cannot record the build: {e}");
             }
+        }
     }
 }

@@ -101,13 +101,15 @@ impl Pipeline {
                 out.send(Event::fields("built", json!({ "imageName": image, "message": "Found built image, launching...\n" }))).await?;
             }
             Ok(None) => {
-                if !launch.build_only
-                    && let Some(launcher) = &self.launcher
-                        && let Err(e) = launcher.admit(&request).await {
-                            self.metrics.launch_finished(launch_status(&e), &launch.provider, &resolved.repo_url, Duration::ZERO);
-                            return out.send(failed(ensure_newline(e.to_string()))).await;
-                        }
-                if !Box::pin(self.build(launch, &resolved, &image, out)).await? {
+                let admitted = match &self.launcher {
+                    Some(launcher) if !launch.build_only => launcher.admit(&request).await,
+                    _ => Ok(()),
+                };
+                if let Err(e) = admitted {
+                    self.metrics.launch_finished(launch_status(&e), &launch.provider, &resolved.repo_url, Duration::ZERO);
+                    return out.send(failed(ensure_newline(e.to_string()))).await;
+                }
+                if !Box::pin(self.build(launch, &resolved, &request, out)).await? {
                     return Ok(());
                 }
                 if launch.build_only {
@@ -120,7 +122,8 @@ impl Pipeline {
     }
 
     /// Joins or starts the image's build and relays its log; true when it built.
-    async fn build(&self, launch: &Launch, resolved: &Resolved, image: &str, out: &Sink) -> Result<bool, Gone> {
+    async fn build(&self, launch: &Launch, resolved: &Resolved, request: &LaunchRequest, out: &Sink) -> Result<bool, Gone> {
+        let (image, repo_config) = (&request.image, &request.repo_config);
         let Some(executor) = &self.executor else {
             out.send(failed(format!("Cannot build {image}: this Bindery has no build executor configured ([build] executor).\n"))).await?;
             return Ok(false);
@@ -132,7 +135,7 @@ impl Pipeline {
             resolved_ref: resolved.resolved_ref.clone(),
             provider: resolved.provider.clone(),
             spec: resolved.spec.clone(),
-            repo_config: self.resolver.repo_config(&resolved.provider, &resolved.spec),
+            repo_config: repo_config.clone(),
         };
         out.send(Event::message("waiting", "Waiting for build to start...\n")).await?;
         let (mut reader, started) = match self.flights.join(executor, request) {

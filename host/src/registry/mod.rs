@@ -126,17 +126,19 @@ impl Registry {
 
     /// Records that `image` now exists (a build pushed it).
     pub fn record(&self, image: &str, digest: &str) {
-        if let Some(cache) = &self.cache
-            && let Err(e) = cache.put(image, digest, now_ms()) {
+        if let Some(cache) = &self.cache {
+            if let Err(e) = cache.put(image, digest, now_ms()) {
                 tracing::warn!(image, "image cache write failed: {e}");
             }
+        }
     }
 
     fn forget(&self, image: &str) {
-        if let Some(cache) = &self.cache
-            && let Err(e) = cache.remove(image) {
+        if let Some(cache) = &self.cache {
+            if let Err(e) = cache.remove(image) {
                 tracing::warn!(image, "image cache write failed: {e}");
             }
+        }
     }
 
     /// Upstream's health check: ask for an image that need not exist; any

@@ -52,10 +52,11 @@ impl Browser {
             let mut buf = Vec::new();
             while reader.read_until(0, &mut buf).map(|n| n > 0).unwrap_or(false) {
                 buf.pop();
-                if let Ok(v) = serde_json::from_slice(&buf)
-                    && tx.send(v).is_err() {
+                if let Ok(v) = serde_json::from_slice(&buf) {
+                    if tx.send(v).is_err() {
                         return;
                     }
+                }
                 buf.clear();
             }
         });
