@@ -66,57 +66,7 @@ async fn until(port: u16, path: &str, phases: &[&str]) -> Vec<Duration> {
     times
 }
 
-/// `bindery serve` from process start to its first `/versions` answer, with
-/// the plugin compile cache warm (the first start fills it); and its RSS then.
-fn start_up() {
-    let data = tempfile::tempdir().unwrap();
-    let mut times = Vec::new();
-    let mut rss = Vec::new();
-    for _ in 0..8 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let started = Instant::now();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bindery"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(data.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        loop {
-            use std::io::{Read, Write};
-            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-                s.write_all(b"GET /versions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-                let mut answer = String::new();
-                let _ = s.read_to_string(&mut answer);
-                if answer.starts_with("HTTP/1.1 200") {
-                    break;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        times.push(started.elapsed());
-        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
-        let kib: f64 = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
-        rss.push(kib / 1024.0);
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    // The first start compiles the bundled plugins into the cache.
-    let cold = times.remove(0);
-    rss.remove(0);
-    times.sort();
-    rss.sort_by(f64::total_cmp);
-    println!(
-        "bindery serve, start to first /versions: cold {:.0} ms; warm median {:.0} ms (n={}); idle RSS median {:.1} MiB",
-        cold.as_secs_f64() * 1e3,
-        percentile(&times, 0.5).as_secs_f64() * 1e3,
-        times.len(),
-        rss[rss.len() / 2]
-    );
-}
-
 fn main() {
-    start_up();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(run());
 }

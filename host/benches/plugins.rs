@@ -101,12 +101,13 @@ async fn calls(n: usize) {
     println!("{:<58} {:>10.0} calls/s", "provider resolve, 2 concurrent tasks", rate);
 }
 
-/// `bindery serve` from exec to the first answered `/versions`.
+/// `bindery serve` from exec to the first answered `/versions`, and its RSS then.
 fn serve_start(label: &str, config_toml: &str, rounds: usize) {
     let data = tempfile::tempdir().unwrap();
     let config = data.path().join("bindery.toml");
     std::fs::write(&config, config_toml).unwrap();
     let mut samples = Vec::new();
+    let mut rss_kib = Vec::new();
     for round in 0..=rounds {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let t = Instant::now();
@@ -134,11 +135,16 @@ fn serve_start(label: &str, config_toml: &str, rounds: usize) {
         // Round 0 fills the compile cache; the rest start warm.
         if round > 0 {
             samples.push(t.elapsed());
+            let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+            let rss = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
+            rss_kib.extend(rss);
         }
         child.kill().unwrap();
         child.wait().unwrap();
     }
     summary(label, samples);
+    rss_kib.sort();
+    println!("{:<58} median {:.1} MiB", "  its RSS after answering", rss_kib[rss_kib.len() / 2] as f64 / 1024.0);
 }
 
 fn main() {
