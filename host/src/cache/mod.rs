@@ -54,6 +54,23 @@ pub enum CacheError {
     Encode(#[from] serde_json::Error),
 }
 
+/// How long opening waits for a lock held by a database being closed: sled's
+/// flusher thread lets go of the file shortly after the last handle is
+/// dropped (a restart in the same process, or a predecessor still exiting).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn retry_while_locked(open: impl Fn() -> sled::Result<sled::Db>) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match open() {
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// The opened database.
 pub struct Cache {
     db: sled::Db,
@@ -68,7 +85,7 @@ impl Cache {
     pub fn open(data_dir: &Path) -> Result<Cache, CacheError> {
         let path = data_dir.join("cache");
         let open = || sled::Config::new().path(&path).mode(sled::Mode::HighThroughput).open();
-        let db = match open() {
+        let db = match retry_while_locked(open) {
             Ok(db) => db,
             Err(source @ sled::Error::Io(_)) => return Err(CacheError::Database { path, source }),
             Err(first) => {
@@ -100,5 +117,21 @@ impl Cache {
 
     fn error(&self, source: sled::Error) -> CacheError {
         CacheError::Database { path: self.path.clone(), source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_closed_a_moment_ago_opens_again() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..30u64 {
+            let images = Cache::open(dir.path()).unwrap().images().unwrap();
+            images.put(&format!("i:{i}"), "sha256:00", i).unwrap();
+        }
+        let images = Cache::open(dir.path()).unwrap().images().unwrap();
+        assert_eq!(images.get("i:29", 29, 1).unwrap().as_deref(), Some("sha256:00"));
     }
 }
