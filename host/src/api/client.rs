@@ -16,8 +16,7 @@ use crate::config::{BanNetwork, RateLimitConfig};
 /// trusted proxies; the first address not trusted is the client. Addresses
 /// added by anyone untrusted are ignored, so a client cannot pick its own.
 pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
-    if !is_trusted(&peer) {
+    if !is_trusted(peer, trusted) {
         return peer;
     }
     let forwarded = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','));
@@ -25,11 +24,16 @@ pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> IpAddr
     let mut client = peer;
     for hop in hops.into_iter().rev() {
         client = hop;
-        if !is_trusted(&hop) {
+        if !is_trusted(hop, trusted) {
             break;
         }
     }
     client
+}
+
+/// Whether `ip` is one of the proxies whose forwarding headers are believed.
+pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+    trusted.iter().any(|n| n.contains(&ip))
 }
 
 /// A hop as proxies write it: an address, maybe with a port or brackets.

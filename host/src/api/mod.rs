@@ -146,7 +146,7 @@ fn launch_host(state: &AppState, headers: &HeaderMap, peer: std::net::IpAddr) ->
     if let Some(b) = &web.badge_base_url {
         return b.clone();
     }
-    let forwarded = web.trusted_proxies.iter().any(|n| n.contains(&peer)).then(|| headers.get("x-forwarded-proto")).flatten();
+    let forwarded = client::is_trusted(peer, &web.trusted_proxies).then(|| headers.get("x-forwarded-proto")).flatten();
     let proto = forwarded.and_then(|v| v.to_str().ok()).filter(|p| matches!(*p, "http" | "https")).unwrap_or("http");
     let host = headers.get(HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
     format!("{proto}://{host}{}", web.base_url)

@@ -158,8 +158,7 @@ impl Registry {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let client = self.client.get_or_init(|| build_client(self.protocol.clone(), Duration::from_millis(self.config.timeout_ms)));
-            let outcome = client.fetch_manifest_digest(&reference, &auth).await;
+            let outcome = self.client().fetch_manifest_digest(&reference, &auth).await;
             match self.classify(outcome) {
                 Err(e @ (RegistryError::Unreachable { .. } | RegistryError::Failed { .. })) if attempt < self.config.retries.max(1) => {
                     tracing::debug!(image, attempt, "registry look-up failed, retrying: {e}");
@@ -168,6 +167,11 @@ impl Registry {
                 other => return other,
             }
         }
+    }
+
+    /// The OCI client, built now unless the start-up thread already did.
+    fn client(&self) -> &Client {
+        self.client.get_or_init(|| build_client(self.protocol.clone(), Duration::from_millis(self.config.timeout_ms)))
     }
 
     /// The reference asked for: upstream drops the registry host from names
