@@ -61,6 +61,61 @@ pub struct Config {
     /// Where images are named, looked up and pushed.
     #[serde(default)]
     pub registry: RegistryConfig,
+    /// How images are built: the strategy plugin and the executors.
+    #[serde(default)]
+    pub build: BuildConfig,
+}
+
+/// Builds: a strategy plugin plans each one; an executor runs the plan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BuildConfig {
+    /// The build-strategy plugin (by the name it is loaded under).
+    pub strategy: String,
+    /// Where repositories are fetched and layers written; default `<data_dir>/builds`.
+    pub work_dir: Option<PathBuf>,
+    /// A repository bigger than this (bytes fetched) is refused.
+    pub max_repo_bytes: u64,
+    /// Deadline of the host's fetch of a repository.
+    pub fetch_timeout_secs: u64,
+    /// A build's time limit when its plan gives none.
+    pub timeout_secs: u64,
+    /// Stop a build once nobody has watched it for this long (upstream's
+    /// local builder stops at once); unset: builds run to the end.
+    pub cancel_abandoned_after_secs: Option<u64>,
+    /// The `local` executor: the repo2docker CLI against a container engine.
+    pub local: LocalBuildConfig,
+}
+
+impl Default for BuildConfig {
+    fn default() -> Self {
+        BuildConfig {
+            strategy: "layer-first".into(),
+            work_dir: None,
+            max_repo_bytes: 1 << 30,
+            fetch_timeout_secs: 300,
+            timeout_secs: 3600,
+            cancel_abandoned_after_secs: None,
+            local: LocalBuildConfig::default(),
+        }
+    }
+}
+
+/// The `local` executor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalBuildConfig {
+    /// The repo2docker command.
+    pub command: PathBuf,
+    /// The engine's socket (`DOCKER_HOST`), e.g. `unix:///var/run/docker.sock`;
+    /// unset: the engine's own default.
+    pub docker_host: Option<String>,
+}
+
+impl Default for LocalBuildConfig {
+    fn default() -> Self {
+        LocalBuildConfig { command: "jupyter-repo2docker".into(), docker_host: None }
+    }
 }
 
 /// The HTTP surface (upstream's `BinderHub` web settings).
@@ -467,7 +522,16 @@ impl Config {
                 return Err(ConfigError::Invalid(format!("registry.url must be an http(s) URL with a host (got {url})")));
             }
         }
+        let b = &self.build;
+        if b.timeout_secs == 0 || b.fetch_timeout_secs == 0 || b.max_repo_bytes == 0 {
+            return Err(ConfigError::Invalid("build: timeout_secs, fetch_timeout_secs and max_repo_bytes must be positive".into()));
+        }
         Ok(())
+    }
+
+    /// Where builds fetch repositories and write layers.
+    pub fn build_dir(&self) -> PathBuf {
+        self.build.work_dir.clone().unwrap_or_else(|| self.data_dir.join("builds"))
     }
 
     /// The enabled plugins with their sources.

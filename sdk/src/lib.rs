@@ -19,6 +19,7 @@
 mod context;
 pub mod doi;
 mod plugin;
+pub mod repo2docker;
 pub mod spec;
 pub mod testing;
 pub mod upstream;
@@ -93,8 +94,8 @@ pub mod provider {
 /// The build-strategy world's records.
 pub mod build_strategy {
     pub use crate::bindings::build_strategy::exports::bindery::plugin::build_strategy_plugin::{
-        BuildPlan, ContainerEngine, Executor, LayerPlan, Repo2dockerPlan, RepoFacts,
-        ResourceLimits,
+        BuildPlan, ContainerEngine, EnvironmentImage, Executor, LayerPlan, Repo2dockerPlan,
+        RepoFacts, ResourceLimits,
     };
 }
 

@@ -25,7 +25,7 @@ use crate::secrets::SecretError;
 use crate::types::LogLevel;
 
 /// A stand-in for the host.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct MockContext {
     now_ms: u64,
     config: HashMap<String, String>,

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 
 use client::{RateLimiter, client_ip};
 
-use crate::build::BuildExecutor;
+use crate::build::{BuildExecutor, Builder};
 use crate::config::{Config, ConfigError};
 use crate::launch::Launcher;
 use crate::metrics::Metrics;
@@ -59,26 +59,36 @@ struct Web {
     providers: RwLock<Option<(u64, Bytes)>>,
 }
 
+/// Which build executor a state runs.
+pub enum Builds {
+    /// None: a launch of an image not yet built fails, saying so.
+    Off,
+    /// The host's own: `[build] strategy` plans, the local or layer executor builds.
+    Planned,
+    /// This one (an embedder's, or a test's).
+    With(Arc<dyn BuildExecutor>),
+}
+
 impl AppState {
-    /// State over loaded plugins, with the caches in the data directory and
-    /// no build executor or launcher.
+    /// State over loaded plugins, with the caches in the data directory,
+    /// builds as `[build]` configures them, and no launcher.
     pub fn new(config: Config, plugins: Arc<PluginHost>) -> Result<AppState, ConfigError> {
-        AppState::with(config, plugins, None, None)
+        AppState::with(config, plugins, Builds::Planned, None)
     }
 
     /// State with a build executor and a launcher. Builds recorded as running
     /// by a previous process are watched again where the executor can.
     /// Needs a tokio runtime (the health monitor runs in the background).
-    pub fn with(
-        config: Config,
-        plugins: Arc<PluginHost>,
-        executor: Option<Arc<dyn BuildExecutor>>,
-        launcher: Option<Arc<dyn Launcher>>,
-    ) -> Result<AppState, ConfigError> {
+    pub fn with(config: Config, plugins: Arc<PluginHost>, builds: Builds, launcher: Option<Arc<dyn Launcher>>) -> Result<AppState, ConfigError> {
         let trees = crate::cache::open(&config);
         let metrics = Arc::new(Metrics::default());
         let resolver = Arc::new(Resolver::new(&config, plugins.clone(), trees.refs, metrics.clone())?);
         let registry = Arc::new(Registry::new(&config.registry, trees.images)?);
+        let executor: Option<Arc<dyn BuildExecutor>> = match builds {
+            Builds::Off => None,
+            Builds::Planned => Some(Arc::new(Builder::new(&config, plugins.clone(), registry.clone(), trees.environments))),
+            Builds::With(executor) => Some(executor),
+        };
         let flights = Arc::new(Flights::new(trees.builds, registry.clone()));
         flights.recover(executor.as_ref());
         let pipeline = Arc::new(Pipeline { resolver: resolver.clone(), registry, flights, executor, launcher, metrics: metrics.clone() });

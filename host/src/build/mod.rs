@@ -4,7 +4,14 @@
 //! pods, the local repo2docker CLI, the daemonless layer builder) live beside
 //! this trait.
 
+mod builder;
+pub mod checkout;
+mod dockerignore;
+pub mod layer;
+pub mod local;
 pub mod strategy;
+
+pub use builder::Builder;
 
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};

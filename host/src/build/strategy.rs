@@ -5,8 +5,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::pipeline::Resolved;
-use crate::plugins::bindings::{BuildPlan, PluginError, RepoFacts};
+use super::BuildRequest;
+use crate::cache::Environment;
+use crate::plugins::bindings::{BuildPlan, EnvironmentImage, PluginError, RepoFacts};
 use crate::plugins::{DirRepo, PluginHost};
 
 /// Why no plan came back.
@@ -18,6 +19,14 @@ pub enum PlanError {
     /// The strategy refuses this repository (e.g. both `binder/` and `.binder/`).
     #[error("{0}")]
     Refused(String),
+    /// The strategy returned a plan the host will not run.
+    #[error("build strategy `{strategy}` returned an invalid plan: {message}")]
+    Invalid {
+        /// The strategy's name.
+        strategy: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The strategy is misconfigured, failed, or is not loaded.
     #[error("build strategy `{strategy}` failed: {message}")]
     Failed {
@@ -43,34 +52,169 @@ fn names(dir: &Path) -> std::io::Result<Vec<String>> {
     Ok(names)
 }
 
-/// What a strategy is told about a checkout of `resolved`.
-pub fn repo_facts(checkout: &Path, resolved: &Resolved) -> std::io::Result<RepoFacts> {
+/// What a strategy is told about a checkout of `request`'s revision, with
+/// the environment images this host built for the repository.
+pub fn repo_facts(checkout: &Path, request: &BuildRequest, environments: &[Environment]) -> std::io::Result<RepoFacts> {
     let root_files = names(checkout)?;
     let binder_dir = ["binder/", ".binder/"].into_iter().find(|d| root_files.iter().any(|f| f == d)).map(String::from);
     let binder_files = match &binder_dir {
         Some(d) => names(&checkout.join(d.trim_end_matches('/')))?,
         None => Vec::new(),
     };
+    let environments = environments
+        .iter()
+        .map(|e| EnvironmentImage { image: e.image.clone(), environment_hash: e.hash.clone(), resolved_ref: e.resolved_ref.clone(), built_ms: e.built_ms })
+        .collect();
     Ok(RepoFacts {
-        provider: resolved.provider.clone(),
-        spec: resolved.spec.clone(),
-        resolved_ref: resolved.resolved_ref.clone(),
-        repo_url: resolved.repo_url.clone(),
+        provider: request.provider.clone(),
+        spec: request.spec.clone(),
+        resolved_ref: request.resolved_ref.clone(),
+        repo_url: request.repo_url.clone(),
         root_files,
         binder_dir,
         binder_files,
+        environments,
     })
 }
 
-/// Asks `strategy` how to build the checkout of `resolved`.
-pub async fn plan(plugins: &PluginHost, strategy: &str, resolved: &Resolved, checkout: &Path) -> Result<BuildPlan, PlanError> {
-    let facts = repo_facts(checkout, resolved).map_err(|e| PlanError::Checkout(e.to_string()))?;
+/// Asks `strategy` how to build the checkout of `request`'s revision, and checks the answer.
+pub async fn plan(plugins: &PluginHost, strategy: &str, request: &BuildRequest, checkout: &Path, environments: &[Environment]) -> Result<BuildPlan, PlanError> {
+    let facts = repo_facts(checkout, request, environments).map_err(|e| PlanError::Checkout(e.to_string()))?;
     let failed = |message: String| PlanError::Failed { strategy: strategy.into(), message };
     match plugins.plan(strategy, &facts, Arc::new(DirRepo::new(checkout))).await {
-        Ok(Ok(plan)) => Ok(plan),
+        Ok(Ok(plan)) => match check(&plan) {
+            Ok(()) => Ok(plan),
+            Err(message) => Err(PlanError::Invalid { strategy: strategy.into(), message }),
+        },
         Ok(Err(PluginError::InvalidSpec(m) | PluginError::Banned(m) | PluginError::NotFound(m))) => Err(PlanError::Refused(m)),
         Ok(Err(PluginError::InvalidConfig(m))) => Err(failed(format!("its configuration is wrong: {m}"))),
         Ok(Err(other)) => Err(failed(format!("{other:?}"))),
         Err(call) => Err(failed(call.to_string())),
+    }
+}
+
+/// repo2docker arguments the host sets itself; a plan may not repeat them.
+const HOST_ARGS: &[&str] = &["--ref", "--image", "--image-name", "--push", "--no-run", "--json-logs", "--user-id", "--user-name", "--appendix", "--engine"];
+/// Environment variables the host sets for the builder.
+const HOST_ENV: &[&str] = &["DOCKER_HOST", "CONTAINER_ENGINE_REGISTRY_CREDENTIALS"];
+/// No build may ask for more than a day.
+const MAX_TIMEOUT_SECS: u64 = 24 * 3600;
+
+/// What is wrong with `plan`, if anything the host should not run.
+pub fn check(plan: &BuildPlan) -> Result<(), String> {
+    let timeout = match plan {
+        BuildPlan::Repo2docker(p) => p.timeout_secs,
+        BuildPlan::Layer(p) => p.timeout_secs,
+    };
+    if timeout > MAX_TIMEOUT_SECS {
+        return Err(format!("timeout_secs {timeout} is over the limit of {MAX_TIMEOUT_SECS}"));
+    }
+    match plan {
+        BuildPlan::Repo2docker(p) => {
+            if p.builder_image.trim().is_empty() || p.builder_image.contains(char::is_whitespace) {
+                return Err(format!("builder_image {:?} is not an image reference", p.builder_image));
+            }
+            if let Some(arg) = p.extra_args.iter().find(|a| HOST_ARGS.iter().any(|h| a.as_str() == *h || a.starts_with(&format!("{h}=")))) {
+                return Err(format!("extra argument {arg:?} is one the host sets itself"));
+            }
+            for (name, _) in &p.env {
+                let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !valid || HOST_ENV.contains(&name.as_str()) {
+                    return Err(format!("environment variable {name:?} cannot be set by a plan"));
+                }
+            }
+            if p.environment_hash.as_ref().is_some_and(|h| h.is_empty() || h.len() > 128) {
+                return Err("environment_hash must be 1 to 128 characters".into());
+            }
+        }
+        BuildPlan::Layer(p) => {
+            if p.environment_image.parse::<oci_client::Reference>().is_err() {
+                return Err(format!("environment_image {:?} is not an image reference", p.environment_image));
+            }
+            let dir = std::path::Path::new(&p.target_dir);
+            let clean = dir.components().all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)));
+            if !dir.is_absolute() || !clean || dir.parent().is_none() {
+                return Err(format!("target_dir {:?} must be an absolute path below / without `..`", p.target_dir));
+            }
+            if p.uid == 0 || p.gid == 0 {
+                return Err("the content may not be owned by root (uid or gid 0), as repo2docker refuses too".into());
+            }
+            if p.environment_hash.is_empty() {
+                return Err("environment_hash is empty".into());
+            }
+            if p.base_ref.as_ref().is_some_and(|r| r.len() != 40 || !r.chars().all(|c| c.is_ascii_hexdigit())) {
+                return Err(format!("base_ref {:?} is not a commit sha", p.base_ref.as_deref().unwrap_or_default()));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::bindings::{ContainerEngine, Executor, LayerPlan, Repo2dockerPlan, ResourceLimits};
+
+    fn r2d() -> Repo2dockerPlan {
+        Repo2dockerPlan {
+            executor: Executor::Local,
+            builder_image: "quay.io/jupyterhub/repo2docker:2024.07.0".into(),
+            engine: ContainerEngine::Docker,
+            buildpack: "PythonBuildPack".into(),
+            extra_args: vec![],
+            env: vec![("PIP_INDEX_URL".into(), "x".into())],
+            limits: ResourceLimits { memory_limit: 0, memory_request: 0, cpu_limit: 0, cpu_request: 0 },
+            appendix: None,
+            timeout_secs: 600,
+            environment_hash: Some("ab".into()),
+        }
+    }
+
+    fn layer() -> LayerPlan {
+        LayerPlan {
+            environment_image: "127.0.0.1:5000/binder-x:abc".into(),
+            environment_hash: "ab".into(),
+            base_ref: Some("a".repeat(40)),
+            target_dir: "/home/jovyan".into(),
+            uid: 1000,
+            gid: 1000,
+            timeout_secs: 0,
+        }
+    }
+
+    #[test]
+    fn invalid_plans_are_named() {
+        assert_eq!(check(&BuildPlan::Repo2docker(r2d())), Ok(()));
+        assert_eq!(check(&BuildPlan::Layer(layer())), Ok(()));
+        let bad_r2d: Vec<(fn(&mut Repo2dockerPlan), &str)> = vec![
+            (|p| p.builder_image = "".into(), "builder_image"),
+            (|p| p.extra_args = vec!["--image=evil".into()], "--image=evil"),
+            (|p| p.extra_args = vec!["--push".into()], "--push"),
+            (|p| p.env = vec![("DOCKER_HOST".into(), "tcp://x".into())], "DOCKER_HOST"),
+            (|p| p.env = vec![("A B".into(), "x".into())], "A B"),
+            (|p| p.timeout_secs = 10 * 24 * 3600, "timeout_secs"),
+            (|p| p.environment_hash = Some(String::new()), "environment_hash"),
+        ];
+        for (spoil, named) in bad_r2d {
+            let mut p = r2d();
+            spoil(&mut p);
+            let e = check(&BuildPlan::Repo2docker(p)).unwrap_err();
+            assert!(e.contains(named), "{named}: {e}");
+        }
+        let bad_layer: Vec<(fn(&mut LayerPlan), &str)> = vec![
+            (|p| p.environment_image = "Not An Image".into(), "environment_image"),
+            (|p| p.target_dir = "home/jovyan".into(), "target_dir"),
+            (|p| p.target_dir = "/home/../etc".into(), "target_dir"),
+            (|p| p.target_dir = "/".into(), "target_dir"),
+            (|p| p.uid = 0, "root"),
+            (|p| p.base_ref = Some("main".into()), "base_ref"),
+            (|p| p.environment_hash = String::new(), "environment_hash"),
+        ];
+        for (spoil, named) in bad_layer {
+            let mut p = layer();
+            spoil(&mut p);
+            let e = check(&BuildPlan::Layer(p)).unwrap_err();
+            assert!(e.contains(named), "{named}: {e}");
+        }
     }
 }

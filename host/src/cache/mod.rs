@@ -3,12 +3,14 @@
 //! cannot be opened at all leaves Bindery running without a cache.
 
 mod builds;
+mod environments;
 mod images;
 mod refs;
 
 use std::path::{Path, PathBuf};
 
 pub use builds::{BuildLog, BuildRecord, BuildState, LOG_TAIL_LINES};
+pub use environments::{Environment, Environments};
 pub use images::ImageCache;
 pub use refs::{Freshness, RefCache};
 
@@ -25,12 +27,14 @@ pub struct Trees {
     pub images: Option<ImageCache>,
     /// Builds in flight and recently finished.
     pub builds: Option<BuildLog>,
+    /// Environment images, for layer builds.
+    pub environments: Option<Environments>,
 }
 
 /// Opens the database and its trees, logging (not failing) when it cannot.
 pub fn open(config: &Config) -> Trees {
     let opened = Cache::open(&config.data_dir).and_then(|c| {
-        Ok(Trees { refs: Some(c.refs(&config.cache)?), images: Some(c.images()?), builds: Some(c.builds()?) })
+        Ok(Trees { refs: Some(c.refs(&config.cache)?), images: Some(c.images()?), builds: Some(c.builds()?), environments: Some(c.environments()?) })
     });
     opened.unwrap_or_else(|e| {
         tracing::error!("running without a cache: {e}");
@@ -113,6 +117,11 @@ impl Cache {
     /// The `builds` tree: image name → build state and log tail.
     pub fn builds(&self) -> Result<BuildLog, CacheError> {
         BuildLog::open(&self.db, &self.path).map_err(|source| self.error(source))
+    }
+
+    /// The `environments` tree: repository → environment images.
+    pub fn environments(&self) -> Result<Environments, CacheError> {
+        Environments::open(&self.db, &self.path).map_err(|source| self.error(source))
     }
 
     fn error(&self, source: sled::Error) -> CacheError {

@@ -56,7 +56,7 @@ pub use provider::exports::bindery::plugin::repo_provider::{
     DisplayConfig, Notice, RefFallback, RefLifetime, Resolution,
 };
 pub use build_strategy::exports::bindery::plugin::build_strategy_plugin::{
-    BuildPlan, ContainerEngine, Executor, LayerPlan, Repo2dockerPlan, RepoFacts, ResourceLimits,
+    BuildPlan, ContainerEngine, EnvironmentImage, Executor, LayerPlan, Repo2dockerPlan, RepoFacts, ResourceLimits,
 };
 pub use cull_policy::exports::bindery::plugin::cull_policy_plugin::{
     Decision, Server, ServerState,

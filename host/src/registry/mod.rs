@@ -12,6 +12,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::client::ClientProtocol;
 use oci_client::{Client, Reference};
 use regex::Regex;
+use sha2::Digest as _;
 
 use crate::cache::ImageCache;
 use crate::config::{ConfigError, RegistryConfig};
@@ -199,39 +200,136 @@ impl Registry {
     }
 
     fn classify(&self, outcome: Result<String, OciDistributionError>) -> Result<Option<String>, RegistryError> {
-        let url = self.config.url.as_ref().map(|u| u.to_string()).unwrap_or_default();
-        let url = url.trim_end_matches('/').to_string();
         match outcome {
             Ok(digest) => Ok(Some(digest)),
-            Err(OciDistributionError::RegistryError { envelope, .. })
-                if envelope.errors.iter().any(|e| matches!(e.code, OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound)) =>
-            {
-                Ok(None)
-            }
-            Err(OciDistributionError::ImageManifestNotFoundError(_)) => Ok(None),
-            Err(OciDistributionError::ServerError { code: 404, .. }) => Ok(None),
-            Err(OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_)) => {
-                // Docker Hub answers 401 for repositories that do not exist.
-                if self.host.as_deref().is_some_and(|h| h.ends_with("docker.io")) {
-                    Ok(None)
-                } else {
-                    Err(RegistryError::Unauthorized { url })
-                }
-            }
-            Err(OciDistributionError::RegistryError { envelope, .. })
-                if envelope.errors.iter().any(|e| matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)) =>
-            {
-                Err(RegistryError::Unauthorized { url })
-            }
-            Err(OciDistributionError::RequestError(e)) => Err(RegistryError::Unreachable { url, reason: error_chain(&e) }),
-            Err(OciDistributionError::ServerError { code, message, .. }) => {
-                let message: String = message.chars().take(200).collect();
-                Err(RegistryError::Failed { url, reason: format!("HTTP {code} {message}").trim().to_string() })
-            }
-            Err(e) => Err(RegistryError::Failed { url, reason: e.to_string() }),
+            Err(e) if self.is_missing(&e) => Ok(None),
+            Err(e) => Err(self.error(e)),
         }
     }
+
+    /// Whether the registry answered "no such image or blob".
+    fn is_missing(&self, e: &OciDistributionError) -> bool {
+        match e {
+            OciDistributionError::RegistryError { envelope, .. } => envelope
+                .errors
+                .iter()
+                .any(|e| matches!(e.code, OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound | OciErrorCode::BlobUnknown)),
+            OciDistributionError::ImageManifestNotFoundError(_) | OciDistributionError::ServerError { code: 404, .. } => true,
+            // Docker Hub answers 401 for repositories that do not exist.
+            OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_) => {
+                self.host.as_deref().is_some_and(|h| h.ends_with("docker.io"))
+            }
+            _ => false,
+        }
+    }
+
+    fn error(&self, e: OciDistributionError) -> RegistryError {
+        let url = self.config.url.as_ref().map(|u| u.to_string()).unwrap_or_default();
+        let url = url.trim_end_matches('/').to_string();
+        match e {
+            OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_) => RegistryError::Unauthorized { url },
+            OciDistributionError::RegistryError { envelope, .. }
+                if envelope.errors.iter().any(|e| matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)) =>
+            {
+                RegistryError::Unauthorized { url }
+            }
+            OciDistributionError::RequestError(e) => RegistryError::Unreachable { url, reason: error_chain(&e) },
+            OciDistributionError::ServerError { code, message, .. } => {
+                let message: String = message.chars().take(200).collect();
+                RegistryError::Failed { url, reason: format!("HTTP {code} {message}").trim().to_string() }
+            }
+            e => RegistryError::Failed { url, reason: e.to_string() },
+        }
+    }
+
+    /// `image`'s manifest as stored (for an index, its linux/amd64 image's),
+    /// or `None` when the registry does not have it.
+    pub async fn manifest(&self, image: &str) -> Result<Option<StoredManifest>, RegistryError> {
+        let mut reference = self.reference(image);
+        for _ in 0..2 {
+            let (body, digest) = match self.client().pull_manifest_raw(&reference, &self.auth(), MANIFEST_TYPES).await {
+                Ok(found) => found,
+                Err(e) if self.is_missing(&e) => return Ok(None),
+                Err(e) => return Err(self.error(e)),
+            };
+            let parsed: serde_json::Value = serde_json::from_slice(&body)
+                .map_err(|e| RegistryError::Failed { url: self.url(), reason: format!("the manifest of {image} is not JSON: {e}") })?;
+            let media_type = parsed["mediaType"].as_str().unwrap_or(OCI_MANIFEST).to_string();
+            let Some(entries) = parsed["manifests"].as_array() else {
+                return Ok(Some(StoredManifest { body: body.to_vec(), media_type, digest }));
+            };
+            let amd64 = entries.iter().find(|m| m["platform"]["os"] == "linux" && m["platform"]["architecture"] == "amd64");
+            let Some(chosen) = amd64.and_then(|m| m["digest"].as_str()) else {
+                return Err(RegistryError::Failed { url: self.url(), reason: format!("{image} has no linux/amd64 image") });
+            };
+            reference = reference.clone_with_digest(chosen.to_string());
+        }
+        Err(RegistryError::Failed { url: self.url(), reason: format!("{image} is an index of indexes") })
+    }
+
+    /// A blob of `image`'s repository.
+    pub async fn blob(&self, image: &str, digest: &str) -> Result<Vec<u8>, RegistryError> {
+        let reference = self.reference(image);
+        self.client().store_auth_if_needed(reference.resolve_registry(), &self.auth()).await;
+        let mut out = Vec::new();
+        self.client().pull_blob(&reference, digest, &mut out).await.map_err(|e| self.error(e))?;
+        Ok(out)
+    }
+
+    /// Logs in for pushing to `image`'s repository.
+    pub async fn authorize_push(&self, image: &str) -> Result<(), RegistryError> {
+        let reference = self.reference(image);
+        self.client().auth(&reference, &self.auth(), oci_client::RegistryOperation::Push).await.map(drop).map_err(|e| self.error(e))
+    }
+
+    /// Makes the blob `digest` present in `image`'s repository: nothing when
+    /// it is, a cross-repository mount from `from` when that works, else an upload.
+    pub async fn put_blob(&self, image: &str, from: Option<&str>, data: impl FnOnce() -> std::io::Result<Vec<u8>>, digest: &str) -> Result<(), RegistryError> {
+        let reference = self.reference(image);
+        if self.client().blob_exists(&reference, digest).await.map_err(|e| self.error(e))? {
+            return Ok(());
+        }
+        if let Some(source) = from.map(|f| self.reference(f)).filter(|s| s.repository() != reference.repository()) {
+            if self.client().mount_blob(&reference, &source, digest).await.is_ok() {
+                return Ok(());
+            }
+        }
+        let data = data().map_err(|e| RegistryError::Failed { url: self.url(), reason: format!("cannot read the blob to push: {e}") })?;
+        self.client().push_blob(&reference, data, digest).await.map(drop).map_err(|e| self.error(e))
+    }
+
+    /// Pushes a manifest under `image`'s tag; its digest.
+    pub async fn put_manifest(&self, image: &str, body: Vec<u8>, media_type: &str) -> Result<String, RegistryError> {
+        let reference = self.reference(image);
+        let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&body)));
+        let content_type = media_type.parse().map_err(|_| RegistryError::Failed { url: self.url(), reason: format!("bad media type {media_type:?}") })?;
+        self.client().push_manifest_raw(&reference, body, content_type).await.map_err(|e| self.error(e))?;
+        Ok(digest)
+    }
+
+    fn url(&self) -> String {
+        self.config.url.as_ref().map(|u| u.as_str().trim_end_matches('/').to_string()).unwrap_or_default()
+    }
 }
+
+/// A manifest as the registry stores it.
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    /// The bytes (their sha256 is the digest).
+    pub body: Vec<u8>,
+    /// `mediaType`.
+    pub media_type: String,
+    /// `sha256:…`.
+    pub digest: String,
+}
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const MANIFEST_TYPES: &[&str] = &[
+    OCI_MANIFEST,
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
 
 fn build_client(protocol: ClientProtocol, timeout: Duration) -> Client {
     Client::new(oci_client::client::ClientConfig {

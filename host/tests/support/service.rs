@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bindery::api::{AppState, router};
+use bindery::api::{AppState, Builds, router};
 use bindery::build::{BuildExecutor, BuildFailure, BuildLogSender, BuildRequest, Built};
 use bindery::cache::BuildRecord;
 use bindery::config::Config;
@@ -49,7 +49,8 @@ pub struct Service {
 impl Service {
     pub async fn start(config: Config, executor: Option<Arc<dyn BuildExecutor>>, launcher: Option<Arc<dyn Launcher>>) -> Service {
         let plugins = PluginHost::start(&config).await.unwrap_or_else(|e| panic!("{e:?}"));
-        let state = AppState::with(config, plugins, executor, launcher).unwrap();
+        let builds = executor.map_or(Builds::Off, Builds::With);
+        let state = AppState::with(config, plugins, builds, launcher).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();

@@ -1,0 +1,204 @@
+//! The host's build executor: fetch the revision, ask the configured build
+//! strategy for a plan, run it on the executor it names, verify the image is
+//! in the registry, and remember environment images for later layer builds.
+//! A layer plan whose base is gone (the environment image deleted, its
+//! revision force-pushed away) is forgotten and the strategy asked again.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::future::BoxFuture;
+
+use super::checkout::{Checkout, CheckoutError, FetchLimits};
+use super::layer::{self, LayerError};
+use super::local::LocalExecutor;
+use super::strategy::{self, PlanError};
+use super::{BuildExecutor, BuildFailure, BuildLogSender, BuildRequest, Built};
+use crate::cache::{Environment, Environments};
+use crate::config::Config;
+use crate::pipeline::Event;
+use crate::plugins::PluginHost;
+use crate::plugins::bindings::{BuildPlan, Executor, LayerPlan, Repo2dockerPlan};
+use crate::registry::Registry;
+
+/// Plans with a strategy plugin, builds with the executor the plan names.
+pub struct Builder {
+    plugins: Arc<PluginHost>,
+    strategy: String,
+    work_dir: PathBuf,
+    limits: FetchLimits,
+    default_timeout: Duration,
+    registry: Arc<Registry>,
+    environments: Option<Environments>,
+    local: LocalExecutor,
+}
+
+fn failure(message: impl std::fmt::Display) -> BuildFailure {
+    let mut message = message.to_string();
+    if !message.ends_with('\n') {
+        message.push('\n');
+    }
+    BuildFailure { message }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Builder {
+    /// A builder for `config`'s `[build]`, pushing to `registry`.
+    pub fn new(config: &Config, plugins: Arc<PluginHost>, registry: Arc<Registry>, environments: Option<Environments>) -> Builder {
+        let b = &config.build;
+        Builder {
+            plugins,
+            strategy: b.strategy.clone(),
+            work_dir: config.build_dir(),
+            limits: FetchLimits { max_bytes: b.max_repo_bytes, timeout: Duration::from_secs(b.fetch_timeout_secs) },
+            default_timeout: Duration::from_secs(b.timeout_secs),
+            registry,
+            environments,
+            local: LocalExecutor::new(&b.local, &config.registry),
+        }
+    }
+
+    async fn run(&self, request: &BuildRequest, dir: &Path, log: &BuildLogSender) -> Result<Built, BuildFailure> {
+        say(log, "fetching", format!("Fetching {} at {}\n", request.repo_url, request.resolved_ref)).await;
+        let (url, reference, checkout_dir, limits) = (request.repo_url.clone(), request.resolved_ref.clone(), dir.join("repo"), self.limits);
+        let mut checkout = tokio::task::spawn_blocking(move || Checkout::fetch(&url, &reference, &checkout_dir, limits))
+            .await
+            .map_err(failure)?
+            .map_err(|e: CheckoutError| failure(e))?;
+        // At most one re-plan: after a base that is gone has been forgotten.
+        for attempt in 0..2 {
+            let environments = self.environments(&request.repo_url);
+            let plan = strategy::plan(&self.plugins, &self.strategy, request, &checkout.dir, &environments).await.map_err(|e| match e {
+                PlanError::Refused(m) => failure(m),
+                other => failure(other),
+            })?;
+            match plan {
+                BuildPlan::Repo2docker(plan) => return self.repo2docker(request, &plan, log).await,
+                BuildPlan::Layer(plan) => match self.layer(request, &plan, checkout, dir, log).await {
+                    (Ok(built), _) => return Ok(built),
+                    (Err(LayerError::BaseGone(why)), back) if attempt == 0 => {
+                        say(log, "building", format!("Cannot build on {}: {why}; planning again without it.\n", plan.environment_image)).await;
+                        self.forget(&request.repo_url, &plan.environment_image);
+                        checkout = back;
+                    }
+                    (Err(e), _) => return Err(failure(format!("The layer build failed: {e}"))),
+                },
+            }
+        }
+        Err(failure("The build strategy planned a layer build on an image that is gone, twice."))
+    }
+
+    async fn repo2docker(&self, request: &BuildRequest, plan: &Repo2dockerPlan, log: &BuildLogSender) -> Result<Built, BuildFailure> {
+        say(log, "building", format!("Building with repo2docker ({}) on the {} executor\n", plan.buildpack, executor_name(plan.executor))).await;
+        match plan.executor {
+            Executor::Local => self.local.build(request, plan, self.timeout(plan.timeout_secs), log).await?,
+            Executor::Kubernetes => {
+                return Err(failure("The build strategy asked for a Kubernetes build pod, but this Bindery has no [build.kubernetes] executor configured."));
+            }
+        }
+        let built = self.verify(&request.image).await?;
+        if let (Some(hash), Some(environments)) = (&plan.environment_hash, &self.environments) {
+            let environment = Environment { image: request.image.clone(), hash: hash.clone(), resolved_ref: request.resolved_ref.clone(), built_ms: now_ms() };
+            if let Err(e) = environments.put(&request.repo_url, environment) {
+                tracing::warn!(image = %request.image, "cannot remember the environment image: {e}");
+            }
+        }
+        Ok(built)
+    }
+
+    /// Writes and pushes the layer; gives the checkout back for a re-plan.
+    async fn layer(&self, request: &BuildRequest, plan: &LayerPlan, checkout: Checkout, dir: &Path, log: &BuildLogSender) -> (Result<Built, LayerError>, Checkout) {
+        if !self.registry.is_configured() {
+            return (Err(LayerError::Failed("a layer build needs a registry ([registry] url)".into())), checkout);
+        }
+        say(log, "building", format!("Adding the repository's content to {} as a layer (no engine)\n", plan.environment_image)).await;
+        let (owned_plan, out) = (plan.clone(), dir.join("layer.tar.gz"));
+        let written = tokio::task::spawn_blocking(move || {
+            let layer = layer::write_layer(&checkout, &owned_plan, &out);
+            (layer, checkout)
+        });
+        let (layer, checkout) = match written.await {
+            Ok(done) => done,
+            Err(e) => panic!("the layer writer panicked: {e}"),
+        };
+        let layer = match layer {
+            Ok(l) => l,
+            Err(e) => return (Err(e), checkout),
+        };
+        say(log, "pushing", format!("Pushing {} ({} files, {} removed, {} KiB compressed)\n", request.image, layer.files, layer.whiteouts, layer.size / 1024)).await;
+        let description = format!("bindery layer: {}@{} into {}", request.repo_url, request.resolved_ref, plan.target_dir);
+        let timeout = self.timeout(plan.timeout_secs);
+        let pushed = match tokio::time::timeout(timeout, layer::push(&self.registry, plan, &layer, &request.image, &description, &request.resolved_ref)).await {
+            Ok(pushed) => pushed,
+            Err(_) => Err(LayerError::Failed(format!("it took longer than its limit of {} s", timeout.as_secs()))),
+        };
+        (pushed.map(|digest| Built { digest: Some(digest) }), checkout)
+    }
+
+    /// The image must be in the registry before anyone is told it is built.
+    async fn verify(&self, image: &str) -> Result<Built, BuildFailure> {
+        if !self.registry.is_configured() {
+            return Ok(Built { digest: None });
+        }
+        match self.registry.lookup(image).await {
+            Ok(Some(digest)) => Ok(Built { digest: Some(digest) }),
+            Ok(None) => Err(failure(format!("The build finished but {image} is not in the registry: the push failed."))),
+            Err(e) => Err(failure(format!("The build finished but {image} cannot be checked: {e}"))),
+        }
+    }
+
+    fn timeout(&self, plan_secs: u64) -> Duration {
+        if plan_secs == 0 { self.default_timeout } else { Duration::from_secs(plan_secs) }
+    }
+
+    fn environments(&self, repo_url: &str) -> Vec<Environment> {
+        let Some(environments) = &self.environments else { return Vec::new() };
+        environments.get(repo_url).unwrap_or_else(|e| {
+            tracing::warn!(repo_url, "cannot read the environment images: {e}");
+            Vec::new()
+        })
+    }
+
+    fn forget(&self, repo_url: &str, image: &str) {
+        if let Some(environments) = &self.environments {
+            if let Err(e) = environments.remove(repo_url, image) {
+                tracing::warn!(repo_url, image, "cannot forget the environment image: {e}");
+            }
+        }
+    }
+}
+
+fn executor_name(e: Executor) -> &'static str {
+    match e {
+        Executor::Local => "local",
+        Executor::Kubernetes => "kubernetes",
+    }
+}
+
+async fn say(log: &BuildLogSender, phase: &str, message: String) {
+    let _ = log.send(Event::message(phase, message)).await;
+}
+
+impl BuildExecutor for Builder {
+    fn name(&self) -> &'static str {
+        "bindery"
+    }
+
+    fn build<'a>(&'a self, request: &'a BuildRequest, log: BuildLogSender) -> BoxFuture<'a, Result<Built, BuildFailure>> {
+        Box::pin(async move {
+            let dir = self.work_dir.join(format!("{}-{}", request.build_name, now_ms()));
+            let outcome = self.run(request, &dir, &log).await;
+            let cleanup = dir.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&cleanup)).await {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(dir = %dir.display(), "cannot remove the build directory: {e}");
+                }
+            }
+            outcome
+        })
+    }
+}

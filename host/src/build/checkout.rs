@@ -1,0 +1,161 @@
+//! Fetching a repository at one revision with git2: the host lists and reads
+//! the checkout for the build strategy, and the layer executor writes the
+//! revision's tree into an image layer. A fetch is bounded in bytes and time,
+//! and says which of those, or which ref, made it fail.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use git2::{FetchOptions, Oid, RemoteCallbacks, Repository};
+
+/// Why a checkout failed, in words for the person who launched it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckoutError {
+    /// Only remote git URLs are fetched by the host.
+    #[error("{url} is not a git repository Bindery can fetch (only http, https and git URLs are)")]
+    NotGit {
+        /// The repository.
+        url: String,
+    },
+    /// The repository is bigger than `build.max_repo_bytes`.
+    #[error("The repository {url} is larger than this Bindery's limit of {limit_mib} MiB.")]
+    TooLarge {
+        /// The repository.
+        url: String,
+        /// The limit, MiB.
+        limit_mib: u64,
+    },
+    /// The fetch took longer than `build.fetch_timeout_secs`.
+    #[error("Fetching {url} took longer than {secs} s.")]
+    TimedOut {
+        /// The repository.
+        url: String,
+        /// The limit.
+        secs: u64,
+    },
+    /// The revision is not (or no longer) in the repository.
+    #[error("The revision {reference} is not in {url} (any more): it may have been force-pushed away. Launch the branch again to build its current revision.")]
+    RefNotFound {
+        /// The revision.
+        reference: String,
+        /// The repository.
+        url: String,
+    },
+    /// The remote refused or failed.
+    #[error("Cannot fetch {url}: {message}")]
+    Fetch {
+        /// The repository.
+        url: String,
+        /// What git said.
+        message: String,
+    },
+    /// Writing the checkout failed, e.g. the build directory's disk is full.
+    #[error("Cannot write the checkout in {dir}: {message}")]
+    Disk {
+        /// Where.
+        dir: String,
+        /// What the system said.
+        message: String,
+    },
+}
+
+/// How much a fetch may take.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchLimits {
+    /// Bytes received, in all.
+    pub max_bytes: u64,
+    /// Wall-clock time.
+    pub timeout: Duration,
+}
+
+/// A repository fetched into a directory, its working tree at one revision.
+pub struct Checkout {
+    /// The working tree.
+    pub dir: PathBuf,
+    repo: Repository,
+    /// The revision checked out.
+    pub commit: Oid,
+}
+
+impl Checkout {
+    /// Fetches `url` into `dir` (created, must not exist) and checks out `reference`.
+    /// Blocking: call from a blocking thread.
+    pub fn fetch(url: &str, reference: &str, dir: &Path, limits: FetchLimits) -> Result<Checkout, CheckoutError> {
+        let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        if !matches!(scheme.as_deref(), Some("http" | "https" | "git")) {
+            return Err(CheckoutError::NotGit { url: url.into() });
+        }
+        let disk = |e: &dyn std::fmt::Display| CheckoutError::Disk { dir: dir.display().to_string(), message: e.to_string() };
+        std::fs::create_dir_all(dir).map_err(|e| disk(&e))?;
+        let repo = Repository::init(dir).map_err(|e| disk(&e))?;
+        // Branches and tags bring the revision (and any older one a layer
+        // build compares with); a bare sha is asked for as well, for servers
+        // that allow it and revisions no branch holds any more.
+        let mut refspecs = vec!["+refs/heads/*:refs/remotes/origin/*".to_string(), "+refs/tags/*:refs/tags/*".to_string()];
+        let wanted = Oid::from_str(reference).ok().filter(|_| reference.len() == 40);
+        fetch(&repo, url, &refspecs, limits)?;
+        if wanted.is_none_or(|oid| repo.find_commit(oid).is_err()) {
+            refspecs = vec![reference.to_string()];
+            if let Err(e) = fetch(&repo, url, &refspecs, limits) {
+                if matches!(e, CheckoutError::TooLarge { .. } | CheckoutError::TimedOut { .. }) {
+                    return Err(e);
+                }
+            }
+        }
+        let commit = match wanted {
+            Some(oid) => repo.find_commit(oid).ok(),
+            None => repo.revparse_single("FETCH_HEAD").ok().and_then(|o| o.peel_to_commit().ok()),
+        };
+        let Some(oid) = commit.map(|c| c.id()) else {
+            return Err(CheckoutError::RefNotFound { reference: reference.into(), url: url.into() });
+        };
+        {
+            let object = repo.find_object(oid, None).map_err(|e| disk(&e))?;
+            let mut opts = git2::build::CheckoutBuilder::new();
+            opts.force();
+            repo.checkout_tree(&object, Some(&mut opts)).map_err(|e| disk(&e))?;
+        }
+        repo.set_head_detached(oid).map_err(|e| disk(&e))?;
+        Ok(Checkout { dir: dir.to_path_buf(), repo, commit: oid })
+    }
+
+    /// The git repository (for reading trees and blobs).
+    pub fn repo(&self) -> &Repository {
+        &self.repo
+    }
+}
+
+fn fetch(repo: &Repository, url: &str, refspecs: &[String], limits: FetchLimits) -> Result<(), CheckoutError> {
+    let started = Instant::now();
+    let (too_large, timed_out) = (AtomicBool::new(false), AtomicBool::new(false));
+    let mut callbacks = RemoteCallbacks::new();
+    callbacks.transfer_progress(|p| {
+        if p.received_bytes() as u64 > limits.max_bytes {
+            too_large.store(true, Ordering::Relaxed);
+            return false;
+        }
+        if started.elapsed() > limits.timeout {
+            timed_out.store(true, Ordering::Relaxed);
+            return false;
+        }
+        true
+    });
+    let mut options = FetchOptions::new();
+    options.remote_callbacks(callbacks).download_tags(git2::AutotagOption::None);
+    let mut remote = repo.remote_anonymous(url).map_err(|e| CheckoutError::Fetch { url: url.into(), message: e.message().into() })?;
+    let outcome = remote.fetch(refspecs, Some(&mut options), None);
+    if too_large.load(Ordering::Relaxed) {
+        return Err(CheckoutError::TooLarge { url: url.into(), limit_mib: limits.max_bytes >> 20 });
+    }
+    if timed_out.load(Ordering::Relaxed) {
+        return Err(CheckoutError::TimedOut { url: url.into(), secs: limits.timeout.as_secs() });
+    }
+    outcome.map_err(|e| match e.class() {
+        // Writing the pack failed: the build directory, not the remote.
+        git2::ErrorClass::Os | git2::ErrorClass::Filesystem | git2::ErrorClass::Odb | git2::ErrorClass::Indexer => {
+            CheckoutError::Disk { dir: repo.path().display().to_string(), message: e.message().into() }
+        }
+        _ => CheckoutError::Fetch { url: url.into(), message: e.message().into() },
+    })
+}
