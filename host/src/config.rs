@@ -110,11 +110,14 @@ pub struct LocalBuildConfig {
     /// The engine's socket (`DOCKER_HOST`), e.g. `unix:///var/run/docker.sock`;
     /// unset: the engine's own default.
     pub docker_host: Option<String>,
+    /// More environment for repo2docker, e.g. a proxy, or
+    /// `R2D_DATAVERSE_INSTALLATIONS_URL` where GitHub cannot be reached.
+    pub env: BTreeMap<String, String>,
 }
 
 impl Default for LocalBuildConfig {
     fn default() -> Self {
-        LocalBuildConfig { command: "jupyter-repo2docker".into(), docker_host: None }
+        LocalBuildConfig { command: "jupyter-repo2docker".into(), docker_host: None, env: BTreeMap::new() }
     }
 }
 

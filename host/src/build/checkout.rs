@@ -19,12 +19,12 @@ pub enum CheckoutError {
         url: String,
     },
     /// The repository is bigger than `build.max_repo_bytes`.
-    #[error("The repository {url} is larger than this Bindery's limit of {limit_mib} MiB.")]
+    #[error("The repository {url} is larger than this Bindery's limit of {:.1} MiB.", *.limit_bytes as f64 / 1048576.0)]
     TooLarge {
         /// The repository.
         url: String,
-        /// The limit, MiB.
-        limit_mib: u64,
+        /// The limit.
+        limit_bytes: u64,
     },
     /// The fetch took longer than `build.fetch_timeout_secs`.
     #[error("Fetching {url} took longer than {secs} s.")]
@@ -146,7 +146,7 @@ fn fetch(repo: &Repository, url: &str, refspecs: &[String], limits: FetchLimits)
     let mut remote = repo.remote_anonymous(url).map_err(|e| CheckoutError::Fetch { url: url.into(), message: e.message().into() })?;
     let outcome = remote.fetch(refspecs, Some(&mut options), None);
     if too_large.load(Ordering::Relaxed) {
-        return Err(CheckoutError::TooLarge { url: url.into(), limit_mib: limits.max_bytes >> 20 });
+        return Err(CheckoutError::TooLarge { url: url.into(), limit_bytes: limits.max_bytes });
     }
     if timed_out.load(Ordering::Relaxed) {
         return Err(CheckoutError::TimedOut { url: url.into(), secs: limits.timeout.as_secs() });

@@ -143,7 +143,11 @@ pub fn write_layer(checkout: &Checkout, plan: &LayerPlan, out: &Path) -> Result<
             let oid = Oid::from_str(base).ok().filter(|oid| repo.find_commit(*oid).is_ok()).ok_or_else(|| {
                 LayerError::BaseGone(format!("the revision {base} the environment image carries is no longer in the repository"))
             })?;
-            removed(&tree_entries(repo, oid).map_err(LayerError::Failed)?, &new)
+            let mut gone = removed(&tree_entries(repo, oid).map_err(LayerError::Failed)?, &new);
+            // A build of the base revision copied its git metadata too: it
+            // describes that revision, not this one.
+            gone.push(".git".into());
+            gone
         }
     };
     let mtime = repo.find_commit(checkout.commit).map(|c| c.time().seconds().max(0) as u64).unwrap_or(0);
@@ -163,6 +167,20 @@ pub fn write_layer(checkout: &Checkout, plan: &LayerPlan, out: &Path) -> Result<
         h.set_size(size);
         h
     };
+    // Every directory on the way in the layer: a layer's extraction creates
+    // missing parents as root, and the top layer's directory metadata is the
+    // one that counts. Ancestors as a base image has them; the target the
+    // content's owner's, as repo2docker's home directory is.
+    let mut dir = String::new();
+    for (i, part) in root.split('/').filter(|p| !p.is_empty()).enumerate() {
+        dir = if i == 0 { part.to_string() } else { format!("{dir}/{part}") };
+        let mut h = header(tar::EntryType::Directory, 0o755, 0);
+        if dir != root {
+            h.set_uid(0);
+            h.set_gid(0);
+        }
+        tar.append_data(&mut h, format!("{dir}/"), std::io::empty()).map_err(disk)?;
+    }
     for path in &gone {
         let (dir, name) = path.rsplit_once('/').map_or(("", path.as_str()), |(d, n)| (d, n));
         let whiteout = [root, dir, &format!(".wh.{name}")].iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("/");

@@ -71,7 +71,7 @@ impl LocalExecutor {
     /// Runs the build to its end, its time limit, or until the future is dropped (which kills it).
     pub async fn build(&self, request: &BuildRequest, plan: &Repo2dockerPlan, timeout: Duration, log: &BuildLogSender) -> Result<(), BuildFailure> {
         let mut command = Command::new(&self.config.command);
-        command.args(self.args(request, plan)).envs(plan.env.iter().map(|(k, v)| (k, v)));
+        command.args(self.args(request, plan)).envs(&self.config.env).envs(plan.env.iter().map(|(k, v)| (k, v)));
         if let Some(host) = &self.config.docker_host {
             command.env("DOCKER_HOST", host);
         }

@@ -247,6 +247,7 @@ async fn cgi(project_root: PathBuf, req: axum::extract::Request) -> axum::respon
     }
     response.body(axum::body::Body::from(out.stdout[split + 4..].to_vec())).unwrap()
 }
+pub mod engine;
 pub mod registry;
 pub mod service;
 pub mod browser;

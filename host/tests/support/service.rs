@@ -48,8 +48,11 @@ pub struct Service {
 
 impl Service {
     pub async fn start(config: Config, executor: Option<Arc<dyn BuildExecutor>>, launcher: Option<Arc<dyn Launcher>>) -> Service {
+        Service::start_with(config, executor.map_or(Builds::Off, Builds::With), launcher).await
+    }
+
+    pub async fn start_with(config: Config, builds: Builds, launcher: Option<Arc<dyn Launcher>>) -> Service {
         let plugins = PluginHost::start(&config).await.unwrap_or_else(|e| panic!("{e:?}"));
-        let builds = executor.map_or(Builds::Off, Builds::With);
         let state = AppState::with(config, plugins, builds, launcher).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -82,7 +85,8 @@ impl Stream {
     }
 
     pub fn phases(&self) -> Vec<&str> {
-        self.events.iter().map(|e| e["phase"].as_str().unwrap()).collect()
+        // repo2docker's own lines may have no phase.
+        self.events.iter().map(|e| e["phase"].as_str().unwrap_or_default()).collect()
     }
 }
 

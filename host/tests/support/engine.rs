@@ -1,0 +1,87 @@
+//! The build tests' real parts, from `scripts/engine.sh`: a Docker engine
+//! started by hand (host networking only), the repo2docker CLI, and base
+//! images made here with debootstrap (no public registry is reachable), plus
+//! git repositories the tests commit to.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use super::GitDaemon;
+
+/// Where the engine listens and which repo2docker runs against it.
+pub struct Engine {
+    pub docker_host: String,
+    pub repo2docker: PathBuf,
+}
+
+/// The engine, started (or found running) once per test process.
+pub fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let script = super::workspace().join("scripts/engine.sh");
+        let out = Command::new(&script).output().expect("scripts/engine.sh runs");
+        assert!(out.status.success(), "scripts/engine.sh failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let value = |key: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap_or_else(|| panic!("{key} in {text}")).to_string();
+        Engine { docker_host: value("DOCKER_HOST"), repo2docker: value("REPO2DOCKER").into() }
+    })
+}
+
+impl Engine {
+    /// Runs the docker CLI against the engine.
+    pub fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker").env("DOCKER_HOST", &self.docker_host).args(args).output().expect("docker CLI")
+    }
+}
+
+/// A repository served by a real `git daemon`, with a work tree to commit from.
+pub struct TestRepo {
+    pub daemon: GitDaemon,
+    pub url: String,
+    work: tempfile::TempDir,
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+impl TestRepo {
+    /// A served repository whose `main` holds only a README.
+    pub fn new() -> TestRepo {
+        let (daemon, _) = GitDaemon::with_repo("repo.git");
+        let url = format!("git://127.0.0.1:{}/repo.git", daemon.port);
+        let work = tempfile::tempdir().unwrap();
+        let bare = daemon.root.path().join("srv/repo.git");
+        git(work.path(), &["clone", "-q", bare.to_str().unwrap(), "."]);
+        TestRepo { daemon, url, work }
+    }
+
+    /// Writes `files` (`*.sh` executable), deletes `removed`, commits and
+    /// pushes to `main`; the new sha.
+    pub fn commit(&self, files: &[(&str, &[u8])], removed: &[&str]) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        for (path, content) in files {
+            let full = self.work.path().join(path);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(&full, content).unwrap();
+            if path.ends_with(".sh") {
+                std::fs::set_permissions(&full, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+        }
+        for path in removed {
+            git(self.work.path(), &["rm", "-rq", path]);
+        }
+        git(self.work.path(), &["add", "-A"]);
+        git(self.work.path(), &["commit", "-qm", "change", "--allow-empty"]);
+        git(self.work.path(), &["push", "-q", "origin", "HEAD:main"]);
+        git(self.work.path(), &["rev-parse", "HEAD"])
+    }
+}
