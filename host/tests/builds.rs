@@ -11,37 +11,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use bindery::api::Builds;
-use bindery::config::Config;
-use support::engine::{TestRepo, engine};
+use support::engine::{TestRepo, build_config, engine};
 use support::registry::OciRegistry;
-use support::service::{Service, Stream, config, git_spec, sse};
-
-/// A repository whose Dockerfile copies its content where repo2docker would.
-const DOCKERFILE: &[u8] = b"FROM bindery-test/jupyter:1\nCOPY --chown=1000:1000 . /home/jovyan/\n";
-
-/// Serves an empty list of Dataverse installations: repo2docker asks GitHub
-/// for one before picking a content provider, and GitHub is not reachable here.
-async fn dataverse_list() -> String {
-    let (port, _) = support::http_server(br#"{"installations": []}"#.to_vec(), Duration::ZERO).await;
-    format!("http://127.0.0.1:{port}/installations.json")
-}
-
-async fn build_config(data: &std::path::Path, registry: &OciRegistry) -> Config {
-    let mut c = config(data, Some(registry));
-    c.build.local.env.insert("R2D_DATAVERSE_INSTALLATIONS_URL".into(), dataverse_list().await);
-    for (name, plugin) in c.plugins.iter_mut() {
-        plugin.enabled |= name == "layer-first";
-    }
-    let strategy = c.plugins.get_mut("layer-first").unwrap();
-    strategy.config.insert("layer_dockerfile".into(), "true".into());
-    strategy.config.insert("timeout_secs".into(), "300".into());
-    c.build.local.command = engine().repo2docker.clone();
-    c.build.local.docker_host = Some(engine().docker_host.clone());
-    c.web.api_only = true;
-    c.web.rate_limit.limit = 0;
-    c.registry.timeout_ms = 30_000;
-    c
-}
+use support::service::{Service, Stream, git_spec, sse};
 
 async fn build(s: &Service, repo: &TestRepo, reference: &str) -> Stream {
     sse(&format!("{}/build/git/{}?build_only=true", s.base, git_spec(&repo.url, reference))).await
@@ -66,7 +38,7 @@ async fn a_full_build_then_a_content_only_commit_is_a_layer_that_runs() {
     let registry = OciRegistry::start(None);
     let data = tempfile::tempdir().unwrap();
     let repo = TestRepo::new();
-    let first = repo.commit(&[("Dockerfile", DOCKERFILE), ("data/old.csv", b"a,b\n"), ("run.sh", b"#!/bin/sh\necho hi\n")], &[]);
+    let first = repo.commit(&[("Dockerfile", support::engine::DOCKERFILE), ("data/old.csv", b"a,b\n"), ("run.sh", b"#!/bin/sh\necho hi\n")], &[]);
     let s = Service::start_with(build_config(data.path(), &registry).await, Builds::Planned, None).await;
 
     let full = build(&s, &repo, &first).await;

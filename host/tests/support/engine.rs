@@ -7,7 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use bindery::config::Config;
+
 use super::GitDaemon;
+use super::registry::OciRegistry;
+
+/// A repository whose Dockerfile copies its content where repo2docker would.
+pub const DOCKERFILE: &[u8] = b"FROM bindery-test/jupyter:1\nCOPY --chown=1000:1000 . /home/jovyan/\n";
 
 /// Where the engine listens and which repo2docker runs against it.
 pub struct Engine {
@@ -85,3 +91,30 @@ impl TestRepo {
         git(self.work.path(), &["rev-parse", "HEAD"])
     }
 }
+
+/// Serves an empty list of Dataverse installations: repo2docker asks GitHub
+/// for one before picking a content provider, and GitHub is not reachable here.
+async fn dataverse_list() -> String {
+    let (port, _) = super::http_server(br#"{"installations": []}"#.to_vec(), std::time::Duration::ZERO).await;
+    format!("http://127.0.0.1:{port}/installations.json")
+}
+
+/// The embedded defaults with the git provider, the `layer-first` strategy
+/// (Dockerfile repositories layered too), the engine and the registry.
+pub async fn build_config(data: &std::path::Path, registry: &OciRegistry) -> Config {
+    let mut c = super::service::config(data, Some(registry));
+    c.build.local.env.insert("R2D_DATAVERSE_INSTALLATIONS_URL".into(), dataverse_list().await);
+    for (name, plugin) in c.plugins.iter_mut() {
+        plugin.enabled |= name == "layer-first";
+    }
+    let strategy = c.plugins.get_mut("layer-first").unwrap();
+    strategy.config.insert("layer_dockerfile".into(), "true".into());
+    strategy.config.insert("timeout_secs".into(), "300".into());
+    c.build.local.command = engine().repo2docker.clone();
+    c.build.local.docker_host = Some(engine().docker_host.clone());
+    c.web.api_only = true;
+    c.web.rate_limit.limit = 0;
+    c.registry.timeout_ms = 30_000;
+    c
+}
+
