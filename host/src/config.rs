@@ -80,9 +80,6 @@ pub struct BuildConfig {
     pub fetch_timeout_secs: u64,
     /// A build's time limit when its plan gives none.
     pub timeout_secs: u64,
-    /// Stop a build once nobody has watched it for this long (upstream's
-    /// local builder stops at once); unset: builds run to the end.
-    pub cancel_abandoned_after_secs: Option<u64>,
     /// The `local` executor: the repo2docker CLI against a container engine.
     pub local: LocalBuildConfig,
 }
@@ -95,7 +92,6 @@ impl Default for BuildConfig {
             max_repo_bytes: 1 << 30,
             fetch_timeout_secs: 300,
             timeout_secs: 3600,
-            cancel_abandoned_after_secs: None,
             local: LocalBuildConfig::default(),
         }
     }
