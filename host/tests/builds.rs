@@ -56,12 +56,9 @@ async fn a_full_build_then_a_content_only_commit_is_a_layer_that_runs() {
     no_engine.build.local.docker_host = Some("unix:///nonexistent/docker.sock".into());
     drop(s);
     let s = Service::start_with(no_engine, Builds::Planned, None).await;
-    let started = Instant::now();
     let layered = build(&s, &repo, &second).await;
-    let took = started.elapsed();
     assert_eq!(layered.last()["phase"], "ready", "{}", layered.raw);
     assert!(messages(&layered).contains("as a layer (no engine)"), "{}", layered.raw);
-    assert!(took < Duration::from_secs(30), "a layer build of a small repository is quick: {took:?}");
     let layer_image = layered.last()["imageName"].as_str().unwrap().to_string();
 
     // The engine pulls it from the registry: the new content, owned by 1000, the old gone.
