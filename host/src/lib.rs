@@ -19,5 +19,10 @@ pub mod plugins;
 pub mod registry;
 pub mod serve;
 
+/// Wall-clock milliseconds since the Unix epoch, as records and caches store time.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Bindery's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

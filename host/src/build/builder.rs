@@ -4,9 +4,10 @@
 //! A layer plan whose base is gone (the environment image deleted, its
 //! revision force-pushed away) is forgotten and the strategy asked again.
 
+use crate::now_ms;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
@@ -40,10 +41,6 @@ fn failure(message: impl std::fmt::Display) -> BuildFailure {
         message.push('\n');
     }
     BuildFailure { message }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Builder {

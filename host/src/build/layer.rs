@@ -259,7 +259,7 @@ pub async fn push(registry: &Registry, plan: &LayerPlan, layer: &Layer, image: &
     let mut config: Value = serde_json::from_slice(&registry.blob(base, &config_digest).await?).map_err(|_| bad("a config that is not JSON"))?;
     extend_config(&mut config, layer, description, resolved_ref).map_err(|e| bad(&e.replace("the image config has", "")))?;
     let config_bytes = serde_json::to_vec(&config).map_err(|e| LayerError::Failed(e.to_string()))?;
-    let new_config_digest = format!("sha256:{}", hex::encode(Sha256::digest(&config_bytes)));
+    let new_config_digest = crate::registry::digest(&config_bytes);
     let layers = manifest.get_mut("layers").and_then(Value::as_array_mut).ok_or_else(|| bad("no layers"))?;
     let base_layers: Vec<String> = layers.iter().filter_map(|l| l["digest"].as_str().map(String::from)).collect();
     layers.push(json!({ "mediaType": layer_media_type(&stored.media_type), "digest": layer.digest, "size": layer.size }));

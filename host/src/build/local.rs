@@ -90,10 +90,7 @@ impl LocalExecutor {
             let (a, b) = tokio::join!(relay(stdout, log), relay(stderr, log));
             a || b
         };
-        let run = async {
-            let (said_failed, status) = tokio::join!(relay, child.wait());
-            (said_failed, status)
-        };
+        let run = async { tokio::join!(relay, child.wait()) };
         match tokio::time::timeout(timeout, run).await {
             Err(_) => {
                 // Dropping the wait future leaves the child to kill_on_drop; kill now to say so at once.

@@ -6,9 +6,10 @@
 //! report builds that were in flight and watch them again where the executor
 //! can.
 
+use crate::now_ms;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
@@ -26,10 +27,6 @@ const LOG_BUFFER: usize = 256;
 const RECORD_INTERVAL: Duration = Duration::from_secs(1);
 /// Finished records are kept this long.
 const RECORD_RETENTION_MS: u64 = 24 * 3600 * 1000;
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
 
 /// How a build ended.
 pub type Outcome = Result<Built, BuildFailure>;

@@ -3,12 +3,13 @@
 //! and otherwise asks the provider plugin; the plugin decides everything about
 //! the spec itself.
 
+use crate::now_ms;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -153,10 +154,6 @@ struct Asker {
     cache: Option<RefCache>,
     metrics: Arc<Metrics>,
     pending: Mutex<HashMap<(String, String), Pending>>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Resolver {

@@ -3,8 +3,9 @@
 
 pub mod naming;
 
+use crate::now_ms;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use oci_client::errors::{OciDistributionError, OciErrorCode};
@@ -58,10 +59,6 @@ pub struct Registry {
 /// Upstream's test for names that look like Docker Hub's `user/repo`.
 const DOCKER_HUB_NAME: &str = r"^[a-z0-9]{4,40}/[a-z0-9._-]{2,255}$";
 const RETRY_DELAY: Duration = Duration::from_millis(200);
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
 
 impl Registry {
     /// A registry client for `config`, remembering found images in `cache`.
@@ -224,8 +221,7 @@ impl Registry {
     }
 
     fn error(&self, e: OciDistributionError) -> RegistryError {
-        let url = self.config.url.as_ref().map(|u| u.to_string()).unwrap_or_default();
-        let url = url.trim_end_matches('/').to_string();
+        let url = self.url();
         match e {
             OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_) => RegistryError::Unauthorized { url },
             OciDistributionError::RegistryError { envelope, .. }
@@ -301,7 +297,7 @@ impl Registry {
     /// Pushes a manifest under `image`'s tag; its digest.
     pub async fn put_manifest(&self, image: &str, body: Vec<u8>, media_type: &str) -> Result<String, RegistryError> {
         let reference = self.reference(image);
-        let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&body)));
+        let digest = digest(&body);
         let content_type = media_type.parse().map_err(|_| RegistryError::Failed { url: self.url(), reason: format!("bad media type {media_type:?}") })?;
         self.client().push_manifest_raw(&reference, body, content_type).await.map_err(|e| self.error(e))?;
         Ok(digest)
@@ -310,6 +306,11 @@ impl Registry {
     fn url(&self) -> String {
         self.config.url.as_ref().map(|u| u.as_str().trim_end_matches('/').to_string()).unwrap_or_default()
     }
+}
+
+/// The `sha256:…` digest of a blob or manifest.
+pub fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
 }
 
 /// A manifest as the registry stores it.
