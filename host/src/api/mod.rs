@@ -11,6 +11,7 @@ mod token;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -86,10 +87,11 @@ impl AppState {
         let registry = Arc::new(Registry::new(&config.registry, trees.images)?);
         let executor: Option<Arc<dyn BuildExecutor>> = match builds {
             Builds::Off => None,
-            Builds::Planned => Some(Arc::new(Builder::new(&config, plugins.clone(), registry.clone(), trees.environments))),
+            Builds::Planned => Some(Arc::new(Builder::new(&config, plugins.clone(), registry.clone(), trees.environments)?)),
             Builds::With(executor) => Some(executor),
         };
-        let flights = Arc::new(Flights::new(trees.builds, registry.clone()));
+        let abandon = config.build.cancel_abandoned_after_secs.map(Duration::from_secs);
+        let flights = Arc::new(Flights::new(trees.builds, registry.clone(), abandon));
         flights.recover(executor.as_ref());
         let pipeline = Arc::new(Pipeline { resolver: resolver.clone(), registry, flights, executor, launcher, metrics: metrics.clone() });
         let web = Web {

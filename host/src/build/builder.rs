@@ -12,12 +12,13 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 
 use super::checkout::{Checkout, CheckoutError, FetchLimits};
+use super::kubernetes::{KubernetesExecutor, PodEnd};
 use super::layer::{self, LayerError};
 use super::local::LocalExecutor;
 use super::strategy::{self, PlanError};
 use super::{BuildExecutor, BuildFailure, BuildLogSender, BuildRequest, Built};
-use crate::cache::{Environment, Environments};
-use crate::config::Config;
+use crate::cache::{BuildRecord, Environment, Environments};
+use crate::config::{Config, ConfigError};
 use crate::pipeline::Event;
 use crate::plugins::PluginHost;
 use crate::plugins::bindings::{BuildPlan, Executor, LayerPlan, Repo2dockerPlan};
@@ -33,6 +34,7 @@ pub struct Builder {
     registry: Arc<Registry>,
     environments: Option<Environments>,
     local: LocalExecutor,
+    kubernetes: Option<KubernetesExecutor>,
 }
 
 fn failure(message: impl std::fmt::Display) -> BuildFailure {
@@ -44,10 +46,12 @@ fn failure(message: impl std::fmt::Display) -> BuildFailure {
 }
 
 impl Builder {
-    /// A builder for `config`'s `[build]`, pushing to `registry`.
-    pub fn new(config: &Config, plugins: Arc<PluginHost>, registry: Arc<Registry>, environments: Option<Environments>) -> Builder {
+    /// A builder for `config`'s `[build]`, pushing to `registry`. Needs a
+    /// tokio runtime when `[build.kubernetes]` is set (its cleaner runs).
+    pub fn new(config: &Config, plugins: Arc<PluginHost>, registry: Arc<Registry>, environments: Option<Environments>) -> Result<Builder, ConfigError> {
         let b = &config.build;
-        Builder {
+        let kubernetes = b.kubernetes.as_ref().map(|k| KubernetesExecutor::new(k, &config.registry)).transpose()?;
+        Ok(Builder {
             plugins,
             strategy: b.strategy.clone(),
             work_dir: config.build_dir(),
@@ -56,7 +60,8 @@ impl Builder {
             registry,
             environments,
             local: LocalExecutor::new(&b.local, &config.registry),
-        }
+            kubernetes,
+        })
     }
 
     async fn run(&self, request: &BuildRequest, dir: &Path, log: &BuildLogSender) -> Result<Built, BuildFailure> {
@@ -91,13 +96,20 @@ impl Builder {
 
     async fn repo2docker(&self, request: &BuildRequest, plan: &Repo2dockerPlan, log: &BuildLogSender) -> Result<Built, BuildFailure> {
         say(log, "building", format!("Building with repo2docker ({}) on the {} executor\n", plan.buildpack, executor_name(plan.executor))).await;
-        match plan.executor {
-            Executor::Local => self.local.build(request, plan, self.timeout(plan.timeout_secs), log).await?,
+        let timeout = self.timeout(plan.timeout_secs);
+        let gone = match plan.executor {
+            Executor::Local => self.local.build(request, plan, timeout, log).await.map(|()| false)?,
             Executor::Kubernetes => {
-                return Err(failure("The build strategy asked for a Kubernetes build pod, but this Bindery has no [build.kubernetes] executor configured."));
+                let Some(kubernetes) = &self.kubernetes else {
+                    return Err(failure("The build strategy asked for a Kubernetes build pod, but this Bindery has no [build.kubernetes] executor configured."));
+                };
+                kubernetes.build(request, plan, timeout, log).await? == PodEnd::Gone
             }
-        }
-        let built = self.verify(&request.image).await?;
+        };
+        let built = match self.verify(&request.image).await {
+            Err(_) if gone => return Err(failure(format!("The build pod {} was deleted before it finished.", request.build_name))),
+            verified => verified?,
+        };
         if let (Some(hash), Some(environments)) = (&plan.environment_hash, &self.environments) {
             let environment = Environment { image: request.image.clone(), hash: hash.clone(), resolved_ref: request.resolved_ref.clone(), built_ms: now_ms() };
             if let Err(e) = environments.put(&request.repo_url, environment) {
@@ -187,15 +199,46 @@ impl BuildExecutor for Builder {
 
     fn build<'a>(&'a self, request: &'a BuildRequest, log: BuildLogSender) -> BoxFuture<'a, Result<Built, BuildFailure>> {
         Box::pin(async move {
-            let dir = self.work_dir.join(format!("{}-{}", request.build_name, now_ms()));
-            let outcome = self.run(request, &dir, &log).await;
-            let cleanup = dir.clone();
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&cleanup)).await {
+            let dir = BuildDir(self.work_dir.join(format!("{}-{}", request.build_name, now_ms())));
+            self.run(request, &dir.0, &log).await
+        })
+    }
+
+    /// A build pod outlives the host; anything else died with it.
+    fn handle(&self, request: &BuildRequest) -> Option<String> {
+        self.kubernetes.as_ref().map(|_| request.build_name.clone())
+    }
+
+    fn reattach<'a>(&'a self, record: &'a BuildRecord, log: BuildLogSender) -> Option<BoxFuture<'a, Result<Built, BuildFailure>>> {
+        let (kubernetes, pod) = (self.kubernetes.as_ref()?, record.handle.as_deref()?);
+        Some(Box::pin(async move {
+            // A pod that is gone either finished (its image is in the registry) or never started.
+            match kubernetes.attach(pod, self.default_timeout, &log).await? {
+                PodEnd::Succeeded => self.verify(&record.image).await,
+                PodEnd::Gone => self.verify(&record.image).await.map_err(|_| failure("The build was interrupted by a restart of Bindery; try again.")),
+            }
+        }))
+    }
+}
+
+/// A build's working directory, removed however the build ends (a build
+/// stopped because nobody watches it is dropped mid-way).
+struct BuildDir(PathBuf);
+
+impl Drop for BuildDir {
+    fn drop(&mut self) {
+        let dir = std::mem::take(&mut self.0);
+        let remove = move || {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     tracing::warn!(dir = %dir.display(), "cannot remove the build directory: {e}");
                 }
             }
-            outcome
-        })
+        };
+        // A big checkout takes a while to remove: off the async workers when there are some.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(remove)),
+            Err(_) => remove(),
+        }
     }
 }

@@ -7,75 +7,34 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 
+use super::command::{Repo2dockerCommand, relay_line};
 use super::{BuildFailure, BuildLogSender, BuildRequest};
 use crate::config::{LocalBuildConfig, RegistryConfig};
-use crate::pipeline::Event;
-use crate::plugins::bindings::{ContainerEngine, Repo2dockerPlan};
+use crate::plugins::bindings::Repo2dockerPlan;
 
 /// Runs repo2docker on this machine.
 pub struct LocalExecutor {
     config: LocalBuildConfig,
-    /// `CONTAINER_ENGINE_REGISTRY_CREDENTIALS` for `--push`, when the registry has a login.
-    credentials: Option<String>,
-    push: bool,
+    command: Repo2dockerCommand,
 }
 
 impl LocalExecutor {
     /// An executor pushing to `registry` when one is configured.
     pub fn new(config: &LocalBuildConfig, registry: &RegistryConfig) -> LocalExecutor {
-        let credentials = match (&registry.url, &registry.username) {
-            (Some(url), Some(user)) => {
-                let host = url.host_str().map(|h| url.port().map_or(h.to_string(), |p| format!("{h}:{p}"))).unwrap_or_default();
-                let password = registry.password.as_ref().and_then(|p| p.read()).unwrap_or_default();
-                Some(json!({ "registry": host, "username": user, "password": password }).to_string())
-            }
-            _ => None,
-        };
-        LocalExecutor { config: config.clone(), credentials, push: registry.url.is_some() }
-    }
-
-    /// BinderHub's command: `--ref --image --no-clean --no-run --json-logs
-    /// --user-name=jovyan --user-id=1000 [--appendix] [--push] <extra> <repo>`.
-    pub fn args(&self, request: &BuildRequest, plan: &Repo2dockerPlan) -> Vec<String> {
-        let mut args = vec![
-            format!("--ref={}", request.resolved_ref),
-            format!("--image={}", request.image),
-            "--no-clean".into(),
-            "--no-run".into(),
-            "--json-logs".into(),
-            "--user-name=jovyan".into(),
-            "--user-id=1000".into(),
-        ];
-        if let Some(appendix) = &plan.appendix {
-            args.push(format!("--appendix={appendix}"));
-        }
-        if self.push {
-            args.push("--push".into());
-        }
-        let engine = match plan.engine {
-            ContainerEngine::Docker => None,
-            ContainerEngine::Podman => Some("podman"),
-            ContainerEngine::Kaniko => Some("kaniko"),
-            ContainerEngine::Buildah => Some("buildah"),
-        };
-        args.extend(engine.map(|e| format!("--engine={e}")));
-        args.extend(plan.extra_args.iter().cloned());
-        args.push(request.repo_url.clone());
-        args
+        LocalExecutor { config: config.clone(), command: Repo2dockerCommand::new(registry) }
     }
 
     /// Runs the build to its end, its time limit, or until the future is dropped (which kills it).
     pub async fn build(&self, request: &BuildRequest, plan: &Repo2dockerPlan, timeout: Duration, log: &BuildLogSender) -> Result<(), BuildFailure> {
         let mut command = Command::new(&self.config.command);
-        command.args(self.args(request, plan)).envs(&self.config.env).envs(plan.env.iter().map(|(k, v)| (k, v)));
+        command.args(self.command.args(request, plan)).envs(&self.config.env).envs(plan.env.iter().map(|(k, v)| (k, v)));
         if let Some(host) = &self.config.docker_host {
             command.env("DOCKER_HOST", host);
         }
-        if let Some(credentials) = &self.credentials {
+        if let Some(credentials) = &self.command.credentials {
             command.env("CONTAINER_ENGINE_REGISTRY_CREDENTIALS", credentials);
         }
         command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
@@ -112,56 +71,7 @@ async fn relay(stream: impl AsyncRead + Unpin, log: &BuildLogSender) -> bool {
     let mut lines = BufReader::new(stream).lines();
     let mut failed = false;
     while let Ok(Some(line)) = lines.next_line().await {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let event = Event::log_line(&line);
-        failed |= matches!(event.phase(), "failed" | "failure");
-        // The flight may be gone (nobody to tell); keep draining so the child is not blocked.
-        let _ = log.send(event).await;
+        failed |= relay_line(&line, log).await;
     }
     failed
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::plugins::bindings::{Executor, ResourceLimits};
-
-    #[test]
-    fn upstreams_command() {
-        let request = BuildRequest {
-            image: "reg:5000/binder-x:abc".into(),
-            build_name: "build-x".into(),
-            repo_url: "https://example.org/r.git".into(),
-            resolved_ref: "abc".into(),
-            provider: "git".into(),
-            spec: "x/abc".into(),
-            repo_config: Default::default(),
-        };
-        let plan = Repo2dockerPlan {
-            executor: Executor::Local,
-            builder_image: "i".into(),
-            engine: ContainerEngine::Podman,
-            buildpack: "CondaBuildPack".into(),
-            extra_args: vec!["--Repo2Docker.default_buildpack=None".into()],
-            env: vec![],
-            limits: ResourceLimits { memory_limit: 0, memory_request: 0, cpu_limit: 0, cpu_request: 0 },
-            appendix: Some("RUN echo hi".into()),
-            timeout_secs: 10,
-            environment_hash: None,
-        };
-        let registry = RegistryConfig { url: Some("http://reg:5000".parse().unwrap()), username: Some("u".into()), ..Default::default() };
-        let local = LocalExecutor::new(&LocalBuildConfig::default(), &registry);
-        assert_eq!(
-            local.args(&request, &plan),
-            [
-                "--ref=abc", "--image=reg:5000/binder-x:abc", "--no-clean", "--no-run", "--json-logs", "--user-name=jovyan", "--user-id=1000",
-                "--appendix=RUN echo hi", "--push", "--engine=podman", "--Repo2Docker.default_buildpack=None", "https://example.org/r.git",
-            ]
-        );
-        assert_eq!(local.credentials.as_deref(), Some(r#"{"registry":"reg:5000","username":"u","password":""}"#));
-        let unpushed = LocalExecutor::new(&LocalBuildConfig::default(), &RegistryConfig::default());
-        assert!(!unpushed.args(&request, &plan).contains(&"--push".to_string()));
-    }
 }

@@ -6,7 +6,9 @@
 
 mod builder;
 pub mod checkout;
+mod command;
 mod dockerignore;
+pub mod kubernetes;
 pub mod layer;
 pub mod local;
 pub mod strategy;

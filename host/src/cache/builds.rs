@@ -65,6 +65,14 @@ impl BuildLog {
         Ok(())
     }
 
+    /// Stores `record` and waits until it is on disk: a build's start and
+    /// end must survive the host being killed (sled writes back every 500 ms).
+    pub fn put_durably(&self, record: &BuildRecord) -> Result<(), CacheError> {
+        self.put(record)?;
+        self.tree.flush().map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
     /// The record of `image`'s latest build.
     pub fn get(&self, image: &str) -> Result<Option<BuildRecord>, CacheError> {
         let bytes = self.tree.get(image).map_err(|e| self.error(e))?;

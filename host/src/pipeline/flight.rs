@@ -1,7 +1,8 @@
 //! Single flight: one build per image at a time. Every request for an image
 //! being built joins the running build: it gets the log so far, then the live
 //! tail, and the same outcome. A client that leaves does not stop a build
-//! others watch (nor one nobody watches: its image will be wanted again).
+//! others watch. One nobody watches goes on (its image will be wanted again)
+//! unless `[build] cancel_abandoned_after_secs` says to stop it.
 //! Builds are recorded in the sled `builds` tree, so a restarted host can
 //! report builds that were in flight and watch them again where the executor
 //! can.
@@ -27,6 +28,8 @@ const LOG_BUFFER: usize = 256;
 const RECORD_INTERVAL: Duration = Duration::from_secs(1);
 /// Finished records are kept this long.
 const RECORD_RETENTION_MS: u64 = 24 * 3600 * 1000;
+/// How often a flight counts its readers, when abandoned builds are stopped.
+const ABANDON_CHECK: Duration = Duration::from_millis(500);
 
 /// How a build ended.
 pub type Outcome = Result<Built, BuildFailure>;
@@ -80,6 +83,19 @@ impl Flight {
     pub fn image(&self) -> &str {
         &self.image
     }
+
+    /// Returns once nobody has read this flight for `after`.
+    async fn abandoned(&self, after: Duration) {
+        let mut since = Instant::now();
+        loop {
+            tokio::time::sleep(ABANDON_CHECK).await;
+            if self.version.receiver_count() > 0 {
+                since = Instant::now();
+            } else if since.elapsed() >= after {
+                return;
+            }
+        }
+    }
 }
 
 /// What a reader gets next.
@@ -132,6 +148,8 @@ pub struct Flights {
     records: Option<BuildLog>,
     /// Told of each image built, so the next request finds it without asking.
     registry: Arc<Registry>,
+    /// Stop a build nobody has read for this long.
+    abandon: Option<Duration>,
 }
 
 /// How [`Flights::join`] found the image.
@@ -143,9 +161,10 @@ pub enum Joined {
 }
 
 impl Flights {
-    /// No builds yet; records go to `records`, built images to `registry`.
-    pub fn new(records: Option<BuildLog>, registry: Arc<Registry>) -> Flights {
-        Flights { running: Mutex::new(HashMap::new()), records, registry }
+    /// No builds yet; records go to `records`, built images to `registry`;
+    /// builds nobody reads for `abandon` are stopped.
+    pub fn new(records: Option<BuildLog>, registry: Arc<Registry>, abandon: Option<Duration>) -> Flights {
+        Flights { running: Mutex::new(HashMap::new()), records, registry, abandon }
     }
 
     /// The recorded state of `image`'s latest build.
@@ -207,7 +226,7 @@ impl Flights {
                 let (tx, rx) = mpsc::channel(LOG_BUFFER);
                 let Some(watch) = executor.as_deref().and_then(|e| e.reattach(&record, tx)) else {
                     tracing::warn!(image = %record.image, executor = %record.executor, "a build was running when Bindery stopped and cannot be watched again; it is rebuilt when next asked for");
-                    flights.write(&BuildRecord { state: BuildState::Lost, updated_at_ms: now_ms(), ..record.clone() });
+                    flights.write_durably(&BuildRecord { state: BuildState::Lost, updated_at_ms: now_ms(), ..record.clone() });
                     flights.running.lock().expect("flights").remove(&record.image);
                     flight.finish(Err(BuildFailure { message: "The build was interrupted by a restart of Bindery; try again.\n".into() }));
                     return;
@@ -220,13 +239,23 @@ impl Flights {
 
     /// Runs `build` while its log goes into the flight and the record, then lands it.
     async fn fly(&self, flight: &Arc<Flight>, record: BuildRecord, log: mpsc::Receiver<Event>, build: impl Future<Output = Outcome>) {
+        let build = async {
+            let Some(after) = self.abandon else { return build.await };
+            tokio::select! {
+                outcome = build => outcome,
+                () = flight.abandoned(after) => {
+                    tracing::info!(image = %flight.image(), "stopping a build nobody has watched for {} s", after.as_secs());
+                    Err(BuildFailure { message: format!("Nobody watched this build for {} s, so it was stopped.\n", after.as_secs()) })
+                }
+            }
+        };
         let (outcome, record) = tokio::join!(build, self.drive(flight, record, log));
         self.land(flight, outcome, record);
     }
 
     /// Moves log events from the executor into the flight and the record.
     async fn drive(&self, flight: &Flight, mut record: BuildRecord, mut rx: mpsc::Receiver<Event>) -> BuildRecord {
-        self.write(&record);
+        self.write_durably(&record);
         let mut last_write = Instant::now();
         while let Some(event) = rx.recv().await {
             if record.log_tail.len() == LOG_TAIL_LINES {
@@ -249,7 +278,7 @@ impl Flights {
     fn land(&self, flight: &Arc<Flight>, outcome: Outcome, mut record: BuildRecord) {
         record.state = if outcome.is_ok() { BuildState::Built } else { BuildState::Failed };
         record.updated_at_ms = now_ms();
-        self.write(&record);
+        self.write_durably(&record);
         if let Ok(built) = &outcome {
             self.registry.record(flight.image(), built.digest.as_deref().unwrap_or("unknown"));
         }
@@ -260,6 +289,14 @@ impl Flights {
     fn write(&self, record: &BuildRecord) {
         if let Some(records) = &self.records {
             if let Err(e) = records.put(record) {
+                tracing::warn!(image = %record.image, "cannot record the build: {e}");
+            }
+        }
+    }
+
+    fn write_durably(&self, record: &BuildRecord) {
+        if let Some(records) = &self.records {
+            if let Err(e) = records.put_durably(record) {
                 tracing::warn!(image = %record.image, "cannot record the build: {e}");
             }
         }

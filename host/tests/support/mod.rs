@@ -251,3 +251,4 @@ pub mod engine;
 pub mod registry;
 pub mod service;
 pub mod browser;
+pub mod kube;

@@ -1,0 +1,431 @@
+//! The `kubernetes` executor: upstream's `KubernetesBuildExecutor`. Each
+//! build is a pod named by upstream's rule, running the plan's builder image
+//! with BinderHub's repo2docker command; the host watches it, follows its log,
+//! and deletes it when it ends. The pod name is the single-flight key across
+//! hosts and restarts: a `409` on create means the build is already running,
+//! and it is followed instead. A cleaner deletes finished and over-age build
+//! pods, as upstream's `KubernetesCleaner` does.
+//!
+//! Tested against an in-process test double of the API server (no API server
+//! can be installed where the tests run): `host/tests/support/kube.rs`.
+
+use std::collections::BTreeSet;
+use std::pin::pin;
+use std::time::Duration;
+
+use blake2::Blake2bVar;
+use blake2::digest::{Update, VariableOutput};
+use futures_util::{AsyncBufReadExt, StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
+use kube::runtime::watcher::watch_object;
+use serde_json::{Value, json};
+use tokio::task::{AbortHandle, JoinHandle};
+
+use super::command::{Repo2dockerCommand, relay_line};
+use super::{BuildFailure, BuildLogSender, BuildRequest};
+use crate::config::{ConfigError, KubernetesBuildConfig, RegistryConfig};
+use crate::now_ms;
+use crate::pipeline::Event;
+use crate::plugins::bindings::Repo2dockerPlan;
+
+/// Upstream's label for build pods; the cleaner and anti-affinity select on it.
+pub const COMPONENT: &str = "binderhub-build";
+/// The image-builder daemonset's pods, whose nodes sticky builds choose from.
+const BUILDER_NODES: &str = "component=image-builder,app=binder";
+/// How long a finished pod's log may take to drain.
+const LOG_DRAIN: Duration = Duration::from_secs(10);
+/// Pause after a failed watch before it lists again.
+const WATCH_RETRY: Duration = Duration::from_secs(1);
+
+/// Build pods on a cluster.
+pub struct KubernetesExecutor {
+    pods: Api<Pod>,
+    config: KubernetesBuildConfig,
+    command: Repo2dockerCommand,
+    cleaner: AbortHandle,
+}
+
+impl Drop for KubernetesExecutor {
+    fn drop(&mut self) {
+        self.cleaner.abort();
+    }
+}
+
+/// How a followed pod ended, when it did not succeed.
+enum Ended {
+    /// The pod failed; whether its log said why.
+    Failed { said: bool, reason: String },
+    /// The pod was deleted under us (by the cleaner, by hand, or by another
+    /// host following the same pod once it succeeded).
+    Deleted,
+}
+
+/// How a build pod that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodEnd {
+    /// Seen to succeed.
+    Succeeded,
+    /// Gone before it was seen to end: only the registry can tell whether it pushed.
+    Gone,
+}
+
+impl KubernetesExecutor {
+    /// A client for `config` (in cluster unless `api_url` is set), and the
+    /// cleaner started. Needs a tokio runtime.
+    pub fn new(config: &KubernetesBuildConfig, registry: &RegistryConfig) -> Result<KubernetesExecutor, ConfigError> {
+        let invalid = |e: &dyn std::fmt::Display| ConfigError::Invalid(format!("build.kubernetes: {e}"));
+        let mut client_config = match &config.api_url {
+            Some(url) => kube::Config::new(url.as_str().parse::<http::Uri>().map_err(|e| invalid(&e))?),
+            None => kube::Config::incluster()
+                .map_err(|e| invalid(&format_args!("not running in a cluster ({e}); set build.kubernetes.api_url")))?,
+        };
+        if let Some(namespace) = &config.namespace {
+            client_config.default_namespace = namespace.clone();
+        }
+        let namespace = client_config.default_namespace.clone();
+        let client = kube::Client::try_from(client_config).map_err(|e| invalid(&e))?;
+        let pods: Api<Pod> = Api::namespaced(client, &namespace);
+        let (cleaner_pods, max_age, interval) = (pods.clone(), Duration::from_secs(config.max_age_secs), Duration::from_secs(config.cleaner_interval_secs.max(1)));
+        let cleaner = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                if let Err(e) = clean(&cleaner_pods, max_age).await {
+                    tracing::warn!("the build pod cleaner could not list pods: {e}");
+                }
+            }
+        })
+        .abort_handle();
+        Ok(KubernetesExecutor { pods, config: config.clone(), command: Repo2dockerCommand::new(registry), cleaner })
+    }
+
+    /// Runs the build in its pod, or follows the pod already building it.
+    pub async fn build(&self, request: &BuildRequest, plan: &Repo2dockerPlan, timeout: Duration, log: &BuildLogSender) -> Result<PodEnd, BuildFailure> {
+        let name = &request.build_name;
+        let pod = self.pod(request, plan).await?;
+        let tail = match self.pods.create(&PostParams::default(), &pod).await {
+            Ok(_) => None,
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                say(log, format!("Found build pod {name} already running; following it.\n")).await;
+                Some(self.config.log_tail_lines)
+            }
+            Err(e) => return Err(failure(format!("Cannot create the build pod {name}: {e}"))),
+        };
+        self.follow_for(name, tail, timeout, log).await
+    }
+
+    /// Follows a pod this or an earlier host started.
+    pub async fn attach(&self, name: &str, timeout: Duration, log: &BuildLogSender) -> Result<PodEnd, BuildFailure> {
+        match self.pods.get_opt(name).await {
+            Ok(None) => Ok(PodEnd::Gone),
+            Ok(Some(_)) => self.follow_for(name, Some(self.config.log_tail_lines), timeout, log).await,
+            Err(e) => Err(failure(format!("Cannot look up the build pod {name}: {e}"))),
+        }
+    }
+
+    /// [`Self::follow`] within `timeout`; a pod over it is deleted.
+    async fn follow_for(&self, name: &str, tail: Option<i64>, timeout: Duration, log: &BuildLogSender) -> Result<PodEnd, BuildFailure> {
+        let outcome = match tokio::time::timeout(timeout, self.follow(name, tail, log)).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                self.delete(name).await;
+                return Err(failure(format!("The build took longer than its limit of {} s and its pod was deleted.", timeout.as_secs())));
+            }
+        };
+        match outcome {
+            Ok(()) => Ok(PodEnd::Succeeded),
+            // repo2docker's own `failed` line already told the user why.
+            Err(Ended::Failed { said: true, .. }) => Err(BuildFailure { message: String::new() }),
+            Err(Ended::Failed { said: false, reason }) => Err(failure(format!("The build pod {name} failed: {reason}"))),
+            Err(Ended::Deleted) => Ok(PodEnd::Gone),
+        }
+    }
+
+    /// Watches the pod to its end, relaying its log once it runs; deletes it when it ends.
+    async fn follow(&self, name: &str, tail: Option<i64>, log: &BuildLogSender) -> Result<(), Ended> {
+        let mut watch = pin!(watch_object(self.pods.clone(), name));
+        let mut logs: Option<AbortOnDrop<bool>> = None;
+        let mut waiting = String::new();
+        loop {
+            let pod = match watch.next().await {
+                Some(Ok(Some(pod))) => pod,
+                Some(Ok(None)) => return Err(Ended::Deleted),
+                Some(Err(e)) => {
+                    // The watcher lists again on the next poll.
+                    tracing::warn!(pod = name, "watching the build pod failed: {e}");
+                    tokio::time::sleep(WATCH_RETRY).await;
+                    continue;
+                }
+                None => return Err(Ended::Deleted),
+            };
+            let status = pod.status.unwrap_or_default();
+            let phase = status.phase.unwrap_or_default();
+            if phase == "Pending" {
+                let why = waiting_reason(status.container_statuses.as_deref().unwrap_or_default());
+                if !why.is_empty() && why != waiting {
+                    say(log, format!("The build pod is waiting: {why}\n")).await;
+                    waiting = why;
+                }
+                continue;
+            }
+            if phase == "Unknown" {
+                // Upstream passes this on as a bare `unknown` event.
+                if waiting != phase {
+                    let _ = log.send(Event::from_json(&json!({ "phase": "unknown" }).to_string())).await;
+                    waiting = phase;
+                }
+                continue;
+            }
+            if logs.is_none() {
+                logs = Some(AbortOnDrop(tokio::spawn(follow_log(self.pods.clone(), name.to_string(), tail, log.clone()))));
+            }
+            if phase == "Succeeded" || phase == "Failed" {
+                // The log ends with the container; a stuck stream must not hold the build.
+                let said = match logs.take() {
+                    Some(task) => tokio::time::timeout(LOG_DRAIN, task.join()).await.unwrap_or(false),
+                    None => false,
+                };
+                self.delete(name).await;
+                if phase == "Succeeded" {
+                    return Ok(());
+                }
+                let reason = [status.reason, status.message].into_iter().flatten().collect::<Vec<_>>().join(": ");
+                let reason = if reason.is_empty() { terminated_reason(status.container_statuses.as_deref().unwrap_or_default()) } else { reason };
+                return Err(Ended::Failed { said, reason });
+            }
+        }
+    }
+
+    async fn delete(&self, name: &str) {
+        match self.pods.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => tracing::warn!(pod = name, "cannot delete the build pod (the cleaner will): {e}"),
+        }
+    }
+
+    /// Upstream's build pod for `request`.
+    async fn pod(&self, request: &BuildRequest, plan: &Repo2dockerPlan) -> Result<Pod, BuildFailure> {
+        let c = &self.config;
+        let mut args = vec!["jupyter-repo2docker".to_string()];
+        args.extend(self.command.args(request, plan));
+        let (mut mounts, mut volumes) = (Vec::new(), Vec::new());
+        let socket = c.docker_host.strip_prefix("unix://").unwrap_or(&c.docker_host);
+        if !socket.is_empty() {
+            mounts.push(json!({ "name": "docker-socket", "mountPath": "/var/run/docker.sock" }));
+            volumes.push(json!({ "name": "docker-socket", "hostPath": { "path": socket, "type": "Socket" } }));
+        }
+        let mut env = Vec::new();
+        if let Some(credentials) = &c.git_credentials {
+            env.push(json!({ "name": "GIT_CREDENTIAL_ENV", "value": credentials }));
+        }
+        match (&c.push_secret, &self.command.credentials) {
+            (Some(secret), _) => {
+                mounts.push(json!({ "name": "docker-config", "mountPath": "/root/.docker" }));
+                volumes.push(json!({ "name": "docker-config", "secret": { "secretName": secret } }));
+            }
+            (None, Some(credentials)) => env.push(json!({ "name": "CONTAINER_ENGINE_REGISTRY_CREDENTIALS", "value": credentials })),
+            (None, None) => {}
+        }
+        env.extend(c.env.iter().chain(plan.env.iter().map(|(k, v)| (k, v))).map(|(k, v)| json!({ "name": k, "value": v })));
+        let toleration = |key: &str| json!({ "key": key, "operator": "Equal", "value": "user", "effect": "NoSchedule" });
+        let pod = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": request.build_name,
+                "labels": { "name": request.build_name, "component": COMPONENT },
+                "annotations": { "binder-repo": request.repo_url },
+            },
+            "spec": {
+                "containers": [{
+                    "name": "builder",
+                    "image": plan.builder_image,
+                    "args": args,
+                    "volumeMounts": mounts,
+                    "resources": resources(plan),
+                    "env": env,
+                }],
+                // GKE does not allow a `/` in a node pool taint's key, hence the second spelling.
+                "tolerations": [toleration("hub.jupyter.org/dedicated"), toleration("hub.jupyter.org_dedicated")],
+                "nodeSelector": c.node_selector,
+                "volumes": volumes,
+                "restartPolicy": "Never",
+                "affinity": self.affinity(&request.repo_url).await,
+                "imagePullSecrets": c.image_pull_secrets.iter().map(|s| json!({ "name": s })).collect::<Vec<_>>(),
+            },
+        });
+        serde_json::from_value(pod).map_err(|e| failure(format!("Cannot make the build pod {}: {e}", request.build_name)))
+    }
+
+    /// Sticky builds prefer the node the rendezvous hash of the repository
+    /// picks among the image builders' nodes, so its engine cache is reused;
+    /// otherwise build pods prefer not to share a node.
+    async fn affinity(&self, repo_url: &str) -> Value {
+        if self.config.sticky_builds {
+            match self.pods.list(&ListParams::default().labels(BUILDER_NODES)).await {
+                Ok(list) => {
+                    let nodes: BTreeSet<String> = list.items.into_iter().filter_map(|p| p.spec?.node_name).collect();
+                    if let Some(node) = rendezvous_rank(nodes.iter().map(String::as_str), repo_url).first() {
+                        return json!({ "nodeAffinity": { "preferredDuringSchedulingIgnoredDuringExecution": [{
+                            "weight": 100,
+                            "preference": { "matchExpressions": [{ "key": "kubernetes.io/hostname", "operator": "In", "values": [node] }] },
+                        }]}});
+                    }
+                }
+                Err(e) => tracing::warn!("sticky builds: cannot list the image builders ({e}); the pod may go to any node"),
+            }
+        }
+        json!({ "podAntiAffinity": { "preferredDuringSchedulingIgnoredDuringExecution": [{
+            "weight": 100,
+            "podAffinityTerm": { "topologyKey": "kubernetes.io/hostname", "labelSelector": { "matchLabels": { "component": COMPONENT } } },
+        }]}})
+    }
+}
+
+/// The plan's limits and requests; zero means none.
+fn resources(plan: &Repo2dockerPlan) -> Value {
+    let l = &plan.limits;
+    let quantities = |memory: u64, cpu: u32| {
+        let mut q = serde_json::Map::new();
+        if memory > 0 {
+            q.insert("memory".into(), json!(memory.to_string()));
+        }
+        if cpu > 0 {
+            q.insert("cpu".into(), json!(format!("{cpu}m")));
+        }
+        Value::Object(q)
+    };
+    json!({ "limits": quantities(l.memory_limit, l.cpu_limit), "requests": quantities(l.memory_request, l.cpu_request) })
+}
+
+/// Upstream's `rendezvous_rank`: nodes by BLAKE2b-64 of `"{key}-{node}"`,
+/// highest first, so a repository keeps its node while the set changes little.
+pub fn rendezvous_rank<'a>(nodes: impl IntoIterator<Item = &'a str>, key: &str) -> Vec<&'a str> {
+    let mut ranked: Vec<(u64, &str)> = nodes
+        .into_iter()
+        .map(|node| {
+            let mut hash = Blake2bVar::new(8).expect("8 is a valid BLAKE2b output size");
+            hash.update(format!("{key}-{node}").as_bytes());
+            let mut out = [0u8; 8];
+            hash.finalize_variable(&mut out).expect("the output is 8 bytes");
+            (u64::from_be_bytes(out), node)
+        })
+        .collect();
+    ranked.sort_unstable_by(|a, b| b.cmp(a));
+    ranked.into_iter().map(|(_, node)| node).collect()
+}
+
+/// One pass of upstream's `KubernetesCleaner`: deletes build pods that
+/// succeeded, failed (evicted ones included) or are older than `max_age`.
+pub async fn clean(pods: &Api<Pod>, max_age: Duration) -> Result<usize, kube::Error> {
+    let list = pods.list(&ListParams::default().labels(&format!("component={COMPONENT}"))).await?;
+    let oldest_ms = now_ms().saturating_sub(max_age.as_millis() as u64);
+    let mut deleted = 0;
+    for pod in list.items {
+        let Some(name) = pod.metadata.name.clone() else { continue };
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or_default();
+        let created_ms = pod.metadata.creation_timestamp.as_ref().map(|t| t.0.as_millisecond().max(0) as u64);
+        let why = match (phase, created_ms) {
+            ("Succeeded" | "Failed", _) => phase.to_lowercase(),
+            (_, Some(created)) if created < oldest_ms => format!("older than {} s", max_age.as_secs()),
+            _ => continue,
+        };
+        match pods.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {
+                tracing::info!(pod = %name, "deleted the build pod: {why}");
+                deleted += 1;
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => tracing::warn!(pod = %name, "cannot delete the build pod: {e}"),
+        }
+    }
+    Ok(deleted)
+}
+
+/// Relays the builder's log; whether it said the build failed. `tail`: only
+/// the last lines, for a pod that was already running.
+async fn follow_log(pods: Api<Pod>, name: String, tail: Option<i64>, log: BuildLogSender) -> bool {
+    let params = LogParams { container: Some("builder".into()), follow: true, tail_lines: tail, ..LogParams::default() };
+    let stream = match pods.log_stream(&name, &params).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            say(&log, format!("Cannot follow the build pod's log: {e}\n")).await;
+            return false;
+        }
+    };
+    let mut lines = pin!(stream.lines());
+    let mut failed = false;
+    loop {
+        match lines.try_next().await {
+            Ok(Some(line)) => failed |= relay_line(&line, &log).await,
+            Ok(None) => return failed,
+            Err(e) => {
+                tracing::warn!(pod = %name, "the build pod's log stream broke: {e}");
+                return failed;
+            }
+        }
+    }
+}
+
+/// Why the builder container is not running yet (e.g. `ErrImagePull: …`).
+fn waiting_reason(statuses: &[k8s_openapi::api::core::v1::ContainerStatus]) -> String {
+    statuses
+        .iter()
+        .filter_map(|s| s.state.as_ref()?.waiting.as_ref())
+        .map(|w| [w.reason.clone(), w.message.clone()].into_iter().flatten().collect::<Vec<_>>().join(": "))
+        .find(|why| !why.is_empty() && why != "ContainerCreating")
+        .unwrap_or_default()
+}
+
+/// How the builder container ended (e.g. `exit code 1: Error`).
+fn terminated_reason(statuses: &[k8s_openapi::api::core::v1::ContainerStatus]) -> String {
+    statuses
+        .iter()
+        .filter_map(|s| s.state.as_ref()?.terminated.as_ref())
+        .map(|t| format!("exit code {}{}", t.exit_code, t.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()))
+        .next()
+        .unwrap_or_else(|| "no reason given".into())
+}
+
+fn failure(message: String) -> BuildFailure {
+    BuildFailure { message: format!("{message}\n") }
+}
+
+async fn say(log: &BuildLogSender, message: String) {
+    let _ = log.send(Event::message("building", message)).await;
+}
+
+/// A task that ends when its handle is dropped: a build stopped by its
+/// timeout or its last watcher must not leave its log follower behind.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    async fn join(mut self) -> T
+    where
+        T: Default,
+    {
+        (&mut self.0).await.unwrap_or_default()
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendezvous_rank_matches_upstream() {
+        // Expected orders computed with upstream's `binderhub.utils.rendezvous_rank` (Python's hashlib).
+        let nodes = ["node-a", "node-b", "node-c", "node-d"];
+        assert_eq!(rendezvous_rank(nodes, "https://github.com/binder-examples/requirements"), ["node-a", "node-d", "node-b", "node-c"]);
+        assert_eq!(rendezvous_rank(nodes, "https://github.com/binder-examples/conda"), ["node-d", "node-c", "node-a", "node-b"]);
+        assert_eq!(rendezvous_rank(nodes, "https://gitlab.com/x/y.git"), ["node-d", "node-b", "node-c", "node-a"]);
+        assert!(rendezvous_rank([], "k").is_empty());
+    }
+}
