@@ -11,7 +11,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use bindery::api::Builds;
-use support::engine::{TestRepo, build_config, engine};
+use support::engine::{DOCKERFILE, TestRepo, build_config, engine};
+use support::faults::{CutProxy, SmallDisk};
 use support::registry::OciRegistry;
 use support::service::{Service, Stream, git_spec, sse};
 
@@ -38,7 +39,7 @@ async fn a_full_build_then_a_content_only_commit_is_a_layer_that_runs() {
     let registry = OciRegistry::start(None);
     let data = tempfile::tempdir().unwrap();
     let repo = TestRepo::new();
-    let first = repo.commit(&[("Dockerfile", support::engine::DOCKERFILE), ("data/old.csv", b"a,b\n"), ("run.sh", b"#!/bin/sh\necho hi\n")], &[]);
+    let first = repo.commit(&[("Dockerfile", DOCKERFILE), ("data/old.csv", b"a,b\n"), ("run.sh", b"#!/bin/sh\necho hi\n")], &[]);
     let s = Service::start_with(build_config(data.path(), &registry).await, Builds::Planned, None).await;
 
     let full = build(&s, &repo, &first).await;
@@ -156,4 +157,126 @@ async fn bad_input_gives_clear_failures() {
     let ok = repo.commit(&[("requirements.txt", b"numpy\n")], &["noise.bin"]);
     let got = build(&s, &repo, &ok).await;
     assert!(got.last()["message"].as_str().unwrap().starts_with("Cannot write the checkout in"), "{}", got.raw);
+}
+
+/// Incompressible bytes (xorshift).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_that_dies_mid_push_or_is_full_leaves_nothing_half_pushed() {
+    // The real registry stores on a small filesystem, and is reached through a proxy that can cut it off.
+    let disk = SmallDisk::mount(2 << 30);
+    let registry = OciRegistry::start_on(&disk.path().join("data"));
+    let proxy = CutProxy::start(registry.port).await;
+    let data = tempfile::tempdir().unwrap();
+    let repo = TestRepo::new();
+    let mut c = build_config(data.path(), &registry).await;
+    c.registry.image_prefix = format!("127.0.0.1:{}/binder-", proxy.port);
+    let direct = c.clone();
+    c.registry.url = Some(format!("http://127.0.0.1:{}", proxy.port).parse().unwrap());
+    let s = Service::start_with(c, Builds::Planned, None).await;
+    let environment = repo.commit(&[("Dockerfile", DOCKERFILE)], &[]);
+    let got = build(&s, &repo, &environment).await;
+    assert_eq!(got.last()["phase"], "ready", "{}", got.raw);
+
+    // The registry dies as the layer's first blob upload starts.
+    let content = repo.commit(&[("notes.md", b"# notes\n")], &[]);
+    proxy.cut_at("/blobs/uploads/");
+    let got = build(&s, &repo, &content).await;
+    assert!(proxy.is_down(), "the push reached the registry before it died");
+    assert_eq!(got.last()["phase"], "failed", "{}", got.raw);
+    let message = got.last()["message"].as_str().unwrap();
+    assert!(message.starts_with("The layer build failed: ") && message.contains("cannot be reached"), "{message}");
+    proxy.restore();
+    let image = s.state.pipeline.registry.image_name(&bindery::registry::naming::safe_build_slug(&repo.url, 255 - 22 - 7, 6), &content);
+    assert_eq!(s.state.pipeline.registry.lookup(&image).await.unwrap(), None, "no manifest: nothing half-pushed is called built");
+
+    // The registry's disk fills up mid-push (no proxy: the registry answers for itself).
+    drop(s);
+    let s = Service::start_with(direct, Builds::Planned, None).await;
+    disk.resize(disk.used() + (64 << 10));
+    let bigger = repo.commit(&[("data.bin", &noise(2 << 20, 3))], &[]);
+    let got = build(&s, &repo, &bigger).await;
+    assert_eq!(got.last()["phase"], "failed", "{}", got.raw);
+    let message = got.last()["message"].as_str().unwrap();
+    assert!(message.starts_with("The layer build failed: ") && message.contains("no space left on device"), "{message}");
+    let image = s.state.pipeline.registry.image_name(&bindery::registry::naming::safe_build_slug(&repo.url, 255 - 22 - 7, 6), &bigger);
+    assert_eq!(s.state.pipeline.registry.lookup(&image).await.unwrap(), None);
+
+    // Space again: the same commit builds, still as a layer: the environment image was not forgotten.
+    disk.resize(2 << 30);
+    let got = build(&s, &repo, &bigger).await;
+    assert_eq!(got.last()["phase"], "ready", "{}", got.raw);
+    assert!(messages(&got).contains("as a layer (no engine)"), "{}", got.raw);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_build_directory_fails_clearly_and_is_left_empty() {
+    let registry = OciRegistry::start(None);
+    let (data, disk, repo) = (tempfile::tempdir().unwrap(), SmallDisk::mount(1 << 20), TestRepo::new());
+    let sha = repo.commit(&[("Dockerfile", DOCKERFILE), ("data.bin", &noise(3 << 20, 5))], &[]);
+    let mut c = build_config(data.path(), &registry).await;
+    c.build.work_dir = Some(disk.path().to_path_buf());
+    let s = Service::start_with(c, Builds::Planned, None).await;
+    let got = build(&s, &repo, &sha).await;
+    assert_eq!(got.last()["phase"], "failed", "{}", got.raw);
+    let message = got.last()["message"].as_str().unwrap();
+    assert!(message.starts_with("Cannot write the checkout in") && message.contains("No space left on device"), "{message}");
+    // The half-written checkout goes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !disk.files().is_empty() {
+        assert!(Instant::now() < deadline, "left behind: {:?}", disk.files());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_nobody_watches_is_stopped_when_the_config_says_so() {
+    use std::os::unix::fs::PermissionsExt;
+    let registry = OciRegistry::start(None);
+    let (data, repo) = (tempfile::tempdir().unwrap(), TestRepo::new());
+    let sha = repo.commit(&[("Dockerfile", DOCKERFILE)], &[]);
+    // Stands in for repo2docker: says it started, then takes its time.
+    let (script, pids) = (data.path().join("repo2docker.sh"), data.path().join("pids"));
+    let write_script = |body: &str| {
+        std::fs::write(&script, format!("#!/bin/sh\necho $$ >> '{}'\necho '{{\"phase\": \"building\", \"message\": \"Step 1/2\\n\"}}'\n{body}\n", pids.display())).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    write_script("exec sleep 60");
+    let mut c = build_config(data.path(), &registry).await;
+    c.build.local.command = script.clone();
+    c.build.cancel_abandoned_after_secs = Some(1);
+    let s = Service::start_with(c, Builds::Planned, None).await;
+    let url = format!("{}/build/git/{}?build_only=true", s.base, git_spec(&repo.url, &sha));
+
+    // The only client leaves once the build runs.
+    let mut response = reqwest::Client::new().get(&url).header("accept", "text/event-stream").send().await.unwrap();
+    let mut seen = String::new();
+    while !seen.contains("Step 1/2") {
+        seen.push_str(&String::from_utf8_lossy(&response.chunk().await.unwrap().expect("the stream goes on")));
+    }
+    drop(response);
+    let pid = std::fs::read_to_string(&pids).unwrap().trim().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let alive = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "));
+    while alive(&pid) || s.state.pipeline.flights.in_flight() > 0 {
+        assert!(Instant::now() < deadline, "the abandoned build still runs");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A build someone watches runs to its end, however long past the setting.
+    write_script("sleep 3\necho '{\"phase\": \"failed\", \"message\": \"the real outcome\\n\"}'\nexit 1");
+    let got = build(&s, &repo, &sha).await;
+    assert!(messages(&got).contains("the real outcome"), "{}", got.raw);
+    assert!(!messages(&got).contains("Nobody watched"), "{}", got.raw);
 }

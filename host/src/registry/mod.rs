@@ -231,8 +231,7 @@ impl Registry {
             }
             OciDistributionError::RequestError(e) => RegistryError::Unreachable { url, reason: error_chain(&e) },
             OciDistributionError::ServerError { code, message, .. } => {
-                let message: String = message.chars().take(200).collect();
-                RegistryError::Failed { url, reason: format!("HTTP {code} {message}").trim().to_string() }
+                RegistryError::Failed { url, reason: format!("HTTP {code} {}", server_message(&message)).trim().to_string() }
             }
             e => RegistryError::Failed { url, reason: e.to_string() },
         }
@@ -343,6 +342,25 @@ fn build_client(protocol: ClientProtocol, timeout: Duration) -> Client {
 }
 
 /// The whole cause chain of a transport error ("connection refused" sits deep).
+/// A registry's error body in words: the distribution API's `errors` when it
+/// is that (a detail keeps its end, where Go puts the cause, e.g. "no space
+/// left on device"), else the start of the body.
+fn server_message(body: &str) -> String {
+    const KEEP: usize = 200;
+    let errors = serde_json::from_str::<serde_json::Value>(body).ok().and_then(|v| {
+        let errors = v.get("errors")?.as_array()?.iter().map(|e| {
+            let message = e["message"].as_str().unwrap_or_default();
+            match e["detail"].as_str() {
+                Some(detail) if detail.chars().count() > KEEP => format!("{message}: …{}", detail.chars().skip(detail.chars().count() - KEEP).collect::<String>()),
+                Some(detail) => format!("{message}: {detail}"),
+                None => message.to_string(),
+            }
+        });
+        Some(errors.collect::<Vec<_>>().join("; "))
+    });
+    errors.unwrap_or_else(|| body.chars().take(KEEP).collect())
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut parts = vec![e.to_string()];
     let mut source = e.source();
@@ -379,6 +397,16 @@ fn docker_config_auth(path: &std::path::Path, host: &str) -> Option<RegistryAuth
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registry_errors_keep_their_cause() {
+        let path = "/srv/registry/v2/repositories/binder-x/_uploads/".repeat(8);
+        let body = format!(r#"{{"errors":[{{"code":"UNKNOWN","message":"unknown error","detail":"write {path}data: no space left on device"}}]}}"#);
+        let said = server_message(&body);
+        assert!(said.starts_with("unknown error: …") && said.ends_with("data: no space left on device"), "{said}");
+        assert_eq!(server_message(r#"{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry"}]}"#), "repository name not known to registry");
+        assert_eq!(server_message(&"x".repeat(500)).len(), 200, "a body that is not the API's is cut");
+    }
 
     fn registry(url: &str, prefix: &str) -> Registry {
         let config = RegistryConfig { url: Some(url.parse().unwrap()), image_prefix: prefix.into(), ..Default::default() };

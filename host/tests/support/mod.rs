@@ -252,3 +252,4 @@ pub mod registry;
 pub mod service;
 pub mod browser;
 pub mod kube;
+pub mod faults;

@@ -18,20 +18,26 @@ pub struct OciRegistry {
 impl OciRegistry {
     /// Starts a registry; with `credentials`, every request needs them.
     pub fn start(credentials: Option<(&str, &str)>) -> OciRegistry {
-        Self::start_with(credentials, None)
+        Self::start_with(credentials, None, None)
     }
 
     /// Starts a registry that wants bearer tokens from `token`'s realm.
     pub fn start_token(token: &TokenService) -> OciRegistry {
-        Self::start_with(Some((&token.user, &token.password)), Some(token))
+        Self::start_with(Some((&token.user, &token.password)), Some(token), None)
     }
 
-    fn start_with(credentials: Option<(&str, &str)>, token: Option<&TokenService>) -> OciRegistry {
+    /// Starts a registry storing its blobs and manifests under `storage`.
+    pub fn start_on(storage: &std::path::Path) -> OciRegistry {
+        Self::start_with(None, None, Some(storage))
+    }
+
+    fn start_with(credentials: Option<(&str, &str)>, token: Option<&TokenService>, storage: Option<&std::path::Path>) -> OciRegistry {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let storage = storage.map_or_else(|| dir.path().join("data"), |s| s.to_path_buf());
         let mut config = format!(
             "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
+            storage.display()
         );
         if let Some(t) = token {
             config.push_str(&format!(
