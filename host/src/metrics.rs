@@ -29,6 +29,12 @@ struct Repo {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ExecutorRun {
+    executor: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PluginCall {
     plugin: String,
     function: String,
@@ -44,6 +50,11 @@ fn build_time() -> Histogram {
     Histogram::new([60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0])
 }
 
+/// Finer than upstream's build buckets: a layer build takes a second or less.
+fn executor_time() -> Histogram {
+    Histogram::new([0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0])
+}
+
 fn launch_time() -> Histogram {
     Histogram::new([2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0])
 }
@@ -56,6 +67,7 @@ fn plugin_time() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     build_time: Family<Status, Histogram, fn() -> Histogram>,
+    executor_time: Family<ExecutorRun, Histogram, fn() -> Histogram>,
     launch_time: Family<LaunchTime, Histogram, fn() -> Histogram>,
     build_count: Family<Repo, Counter>,
     launch_count: Family<Repo, Counter>,
@@ -71,6 +83,7 @@ impl Default for Metrics {
         let mut registry = Registry::default();
         let m = Metrics {
             build_time: Family::new_with_constructor(build_time),
+            executor_time: Family::new_with_constructor(executor_time),
             launch_time: Family::new_with_constructor(launch_time),
             build_count: Family::default(),
             launch_count: Family::default(),
@@ -82,6 +95,7 @@ impl Default for Metrics {
             registry: Registry::default(),
         };
         registry.register("binderhub_build_time_seconds", "Histogram of build times", m.build_time.clone());
+        registry.register("bindery_build_executor_seconds", "Time of builds by the executor that ran them (local, layer, kubernetes)", m.executor_time.clone());
         registry.register("binderhub_launch_time_seconds", "Histogram of launch times", m.launch_time.clone());
         registry.register("binderhub_build_count", "Counter of builds by repo", m.build_count.clone());
         registry.register("binderhub_launch_count", "Counter of launches by repo", m.launch_count.clone());
@@ -107,6 +121,11 @@ impl Metrics {
         self.build_time.get_or_create(&Status { status: status.into() }).observe(took.as_secs_f64());
         let labels = Repo { status: status.into(), provider: provider.into(), repo: repo.into() };
         self.build_count.get_or_create(&labels).inc();
+    }
+
+    /// An executor's part of a build ended (`status`: success or failure).
+    pub fn executor_finished(&self, executor: &str, status: &str, took: Duration) {
+        self.executor_time.get_or_create(&ExecutorRun { executor: executor.into(), status: status.into() }).observe(took.as_secs_f64());
     }
 
     /// A launch ended (`status`: success, failure, pod_quota, repo_quota).
@@ -176,6 +195,10 @@ mod tests {
         assert!(text.contains(r#"binderhub_build_time_seconds_bucket{le="60.0",status="success"} 0"#), "{text}");
         assert!(text.contains(r#"binderhub_launch_time_seconds_bucket{le="5.0",status="success",retries="0"} 1"#), "{text}");
         assert!(text.contains("binderhub_inprogress_builds 1"), "{text}");
+        m.executor_finished("layer", "success", Duration::from_millis(700));
+        let text = m.encode();
+        assert!(text.contains(r#"bindery_build_executor_seconds_bucket{le="1.0",executor="layer",status="success"} 1"#), "{text}");
+        assert!(text.contains(r#"bindery_build_executor_seconds_bucket{le="0.5",executor="layer",status="success"} 0"#), "{text}");
         drop(guard);
         assert!(m.encode().contains("binderhub_inprogress_builds 0"));
     }

@@ -49,6 +49,7 @@ async fn a_full_build_then_a_content_only_commit_is_a_layer_that_runs() {
     assert!(full.phases().contains(&"building"), "repo2docker's own JSON log lines are relayed: {}", full.raw);
     let image = full.last()["imageName"].as_str().unwrap().to_string();
     assert!(s.state.pipeline.registry.lookup(&image).await.unwrap().is_some(), "pushed to the registry");
+    assert!(s.state.metrics.encode().contains(r#"bindery_build_executor_seconds_count{executor="local",status="success"} 1"#));
 
     // A content-only change: a notebook added, a directory removed. The
     // engine is not used at all: this service cannot even reach it.
@@ -61,6 +62,7 @@ async fn a_full_build_then_a_content_only_commit_is_a_layer_that_runs() {
     assert_eq!(layered.last()["phase"], "ready", "{}", layered.raw);
     assert!(messages(&layered).contains("as a layer (no engine)"), "{}", layered.raw);
     let layer_image = layered.last()["imageName"].as_str().unwrap().to_string();
+    assert!(s.state.metrics.encode().contains(r#"bindery_build_executor_seconds_count{executor="layer",status="success"} 1"#));
 
     // The engine pulls it from the registry: the new content, owned by 1000, the old gone.
     let listing = run_in(&layer_image, "cd /home/jovyan && stat -c '%u:%g %a %n' . .. analysis.ipynb run.sh Dockerfile && ls -a");

@@ -87,7 +87,7 @@ impl AppState {
         let registry = Arc::new(Registry::new(&config.registry, trees.images)?);
         let executor: Option<Arc<dyn BuildExecutor>> = match builds {
             Builds::Off => None,
-            Builds::Planned => Some(Arc::new(Builder::new(&config, plugins.clone(), registry.clone(), trees.environments)?)),
+            Builds::Planned => Some(Arc::new(Builder::new(&config, plugins.clone(), registry.clone(), trees.environments, metrics.clone())?)),
             Builds::With(executor) => Some(executor),
         };
         let abandon = config.build.cancel_abandoned_after_secs.map(Duration::from_secs);

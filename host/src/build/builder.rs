@@ -7,7 +7,7 @@
 use crate::now_ms;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 
@@ -19,6 +19,7 @@ use super::strategy::{self, PlanError};
 use super::{BuildExecutor, BuildFailure, BuildLogSender, BuildRequest, Built};
 use crate::cache::{BuildRecord, Environment, Environments};
 use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
 use crate::pipeline::Event;
 use crate::plugins::PluginHost;
 use crate::plugins::bindings::{BuildPlan, Executor, LayerPlan, Repo2dockerPlan};
@@ -35,6 +36,7 @@ pub struct Builder {
     environments: Option<Environments>,
     local: LocalExecutor,
     kubernetes: Option<KubernetesExecutor>,
+    metrics: Arc<Metrics>,
 }
 
 fn failure(message: impl std::fmt::Display) -> BuildFailure {
@@ -48,7 +50,7 @@ fn failure(message: impl std::fmt::Display) -> BuildFailure {
 impl Builder {
     /// A builder for `config`'s `[build]`, pushing to `registry`. Needs a
     /// tokio runtime when `[build.kubernetes]` is set (its cleaner runs).
-    pub fn new(config: &Config, plugins: Arc<PluginHost>, registry: Arc<Registry>, environments: Option<Environments>) -> Result<Builder, ConfigError> {
+    pub fn new(config: &Config, plugins: Arc<PluginHost>, registry: Arc<Registry>, environments: Option<Environments>, metrics: Arc<Metrics>) -> Result<Builder, ConfigError> {
         let b = &config.build;
         let kubernetes = b.kubernetes.as_ref().map(|k| KubernetesExecutor::new(k, &config.registry)).transpose()?;
         Ok(Builder {
@@ -61,6 +63,7 @@ impl Builder {
             environments,
             local: LocalExecutor::new(&b.local, &config.registry),
             kubernetes,
+            metrics,
         })
     }
 
@@ -78,17 +81,26 @@ impl Builder {
                 PlanError::Refused(m) => failure(m),
                 other => failure(other),
             })?;
+            let started = Instant::now();
             match plan {
-                BuildPlan::Repo2docker(plan) => return self.repo2docker(request, &plan, log).await,
-                BuildPlan::Layer(plan) => match self.layer(request, &plan, checkout, dir, log).await {
-                    (Ok(built), _) => return Ok(built),
-                    (Err(LayerError::BaseGone(why)), back) if attempt == 0 => {
-                        say(log, "building", format!("Cannot build on {}: {why}; planning again without it.\n", plan.environment_image)).await;
-                        self.forget(&request.repo_url, &plan.environment_image);
-                        checkout = back;
+                BuildPlan::Repo2docker(plan) => {
+                    let built = self.repo2docker(request, &plan, log).await;
+                    self.observe(executor_name(plan.executor), started, built.is_ok());
+                    return built;
+                }
+                BuildPlan::Layer(plan) => {
+                    let (built, back) = self.layer(request, &plan, checkout, dir, log).await;
+                    self.observe("layer", started, built.is_ok());
+                    match built {
+                        Ok(built) => return Ok(built),
+                        Err(LayerError::BaseGone(why)) if attempt == 0 => {
+                            say(log, "building", format!("Cannot build on {}: {why}; planning again without it.\n", plan.environment_image)).await;
+                            self.forget(&request.repo_url, &plan.environment_image);
+                            checkout = back;
+                        }
+                        Err(e) => return Err(failure(format!("The layer build failed: {e}"))),
                     }
-                    (Err(e), _) => return Err(failure(format!("The layer build failed: {e}"))),
-                },
+                }
             }
         }
         Err(failure("The build strategy planned a layer build on an image that is gone, twice."))
@@ -158,6 +170,10 @@ impl Builder {
             Ok(None) => Err(failure(format!("The build finished but {image} is not in the registry: the push failed."))),
             Err(e) => Err(failure(format!("The build finished but {image} cannot be checked: {e}"))),
         }
+    }
+
+    fn observe(&self, executor: &str, started: Instant, ok: bool) {
+        self.metrics.executor_finished(executor, if ok { "success" } else { "failure" }, started.elapsed());
     }
 
     fn timeout(&self, plan_secs: u64) -> Duration {
