@@ -64,6 +64,100 @@ pub struct Config {
     /// How images are built: the strategy plugin and the executors.
     #[serde(default)]
     pub build: BuildConfig,
+    /// The JupyterHub that runs launched servers.
+    #[serde(default)]
+    pub hub: HubConfig,
+    /// Stopping servers: the cull-policy chain and the culler.
+    #[serde(default)]
+    pub cull: CullConfig,
+}
+
+/// The JupyterHub launches go to (upstream's `hub_url`, `hub_api_token` and
+/// `Launcher` settings).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubConfig {
+    /// The hub's public URL (user servers are at `{url}user/{name}/`). Unset: no launches.
+    pub url: Option<url::Url>,
+    /// Its REST API; default `{url}hub/api/`.
+    pub api_url: Option<url::Url>,
+    /// A service token with the scopes `admin:users admin:servers
+    /// read:users:activity list:users access:servers`.
+    pub api_token: Option<SecretSource>,
+    /// One API request's deadline.
+    pub request_timeout_secs: u64,
+    /// Retries of a request the hub answers with 500 or more, and of a failed launch (a fresh user each time).
+    pub retries: u32,
+    /// The first retry's delay; it doubles.
+    pub retry_delay_ms: u64,
+    /// A launch not ready by then fails (upstream's `launch_timeout`).
+    pub launch_timeout_secs: u64,
+    /// Users per listing page (`limit=`); 0: the hub's default.
+    pub page_size: u32,
+    /// Launch for the hub user whose token the request carries, as a named
+    /// server, instead of a temporary user (upstream's `auth_enabled`).
+    pub auth_enabled: bool,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            url: None,
+            api_url: None,
+            api_token: Some(SecretSource::Env("JUPYTERHUB_API_TOKEN".into())),
+            request_timeout_secs: 60,
+            retries: 4,
+            retry_delay_ms: 4000,
+            launch_timeout_secs: 600,
+            page_size: 0,
+            auth_enabled: false,
+        }
+    }
+}
+
+/// The culler: which cull-policy plugins decide, how often, and who leads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CullConfig {
+    /// Whether this host culls (it does only with a hub).
+    pub enabled: bool,
+    /// Seconds between passes; the first runs at start.
+    pub every_secs: u64,
+    /// Cull-policy plugins, asked in order; the first that decides wins.
+    pub policies: Vec<String>,
+    /// Hub requests in flight at once during a pass.
+    pub concurrency: usize,
+    /// Several replicas: only the holder of this Kubernetes Lease culls.
+    /// Unset: this host is the only one, and culls.
+    pub leader: Option<LeaderConfig>,
+}
+
+impl Default for CullConfig {
+    fn default() -> Self {
+        CullConfig { enabled: true, every_secs: 300, policies: vec!["idle".into()], concurrency: 10, leader: None }
+    }
+}
+
+/// Leader election over a `coordination.k8s.io/v1` Lease.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeaderConfig {
+    /// The API server; unset: the in-cluster service account's.
+    pub api_url: Option<url::Url>,
+    /// The Lease's namespace; unset: the service account's.
+    pub namespace: Option<String>,
+    /// The Lease's name.
+    pub lease: String,
+    /// This replica's name in the Lease; default: the host name.
+    pub identity: Option<String>,
+    /// A leader that has not renewed for this long is replaced.
+    pub lease_secs: u64,
+}
+
+impl Default for LeaderConfig {
+    fn default() -> Self {
+        LeaderConfig { api_url: None, namespace: None, lease: "bindery-culler".into(), identity: None, lease_secs: 15 }
+    }
 }
 
 /// Builds: a strategy plugin plans each one; an executor runs the plan.
@@ -323,6 +417,8 @@ impl Default for CacheConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QuotaConfig {
+    /// Servers the hub may run at once (upstream's `LaunchQuota.total_quota`); 0 closes launches.
+    pub total: Option<u32>,
     /// Servers one repository may run at once.
     pub per_repo: Option<u32>,
     /// The same for specs matching a provider's `high_quota_specs`.

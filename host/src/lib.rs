@@ -12,6 +12,7 @@ pub mod build;
 pub mod authoring;
 pub mod cache;
 pub mod config;
+pub mod hub;
 pub mod launch;
 pub mod metrics;
 pub mod pipeline;

@@ -232,7 +232,7 @@ async fn operator_rules_and_credentials() {
     // SAFETY: set before any thread reads this test-only variable.
     unsafe { std::env::set_var("GH_TOKEN_FOR_A_BINDERY_TEST", "s3cret") };
     gh.secrets.insert("access_token".into(), bindery::config::SecretSource::Env("GH_TOKEN_FOR_A_BINDERY_TEST".into()));
-    c.quota = bindery::config::QuotaConfig { per_repo: Some(10), per_repo_higher: Some(100) };
+    c.quota = bindery::config::QuotaConfig { per_repo: Some(10), per_repo_higher: Some(100), ..Default::default() };
     c.plugins.get_mut("gl").unwrap().allowed_specs = vec!["group%2F".into()];
     let state = start(c).await;
 

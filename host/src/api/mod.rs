@@ -72,9 +72,11 @@ pub enum Builds {
 
 impl AppState {
     /// State over loaded plugins, with the caches in the data directory,
-    /// builds as `[build]` configures them, and no launcher.
+    /// builds as `[build]` configures them, and launches on the `[hub]`.
     pub fn new(config: Config, plugins: Arc<PluginHost>) -> Result<AppState, ConfigError> {
-        AppState::with(config, plugins, Builds::Planned, None)
+        let launcher = crate::hub::Hub::new(&config.hub)?
+            .map(|hub| Arc::new(crate::launch::hub::HubLauncher::new(Arc::new(hub), &config.hub, &config.quota)) as Arc<dyn Launcher>);
+        AppState::with(config, plugins, Builds::Planned, launcher)
     }
 
     /// State with a build executor and a launcher. Builds recorded as running

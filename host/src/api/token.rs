@@ -44,7 +44,7 @@ impl BuildTokens {
             Some((source, None)) => return Err(format!("web.build_token_secret ({source:?}) has no value")),
             None => {
                 let mut bytes = [0u8; 32];
-                getrandom(&mut bytes);
+                getrandom::fill(&mut bytes).map_err(|e| format!("no random source for the build token key: {e}"))?;
                 bytes.to_vec()
             }
         };
@@ -76,12 +76,6 @@ impl BuildTokens {
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// Key bytes from the kernel's random source.
-fn getrandom(buf: &mut [u8]) {
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(buf)).expect("/dev/urandom is readable");
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! Launching: asking JupyterHub to start a server from a built image. The
-//! pipeline drives a [`Launcher`]; the JupyterHub REST launcher lives beside it.
+//! pipeline drives a [`Launcher`]; the JupyterHub REST launcher is [`hub`].
+
+pub mod hub;
 
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};

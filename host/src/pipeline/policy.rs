@@ -98,7 +98,7 @@ mod tests {
                 SpecConfig { pattern: "jupyterlab/jupyterlab-demo".into(), config: serde_json::json!({"quota": 500, "node": "big"}).as_object().unwrap().clone() },
             ];
         });
-        let quota = QuotaConfig { per_repo: Some(100), per_repo_higher: Some(200) };
+        let quota = QuotaConfig { per_repo: Some(100), per_repo_higher: Some(200), ..Default::default() };
         assert_eq!(Value::Object(p.repo_config("other/x/HEAD", &quota)), serde_json::json!({"quota": 100}));
         assert_eq!(Value::Object(p.repo_config("JupyterLab/other/HEAD", &quota)), serde_json::json!({"quota": 200}));
         assert_eq!(Value::Object(p.repo_config("jupyterlab/jupyterlab-demo/HEAD", &quota)), serde_json::json!({"quota": 500, "node": "big"}));

@@ -361,7 +361,7 @@ fn server_message(body: &str) -> String {
     errors.unwrap_or_else(|| body.chars().take(KEEP).collect())
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut parts = vec![e.to_string()];
     let mut source = e.source();
     while let Some(s) = source {

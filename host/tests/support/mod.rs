@@ -253,3 +253,4 @@ pub mod service;
 pub mod browser;
 pub mod kube;
 pub mod faults;
+pub mod hub;
