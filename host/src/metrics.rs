@@ -35,6 +35,16 @@ struct ExecutorRun {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CullAction {
+    action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Policy {
+    policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PluginCall {
     plugin: String,
     function: String,
@@ -76,6 +86,9 @@ pub struct Metrics {
     plugin_calls: Family<PluginCall, Histogram, fn() -> Histogram>,
     cache: Family<CacheResult, Counter>,
     streams: Gauge,
+    cull_servers: Family<CullAction, Counter>,
+    cull_policy_failures: Family<Policy, Counter>,
+    cull_pass_time: Histogram,
 }
 
 impl Default for Metrics {
@@ -92,6 +105,9 @@ impl Default for Metrics {
             plugin_calls: Family::new_with_constructor(plugin_time),
             cache: Family::default(),
             streams: Gauge::default(),
+            cull_servers: Family::default(),
+            cull_policy_failures: Family::default(),
+            cull_pass_time: Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0]),
             registry: Registry::default(),
         };
         registry.register("binderhub_build_time_seconds", "Histogram of build times", m.build_time.clone());
@@ -104,6 +120,9 @@ impl Default for Metrics {
         registry.register("bindery_plugin_call_seconds", "Time of plugin calls, instantiation included", m.plugin_calls.clone());
         registry.register("bindery_cache_lookups", "Look-ups in the ref cache (cache=refs), hit or miss", m.cache.clone());
         registry.register("bindery_event_streams_open", "Event streams being served", m.streams.clone());
+        registry.register("bindery_cull_servers", "Servers a cull pass decided about, by action (kept, stopped, slow, warned, failed)", m.cull_servers.clone());
+        registry.register("bindery_cull_policy_failures", "Cull-policy calls that failed, so their servers were kept", m.cull_policy_failures.clone());
+        registry.register("bindery_cull_pass_seconds", "Time of cull passes", m.cull_pass_time.clone());
         Metrics { registry, ..m }
     }
 }
@@ -126,6 +145,21 @@ impl Metrics {
     /// An executor's part of a build ended (`status`: success or failure).
     pub fn executor_finished(&self, executor: &str, status: &str, took: Duration) {
         self.executor_time.get_or_create(&ExecutorRun { executor: executor.into(), status: status.into() }).observe(took.as_secs_f64());
+    }
+
+    /// A cull pass acted on one server.
+    pub fn cull_action(&self, action: &str) {
+        self.cull_servers.get_or_create(&CullAction { action: action.into() }).inc();
+    }
+
+    /// A cull policy failed.
+    pub fn cull_policy_failed(&self, policy: &str) {
+        self.cull_policy_failures.get_or_create(&Policy { policy: policy.into() }).inc();
+    }
+
+    /// A cull pass ended.
+    pub fn cull_pass(&self, took: Duration) {
+        self.cull_pass_time.observe(took.as_secs_f64());
     }
 
     /// A launch ended (`status`: success, failure, pod_quota, repo_quota).

@@ -14,7 +14,7 @@ use bindery::hub::Hub;
 use bindery::launch::Launcher;
 use bindery::launch::hub::HubLauncher;
 use support::engine::{TestRepo, engine};
-use support::hub::JupyterHub;
+use support::hub::{JupyterHub, built_repo};
 use support::registry::OciRegistry;
 use support::service::{Service, Stream, git_spec, sse};
 
@@ -37,21 +37,6 @@ async fn start(c: Config) -> Service {
     let hub = Arc::new(Hub::new(&c.hub).unwrap().unwrap());
     let launcher: Arc<dyn Launcher> = Arc::new(HubLauncher::new(hub, &c.hub, &c.quota));
     Service::start_with(c, Builds::Off, Some(launcher)).await
-}
-
-/// A repository whose image is already in the registry: the test Jupyter
-/// image (without the repository's files: the builds tests cover those),
-/// tagged and pushed under the name Bindery gives the revision.
-async fn built_repo(s_registry: &OciRegistry) -> (TestRepo, String, String) {
-    let repo = TestRepo::new();
-    let sha = repo.commit(&[("README.md", b"# launched\n")], &[]);
-    let slug = bindery::registry::naming::safe_build_slug(&repo.url, 255 - s_registry.host().len() - 7, 6);
-    let image = format!("{}/binder-{slug}:{sha}", s_registry.host());
-    let e = engine();
-    assert!(e.docker(&["tag", "bindery-test/jupyter:1", &image]).status.success());
-    let pushed = e.docker(&["push", "-q", &image]);
-    assert!(pushed.status.success(), "{}", String::from_utf8_lossy(&pushed.stderr));
-    (repo, sha, image)
 }
 
 async fn launch(s: &Service, repo: &TestRepo, sha: &str) -> Stream {

@@ -18,6 +18,7 @@
 
 mod context;
 pub mod doi;
+pub mod idle;
 mod plugin;
 pub mod repo2docker;
 pub mod spec;

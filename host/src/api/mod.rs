@@ -72,11 +72,16 @@ pub enum Builds {
 
 impl AppState {
     /// State over loaded plugins, with the caches in the data directory,
-    /// builds as `[build]` configures them, and launches on the `[hub]`.
+    /// builds as `[build]` configures them, launches on the `[hub]`, and its
+    /// culler started as `[cull]` says. Needs a tokio runtime.
     pub fn new(config: Config, plugins: Arc<PluginHost>) -> Result<AppState, ConfigError> {
-        let launcher = crate::hub::Hub::new(&config.hub)?
-            .map(|hub| Arc::new(crate::launch::hub::HubLauncher::new(Arc::new(hub), &config.hub, &config.quota)) as Arc<dyn Launcher>);
-        AppState::with(config, plugins, Builds::Planned, launcher)
+        let hub = crate::hub::Hub::new(&config.hub)?.map(Arc::new);
+        let launcher = hub.clone().map(|hub| Arc::new(crate::launch::hub::HubLauncher::new(hub, &config.hub, &config.quota)) as Arc<dyn Launcher>);
+        let state = AppState::with(config, plugins, Builds::Planned, launcher)?;
+        if let Some(hub) = hub.filter(|_| state.config.cull.enabled) {
+            crate::cull::start(hub, state.plugins.clone(), &state.config.cull, state.metrics.clone())?;
+        }
+        Ok(state)
     }
 
     /// State with a build executor and a launcher. Builds recorded as running

@@ -74,17 +74,7 @@ impl KubernetesExecutor {
     /// A client for `config` (in cluster unless `api_url` is set), and the
     /// cleaner started. Needs a tokio runtime.
     pub fn new(config: &KubernetesBuildConfig, registry: &RegistryConfig) -> Result<KubernetesExecutor, ConfigError> {
-        let invalid = |e: &dyn std::fmt::Display| ConfigError::Invalid(format!("build.kubernetes: {e}"));
-        let mut client_config = match &config.api_url {
-            Some(url) => kube::Config::new(url.as_str().parse::<http::Uri>().map_err(|e| invalid(&e))?),
-            None => kube::Config::incluster()
-                .map_err(|e| invalid(&format_args!("not running in a cluster ({e}); set build.kubernetes.api_url")))?,
-        };
-        if let Some(namespace) = &config.namespace {
-            client_config.default_namespace = namespace.clone();
-        }
-        let namespace = client_config.default_namespace.clone();
-        let client = kube::Client::try_from(client_config).map_err(|e| invalid(&e))?;
+        let (client, namespace) = crate::cluster::client(config.api_url.as_ref(), config.namespace.as_deref(), "build.kubernetes")?;
         let pods: Api<Pod> = Api::namespaced(client, &namespace);
         let (cleaner_pods, max_age, interval) = (pods.clone(), Duration::from_secs(config.max_age_secs), Duration::from_secs(config.cleaner_interval_secs.max(1)));
         let cleaner = tokio::spawn(async move {

@@ -201,3 +201,89 @@ impl Drop for JupyterHub {
         }
     }
 }
+
+/// A repository whose image is already in the registry: the test Jupyter
+/// image (without the repository's files: the builds tests cover those),
+/// tagged and pushed under the name Bindery gives the revision. The
+/// repository, the revision and the image.
+pub async fn built_repo(registry: &super::registry::OciRegistry) -> (super::engine::TestRepo, String, String) {
+    let repo = super::engine::TestRepo::new();
+    let sha = repo.commit(&[("README.md", b"# launched\n")], &[]);
+    let slug = bindery::registry::naming::safe_build_slug(&repo.url, 255 - registry.host().len() - 7, 6);
+    let image = format!("{}/binder-{slug}:{sha}", registry.host());
+    let e = engine();
+    assert!(e.docker(&["tag", "bindery-test/jupyter:1", &image]).status.success());
+    let pushed = e.docker(&["push", "-q", &image]);
+    assert!(pushed.status.success(), "{}", String::from_utf8_lossy(&pushed.stderr));
+    (repo, sha, image)
+}
+
+/// The hub's user API at scale, for the culler's pass over many servers:
+/// `GET users?state=ready` paginated as JupyterHub 5+ does (`limit` at most
+/// 200, `_pagination.next`), `DELETE users/{name}/server` (204, or 202 for
+/// users named `slow-*`) and `DELETE users/{name}`. Counts every request.
+pub struct PaginatedHub {
+    pub url: String,
+    pub requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub deleted: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PaginatedHub {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl PaginatedHub {
+    /// `users`: (name, last activity as ISO 8601), each with one ready default server.
+    pub async fn start(users: Vec<(String, String)>) -> PaginatedHub {
+        use axum::extract::{Path, Query, State};
+        use std::collections::HashMap;
+        use std::sync::atomic::Ordering;
+        use std::sync::{Arc, Mutex};
+        type Shared = (Arc<Mutex<Vec<(String, String)>>>, Arc<std::sync::atomic::AtomicUsize>, Arc<Mutex<Vec<String>>>);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let shared: Shared = (Arc::new(Mutex::new(users)), Default::default(), Default::default());
+        async fn list(State((users, n, _)): State<Shared>, Query(q): Query<HashMap<String, String>>) -> axum::Json<Value> {
+            n.fetch_add(1, Ordering::SeqCst);
+            let users = users.lock().unwrap();
+            let offset: usize = q.get("offset").and_then(|o| o.parse().ok()).unwrap_or(0);
+            let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(200).min(200);
+            let items: Vec<Value> = users
+                .iter()
+                .skip(offset)
+                .take(limit)
+                .map(|(name, active)| {
+                    serde_json::json!({ "name": name, "admin": false, "created": "2026-01-01T00:00:00Z", "last_activity": active,
+                        "servers": { "": { "name": "", "ready": true, "pending": null, "url": format!("/user/{name}/"), "started": "2026-01-01T00:00:00Z", "last_activity": active,
+                            "user_options": { "image": "reg/binder-x:1", "repo_url": "https://github.com/a/b", "binder_request": "v2/gh/a/b/HEAD" } } } })
+                })
+                .collect();
+            let next = (offset + limit < users.len()).then(|| serde_json::json!({ "offset": offset + limit, "limit": limit, "url": format!("users?state=ready&offset={}&limit={limit}", offset + limit) }));
+            axum::Json(serde_json::json!({ "items": items, "_pagination": { "offset": offset, "limit": limit, "total": users.len(), "next": next } }))
+        }
+        async fn stop(State((_, n, deleted)): State<Shared>, Path(name): Path<String>) -> axum::http::StatusCode {
+            n.fetch_add(1, Ordering::SeqCst);
+            if name.starts_with("slow-") {
+                return axum::http::StatusCode::ACCEPTED;
+            }
+            deleted.lock().unwrap().push(format!("{name}/server"));
+            axum::http::StatusCode::NO_CONTENT
+        }
+        async fn delete_user(State((users, n, deleted)): State<Shared>, Path(name): Path<String>) -> axum::http::StatusCode {
+            n.fetch_add(1, Ordering::SeqCst);
+            users.lock().unwrap().retain(|(u, _)| *u != name);
+            deleted.lock().unwrap().push(name);
+            axum::http::StatusCode::NO_CONTENT
+        }
+        let app = axum::Router::new()
+            .route("/hub/api/users", axum::routing::get(list))
+            .route("/hub/api/users/{name}/server", axum::routing::delete(stop))
+            .route("/hub/api/users/{name}", axum::routing::delete(delete_user))
+            .with_state(shared.clone());
+        let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        PaginatedHub { url, requests: shared.1, deleted: shared.2, server }
+    }
+}

@@ -1,8 +1,10 @@
 //! A test double of the Kubernetes API server, because no API server can be
 //! installed where these tests run. It speaks the pod endpoints kube-rs calls
 //! (create, get, list and watch with label and field selectors and resource
-//! versions, log with follow and tailLines, delete) over real HTTP, with the
-//! API server's status bodies (`409 AlreadyExists`, `404 NotFound`). Its
+//! versions, log with follow and tailLines, delete) and the Lease endpoints
+//! (create, get, replace with the resource version checked) over real HTTP,
+//! with the API server's status bodies (`409 AlreadyExists`, `409 Conflict`,
+//! `404 NotFound`). Its
 //! "kubelet" runs a pod's container as a local process: the command the test
 //! maps the container's image to, then the container's args after the first
 //! (the image's entrypoint), with the container's env, and `DOCKER_HOST`
@@ -73,6 +75,8 @@ struct Inner {
     kubelets: HashMap<String, JoinHandle<()>>,
     /// Each pod as created, spec and all.
     created: Vec<Value>,
+    /// Leases by `namespace/name`.
+    leases: BTreeMap<String, Value>,
 }
 
 struct Shared {
@@ -120,6 +124,8 @@ impl KubeApi {
             .route("/api/v1/namespaces/{ns}/pods", get(list_or_watch).post(create))
             .route("/api/v1/namespaces/{ns}/pods/{name}", get(read).delete(delete))
             .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(logs))
+            .route("/apis/coordination.k8s.io/v1/namespaces/{ns}/leases", axum::routing::post(create_lease))
+            .route("/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}", get(read_lease).put(replace_lease))
             .with_state(shared.clone());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -401,6 +407,50 @@ async fn logs(State(shared): State<Arc<Shared>>, Path((ns, name)): Path<(String,
     });
     let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) });
     Response::builder().header("content-type", "text/plain").body(Body::from_stream(body)).unwrap()
+}
+
+async fn create_lease(State(shared): State<Arc<Shared>>, Path(ns): Path<String>, body: Bytes) -> Response {
+    let lease: k8s_openapi::api::coordination::v1::Lease = match serde_json::from_slice(&body) {
+        Ok(lease) => lease,
+        Err(e) => return status(400, "BadRequest", format!("the body of the request was in an unknown format: {e}")),
+    };
+    let name = lease.metadata.name.clone().unwrap_or_default();
+    let mut inner = shared.inner.lock().unwrap();
+    if inner.leases.contains_key(&key(&ns, &name)) {
+        return status(409, "AlreadyExists", format!("leases.coordination.k8s.io {name:?} already exists"));
+    }
+    inner.rv += 1;
+    let mut value = serde_json::to_value(&lease).unwrap();
+    value["metadata"]["resourceVersion"] = json!(inner.rv.to_string());
+    value["metadata"]["namespace"] = json!(ns);
+    inner.leases.insert(key(&ns, &name), value.clone());
+    (StatusCode::CREATED, axum::Json(value)).into_response()
+}
+
+async fn read_lease(State(shared): State<Arc<Shared>>, Path((ns, name)): Path<(String, String)>) -> Response {
+    match shared.inner.lock().unwrap().leases.get(&key(&ns, &name)) {
+        Some(lease) => axum::Json(lease.clone()).into_response(),
+        None => status(404, "NotFound", format!("leases.coordination.k8s.io {name:?} not found")),
+    }
+}
+
+/// An update must carry the stored resource version (optimistic concurrency), as the API server's.
+async fn replace_lease(State(shared): State<Arc<Shared>>, Path((ns, name)): Path<(String, String)>, body: Bytes) -> Response {
+    let lease: k8s_openapi::api::coordination::v1::Lease = match serde_json::from_slice(&body) {
+        Ok(lease) => lease,
+        Err(e) => return status(400, "BadRequest", format!("the body of the request was in an unknown format: {e}")),
+    };
+    let mut inner = shared.inner.lock().unwrap();
+    let Some(stored) = inner.leases.get(&key(&ns, &name)) else { return status(404, "NotFound", format!("leases.coordination.k8s.io {name:?} not found")) };
+    if lease.metadata.resource_version.as_deref() != stored["metadata"]["resourceVersion"].as_str() {
+        return status(409, "Conflict", format!("Operation cannot be fulfilled on leases.coordination.k8s.io {name:?}: the object has been modified; please apply your changes to the latest version and try again"));
+    }
+    inner.rv += 1;
+    let mut value = serde_json::to_value(&lease).unwrap();
+    value["metadata"]["resourceVersion"] = json!(inner.rv.to_string());
+    value["metadata"]["namespace"] = json!(ns);
+    inner.leases.insert(key(&ns, &name), value.clone());
+    axum::Json(value).into_response()
 }
 
 /// Runs the pod's one container as a process, moving the pod through its phases.

@@ -1,0 +1,228 @@
+//! The culler: every `cull.every_secs` it lists the hub's ready servers
+//! (paginated, as jupyterhub-idle-culler does), asks the cull-policy chain for
+//! a decision per server, and carries them out with bounded concurrency. The
+//! host owns the I/O; the policies only decide. The first policy that
+//! decides a server wins; a policy that fails (traps, runs out of time or
+//! memory, answers the wrong number of decisions) keeps every server it was
+//! asked about, and is logged and counted. With several replicas, only the
+//! holder of a Kubernetes Lease culls ([`leader`]).
+
+pub mod leader;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::config::CullConfig;
+use crate::hub::{Hub, HubError, ServerModel, Stopped, timestamp_ms};
+use crate::metrics::Metrics;
+use crate::now_ms;
+use crate::plugins::PluginHost;
+use crate::plugins::bindings::{Decision, Server, ServerState};
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PassReport {
+    /// Servers the policies were asked about.
+    pub servers: usize,
+    /// Servers stopped.
+    pub stopped: usize,
+    /// Stops the hub accepted but had not finished (`202`).
+    pub slow: usize,
+    /// Users deleted with their server.
+    pub users_deleted: usize,
+    /// Warnings decided (logged: a hub has no way to show them to the user).
+    pub warned: usize,
+    /// Stops or deletions the hub refused.
+    pub failed: usize,
+    /// Policies that failed in this pass.
+    pub policy_failures: usize,
+}
+
+/// Starts culling `hub` in the background: at once when this is the only
+/// host, or while it holds the Lease of `config.leader`. Needs a tokio runtime.
+pub fn start(hub: Arc<Hub>, plugins: Arc<PluginHost>, config: &CullConfig, metrics: Arc<Metrics>) -> Result<(), crate::config::ConfigError> {
+    let (leading, follower) = watch::channel(config.leader.is_none());
+    if let Some(leader) = &config.leader {
+        tokio::spawn(leader::Leader::new(leader)?.run(leading));
+    }
+    tokio::spawn(Arc::new(Culler::new(hub, plugins, config, metrics)).run(follower));
+    Ok(())
+}
+
+/// Culls one hub.
+pub struct Culler {
+    hub: Arc<Hub>,
+    plugins: Arc<PluginHost>,
+    config: CullConfig,
+    metrics: Arc<Metrics>,
+}
+
+/// A ready server as the policies see it.
+fn record(user: &str, server: &ServerModel) -> Server {
+    let options = server.user_options.clone().unwrap_or_default();
+    let text = |key: &str| options.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+    // `binder_request` is `v2/{provider}/{spec}`.
+    let request = text("binder_request");
+    let (provider, spec) = request.strip_prefix("v2/").and_then(|r| r.split_once('/')).unwrap_or_default();
+    let started_ms = server.started.as_deref().and_then(timestamp_ms).unwrap_or(0);
+    Server {
+        user: user.into(),
+        server_name: server.name.clone(),
+        image: text("image"),
+        repo_url: text("repo_url"),
+        provider: provider.into(),
+        spec: spec.into(),
+        started_ms,
+        last_activity_ms: server.last_activity.as_deref().and_then(timestamp_ms),
+        state: if server.pending.is_some() || !server.ready { ServerState::Pending } else { ServerState::Ready },
+        user_options_json: Value::Object(options).to_string(),
+    }
+}
+
+impl Culler {
+    /// A culler of `hub` deciding with `config.policies`.
+    pub fn new(hub: Arc<Hub>, plugins: Arc<PluginHost>, config: &CullConfig, metrics: Arc<Metrics>) -> Culler {
+        Culler { hub, plugins, config: config.clone(), metrics }
+    }
+
+    /// Passes forever, while `leading` says this host leads; the first at once.
+    pub async fn run(self: Arc<Self>, mut leading: watch::Receiver<bool>) {
+        let every = Duration::from_secs(self.config.every_secs.max(1));
+        loop {
+            if *leading.borrow_and_update() {
+                match self.pass().await {
+                    Ok(report) => tracing::info!(?report, "cull pass"),
+                    Err(e) => tracing::warn!("cull pass failed: {e}"),
+                }
+            }
+            // A new leader culls at once rather than a whole interval later;
+            // with no election (the only host), the sender is gone and it waits.
+            if let Ok(Err(_)) = tokio::time::timeout(every, leading.changed()).await {
+                tokio::time::sleep(every).await;
+            }
+        }
+    }
+
+    /// One pass over the hub's ready servers.
+    pub async fn pass(&self) -> Result<PassReport, HubError> {
+        let started = Instant::now();
+        let now = now_ms();
+        let users = self.hub.users("ready").await?;
+        let servers: Vec<Server> = users.iter().flat_map(|u| u.servers.values().map(|s| record(&u.name, s))).collect();
+        let mut report = PassReport { servers: servers.len(), ..PassReport::default() };
+        let decisions = self.decide(now, &servers, &mut report).await;
+        let outcomes: Vec<(&'static str, bool)> = futures_util::stream::iter(servers.into_iter().zip(decisions))
+            .map(|(server, decision)| self.act(server, decision))
+            .buffer_unordered(self.config.concurrency.max(1))
+            .collect()
+            .await;
+        for (action, deleted_user) in outcomes {
+            match action {
+                "stopped" => report.stopped += 1,
+                "slow" => report.slow += 1,
+                "warned" => report.warned += 1,
+                "failed" => report.failed += 1,
+                _ => {}
+            }
+            report.users_deleted += usize::from(deleted_user);
+            self.metrics.cull_action(action);
+        }
+        self.metrics.cull_pass(started.elapsed());
+        Ok(report)
+    }
+
+    /// The chain's decision per server; undecided servers are kept.
+    async fn decide(&self, now: u64, servers: &[Server], report: &mut PassReport) -> Vec<Decision> {
+        let mut decided: Vec<Option<Decision>> = vec![None; servers.len()];
+        for policy in &self.config.policies {
+            let open: Vec<usize> = (0..servers.len()).filter(|i| decided[*i].is_none()).collect();
+            if open.is_empty() {
+                break;
+            }
+            let asked: Vec<Server> = open.iter().map(|i| servers[*i].clone()).collect();
+            let failure = match self.plugins.decide(policy, now, &asked).await {
+                Ok(Ok(answers)) if answers.len() == asked.len() => {
+                    for (i, answer) in open.into_iter().zip(answers) {
+                        if !matches!(answer, Decision::Pass) {
+                            decided[i] = Some(answer);
+                        }
+                    }
+                    continue;
+                }
+                Ok(Ok(answers)) => format!("it answered {} decisions for {} servers", answers.len(), asked.len()),
+                Ok(Err(e)) => format!("{e:?}"),
+                Err(e) => e.to_string(),
+            };
+            tracing::warn!(policy, servers = asked.len(), "cull policy failed, so its servers are kept: {failure}");
+            self.metrics.cull_policy_failed(policy);
+            report.policy_failures += 1;
+            for i in open {
+                decided[i] = Some(Decision::Keep);
+            }
+        }
+        decided.into_iter().map(|d| d.unwrap_or(Decision::Keep)).collect()
+    }
+
+    /// Carries out one decision: the action for the metrics, and whether the user was deleted.
+    async fn act(&self, server: Server, decision: Decision) -> (&'static str, bool) {
+        let (reason, delete_user) = match decision {
+            Decision::Pass | Decision::Keep => return ("kept", false),
+            Decision::Warn(message) => {
+                tracing::info!(user = %server.user, server = %server.server_name, "cull warning (not deliverable through the hub): {message}");
+                return ("warned", false);
+            }
+            Decision::Stop(reason) => (reason, false),
+            Decision::StopAndDeleteUser(reason) => (reason, true),
+        };
+        match self.hub.stop(&server.user, &server.server_name).await {
+            Ok(Stopped::Pending) => {
+                // As the idle culler: slow to stop is not culled yet; the next pass sees it again.
+                tracing::info!(user = %server.user, server = %server.server_name, "stopping (slow): {reason}");
+                ("slow", false)
+            }
+            Ok(Stopped::Done) => {
+                tracing::info!(user = %server.user, server = %server.server_name, image = %server.image, "stopped: {reason}");
+                if !delete_user {
+                    return ("stopped", false);
+                }
+                match self.hub.delete_user(&server.user).await {
+                    Ok(()) => ("stopped", true),
+                    Err(e) => {
+                        tracing::warn!(user = %server.user, "stopped, but the user cannot be deleted: {e}");
+                        ("stopped", false)
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(user = %server.user, server = %server.server_name, "cannot stop: {e}");
+                ("failed", false)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servers_as_policies_see_them() {
+        let model: ServerModel = serde_json::from_value(serde_json::json!({
+            "name": "", "ready": true, "pending": null, "url": "/user/u/",
+            "started": "2026-11-23T10:00:00Z", "last_activity": "2026-11-23T10:05:00.000000Z",
+            "user_options": { "image": "reg/binder-x:abc", "repo_url": "https://github.com/a/b", "binder_request": "v2/gh/a/b/HEAD", "token": "t" },
+        }))
+        .unwrap();
+        let s = record("u", &model);
+        assert_eq!((s.provider.as_str(), s.spec.as_str(), s.image.as_str()), ("gh", "a/b/HEAD", "reg/binder-x:abc"));
+        assert_eq!((s.started_ms, s.last_activity_ms), (1795428000000, Some(1795428300000)));
+        assert_eq!(s.state, ServerState::Ready);
+        let bare: ServerModel = serde_json::from_value(serde_json::json!({ "name": "x", "ready": false, "pending": "spawn" })).unwrap();
+        let s = record("u", &bare);
+        assert_eq!((s.state, s.provider.as_str(), s.last_activity_ms), (ServerState::Pending, "", None));
+    }
+}
