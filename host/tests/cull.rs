@@ -57,6 +57,7 @@ async fn launch(launcher: &HubLauncher, image: &str, repo_url: &str, sha: &str) 
         persistent_request: format!("v2/git/{sha}"),
         client_ip: "127.0.0.1".into(),
         repo_config: Default::default(),
+        user: None,
     };
     let (progress, mut messages) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move { while messages.recv().await.is_some() {} });
@@ -194,4 +195,40 @@ async fn one_culler_among_replicas_holds_the_lease() {
     tokio::time::timeout(Duration::from_secs(10), rx.changed()).await.expect("c takes over once b stops renewing").unwrap();
     assert!(*rx.borrow());
     runner.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_culls_every_interval_only_while_it_leads() {
+    let old = (chrono::Utc::now() - chrono::Duration::hours(2)).to_rfc3339();
+    let api = KubeApi::start().await;
+    // Another replica holds the Lease, and keeps renewing it for now.
+    let other = Leader::new(&LeaderConfig { api_url: Some(api.url.parse().unwrap()), namespace: Some("binder".into()), identity: Some("other".into()), lease_secs: 2, ..LeaderConfig::default() }).unwrap();
+    assert!(other.try_lead().await.unwrap());
+    let renewing = tokio::spawn(async move {
+        loop {
+            other.try_lead().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+
+    let fake = PaginatedHub::start(vec![("idle-user".into(), old)]).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut c = support::service::config(data.path(), None);
+    hub_config(&mut c, &fake.url, "t", data.path());
+    c.plugins.get_mut("idle").unwrap().enabled = true;
+    c.cull.every_secs = 1;
+    c.cull.leader = Some(LeaderConfig { api_url: Some(api.url.parse().unwrap()), namespace: Some("binder".into()), identity: Some("this".into()), lease_secs: 2, ..LeaderConfig::default() });
+    let plugins = PluginHost::start(&c).await.unwrap();
+    let _state = bindery::api::AppState::new(c, plugins).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(fake.deleted.lock().unwrap().is_empty(), "a replica that does not lead does not cull");
+
+    // The other replica dies: this one takes the Lease over and culls.
+    renewing.abort();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while fake.deleted.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the new leader never culled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(*fake.deleted.lock().unwrap(), ["idle-user/server", "idle-user"]);
 }

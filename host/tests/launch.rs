@@ -97,6 +97,39 @@ async fn a_launch_runs_the_image_on_the_hub_and_quotas_refuse_with_upstreams_wor
     assert_eq!((quota["total_pods"].as_u64(), quota["quota"].as_u64(), quota["ok"].as_bool()), (Some(1), Some(1), Some(false)), "{health}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticated_mode_launches_a_named_server_for_the_tokens_user() {
+    let registry = OciRegistry::start(None);
+    let hub = JupyterHub::start().await;
+    let (repo, sha, _) = built_repo(&registry).await;
+    assert_eq!(hub.api(reqwest::Method::POST, "users/alice").await.0, 201);
+    let (status, token) = hub.api_with(reqwest::Method::POST, "users/alice/tokens", Some(serde_json::json!({ "note": "bindery test" }))).await;
+    assert_eq!(status, 201, "{token}");
+    let alice = token["token"].as_str().unwrap().to_string();
+    let data = tempfile::tempdir().unwrap();
+    let mut c = config(data.path(), &registry, &hub.url, &hub.token);
+    c.hub.auth_enabled = true;
+    let s = start(c).await;
+    let url = format!("{}/build/git/{}", s.base, git_spec(&repo.url, &sha));
+
+    let anonymous = sse(&url).await;
+    assert_eq!(anonymous.last()["status_code"], 403, "{}", anonymous.raw);
+    assert!(anonymous.last()["message"].as_str().unwrap().starts_with("Authentication is required"));
+    let forged = support::service::sse_with(&url, &[("accept", "text/event-stream"), ("authorization", "token not-a-token")]).await;
+    assert_eq!(forged.last()["message"], "The hub does not accept this token\n", "{}", forged.raw);
+
+    let got = support::service::sse_with(&url, &[("accept", "text/event-stream"), ("authorization", &format!("Bearer {alice}"))]).await;
+    let ready = got.last();
+    assert_eq!(ready["phase"], "ready", "{}\n{}", got.raw, hub.log());
+    let server_url = ready["url"].as_str().unwrap();
+    assert!(server_url.starts_with(&format!("{}user/alice/repo-", hub.url)), "alice's named server, named from the repository: {server_url}");
+    let answer = reqwest::get(format!("{server_url}api/contents?token={}", ready["token"].as_str().unwrap())).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let users = hub.users().await;
+    assert_eq!(users.len(), 1, "no temporary user: {users:?}");
+    assert_eq!(users[0]["servers"].as_object().unwrap().len(), 1);
+}
+
 /// A hub that answers every request with a 500; counts those about users.
 async fn broken_hub() -> (String, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HOST, ORIGIN};
+use axum::http::header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST, ORIGIN};
 use axum::http::{HeaderMap, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream;
@@ -52,6 +52,21 @@ pub(super) async fn build(
     if !accepts_stream {
         return refusal(400, "Missing Accept header: text/event-stream");
     }
+    // Authenticated mode, as upstream's `@authenticated`: the hub user the request's token belongs to.
+    let user = match &state.web.hub_auth {
+        None => None,
+        Some(hub) => {
+            let token = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("token ").or_else(|| v.strip_prefix("Bearer ")));
+            match token {
+                None => return refusal(403, "Authentication is required: send the hub token as `Authorization: token …`"),
+                Some(token) => match hub.whoami(token.trim()).await {
+                    Ok(Some(user)) => Some(user),
+                    Ok(None) => return refusal(403, "The hub does not accept this token"),
+                    Err(e) => return refusal(503, &format!("Cannot check the token with the hub: {e}")),
+                },
+            }
+        }
+    };
     let build_only = query.build_only.as_deref().is_some_and(|b| b.eq_ignore_ascii_case("true"));
     if build_only && !web.api_only {
         return refusal(400, "Building but not launching is not permitted when the API only mode was not enabled.");
@@ -81,6 +96,7 @@ pub(super) async fn build(
         build_only,
         client_ip: ip.to_string(),
         launch_host: launch_host(&state, &headers, peer.ip()),
+        user,
     };
     let events = state.pipeline.start(launch);
     let keepalive = Duration::from_secs(web.keepalive_secs.max(1));

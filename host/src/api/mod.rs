@@ -58,6 +58,8 @@ struct Web {
     versions: Bytes,
     /// `/api/repoproviders` for a plugin generation.
     providers: RwLock<Option<(u64, Bytes)>>,
+    /// Who a request's hub token belongs to, in authenticated mode.
+    hub_auth: Option<Arc<crate::hub::Hub>>,
 }
 
 /// Which build executor a state runs.
@@ -107,6 +109,11 @@ impl AppState {
             health: meta::monitor(&pipeline),
             versions: meta::versions_body(pipeline.executor.as_deref()),
             providers: RwLock::new(None),
+            hub_auth: match (config.hub.auth_enabled, crate::hub::Hub::new(&config.hub)?) {
+                (false, _) => None,
+                (true, Some(hub)) => Some(Arc::new(hub)),
+                (true, None) => return Err(ConfigError::Invalid("hub.auth_enabled needs hub.url".into())),
+            },
         };
         Ok(AppState { plugins, config: Arc::new(config), resolver, pipeline, metrics, web: Arc::new(web) })
     }

@@ -265,6 +265,29 @@ impl Hub {
         Ok(if status == StatusCode::ACCEPTED { Stopped::Pending } else { Stopped::Done })
     }
 
+    /// The hub user a token belongs to (`GET user` with that token); `None`
+    /// when the hub does not accept it, or it is a service's.
+    pub async fn whoami(&self, token: &str) -> Result<Option<String>, HubError> {
+        let url = self.api.join("user").map_err(|e| HubError::Invalid { what: "GET user".into(), reason: e.to_string() })?;
+        let response = self
+            .client
+            .get(url)
+            .header("authorization", format!("token {token}"))
+            .send()
+            .await
+            .map_err(|e| HubError::Unreachable { url: self.api.to_string(), reason: crate::registry::error_chain(&e) })?;
+        let status = response.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Ok(None);
+        }
+        let bytes = response.bytes().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(HubError::Status { what: "GET user".into(), status: status.as_u16(), message: message(&bytes) });
+        }
+        let model: Value = serde_json::from_slice(&bytes).map_err(|e| HubError::Invalid { what: "GET user".into(), reason: e.to_string() })?;
+        Ok(model.get("kind").and_then(Value::as_str).is_none_or(|k| k == "user").then(|| model["name"].as_str().map(String::from)).flatten())
+    }
+
     /// Deletes a user.
     pub async fn delete_user(&self, user: &str) -> Result<(), HubError> {
         self.request(Method::DELETE, &format!("users/{}", segment(user)), None).await.map(drop)

@@ -1,7 +1,8 @@
 //! The JupyterHub launcher, as upstream's `Launcher` and `BuildHandler.launch`:
-//! a temporary user named from the repository, its server started with the
+//! a temporary user named from the repository (or, in authenticated mode,
+//! the logged-in user's named server, named so), its server started with the
 //! launch's `user_options` (the spawner runs `image` and opens it with
-//! `token`), the hub's progress messages relayed, a fresh user per retry, and
+//! `token`), the hub's progress messages relayed, a fresh name per retry, and
 //! quotas counted from the hub's running servers.
 
 use std::sync::Arc;
@@ -105,10 +106,13 @@ impl HubLauncher {
         Ok(())
     }
 
-    /// One attempt as `user`: create it, start its server, follow the progress to ready.
-    async fn attempt(&self, request: &LaunchRequest, user: &str, progress: &mpsc::Sender<String>) -> Result<Launched, String> {
-        if let Err(e) = self.hub.request(Method::POST, &format!("users/{}", crate::hub::segment(user)), None).await {
-            return Err(format!("Failed to create temporary user for {}: {e}", request.image));
+    /// One attempt: create the temporary `user` (not in authenticated mode),
+    /// start its `server`, follow the progress to ready.
+    async fn attempt(&self, request: &LaunchRequest, user: &str, server: &str, progress: &mpsc::Sender<String>) -> Result<Launched, String> {
+        if request.user.is_none() {
+            if let Err(e) = self.hub.request(Method::POST, &format!("users/{}", crate::hub::segment(user)), None).await {
+                return Err(format!("Failed to create temporary user for {}: {e}", request.image));
+            }
         }
         let token = server_token();
         let options = json!({
@@ -122,19 +126,19 @@ impl HubLauncher {
             "binder_client_ip": request.client_ip,
         });
         let started = async {
-            self.hub.request(Method::POST, &Hub::server_path(user, ""), Some(&options)).await.map_err(|e| format!("Failed to launch image {}: {e}", request.image))?;
-            self.follow(user, progress).await.map_err(|e| format!("Failed to launch image {}: {e}", request.image))
+            self.hub.request(Method::POST, &Hub::server_path(user, server), Some(&options)).await.map_err(|e| format!("Failed to launch image {}: {e}", request.image))?;
+            self.follow(user, server, progress).await.map_err(|e| format!("Failed to launch image {}: {e}", request.image))
         };
         match tokio::time::timeout(self.launch_timeout, started).await {
-            Ok(Ok(())) => Ok(Launched { url: self.hub.server_url(user, ""), token }),
+            Ok(Ok(())) => Ok(Launched { url: self.hub.server_url(user, server), token }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(format!("Image {} for user {user} took too long to launch", request.image)),
         }
     }
 
     /// Relays the spawn's progress messages until it is ready or failed.
-    async fn follow(&self, user: &str, progress: &mpsc::Sender<String>) -> Result<(), String> {
-        let mut response = self.hub.progress(user, "").await.map_err(|e| e.to_string())?;
+    async fn follow(&self, user: &str, server: &str, progress: &mpsc::Sender<String>) -> Result<(), String> {
+        let mut response = self.hub.progress(user, server).await.map_err(|e| e.to_string())?;
         let mut buffer = String::new();
         loop {
             let chunk = match response.chunk().await {
@@ -173,14 +177,19 @@ impl Launcher for HubLauncher {
             for attempt in 1..=self.retries {
                 // Upstream checks again at launch: others may have launched while this one built.
                 self.check_quota(request).await?;
-                let user = user_name_for(&request.repo_url);
-                match self.attempt(request, &user, &progress).await {
+                // Authenticated: the user's named server, named from the repository; else a temporary user's default server.
+                let (user, server) = match &request.user {
+                    Some(user) => (user.clone(), user_name_for(&request.repo_url)),
+                    None => (user_name_for(&request.repo_url), String::new()),
+                };
+                match self.attempt(request, &user, &server, &progress).await {
                     Ok(launched) => return Ok(launched),
                     Err(e) => {
-                        tracing::warn!(image = %request.image, user, attempt, "launch failed: {e}");
-                        // A temporary user is of no use to anyone once its launch failed.
-                        if let Err(e) = self.hub.delete_user(&user).await {
-                            tracing::debug!(user, "cannot delete the temporary user: {e}");
+                        tracing::warn!(image = %request.image, user, server, attempt, "launch failed: {e}");
+                        // What the failed launch made is of no use to anyone: the temporary user, or the named server.
+                        let cleaned = if request.user.is_some() { self.hub.stop(&user, &server).await.map(drop) } else { self.hub.delete_user(&user).await };
+                        if let Err(e) = cleaned {
+                            tracing::debug!(user, server, "cannot clean up after the failed launch: {e}");
                         }
                         if attempt == self.retries {
                             return Err(LaunchError::Failed(e));

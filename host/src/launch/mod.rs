@@ -26,6 +26,8 @@ pub struct LaunchRequest {
     pub client_ip: String,
     /// Per-repository settings (`repo_config`: the quota and more).
     pub repo_config: Map<String, Value>,
+    /// The logged-in hub user to launch for (authenticated mode); `None`: a temporary user.
+    pub user: Option<String>,
 }
 
 /// A running server.

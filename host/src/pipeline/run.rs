@@ -30,6 +30,8 @@ pub struct Launch {
     pub client_ip: String,
     /// `binder_launch_host`: where launch links point.
     pub launch_host: String,
+    /// The hub user it is for (authenticated mode); `None`: a temporary user.
+    pub user: Option<String>,
 }
 
 /// The launch pipeline and its parts.
@@ -220,6 +222,7 @@ impl Pipeline {
             persistent_request: format!("v2/{}/{}", resolved.provider, resolved.resolved_spec),
             client_ip: launch.client_ip.clone(),
             repo_config: self.resolver.repo_config(&resolved.provider, &resolved.spec),
+            user: launch.user.clone(),
         }
     }
 }

@@ -165,12 +165,16 @@ impl JupyterHub {
 
     /// A request to the API as the `binder` service.
     pub async fn api(&self, method: reqwest::Method, path: &str) -> (u16, Value) {
-        let response = reqwest::Client::new()
-            .request(method, format!("{}{path}", self.api))
-            .header("authorization", format!("token {}", self.token))
-            .send()
-            .await
-            .unwrap();
+        self.api_with(method, path, None).await
+    }
+
+    /// The same, with a JSON body.
+    pub async fn api_with(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = reqwest::Client::new().request(method, format!("{}{path}", self.api)).header("authorization", format!("token {}", self.token));
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         let body = response.text().await.unwrap();
         (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
