@@ -419,12 +419,17 @@ async fn create_lease(State(shared): State<Arc<Shared>>, Path(ns): Path<String>,
     if inner.leases.contains_key(&key(&ns, &name)) {
         return status(409, "AlreadyExists", format!("leases.coordination.k8s.io {name:?} already exists"));
     }
+    (StatusCode::CREATED, axum::Json(put_lease(&mut inner, &ns, &name, &lease))).into_response()
+}
+
+/// Stores `lease` with a new resource version.
+fn put_lease(inner: &mut Inner, ns: &str, name: &str, lease: &k8s_openapi::api::coordination::v1::Lease) -> Value {
     inner.rv += 1;
-    let mut value = serde_json::to_value(&lease).unwrap();
+    let mut value = serde_json::to_value(lease).unwrap();
     value["metadata"]["resourceVersion"] = json!(inner.rv.to_string());
     value["metadata"]["namespace"] = json!(ns);
-    inner.leases.insert(key(&ns, &name), value.clone());
-    (StatusCode::CREATED, axum::Json(value)).into_response()
+    inner.leases.insert(key(ns, name), value.clone());
+    value
 }
 
 async fn read_lease(State(shared): State<Arc<Shared>>, Path((ns, name)): Path<(String, String)>) -> Response {
@@ -445,12 +450,7 @@ async fn replace_lease(State(shared): State<Arc<Shared>>, Path((ns, name)): Path
     if lease.metadata.resource_version.as_deref() != stored["metadata"]["resourceVersion"].as_str() {
         return status(409, "Conflict", format!("Operation cannot be fulfilled on leases.coordination.k8s.io {name:?}: the object has been modified; please apply your changes to the latest version and try again"));
     }
-    inner.rv += 1;
-    let mut value = serde_json::to_value(&lease).unwrap();
-    value["metadata"]["resourceVersion"] = json!(inner.rv.to_string());
-    value["metadata"]["namespace"] = json!(ns);
-    inner.leases.insert(key(&ns, &name), value.clone());
-    axum::Json(value).into_response()
+    axum::Json(put_lease(&mut inner, &ns, &name, &lease)).into_response()
 }
 
 /// Runs the pod's one container as a process, moving the pod through its phases.
