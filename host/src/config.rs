@@ -426,7 +426,7 @@ pub struct QuotaConfig {
 }
 
 /// Per-repository settings for specs matching `pattern` (upstream's `spec_config`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpecConfig {
     /// A regex matched case-insensitively at the start of the raw spec.
@@ -459,6 +459,22 @@ pub struct RuntimeConfig {
     /// Where compiled plugins are cached; default `<data_dir>/plugin-cache`.
     /// Replicas of one version may share it.
     pub compile_cache_dir: Option<PathBuf>,
+    /// Plugins pulled from OCI registries (`oci = "oci://…@sha256:…"`).
+    pub oci: OciPluginConfig,
+}
+
+/// Where `oci://` plugins come from and where they are kept.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OciPluginConfig {
+    /// Registries (`host:port`) reached over plain HTTP, e.g. a loopback one.
+    pub insecure_registries: Vec<String>,
+    /// Basic-auth user for pulls and `bindery plugin push`; with `password`.
+    pub username: Option<String>,
+    /// Its password.
+    pub password: Option<SecretSource>,
+    /// Pulled components, by digest; default `<data_dir>/plugin-oci`.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -473,6 +489,7 @@ impl Default for RuntimeConfig {
             http: HttpLimits::default(),
             git_timeout_ms: 20_000,
             compile_cache_dir: None,
+            oci: OciPluginConfig::default(),
         }
     }
 }
@@ -513,7 +530,7 @@ impl Default for HttpLimits {
 }
 
 /// One plugin: where it comes from and what it is granted.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
     /// A component file on disk.
@@ -522,6 +539,10 @@ pub struct PluginConfig {
     /// A plugin compiled into the binary, by name.
     #[serde(default)]
     pub bundled: Option<String>,
+    /// A component in an OCI registry, pinned by digest:
+    /// `oci://registry.example.org/plugins/campus@sha256:…`.
+    #[serde(default)]
+    pub oci: Option<String>,
     /// Set false to keep a configured (or bundled) plugin unloaded.
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -595,6 +616,8 @@ pub enum PluginSource {
     Path(PathBuf),
     /// Compiled into the binary.
     Bundled(String),
+    /// In an OCI registry: `host/repository@sha256:…` (without `oci://`).
+    Oci(String),
 }
 
 impl std::fmt::Display for PluginSource {
@@ -602,6 +625,7 @@ impl std::fmt::Display for PluginSource {
         match self {
             PluginSource::Path(p) => write!(f, "{}", p.display()),
             PluginSource::Bundled(n) => write!(f, "bundled:{n}"),
+            PluginSource::Oci(r) => write!(f, "oci://{r}"),
         }
     }
 }
@@ -609,15 +633,25 @@ impl std::fmt::Display for PluginSource {
 impl PluginConfig {
     /// The source, or why the entry names none or two.
     pub fn source(&self, name: &str) -> Result<PluginSource, ConfigError> {
-        match (&self.path, &self.bundled) {
-            (Some(p), None) => Ok(PluginSource::Path(p.clone())),
-            (None, Some(b)) => Ok(PluginSource::Bundled(b.clone())),
-            (None, None) => Err(ConfigError::Invalid(format!(
-                "[plugins.{name}] needs `path = \"…/plugin.wasm\"` or `bundled = \"<name>\"`"
+        match (&self.path, &self.bundled, &self.oci) {
+            (Some(p), None, None) => Ok(PluginSource::Path(p.clone())),
+            (None, Some(b), None) => Ok(PluginSource::Bundled(b.clone())),
+            (None, None, Some(r)) => {
+                let reference = r.strip_prefix("oci://").unwrap_or(r);
+                let pinned = reference.rsplit_once("@sha256:").is_some_and(|(repo, hex)| {
+                    repo.contains('/') && hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+                });
+                if !pinned {
+                    return Err(ConfigError::Invalid(format!(
+                        "[plugins.{name}] oci = {r:?}: pin the component by digest, `oci://<registry>/<repository>@sha256:<64 hex>` (`bindery plugin push` prints it)"
+                    )));
+                }
+                Ok(PluginSource::Oci(reference.to_string()))
+            }
+            (None, None, None) => Err(ConfigError::Invalid(format!(
+                "[plugins.{name}] needs `path = \"…/plugin.wasm\"`, `bundled = \"<name>\"` or `oci = \"oci://…@sha256:…\"`"
             ))),
-            (Some(_), Some(_)) => Err(ConfigError::Invalid(format!(
-                "[plugins.{name}] names both `path` and `bundled`; keep one"
-            ))),
+            _ => Err(ConfigError::Invalid(format!("[plugins.{name}] names more than one of `path`, `bundled` and `oci`; keep one"))),
         }
     }
 

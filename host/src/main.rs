@@ -86,6 +86,18 @@ enum PluginCommand {
         #[arg(long, env = "BINDERY_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Check a component, push it to an OCI registry as a Wasm artifact
+    /// (CNCF layout), and print the digest-pinned `oci://` reference a
+    /// configuration's `oci = …` takes.
+    Push {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// Where to push it, e.g. `registry.example.org/plugins/campus:1.0.0`.
+        reference: String,
+        /// TOML configuration file (for `plugin_runtime.oci`: plain-HTTP registries, login).
+        #[arg(long, env = "BINDERY_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Load every configured plugin and list them.
     List {
         /// TOML configuration file.
@@ -131,15 +143,15 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<(), String> {
     match command {
-        Command::Serve { config, listen, data_dir } => {
-            let mut config = Config::load(config.as_deref()).map_err(|e| e.to_string())?;
+        Command::Serve { config: file, listen, data_dir } => {
+            let mut config = Config::load(file.as_deref()).map_err(|e| e.to_string())?;
             if let Some(l) = listen {
                 config.listen = l;
             }
             if let Some(d) = data_dir {
                 config.data_dir = d;
             }
-            bindery::serve::serve(config).await.map_err(|e| e.to_string())
+            bindery::serve::serve(config, file).await.map_err(|e| e.to_string())
         }
         Command::ImageName { build_slug, resolved_ref, prefix, pod, config } => {
             if pod {
@@ -167,6 +179,17 @@ async fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Plugin(PluginCommand::Check { file, as_name, config }) => check(&file, as_name, config.as_deref()).await,
+        Command::Plugin(PluginCommand::Push { file, reference, config }) => {
+            let config = Config::load(config.as_deref()).map_err(|e| e.to_string())?;
+            let wasm = std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            // Only a component of one of Bindery's worlds is pushed (grants are the deployment's business).
+            let runtime = bindery::plugins::engine::Runtime::new(&config.plugin_runtime, &config.data_dir, false)?;
+            let kind = bindery::plugins::loader::inspect(&runtime, &file.display().to_string(), &wasm).map_err(|e| e.to_string())?;
+            eprintln!("pushing a {} plugin ({} bytes)", kind_name(kind), wasm.len());
+            let oci = bindery::plugins::oci::OciPlugins::new(&config.plugin_runtime.oci, &config.data_dir.join("plugin-oci"));
+            println!("{}", oci.push(wasm, &reference).await?);
+            Ok(())
+        }
         Command::Plugin(PluginCommand::List { config }) => {
             let config = Config::load(config.as_deref()).map_err(|e| e.to_string())?;
             let host = PluginHost::start(&config).await.map_err(join_errors)?;

@@ -1,5 +1,6 @@
 //! `bindery serve`: load the plugins, start the HTTP service, stop cleanly.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use axum::serve::{ListenerExt, TapIo};
@@ -31,14 +32,21 @@ pub enum ServeError {
     Server(std::io::Error),
 }
 
-/// Runs the service until SIGINT or SIGTERM.
-pub async fn serve(config: Config) -> Result<(), ServeError> {
+/// Runs the service until SIGINT or SIGTERM. With `file` (the configuration
+/// it was read from) and `plugin_runtime.reload_interval_ms`, the plugin
+/// entries of the file are followed: a changed entry (e.g. a new `oci`
+/// digest) is loaded without a restart.
+pub async fn serve(config: Config, file: Option<PathBuf>) -> Result<(), ServeError> {
     let started = Instant::now();
     let plugins = PluginHost::start(&config)
         .await
         .map_err(|errors| ServeError::Plugins(errors.iter().map(ToString::to_string).collect()))?;
     if config.plugin_runtime.reload_interval_ms > 0 {
-        plugins.watch(Duration::from_millis(config.plugin_runtime.reload_interval_ms));
+        let interval = Duration::from_millis(config.plugin_runtime.reload_interval_ms);
+        plugins.watch(interval);
+        if let Some(file) = file {
+            tokio::spawn(follow_config(file, config.clone(), plugins.clone(), interval));
+        }
     }
     // Everything that can reject the configuration runs before the port is taken.
     let state = AppState::new(config, plugins)?;
@@ -53,6 +61,43 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         crate::VERSION
     );
     axum::serve(no_delay(listener), router(state).into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown()).await.map_err(ServeError::Server)
+}
+
+/// Re-reads `file` when it changes and hands its plugin entries to the
+/// plugin host. Other settings take a restart; a file that no longer parses
+/// is reported and changes nothing.
+async fn follow_config(file: PathBuf, mut current: Config, plugins: std::sync::Arc<PluginHost>, interval: Duration) {
+    let modified = |f: &PathBuf| std::fs::metadata(f).and_then(|m| m.modified()).ok();
+    let mut seen = modified(&file);
+    loop {
+        tokio::time::sleep(interval).await;
+        let now = modified(&file);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let mut config = match Config::load(Some(&file)) {
+            Ok(config) => config,
+            Err(e) => {
+                tracing::error!(file = %file.display(), "the changed configuration is not used: {e}");
+                continue;
+            }
+        };
+        // The command line's overrides stay.
+        (config.listen, config.data_dir) = (current.listen, current.data_dir.clone());
+        for (name, result) in plugins.reconfigure(&config).await {
+            match result {
+                Ok(outcome) => tracing::info!(plugin = %name, ?outcome, "plugin configuration applied"),
+                Err(e) => tracing::error!(plugin = %name, "plugin configuration not applied: {e}"),
+            }
+        }
+        let mut unchanged = config.clone();
+        unchanged.plugins = current.plugins.clone();
+        if serde_json::to_value(&unchanged).ok() != serde_json::to_value(&current).ok() {
+            tracing::warn!(file = %file.display(), "settings other than [plugins.*] changed; they take effect at the next start");
+        }
+        current = config;
+    }
 }
 
 /// The listener with Nagle's algorithm off on every connection: events are

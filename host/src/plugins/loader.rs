@@ -187,6 +187,17 @@ fn check_imports(plugin: &str, component: &Component, runtime: &Runtime, kind: P
     Ok(())
 }
 
+/// Which of bindery:plugin's worlds `wasm` implements, after the checks that
+/// need no deployment (a valid component, a compatible WIT version): what
+/// `bindery plugin push` asks before pushing.
+pub fn inspect(runtime: &Runtime, name: &str, wasm: &[u8]) -> Result<PluginKind, LoadError> {
+    let (component, _) = runtime
+        .component(&sha256_hex(wasm), wasm)
+        .map_err(|e| LoadError::Invalid { plugin: name.into(), reason: format!("{e:#}") })?;
+    check_wit_version(name, &component, runtime)?;
+    detect_kind(name, &component, runtime)
+}
+
 /// Loads `wasm` as plugin `name`.
 pub(crate) async fn load(
     runtime: &Runtime,

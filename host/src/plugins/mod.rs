@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod limits;
 pub mod loader;
+pub mod oci;
 pub mod registry;
 
 pub use capabilities::{Capability, DirRepo, RepoFiles};

@@ -1,5 +1,5 @@
 //! The set of loaded plugins: start-up, typed calls by name, and replacement
-//! without a restart (a changed file, or an admin call).
+//! without a restart (a changed file, a changed configuration, or an admin call).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -14,6 +14,7 @@ use super::capabilities::RepoFiles;
 use super::engine::{Runtime, sha256_hex};
 use super::error::{CallError, LoadError};
 use super::loader::{self, LoadedPlugin, kind_name};
+use super::oci::OciPlugins;
 use super::{bundled, calls};
 use crate::config::{Config, PluginConfig, PluginSource, RuntimeConfig};
 
@@ -47,7 +48,8 @@ fn stamp(path: &Path) -> Option<Stamp> {
 pub struct PluginHost {
     runtime: Runtime,
     runtime_config: RuntimeConfig,
-    configs: BTreeMap<String, PluginConfig>,
+    configs: RwLock<BTreeMap<String, PluginConfig>>,
+    oci: OciPlugins,
     plugins: RwLock<BTreeMap<String, Arc<LoadedPlugin>>>,
     stamps: Mutex<HashMap<String, Stamp>>,
     /// Bumped whenever a plugin is replaced, so answers derived from the set can be cached.
@@ -65,13 +67,15 @@ impl PluginHost {
         let host = PluginHost {
             runtime,
             runtime_config: config.plugin_runtime.clone(),
-            configs: config.enabled_plugins().map(|(n, p)| (n.to_string(), p.clone())).collect(),
+            configs: RwLock::new(config.enabled_plugins().map(|(n, p)| (n.to_string(), p.clone())).collect()),
+            oci: OciPlugins::new(&config.plugin_runtime.oci, &config.data_dir.join("plugin-oci")),
             plugins: RwLock::default(),
             stamps: Mutex::default(),
             generation: AtomicU64::new(0),
         };
         let mut errors = Vec::new();
-        for name in host.configs.keys() {
+        let names: Vec<String> = host.configs.read().expect("configs lock").keys().cloned().collect();
+        for name in &names {
             match host.load_named(name).await {
                 Ok(p) => {
                     tracing::info!(
@@ -101,12 +105,13 @@ impl PluginHost {
             PluginSource::Bundled(b) => bundled::get(b).map(<[u8]>::to_vec).ok_or_else(|| {
                 read_err(format!("this binary bundles no plugin `{b}` (it bundles: {})", bundled::names().join(", ")))
             }),
+            PluginSource::Oci(reference) => self.oci.pull(reference).await.map_err(read_err),
         }
     }
 
     /// The configured source of `name` and its component bytes.
-    async fn fetch(&self, name: &str) -> Result<(PluginSource, &PluginConfig, Vec<u8>), LoadError> {
-        let config = self.configs.get(name).ok_or_else(|| LoadError::Rejected {
+    async fn fetch(&self, name: &str) -> Result<(PluginSource, PluginConfig, Vec<u8>), LoadError> {
+        let config = self.configs.read().expect("configs lock").get(name).cloned().ok_or_else(|| LoadError::Rejected {
             plugin: name.into(),
             reason: "no such plugin in the configuration".into(),
         })?;
@@ -117,7 +122,7 @@ impl PluginHost {
 
     async fn load_named(&self, name: &str) -> Result<LoadedPlugin, LoadError> {
         let (source, config, wasm) = self.fetch(name).await?;
-        loader::load(&self.runtime, name, source, &wasm, config, &self.runtime_config).await
+        loader::load(&self.runtime, name, source, &wasm, &config, &self.runtime_config).await
     }
 
     /// Loads `name` again from its source and swaps it in if it changed. On
@@ -128,7 +133,7 @@ impl PluginHost {
         if old.as_ref().is_some_and(|o| o.sha256 == sha256_hex(&wasm)) {
             return Ok(Reloaded::Unchanged);
         }
-        let new = Arc::new(loader::load(&self.runtime, name, source, &wasm, config, &self.runtime_config).await?);
+        let new = Arc::new(loader::load(&self.runtime, name, source, &wasm, &config, &self.runtime_config).await?);
         let outcome = Reloaded::Replaced { old: old.map(|o| o.sha256.clone()).unwrap_or_default(), new: new.sha256.clone() };
         tracing::info!(plugin = name, version = %new.metadata.version, sha256 = %new.sha256, "plugin replaced");
         self.plugins.write().expect("plugins lock").insert(name.to_string(), new);
@@ -140,7 +145,8 @@ impl PluginHost {
     pub async fn reload_changed(&self) -> Vec<(String, Result<Reloaded, LoadError>)> {
         let changed: Vec<String> = {
             let stamps = self.stamps.lock().expect("stamps lock");
-            self.configs
+            let configs = self.configs.read().expect("configs lock");
+            configs
                 .iter()
                 .filter_map(|(name, c)| match c.source(name) {
                     Ok(PluginSource::Path(p)) => {
@@ -158,6 +164,39 @@ impl PluginHost {
                 tracing::error!(plugin = %name, "reload failed, keeping the loaded version: {e}");
             }
             out.push((name, result));
+        }
+        out
+    }
+
+    /// Takes the plugin entries of a re-read configuration: entries that
+    /// changed (a new `oci` digest, path, grants or config) are loaded again,
+    /// new ones loaded, removed or disabled ones unloaded. A plugin that fails
+    /// to load keeps its old version and its old entry.
+    pub async fn reconfigure(&self, config: &Config) -> Vec<(String, Result<Reloaded, LoadError>)> {
+        let wanted: BTreeMap<String, PluginConfig> = config.enabled_plugins().map(|(n, p)| (n.to_string(), p.clone())).collect();
+        let old = self.configs.read().expect("configs lock").clone();
+        let mut out = Vec::new();
+        for (name, entry) in &wanted {
+            if old.get(name) == Some(entry) {
+                continue;
+            }
+            let previous = self.configs.write().expect("configs lock").insert(name.clone(), entry.clone());
+            let result = self.reload(name).await;
+            if let Err(e) = &result {
+                tracing::error!(plugin = %name, "the changed configuration cannot be loaded, keeping the loaded version: {e}");
+                let mut configs = self.configs.write().expect("configs lock");
+                match previous {
+                    Some(previous) => configs.insert(name.clone(), previous),
+                    None => configs.remove(name),
+                };
+            }
+            out.push((name.clone(), result));
+        }
+        for name in old.keys().filter(|n| !wanted.contains_key(*n)) {
+            tracing::info!(plugin = %name, "plugin removed from the configuration: unloaded");
+            self.configs.write().expect("configs lock").remove(name);
+            self.plugins.write().expect("plugins lock").remove(name);
+            self.generation.fetch_add(1, Ordering::Release);
         }
         out
     }
