@@ -254,3 +254,4 @@ pub mod browser;
 pub mod kube;
 pub mod faults;
 pub mod hub;
+pub mod image;
