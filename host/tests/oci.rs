@@ -107,9 +107,9 @@ async fn a_changed_reference_in_the_config_file_is_loaded_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let config_file = dir.path().join("bindery.toml");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let write_config = |reference: &str| {
+    let write_config = |reference: &str, extra: &str| {
         let text = format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nadmin_token = \"admin\"\n[plugin_runtime]\nreload_interval_ms = 200\n[plugin_runtime.oci]\ninsecure_registries = [\"{}\"]\n[plugins.campus]\noci = \"{reference}\"\nhosts = [\"*\"]\nconfig = {{ base_url = \"https://forge.example.org\" }}\n",
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nadmin_token = \"admin\"\n[plugin_runtime]\nreload_interval_ms = 200\n[plugin_runtime.oci]\ninsecure_registries = [\"{}\"]\n[plugins.campus]\noci = \"{reference}\"\nhosts = [\"*\"]\nconfig = {{ base_url = \"https://forge.example.org\" }}\n{extra}",
             dir.path().display(),
             registry.host()
         );
@@ -121,13 +121,13 @@ async fn a_changed_reference_in_the_config_file_is_loaded_without_a_restart() {
     std::fs::write(&push_config, format!("data_dir = \"{}\"\n[plugin_runtime.oci]\ninsecure_registries = [\"{}\"]\n", dir.path().display(), registry.host())).unwrap();
     let first = push(&support::fixture("hostile-provider"), &format!("{}/plugins/campus:1", registry.host()), &push_config);
     let second = push(&support::fixture("bindery-example-forgejo"), &format!("{}/plugins/campus:2", registry.host()), &push_config);
-    write_config(&first);
+    write_config(&first, "");
     let mut server = Command::new(env!("CARGO_BIN_EXE_bindery"))
         .args(["serve", "--config"])
         .arg(&config_file)
-        .env("BINDERY_LOG", "warn")
+        .env("BINDERY_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap())
         .spawn()
         .unwrap();
     let plugin = || async {
@@ -144,17 +144,29 @@ async fn a_changed_reference_in_the_config_file_is_loaded_without_a_restart() {
     };
     assert_eq!(loaded["source"], first);
 
-    write_config(&second);
+    write_config(&second, "");
     let deadline = Instant::now() + Duration::from_secs(20);
     let replaced = loop {
         let p = plugin().await.unwrap();
         if p["source"] == second.as_str() {
             break p;
         }
-        assert!(Instant::now() < deadline, "the new reference was not loaded: {p}");
+        assert!(Instant::now() < deadline, "the new reference was not loaded: {p}\n{}", std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default());
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(replaced["plugin_name"], "forgejo", "{replaced}");
+
+    // The same component with new settings is linked again with them.
+    write_config(&second, "call_timeout_ms = 1234\n");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let p = plugin().await.unwrap();
+        if p["limits"]["timeout_ms"] == 1234 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new settings were not applied: {p}\n{}", std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let _ = server.kill();
     let _ = server.wait();
 }

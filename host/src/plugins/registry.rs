@@ -128,9 +128,14 @@ impl PluginHost {
     /// Loads `name` again from its source and swaps it in if it changed. On
     /// failure the loaded version stays.
     pub async fn reload(&self, name: &str) -> Result<Reloaded, LoadError> {
+        self.load_again(name, false).await
+    }
+
+    /// [`Self::reload`]; `relink` loads even the same component again, for new grants or config.
+    async fn load_again(&self, name: &str, relink: bool) -> Result<Reloaded, LoadError> {
         let (source, config, wasm) = self.fetch(name).await?;
         let old = self.get(name);
-        if old.as_ref().is_some_and(|o| o.sha256 == sha256_hex(&wasm)) {
+        if !relink && old.as_ref().is_some_and(|o| o.sha256 == sha256_hex(&wasm)) {
             return Ok(Reloaded::Unchanged);
         }
         let new = Arc::new(loader::load(&self.runtime, name, source, &wasm, &config, &self.runtime_config).await?);
@@ -181,7 +186,7 @@ impl PluginHost {
                 continue;
             }
             let previous = self.configs.write().expect("configs lock").insert(name.clone(), entry.clone());
-            let result = self.reload(name).await;
+            let result = self.load_again(name, true).await;
             if let Err(e) = &result {
                 tracing::error!(plugin = %name, "the changed configuration cannot be loaded, keeping the loaded version: {e}");
                 let mut configs = self.configs.write().expect("configs lock");
