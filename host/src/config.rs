@@ -38,7 +38,7 @@ impl From<figment::Error> for ConfigError {
 pub struct Config {
     /// Address the HTTP service listens on.
     pub listen: SocketAddr,
-    /// Where the plugin compile cache (and later the sled cache) live.
+    /// Where Bindery keeps its state: the sled cache, the plugin compile cache, pulled OCI plugins and build directories.
     pub data_dir: PathBuf,
     /// Bearer token for `/admin/*`; without one the admin routes are off.
     #[serde(default)]
@@ -450,7 +450,7 @@ pub struct RuntimeConfig {
     pub max_concurrent_calls: usize,
     /// Granularity of deadline checks.
     pub epoch_tick_ms: u64,
-    /// How often plugin files are checked for changes; 0 turns watching off.
+    /// How often plugin files, and the config file's `[plugins.*]` entries, are checked for changes; 0 turns watching off.
     pub reload_interval_ms: u64,
     /// Limits of the `http` capability.
     pub http: HttpLimits,
