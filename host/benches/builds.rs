@@ -10,7 +10,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use bindery::api::Builds;
-use support::engine::{DOCKERFILE, TestRepo, build_config};
+use support::engine::{DOCKERFILE, TestRepo, build_config, noise};
 use support::registry::OciRegistry;
 use support::service::{Service, git_spec, sse};
 
@@ -29,18 +29,6 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// Incompressible bytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {

@@ -11,7 +11,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use bindery::api::Builds;
-use support::engine::{DOCKERFILE, TestRepo, build_config, engine};
+use support::engine::{DOCKERFILE, TestRepo, build_config, engine, noise};
 use support::faults::{CutProxy, SmallDisk};
 use support::registry::OciRegistry;
 use support::service::{Service, Stream, git_spec, sse};
@@ -125,16 +125,7 @@ async fn bad_input_gives_clear_failures() {
     let registry = OciRegistry::start(None);
     let data = tempfile::tempdir().unwrap();
     let repo = TestRepo::new();
-    // Incompressible: xorshift bytes.
-    let mut x = 0x2545_f491_4f6c_dd1d_u64;
-    let noise: Vec<u8> = (0..400_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let noise = noise(400_000, 0x2545_f491_4f6c_dd1d);
     // A revision that is not (any more) in the repository.
     let s = Service::start_with(build_config(data.path(), &registry).await, Builds::Planned, None).await;
     let gone = "0123456789abcdef0123456789abcdef01234567";
@@ -161,18 +152,6 @@ async fn bad_input_gives_clear_failures() {
     assert!(got.last()["message"].as_str().unwrap().starts_with("Cannot write the checkout in"), "{}", got.raw);
 }
 
-/// Incompressible bytes (xorshift).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_that_dies_mid_push_or_is_full_leaves_nothing_half_pushed() {

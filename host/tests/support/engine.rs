@@ -15,6 +15,19 @@ use super::registry::OciRegistry;
 /// A repository whose Dockerfile copies its content where repo2docker would.
 pub const DOCKERFILE: &[u8] = b"FROM bindery-test/jupyter:1\nCOPY --chown=1000:1000 . /home/jovyan/\n";
 
+/// Incompressible bytes (xorshift), for repositories of a given size.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// Where the engine listens and which repo2docker runs against it.
 pub struct Engine {
     pub docker_host: String,
