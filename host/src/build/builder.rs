@@ -16,11 +16,10 @@ use super::kubernetes::{KubernetesExecutor, PodEnd};
 use super::layer::{self, LayerError};
 use super::local::LocalExecutor;
 use super::strategy::{self, PlanError};
-use super::{BuildExecutor, BuildFailure, BuildLogSender, BuildRequest, Built};
+use super::{BuildExecutor, BuildFailure, BuildLogSender, BuildRequest, Built, say};
 use crate::cache::{BuildRecord, Environment, Environments};
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
-use crate::pipeline::Event;
 use crate::plugins::PluginHost;
 use crate::plugins::bindings::{BuildPlan, Executor, LayerPlan, Repo2dockerPlan};
 use crate::registry::Registry;
@@ -37,14 +36,6 @@ pub struct Builder {
     local: LocalExecutor,
     kubernetes: Option<KubernetesExecutor>,
     metrics: Arc<Metrics>,
-}
-
-fn failure(message: impl std::fmt::Display) -> BuildFailure {
-    let mut message = message.to_string();
-    if !message.ends_with('\n') {
-        message.push('\n');
-    }
-    BuildFailure { message }
 }
 
 impl Builder {
@@ -72,14 +63,14 @@ impl Builder {
         let (url, reference, checkout_dir, limits) = (request.repo_url.clone(), request.resolved_ref.clone(), dir.join("repo"), self.limits);
         let mut checkout = tokio::task::spawn_blocking(move || Checkout::fetch(&url, &reference, &checkout_dir, limits))
             .await
-            .map_err(failure)?
-            .map_err(|e: CheckoutError| failure(e))?;
+            .map_err(BuildFailure::new)?
+            .map_err(|e: CheckoutError| BuildFailure::new(e))?;
         // At most one re-plan: after a base that is gone has been forgotten.
         for attempt in 0..2 {
             let environments = self.environments(&request.repo_url);
             let plan = strategy::plan(&self.plugins, &self.strategy, request, &checkout.dir, &environments).await.map_err(|e| match e {
-                PlanError::Refused(m) => failure(m),
-                other => failure(other),
+                PlanError::Refused(m) => BuildFailure::new(m),
+                other => BuildFailure::new(other),
             })?;
             let started = Instant::now();
             match plan {
@@ -98,12 +89,12 @@ impl Builder {
                             self.forget(&request.repo_url, &plan.environment_image);
                             checkout = back;
                         }
-                        Err(e) => return Err(failure(format!("The layer build failed: {e}"))),
+                        Err(e) => return Err(BuildFailure::new(format!("The layer build failed: {e}"))),
                     }
                 }
             }
         }
-        Err(failure("The build strategy planned a layer build on an image that is gone, twice."))
+        Err(BuildFailure::new("The build strategy planned a layer build on an image that is gone, twice."))
     }
 
     async fn repo2docker(&self, request: &BuildRequest, plan: &Repo2dockerPlan, log: &BuildLogSender) -> Result<Built, BuildFailure> {
@@ -113,13 +104,13 @@ impl Builder {
             Executor::Local => self.local.build(request, plan, timeout, log).await.map(|()| false)?,
             Executor::Kubernetes => {
                 let Some(kubernetes) = &self.kubernetes else {
-                    return Err(failure("The build strategy asked for a Kubernetes build pod, but this Bindery has no [build.kubernetes] executor configured."));
+                    return Err(BuildFailure::new("The build strategy asked for a Kubernetes build pod, but this Bindery has no [build.kubernetes] executor configured."));
                 };
                 kubernetes.build(request, plan, timeout, log).await? == PodEnd::Gone
             }
         };
         let built = match self.verify(&request.image).await {
-            Err(_) if gone => return Err(failure(format!("The build pod {} was deleted before it finished.", request.build_name))),
+            Err(_) if gone => return Err(BuildFailure::new(format!("The build pod {} was deleted before it finished.", request.build_name))),
             verified => verified?,
         };
         if let (Some(hash), Some(environments)) = (&plan.environment_hash, &self.environments) {
@@ -167,8 +158,8 @@ impl Builder {
         }
         match self.registry.lookup(image).await {
             Ok(Some(digest)) => Ok(Built { digest: Some(digest) }),
-            Ok(None) => Err(failure(format!("The build finished but {image} is not in the registry: the push failed."))),
-            Err(e) => Err(failure(format!("The build finished but {image} cannot be checked: {e}"))),
+            Ok(None) => Err(BuildFailure::new(format!("The build finished but {image} is not in the registry: the push failed."))),
+            Err(e) => Err(BuildFailure::new(format!("The build finished but {image} cannot be checked: {e}"))),
         }
     }
 
@@ -204,10 +195,6 @@ fn executor_name(e: Executor) -> &'static str {
     }
 }
 
-async fn say(log: &BuildLogSender, phase: &str, message: String) {
-    let _ = log.send(Event::message(phase, message)).await;
-}
-
 impl BuildExecutor for Builder {
     fn name(&self) -> &'static str {
         "bindery"
@@ -231,7 +218,7 @@ impl BuildExecutor for Builder {
             // A pod that is gone either finished (its image is in the registry) or never started.
             match kubernetes.attach(pod, self.default_timeout, &log).await? {
                 PodEnd::Succeeded => self.verify(&record.image).await,
-                PodEnd::Gone => self.verify(&record.image).await.map_err(|_| failure("The build was interrupted by a restart of Bindery; try again.")),
+                PodEnd::Gone => self.verify(&record.image).await.map_err(|_| BuildFailure::new("The build was interrupted by a restart of Bindery; try again.")),
             }
         }))
     }

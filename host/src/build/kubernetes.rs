@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use tokio::task::{AbortHandle, JoinHandle};
 
 use super::command::{Repo2dockerCommand, relay_line};
-use super::{BuildFailure, BuildLogSender, BuildRequest};
+use super::{BuildFailure, BuildLogSender, BuildRequest, say};
 use crate::config::{ConfigError, KubernetesBuildConfig, RegistryConfig};
 use crate::now_ms;
 use crate::pipeline::Event;
@@ -96,10 +96,10 @@ impl KubernetesExecutor {
         let tail = match self.pods.create(&PostParams::default(), &pod).await {
             Ok(_) => None,
             Err(kube::Error::Api(status)) if status.code == 409 => {
-                say(log, format!("Found build pod {name} already running; following it.\n")).await;
+                say(log, "building", format!("Found build pod {name} already running; following it.\n")).await;
                 Some(self.config.log_tail_lines)
             }
-            Err(e) => return Err(failure(format!("Cannot create the build pod {name}: {e}"))),
+            Err(e) => return Err(BuildFailure::new(format!("Cannot create the build pod {name}: {e}"))),
         };
         self.follow_for(name, tail, timeout, log).await
     }
@@ -109,7 +109,7 @@ impl KubernetesExecutor {
         match self.pods.get_opt(name).await {
             Ok(None) => Ok(PodEnd::Gone),
             Ok(Some(_)) => self.follow_for(name, Some(self.config.log_tail_lines), timeout, log).await,
-            Err(e) => Err(failure(format!("Cannot look up the build pod {name}: {e}"))),
+            Err(e) => Err(BuildFailure::new(format!("Cannot look up the build pod {name}: {e}"))),
         }
     }
 
@@ -119,14 +119,14 @@ impl KubernetesExecutor {
             Ok(outcome) => outcome,
             Err(_) => {
                 self.delete(name).await;
-                return Err(failure(format!("The build took longer than its limit of {} s and its pod was deleted.", timeout.as_secs())));
+                return Err(BuildFailure::new(format!("The build took longer than its limit of {} s and its pod was deleted.", timeout.as_secs())));
             }
         };
         match outcome {
             Ok(()) => Ok(PodEnd::Succeeded),
             // repo2docker's own `failed` line already told the user why.
             Err(Ended::Failed { said: true, .. }) => Err(BuildFailure { message: String::new() }),
-            Err(Ended::Failed { said: false, reason }) => Err(failure(format!("The build pod {name} failed: {reason}"))),
+            Err(Ended::Failed { said: false, reason }) => Err(BuildFailure::new(format!("The build pod {name} failed: {reason}"))),
             Err(Ended::Deleted) => Ok(PodEnd::Gone),
         }
     }
@@ -153,7 +153,7 @@ impl KubernetesExecutor {
             if phase == "Pending" {
                 let why = waiting_reason(status.container_statuses.as_deref().unwrap_or_default());
                 if !why.is_empty() && why != waiting {
-                    say(log, format!("The build pod is waiting: {why}\n")).await;
+                    say(log, "building", format!("The build pod is waiting: {why}\n")).await;
                     waiting = why;
                 }
                 continue;
@@ -245,7 +245,7 @@ impl KubernetesExecutor {
                 "imagePullSecrets": c.image_pull_secrets.iter().map(|s| json!({ "name": s })).collect::<Vec<_>>(),
             },
         });
-        serde_json::from_value(pod).map_err(|e| failure(format!("Cannot make the build pod {}: {e}", request.build_name)))
+        serde_json::from_value(pod).map_err(|e| BuildFailure::new(format!("Cannot make the build pod {}: {e}", request.build_name)))
     }
 
     /// Sticky builds prefer the node the rendezvous hash of the repository
@@ -340,7 +340,7 @@ async fn follow_log(pods: Api<Pod>, name: String, tail: Option<i64>, log: BuildL
     let stream = match pods.log_stream(&name, &params).await {
         Ok(stream) => stream,
         Err(e) => {
-            say(&log, format!("Cannot follow the build pod's log: {e}\n")).await;
+            say(&log, "building", format!("Cannot follow the build pod's log: {e}\n")).await;
             return false;
         }
     };
@@ -376,14 +376,6 @@ fn terminated_reason(statuses: &[k8s_openapi::api::core::v1::ContainerStatus]) -
         .map(|t| format!("exit code {}{}", t.exit_code, t.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()))
         .next()
         .unwrap_or_else(|| "no reason given".into())
-}
-
-fn failure(message: String) -> BuildFailure {
-    BuildFailure { message: format!("{message}\n") }
-}
-
-async fn say(log: &BuildLogSender, message: String) {
-    let _ = log.send(Event::message("building", message)).await;
 }
 
 /// A task that ends when its handle is dropped: a build stopped by its

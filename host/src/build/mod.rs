@@ -57,8 +57,24 @@ pub struct BuildFailure {
     pub message: String,
 }
 
+impl BuildFailure {
+    /// A failure saying `message`, ending in a newline as event messages do.
+    pub fn new(message: impl std::fmt::Display) -> BuildFailure {
+        let mut message = message.to_string();
+        if !message.ends_with('\n') {
+            message.push('\n');
+        }
+        BuildFailure { message }
+    }
+}
+
 /// Where an executor sends the build's log, as event-stream events.
 pub type BuildLogSender = mpsc::Sender<Event>;
+
+/// Tells the build's watchers something in `phase`; nobody listening is not an error.
+async fn say(log: &BuildLogSender, phase: &str, message: String) {
+    let _ = log.send(Event::message(phase, message)).await;
+}
 
 /// Runs builds.
 pub trait BuildExecutor: Send + Sync {
