@@ -160,6 +160,10 @@ impl Hub {
         }))
     }
 
+    fn unreachable(&self, e: &reqwest::Error) -> HubError {
+        HubError::Unreachable { url: self.api.to_string(), reason: crate::registry::error_chain(e) }
+    }
+
     /// The API's base URL.
     pub fn api_url(&self) -> &Url {
         &self.api
@@ -199,10 +203,10 @@ impl Hub {
                             return Err(HubError::Status { what, status: status.as_u16(), message: message(&bytes) });
                         }
                         Ok(bytes) => return Ok((status, bytes.to_vec())),
-                        Err(e) => Err(HubError::Unreachable { url: self.api.to_string(), reason: crate::registry::error_chain(&e) }),
+                        Err(e) => Err(self.unreachable(&e)),
                     }
                 }
-                Err(e) => Err(HubError::Unreachable { url: self.api.to_string(), reason: crate::registry::error_chain(&e) }),
+                Err(e) => Err(self.unreachable(&e)),
             };
             if attempt == self.retries {
                 return outcome;
@@ -275,7 +279,7 @@ impl Hub {
             .header("authorization", format!("token {token}"))
             .send()
             .await
-            .map_err(|e| HubError::Unreachable { url: self.api.to_string(), reason: crate::registry::error_chain(&e) })?;
+            .map_err(|e| self.unreachable(&e))?;
         let status = response.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Ok(None);
@@ -306,7 +310,7 @@ impl Hub {
             .timeout(Duration::from_secs(24 * 3600))
             .send()
             .await
-            .map_err(|e| HubError::Unreachable { url: self.api.to_string(), reason: crate::registry::error_chain(&e) })?;
+            .map_err(|e| self.unreachable(&e))?;
         let status = response.status();
         if !status.is_success() {
             let bytes = response.bytes().await.unwrap_or_default();
