@@ -109,10 +109,9 @@ impl AppState {
             health: meta::monitor(&pipeline),
             versions: meta::versions_body(pipeline.executor.as_deref()),
             providers: RwLock::new(None),
-            hub_auth: match (config.hub.auth_enabled, crate::hub::Hub::new(&config.hub)?) {
-                (false, _) => None,
-                (true, Some(hub)) => Some(Arc::new(hub)),
-                (true, None) => return Err(ConfigError::Invalid("hub.auth_enabled needs hub.url".into())),
+            hub_auth: match config.hub.auth_enabled {
+                false => None,
+                true => Some(Arc::new(crate::hub::Hub::new(&config.hub)?.ok_or_else(|| ConfigError::Invalid("hub.auth_enabled needs hub.url".into()))?)),
             },
         };
         Ok(AppState { plugins, config: Arc::new(config), resolver, pipeline, metrics, web: Arc::new(web) })
