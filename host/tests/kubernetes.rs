@@ -179,7 +179,8 @@ async fn a_failing_pod_an_unpullable_builder_and_an_eviction_are_clear_failures(
     let url = format!("{}/build/git/{}?build_only=true", s.base, git_spec(&repo.url, &sha));
     let client = tokio::spawn(async move { sse(&url).await });
     let name = nth_pod(&api, 2).await;
-    api.wait_for_phase(NS, &name, "Running").await;
+    // Evicted once it has logged, so the log so far is there to relay.
+    api.wait_for_log(NS, &name, "Step 1/2").await;
     api.evict(NS, &name);
     let got = client.await.unwrap();
     assert_eq!(got.last()["phase"], "failed", "{}", got.raw);

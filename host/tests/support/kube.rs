@@ -174,6 +174,19 @@ impl KubeApi {
         }
     }
 
+    /// Waits until the container of `name` has written a line containing `text`.
+    pub async fn wait_for_log(&self, namespace: &str, name: &str, text: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let log = self.shared.inner.lock().unwrap().logs.get(&key(namespace, name)).cloned();
+            if log.is_some_and(|l| l.output.lock().unwrap().lines.iter().any(|line| line.contains(text))) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "pod {name} never logged {text:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until `name` in `namespace` has `phase`.
     pub async fn wait_for_phase(&self, namespace: &str, name: &str, phase: &str) {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
