@@ -3,8 +3,10 @@
 # engine (Debian docker.io, started by hand, host networking only), the
 # repo2docker CLI in a virtualenv, and base images made here, since no public
 # registry is reachable: a Debian base by debootstrap, and on it a Jupyter
-# single-user environment (jupyter-server + jupyterhub from PyPI).
-# Prints DOCKER_HOST=… and REPO2DOCKER=… for the tests to read.
+# single-user environment (jupyter-server + jupyterhub from PyPI), and on that
+# one with JupyterLab, the quickstart's example environment.
+# Prints DOCKER_HOST=… and REPO2DOCKER=… for the tests to read, and
+# STARTED_DOCKERD=<pid file> when this run started the engine.
 set -euo pipefail
 
 dir="${XDG_CACHE_HOME:-$HOME/.cache}/bindery/engine"
@@ -16,6 +18,7 @@ need=()
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v flock >/dev/null || need+=(util-linux)
+python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "engine: installing ${need[*]}" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -57,6 +60,7 @@ JSON
     sleep 0.2
   done
   docker version >/dev/null 2>&1 || { echo "engine: dockerd did not start; see $dir/dockerd.log" >&2; tail -20 "$dir/dockerd.log" >&2; exit 1; }
+  started="$dir/docker.pid"
 fi
 
 if ! docker image inspect bindery-test/debian:bookworm >/dev/null 2>&1; then
@@ -89,5 +93,21 @@ DOCKERFILE
   rm -rf "$ctx"
 fi
 
+if ! docker image inspect bindery-test/jupyterlab:1 >/dev/null 2>&1; then
+  echo "engine: adding JupyterLab to it (about 20 s)" >&2
+  ctx="$(mktemp -d)"
+  cp /etc/ssl/certs/ca-certificates.crt "$ctx/ca.crt"
+  cat > "$ctx/Dockerfile" <<'DOCKERFILE'
+FROM bindery-test/jupyter:1
+USER root
+COPY ca.crt /tmp/ca.crt
+RUN PIP_CERT=/tmp/ca.crt pip install -q --no-cache-dir jupyterlab && rm /tmp/ca.crt
+USER jovyan
+DOCKERFILE
+  docker build -q --network host -t bindery-test/jupyterlab:1 "$ctx" >"$dir/jupyterlab-build.log" 2>&1 || { tail -30 "$dir/jupyterlab-build.log" >&2; exit 1; }
+  rm -rf "$ctx"
+fi
+
 echo "DOCKER_HOST=$DOCKER_HOST"
 echo "REPO2DOCKER=$r2d/bin/jupyter-repo2docker"
+if [ -n "${started:-}" ]; then echo "STARTED_DOCKERD=$started"; fi

@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
-# The launch tests' JupyterHub, installed once per machine and reused:
-# jupyterhub and dockerspawner from PyPI in a virtualenv, and
-# configurable-http-proxy from npm. The tests write the hub's config and start
-# it themselves, on free loopback ports; its single-user servers run in the
-# Docker engine of scripts/engine.sh. Prints JUPYTERHUB=… and CHP=….
+# JupyterHub for the quickstart and the launch tests, installed once per
+# machine and reused: jupyterhub and dockerspawner from PyPI in a virtualenv,
+# and configurable-http-proxy from npm. Its configuration is
+# scripts/jupyterhub_config.py; its single-user servers run in the Docker
+# engine of scripts/engine.sh. Prints JUPYTERHUB=… and CHP=….
 set -euo pipefail
 
 dir="${XDG_CACHE_HOME:-$HOME/.cache}/bindery/hub"
 mkdir -p "$dir"
 exec 9>"$dir/lock"
 flock 9
+
+need=()
+python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
+command -v npm >/dev/null || need+=(npm)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "hub: installing ${need[*]}" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
 
 hub="$dir/venv"
 if [ ! -x "$hub/bin/jupyterhub" ] || ! "$hub/bin/jupyterhub" --version 2>/dev/null | grep -qx 6.1.1; then
@@ -20,7 +30,6 @@ fi
 
 chp="$dir/proxy/node_modules/.bin/configurable-http-proxy"
 if [ ! -x "$chp" ]; then
-  command -v npm >/dev/null || { echo "hub: npm is needed for configurable-http-proxy" >&2; exit 1; }
   echo "hub: installing configurable-http-proxy" >&2
   npm install --silent --prefix "$dir/proxy" configurable-http-proxy@5.3.0 >&2
 fi

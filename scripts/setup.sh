@@ -7,8 +7,10 @@ command -v git >/dev/null || need_pkgs+=(git)
 command -v pkg-config >/dev/null || need_pkgs+=(pkg-config)
 [ -f /usr/include/openssl/ssl.h ] || need_pkgs+=(libssl-dev)
 command -v cc >/dev/null || need_pkgs+=(gcc)
-# The tests' real components: an OCI registry (htpasswd and token auth, the
-# token signed with openssl), a browser.
+command -v curl >/dev/null || need_pkgs+=(curl)
+command -v python3 >/dev/null || need_pkgs+=(python3)
+# The quickstart's and the tests' real components: an OCI registry (htpasswd
+# and token auth, the token signed with openssl), a browser.
 command -v docker-registry >/dev/null || need_pkgs+=(docker-registry)
 command -v htpasswd >/dev/null || need_pkgs+=(apache2-utils)
 command -v openssl >/dev/null || need_pkgs+=(openssl)

@@ -1,11 +1,9 @@
 //! A real JupyterHub (PyPI `jupyterhub` with `configurable-http-proxy` from
 //! npm, from `scripts/hub.sh`) on free loopback ports, with DockerSpawner
 //! running the launched image in the Docker engine of `scripts/engine.sh`.
-//! The spawner is configured as the BinderHub chart configures KubeSpawner:
-//! the image and the token come from the launch's `user_options`, and the
-//! server is a plain `jupyter-server` opened with that token. Activity is
-//! reported every 5 s (`last_activity_interval`). Stopped on drop, with the
-//! servers it started.
+//! Its configuration is the quickstart's, `scripts/jupyterhub_config.py`:
+//! the spawner as the BinderHub chart configures KubeSpawner, activity
+//! reported every 5 s. Stopped on drop, with the servers it started.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -48,68 +46,6 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-const CONFIG: &str = r#"
-import socket
-from dockerspawner import DockerSpawner
-from tornado import web
-
-class BinderSpawner(DockerSpawner):
-    """The BinderHub chart's spawner settings, on DockerSpawner."""
-
-    async def start(self):
-        if "token" not in self.user_options or "image" not in self.user_options:
-            raise web.HTTPError(400, "token and image are required")
-        self.image = self.user_options["image"]
-        # Host networking: each server needs a port of its own.
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        self.port = s.getsockname()[1]
-        s.close()
-        return await super().start()
-
-    async def get_ip_and_port(self):
-        return "127.0.0.1", self.port
-
-    def get_args(self):
-        return [
-            "--ip=127.0.0.1",
-            f"--port={self.port}",
-            f"--ServerApp.base_url={self.server.base_url}",
-            f"--ServerApp.token={self.user_options['token']}",
-            "--ServerApp.trust_xheaders=True",
-            "--ServerApp.allow_origin=*",
-        ]
-
-c.JupyterHub.bind_url = "http://127.0.0.1:{proxy_port}"
-c.JupyterHub.hub_bind_url = "http://127.0.0.1:{hub_port}"
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
-c.ConfigurableHTTPProxy.command = ["{chp}"]
-c.JupyterHub.authenticator_class = "null"
-c.JupyterHub.db_url = "sqlite:///{dir}/hub.sqlite"
-c.JupyterHub.cookie_secret_file = "{dir}/cookie_secret"
-c.JupyterHub.pid_file = "{dir}/hub.pid"
-c.JupyterHub.last_activity_interval = 5
-c.JupyterHub.allow_named_servers = True
-c.JupyterHub.services = [{{"name": "binder", "api_token": "{token}"}}]
-c.JupyterHub.load_roles = [{{
-    "name": "binder",
-    "services": ["binder"],
-    "scopes": ["admin:users", "admin:servers", "tokens", "read:users:activity", "access:servers", "list:users"],
-}}]
-c.JupyterHub.spawner_class = BinderSpawner
-c.DockerSpawner.cmd = ["jupyter-server"]
-c.DockerSpawner.network_name = "host"
-# No port bindings (host networking has none); the address is get_ip_and_port's.
-c.DockerSpawner.use_internal_ip = True
-c.DockerSpawner.allowed_images = "*"
-c.DockerSpawner.remove = True
-c.DockerSpawner.extra_host_config = {{"init": True}}
-c.DockerSpawner.name_template = "bindery-hub-{proxy_port}-{{username}}-{{servername}}"
-c.Spawner.environment = {{"JUPYTERHUB_ACTIVITY_INTERVAL": "5", "JUPYTERHUB_ALLOW_TOKEN_IN_URL": "1"}}
-c.Spawner.start_timeout = 120
-c.Spawner.http_timeout = 60
-"#;
-
 impl JupyterHub {
     pub async fn start() -> JupyterHub {
         let docker_host = engine().docker_host.clone();
@@ -117,22 +53,18 @@ impl JupyterHub {
         let dir = tempfile::tempdir().unwrap();
         let (proxy_port, hub_port, proxy_api_port) = (free_port(), free_port(), free_port());
         let token = format!("bindery-test-{proxy_port}-{hub_port}");
-        let config = CONFIG
-            .replace("{proxy_port}", &proxy_port.to_string())
-            .replace("{hub_port}", &hub_port.to_string())
-            .replace("{proxy_api_port}", &proxy_api_port.to_string())
-            .replace("{chp}", tools.chp.to_str().unwrap())
-            .replace("{dir}", dir.path().to_str().unwrap())
-            .replace("{token}", &token)
-            .replace("{{", "{")
-            .replace("}}", "}");
-        let config_file = dir.path().join("jupyterhub_config.py");
-        std::fs::write(&config_file, config).unwrap();
         let child = Command::new(&tools.jupyterhub)
             .arg("-f")
-            .arg(&config_file)
+            .arg(super::workspace().join("scripts/jupyterhub_config.py"))
             .current_dir(dir.path())
             .env("DOCKER_HOST", &docker_host)
+            .env("HUB_DIR", dir.path())
+            .env("HUB_PROXY_PORT", proxy_port.to_string())
+            .env("HUB_API_PORT", hub_port.to_string())
+            .env("HUB_PROXY_API_PORT", proxy_api_port.to_string())
+            .env("HUB_CHP", &tools.chp)
+            .env("HUB_SERVICE_TOKEN", &token)
+            .env("HUB_CONTAINER_PREFIX", format!("bindery-hub-{proxy_port}"))
             .env("PATH", format!("{}:{}", tools.jupyterhub.parent().unwrap().display(), std::env::var("PATH").unwrap_or_default()))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("hub.log")).unwrap())

@@ -1,0 +1,77 @@
+# JupyterHub for Bindery on one machine: DockerSpawner configured as the
+# BinderHub chart configures KubeSpawner. The image and the token come from
+# the launch's `user_options`; the server is a plain `jupyter-server` opened
+# with that token, on host networking. Used by `scripts/quickstart` and the
+# tests' hub fixture (`host/tests/support/hub.rs`), which set:
+#   HUB_DIR            state (database, cookie secret, pid files)
+#   HUB_PROXY_PORT     the public proxy; HUB_API_PORT the hub; HUB_PROXY_API_PORT the proxy's API
+#   HUB_CHP            configurable-http-proxy
+#   HUB_SERVICE_TOKEN  the `binder` service's API token (Bindery's JUPYTERHUB_API_TOKEN)
+#   HUB_CONTAINER_PREFIX  names the servers' containers
+import os
+import socket
+
+from dockerspawner import DockerSpawner
+from tornado import web
+
+env = os.environ
+
+
+class BinderSpawner(DockerSpawner):
+    """The BinderHub chart's spawner settings, on DockerSpawner."""
+
+    async def start(self):
+        if "token" not in self.user_options or "image" not in self.user_options:
+            raise web.HTTPError(400, "token and image are required")
+        self.image = self.user_options["image"]
+        # Host networking: each server needs a port of its own.
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        self.port = s.getsockname()[1]
+        s.close()
+        return await super().start()
+
+    async def get_ip_and_port(self):
+        return "127.0.0.1", self.port
+
+    def get_args(self):
+        return [
+            "--ip=127.0.0.1",
+            f"--port={self.port}",
+            f"--ServerApp.base_url={self.server.base_url}",
+            f"--ServerApp.token={self.user_options['token']}",
+            "--ServerApp.trust_xheaders=True",
+            "--ServerApp.allow_origin=*",
+        ]
+
+
+state = env["HUB_DIR"]
+c.JupyterHub.bind_url = f"http://127.0.0.1:{env['HUB_PROXY_PORT']}"
+c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{env['HUB_API_PORT']}"
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{env['HUB_PROXY_API_PORT']}"
+c.ConfigurableHTTPProxy.command = [env["HUB_CHP"]]
+c.ConfigurableHTTPProxy.pid_file = f"{state}/jupyterhub-proxy.pid"
+c.JupyterHub.authenticator_class = "null"
+c.JupyterHub.db_url = f"sqlite:///{state}/hub.sqlite"
+c.JupyterHub.cookie_secret_file = f"{state}/cookie_secret"
+c.JupyterHub.pid_file = f"{state}/hub.pid"
+c.JupyterHub.last_activity_interval = 5
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.services = [{"name": "binder", "api_token": env["HUB_SERVICE_TOKEN"]}]
+c.JupyterHub.load_roles = [{
+    "name": "binder",
+    "services": ["binder"],
+    "scopes": ["admin:users", "admin:servers", "tokens", "read:users:activity", "access:servers", "list:users"],
+}]
+c.JupyterHub.spawner_class = BinderSpawner
+c.DockerSpawner.cmd = ["jupyter-server"]
+c.DockerSpawner.network_name = "host"
+# No port bindings (host networking has none); the address is get_ip_and_port's.
+c.DockerSpawner.use_internal_ip = True
+c.DockerSpawner.allowed_images = "*"
+c.DockerSpawner.remove = True
+c.DockerSpawner.extra_host_config = {"init": True}
+c.DockerSpawner.name_template = env["HUB_CONTAINER_PREFIX"] + "-{username}-{servername}"
+c.Spawner.environment = {"JUPYTERHUB_ACTIVITY_INTERVAL": "5", "JUPYTERHUB_ALLOW_TOKEN_IN_URL": "1"}
+c.Spawner.start_timeout = 120
+c.Spawner.http_timeout = 60
