@@ -22,6 +22,7 @@ use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::plugins::PluginHost;
 use crate::plugins::bindings::{BuildPlan, Executor, LayerPlan, Repo2dockerPlan};
+use crate::plugins::capabilities::net::{ResolveError, git_endpoint};
 use crate::registry::Registry;
 
 /// Plans with a strategy plugin, builds with the executor the plan names.
@@ -60,6 +61,7 @@ impl Builder {
 
     async fn run(&self, request: &BuildRequest, dir: &Path, log: &BuildLogSender) -> Result<Built, BuildFailure> {
         say(log, "fetching", format!("Fetching {} at {}\n", request.repo_url, request.resolved_ref)).await;
+        self.check_egress(request).await?;
         let (url, reference, checkout_dir, limits) = (request.repo_url.clone(), request.resolved_ref.clone(), dir.join("repo"), self.limits);
         let mut checkout = tokio::task::spawn_blocking(move || Checkout::fetch(&url, &reference, &checkout_dir, limits))
             .await
@@ -95,6 +97,23 @@ impl Builder {
             }
         }
         Err(BuildFailure::new("The build strategy planned a layer build on an image that is gone, twice."))
+    }
+
+    /// The repository is fetched only from addresses its provider may reach:
+    /// public ones, and the provider's `private_networks`. A spec cannot make
+    /// the host fetch from loopback, cloud metadata or a private network.
+    async fn check_egress(&self, request: &BuildRequest) -> Result<(), BuildFailure> {
+        let refused = |why: String| BuildFailure::new(format!("Bindery does not fetch {}: {why}", request.repo_url));
+        let url = url::Url::parse(&request.repo_url).map_err(|e| refused(e.to_string()))?;
+        let Some((host, port)) = git_endpoint(&url) else {
+            return Err(BuildFailure::new(CheckoutError::NotGit { url: request.repo_url.clone() }));
+        };
+        let egress = self.plugins.get(&request.provider).map(|p| p.grants.egress().clone()).unwrap_or_default();
+        match egress.resolve(host, port).await {
+            Ok(_) => Ok(()),
+            Err(ResolveError::Denied(d)) => Err(refused(format!("{d} (the `{}` provider's `private_networks` grants such networks)", request.provider))),
+            Err(ResolveError::Lookup(m)) => Err(refused(m)),
+        }
     }
 
     async fn repo2docker(&self, request: &BuildRequest, plan: &Repo2dockerPlan, log: &BuildLogSender) -> Result<Built, BuildFailure> {

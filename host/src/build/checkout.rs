@@ -142,7 +142,8 @@ fn fetch(repo: &Repository, url: &str, refspecs: &[String], limits: FetchLimits)
         true
     });
     let mut options = FetchOptions::new();
-    options.remote_callbacks(callbacks).download_tags(git2::AutotagOption::None);
+    // The host checked the addresses of the URL's host, not of a redirect's.
+    options.remote_callbacks(callbacks).download_tags(git2::AutotagOption::None).follow_redirects(git2::RemoteRedirect::None);
     let mut remote = repo.remote_anonymous(url).map_err(|e| CheckoutError::Fetch { url: url.into(), message: e.message().into() })?;
     let outcome = remote.fetch(refspecs, Some(&mut options), None);
     if too_large.load(Ordering::Relaxed) {

@@ -2,9 +2,10 @@
 //! egress policy.
 //!
 //! The host name and every address it resolves to are checked before libgit2
-//! connects. libgit2 resolves the name again itself, so a DNS answer that
-//! changes between the two look-ups is a residual risk; the `http` capability
-//! does not have it because its client connects to the checked addresses.
+//! connects, and redirects to another host are refused. libgit2 resolves the
+//! name again itself, so a DNS answer that changes between the two look-ups
+//! is a residual risk; the `http` capability does not have it because its
+//! client connects to the checked addresses.
 
 use std::sync::{Arc, Once};
 use std::time::Duration;
@@ -12,7 +13,7 @@ use std::time::Duration;
 use url::Url;
 
 use super::CallState;
-use super::net::{EgressDenied, EgressPolicy, ResolveError};
+use super::net::{EgressDenied, EgressPolicy, ResolveError, git_endpoint};
 use crate::plugins::bindings::git::{GitError, Host, RemoteRef};
 
 pub(super) struct GitClient {
@@ -39,21 +40,17 @@ impl GitClient {
 
     pub(super) async fn ls_remote(&self, url: &str) -> Result<Vec<RemoteRef>, GitError> {
         let parsed = Url::parse(url).map_err(|e| GitError::InvalidUrl(format!("{url}: {e}")))?;
-        let default_port = match parsed.scheme() {
-            "http" => 80,
-            "https" => 443,
-            "git" => 9418,
-            other => return Err(GitError::ProtocolNotAllowed(other.to_string())),
+        let Some((host, port)) = git_endpoint(&parsed) else {
+            return Err(GitError::ProtocolNotAllowed(parsed.scheme().to_string()));
         };
-        let host = parsed.host_str().ok_or_else(|| GitError::InvalidUrl(format!("{url}: no host")))?;
+        if parsed.host_str().is_none() {
+            return Err(GitError::InvalidUrl(format!("{url}: no host")));
+        }
         self.egress.check_host(host).map_err(denied)?;
-        self.egress
-            .resolve(host, parsed.port().unwrap_or(default_port))
-            .await
-            .map_err(|e| match e {
-                ResolveError::Denied(d) => denied(d),
-                ResolveError::Lookup(m) => GitError::Remote(m),
-            })?;
+        self.egress.resolve(host, port).await.map_err(|e| match e {
+            ResolveError::Denied(d) => denied(d),
+            ResolveError::Lookup(m) => GitError::Remote(m),
+        })?;
         let url = url.to_string();
         let listing = tokio::task::spawn_blocking(move || list_refs(&url));
         match tokio::time::timeout(self.timeout, listing).await {
@@ -64,8 +61,15 @@ impl GitClient {
     }
 }
 
+/// Lists from an empty scratch repository: libgit2 reads whether to follow
+/// redirects from a repository's config (a detached remote follows one to any
+/// host), and only the host checked above may answer.
 fn list_refs(url: &str) -> Result<Vec<RemoteRef>, GitError> {
-    let mut remote = git2::Remote::create_detached(url).map_err(|e| GitError::InvalidUrl(e.message().to_string()))?;
+    let scratch_failed = |e: &dyn std::fmt::Display| GitError::Remote(format!("cannot make a scratch repository for ls-remote: {e}"));
+    let scratch = tempfile::tempdir().map_err(|e| scratch_failed(&e))?;
+    let repo = git2::Repository::init_bare(scratch.path()).map_err(|e| scratch_failed(&e))?;
+    repo.config().and_then(|mut c| c.set_str("http.followRedirects", "false")).map_err(|e| scratch_failed(&e))?;
+    let mut remote = repo.remote_anonymous(url).map_err(|e| GitError::InvalidUrl(e.message().to_string()))?;
     let connection = remote
         .connect_auth(git2::Direction::Fetch, None, None)
         .map_err(|e| GitError::Remote(e.message().to_string()))?;

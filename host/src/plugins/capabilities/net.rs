@@ -159,6 +159,18 @@ impl EgressPolicy {
     }
 }
 
+/// The host and port a git remote URL connects to; `None` for schemes other
+/// than http, https and git, which Bindery does not fetch.
+pub fn git_endpoint(url: &url::Url) -> Option<(&str, u16)> {
+    let default_port = match url.scheme() {
+        "http" => 80,
+        "https" => 443,
+        "git" => 9418,
+        _ => return None,
+    };
+    Some((url.host_str()?, url.port().unwrap_or(default_port)))
+}
+
 /// Resolution failed or was refused.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ResolveError {

@@ -7,6 +7,8 @@
 //! - `fetch/<url>`: fetches the URL and reports the body length as the ref.
 //! - `secret/<name>`: reads a secret and reports its length.
 //! - `log/<text>`: logs the text and writes it to stdout and stderr.
+//! - `env/<name>`: reads an environment variable; `env` counts them.
+//! - `ls-remote/<url>`: lists a git remote's refs and reports how many.
 use bindery_sdk::http::Request;
 use bindery_sdk::prelude::*;
 
@@ -88,6 +90,17 @@ impl Provider for Hostile {
                 println!("stdout: {arg}");
                 eprintln!("stderr: {arg}");
                 Ok(resolution("logged".into()))
+            }
+            "env" if arg.is_empty() => Ok(resolution(format!("env-count-{}", std::env::vars_os().count()))),
+            "env" => match std::env::var(arg) {
+                Ok(value) => Ok(resolution(format!("env-len-{}", value.len()))),
+                Err(e) => Err(PluginError::Internal(format!("env: {e}"))),
+            },
+            "ls-remote" => {
+                let refs = ctx
+                    .ls_remote(arg)
+                    .map_err(|e| PluginError::Internal(format!("{e:?}")))?;
+                Ok(resolution(format!("refs-{}", refs.len())))
             }
             _ => Err(PluginError::InvalidSpec(format!("unknown verb {verb:?}"))),
         }
