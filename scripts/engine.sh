@@ -52,6 +52,27 @@ if ! docker version >/dev/null 2>&1; then
   }
 }
 JSON
+  # A killed engine leaves its pid files, which stop dockerd from starting
+  # (or have it wait on a containerd that is going away); a dying process may
+  # linger a moment, or as a zombie; a hung one is stopped.
+  for pid_file in "$dir/docker.pid:dockerd" "$dir/exec/containerd/containerd.pid:containerd"; do
+    name="${pid_file##*:}"
+    pid_file="${pid_file%:*}"
+    [ -f "$pid_file" ] || continue
+    old="$(cat "$pid_file")"
+    for i in $(seq 1 100); do
+      state="$(awk '{print $3}' "/proc/$old/stat" 2>/dev/null || true)"
+      if [ -z "$state" ] || [ "$state" = Z ] || ! tr '\0' ' ' <"/proc/$old/cmdline" 2>/dev/null | grep -q "$name"; then
+        break
+      fi
+      if [ "$i" = 100 ]; then
+        echo "engine: $name (pid $old) is left from an engine that does not answer; stopping it" >&2
+        kill -9 "$old" 2>/dev/null || true
+      fi
+      sleep 0.1
+    done
+    rm -f "$pid_file"
+  done
   echo "engine: starting dockerd" >&2
   # fd 9 (the lock) must not live on in the daemon.
   setsid nohup dockerd --config-file "$dir/daemon.json" >"$dir/dockerd.log" 2>&1 </dev/null 9>&- &

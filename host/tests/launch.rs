@@ -8,36 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bindery::api::Builds;
-use bindery::config::{Config, SecretSource};
-use bindery::hub::Hub;
-use bindery::launch::Launcher;
-use bindery::launch::hub::HubLauncher;
 use support::engine::{TestRepo, engine};
-use support::hub::{JupyterHub, built_repo};
+use support::hub::{JupyterHub, built_repo, launch_config, launch_service};
 use support::registry::OciRegistry;
 use support::service::{Service, Stream, git_spec, sse};
-
-/// The service's config for `hub` (`None`: a hub at `url` that is not there).
-fn config(data: &std::path::Path, registry: &OciRegistry, hub_url: &str, token: &str) -> Config {
-    let mut c = support::service::config(data, Some(registry));
-    c.hub.url = Some(hub_url.parse().unwrap());
-    // The token by file, as a mounted Secret gives it.
-    let token_file = data.join("hub-token");
-    std::fs::write(&token_file, format!("{token}\n")).unwrap();
-    c.hub.api_token = Some(SecretSource::File(token_file));
-    c.hub.retries = 2;
-    c.hub.retry_delay_ms = 100;
-    c.hub.launch_timeout_secs = 120;
-    c.web.rate_limit.limit = 0;
-    c
-}
-
-async fn start(c: Config) -> Service {
-    let hub = Arc::new(Hub::new(&c.hub).unwrap().unwrap());
-    let launcher: Arc<dyn Launcher> = Arc::new(HubLauncher::new(hub, &c.hub, &c.quota));
-    Service::start_with(c, Builds::Off, Some(launcher)).await
-}
 
 async fn launch(s: &Service, repo: &TestRepo, sha: &str) -> Stream {
     sse(&format!("{}/build/git/{}", s.base, git_spec(&repo.url, sha))).await
@@ -49,7 +23,7 @@ async fn a_launch_runs_the_image_on_the_hub_and_quotas_refuse_with_upstreams_wor
     let hub = JupyterHub::start().await;
     let (repo, sha, image) = built_repo(&registry).await;
     let data = tempfile::tempdir().unwrap();
-    let s = start(config(data.path(), &registry, &hub.url, &hub.token)).await;
+    let s = launch_service(launch_config(data.path(), &registry, &hub.url, &hub.token)).await;
 
     let got = launch(&s, &repo, &sha).await;
     let ready = got.last();
@@ -80,16 +54,16 @@ async fn a_launch_runs_the_image_on_the_hub_and_quotas_refuse_with_upstreams_wor
 
     // Quotas count the hub's running servers.
     drop(s);
-    let mut c = config(data.path(), &registry, &hub.url, &hub.token);
+    let mut c = launch_config(data.path(), &registry, &hub.url, &hub.token);
     c.quota.per_repo = Some(1);
-    let s = start(c).await;
+    let s = launch_service(c).await;
     let refused = launch(&s, &repo, &sha).await;
     assert_eq!(refused.last()["phase"], "failed");
     assert_eq!(refused.last()["message"], format!("Too many users running {}! Try again soon.\n", repo.url));
     drop(s);
-    let mut c = config(data.path(), &registry, &hub.url, &hub.token);
+    let mut c = launch_config(data.path(), &registry, &hub.url, &hub.token);
     c.quota.total = Some(1);
-    let s = start(c).await;
+    let s = launch_service(c).await;
     let refused = launch(&s, &repo, &sha).await;
     assert_eq!(refused.last()["message"], "Too many users on this BinderHub! Try again soon.\n");
     let health: serde_json::Value = reqwest::get(format!("{}/health", s.base)).await.unwrap().json().await.unwrap();
@@ -107,9 +81,9 @@ async fn authenticated_mode_launches_a_named_server_for_the_tokens_user() {
     assert_eq!(status, 201, "{token}");
     let alice = token["token"].as_str().unwrap().to_string();
     let data = tempfile::tempdir().unwrap();
-    let mut c = config(data.path(), &registry, &hub.url, &hub.token);
+    let mut c = launch_config(data.path(), &registry, &hub.url, &hub.token);
     c.hub.auth_enabled = true;
-    let s = start(c).await;
+    let s = launch_service(c).await;
     let url = format!("{}/build/git/{}", s.base, git_spec(&repo.url, &sha));
 
     let anonymous = sse(&url).await;
@@ -154,7 +128,7 @@ async fn a_hub_that_is_down_or_failing_gets_retries_then_a_clear_failure() {
     // Nothing listens there.
     let data = tempfile::tempdir().unwrap();
     let down = format!("http://127.0.0.1:{}/", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
-    let s = start(config(data.path(), &registry, &down, "t")).await;
+    let s = launch_service(launch_config(data.path(), &registry, &down, "t")).await;
     let got = launch(&s, &repo, &sha).await;
     assert_eq!(got.last()["phase"], "failed", "{}", got.raw);
     let message = got.last()["message"].as_str().unwrap();
@@ -167,7 +141,7 @@ async fn a_hub_that_is_down_or_failing_gets_retries_then_a_clear_failure() {
 
     // It answers, with 500s: each request is retried, then each launch attempt.
     let (broken, requests) = broken_hub().await;
-    let s = start(config(data.path(), &registry, &broken, "t")).await;
+    let s = launch_service(launch_config(data.path(), &registry, &broken, "t")).await;
     let got = launch(&s, &repo, &sha).await;
     let message = got.last()["message"].as_str().unwrap();
     assert!(message.contains("the JupyterHub API answered 500 to POST users/") && message.contains("Unhandled error in the hub"), "{message}");

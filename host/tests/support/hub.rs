@@ -38,6 +38,8 @@ pub struct JupyterHub {
     pub api: String,
     /// The `binder` service's token.
     pub token: String,
+    /// The servers' containers are named `{containers}-…`.
+    containers: String,
     dir: tempfile::TempDir,
     child: Child,
 }
@@ -53,6 +55,7 @@ impl JupyterHub {
         let dir = tempfile::tempdir().unwrap();
         let (proxy_port, hub_port, proxy_api_port) = (free_port(), free_port(), free_port());
         let token = format!("bindery-test-{proxy_port}-{hub_port}");
+        let containers = format!("bindery-hub-{proxy_port}");
         let child = Command::new(&tools.jupyterhub)
             .arg("-f")
             .arg(super::workspace().join("scripts/jupyterhub_config.py"))
@@ -64,7 +67,7 @@ impl JupyterHub {
             .env("HUB_PROXY_API_PORT", proxy_api_port.to_string())
             .env("HUB_CHP", &tools.chp)
             .env("HUB_SERVICE_TOKEN", &token)
-            .env("HUB_CONTAINER_PREFIX", format!("bindery-hub-{proxy_port}"))
+            .env("HUB_CONTAINER_PREFIX", &containers)
             .env("PATH", format!("{}:{}", tools.jupyterhub.parent().unwrap().display(), std::env::var("PATH").unwrap_or_default()))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("hub.log")).unwrap())
@@ -74,6 +77,7 @@ impl JupyterHub {
             url: format!("http://127.0.0.1:{proxy_port}/"),
             api: format!("http://127.0.0.1:{proxy_port}/hub/api/"),
             token,
+            containers,
             dir,
             child,
         };
@@ -120,8 +124,33 @@ impl JupyterHub {
     }
 }
 
+impl JupyterHub {
+    /// The hub dies: hub and proxy SIGKILLed, its servers' containers removed.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.kill_proxy();
+        let e = engine();
+        let listed = e.docker(&["ps", "-aq", "--filter", &format!("name=^{}-", self.containers)]);
+        for id in String::from_utf8_lossy(&listed.stdout).split_whitespace() {
+            e.docker(&["rm", "-f", id]);
+        }
+    }
+
+    fn kill_proxy(&self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("jupyterhub-proxy.pid")) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
 impl Drop for JupyterHub {
     fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_some() {
+            return; // killed
+        }
         // SIGTERM: the hub stops its servers and its proxy on the way out.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -130,12 +159,32 @@ impl Drop for JupyterHub {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("jupyterhub-proxy.pid")) {
-            if let Ok(pid) = pid.trim().parse::<i32>() {
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
+        self.kill_proxy();
     }
+}
+
+/// The service's config for the hub at `hub_url` (which need not be there),
+/// with the registry at `registry`.
+pub fn launch_config(data: &std::path::Path, registry: &super::registry::OciRegistry, hub_url: &str, token: &str) -> bindery::config::Config {
+    let mut c = super::service::config(data, Some(registry));
+    c.hub.url = Some(hub_url.parse().unwrap());
+    // The token by file, as a mounted Secret gives it.
+    let token_file = data.join("hub-token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    c.hub.api_token = Some(bindery::config::SecretSource::File(token_file));
+    c.hub.retries = 2;
+    c.hub.retry_delay_ms = 100;
+    c.hub.launch_timeout_secs = 120;
+    c.web.rate_limit.limit = 0;
+    c
+}
+
+/// A service launching on `c`'s hub, building nothing.
+pub async fn launch_service(c: bindery::config::Config) -> super::service::Service {
+    use std::sync::Arc;
+    let hub = Arc::new(bindery::hub::Hub::new(&c.hub).unwrap().unwrap());
+    let launcher: Arc<dyn bindery::launch::Launcher> = Arc::new(bindery::launch::hub::HubLauncher::new(hub, &c.hub, &c.quota));
+    super::service::Service::start_with(c, bindery::api::Builds::Off, Some(launcher)).await
 }
 
 /// A repository whose image is already in the registry: the test Jupyter
