@@ -1,5 +1,6 @@
 //! The operator documentation stays true: every configuration key, with its
-//! embedded default, is in `docs/configuration.md`.
+//! embedded default, is in `docs/configuration.md`, and every metric in
+//! `docs/metrics.md`.
 
 mod support;
 
@@ -55,4 +56,14 @@ fn every_configuration_key_and_default_is_documented() {
         }
     }
     assert!(missing.is_empty(), "docs/configuration.md is out of date:\n  {}", missing.join("\n  "));
+}
+
+#[test]
+fn every_metric_is_documented() {
+    let doc = std::fs::read_to_string(support::workspace().join("docs/metrics.md")).unwrap();
+    let text = bindery::metrics::Metrics::default().encode();
+    let names: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split_whitespace().next()).collect();
+    assert!(names.len() >= 13, "{text}");
+    let missing: Vec<_> = names.iter().filter(|n| !doc.contains(&format!("| `{n}` |"))).collect();
+    assert!(missing.is_empty(), "docs/metrics.md lacks {missing:?}");
 }
