@@ -3,8 +3,10 @@
 //! disk fills, the sled cache is corrupted on disk. Each ends the user's
 //! stream with a clear `failed` event (or, for the cache, a start with an
 //! empty cache and a log line saying so), and loses nothing precious: a
-//! retry once the fault is gone succeeds. (A registry that dies mid-push is
-//! in builds.rs; Bindery SIGKILLed mid-build in api.rs and kubernetes.rs.)
+//! retry once the fault is gone succeeds. Bindery itself SIGKILLed mid-build
+//! and started again follows the repo2docker it left running: the build is
+//! finished and reported, never run twice. (A registry that dies mid-push is
+//! in builds.rs; the same for build pods in kubernetes.rs.)
 
 mod support;
 
@@ -69,6 +71,11 @@ async fn a_hub_that_dies_while_a_server_starts_fails_the_launch_clearly() {
     assert_eq!(again.last()["phase"], "failed", "{}", again.raw);
 }
 
+/// A Dockerfile with a `RUN` step of `secs` that no earlier build cached.
+fn slow_dockerfile(repo: &TestRepo, secs: u32) -> Vec<u8> {
+    format!("FROM bindery-test/jupyter:1\nRUN echo '{}' && sleep {secs}\nCOPY --chown=1000:1000 . /home/jovyan/\n", repo.url).into_bytes()
+}
+
 /// Starts the engine again (scripts/engine.sh starts it when it does not answer).
 fn restart_engine() {
     let out = Command::new(support::workspace().join("scripts/engine.sh")).output().unwrap();
@@ -81,8 +88,7 @@ async fn an_engine_killed_mid_build_fails_the_build_and_a_retry_builds() {
     let registry = OciRegistry::start(None);
     let data = tempfile::tempdir().unwrap();
     let repo = TestRepo::new();
-    let slow = b"FROM bindery-test/jupyter:1\nRUN sleep 10\nCOPY --chown=1000:1000 . /home/jovyan/\n";
-    let sha = repo.commit(&[("Dockerfile", slow)], &[]);
+    let sha = repo.commit(&[("Dockerfile", &slow_dockerfile(&repo, 10))], &[]);
     let s = Service::start_with(build_config(data.path(), &registry).await, Builds::Planned, None).await;
     let building = tokio::spawn({
         let url = format!("{}/build/git/{}?build_only=true", s.base, git_spec(&repo.url, &sha));
@@ -194,4 +200,55 @@ async fn a_corrupted_cache_is_moved_aside_and_bindery_starts_empty_and_says_so()
     assert!(!got.raw.contains("Error resolving"), "{}", got.raw);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bindery_sigkilled_mid_build_follows_the_build_it_left_and_builds_once() {
+    let _engine = ENGINE.lock().await;
+    let registry = OciRegistry::start(None);
+    let data = tempfile::tempdir().unwrap();
+    let repo = TestRepo::new();
+    let sha = repo.commit(&[("Dockerfile", &slow_dockerfile(&repo, 8))], &[]);
+    let mut c = build_config(data.path(), &registry).await;
+    c.listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    // repo2docker behind a wrapper that counts its starts.
+    let starts = data.path().join("starts");
+    let wrapper = data.path().join("repo2docker.sh");
+    std::fs::write(&wrapper, format!("#!/bin/sh\necho started >> {}\nexec {} \"$@\"\n", starts.display(), c.build.local.command.display())).unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    c.build.local.command = wrapper;
+    let base = format!("http://{}", c.listen);
+    let url = format!("{base}/build/git/{}?build_only=true", git_spec(&repo.url, &sha));
+
+    let mut first = serve(data.path(), &c);
+    until("bindery to answer", Duration::from_secs(60), async || reqwest::get(format!("{base}/versions")).await.is_ok()).await;
+    // A watcher whose stream is cut by the kill.
+    let watching = tokio::spawn({
+        let request = reqwest::Client::new().get(&url).header("accept", "text/event-stream");
+        async move { request.send().await.ok()?.text().await.ok() }
+    });
+    let e = engine();
+    until("the build's RUN step", Duration::from_secs(120), async || {
+        let running = e.docker(&["ps", "-q", "--filter", "ancestor=bindery-test/jupyter:1"]);
+        !String::from_utf8_lossy(&running.stdout).trim().is_empty()
+    })
+    .await;
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let cut = watching.await.unwrap();
+    assert!(cut.is_none_or(|text| !text.contains("\"phase\":\"ready\"")), "the stream was cut");
+
+    let mut second = serve(data.path(), &c);
+    until("bindery to answer again", Duration::from_secs(60), async || reqwest::get(format!("{base}/versions")).await.is_ok()).await;
+    let got = sse(&url).await;
+    let builds = data.path().join("builds");
+    until("the build directory to be cleaned up", Duration::from_secs(10), async || !builds.read_dir().unwrap().any(|_| true)).await;
+    let _ = second.kill();
+    let _ = second.wait();
+    assert_eq!(got.last()["phase"], "ready", "{}", got.raw);
+    assert!(got.raw.contains("Bindery restarted during this build; following repo2docker"), "{}", got.raw);
+    assert!(got.raw.contains("Successfully pushed"), "the rest of the log is relayed: {}", got.raw);
+    assert_eq!(std::fs::read_to_string(&starts).unwrap().lines().count(), 1, "repo2docker ran once");
+    let slug = bindery::registry::naming::safe_build_slug(&repo.url, 255 - registry.host().len() - 7, 6);
+    assert!(got.raw.contains(&format!("{}/binder-{slug}:{sha}", registry.host())), "{}", got.raw);
 }

@@ -14,7 +14,7 @@ use futures_util::future::BoxFuture;
 use super::checkout::{Checkout, CheckoutError, FetchLimits};
 use super::kubernetes::{KubernetesExecutor, PodEnd};
 use super::layer::{self, LayerError};
-use super::local::LocalExecutor;
+use super::local::{LocalExecutor, Orphan};
 use super::strategy::{self, PlanError};
 use super::{BuildExecutor, BuildFailure, BuildLogSender, BuildRequest, Built, say};
 use crate::cache::{BuildRecord, Environment, Environments};
@@ -77,7 +77,7 @@ impl Builder {
             let started = Instant::now();
             match plan {
                 BuildPlan::Repo2docker(plan) => {
-                    let built = self.repo2docker(request, &plan, log).await;
+                    let built = self.repo2docker(request, &plan, dir, log).await;
                     self.observe(executor_name(plan.executor), started, built.is_ok());
                     return built;
                 }
@@ -99,6 +99,17 @@ impl Builder {
         Err(BuildFailure::new("The build strategy planned a layer build on an image that is gone, twice."))
     }
 
+    /// Follows a local repo2docker a killed Bindery left building, to its end.
+    async fn follow_orphan(&self, record: &BuildRecord, orphan: Orphan, log: BuildLogSender) -> Result<Built, BuildFailure> {
+        let _dir = BuildDir(orphan.dir().to_path_buf());
+        say(&log, "building", format!("Bindery restarted during this build; following repo2docker (pid {}) from here\n", orphan.pid())).await;
+        let said_failed = orphan.follow(&log, self.default_timeout).await?;
+        match self.verify(&record.image).await {
+            Ok(built) if !said_failed => Ok(built),
+            _ => Err(BuildFailure::new("The build was interrupted by a restart of Bindery and did not push its image; try again.")),
+        }
+    }
+
     /// The repository is fetched only from addresses its provider may reach:
     /// public ones, and the provider's `private_networks`. A spec cannot make
     /// the host fetch from loopback, cloud metadata or a private network.
@@ -116,11 +127,11 @@ impl Builder {
         }
     }
 
-    async fn repo2docker(&self, request: &BuildRequest, plan: &Repo2dockerPlan, log: &BuildLogSender) -> Result<Built, BuildFailure> {
+    async fn repo2docker(&self, request: &BuildRequest, plan: &Repo2dockerPlan, dir: &Path, log: &BuildLogSender) -> Result<Built, BuildFailure> {
         say(log, "building", format!("Building with repo2docker ({}) on the {} executor\n", plan.buildpack, executor_name(plan.executor))).await;
         let timeout = self.timeout(plan.timeout_secs);
         let gone = match plan.executor {
-            Executor::Local => self.local.build(request, plan, timeout, log).await.map(|()| false)?,
+            Executor::Local => self.local.build(request, plan, dir, timeout, log).await.map(|()| false)?,
             Executor::Kubernetes => {
                 let Some(kubernetes) = &self.kubernetes else {
                     return Err(BuildFailure::new("The build strategy asked for a Kubernetes build pod, but this Bindery has no [build.kubernetes] executor configured."));
@@ -221,18 +232,28 @@ impl BuildExecutor for Builder {
 
     fn build<'a>(&'a self, request: &'a BuildRequest, log: BuildLogSender) -> BoxFuture<'a, Result<Built, BuildFailure>> {
         Box::pin(async move {
-            let dir = BuildDir(self.work_dir.join(format!("{}-{}", request.build_name, now_ms())));
+            // Named for the build, so a Bindery that restarts finds a local
+            // build it left running (`reattach`); one that is there is stale.
+            let dir = BuildDir(self.work_dir.join(&request.build_name));
+            if dir.0.exists() {
+                let _ = std::fs::remove_dir_all(&dir.0);
+            }
             self.run(request, &dir.0, &log).await
         })
     }
 
-    /// A build pod outlives the host; anything else died with it.
+    /// A build pod and a local repo2docker outlive the host: both are found
+    /// by the build's name (the pod's, the build directory's).
     fn handle(&self, request: &BuildRequest) -> Option<String> {
-        self.kubernetes.as_ref().map(|_| request.build_name.clone())
+        Some(request.build_name.clone())
     }
 
     fn reattach<'a>(&'a self, record: &'a BuildRecord, log: BuildLogSender) -> Option<BoxFuture<'a, Result<Built, BuildFailure>>> {
-        let (kubernetes, pod) = (self.kubernetes.as_ref()?, record.handle.as_deref()?);
+        let name = record.handle.as_deref()?;
+        if let Some(orphan) = Orphan::find(&self.work_dir.join(name), &record.image) {
+            return Some(Box::pin(self.follow_orphan(record, orphan, log)));
+        }
+        let (kubernetes, pod) = (self.kubernetes.as_ref()?, name);
         Some(Box::pin(async move {
             // A pod that is gone either finished (its image is in the registry) or never started.
             match kubernetes.attach(pod, self.default_timeout, &log).await? {

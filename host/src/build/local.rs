@@ -3,17 +3,28 @@
 //! `build.local.docker_host`, relays its `--json-logs` lines as events, and
 //! pushes with `--push` when a registry is configured. A build over its time
 //! limit is killed.
+//!
+//! repo2docker runs in its own process group and writes its log to a file
+//! in the build directory, beside its pid: a Bindery that is killed leaves it
+//! building, and the next Bindery follows the file (see [`Orphan`]) instead
+//! of building the image a second time.
 
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 use super::command::{Repo2dockerCommand, relay_line};
 use super::{BuildFailure, BuildLogSender, BuildRequest};
 use crate::config::{LocalBuildConfig, RegistryConfig};
 use crate::plugins::bindings::Repo2dockerPlan;
+
+const LOG_FILE: &str = "repo2docker.log";
+const PID_FILE: &str = "repo2docker.pid";
+/// How often a followed log is read again once it is at its end.
+const POLL: Duration = Duration::from_millis(50);
 
 /// Runs repo2docker on this machine.
 pub struct LocalExecutor {
@@ -27,8 +38,12 @@ impl LocalExecutor {
         LocalExecutor { config: config.clone(), command: Repo2dockerCommand::new(registry) }
     }
 
-    /// Runs the build to its end, its time limit, or until the future is dropped (which kills it).
-    pub async fn build(&self, request: &BuildRequest, plan: &Repo2dockerPlan, timeout: Duration, log: &BuildLogSender) -> Result<(), BuildFailure> {
+    /// Runs the build in `dir` to its end, its time limit, or until the
+    /// future is dropped (which kills it).
+    pub async fn build(&self, request: &BuildRequest, plan: &Repo2dockerPlan, dir: &Path, timeout: Duration, log: &BuildLogSender) -> Result<(), BuildFailure> {
+        let log_path = dir.join(LOG_FILE);
+        let output = std::fs::File::create(&log_path).map_err(|e| BuildFailure::new(format!("Cannot write the build log {}: {e}", log_path.display())))?;
+        let errors = output.try_clone().map_err(|e| BuildFailure::new(format!("Cannot write the build log {}: {e}", log_path.display())))?;
         let mut command = Command::new(&self.config.command);
         command.args(self.command.args(request, plan)).envs(&self.config.env).envs(plan.env.iter().map(|(k, v)| (k, v)));
         if let Some(host) = &self.config.docker_host {
@@ -37,41 +52,135 @@ impl LocalExecutor {
         if let Some(credentials) = &self.command.credentials {
             command.env("CONTAINER_ENGINE_REGISTRY_CREDENTIALS", credentials);
         }
-        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        // Its own group: a Ctrl-C meant for Bindery does not reach it, and
+        // the whole group (repo2docker's children too) is killed together.
+        command.stdin(Stdio::null()).stdout(output).stderr(errors).process_group(0);
         let mut child = command.spawn().map_err(|e| BuildFailure {
             message: format!(
                 "Cannot run {} ({e}): install repo2docker (pip install jupyter-repo2docker) or set build.local.command.\n",
                 self.config.command.display()
             ),
         })?;
-        let (stdout, stderr) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
-        let relay = async {
-            let (a, b) = tokio::join!(relay(stdout, log), relay(stderr, log));
-            a || b
+        let group = Group(child.id().map(|pid| pid as i32));
+        if let Some(pid) = group.0 {
+            std::fs::write(dir.join(PID_FILE), pid.to_string()).map_err(|e| BuildFailure::new(format!("Cannot write the build's pid file: {e}")))?;
+        }
+        let run = async {
+            let said_failed = follow(&log_path, 0, log, || matches!(child.try_wait(), Ok(None))).await;
+            (said_failed, child.wait().await)
         };
-        let run = async { tokio::join!(relay, child.wait()) };
-        match tokio::time::timeout(timeout, run).await {
-            Err(_) => {
-                // Dropping the wait future leaves the child to kill_on_drop; kill now to say so at once.
-                let _ = child.start_kill();
-                let _ = child.wait().await;
-                Err(BuildFailure { message: format!("The build took longer than its limit of {} s and was stopped.\n", timeout.as_secs()) })
-            }
+        let outcome = match tokio::time::timeout(timeout, run).await {
+            Err(_) => Err(BuildFailure { message: format!("The build took longer than its limit of {} s and was stopped.\n", timeout.as_secs()) }),
             Ok((_, Err(e))) => Err(BuildFailure { message: format!("repo2docker could not be watched: {e}\n") }),
             Ok((said_failed, Ok(status))) if status.success() && !said_failed => Ok(()),
             // repo2docker's own `failed` line already told the user why.
             Ok((true, _)) => Err(BuildFailure { message: String::new() }),
             Ok((false, Ok(status))) => Err(BuildFailure { message: format!("repo2docker exited with {status}; the log above says why.\n") }),
+        };
+        drop(group);
+        outcome
+    }
+}
+
+/// Kills a build's process group when the build ends or is dropped (a time
+/// limit, nobody watching, Bindery shutting down). A SIGKILL of Bindery
+/// runs no destructor: the build goes on, for the next Bindery to follow.
+struct Group(Option<i32>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            // SAFETY: kill(2) on the group this executor started; no memory is involved.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
         }
     }
 }
 
-/// Sends each line of `stream` as an event; whether one said the build failed.
-async fn relay(stream: impl AsyncRead + Unpin, log: &BuildLogSender) -> bool {
-    let mut lines = BufReader::new(stream).lines();
-    let mut failed = false;
-    while let Ok(Some(line)) = lines.next_line().await {
-        failed |= relay_line(&line, log).await;
+/// A repo2docker a previous Bindery started in a build directory: still
+/// running, or finished since.
+pub struct Orphan {
+    dir: PathBuf,
+    pid: i32,
+}
+
+impl Orphan {
+    /// The build a previous Bindery left in `dir` for `image`, if it left one.
+    pub fn find(dir: &Path, image: &str) -> Option<Orphan> {
+        let pid = std::fs::read_to_string(dir.join(PID_FILE)).ok()?.trim().parse().ok()?;
+        let orphan = Orphan { dir: dir.to_path_buf(), pid };
+        // A pid the system gave to another process since is not this build.
+        if orphan.running() && !orphan.builds(image) {
+            return None;
+        }
+        Some(orphan)
+    }
+
+    /// The directory it builds in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    fn running(&self) -> bool {
+        // A zombie has finished; nobody may be left to reap it.
+        std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
+            .ok()
+            .and_then(|stat| stat.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+            .unwrap_or(false)
+    }
+
+    fn builds(&self, image: &str) -> bool {
+        std::fs::read(format!("/proc/{}/cmdline", self.pid))
+            .is_ok_and(|cmdline| cmdline.split(|b| *b == 0).any(|arg| arg == format!("--image={image}").as_bytes()))
+    }
+
+    /// Relays its log from where it is now until it exits or `timeout` passes
+    /// (then its group is killed); whether it said the build failed.
+    pub async fn follow(&self, log: &BuildLogSender, timeout: Duration) -> Result<bool, BuildFailure> {
+        let path = self.dir.join(LOG_FILE);
+        let skip = std::fs::metadata(&path).map_or(0, |m| m.len());
+        match tokio::time::timeout(timeout, follow(&path, skip, log, || self.running())).await {
+            Ok(said_failed) => Ok(said_failed),
+            Err(_) => {
+                drop(Group(Some(self.pid)));
+                Err(BuildFailure { message: format!("The build took longer than its limit of {} s and was stopped.\n", timeout.as_secs()) })
+            }
+        }
+    }
+}
+
+/// Relays the lines of the log at `path`, from byte `skip` on, as they are
+/// written, until `running` says the writer is gone and the file is read to
+/// its end; whether one said the build failed.
+async fn follow(path: &Path, skip: u64, log: &BuildLogSender, mut running: impl FnMut() -> bool) -> bool {
+    use tokio::io::AsyncSeekExt;
+    let Ok(mut file) = tokio::fs::File::open(path).await else { return false };
+    if file.seek(std::io::SeekFrom::Start(skip)).await.is_err() {
+        return false;
+    }
+    let mut reader = BufReader::new(file);
+    let (mut line, mut failed) = (Vec::new(), false);
+    loop {
+        // Checked before reading: what the writer wrote before it ended is read after.
+        let done = !running();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) if done => break,
+            Ok(0) | Err(_) => tokio::time::sleep(POLL).await,
+            // A line still being written waits for its end.
+            Ok(_) if !line.ends_with(b"\n") && !done => {}
+            Ok(_) => {
+                failed |= relay_line(String::from_utf8_lossy(&line).trim_end_matches('\n'), log).await;
+                line.clear();
+            }
+        }
+    }
+    if !line.is_empty() {
+        failed |= relay_line(&String::from_utf8_lossy(&line), log).await;
     }
     failed
 }
+
