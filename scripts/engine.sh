@@ -62,7 +62,7 @@ JSON
     old="$(cat "$pid_file")"
     for i in $(seq 1 100); do
       state="$(awk '{print $3}' "/proc/$old/stat" 2>/dev/null || true)"
-      if [ -z "$state" ] || [ "$state" = Z ] || ! tr '\0' ' ' <"/proc/$old/cmdline" 2>/dev/null | grep -q "$name"; then
+      if [ -z "$state" ] || [ "$state" = Z ] || ! tr '\0' ' ' 2>/dev/null <"/proc/$old/cmdline" | grep -q "$name"; then
         break
       fi
       if [ "$i" = 100 ]; then

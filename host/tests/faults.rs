@@ -76,6 +76,15 @@ fn slow_dockerfile(repo: &TestRepo, secs: u32) -> Vec<u8> {
     format!("FROM bindery-test/jupyter:1\nRUN echo '{}' && sleep {secs}\nCOPY --chown=1000:1000 . /home/jovyan/\n", repo.url).into_bytes()
 }
 
+/// Waits until a build's `RUN` step (of [`slow_dockerfile`]) is running.
+async fn until_run_step() {
+    until("the build's RUN step", Duration::from_secs(120), async || {
+        let running = engine().docker(&["ps", "-q", "--filter", "ancestor=bindery-test/jupyter:1"]);
+        !String::from_utf8_lossy(&running.stdout).trim().is_empty()
+    })
+    .await;
+}
+
 /// Starts the engine again (scripts/engine.sh starts it when it does not answer).
 fn restart_engine() {
     let out = Command::new(support::workspace().join("scripts/engine.sh")).output().unwrap();
@@ -95,12 +104,8 @@ async fn an_engine_killed_mid_build_fails_the_build_and_a_retry_builds() {
         async move { sse(&url).await }
     });
     // The `RUN sleep` step's container is up: the engine is SIGKILLed.
+    until_run_step().await;
     let e = engine();
-    until("the build's RUN step", Duration::from_secs(120), async || {
-        let running = e.docker(&["ps", "-q", "--filter", "ancestor=bindery-test/jupyter:1"]);
-        !String::from_utf8_lossy(&running.stdout).trim().is_empty()
-    })
-    .await;
     let pid_file = std::path::Path::new(e.docker_host.trim_start_matches("unix://")).with_file_name("docker.pid");
     let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
     unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -227,12 +232,7 @@ async fn bindery_sigkilled_mid_build_follows_the_build_it_left_and_builds_once()
         let request = reqwest::Client::new().get(&url).header("accept", "text/event-stream");
         async move { request.send().await.ok()?.text().await.ok() }
     });
-    let e = engine();
-    until("the build's RUN step", Duration::from_secs(120), async || {
-        let running = e.docker(&["ps", "-q", "--filter", "ancestor=bindery-test/jupyter:1"]);
-        !String::from_utf8_lossy(&running.stdout).trim().is_empty()
-    })
-    .await;
+    until_run_step().await;
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
     let cut = watching.await.unwrap();
