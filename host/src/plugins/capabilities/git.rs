@@ -13,7 +13,7 @@ use std::time::Duration;
 use url::Url;
 
 use super::CallState;
-use super::net::{EgressDenied, EgressPolicy, ResolveError, git_endpoint};
+use super::net::{EgressDenied, EgressPolicy, ResolveError, git_default_port};
 use crate::plugins::bindings::git::{GitError, Host, RemoteRef};
 
 pub(super) struct GitClient {
@@ -40,12 +40,9 @@ impl GitClient {
 
     pub(super) async fn ls_remote(&self, url: &str) -> Result<Vec<RemoteRef>, GitError> {
         let parsed = Url::parse(url).map_err(|e| GitError::InvalidUrl(format!("{url}: {e}")))?;
-        let Some((host, port)) = git_endpoint(&parsed) else {
-            return Err(GitError::ProtocolNotAllowed(parsed.scheme().to_string()));
-        };
-        if parsed.host_str().is_none() {
-            return Err(GitError::InvalidUrl(format!("{url}: no host")));
-        }
+        let default_port = git_default_port(parsed.scheme()).ok_or_else(|| GitError::ProtocolNotAllowed(parsed.scheme().to_string()))?;
+        let host = parsed.host_str().ok_or_else(|| GitError::InvalidUrl(format!("{url}: no host")))?;
+        let port = parsed.port().unwrap_or(default_port);
         self.egress.check_host(host).map_err(denied)?;
         self.egress.resolve(host, port).await.map_err(|e| match e {
             ResolveError::Denied(d) => denied(d),

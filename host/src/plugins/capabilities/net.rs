@@ -159,15 +159,21 @@ impl EgressPolicy {
     }
 }
 
-/// The host and port a git remote URL connects to; `None` for schemes other
-/// than http, https and git, which Bindery does not fetch.
+/// The port a git remote URL of `scheme` connects to by default; `None` for
+/// schemes other than http, https and git, which Bindery does not fetch.
+pub fn git_default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" => Some(80),
+        "https" => Some(443),
+        "git" => Some(9418),
+        _ => None,
+    }
+}
+
+/// The host and port a git remote URL connects to; `None` for a URL Bindery
+/// does not fetch (another scheme, or no host).
 pub fn git_endpoint(url: &url::Url) -> Option<(&str, u16)> {
-    let default_port = match url.scheme() {
-        "http" => 80,
-        "https" => 443,
-        "git" => 9418,
-        _ => return None,
-    };
+    let default_port = git_default_port(url.scheme())?;
     Some((url.host_str()?, url.port().unwrap_or(default_port)))
 }
 
