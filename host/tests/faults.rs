@@ -11,7 +11,7 @@
 mod support;
 
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bindery::api::Builds;
@@ -19,7 +19,7 @@ use support::engine::{DOCKERFILE, TestRepo, build_config, engine};
 use support::faults::SmallDisk;
 use support::hub::{JupyterHub, built_repo, launch_config, launch_service};
 use support::registry::OciRegistry;
-use support::service::{Service, Stream, git_spec, sse};
+use support::service::{Process, Service, Stream, git_spec, sse};
 
 /// The engine is killed in one test and the hub runs on it in another.
 static ENGINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -161,19 +161,6 @@ async fn a_full_data_disk_fails_builds_clearly_and_keeps_the_cache() {
     assert!(got.raw.contains("as a layer (no engine)"), "{}", got.raw);
 }
 
-/// `bindery serve` on `data`, logging to `data/bindery.log`.
-fn serve(data: &std::path::Path, config: &bindery::config::Config) -> Child {
-    let file = data.join("bindery.toml");
-    std::fs::write(&file, toml::to_string(config).unwrap()).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_bindery"))
-        .args(["serve", "--config"])
-        .arg(&file)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(data.join("bindery.log")).unwrap())
-        .spawn()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupted_cache_is_moved_aside_and_bindery_starts_empty_and_says_so() {
     let registry = OciRegistry::start(None);
@@ -191,9 +178,8 @@ async fn a_corrupted_cache_is_moved_aside_and_bindery_starts_empty_and_says_so()
     std::fs::write(cache.join("conf"), &garbage[..512]).unwrap();
     std::fs::write(cache.join("db"), &garbage).unwrap();
 
-    let mut child = serve(data.path(), &c);
+    let _bindery = Process::start(&c, data.path()).await;
     let base = format!("http://{}", c.listen);
-    until("bindery to answer", Duration::from_secs(60), async || reqwest::get(format!("{base}/versions")).await.is_ok()).await;
     let log = std::fs::read_to_string(data.path().join("bindery.log")).unwrap();
     assert!(log.contains("cannot open the cache") && log.contains("starting empty"), "the log says so: {log}");
     let aside: Vec<_> = std::fs::read_dir(data.path()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("cache.corrupt-")).collect();
@@ -203,8 +189,6 @@ async fn a_corrupted_cache_is_moved_aside_and_bindery_starts_empty_and_says_so()
     let got = sse(&format!("{base}/build/git/{}", git_spec(&repo.url, "main"))).await;
     assert!(got.events.iter().any(|e| e["phase"] == "failed" && e["message"].as_str().is_some_and(|m| m.contains("build"))) || got.last()["phase"] == "ready", "{}", got.raw);
     assert!(!got.raw.contains("Error resolving"), "{}", got.raw);
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,26 +209,22 @@ async fn bindery_sigkilled_mid_build_follows_the_build_it_left_and_builds_once()
     let base = format!("http://{}", c.listen);
     let url = format!("{base}/build/git/{}?build_only=true", git_spec(&repo.url, &sha));
 
-    let mut first = serve(data.path(), &c);
-    until("bindery to answer", Duration::from_secs(60), async || reqwest::get(format!("{base}/versions")).await.is_ok()).await;
+    let first = Process::start(&c, data.path()).await;
     // A watcher whose stream is cut by the kill.
     let watching = tokio::spawn({
         let request = reqwest::Client::new().get(&url).header("accept", "text/event-stream");
         async move { request.send().await.ok()?.text().await.ok() }
     });
     until_run_step().await;
-    first.kill().unwrap(); // SIGKILL
-    first.wait().unwrap();
+    drop(first); // SIGKILL
     let cut = watching.await.unwrap();
     assert!(cut.is_none_or(|text| !text.contains("\"phase\":\"ready\"")), "the stream was cut");
 
-    let mut second = serve(data.path(), &c);
-    until("bindery to answer again", Duration::from_secs(60), async || reqwest::get(format!("{base}/versions")).await.is_ok()).await;
+    let second = Process::start(&c, data.path()).await;
     let got = sse(&url).await;
     let builds = data.path().join("builds");
     until("the build directory to be cleaned up", Duration::from_secs(10), async || !builds.read_dir().unwrap().any(|_| true)).await;
-    let _ = second.kill();
-    let _ = second.wait();
+    drop(second);
     assert_eq!(got.last()["phase"], "ready", "{}", got.raw);
     assert!(got.raw.contains("Bindery restarted during this build; following repo2docker"), "{}", got.raw);
     assert!(got.raw.contains("Successfully pushed"), "the rest of the log is relayed: {}", got.raw);

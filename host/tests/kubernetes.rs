@@ -6,9 +6,7 @@
 
 mod support;
 
-use std::io::Write;
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bindery::api::Builds;
@@ -17,7 +15,7 @@ use serde_json::json;
 use support::engine::{DOCKERFILE, TestRepo, build_config, engine};
 use support::kube::KubeApi;
 use support::registry::OciRegistry;
-use support::service::{Service, Stream, git_spec, sse};
+use support::service::{Process, Service, Stream, git_spec, sse};
 
 /// Upstream's default builder image; the double runs the real repo2docker for it.
 const BUILDER: &str = "quay.io/jupyterhub/repo2docker:2024.07.0";
@@ -225,35 +223,6 @@ async fn the_cleaner_deletes_finished_and_over_age_build_pods_only() {
     assert_eq!(api.pods(NS), ["build-running", "jupyter-someone"]);
 }
 
-/// `bindery serve` as a process, killed with SIGKILL on drop.
-struct Host(Child);
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn serve(config: &Config, dir: &std::path::Path) -> Host {
-    let path = dir.join("bindery.toml");
-    std::fs::File::create(&path).unwrap().write_all(toml::to_string(config).unwrap().as_bytes()).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_bindery"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .env("BINDERY_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("bindery.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while std::net::TcpStream::connect(config.listen).is_err() {
-        assert!(Instant::now() < deadline, "bindery serve did not start: {}", std::fs::read_to_string(dir.join("bindery.log")).unwrap_or_default());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Host(child)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_build_pod_across_hosts_and_a_sigkilled_restart() {
     let (registry, api, repo) = (OciRegistry::start(None), KubeApi::start().await, TestRepo::new());
@@ -268,7 +237,7 @@ async fn one_build_pod_across_hosts_and_a_sigkilled_restart() {
     let mut a_config = config(a_dir.path(), &registry, &api, "bindery-test/gated").await;
     a_config.listen = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let a_base = format!("http://{}", a_config.listen);
-    let host_a = serve(&a_config, a_dir.path()).await;
+    let host_a = Process::start(&a_config, a_dir.path()).await;
     let url = format!("{a_base}/build/git/{}?build_only=true", git_spec(&repo.url, &sha));
     let first_client = tokio::spawn({
         let url = url.clone();
@@ -288,7 +257,7 @@ async fn one_build_pod_across_hosts_and_a_sigkilled_restart() {
     let b_client = tokio::spawn(async move { sse(&b_url).await });
 
     // Host A again, same data directory: it watches the build it recorded.
-    let host_a = serve(&a_config, a_dir.path()).await;
+    let host_a = Process::start(&a_config, a_dir.path()).await;
     let again_client = tokio::spawn(async move { sse(&url).await });
     tokio::time::sleep(Duration::from_millis(500)).await;
     std::fs::write(&gate, b"").unwrap();

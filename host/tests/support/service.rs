@@ -39,6 +39,41 @@ pub fn config(data: &std::path::Path, registry: Option<&OciRegistry>) -> Config 
     config
 }
 
+/// `bindery serve` as a process (the binary under test), with `config`
+/// written to `dir/bindery.toml` and its log in `dir/bindery.log`.
+/// SIGKILLed on drop.
+pub struct Process(pub std::process::Child);
+
+impl Process {
+    /// Starts it and waits until it listens.
+    pub async fn start(config: &Config, dir: &std::path::Path) -> Process {
+        let path = dir.join("bindery.toml");
+        std::fs::write(&path, toml::to_string(config).unwrap()).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_bindery"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .env("BINDERY_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("bindery.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let process = Process(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while std::net::TcpStream::connect(config.listen).is_err() {
+            assert!(std::time::Instant::now() < deadline, "bindery serve did not start: {}", std::fs::read_to_string(dir.join("bindery.log")).unwrap_or_default());
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        process
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A running service.
 pub struct Service {
     pub base: String,
