@@ -7,9 +7,10 @@
 //! Every loopback address is loopback to the host, so the tests stand a
 //! "public" server on 127.0.0.2 (granted with `private_networks =
 //! ["127.0.0.2/32"]`) and a victim on 127.0.0.1 (not granted) that counts
-//! every request it gets. No name server can be installed here, so the names
-//! that resolve to a forbidden address are `localhost` (both families); the
-//! rule that refuses them is the one applied to every resolved address.
+//! every request it gets. Names that resolve to forbidden addresses are
+//! `localhost`, and names of a hosts file that `bindery serve` sees in a
+//! mount namespace of its own (`unshare -m`, as root): the system resolver
+//! answers them as it would a DNS record.
 
 mod support;
 
@@ -24,7 +25,7 @@ use bindery::plugins::PluginHost;
 use bindery::plugins::error::LoadError;
 use bindery::plugins::bindings::PluginError;
 use support::registry::OciRegistry;
-use support::service::{Service, TestBuilder, git_spec, sse};
+use support::service::{Process, Service, TestBuilder, git_spec, sse};
 use support::{GitDaemon, config_with, fixture, http_server, plugin_at, test_target_dir};
 
 fn escaped(s: &str) -> String {
@@ -309,4 +310,39 @@ async fn the_rate_limit_and_build_tokens_hold_under_a_burst() {
 
 async fn sse_owned(url: String) -> support::service::Stream {
     sse(&url).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_that_resolve_to_forbidden_addresses_are_refused() {
+    let (victim, hits) = http_server(b"the instance's credentials".to_vec(), Duration::ZERO).await;
+    let data = tempfile::tempdir().unwrap();
+    let hosts = data.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 localhost\n::1 localhost\n127.0.0.1 sneaky.example.org\n::1 sneaky6.example.org\n169.254.169.254 metadata.example.org\n10.0.0.1 intranet.example.org\n192.168.1.1 router.example.org\n").unwrap();
+    let mut c = support::service::config(data.path(), None);
+    c.listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    c.plugins.get_mut("git").unwrap().private_networks = vec!["127.0.0.2/32".parse().unwrap()];
+    c.web.api_only = true;
+    c.web.rate_limit.limit = 0;
+    let script = format!("mount --bind {} /etc/hosts && exec \"$0\" \"$@\"", hosts.display());
+    let _bindery = Process::start_under(&["unshare", "-m", "sh", "-c", &script], &c, data.path()).await;
+    let base = format!("http://{}", c.listen);
+    let sha = "0123456789abcdef0123456789abcdef01234567";
+    for (name, address) in [
+        (format!("sneaky.example.org:{victim}"), "127.0.0.1"),
+        (format!("sneaky6.example.org:{victim}"), "::1"),
+        ("metadata.example.org".to_string(), "169.254.169.254"),
+        ("intranet.example.org".to_string(), "10.0.0.1"),
+        ("router.example.org".to_string(), "192.168.1.1"),
+    ] {
+        let url = format!("http://{name}/repo.git");
+        // Resolving a branch asks the server (the provider's ls-remote)...
+        let got = sse(&format!("{base}/build/git/{}?build_only=true", git_spec(&url, "main"))).await;
+        let m = got.last()["message"].as_str().unwrap_or_default().to_string();
+        assert!(m.contains("AddressDenied") && m.contains(address), "{url}: {}", got.raw);
+        // ...a sha does not, so the host's git import is what refuses it.
+        let got = sse(&format!("{base}/build/git/{}?build_only=true", git_spec(&url, sha))).await;
+        let m = got.last()["message"].as_str().unwrap_or_default().to_string();
+        assert!(m.starts_with("Bindery does not fetch ") && m.contains(address) && m.contains("non-public"), "{url}: {}", got.raw);
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "a name led Bindery to the victim");
 }

@@ -47,9 +47,19 @@ pub struct Process(pub std::process::Child);
 impl Process {
     /// Starts it and waits until it listens.
     pub async fn start(config: &Config, dir: &std::path::Path) -> Process {
+        Process::start_under(&[], config, dir).await
+    }
+
+    /// The same, run by `wrapper` (a command and its arguments, then
+    /// Bindery's binary and its own arguments), e.g. in another namespace.
+    pub async fn start_under(wrapper: &[&str], config: &Config, dir: &std::path::Path) -> Process {
         let path = dir.join("bindery.toml");
         std::fs::write(&path, toml::to_string(config).unwrap()).unwrap();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_bindery"))
+        let bin = env!("CARGO_BIN_EXE_bindery");
+        let (program, args) = wrapper.split_first().map_or((bin, &[][..]), |(p, a)| (*p, a));
+        let child = std::process::Command::new(program)
+            .args(args)
+            .args(if wrapper.is_empty() { None } else { Some(bin) })
             .args(["serve", "--config"])
             .arg(&path)
             .env("BINDERY_LOG", "warn")
