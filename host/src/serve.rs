@@ -60,8 +60,34 @@ pub async fn serve(config: Config, file: Option<PathBuf>) -> Result<(), ServeErr
         "Bindery {} listening on http://{addr}/",
         crate::VERSION
     );
-    axum::serve(no_delay(listener), router(state).into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown()).await.map_err(ServeError::Server)
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown().await;
+        let _ = stop.send(true);
+    });
+    let signalled = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let serving = axum::serve(no_delay(listener), app).with_graceful_shutdown(signalled(stopping.clone()));
+    // Event streams last as long as their builds: they are not waited for
+    // beyond the grace period. Their builds go on where they run (a build
+    // pod), and a client that comes back to the next process finds them.
+    let grace = async {
+        signalled(stopping).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        served = serving.into_future() => served.map_err(ServeError::Server),
+        () = grace => {
+            tracing::warn!("connections still open {} s after the signal (event streams); closing them", SHUTDOWN_GRACE.as_secs());
+            Ok(())
+        }
+    }
 }
+
+/// How long a stopping service waits for open connections to end.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Re-reads `file` when it changes and hands its plugin entries to the
 /// plugin host. Other settings take a restart; a file that no longer parses

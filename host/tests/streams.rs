@@ -2,25 +2,19 @@
 //! binary: each gets its headers and keepalives, the server stays responsive
 //! and its memory bounded, and every stream's resources go when its client
 //! does. The streams are idle because their resolution waits on a git server
-//! that accepts connections and never answers.
+//! that accepts connections and never answers. A service told to stop closes
+//! the streams still open after its grace period, and exits.
 
-use std::io::Write;
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::time::{Duration, Instant};
 
+use bindery::config::Config;
+use support::service::Process;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const STREAMS: usize = 10_000;
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -48,67 +42,44 @@ async fn get(port: u16, path: &str) -> String {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_idle_streams() {
-    let fds = raise_fd_limit();
-    assert!(fds as usize > STREAMS + 1_000, "RLIMIT_NOFILE's hard limit ({fds}) is too low for {STREAMS} streams");
-
-    // A git server that never answers.
+/// A git server that accepts connections and never answers; its port.
+fn tarpit() -> u16 {
     let tarpit = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let tarpit_port = tarpit.local_addr().unwrap().port();
+    let port = tarpit.local_addr().unwrap().port();
     std::thread::spawn(move || {
         let mut held = Vec::new();
         for s in tarpit.incoming().flatten() {
             held.push(s);
         }
     });
+    port
+}
 
-    let data = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let config = data.path().join("bindery.toml");
-    let mut f = std::fs::File::create(&config).unwrap();
-    write!(
-        f,
-        r#"listen = "127.0.0.1:{port}"
-data_dir = "{}"
-[web]
-keepalive_secs = 1
-rate_limit = {{ limit = 0 }}
-[plugin_runtime]
-call_timeout_ms = 300000
-git_timeout_ms = 300000
-reload_interval_ms = 0
-[plugins.git]
-private_networks = ["127.0.0.0/8"]
-"#,
-        data.path().display()
-    )
-    .unwrap();
-    for p in ["gh", "gist", "gl", "zenodo", "figshare", "hydroshare", "dataverse", "ckan", "swh"] {
-        writeln!(f, "[plugins.{p}]\nenabled = false").unwrap();
+/// The embedded defaults with only the git provider, allowed onto loopback,
+/// keepalives every second, and calls that wait for the tarpit for minutes.
+fn config(data: &std::path::Path) -> Config {
+    let mut c = Config::load(None).unwrap();
+    c.listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    c.data_dir = data.to_path_buf();
+    c.web.keepalive_secs = 1;
+    c.web.rate_limit.limit = 0;
+    c.plugin_runtime.call_timeout_ms = 300_000;
+    c.plugin_runtime.git_timeout_ms = 300_000;
+    c.plugin_runtime.reload_interval_ms = 0;
+    for name in ["gh", "gist", "gl", "zenodo", "figshare", "hydroshare", "dataverse", "ckan", "swh"] {
+        c.plugins.get_mut(name).unwrap().enabled = false;
     }
-    drop(f);
-    let server = Server(
-        Command::new(env!("CARGO_BIN_EXE_bindery"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("BINDERY_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "bindery serve did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let idle_kib = rss_kib(server.0.id());
+    c.plugins.get_mut("git").unwrap().private_networks = vec!["127.0.0.0/8".parse().unwrap()];
+    c
+}
 
-    let path = format!("/build/git/git%3A%2F%2F127.0.0.1%3A{tarpit_port}%2Fx.git/main");
+/// `n` clients of `/build` for a repository on the tarpit, each past its
+/// headers and first keepalive.
+async fn idle_streams(port: u16, tarpit: u16, n: usize) -> Vec<TcpStream> {
+    let path = format!("/build/git/git%3A%2F%2F127.0.0.1%3A{tarpit}%2Fx.git/main");
     let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n");
-    let mut clients = Vec::with_capacity(STREAMS);
-    for _ in 0..STREAMS {
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
         let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         s.write_all(request.as_bytes()).await.unwrap();
         clients.push(s);
@@ -125,6 +96,21 @@ private_networks = ["127.0.0.0/8"]
         assert!(got.starts_with("HTTP/1.1 200 OK\r\n") && got.contains("content-type: text/event-stream"), "stream {i}: {got}");
         assert!(!got.contains("data: "), "stream {i} is idle: {got}");
     }
+    clients
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_idle_streams() {
+    let fds = raise_fd_limit();
+    assert!(fds as usize > STREAMS + 1_000, "RLIMIT_NOFILE's hard limit ({fds}) is too low for {STREAMS} streams");
+    let tarpit = tarpit();
+    let data = tempfile::tempdir().unwrap();
+    let c = config(data.path());
+    let port = c.listen.port();
+    let server = Process::start(&c, data.path()).await;
+    let idle_kib = rss_kib(server.0.id());
+
+    let clients = idle_streams(port, tarpit, STREAMS).await;
     let busy_kib = rss_kib(server.0.id());
     let versions = get(port, "/versions").await;
     assert!(versions.starts_with("HTTP/1.1 200"), "the server answers while {STREAMS} streams are open");
@@ -143,5 +129,37 @@ private_networks = ["127.0.0.0/8"]
         }
         assert!(Instant::now() < deadline, "streams of gone clients are not released");
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_service_closes_the_streams_still_open_after_its_grace_period() {
+    let tarpit = tarpit();
+    let data = tempfile::tempdir().unwrap();
+    let c = config(data.path());
+    let mut server = Process::start(&c, data.path()).await;
+    let mut clients = idle_streams(c.listen.port(), tarpit, 100).await;
+    // SIGTERM, as Kubernetes stops a pod: the streams would wait minutes for
+    // the tarpit; the service closes them after its grace period and exits.
+    unsafe { libc::kill(server.0.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "bindery serve is still running a minute after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "{status}");
+    let log = std::fs::read_to_string(data.path().join("bindery.log")).unwrap();
+    assert!(log.contains("closing them"), "the log says why streams were cut: {log}");
+    let mut buf = vec![0u8; 4096];
+    for s in clients.iter_mut() {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.expect("closed") {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
     }
 }
