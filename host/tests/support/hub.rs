@@ -122,9 +122,7 @@ impl JupyterHub {
         assert_eq!(status, 200, "{users}");
         users.as_array().cloned().unwrap_or_default()
     }
-}
 
-impl JupyterHub {
     /// The hub dies: hub and proxy SIGKILLed, its servers' containers removed.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
