@@ -224,7 +224,12 @@ async fn bindery_sigkilled_mid_build_follows_the_build_it_left_and_builds_once()
     let got = sse(&url).await;
     let builds = data.path().join("builds");
     until("the build directory to be cleaned up", Duration::from_secs(10), async || !builds.read_dir().unwrap().any(|_| true)).await;
+    // The image it followed is remembered as the environment: a content-only
+    // commit is a layer on it.
+    let content = repo.commit(&[("notes.md", b"more\n")], &[]);
+    let layered = sse(&format!("{base}/build/git/{}?build_only=true", git_spec(&repo.url, &content))).await;
     drop(second);
+    assert!(layered.raw.contains("as a layer (no engine)") && layered.last()["phase"] == "ready", "{}", layered.raw);
     assert_eq!(got.last()["phase"], "ready", "{}", got.raw);
     assert!(got.raw.contains("Bindery restarted during this build; following repo2docker"), "{}", got.raw);
     assert!(got.raw.contains("Successfully pushed"), "the rest of the log is relayed: {}", got.raw);

@@ -25,6 +25,9 @@ use crate::plugins::bindings::{BuildPlan, Executor, LayerPlan, Repo2dockerPlan};
 use crate::plugins::capabilities::net::{ResolveError, git_endpoint};
 use crate::registry::Registry;
 
+/// Beside a local build: the environment hash its plan named.
+const ENVIRONMENT_FILE: &str = "environment-hash";
+
 /// Plans with a strategy plugin, builds with the executor the plan names.
 pub struct Builder {
     plugins: Arc<PluginHost>,
@@ -105,7 +108,12 @@ impl Builder {
         say(&log, "building", format!("Bindery restarted during this build; following repo2docker (pid {}) from here\n", orphan.pid())).await;
         let said_failed = orphan.follow(&log, self.default_timeout).await?;
         match self.verify(&record.image).await {
-            Ok(built) if !said_failed => Ok(built),
+            Ok(built) if !said_failed => {
+                if let Ok(hash) = std::fs::read_to_string(orphan.dir().join(ENVIRONMENT_FILE)) {
+                    self.remember_environment(&record.repo_url, &record.image, &hash, &record.resolved_ref);
+                }
+                Ok(built)
+            }
             _ => Err(BuildFailure::new("The build was interrupted by a restart of Bindery and did not push its image; try again.")),
         }
     }
@@ -131,7 +139,15 @@ impl Builder {
         say(log, "building", format!("Building with repo2docker ({}) on the {} executor\n", plan.buildpack, executor_name(plan.executor))).await;
         let timeout = self.timeout(plan.timeout_secs);
         let gone = match plan.executor {
-            Executor::Local => self.local.build(request, plan, dir, timeout, log).await.map(|()| false)?,
+            Executor::Local => {
+                // For the Bindery that follows this build if this one is killed.
+                if let Some(hash) = &plan.environment_hash {
+                    if let Err(e) = std::fs::write(dir.join(ENVIRONMENT_FILE), hash) {
+                        tracing::warn!(image = %request.image, "cannot note the environment hash beside the build: {e}");
+                    }
+                }
+                self.local.build(request, plan, dir, timeout, log).await.map(|()| false)?
+            }
             Executor::Kubernetes => {
                 let Some(kubernetes) = &self.kubernetes else {
                     return Err(BuildFailure::new("The build strategy asked for a Kubernetes build pod, but this Bindery has no [build.kubernetes] executor configured."));
@@ -143,13 +159,20 @@ impl Builder {
             Err(_) if gone => return Err(BuildFailure::new(format!("The build pod {} was deleted before it finished.", request.build_name))),
             verified => verified?,
         };
-        if let (Some(hash), Some(environments)) = (&plan.environment_hash, &self.environments) {
-            let environment = Environment { image: request.image.clone(), hash: hash.clone(), resolved_ref: request.resolved_ref.clone(), built_ms: now_ms() };
-            if let Err(e) = environments.put(&request.repo_url, environment) {
-                tracing::warn!(image = %request.image, "cannot remember the environment image: {e}");
-            }
+        if let Some(hash) = &plan.environment_hash {
+            self.remember_environment(&request.repo_url, &request.image, hash, &request.resolved_ref);
         }
         Ok(built)
+    }
+
+    /// Remembers `image` as the repository's environment for `hash`: what a
+    /// later content-only commit is layered on.
+    fn remember_environment(&self, repo_url: &str, image: &str, hash: &str, resolved_ref: &str) {
+        let Some(environments) = &self.environments else { return };
+        let environment = Environment { image: image.into(), hash: hash.into(), resolved_ref: resolved_ref.into(), built_ms: now_ms() };
+        if let Err(e) = environments.put(repo_url, environment) {
+            tracing::warn!(image, "cannot remember the environment image: {e}");
+        }
     }
 
     /// Writes and pushes the layer; gives the checkout back for a re-plan.
