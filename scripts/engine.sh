@@ -19,12 +19,8 @@ command -v dockerd >/dev/null || need+=(docker.io)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v flock >/dev/null || need+=(util-linux)
 python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "engine: installing ${need[*]}" >&2
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+source "$(dirname "$0")/apt.sh"
+apt_install engine "${need[@]}"
 
 r2d="$dir/repo2docker"
 if [ ! -x "$r2d/bin/jupyter-repo2docker" ] || ! "$r2d/bin/jupyter-repo2docker" --version 2>/dev/null | grep -qx 2024.07.0; then

@@ -14,12 +14,8 @@ flock 9
 need=()
 python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v npm >/dev/null || need+=(npm)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "hub: installing ${need[*]}" >&2
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+source "$(dirname "$0")/apt.sh"
+apt_install hub "${need[@]}"
 
 hub="$dir/venv"
 if [ ! -x "$hub/bin/jupyterhub" ] || ! "$hub/bin/jupyterhub" --version 2>/dev/null | grep -qx 6.1.1; then
