@@ -19,10 +19,7 @@ use serde_json::{Value, json};
 fn python() -> &'static PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON.get_or_init(|| {
-        let out = Command::new(support::workspace().join("scripts/helm.sh")).output().expect("scripts/helm.sh runs");
-        assert!(out.status.success(), "scripts/helm.sh failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        let text = String::from_utf8(out.stdout).unwrap();
-        PathBuf::from(text.lines().find_map(|l| l.strip_prefix("PYTHON=")).expect("PYTHON="))
+        PathBuf::from(support::run_script("helm.sh").remove("PYTHON").expect("PYTHON="))
     })
 }
 

@@ -11,7 +11,6 @@
 mod support;
 
 use std::io::Write;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bindery::api::Builds;
@@ -87,8 +86,7 @@ async fn until_run_step() {
 
 /// Starts the engine again (scripts/engine.sh starts it when it does not answer).
 fn restart_engine() {
-    let out = Command::new(support::workspace().join("scripts/engine.sh")).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    support::run_script("engine.sh");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

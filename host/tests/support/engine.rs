@@ -38,11 +38,8 @@ pub struct Engine {
 pub fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| {
-        let script = super::workspace().join("scripts/engine.sh");
-        let out = Command::new(&script).output().expect("scripts/engine.sh runs");
-        assert!(out.status.success(), "scripts/engine.sh failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        let text = String::from_utf8(out.stdout).unwrap();
-        let value = |key: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap_or_else(|| panic!("{key} in {text}")).to_string();
+        let printed = super::run_script("engine.sh");
+        let value = |key: &str| printed.get(key).unwrap_or_else(|| panic!("{key} in {printed:?}")).clone();
         Engine { docker_host: value("DOCKER_HOST"), repo2docker: value("REPO2DOCKER").into() }
     })
 }

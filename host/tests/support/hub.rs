@@ -23,10 +23,8 @@ struct Installed {
 fn installed() -> &'static Installed {
     static INSTALLED: OnceLock<Installed> = OnceLock::new();
     INSTALLED.get_or_init(|| {
-        let out = Command::new(super::workspace().join("scripts/hub.sh")).output().expect("scripts/hub.sh runs");
-        assert!(out.status.success(), "scripts/hub.sh failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        let text = String::from_utf8(out.stdout).unwrap();
-        let value = |key: &str| PathBuf::from(text.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap_or_else(|| panic!("{key} in {text}")));
+        let printed = super::run_script("hub.sh");
+        let value = |key: &str| PathBuf::from(printed.get(key).unwrap_or_else(|| panic!("{key} in {printed:?}")));
         Installed { jupyterhub: value("JUPYTERHUB"), chp: value("CHP") }
     })
 }

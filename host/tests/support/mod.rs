@@ -13,6 +13,14 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
+/// Runs one of the scripts that install and start the real parts
+/// (`scripts/<name>`) and returns the `KEY=value` lines it printed.
+pub fn run_script(name: &str) -> std::collections::HashMap<String, String> {
+    let out = std::process::Command::new(workspace().join("scripts").join(name)).output().unwrap_or_else(|e| panic!("scripts/{name} cannot run: {e}"));
+    assert!(out.status.success(), "scripts/{name} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
 /// A target directory for components built by tests, beside the test binary's.
 pub fn test_target_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
