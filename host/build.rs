@@ -7,8 +7,13 @@ mod cargo;
 use std::path::{Path, PathBuf};
 
 fn main() {
-    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let root = manifest_dir.parent().expect("host/ sits in the workspace").to_path_buf();
+    let manifest_dir = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    );
+    let root = manifest_dir
+        .parent()
+        .expect("host/ sits in the workspace")
+        .to_path_buf();
     for watched in ["plugins", "sdk", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
@@ -26,14 +31,29 @@ fn main() {
 
     let mut entries = String::new();
     if !names.is_empty() {
-        let packages: Vec<String> = names.iter().map(|n| format!("bindery-plugin-{n}")).collect();
+        let packages: Vec<String> = names
+            .iter()
+            .map(|n| format!("bindery-plugin-{n}"))
+            .collect();
         let package_refs: Vec<&str> = packages.iter().map(String::as_str).collect();
         // <target>/<profile>/build/<crate>/out: share one plugin build across profiles.
-        let target_dir = out_dir.ancestors().nth(4).map(Path::to_path_buf).unwrap_or_else(|| out_dir.clone());
-        let wasm = cargo::build_plugins(&root.join("Cargo.toml"), &package_refs, &target_dir.join("bundled-plugins"), "plugin")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let target_dir = out_dir
+            .ancestors()
+            .nth(4)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| out_dir.clone());
+        let wasm = cargo::build_plugins(
+            &root.join("Cargo.toml"),
+            &package_refs,
+            &target_dir.join("bundled-plugins"),
+            "plugin",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         for (name, path) in names.iter().zip(wasm) {
-            entries.push_str(&format!("    ({name:?}, include_bytes!({:?})),\n", path.display().to_string()));
+            entries.push_str(&format!(
+                "    ({name:?}, include_bytes!({:?})),\n",
+                path.display().to_string()
+            ));
         }
     }
     let code = format!(

@@ -19,7 +19,12 @@ const ROUNDS: usize = 5;
 /// Builds `reference` (build only); the time to `ready`.
 async fn timed(s: &Service, repo: &TestRepo, reference: &str) -> Duration {
     let started = Instant::now();
-    let got = sse(&format!("{}/build/git/{}?build_only=true", s.base, git_spec(&repo.url, reference))).await;
+    let got = sse(&format!(
+        "{}/build/git/{}?build_only=true",
+        s.base,
+        git_spec(&repo.url, reference)
+    ))
+    .await;
     assert_eq!(got.last()["phase"], "ready", "{}", got.raw);
     started.elapsed()
 }
@@ -29,16 +34,23 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let registry = OciRegistry::start(None);
     let repo = TestRepo::new();
-    let base = repo.commit(&[("Dockerfile", DOCKERFILE), ("data.csv", &noise(200_000, 1))], &[]);
+    let base = repo.commit(
+        &[("Dockerfile", DOCKERFILE), ("data.csv", &noise(200_000, 1))],
+        &[],
+    );
 
     // layer-first: the first build is full and becomes the environment image.
     let layered_data = tempfile::tempdir().unwrap();
-    let layered = Service::start_with(build_config(layered_data.path(), &registry).await, Builds::Planned, None).await;
+    let layered = Service::start_with(
+        build_config(layered_data.path(), &registry).await,
+        Builds::Planned,
+        None,
+    )
+    .await;
     let first = timed(&layered, &repo, &base).await;
     // repo2docker only: every commit is a full rebuild (the engine's cache warm).
     let full_data = tempfile::tempdir().unwrap();
@@ -50,22 +62,51 @@ async fn main() {
 
     let (mut layer_times, mut full_times) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
-        let sha = repo.commit(&[(&format!("notebook-{round}.ipynb"), br#"{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}"#)], &[]);
+        let sha = repo.commit(
+            &[(
+                &format!("notebook-{round}.ipynb"),
+                br#"{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}"#,
+            )],
+            &[],
+        );
         layer_times.push(timed(&layered, &repo, &sha).await);
         full_times.push(timed(&full, &repo, &sha).await);
     }
     let (layer, full_median) = (median(layer_times.clone()), median(full_times.clone()));
-    println!("first (full) build of the environment: {:.2} s", first.as_secs_f64());
-    println!("content-only commit, {ROUNDS} rounds: layer {:.2} s median (runs {layer_times:.2?}), full repo2docker rebuild {:.2} s median (runs {full_times:.2?})", layer.as_secs_f64(), full_median.as_secs_f64());
-    println!("ratio full / layer: {:.1}x", full_median.as_secs_f64() / layer.as_secs_f64());
+    println!(
+        "first (full) build of the environment: {:.2} s",
+        first.as_secs_f64()
+    );
+    println!(
+        "content-only commit, {ROUNDS} rounds: layer {:.2} s median (runs {layer_times:.2?}), full repo2docker rebuild {:.2} s median (runs {full_times:.2?})",
+        layer.as_secs_f64(),
+        full_median.as_secs_f64()
+    );
+    println!(
+        "ratio full / layer: {:.1}x",
+        full_median.as_secs_f64() / layer.as_secs_f64()
+    );
 
     // 50 MB of content on the same environment.
     let mut big = Vec::new();
     for round in 0..3 {
-        let files: Vec<(String, Vec<u8>)> = (0..10).map(|i| (format!("big/part-{i}.bin"), noise(5 << 20, (round * 10 + i + 7) as u64))).collect();
-        let refs: Vec<(&str, &[u8])> = files.iter().map(|(p, b)| (p.as_str(), b.as_slice())).collect();
+        let files: Vec<(String, Vec<u8>)> = (0..10)
+            .map(|i| {
+                (
+                    format!("big/part-{i}.bin"),
+                    noise(5 << 20, (round * 10 + i + 7) as u64),
+                )
+            })
+            .collect();
+        let refs: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(p, b)| (p.as_str(), b.as_slice()))
+            .collect();
         let sha = repo.commit(&refs, &[]);
         big.push(timed(&layered, &repo, &sha).await);
     }
-    println!("layer build of a 50 MB repository (fetch, tar, gzip, push): {:.2} s median (runs {big:.2?})", median(big.clone()).as_secs_f64());
+    println!(
+        "layer build of a 50 MB repository (fetch, tar, gzip, push): {:.2} s median (runs {big:.2?})",
+        median(big.clone()).as_secs_f64()
+    );
 }

@@ -24,7 +24,15 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kib: f64 = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     kib / 1024.0
 }
 
@@ -37,9 +45,20 @@ fn wrk(url: &str, headers: &[&str]) -> (f64, String) {
     }
     let out = cmd.arg(url).output().expect("wrk (apt-get install wrk)");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let rps = text.lines().find_map(|l| l.strip_prefix("Requests/sec:")).map(|v| v.trim().parse().unwrap()).unwrap_or(0.0);
-    let p99 = text.lines().find_map(|l| l.trim().strip_prefix("99%")).map(|v| v.trim().to_string()).unwrap_or_default();
-    if let Some(errors) = text.lines().find(|l| l.contains("Non-2xx") || l.contains("Socket errors")) {
+    let rps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0);
+    let p99 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default();
+    if let Some(errors) = text
+        .lines()
+        .find(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
+    {
         println!("    wrk: {}", errors.trim());
     }
     (rps, p99)
@@ -48,7 +67,9 @@ fn wrk(url: &str, headers: &[&str]) -> (f64, String) {
 /// Reads a stream until a frame with `"phase":"<phase>"`; the time it took.
 async fn until(port: u16, path: &str, phases: &[&str]) -> Vec<Duration> {
     let started = Instant::now();
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
     s.set_nodelay(true).unwrap();
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
     let mut seen = String::new();
@@ -67,27 +88,43 @@ async fn until(port: u16, path: &str, phases: &[&str]) -> Vec<Duration> {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(run());
 }
 
 async fn run() {
-    let n: usize = std::env::var("BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000);
+    let n: usize = std::env::var("BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
     let (daemon, sha) = GitDaemon::with_repo("repo.git");
     let (other, _) = GitDaemon::with_repo("other.git");
     let registry = OciRegistry::start(None);
     let data = tempfile::tempdir().unwrap();
     let mut config = Config::load(None).unwrap();
     config.data_dir = data.path().to_path_buf();
-    config.plugin_runtime.compile_cache_dir = Some(support::test_target_dir().join("compile-cache"));
+    config.plugin_runtime.compile_cache_dir =
+        Some(support::test_target_dir().join("compile-cache"));
     config.plugins.get_mut("git").unwrap().private_networks = vec!["127.0.0.0/8".parse().unwrap()];
     config.registry.url = Some(registry.url().parse().unwrap());
     config.registry.image_prefix = format!("{}/binder-", registry.host());
     config.web.rate_limit.limit = 0;
     // The first build goes through; the second (the other repository) waits forever.
     let gate = Arc::new(tokio::sync::Semaphore::new(1));
-    let builder = Arc::new(TestBuilder { gate: Some(gate), ..TestBuilder::new(&registry, 10) });
-    let s = Service::start(config, Some(builder), Some(Arc::new(TestLauncher::new("http://hub.test")))).await;
+    let builder = Arc::new(TestBuilder {
+        gate: Some(gate),
+        ..TestBuilder::new(&registry, 10)
+    });
+    let s = Service::start(
+        config,
+        Some(builder),
+        Some(Arc::new(TestLauncher::new("http://hub.test"))),
+    )
+    .await;
     let port: u16 = s.base.rsplit(':').next().unwrap().parse().unwrap();
     let url = format!("git://127.0.0.1:{}/repo.git", daemon.port);
     let by_sha = format!("/build/git/{}", git_spec(&url, &sha));
@@ -95,8 +132,15 @@ async fn run() {
     until(port, &by_sha, &["ready"]).await;
     until(port, &by_branch, &["ready"]).await;
 
-    println!("bindery {} · {} cores · n={n} sequential requests per row", bindery::VERSION, std::thread::available_parallelism().map_or(0, |n| n.get()));
-    for (label, path) in [("/build, sha, image in registry", &by_sha), ("/build, branch within its TTL", &by_branch)] {
+    println!(
+        "bindery {} · {} cores · n={n} sequential requests per row",
+        bindery::VERSION,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    for (label, path) in [
+        ("/build, sha, image in registry", &by_sha),
+        ("/build, branch within its TTL", &by_branch),
+    ] {
         let mut built = Vec::with_capacity(n);
         let mut ready = Vec::with_capacity(n);
         for _ in 0..n {
@@ -118,18 +162,44 @@ async fn run() {
     // Baseline: a bare axum handler on the same machine, in the same run.
     let bare = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let bare_port = bare.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(bare, axum::Router::new().route("/", axum::routing::get(|| async { "{}" }))).await.unwrap() });
-    let (base_rps, base_p99) = tokio::task::spawn_blocking(move || wrk(&format!("http://127.0.0.1:{bare_port}/"), &[])).await.unwrap();
-    println!("wrk -t2 -c32 -d10s: bare axum handler (baseline)   {base_rps:>9.0} req/s  p99 {base_p99}");
+    tokio::spawn(async move {
+        axum::serve(
+            bare,
+            axum::Router::new().route("/", axum::routing::get(|| async { "{}" })),
+        )
+        .await
+        .unwrap()
+    });
+    let (base_rps, base_p99) =
+        tokio::task::spawn_blocking(move || wrk(&format!("http://127.0.0.1:{bare_port}/"), &[]))
+            .await
+            .unwrap();
+    println!(
+        "wrk -t2 -c32 -d10s: bare axum handler (baseline)   {base_rps:>9.0} req/s  p99 {base_p99}"
+    );
     for (label, path, headers) in [
         ("/versions", "/versions".to_string(), vec![]),
-        ("/api/repoproviders", "/api/repoproviders".to_string(), vec![]),
-        ("/build, sha, image in registry", by_sha.clone(), vec!["Accept: text/event-stream"]),
-        ("/build, branch within its TTL", by_branch.clone(), vec!["Accept: text/event-stream"]),
+        (
+            "/api/repoproviders",
+            "/api/repoproviders".to_string(),
+            vec![],
+        ),
+        (
+            "/build, sha, image in registry",
+            by_sha.clone(),
+            vec!["Accept: text/event-stream"],
+        ),
+        (
+            "/build, branch within its TTL",
+            by_branch.clone(),
+            vec!["Accept: text/event-stream"],
+        ),
     ] {
         let url = format!("http://127.0.0.1:{port}{path}");
         let rss_before = rss_mib();
-        let (rps, p99) = tokio::task::spawn_blocking(move || wrk(&url, &headers)).await.unwrap();
+        let (rps, p99) = tokio::task::spawn_blocking(move || wrk(&url, &headers))
+            .await
+            .unwrap();
         println!(
             "wrk -t2 -c32 -d10s: {label:<31} {rps:>9.0} req/s  p99 {p99:<8} ({:.2}x baseline; RSS {rss_before:.1} → {:.1} MiB)",
             rps / base_rps,
@@ -140,11 +210,23 @@ async fn run() {
     // RSS: idle, then with 1,000 streams watching one build that does not end.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = rss_mib();
-    let watched = format!("/build/git/{}", git_spec(&format!("git://127.0.0.1:{}/other.git", other.port), "main"));
+    let watched = format!(
+        "/build/git/{}",
+        git_spec(&format!("git://127.0.0.1:{}/other.git", other.port), "main")
+    );
     let mut streams = Vec::new();
     for _ in 0..1_000 {
-        let mut c = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        c.write_all(format!("GET {watched} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n").as_bytes()).await.unwrap();
+        let mut c = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        c.write_all(
+            format!(
+                "GET {watched} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
         streams.push(c);
     }
     let mut buf = [0u8; 4096];
@@ -156,6 +238,10 @@ async fn run() {
         }
     }
     let busy = rss_mib();
-    println!("RSS (whole bench process: service, clients, wrk results): idle {idle:.1} MiB, with 1,000 open streams on one build {busy:.1} MiB (+{:.1} MiB, {:.1} KiB per stream)", busy - idle, (busy - idle) * 1024.0 / 1000.0);
+    println!(
+        "RSS (whole bench process: service, clients, wrk results): idle {idle:.1} MiB, with 1,000 open streams on one build {busy:.1} MiB (+{:.1} MiB, {:.1} KiB per stream)",
+        busy - idle,
+        (busy - idle) * 1024.0 / 1000.0
+    );
     drop(streams);
 }

@@ -51,16 +51,27 @@ async fn instant_hub() -> (String, Shared) {
     }
     async fn progress(State(t): State<Shared>, Path(user): Path<String>) -> String {
         t.lock().unwrap().ready.insert(user.clone(), Instant::now());
-        format!("data: {{\"progress\": 50, \"message\": \"Server requested\"}}\n\ndata: {{\"progress\": 100, \"ready\": true, \"message\": \"Server ready at /user/{user}/\", \"url\": \"/user/{user}/\"}}\n\n")
+        format!(
+            "data: {{\"progress\": 50, \"message\": \"Server requested\"}}\n\ndata: {{\"progress\": 100, \"ready\": true, \"message\": \"Server ready at /user/{user}/\", \"url\": \"/user/{user}/\"}}\n\n"
+        )
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap());
     let times: Shared = Arc::default();
     let app = axum::Router::new()
-        .route("/hub/api/", axum::routing::get(|| async { r#"{"version": "6.1.1"}"# }))
-        .route("/hub/api/users/{user}", axum::routing::post(create_user).delete(create_user))
+        .route(
+            "/hub/api/",
+            axum::routing::get(|| async { r#"{"version": "6.1.1"}"# }),
+        )
+        .route(
+            "/hub/api/users/{user}",
+            axum::routing::post(create_user).delete(create_user),
+        )
         .route("/hub/api/users/{user}/server", axum::routing::post(spawn))
-        .route("/hub/api/users/{user}/server/progress", axum::routing::get(progress))
+        .route(
+            "/hub/api/users/{user}/server/progress",
+            axum::routing::get(progress),
+        )
         .with_state(times.clone());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (url, times)
@@ -78,7 +89,9 @@ fn p99(mut v: Vec<Duration>) -> Duration {
 
 /// Opens the launch; when the `built` and the `ready` frames arrive, and the user.
 async fn timed_launch(port: u16, path: &str) -> (Instant, Instant, String) {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
     s.set_nodelay(true).unwrap();
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
     let (mut seen, mut buf, mut built) = (String::new(), [0u8; 8192], None);
@@ -91,7 +104,14 @@ async fn timed_launch(port: u16, path: &str) -> (Instant, Instant, String) {
         }
         if seen.contains("\"phase\":\"ready\"") {
             let ready = Instant::now();
-            let user = seen.split("/user/").nth(1).unwrap().split('/').next().unwrap().to_string();
+            let user = seen
+                .split("/user/")
+                .nth(1)
+                .unwrap()
+                .split('/')
+                .next()
+                .unwrap()
+                .to_string();
             return (built.unwrap(), ready, user);
         }
     }
@@ -102,7 +122,8 @@ async fn main() {
     let registry = OciRegistry::start(None);
     let (daemon, sha) = GitDaemon::with_repo("repo.git");
     let repo_url = format!("git://127.0.0.1:{}/repo.git", daemon.port);
-    let slug = bindery::registry::naming::safe_build_slug(&repo_url, 255 - registry.host().len() - 7, 6);
+    let slug =
+        bindery::registry::naming::safe_build_slug(&repo_url, 255 - registry.host().len() - 7, 6);
     registry.push(&format!("binder-{slug}"), &sha).await;
     let (hub_url, times) = instant_hub().await;
     let data = tempfile::tempdir().unwrap();
@@ -132,13 +153,30 @@ async fn main() {
     let mut round_trips = Vec::new();
     for _ in 0..LAUNCHES {
         let started = Instant::now();
-        client.post(format!("{hub_url}hub/api/users/baseline")).send().await.unwrap();
+        client
+            .post(format!("{hub_url}hub/api/users/baseline"))
+            .send()
+            .await
+            .unwrap();
         round_trips.push(started.elapsed());
     }
-    println!("launch overhead, {LAUNCHES} launches of a built image, hub double answering at once:");
-    println!("  client has `built` -> hub gets the spawn request (user created first): median {:?}, p99 {:?}", median(to_spawn.clone()), p99(to_spawn));
-    println!("  hub sends `ready` -> client has the `ready` frame: median {:?}, p99 {:?}", median(to_ready.clone()), p99(to_ready));
-    println!("  baseline, one loopback POST to the same hub double: median {:?}", median(round_trips));
+    println!(
+        "launch overhead, {LAUNCHES} launches of a built image, hub double answering at once:"
+    );
+    println!(
+        "  client has `built` -> hub gets the spawn request (user created first): median {:?}, p99 {:?}",
+        median(to_spawn.clone()),
+        p99(to_spawn)
+    );
+    println!(
+        "  hub sends `ready` -> client has the `ready` frame: median {:?}, p99 {:?}",
+        median(to_ready.clone()),
+        p99(to_ready)
+    );
+    println!(
+        "  baseline, one loopback POST to the same hub double: median {:?}",
+        median(round_trips)
+    );
     drop(s);
 
     // A cull pass over 1,000 servers, every third idle for two hours.
@@ -149,8 +187,22 @@ async fn main() {
     let (mut passes, mut requests) = (Vec::new(), 0);
     for _ in 0..CULL_RUNS {
         let now = chrono::Utc::now();
-        let (old, fresh) = ((now - chrono::Duration::hours(2)).to_rfc3339(), now.to_rfc3339());
-        let users = (0..1000).map(|i| (format!("user-{i}"), if i % 3 == 0 { old.clone() } else { fresh.clone() })).collect();
+        let (old, fresh) = (
+            (now - chrono::Duration::hours(2)).to_rfc3339(),
+            now.to_rfc3339(),
+        );
+        let users = (0..1000)
+            .map(|i| {
+                (
+                    format!("user-{i}"),
+                    if i % 3 == 0 {
+                        old.clone()
+                    } else {
+                        fresh.clone()
+                    },
+                )
+            })
+            .collect();
         let fake = PaginatedHub::start(users).await;
         c.hub.url = Some(fake.url.parse().unwrap());
         c.hub.api_token = Some(SecretSource::File(data.path().join("token")));

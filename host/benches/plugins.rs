@@ -30,7 +30,11 @@ fn summary(label: &str, mut samples: Vec<Duration>) -> Duration {
 fn hostile() -> PluginConfig {
     PluginConfig {
         hosts: vec!["api.example.org".into()],
-        secrets: [("token".to_string(), bindery::config::SecretSource::Env("UNSET".into()))].into(),
+        secrets: [(
+            "token".to_string(),
+            bindery::config::SecretSource::Env("UNSET".into()),
+        )]
+        .into(),
         ..plugin_at(&fixture("hostile-provider"))
     }
 }
@@ -53,7 +57,11 @@ async fn loads(rounds: usize) {
     }
     let c = summary("plugin load, compiled (Cranelift, 80 KB component)", cold);
     let w = summary("plugin load, from the on-disk cache", warm);
-    println!("{:<58} {:.0}x faster from cache", "  ratio", c.as_secs_f64() / w.as_secs_f64());
+    println!(
+        "{:<58} {:.0}x faster from cache",
+        "  ratio",
+        c.as_secs_f64() / w.as_secs_f64()
+    );
 }
 
 async fn calls(n: usize) {
@@ -71,7 +79,10 @@ async fn calls(n: usize) {
         samples.push(t.elapsed());
         std::hint::black_box(r);
     }
-    summary("provider resolve: fresh store + instantiate + call", samples);
+    summary(
+        "provider resolve: fresh store + instantiate + call",
+        samples,
+    );
 
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
@@ -79,7 +90,10 @@ async fn calls(n: usize) {
         std::hint::black_box(host.display("hostile").await.unwrap());
         samples.push(t.elapsed());
     }
-    summary("provider display: fresh store + instantiate + call", samples);
+    summary(
+        "provider display: fresh store + instantiate + call",
+        samples,
+    );
 
     // Two tasks on the two cores.
     let t = Instant::now();
@@ -89,7 +103,10 @@ async fn calls(n: usize) {
             let host = host.clone();
             tokio::spawn(async move {
                 for i in 0..per_task {
-                    host.resolve("hostile", &format!("ok/{i}")).await.unwrap().unwrap();
+                    host.resolve("hostile", &format!("ok/{i}"))
+                        .await
+                        .unwrap()
+                        .unwrap();
                 }
             })
         })
@@ -98,7 +115,10 @@ async fn calls(n: usize) {
         task.await.unwrap();
     }
     let rate = (2 * per_task) as f64 / t.elapsed().as_secs_f64();
-    println!("{:<58} {:>10.0} calls/s", "provider resolve, 2 concurrent tasks", rate);
+    println!(
+        "{:<58} {:>10.0} calls/s",
+        "provider resolve, 2 concurrent tasks", rate
+    );
 }
 
 /// `bindery serve` from exec to the first answered `/versions`, and its RSS then.
@@ -109,10 +129,19 @@ fn serve_start(label: &str, config_toml: &str, rounds: usize) {
     let mut samples = Vec::new();
     let mut rss_kib = Vec::new();
     for round in 0..=rounds {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let t = Instant::now();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bindery"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
             .arg(data.path())
             .arg("--config")
             .arg(&config)
@@ -122,21 +151,28 @@ fn serve_start(label: &str, config_toml: &str, rounds: usize) {
         loop {
             if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
                 use std::io::{Read, Write};
-                s.write_all(b"GET /versions HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
+                s.write_all(b"GET /versions HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                    .unwrap();
                 let mut buf = String::new();
                 let _ = s.read_to_string(&mut buf);
                 if buf.starts_with("HTTP/1.1 200") {
                     break;
                 }
             }
-            assert!(t.elapsed() < Duration::from_secs(30), "bindery did not start");
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "bindery did not start"
+            );
             std::thread::sleep(Duration::from_micros(500));
         }
         // Round 0 fills the compile cache; the rest start warm.
         if round > 0 {
             samples.push(t.elapsed());
             let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
-            let rss = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
+            let rss = status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
             rss_kib.extend(rss);
         }
         child.kill().unwrap();
@@ -144,15 +180,30 @@ fn serve_start(label: &str, config_toml: &str, rounds: usize) {
     }
     summary(label, samples);
     rss_kib.sort();
-    println!("{:<58} median {:.1} MiB", "  its RSS after answering", rss_kib[rss_kib.len() / 2] as f64 / 1024.0);
+    println!(
+        "{:<58} median {:.1} MiB",
+        "  its RSS after answering",
+        rss_kib[rss_kib.len() / 2] as f64 / 1024.0
+    );
 }
 
 fn main() {
-    println!("bindery plugin runtime benchmark ({} cores)", std::thread::available_parallelism().map_or(0, |n| n.get()));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    println!(
+        "bindery plugin runtime benchmark ({} cores)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(loads(10));
     rt.block_on(calls(5_000));
-    serve_start("bindery serve: exec to first /versions, bundled plugins", "", 10);
+    serve_start(
+        "bindery serve: exec to first /versions, bundled plugins",
+        "",
+        10,
+    );
     let hostile = fixture("hostile-provider");
     serve_start(
         "bindery serve: exec to first /versions, + 1 plugin file",

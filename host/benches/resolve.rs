@@ -68,7 +68,10 @@ async fn timed<F: AsyncFnMut(usize)>(n: usize, mut f: F) -> (Vec<Duration>, u64)
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let n: usize = std::env::var("BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let n: usize = std::env::var("BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
     let forges = Forges::start().await;
     let data = tempfile::tempdir().unwrap();
     let mut config = Config::load(None).unwrap();
@@ -76,25 +79,43 @@ async fn main() {
     let gh = config.plugins.get_mut("gh").unwrap();
     gh.hosts = vec!["127.0.0.1".into()];
     gh.private_networks = vec!["127.0.0.0/8".parse().unwrap()];
-    gh.config.insert("api_base_url".into(), toml::Value::String(format!("{}/github", forges.base)));
+    gh.config.insert(
+        "api_base_url".into(),
+        toml::Value::String(format!("{}/github", forges.base)),
+    );
     let plugins = PluginHost::start(&config).await.unwrap();
     let state = AppState::new(config, plugins).unwrap();
     let resolver = &state.resolver;
 
     // Warm up the connection pool, the plugin instance path and the server.
     for _ in 0..50 {
-        resolver.resolve("gh", "binder-examples/requirements/main/").await.unwrap();
+        resolver
+            .resolve("gh", "binder-examples/requirements/main/")
+            .await
+            .unwrap();
     }
     let client = reqwest::Client::new();
-    let url = format!("{}/github/repos/binder-examples/requirements/commits/{SHA}", forges.base);
+    let url = format!(
+        "{}/github/repos/binder-examples/requirements/commits/{SHA}",
+        forges.base
+    );
     let (s, a) = timed(n, async |_| {
-        client.get(&url).send().await.unwrap().bytes().await.unwrap();
+        client
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
     })
     .await;
     let baseline = summary("baseline: bare HTTP GET of the commit URL", s, a);
 
     // Distinct specs: every resolve misses the cache and calls the plugin.
-    let specs: Vec<String> = (0..n).map(|i| format!("binder-examples/requirements-{i}/{SHA}")).collect();
+    let specs: Vec<String> = (0..n)
+        .map(|i| format!("binder-examples/requirements-{i}/{SHA}"))
+        .collect();
     let (s, a) = timed(n, async |i| {
         resolver.resolve("gh", &specs[i]).await.unwrap();
     })
@@ -109,7 +130,19 @@ async fn main() {
     .await;
     let cached = summary("resolve, cached (sled hit)", s, a);
 
-    println!("{:<46} {:.2}x the bare GET", "  uncached resolve", uncached.as_secs_f64() / baseline.as_secs_f64());
-    println!("{:<46} {:.0}x faster than uncached", "  cached resolve", uncached.as_secs_f64() / cached.as_secs_f64());
-    println!("{:<46} {}", "  upstream requests made by the cached pass", forges.total() - requests_before);
+    println!(
+        "{:<46} {:.2}x the bare GET",
+        "  uncached resolve",
+        uncached.as_secs_f64() / baseline.as_secs_f64()
+    );
+    println!(
+        "{:<46} {:.0}x faster than uncached",
+        "  cached resolve",
+        uncached.as_secs_f64() / cached.as_secs_f64()
+    );
+    println!(
+        "{:<46} {}",
+        "  upstream requests made by the cached pass",
+        forges.total() - requests_before
+    );
 }

@@ -134,7 +134,13 @@ pub struct CullConfig {
 
 impl Default for CullConfig {
     fn default() -> Self {
-        CullConfig { enabled: true, every_secs: 300, policies: vec!["idle".into()], concurrency: 10, leader: None }
+        CullConfig {
+            enabled: true,
+            every_secs: 300,
+            policies: vec!["idle".into()],
+            concurrency: 10,
+            leader: None,
+        }
     }
 }
 
@@ -156,7 +162,13 @@ pub struct LeaderConfig {
 
 impl Default for LeaderConfig {
     fn default() -> Self {
-        LeaderConfig { api_url: None, namespace: None, lease: "bindery-culler".into(), identity: None, lease_secs: 15 }
+        LeaderConfig {
+            api_url: None,
+            namespace: None,
+            lease: "bindery-culler".into(),
+            identity: None,
+            lease_secs: 15,
+        }
     }
 }
 
@@ -216,7 +228,11 @@ pub struct LocalBuildConfig {
 
 impl Default for LocalBuildConfig {
     fn default() -> Self {
-        LocalBuildConfig { command: "jupyter-repo2docker".into(), docker_host: None, env: BTreeMap::new() }
+        LocalBuildConfig {
+            command: "jupyter-repo2docker".into(),
+            docker_host: None,
+            env: BTreeMap::new(),
+        }
     }
 }
 
@@ -318,7 +334,10 @@ impl Default for WebConfig {
             cors_allow_origin: None,
             api_only: false,
             ban_networks: Vec::new(),
-            trusted_proxies: vec!["127.0.0.0/8".parse().expect("net"), "::1/128".parse().expect("net")],
+            trusted_proxies: vec![
+                "127.0.0.0/8".parse().expect("net"),
+                "::1/128".parse().expect("net"),
+            ],
             rate_limit: RateLimitConfig::default(),
             build_token_secret: None,
             build_token_check_origin: true,
@@ -350,7 +369,10 @@ pub struct RateLimitConfig {
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
-        RateLimitConfig { limit: 10, period_secs: 3600 }
+        RateLimitConfig {
+            limit: 10,
+            period_secs: 3600,
+        }
     }
 }
 
@@ -409,7 +431,11 @@ pub struct CacheConfig {
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        CacheConfig { moving_ref_ttl_secs: 60, not_found_ttl_secs: 300, max_refs: 100_000 }
+        CacheConfig {
+            moving_ref_ttl_secs: 60,
+            not_found_ttl_secs: 300,
+            max_refs: 100_000,
+        }
     }
 }
 
@@ -601,9 +627,9 @@ impl SecretSource {
     pub fn read(&self) -> Option<String> {
         let value = match self {
             SecretSource::Env(var) => std::env::var(var).ok(),
-            SecretSource::File(path) => {
-                std::fs::read_to_string(path).ok().map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-            }
+            SecretSource::File(path) => std::fs::read_to_string(path)
+                .ok()
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string()),
         };
         value.filter(|v| !v.is_empty())
     }
@@ -638,9 +664,15 @@ impl PluginConfig {
             (None, Some(b), None) => Ok(PluginSource::Bundled(b.clone())),
             (None, None, Some(r)) => {
                 let reference = r.strip_prefix("oci://").unwrap_or(r);
-                let pinned = reference.rsplit_once("@sha256:").is_some_and(|(repo, hex)| {
-                    repo.contains('/') && hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-                });
+                let pinned = reference
+                    .rsplit_once("@sha256:")
+                    .is_some_and(|(repo, hex)| {
+                        repo.contains('/')
+                            && hex.len() == 64
+                            && hex
+                                .bytes()
+                                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+                    });
                 if !pinned {
                     return Err(ConfigError::Invalid(format!(
                         "[plugins.{name}] oci = {r:?}: pin the component by digest, `oci://<registry>/<repository>@sha256:<64 hex>` (`bindery plugin push` prints it)"
@@ -651,7 +683,9 @@ impl PluginConfig {
             (None, None, None) => Err(ConfigError::Invalid(format!(
                 "[plugins.{name}] needs `path = \"…/plugin.wasm\"`, `bundled = \"<name>\"` or `oci = \"oci://…@sha256:…\"`"
             ))),
-            _ => Err(ConfigError::Invalid(format!("[plugins.{name}] names more than one of `path`, `bundled` and `oci`; keep one"))),
+            _ => Err(ConfigError::Invalid(format!(
+                "[plugins.{name}] names more than one of `path`, `bundled` and `oci`; keep one"
+            ))),
         }
     }
 
@@ -685,7 +719,13 @@ impl Config {
             }
             figment = figment.merge(Toml::file(path));
         }
-        let config: Config = figment.merge(Env::prefixed("BINDERY_").ignore(&["config", "log"]).split("__")).extract()?;
+        let config: Config = figment
+            .merge(
+                Env::prefixed("BINDERY_")
+                    .ignore(&["config", "log"])
+                    .split("__"),
+            )
+            .extract()?;
         config.validate()?;
         Ok(config)
     }
@@ -711,28 +751,41 @@ impl Config {
         }
         let base = &self.web.base_url;
         if !base.starts_with('/') || !base.ends_with('/') {
-            return Err(ConfigError::Invalid(format!("web.base_url must start and end with `/` (got {base:?})")));
+            return Err(ConfigError::Invalid(format!(
+                "web.base_url must start and end with `/` (got {base:?})"
+            )));
         }
         if let Some(url) = &self.registry.url {
             if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-                return Err(ConfigError::Invalid(format!("registry.url must be an http(s) URL with a host (got {url})")));
+                return Err(ConfigError::Invalid(format!(
+                    "registry.url must be an http(s) URL with a host (got {url})"
+                )));
             }
         }
         let b = &self.build;
         if b.timeout_secs == 0 || b.fetch_timeout_secs == 0 || b.max_repo_bytes == 0 {
-            return Err(ConfigError::Invalid("build: timeout_secs, fetch_timeout_secs and max_repo_bytes must be positive".into()));
+            return Err(ConfigError::Invalid(
+                "build: timeout_secs, fetch_timeout_secs and max_repo_bytes must be positive"
+                    .into(),
+            ));
         }
         Ok(())
     }
 
     /// Where builds fetch repositories and write layers.
     pub fn build_dir(&self) -> PathBuf {
-        self.build.work_dir.clone().unwrap_or_else(|| self.data_dir.join("builds"))
+        self.build
+            .work_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("builds"))
     }
 
     /// The enabled plugins with their sources.
     pub fn enabled_plugins(&self) -> impl Iterator<Item = (&str, &PluginConfig)> {
-        self.plugins.iter().filter(|(_, p)| p.enabled).map(|(n, p)| (n.as_str(), p))
+        self.plugins
+            .iter()
+            .filter(|(_, p)| p.enabled)
+            .map(|(n, p)| (n.as_str(), p))
     }
 }
 
@@ -779,8 +832,14 @@ config = { base = "https://forge.example.edu", retries = 3 }
             assert_eq!(c.plugin_runtime.call_timeout_ms, 750);
             assert_eq!(c.plugin_runtime.memory_limit_mib, 16);
             let mine = &c.plugins["mine"];
-            assert_eq!(mine.source("mine").unwrap(), PluginSource::Path("/plugins/mine.wasm".into()));
-            assert_eq!(mine.secrets["token"], SecretSource::Env("MINE_TOKEN".into()));
+            assert_eq!(
+                mine.source("mine").unwrap(),
+                PluginSource::Path("/plugins/mine.wasm".into())
+            );
+            assert_eq!(
+                mine.secrets["token"],
+                SecretSource::Env("MINE_TOKEN".into())
+            );
             assert_eq!(mine.config_strings()["retries"], "3");
             Ok(())
         });
@@ -796,7 +855,9 @@ config = { base = "https://forge.example.edu", retries = 3 }
         std::fs::write(&file, "lissten = \"127.0.0.1:1\"\n").unwrap();
         let e = Config::load(Some(&file)).unwrap_err().to_string();
         assert!(e.contains("lissten"), "{e}");
-        let e = Config::load(Some(&dir.path().join("nope.toml"))).unwrap_err().to_string();
+        let e = Config::load(Some(&dir.path().join("nope.toml")))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("does not exist"), "{e}");
     }
 }

@@ -8,8 +8,8 @@
 #![deny(missing_docs)]
 
 pub mod api;
-pub mod build;
 pub mod authoring;
+pub mod build;
 pub mod cache;
 pub mod cluster;
 pub mod config;
@@ -24,7 +24,9 @@ pub mod serve;
 
 /// Wall-clock milliseconds since the Unix epoch, as records and caches store time.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Bindery's version.

@@ -11,7 +11,11 @@ use bindery::registry::naming;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "bindery", version, about = "A BinderHub with WebAssembly plugins")]
+#[command(
+    name = "bindery",
+    version,
+    about = "A BinderHub with WebAssembly plugins"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -126,12 +130,16 @@ impl From<Kind> for PluginKind {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BINDERY_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("BINDERY_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let outcome = runtime.block_on(run(cli.command));
     // Blocking work still running (a git fetch or listing waiting on a slow
     // server) would hold the exit for its own timeout, minutes.
@@ -147,7 +155,11 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<(), String> {
     match command {
-        Command::Serve { config: file, listen, data_dir } => {
+        Command::Serve {
+            config: file,
+            listen,
+            data_dir,
+        } => {
             let mut config = Config::load(file.as_deref()).map_err(|e| e.to_string())?;
             if let Some(l) = listen {
                 config.listen = l;
@@ -155,24 +167,50 @@ async fn run(command: Command) -> Result<(), String> {
             if let Some(d) = data_dir {
                 config.data_dir = d;
             }
-            bindery::serve::serve(config, file).await.map_err(|e| e.to_string())
+            bindery::serve::serve(config, file)
+                .await
+                .map_err(|e| e.to_string())
         }
-        Command::ImageName { build_slug, resolved_ref, prefix, pod, config } => {
+        Command::ImageName {
+            build_slug,
+            resolved_ref,
+            prefix,
+            pod,
+            config,
+        } => {
             if pod {
                 println!("{}", naming::build_pod_name(&build_slug, &resolved_ref));
                 return Ok(());
             }
             let prefix = match prefix {
                 Some(p) => p,
-                None => Config::load(config.as_deref()).map_err(|e| e.to_string())?.registry.image_prefix,
+                None => {
+                    Config::load(config.as_deref())
+                        .map_err(|e| e.to_string())?
+                        .registry
+                        .image_prefix
+                }
             };
-            println!("{}", naming::image_name(&prefix, &build_slug, &resolved_ref));
+            println!(
+                "{}",
+                naming::image_name(&prefix, &build_slug, &resolved_ref)
+            );
             Ok(())
         }
-        Command::Plugin(PluginCommand::New { kind, name, dir, sdk }) => {
+        Command::Plugin(PluginCommand::New {
+            kind,
+            name,
+            dir,
+            sdk,
+        }) => {
             let sdk = sdk.or_else(authoring::template::default_sdk_path);
-            let root = authoring::new_plugin(kind.into(), &name, &dir, sdk.as_deref()).map_err(|e| e.to_string())?;
-            println!("Created {} plugin `{name}` in {}", kind_name(kind.into()), root.display());
+            let root = authoring::new_plugin(kind.into(), &name, &dir, sdk.as_deref())
+                .map_err(|e| e.to_string())?;
+            println!(
+                "Created {} plugin `{name}` in {}",
+                kind_name(kind.into()),
+                root.display()
+            );
             println!("  native tests:  cd {} && cargo test", root.display());
             println!("  component:     bindery plugin build {}", root.display());
             Ok(())
@@ -182,15 +220,37 @@ async fn run(command: Command) -> Result<(), String> {
             println!("{}", path.display());
             Ok(())
         }
-        Command::Plugin(PluginCommand::Check { file, as_name, config }) => check(&file, as_name, config.as_deref()).await,
-        Command::Plugin(PluginCommand::Push { file, reference, config }) => {
+        Command::Plugin(PluginCommand::Check {
+            file,
+            as_name,
+            config,
+        }) => check(&file, as_name, config.as_deref()).await,
+        Command::Plugin(PluginCommand::Push {
+            file,
+            reference,
+            config,
+        }) => {
             let config = Config::load(config.as_deref()).map_err(|e| e.to_string())?;
-            let wasm = std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let wasm =
+                std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
             // Only a component of one of Bindery's worlds is pushed (grants are the deployment's business).
-            let runtime = bindery::plugins::engine::Runtime::new(&config.plugin_runtime, &config.data_dir, false)?;
-            let kind = bindery::plugins::loader::inspect(&runtime, &file.display().to_string(), &wasm).map_err(|e| e.to_string())?;
-            eprintln!("pushing a {} plugin ({} bytes)", kind_name(kind), wasm.len());
-            let oci = bindery::plugins::oci::OciPlugins::new(&config.plugin_runtime.oci, &config.data_dir.join("plugin-oci"));
+            let runtime = bindery::plugins::engine::Runtime::new(
+                &config.plugin_runtime,
+                &config.data_dir,
+                false,
+            )?;
+            let kind =
+                bindery::plugins::loader::inspect(&runtime, &file.display().to_string(), &wasm)
+                    .map_err(|e| e.to_string())?;
+            eprintln!(
+                "pushing a {} plugin ({} bytes)",
+                kind_name(kind),
+                wasm.len()
+            );
+            let oci = bindery::plugins::oci::OciPlugins::new(
+                &config.plugin_runtime.oci,
+                &config.data_dir.join("plugin-oci"),
+            );
             println!("{}", oci.push(wasm, &reference).await?);
             Ok(())
         }
@@ -205,20 +265,29 @@ async fn run(command: Command) -> Result<(), String> {
 }
 
 fn join_errors(errors: Vec<bindery::plugins::LoadError>) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Builds the crate in `dir` and returns the component's path.
 fn build(dir: &Path) -> Result<PathBuf, String> {
     let manifest = dir.join("Cargo.toml");
-    let text = std::fs::read_to_string(&manifest).map_err(|e| format!("cannot read {}: {e}", manifest.display()))?;
-    let package: toml::Table = text.parse().map_err(|e| format!("{}: {e}", manifest.display()))?;
+    let text = std::fs::read_to_string(&manifest)
+        .map_err(|e| format!("cannot read {}: {e}", manifest.display()))?;
+    let package: toml::Table = text
+        .parse()
+        .map_err(|e| format!("{}: {e}", manifest.display()))?;
     let name = package
         .get("package")
         .and_then(|p| p.get("name"))
         .and_then(|n| n.as_str())
         .ok_or_else(|| format!("{} has no [package] name", manifest.display()))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| dir.join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.join("target"));
     let paths = cargo::build_plugins(&manifest, &[name], &target, "release")?;
     Ok(paths.into_iter().next().expect("one package, one path"))
 }
@@ -226,7 +295,9 @@ fn build(dir: &Path) -> Result<PathBuf, String> {
 async fn check(file: &Path, as_name: Option<String>, config: Option<&Path>) -> Result<(), String> {
     let mut config = Config::load(config).map_err(|e| e.to_string())?;
     let name = as_name.unwrap_or_else(|| {
-        file.file_stem().map(|s| s.to_string_lossy().replace('_', "-")).unwrap_or_else(|| "plugin".into())
+        file.file_stem()
+            .map(|s| s.to_string_lossy().replace('_', "-"))
+            .unwrap_or_else(|| "plugin".into())
     });
     let mut plugin: PluginConfig = config.plugins.get(&name).cloned().unwrap_or_default();
     plugin.path = Some(file.to_path_buf());
@@ -236,22 +307,53 @@ async fn check(file: &Path, as_name: Option<String>, config: Option<&Path>) -> R
     let host = PluginHost::start(&config).await.map_err(join_errors)?;
     let p = host.get(&name).expect("the only configured plugin loaded");
     let m = &p.metadata;
-    println!("{} {} ({} plugin, loaded as `{name}` from {})", m.name, m.version, kind_name(m.kind), PluginSource::Path(file.into()));
+    println!(
+        "{} {} ({} plugin, loaded as `{name}` from {})",
+        m.name,
+        m.version,
+        kind_name(m.kind),
+        PluginSource::Path(file.into())
+    );
     println!("  {}", m.description);
     println!("  sha256       {}", p.sha256);
-    println!("  load         {:.1} ms ({:?})", p.load_time.as_secs_f64() * 1e3, p.compiled);
+    println!(
+        "  load         {:.1} ms ({:?})",
+        p.load_time.as_secs_f64() * 1e3,
+        p.compiled
+    );
     println!("  requests     hosts: {:?}", m.requests.hosts);
     println!("               secrets: {:?}", m.requests.secrets);
     for k in &m.requests.config_keys {
         let set = plugin.config.contains_key(&k.name);
-        println!("               config `{}`{} {}: {}", k.name, if k.required { " (required)" } else { "" }, if set { "set" } else { "unset" }, k.description);
+        println!(
+            "               config `{}`{} {}: {}",
+            k.name,
+            if k.required { " (required)" } else { "" },
+            if set { "set" } else { "unset" },
+            k.description
+        );
     }
-    println!("  granted      hosts: {:?}, private networks: {:?}, secrets: {:?}", plugin.hosts, plugin.private_networks, plugin.secrets.keys().collect::<Vec<_>>());
-    println!("  linked       {}", p.linked.iter().map(|c| c.interface()).collect::<Vec<_>>().join(", "));
+    println!(
+        "  granted      hosts: {:?}, private networks: {:?}, secrets: {:?}",
+        plugin.hosts,
+        plugin.private_networks,
+        plugin.secrets.keys().collect::<Vec<_>>()
+    );
+    println!(
+        "  linked       {}",
+        p.linked
+            .iter()
+            .map(|c| c.interface())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     if p.ungranted.is_empty() {
         println!("  everything it requests is granted");
     } else {
-        println!("  NOT granted  {} (add them under [plugins.{name}])", p.ungranted.join(", "));
+        println!(
+            "  NOT granted  {} (add them under [plugins.{name}])",
+            p.ungranted.join(", ")
+        );
     }
     Ok(())
 }

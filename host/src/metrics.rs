@@ -62,7 +62,9 @@ fn build_time() -> Histogram {
 
 /// Finer than upstream's build buckets: a layer build takes a second or less.
 fn executor_time() -> Histogram {
-    Histogram::new([0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0])
+    Histogram::new([
+        0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+    ])
 }
 
 fn launch_time() -> Histogram {
@@ -70,7 +72,10 @@ fn launch_time() -> Histogram {
 }
 
 fn plugin_time() -> Histogram {
-    Histogram::new([0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+    Histogram::new([
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        5.0, 10.0,
+    ])
 }
 
 /// Every metric the service exports.
@@ -110,19 +115,71 @@ impl Default for Metrics {
             cull_pass_time: Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0]),
             registry: Registry::default(),
         };
-        registry.register("binderhub_build_time_seconds", "Histogram of build times", m.build_time.clone());
-        registry.register("bindery_build_executor_seconds", "Time of builds by the executor that ran them (local, layer, kubernetes)", m.executor_time.clone());
-        registry.register("binderhub_launch_time_seconds", "Histogram of launch times", m.launch_time.clone());
-        registry.register("binderhub_build_count", "Counter of builds by repo", m.build_count.clone());
-        registry.register("binderhub_launch_count", "Counter of launches by repo", m.launch_count.clone());
-        registry.register("binderhub_inprogress_builds", "Builds currently in progress", m.inprogress_builds.clone());
-        registry.register("binderhub_inprogress_launches", "Launches currently in progress", m.inprogress_launches.clone());
-        registry.register("bindery_plugin_call_seconds", "Time of plugin calls, instantiation included", m.plugin_calls.clone());
-        registry.register("bindery_cache_lookups", "Look-ups in the ref cache (cache=refs), hit or miss", m.cache.clone());
-        registry.register("bindery_event_streams_open", "Event streams being served", m.streams.clone());
-        registry.register("bindery_cull_servers", "Servers a cull pass decided about, by action (kept, stopped, slow, warned, failed)", m.cull_servers.clone());
-        registry.register("bindery_cull_policy_failures", "Cull-policy calls that failed, so their servers were kept", m.cull_policy_failures.clone());
-        registry.register("bindery_cull_pass_seconds", "Time of cull passes", m.cull_pass_time.clone());
+        registry.register(
+            "binderhub_build_time_seconds",
+            "Histogram of build times",
+            m.build_time.clone(),
+        );
+        registry.register(
+            "bindery_build_executor_seconds",
+            "Time of builds by the executor that ran them (local, layer, kubernetes)",
+            m.executor_time.clone(),
+        );
+        registry.register(
+            "binderhub_launch_time_seconds",
+            "Histogram of launch times",
+            m.launch_time.clone(),
+        );
+        registry.register(
+            "binderhub_build_count",
+            "Counter of builds by repo",
+            m.build_count.clone(),
+        );
+        registry.register(
+            "binderhub_launch_count",
+            "Counter of launches by repo",
+            m.launch_count.clone(),
+        );
+        registry.register(
+            "binderhub_inprogress_builds",
+            "Builds currently in progress",
+            m.inprogress_builds.clone(),
+        );
+        registry.register(
+            "binderhub_inprogress_launches",
+            "Launches currently in progress",
+            m.inprogress_launches.clone(),
+        );
+        registry.register(
+            "bindery_plugin_call_seconds",
+            "Time of plugin calls, instantiation included",
+            m.plugin_calls.clone(),
+        );
+        registry.register(
+            "bindery_cache_lookups",
+            "Look-ups in the ref cache (cache=refs), hit or miss",
+            m.cache.clone(),
+        );
+        registry.register(
+            "bindery_event_streams_open",
+            "Event streams being served",
+            m.streams.clone(),
+        );
+        registry.register(
+            "bindery_cull_servers",
+            "Servers a cull pass decided about, by action (kept, stopped, slow, warned, failed)",
+            m.cull_servers.clone(),
+        );
+        registry.register(
+            "bindery_cull_policy_failures",
+            "Cull-policy calls that failed, so their servers were kept",
+            m.cull_policy_failures.clone(),
+        );
+        registry.register(
+            "bindery_cull_pass_seconds",
+            "Time of cull passes",
+            m.cull_pass_time.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -131,30 +188,52 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
         out
     }
 
     /// A build ended (`status`: success or failure).
     pub fn build_finished(&self, status: &str, provider: &str, repo: &str, took: Duration) {
-        self.build_time.get_or_create(&Status { status: status.into() }).observe(took.as_secs_f64());
-        let labels = Repo { status: status.into(), provider: provider.into(), repo: repo.into() };
+        self.build_time
+            .get_or_create(&Status {
+                status: status.into(),
+            })
+            .observe(took.as_secs_f64());
+        let labels = Repo {
+            status: status.into(),
+            provider: provider.into(),
+            repo: repo.into(),
+        };
         self.build_count.get_or_create(&labels).inc();
     }
 
     /// An executor's part of a build ended (`status`: success or failure).
     pub fn executor_finished(&self, executor: &str, status: &str, took: Duration) {
-        self.executor_time.get_or_create(&ExecutorRun { executor: executor.into(), status: status.into() }).observe(took.as_secs_f64());
+        self.executor_time
+            .get_or_create(&ExecutorRun {
+                executor: executor.into(),
+                status: status.into(),
+            })
+            .observe(took.as_secs_f64());
     }
 
     /// A cull pass acted on one server.
     pub fn cull_action(&self, action: &str) {
-        self.cull_servers.get_or_create(&CullAction { action: action.into() }).inc();
+        self.cull_servers
+            .get_or_create(&CullAction {
+                action: action.into(),
+            })
+            .inc();
     }
 
     /// A cull policy failed.
     pub fn cull_policy_failed(&self, policy: &str) {
-        self.cull_policy_failures.get_or_create(&Policy { policy: policy.into() }).inc();
+        self.cull_policy_failures
+            .get_or_create(&Policy {
+                policy: policy.into(),
+            })
+            .inc();
     }
 
     /// A cull pass ended.
@@ -164,9 +243,18 @@ impl Metrics {
 
     /// A launch ended (`status`: success, failure, pod_quota, repo_quota).
     pub fn launch_finished(&self, status: &str, provider: &str, repo: &str, took: Duration) {
-        let time = LaunchTime { status: status.into(), retries: "0".into() };
-        self.launch_time.get_or_create(&time).observe(took.as_secs_f64());
-        let labels = Repo { status: status.into(), provider: provider.into(), repo: repo.into() };
+        let time = LaunchTime {
+            status: status.into(),
+            retries: "0".into(),
+        };
+        self.launch_time
+            .get_or_create(&time)
+            .observe(took.as_secs_f64());
+        let labels = Repo {
+            status: status.into(),
+            provider: provider.into(),
+            repo: repo.into(),
+        };
         self.launch_count.get_or_create(&labels).inc();
     }
 
@@ -183,13 +271,21 @@ impl Metrics {
 
     /// A plugin call took `took`.
     pub fn plugin_call(&self, plugin: &str, function: &str, took: Duration) {
-        let labels = PluginCall { plugin: plugin.into(), function: function.into() };
-        self.plugin_calls.get_or_create(&labels).observe(took.as_secs_f64());
+        let labels = PluginCall {
+            plugin: plugin.into(),
+            function: function.into(),
+        };
+        self.plugin_calls
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
     }
 
     /// A look-up in `cache` (`refs`, `images`) hit or missed.
     pub fn cache_lookup(&self, cache: &str, hit: bool) {
-        let labels = CacheResult { cache: cache.into(), result: if hit { "hit" } else { "miss" }.into() };
+        let labels = CacheResult {
+            cache: cache.into(),
+            result: if hit { "hit" } else { "miss" }.into(),
+        };
         self.cache.get_or_create(&labels).inc();
     }
 }
@@ -220,14 +316,35 @@ mod tests {
     #[test]
     fn upstream_names_and_buckets() {
         let m = Metrics::default();
-        m.build_finished("success", "gh", "https://github.com/a/b", Duration::from_secs(90));
-        m.launch_finished("success", "gh", "https://github.com/a/b", Duration::from_secs(3));
+        m.build_finished(
+            "success",
+            "gh",
+            "https://github.com/a/b",
+            Duration::from_secs(90),
+        );
+        m.launch_finished(
+            "success",
+            "gh",
+            "https://github.com/a/b",
+            Duration::from_secs(3),
+        );
         let guard = m.in_progress(InProgress::Build);
         let text = m.encode();
         assert!(text.contains(r#"binderhub_build_count_total{status="success",provider="gh",repo="https://github.com/a/b"} 1"#), "{text}");
-        assert!(text.contains(r#"binderhub_build_time_seconds_bucket{le="120.0",status="success"} 1"#), "{text}");
-        assert!(text.contains(r#"binderhub_build_time_seconds_bucket{le="60.0",status="success"} 0"#), "{text}");
-        assert!(text.contains(r#"binderhub_launch_time_seconds_bucket{le="5.0",status="success",retries="0"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"binderhub_build_time_seconds_bucket{le="120.0",status="success"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"binderhub_build_time_seconds_bucket{le="60.0",status="success"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"binderhub_launch_time_seconds_bucket{le="5.0",status="success",retries="0"} 1"#
+            ),
+            "{text}"
+        );
         assert!(text.contains("binderhub_inprogress_builds 1"), "{text}");
         m.executor_finished("layer", "success", Duration::from_millis(700));
         let text = m.encode();

@@ -45,13 +45,23 @@ pub async fn serve(config: Config, file: Option<PathBuf>) -> Result<(), ServeErr
         let interval = Duration::from_millis(config.plugin_runtime.reload_interval_ms);
         plugins.watch(interval);
         if let Some(file) = file {
-            tokio::spawn(follow_config(file, config.clone(), plugins.clone(), interval));
+            tokio::spawn(follow_config(
+                file,
+                config.clone(),
+                plugins.clone(),
+                interval,
+            ));
         }
     }
     // Everything that can reject the configuration runs before the port is taken.
     let state = AppState::new(config, plugins)?;
     let listen = state.config.listen;
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|source| ServeError::Listen { addr: listen, source })?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: listen,
+            source,
+        })?;
     let addr = listener.local_addr().map_err(ServeError::Server)?;
     tracing::info!(
         plugins = state.plugins.list().len(),
@@ -69,7 +79,8 @@ pub async fn serve(config: Config, file: Option<PathBuf>) -> Result<(), ServeErr
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let serving = axum::serve(no_delay(listener), app).with_graceful_shutdown(signalled(stopping.clone()));
+    let serving =
+        axum::serve(no_delay(listener), app).with_graceful_shutdown(signalled(stopping.clone()));
     // Event streams last as long as their builds: they are not waited for
     // beyond the grace period. Their builds go on where they run (a build
     // pod), and a client that comes back to the next process finds them.
@@ -92,7 +103,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Re-reads `file` when it changes and hands its plugin entries to the
 /// plugin host. Other settings take a restart; a file that no longer parses
 /// is reported and changes nothing.
-async fn follow_config(file: PathBuf, mut current: Config, plugins: std::sync::Arc<PluginHost>, interval: Duration) {
+async fn follow_config(
+    file: PathBuf,
+    mut current: Config,
+    plugins: std::sync::Arc<PluginHost>,
+    interval: Duration,
+) {
     let modified = |f: &PathBuf| std::fs::metadata(f).and_then(|m| m.modified()).ok();
     let mut seen = modified(&file);
     loop {
@@ -113,7 +129,9 @@ async fn follow_config(file: PathBuf, mut current: Config, plugins: std::sync::A
         (config.listen, config.data_dir) = (current.listen, current.data_dir.clone());
         for (name, result) in plugins.reconfigure(&config).await {
             match result {
-                Ok(outcome) => tracing::info!(plugin = %name, ?outcome, "plugin configuration applied"),
+                Ok(outcome) => {
+                    tracing::info!(plugin = %name, ?outcome, "plugin configuration applied")
+                }
                 Err(e) => tracing::error!(plugin = %name, "plugin configuration not applied: {e}"),
             }
         }
@@ -139,7 +157,8 @@ pub fn no_delay(listener: TcpListener) -> TapIo<TcpListener, fn(&mut TcpStream)>
 
 async fn shutdown() {
     let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = ctrl_c => {}
         _ = term.recv() => {}

@@ -30,7 +30,15 @@ fn hub_config(c: &mut Config, url: &str, token: &str, data: &std::path::Path) {
 
 /// A bundled plugin under another name with its own config.
 fn bundled(name: &str, config: &[(&str, toml::Value)]) -> PluginConfig {
-    PluginConfig { bundled: Some(name.into()), enabled: true, config: config.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(), ..Default::default() }
+    PluginConfig {
+        bundled: Some(name.into()),
+        enabled: true,
+        config: config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        ..Default::default()
+    }
 }
 
 fn hostile(mode: &str) -> PluginConfig {
@@ -42,8 +50,16 @@ fn hostile(mode: &str) -> PluginConfig {
     }
 }
 
-fn culler(hub: &Arc<Hub>, plugins: &Arc<PluginHost>, metrics: &Arc<Metrics>, policies: &[&str]) -> Culler {
-    let config = CullConfig { policies: policies.iter().map(|p| p.to_string()).collect(), ..CullConfig::default() };
+fn culler(
+    hub: &Arc<Hub>,
+    plugins: &Arc<PluginHost>,
+    metrics: &Arc<Metrics>,
+    policies: &[&str],
+) -> Culler {
+    let config = CullConfig {
+        policies: policies.iter().map(|p| p.to_string()).collect(),
+        ..CullConfig::default()
+    };
     Culler::new(hub.clone(), plugins.clone(), &config, metrics.clone())
 }
 
@@ -66,23 +82,47 @@ async fn launch(launcher: &HubLauncher, image: &str, repo_url: &str, sha: &str) 
 
 /// The names of the users with a server running.
 async fn running(hub: &JupyterHub) -> Vec<String> {
-    hub.users().await.iter().filter(|u| u["servers"].as_object().is_some_and(|s| !s.is_empty())).map(|u| u["name"].as_str().unwrap().to_string()).collect()
+    hub.users()
+        .await
+        .iter()
+        .filter(|u| u["servers"].as_object().is_some_and(|s| !s.is_empty()))
+        .map(|u| u["name"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn user_of(launched: &Launched) -> String {
-    launched.url.trim_end_matches('/').rsplit('/').next().unwrap().to_string()
+    launched
+        .url
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_servers_are_culled_active_ones_kept_old_ones_stopped_and_hostile_policies_keep_everything() {
+async fn idle_servers_are_culled_active_ones_kept_old_ones_stopped_and_hostile_policies_keep_everything()
+ {
     let registry = OciRegistry::start(None);
     let jupyterhub = JupyterHub::start().await;
     let (repo, sha, image) = built_repo(&registry).await;
     let data = tempfile::tempdir().unwrap();
     let mut c = support::service::config(data.path(), Some(&registry));
     hub_config(&mut c, &jupyterhub.url, &jupyterhub.token, data.path());
-    c.plugins.insert("idle-short".into(), bundled("idle", &[("timeout_secs", 15.into()), ("cull_users", true.into())]));
-    c.plugins.insert("idle-max-age".into(), bundled("idle", &[("timeout_secs", 0.into()), ("max_age_secs", 1.into())]));
+    c.plugins.insert(
+        "idle-short".into(),
+        bundled(
+            "idle",
+            &[("timeout_secs", 15.into()), ("cull_users", true.into())],
+        ),
+    );
+    c.plugins.insert(
+        "idle-max-age".into(),
+        bundled(
+            "idle",
+            &[("timeout_secs", 0.into()), ("max_age_secs", 1.into())],
+        ),
+    );
     for mode in ["loop", "bomb", "panic", "short"] {
         c.plugins.insert(format!("hostile-{mode}"), hostile(mode));
     }
@@ -109,9 +149,21 @@ async fn idle_servers_are_culled_active_ones_kept_old_ones_stopped_and_hostile_p
     // Hostile policies: each keeps every server, and the culler carries on.
     for mode in ["loop", "bomb", "panic", "short"] {
         let policy = format!("hostile-{mode}");
-        let report = culler(&hub, &plugins, &metrics, &[&policy, "idle-max-age"]).pass().await.unwrap();
-        assert_eq!((report.servers, report.stopped, report.policy_failures), (2, 0, 1), "{mode}: {report:?}");
-        assert!(metrics.encode().contains(&format!("bindery_cull_policy_failures_total{{policy=\"{policy}\"}} 1")), "{mode}");
+        let report = culler(&hub, &plugins, &metrics, &[&policy, "idle-max-age"])
+            .pass()
+            .await
+            .unwrap();
+        assert_eq!(
+            (report.servers, report.stopped, report.policy_failures),
+            (2, 0, 1),
+            "{mode}: {report:?}"
+        );
+        assert!(
+            metrics.encode().contains(&format!(
+                "bindery_cull_policy_failures_total{{policy=\"{policy}\"}} 1"
+            )),
+            "{mode}"
+        );
     }
     let mut both = running(&jupyterhub).await;
     both.sort();
@@ -121,19 +173,50 @@ async fn idle_servers_are_culled_active_ones_kept_old_ones_stopped_and_hostile_p
 
     // Past the timeout (and the hub's 5 s activity interval), the idle one goes with its user.
     tokio::time::sleep(Duration::from_secs(22).saturating_sub(started.elapsed())).await;
-    let report = culler(&hub, &plugins, &metrics, &["idle-short"]).pass().await.unwrap();
-    assert_eq!((report.servers, report.stopped, report.users_deleted), (2, 1, 1), "{report:?}\n{}", jupyterhub.log());
+    let report = culler(&hub, &plugins, &metrics, &["idle-short"])
+        .pass()
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.servers, report.stopped, report.users_deleted),
+        (2, 1, 1),
+        "{report:?}\n{}",
+        jupyterhub.log()
+    );
     assert_eq!(running(&jupyterhub).await, [active_user.clone()]);
-    assert!(!jupyterhub.users().await.iter().any(|u| u["name"] == idle_user.as_str()), "the idle user is deleted");
+    assert!(
+        !jupyterhub
+            .users()
+            .await
+            .iter()
+            .any(|u| u["name"] == idle_user.as_str()),
+        "the idle user is deleted"
+    );
 
     // Max age stops the active one anyway; its user stays (cull_users is off there).
-    let report = culler(&hub, &plugins, &metrics, &["idle-max-age"]).pass().await.unwrap();
-    assert_eq!((report.servers, report.stopped, report.users_deleted), (1, 1, 0), "{report:?}");
+    let report = culler(&hub, &plugins, &metrics, &["idle-max-age"])
+        .pass()
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.servers, report.stopped, report.users_deleted),
+        (1, 1, 0),
+        "{report:?}"
+    );
     keep_busy.abort();
     assert!(running(&jupyterhub).await.is_empty());
-    assert!(jupyterhub.users().await.iter().any(|u| u["name"] == active_user.as_str()));
+    assert!(
+        jupyterhub
+            .users()
+            .await
+            .iter()
+            .any(|u| u["name"] == active_user.as_str())
+    );
     let text = metrics.encode();
-    assert!(text.contains(r#"bindery_cull_servers_total{action="stopped"} 2"#), "{text}");
+    assert!(
+        text.contains(r#"bindery_cull_servers_total{action="stopped"} 2"#),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,8 +227,19 @@ async fn a_pass_pages_through_many_users_and_counts_slow_stops() {
     // 450 users: every third idle for two hours, some of those slow to stop.
     let users: Vec<(String, String)> = (0..450)
         .map(|i| {
-            let name = if i % 30 == 0 { format!("slow-{i}") } else { format!("user-{i}") };
-            (name, if i % 3 == 0 { old.clone() } else { fresh.clone() })
+            let name = if i % 30 == 0 {
+                format!("slow-{i}")
+            } else {
+                format!("user-{i}")
+            };
+            (
+                name,
+                if i % 3 == 0 {
+                    old.clone()
+                } else {
+                    fresh.clone()
+                },
+            )
         })
         .collect();
     let fake = PaginatedHub::start(users).await;
@@ -156,11 +250,21 @@ async fn a_pass_pages_through_many_users_and_counts_slow_stops() {
     c.plugins.get_mut("idle").unwrap().enabled = true;
     let plugins = PluginHost::start(&c).await.unwrap();
     let hub = Arc::new(Hub::new(&c.hub).unwrap().unwrap());
-    let report = culler(&hub, &plugins, &Arc::new(Metrics::default()), &["idle"]).pass().await.unwrap();
+    let report = culler(&hub, &plugins, &Arc::new(Metrics::default()), &["idle"])
+        .pass()
+        .await
+        .unwrap();
     assert_eq!(report.servers, 450, "all five pages were read");
-    assert_eq!((report.stopped, report.slow, report.users_deleted), (135, 15, 135), "{report:?}");
+    assert_eq!(
+        (report.stopped, report.slow, report.users_deleted),
+        (135, 15, 135),
+        "{report:?}"
+    );
     // 5 pages + 150 stops + 135 user deletions.
-    assert_eq!(fake.requests.load(std::sync::atomic::Ordering::SeqCst), 5 + 150 + 135);
+    assert_eq!(
+        fake.requests.load(std::sync::atomic::Ordering::SeqCst),
+        5 + 150 + 135
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,7 +281,10 @@ async fn one_culler_among_replicas_holds_the_lease() {
         .unwrap()
     };
     let (a, b) = (contender("bindery-a"), contender("bindery-b"));
-    assert!(a.try_lead().await.unwrap(), "the first takes the free lease");
+    assert!(
+        a.try_lead().await.unwrap(),
+        "the first takes the free lease"
+    );
     assert!(!b.try_lead().await.unwrap(), "the second waits");
     assert!(a.try_lead().await.unwrap(), "the holder renews");
     assert!(!b.try_lead().await.unwrap());
@@ -192,7 +299,10 @@ async fn one_culler_among_replicas_holds_the_lease() {
     let runner = tokio::spawn(c.run(tx));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!*rx.borrow_and_update(), "b holds it");
-    tokio::time::timeout(Duration::from_secs(10), rx.changed()).await.expect("c takes over once b stops renewing").unwrap();
+    tokio::time::timeout(Duration::from_secs(10), rx.changed())
+        .await
+        .expect("c takes over once b stops renewing")
+        .unwrap();
     assert!(*rx.borrow());
     runner.abort();
 }
@@ -202,7 +312,14 @@ async fn the_service_culls_every_interval_only_while_it_leads() {
     let old = (chrono::Utc::now() - chrono::Duration::hours(2)).to_rfc3339();
     let api = KubeApi::start().await;
     // Another replica holds the Lease, and keeps renewing it for now.
-    let other = Leader::new(&LeaderConfig { api_url: Some(api.url.parse().unwrap()), namespace: Some("binder".into()), identity: Some("other".into()), lease_secs: 2, ..LeaderConfig::default() }).unwrap();
+    let other = Leader::new(&LeaderConfig {
+        api_url: Some(api.url.parse().unwrap()),
+        namespace: Some("binder".into()),
+        identity: Some("other".into()),
+        lease_secs: 2,
+        ..LeaderConfig::default()
+    })
+    .unwrap();
     assert!(other.try_lead().await.unwrap());
     let renewing = tokio::spawn(async move {
         loop {
@@ -217,11 +334,20 @@ async fn the_service_culls_every_interval_only_while_it_leads() {
     hub_config(&mut c, &fake.url, "t", data.path());
     c.plugins.get_mut("idle").unwrap().enabled = true;
     c.cull.every_secs = 1;
-    c.cull.leader = Some(LeaderConfig { api_url: Some(api.url.parse().unwrap()), namespace: Some("binder".into()), identity: Some("this".into()), lease_secs: 2, ..LeaderConfig::default() });
+    c.cull.leader = Some(LeaderConfig {
+        api_url: Some(api.url.parse().unwrap()),
+        namespace: Some("binder".into()),
+        identity: Some("this".into()),
+        lease_secs: 2,
+        ..LeaderConfig::default()
+    });
     let plugins = PluginHost::start(&c).await.unwrap();
     let _state = bindery::api::AppState::new(c, plugins).unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(fake.deleted.lock().unwrap().is_empty(), "a replica that does not lead does not cull");
+    assert!(
+        fake.deleted.lock().unwrap().is_empty(),
+        "a replica that does not lead does not cull"
+    );
 
     // The other replica dies: this one takes the Lease over and culls.
     renewing.abort();
@@ -230,5 +356,8 @@ async fn the_service_culls_every_interval_only_while_it_leads() {
         assert!(Instant::now() < deadline, "the new leader never culled");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(*fake.deleted.lock().unwrap(), ["idle-user/server", "idle-user"]);
+    assert_eq!(
+        *fake.deleted.lock().unwrap(),
+        ["idle-user/server", "idle-user"]
+    );
 }

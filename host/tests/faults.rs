@@ -24,7 +24,12 @@ use support::service::{Process, Service, Stream, git_spec, sse};
 static ENGINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn launch(s: &Service, repo: &TestRepo, reference: &str, query: &str) -> Stream {
-    sse(&format!("{}/build/git/{}{query}", s.base, git_spec(&repo.url, reference))).await
+    sse(&format!(
+        "{}/build/git/{}{query}",
+        s.base,
+        git_spec(&repo.url, reference)
+    ))
+    .await
 }
 
 async fn until(what: &str, timeout: Duration, mut done: impl AsyncFnMut() -> bool) {
@@ -53,20 +58,43 @@ async fn a_hub_that_dies_while_a_server_starts_fails_the_launch_clearly() {
     });
     // Once the hub has a server starting, it dies.
     until("a server to start", Duration::from_secs(60), async || {
-        hub.users().await.iter().any(|u| u["servers"].as_object().is_some_and(|s| !s.is_empty()))
+        hub.users()
+            .await
+            .iter()
+            .any(|u| u["servers"].as_object().is_some_and(|s| !s.is_empty()))
     })
     .await;
     hub.kill();
     let got = launching.await.unwrap();
     assert_eq!(got.last()["phase"], "failed", "{}", got.raw);
     let m = got.last()["message"].as_str().unwrap();
-    assert!(m.contains("JupyterHub") || m.contains("hub"), "the failure names the hub: {m}");
+    assert!(
+        m.contains("JupyterHub") || m.contains("hub"),
+        "the failure names the hub: {m}"
+    );
     assert!(got.phases().contains(&"launching"), "{}", got.raw);
     // The image is still there, and the next launch finds it and is refused
     // only for the hub.
-    assert!(s.state.pipeline.registry.lookup(&image).await.unwrap().is_some());
+    assert!(
+        s.state
+            .pipeline
+            .registry
+            .lookup(&image)
+            .await
+            .unwrap()
+            .is_some()
+    );
     let again = launch(&s, &repo, &sha, "").await;
-    assert_eq!(again.events.iter().find(|e| e["phase"] == "built").map(|e| e["message"].clone()), Some("Found built image, launching...\n".into()), "{}", again.raw);
+    assert_eq!(
+        again
+            .events
+            .iter()
+            .find(|e| e["phase"] == "built")
+            .map(|e| e["message"].clone()),
+        Some("Found built image, launching...\n".into()),
+        "{}",
+        again.raw
+    );
     assert_eq!(again.last()["phase"], "failed", "{}", again.raw);
 }
 
@@ -77,10 +105,15 @@ fn slow_dockerfile(repo: &TestRepo, secs: u32) -> Vec<u8> {
 
 /// Waits until a build's `RUN` step (of [`slow_dockerfile`]) is running.
 async fn until_run_step() {
-    until("the build's RUN step", Duration::from_secs(120), async || {
-        let running = engine().docker(&["ps", "-q", "--filter", "ancestor=bindery-test/jupyter:1"]);
-        !String::from_utf8_lossy(&running.stdout).trim().is_empty()
-    })
+    until(
+        "the build's RUN step",
+        Duration::from_secs(120),
+        async || {
+            let running =
+                engine().docker(&["ps", "-q", "--filter", "ancestor=bindery-test/jupyter:1"]);
+            !String::from_utf8_lossy(&running.stdout).trim().is_empty()
+        },
+    )
     .await;
 }
 
@@ -96,26 +129,53 @@ async fn an_engine_killed_mid_build_fails_the_build_and_a_retry_builds() {
     let data = tempfile::tempdir().unwrap();
     let repo = TestRepo::new();
     let sha = repo.commit(&[("Dockerfile", &slow_dockerfile(&repo, 10))], &[]);
-    let s = Service::start_with(build_config(data.path(), &registry).await, Builds::Planned, None).await;
+    let s = Service::start_with(
+        build_config(data.path(), &registry).await,
+        Builds::Planned,
+        None,
+    )
+    .await;
     let building = tokio::spawn({
-        let url = format!("{}/build/git/{}?build_only=true", s.base, git_spec(&repo.url, &sha));
+        let url = format!(
+            "{}/build/git/{}?build_only=true",
+            s.base,
+            git_spec(&repo.url, &sha)
+        );
         async move { sse(&url).await }
     });
     // The `RUN sleep` step's container is up: the engine is SIGKILLed.
     until_run_step().await;
     let e = engine();
-    let pid_file = std::path::Path::new(e.docker_host.trim_start_matches("unix://")).with_file_name("docker.pid");
-    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let pid_file = std::path::Path::new(e.docker_host.trim_start_matches("unix://"))
+        .with_file_name("docker.pid");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     unsafe { libc::kill(pid, libc::SIGKILL) };
     let got = building.await.unwrap();
     restart_engine();
     assert_eq!(got.last()["phase"], "failed", "{}", got.raw);
     let m = got.last()["message"].as_str().unwrap();
     // repo2docker's own words, relayed as upstream relays them.
-    assert!(m.starts_with("Error during build: ") && m.contains("Connection broken"), "the failure says what failed: {m}");
-    let slug = bindery::registry::naming::safe_build_slug(&repo.url, 255 - registry.host().len() - 7, 6);
+    assert!(
+        m.starts_with("Error during build: ") && m.contains("Connection broken"),
+        "the failure says what failed: {m}"
+    );
+    let slug =
+        bindery::registry::naming::safe_build_slug(&repo.url, 255 - registry.host().len() - 7, 6);
     let image = format!("{}/binder-{slug}:{sha}", registry.host());
-    assert!(s.state.pipeline.registry.lookup(&image).await.unwrap().is_none(), "nothing half-built is in the registry");
+    assert!(
+        s.state
+            .pipeline
+            .registry
+            .lookup(&image)
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing half-built is in the registry"
+    );
     // With the engine back, the same link builds.
     let again = launch(&s, &repo, &sha, "?build_only=true").await;
     assert_eq!(again.last()["phase"], "ready", "{}", again.raw);
@@ -142,7 +202,10 @@ async fn a_full_data_disk_fails_builds_clearly_and_keeps_the_cache() {
     let got = launch(&s, &repo, &second, "?build_only=true").await;
     assert_eq!(got.last()["phase"], "failed", "{}", got.raw);
     let m = got.last()["message"].as_str().unwrap();
-    assert!(m.contains("No space left on device"), "the failure says the disk is full: {m}");
+    assert!(
+        m.contains("No space left on device"),
+        "the failure says the disk is full: {m}"
+    );
     // What was built before is still launched while the disk is full.
     let cached = launch(&s, &repo, &first, "?build_only=true").await;
     assert_eq!(cached.last()["phase"], "ready", "{}", cached.raw);
@@ -153,7 +216,13 @@ async fn a_full_data_disk_fails_builds_clearly_and_keeps_the_cache() {
     drop(s);
     let s = Service::start_with(c, Builds::Planned, None).await;
     let cached = launch(&s, &repo, &first, "?build_only=true").await;
-    assert!(cached.events.iter().any(|e| e["message"].as_str().is_some_and(|m| m.contains("Found built image"))), "{}", cached.raw);
+    assert!(
+        cached.events.iter().any(|e| e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Found built image"))),
+        "{}",
+        cached.raw
+    );
     let got = launch(&s, &repo, &second, "?build_only=true").await;
     assert_eq!(got.last()["phase"], "ready", "{}", got.raw);
     assert!(got.raw.contains("as a layer (no engine)"), "{}", got.raw);
@@ -166,7 +235,10 @@ async fn a_corrupted_cache_is_moved_aside_and_bindery_starts_empty_and_says_so()
     let repo = TestRepo::new();
     repo.commit(&[("README.md", b"hello\n")], &[]);
     let mut c = support::service::config(data.path(), Some(&registry));
-    c.listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    c.listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     c.web.rate_limit.limit = 0;
     c.web.api_only = true;
     // sled's files, overwritten with garbage (a disk error, a bad restore).
@@ -179,13 +251,38 @@ async fn a_corrupted_cache_is_moved_aside_and_bindery_starts_empty_and_says_so()
     let _bindery = Process::start(&c, data.path()).await;
     let base = format!("http://{}", c.listen);
     let log = std::fs::read_to_string(data.path().join("bindery.log")).unwrap();
-    assert!(log.contains("cannot open the cache") && log.contains("starting empty"), "the log says so: {log}");
-    let aside: Vec<_> = std::fs::read_dir(data.path()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("cache.corrupt-")).collect();
-    assert_eq!(aside.len(), 1, "the corrupt cache is kept aside for a post-mortem");
-    assert_eq!(std::fs::read(aside[0].path().join("db")).unwrap(), garbage, "kept as it was");
+    assert!(
+        log.contains("cannot open the cache") && log.contains("starting empty"),
+        "the log says so: {log}"
+    );
+    let aside: Vec<_> = std::fs::read_dir(data.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("cache.corrupt-")
+        })
+        .collect();
+    assert_eq!(
+        aside.len(),
+        1,
+        "the corrupt cache is kept aside for a post-mortem"
+    );
+    assert_eq!(
+        std::fs::read(aside[0].path().join("db")).unwrap(),
+        garbage,
+        "kept as it was"
+    );
     // It resolves and answers as usual (no executor: the stream says so).
     let got = sse(&format!("{base}/build/git/{}", git_spec(&repo.url, "main"))).await;
-    assert!(got.events.iter().any(|e| e["phase"] == "failed" && e["message"].as_str().is_some_and(|m| m.contains("build"))) || got.last()["phase"] == "ready", "{}", got.raw);
+    assert!(
+        got.events.iter().any(|e| e["phase"] == "failed"
+            && e["message"].as_str().is_some_and(|m| m.contains("build")))
+            || got.last()["phase"] == "ready",
+        "{}",
+        got.raw
+    );
     assert!(!got.raw.contains("Error resolving"), "{}", got.raw);
 }
 
@@ -197,41 +294,96 @@ async fn bindery_sigkilled_mid_build_follows_the_build_it_left_and_builds_once()
     let repo = TestRepo::new();
     let sha = repo.commit(&[("Dockerfile", &slow_dockerfile(&repo, 8))], &[]);
     let mut c = build_config(data.path(), &registry).await;
-    c.listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    c.listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     // repo2docker behind a wrapper that counts its starts.
     let starts = data.path().join("starts");
     let wrapper = data.path().join("repo2docker.sh");
-    std::fs::write(&wrapper, format!("#!/bin/sh\necho started >> {}\nexec {} \"$@\"\n", starts.display(), c.build.local.command.display())).unwrap();
-    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho started >> {}\nexec {} \"$@\"\n",
+            starts.display(),
+            c.build.local.command.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     c.build.local.command = wrapper;
     let base = format!("http://{}", c.listen);
-    let url = format!("{base}/build/git/{}?build_only=true", git_spec(&repo.url, &sha));
+    let url = format!(
+        "{base}/build/git/{}?build_only=true",
+        git_spec(&repo.url, &sha)
+    );
 
     let first = Process::start(&c, data.path()).await;
     // A watcher whose stream is cut by the kill.
     let watching = tokio::spawn({
-        let request = reqwest::Client::new().get(&url).header("accept", "text/event-stream");
+        let request = reqwest::Client::new()
+            .get(&url)
+            .header("accept", "text/event-stream");
         async move { request.send().await.ok()?.text().await.ok() }
     });
     until_run_step().await;
     drop(first); // SIGKILL
     let cut = watching.await.unwrap();
-    assert!(cut.is_none_or(|text| !text.contains("\"phase\":\"ready\"")), "the stream was cut");
+    assert!(
+        cut.is_none_or(|text| !text.contains("\"phase\":\"ready\"")),
+        "the stream was cut"
+    );
 
     let second = Process::start(&c, data.path()).await;
     let got = sse(&url).await;
     let builds = data.path().join("builds");
-    until("the build directory to be cleaned up", Duration::from_secs(10), async || !builds.read_dir().unwrap().any(|_| true)).await;
+    until(
+        "the build directory to be cleaned up",
+        Duration::from_secs(10),
+        async || !builds.read_dir().unwrap().any(|_| true),
+    )
+    .await;
     // The image it followed is remembered as the environment: a content-only
     // commit is a layer on it.
     let content = repo.commit(&[("notes.md", b"more\n")], &[]);
-    let layered = sse(&format!("{base}/build/git/{}?build_only=true", git_spec(&repo.url, &content))).await;
+    let layered = sse(&format!(
+        "{base}/build/git/{}?build_only=true",
+        git_spec(&repo.url, &content)
+    ))
+    .await;
     drop(second);
-    assert!(layered.raw.contains("as a layer (no engine)") && layered.last()["phase"] == "ready", "{}", layered.raw);
+    assert!(
+        layered.raw.contains("as a layer (no engine)") && layered.last()["phase"] == "ready",
+        "{}",
+        layered.raw
+    );
     assert_eq!(got.last()["phase"], "ready", "{}", got.raw);
-    assert!(got.raw.contains("Bindery restarted during this build; following repo2docker"), "{}", got.raw);
-    assert!(got.raw.contains("Successfully pushed"), "the rest of the log is relayed: {}", got.raw);
-    assert_eq!(std::fs::read_to_string(&starts).unwrap().lines().count(), 1, "repo2docker ran once");
-    let slug = bindery::registry::naming::safe_build_slug(&repo.url, 255 - registry.host().len() - 7, 6);
-    assert!(got.raw.contains(&format!("{}/binder-{slug}:{sha}", registry.host())), "{}", got.raw);
+    assert!(
+        got.raw
+            .contains("Bindery restarted during this build; following repo2docker"),
+        "{}",
+        got.raw
+    );
+    assert!(
+        got.raw.contains("Successfully pushed"),
+        "the rest of the log is relayed: {}",
+        got.raw
+    );
+    assert_eq!(
+        std::fs::read_to_string(&starts).unwrap().lines().count(),
+        1,
+        "repo2docker ran once"
+    );
+    let slug =
+        bindery::registry::naming::safe_build_slug(&repo.url, 255 - registry.host().len() - 7, 6);
+    assert!(
+        got.raw
+            .contains(&format!("{}/binder-{slug}:{sha}", registry.host())),
+        "{}",
+        got.raw
+    );
 }

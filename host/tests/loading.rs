@@ -21,7 +21,11 @@ async fn load_err(plugin: PluginConfig) -> LoadError {
 fn hostile_granted() -> PluginConfig {
     PluginConfig {
         hosts: vec!["api.example.org".into()],
-        secrets: [("token".to_string(), bindery::config::SecretSource::Env("UNSET_TOKEN".into()))].into(),
+        secrets: [(
+            "token".to_string(),
+            bindery::config::SecretSource::Env("UNSET_TOKEN".into()),
+        )]
+        .into(),
         ..plugin_at(&fixture("hostile-provider"))
     }
 }
@@ -29,7 +33,11 @@ fn hostile_granted() -> PluginConfig {
 #[tokio::test]
 async fn an_import_that_was_not_granted_fails_the_load() {
     // The hostile provider imports `http`; without a `hosts` grant it must not load.
-    let e = load_err(PluginConfig { hosts: vec![], ..hostile_granted() }).await;
+    let e = load_err(PluginConfig {
+        hosts: vec![],
+        ..hostile_granted()
+    })
+    .await;
     assert_eq!(
         e.to_string(),
         "plugin `candidate` imports `bindery:plugin/http@0.1.0`, which is not granted: in [plugins.candidate], \
@@ -41,7 +49,11 @@ async fn an_import_that_was_not_granted_fails_the_load() {
 async fn wasi_sockets_are_never_linked() {
     let e = load_err(plugin_at(&fixture("sockets-provider"))).await;
     match &e {
-        LoadError::ImportNotGranted { plugin, import, hint } => {
+        LoadError::ImportNotGranted {
+            plugin,
+            import,
+            hint,
+        } => {
             assert_eq!(plugin, "candidate");
             assert!(import.starts_with("wasi:sockets/"), "{import}");
             assert!(hint.contains("plugins have no sockets"), "{hint}");
@@ -59,7 +71,9 @@ fn component_for_wit_version(version: &str) -> std::path::PathBuf {
     std::fs::remove_dir(wit.join("x")).unwrap();
     for entry in std::fs::read_dir(workspace().join("wit")).unwrap() {
         let entry = entry.unwrap();
-        let text = std::fs::read_to_string(entry.path()).unwrap().replace("@0.1.0", &format!("@{version}"));
+        let text = std::fs::read_to_string(entry.path())
+            .unwrap()
+            .replace("@0.1.0", &format!("@{version}"));
         std::fs::write(wit.join(entry.file_name()), text).unwrap();
     }
     std::fs::create_dir_all(dir.join("src")).unwrap();
@@ -98,9 +112,14 @@ export!(P);
 "#,
     )
     .unwrap();
-    bindery::authoring::cargo::build_plugins(&dir.join("Cargo.toml"), &["other-wit-provider"], &test_target_dir(), "release")
-        .unwrap_or_else(|e| panic!("{e}"))
-        .remove(0)
+    bindery::authoring::cargo::build_plugins(
+        &dir.join("Cargo.toml"),
+        &["other-wit-provider"],
+        &test_target_dir(),
+        "release",
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+    .remove(0)
 }
 
 #[tokio::test]
@@ -122,14 +141,25 @@ async fn unreadable_and_invalid_files_are_named() {
     let junk = dir.path().join("junk.wasm");
     std::fs::write(&junk, b"\0asm but not really").unwrap();
     let e = load_err(plugin_at(&junk)).await;
-    assert!(e.to_string().starts_with("plugin `candidate`: not a valid WebAssembly component"), "{e}");
-    let e = load_err(PluginConfig { bundled: Some("no-such".into()), enabled: true, ..Default::default() }).await;
+    assert!(
+        e.to_string()
+            .starts_with("plugin `candidate`: not a valid WebAssembly component"),
+        "{e}"
+    );
+    let e = load_err(PluginConfig {
+        bundled: Some("no-such".into()),
+        enabled: true,
+        ..Default::default()
+    })
+    .await;
     assert!(e.to_string().contains("bundles no plugin `no-such`"), "{e}");
 }
 
 async fn start(data: &std::path::Path, plugin: PluginConfig) -> std::sync::Arc<PluginHost> {
     let config = config_with(data, "hostile", plugin, RuntimeConfig::default());
-    PluginHost::start(&config).await.unwrap_or_else(|e| panic!("{e:?}"))
+    PluginHost::start(&config)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"))
 }
 
 #[tokio::test]
@@ -143,8 +173,19 @@ async fn the_second_start_loads_from_the_compile_cache() {
     let second = start(data.path(), hostile_granted()).await;
     let warm = second.get("hostile").unwrap();
     assert_eq!(warm.compiled, CompileOutcome::FromCache);
-    eprintln!("load: compiled {:?}, from cache {:?}", cold.load_time, warm.load_time);
-    assert_eq!(second.resolve("hostile", "ok/1").await.unwrap().unwrap().resolved_ref, "ok-1");
+    eprintln!(
+        "load: compiled {:?}, from cache {:?}",
+        cold.load_time, warm.load_time
+    );
+    assert_eq!(
+        second
+            .resolve("hostile", "ok/1")
+            .await
+            .unwrap()
+            .unwrap()
+            .resolved_ref,
+        "ok-1"
+    );
 
     // A corrupted artifact is discarded and rebuilt, not trusted. (Written in
     // place only after the host that maps it is gone: Bindery itself always
@@ -153,7 +194,10 @@ async fn the_second_start_loads_from_the_compile_cache() {
     drop((second, warm, cold));
     std::fs::write(&artifact, b"corrupt").unwrap();
     let third = start(data.path(), hostile_granted()).await;
-    assert_eq!(third.get("hostile").unwrap().compiled, CompileOutcome::Compiled);
+    assert_eq!(
+        third.get("hostile").unwrap().compiled,
+        CompileOutcome::Compiled
+    );
 }
 
 #[tokio::test]
@@ -162,15 +206,53 @@ async fn a_changed_component_or_engine_config_recompiles() {
     start(data.path(), hostile_granted()).await;
 
     let changed = data.path().join("changed.wasm");
-    std::fs::write(&changed, with_custom_section(&std::fs::read(fixture("hostile-provider")).unwrap(), "rebuilt", b"1")).unwrap();
-    let host = start(data.path(), PluginConfig { path: Some(changed), ..hostile_granted() }).await;
-    assert_eq!(host.get("hostile").unwrap().compiled, CompileOutcome::Compiled);
+    std::fs::write(
+        &changed,
+        with_custom_section(
+            &std::fs::read(fixture("hostile-provider")).unwrap(),
+            "rebuilt",
+            b"1",
+        ),
+    )
+    .unwrap();
+    let host = start(
+        data.path(),
+        PluginConfig {
+            path: Some(changed),
+            ..hostile_granted()
+        },
+    )
+    .await;
+    assert_eq!(
+        host.get("hostile").unwrap().compiled,
+        CompileOutcome::Compiled
+    );
 
     // Fuel metering changes the generated code: the same component recompiles.
-    let host = start(data.path(), PluginConfig { fuel: Some(1 << 30), ..hostile_granted() }).await;
-    assert_eq!(host.get("hostile").unwrap().compiled, CompileOutcome::Compiled);
-    let again = start(data.path(), PluginConfig { fuel: Some(1 << 30), ..hostile_granted() }).await;
-    assert_eq!(again.get("hostile").unwrap().compiled, CompileOutcome::FromCache);
+    let host = start(
+        data.path(),
+        PluginConfig {
+            fuel: Some(1 << 30),
+            ..hostile_granted()
+        },
+    )
+    .await;
+    assert_eq!(
+        host.get("hostile").unwrap().compiled,
+        CompileOutcome::Compiled
+    );
+    let again = start(
+        data.path(),
+        PluginConfig {
+            fuel: Some(1 << 30),
+            ..hostile_granted()
+        },
+    )
+    .await;
+    assert_eq!(
+        again.get("hostile").unwrap().compiled,
+        CompileOutcome::FromCache
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,11 +270,17 @@ async fn a_replaced_file_is_picked_up_and_calls_in_flight_finish_on_the_old_vers
     };
     let host = start(data.path(), plugin).await;
     let old_sha = host.get("hostile").unwrap().sha256.clone();
-    assert!(host.reload_changed().await.is_empty(), "nothing changed yet");
+    assert!(
+        host.reload_changed().await.is_empty(),
+        "nothing changed yet"
+    );
 
     let in_flight = {
         let host = host.clone();
-        tokio::spawn(async move { host.resolve("hostile", &format!("fetch/http://127.0.0.1:{slow}/")).await })
+        tokio::spawn(async move {
+            host.resolve("hostile", &format!("fetch/http://127.0.0.1:{slow}/"))
+                .await
+        })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
     let replacement = with_custom_section(&original, "rebuilt", b"2");
@@ -207,21 +295,43 @@ async fn a_replaced_file_is_picked_up_and_calls_in_flight_finish_on_the_old_vers
         }
         other => panic!("expected a replacement, got {other:?}"),
     }
-    assert!(t.elapsed() < Duration::from_millis(500), "reload waited for the call in flight");
-    assert_eq!(in_flight.await.unwrap().unwrap().unwrap().resolved_ref, "200:4");
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "reload waited for the call in flight"
+    );
+    assert_eq!(
+        in_flight.await.unwrap().unwrap().unwrap().resolved_ref,
+        "200:4"
+    );
 
     // A broken replacement keeps the loaded version serving.
     std::fs::write(&path, b"not wasm").unwrap();
     let reloaded = host.reload_changed().await;
-    assert!(matches!(reloaded[0].1, Err(LoadError::Invalid { .. })), "{:?}", reloaded[0].1);
+    assert!(
+        matches!(reloaded[0].1, Err(LoadError::Invalid { .. })),
+        "{:?}",
+        reloaded[0].1
+    );
     assert_ne!(host.get("hostile").unwrap().sha256, old_sha);
-    assert_eq!(host.resolve("hostile", "ok/still").await.unwrap().unwrap().resolved_ref, "ok-still");
+    assert_eq!(
+        host.resolve("hostile", "ok/still")
+            .await
+            .unwrap()
+            .unwrap()
+            .resolved_ref,
+        "ok-still"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_lists_and_reloads_plugins() {
     let data = tempfile::tempdir().unwrap();
-    let mut config = config_with(data.path(), "hostile", hostile_granted(), RuntimeConfig::default());
+    let mut config = config_with(
+        data.path(),
+        "hostile",
+        hostile_granted(),
+        RuntimeConfig::default(),
+    );
     config.admin_token = Some("let-me-in".into());
     let plugins = PluginHost::start(&config).await.unwrap();
     let state = bindery::api::AppState::new(config, plugins).unwrap();
@@ -230,21 +340,48 @@ async fn the_admin_api_lists_and_reloads_plugins() {
     tokio::spawn(async move { axum::serve(listener, bindery::api::router(state)).await });
 
     let client = reqwest::Client::new();
-    let r = client.post(format!("{base}/admin/plugins/hostile/reload")).send().await.unwrap();
+    let r = client
+        .post(format!("{base}/admin/plugins/hostile/reload"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    let r = client.post(format!("{base}/admin/plugins/hostile/reload")).bearer_auth("wrong").send().await.unwrap();
+    let r = client
+        .post(format!("{base}/admin/plugins/hostile/reload"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    let r = client.post(format!("{base}/admin/plugins/hostile/reload")).bearer_auth("let-me-in").send().await.unwrap();
+    let r = client
+        .post(format!("{base}/admin/plugins/hostile/reload"))
+        .bearer_auth("let-me-in")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
     assert_eq!(body["outcome"], "unchanged");
-    let r = client.post(format!("{base}/admin/plugins/nope/reload")).bearer_auth("let-me-in").send().await.unwrap();
+    let r = client
+        .post(format!("{base}/admin/plugins/nope/reload"))
+        .bearer_auth("let-me-in")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
-    let list = client.get(format!("{base}/admin/plugins")).bearer_auth("let-me-in").send().await.unwrap();
+    let list = client
+        .get(format!("{base}/admin/plugins"))
+        .bearer_auth("let-me-in")
+        .send()
+        .await
+        .unwrap();
     let list: serde_json::Value = serde_json::from_slice(&list.bytes().await.unwrap()).unwrap();
     assert_eq!(list[0]["name"], "hostile");
     assert_eq!(list[0]["kind"], "provider");
-    assert_eq!(list[0]["capabilities"], serde_json::json!(["log", "clock", "config", "secrets", "http", "git"]));
+    assert_eq!(
+        list[0]["capabilities"],
+        serde_json::json!(["log", "clock", "config", "secrets", "http", "git"])
+    );
     let health = client.get(format!("{base}/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
 }

@@ -20,7 +20,11 @@ use support::browser::Browser;
 use support::engine::engine;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Four free ports in a row from the hub's: the hub, its API, the proxy's API.
@@ -86,10 +90,18 @@ impl Quickstart {
                         break link.to_string();
                     }
                 }
-                Err(_) => panic!("no launch link from scripts/quickstart:\n{}", stderr.lock().unwrap()),
+                Err(_) => panic!(
+                    "no launch link from scripts/quickstart:\n{}",
+                    stderr.lock().unwrap()
+                ),
             }
         };
-        Quickstart { child, stdout, stderr, launch }
+        Quickstart {
+            child,
+            stdout,
+            stderr,
+            launch,
+        }
     }
 
     fn said(&self) -> String {
@@ -104,7 +116,11 @@ impl Quickstart {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "scripts/quickstart did not stop on Ctrl-C:\n{}", self.said());
+            assert!(
+                Instant::now() < deadline,
+                "scripts/quickstart did not stop on Ctrl-C:\n{}",
+                self.said()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -121,13 +137,25 @@ impl Drop for Quickstart {
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git").current_dir(dir).args(["-c", "user.name=t", "-c", "user.email=t@example.org"]).args(args).output().unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 fn artifacts() -> PathBuf {
-    let dir = support::test_target_dir().parent().unwrap().join("test-artifacts");
+    let dir = support::test_target_dir()
+        .parent()
+        .unwrap()
+        .join("test-artifacts");
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -141,10 +169,14 @@ const OUTPUTS: &str = "Array.from(document.querySelectorAll('.jp-OutputArea-outp
 fn click(browser: &mut Browser, link: &str, mid_build: Option<&str>) -> (String, String) {
     // Off the last server first, so that "/user/" below is this launch's.
     browser.navigate("about:blank");
-    browser.wait_for("location.href", Duration::from_secs(10), |v| v == "about:blank");
+    browser.wait_for("location.href", Duration::from_secs(10), |v| {
+        v == "about:blank"
+    });
     browser.navigate(link);
     if let Some(name) = mid_build {
-        browser.wait_for(LOG, Duration::from_secs(300), |v| v.as_str().is_some_and(|t| t.contains("Step 1/")));
+        browser.wait_for(LOG, Duration::from_secs(300), |v| {
+            v.as_str().is_some_and(|t| t.contains("Step 1/"))
+        });
         std::fs::write(artifacts().join(name), browser.screenshot()).unwrap();
     }
     // The launch page's log, read until the page leaves for the server.
@@ -161,25 +193,47 @@ fn click(browser: &mut Browser, link: &str, mid_build: Option<&str>) -> (String,
             }
         }
         assert!(!log.contains("Failed"), "the launch failed:\n{log}");
-        assert!(Instant::now() < deadline, "never left the launch page:\n{log}");
+        assert!(
+            Instant::now() < deadline,
+            "never left the launch page:\n{log}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let outputs = browser.wait_for(OUTPUTS, Duration::from_secs(180), |v| v.as_str().is_some_and(|t| !t.is_empty()));
+    let outputs = browser.wait_for(OUTPUTS, Duration::from_secs(180), |v| {
+        v.as_str().is_some_and(|t| !t.is_empty())
+    });
     (log, outputs.as_str().unwrap().to_string())
 }
 
 async fn metric(base: &str, line: &str) -> bool {
-    let text = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     text.lines().any(|l| l == line)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_click_builds_launches_and_shows_the_notebook_then_caches_and_layers() {
     let state = tempfile::tempdir().unwrap();
-    let ports = Ports { bindery: free_port(), hub: free_hub_port(), registry: free_port(), git: free_port() };
+    let ports = Ports {
+        bindery: free_port(),
+        hub: free_hub_port(),
+        registry: free_port(),
+        git: free_port(),
+    };
     let base = format!("http://127.0.0.1:{}", ports.bindery);
     let first = Quickstart::start(state.path(), &ports);
-    assert!(first.launch.starts_with(&format!("{base}/v2/git/git%3A%2F%2F127.0.0.1%3A{}%2Fexample.git/HEAD?labpath=index.ipynb", ports.git)), "{}", first.launch);
+    assert!(
+        first.launch.starts_with(&format!(
+            "{base}/v2/git/git%3A%2F%2F127.0.0.1%3A{}%2Fexample.git/HEAD?labpath=index.ipynb",
+            ports.git
+        )),
+        "{}",
+        first.launch
+    );
 
     // The first click: a full build, watched, then JupyterLab with the notebook.
     let link = first.launch.clone();
@@ -192,10 +246,27 @@ async fn a_click_builds_launches_and_shows_the_notebook_then_caches_and_layers()
     })
     .await
     .unwrap();
-    assert!(log.contains("Building with repo2docker (DockerBuildPack)") && log.contains("Successfully pushed"), "{log}");
-    assert!(landed.contains(&format!("127.0.0.1:{}/user/example-", ports.hub)) && landed.contains("/doc/tree/index.ipynb"), "{landed}");
-    assert!(outputs.contains("sum of squares below 10: 285"), "{outputs}");
-    assert!(metric(&base, r#"bindery_build_executor_seconds_count{executor="local",status="success"} 1"#).await);
+    assert!(
+        log.contains("Building with repo2docker (DockerBuildPack)")
+            && log.contains("Successfully pushed"),
+        "{log}"
+    );
+    assert!(
+        landed.contains(&format!("127.0.0.1:{}/user/example-", ports.hub))
+            && landed.contains("/doc/tree/index.ipynb"),
+        "{landed}"
+    );
+    assert!(
+        outputs.contains("sum of squares below 10: 285"),
+        "{outputs}"
+    );
+    assert!(
+        metric(
+            &base,
+            r#"bindery_build_executor_seconds_count{executor="local",status="success"} 1"#
+        )
+        .await
+    );
 
     // The same link again: the image is found, nothing is built.
     let link = first.launch.clone();
@@ -206,15 +277,26 @@ async fn a_click_builds_launches_and_shows_the_notebook_then_caches_and_layers()
     .await
     .unwrap();
     browser = b;
-    assert!(log.contains("Found built image, launching...") && !log.contains("Step 1/"), "{log}");
+    assert!(
+        log.contains("Found built image, launching...") && !log.contains("Step 1/"),
+        "{log}"
+    );
     assert!(outputs.contains("285"), "{outputs}");
-    assert!(metric(&base, r#"bindery_build_executor_seconds_count{executor="local",status="success"} 1"#).await);
+    assert!(
+        metric(
+            &base,
+            r#"bindery_build_executor_seconds_count{executor="local",status="success"} 1"#
+        )
+        .await
+    );
 
     // A commit that changes only the notebook: a layer on the image, no engine build.
     let work = tempfile::tempdir().unwrap();
     let bare = state.path().join("git/example.git");
     git(work.path(), &["clone", "-q", bare.to_str().unwrap(), "."]);
-    let notebook = std::fs::read_to_string(work.path().join("index.ipynb")).unwrap().replace("285", "285 (and a new commit)");
+    let notebook = std::fs::read_to_string(work.path().join("index.ipynb"))
+        .unwrap()
+        .replace("285", "285 (and a new commit)");
     std::fs::write(work.path().join("index.ipynb"), notebook).unwrap();
     git(work.path(), &["commit", "-qam", "Only the notebook"]);
     git(work.path(), &["push", "-q", "origin", "main"]);
@@ -224,32 +306,76 @@ async fn a_click_builds_launches_and_shows_the_notebook_then_caches_and_layers()
     let link = by_sha.clone();
     let (log, outputs) = tokio::task::spawn_blocking(move || {
         let got = click(&mut browser, &link, None);
-        std::fs::write(artifacts().join("quickstart-layered.png"), browser.screenshot()).unwrap();
+        std::fs::write(
+            artifacts().join("quickstart-layered.png"),
+            browser.screenshot(),
+        )
+        .unwrap();
         got
     })
     .await
     .unwrap();
-    assert!(log.contains("as a layer (no engine)") && !log.contains("Step 1/"), "{log}");
+    assert!(
+        log.contains("as a layer (no engine)") && !log.contains("Step 1/"),
+        "{log}"
+    );
     assert!(outputs.contains("285 (and a new commit)"), "{outputs}");
-    assert!(metric(&base, r#"bindery_build_executor_seconds_count{executor="layer",status="success"} 1"#).await);
-    assert!(metric(&base, r#"bindery_build_executor_seconds_count{executor="local",status="success"} 1"#).await);
+    assert!(
+        metric(
+            &base,
+            r#"bindery_build_executor_seconds_count{executor="layer",status="success"} 1"#
+        )
+        .await
+    );
+    assert!(
+        metric(
+            &base,
+            r#"bindery_build_executor_seconds_count{executor="local",status="success"} 1"#
+        )
+        .await
+    );
 
     // Ctrl-C stops everything this run started: every port is free again and
     // the servers' containers are gone.
     let mut first = first;
     let status = first.interrupt();
     assert_eq!(status.code(), Some(130), "{}", first.said());
-    for port in [ports.bindery, ports.hub, ports.hub + 1, ports.hub + 2, ports.registry, ports.git] {
-        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "port {port} still answers after Ctrl-C:\n{}", first.said());
+    for port in [
+        ports.bindery,
+        ports.hub,
+        ports.hub + 1,
+        ports.hub + 2,
+        ports.registry,
+        ports.git,
+    ] {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "port {port} still answers after Ctrl-C:\n{}",
+            first.said()
+        );
     }
-    let containers = engine().docker(&["ps", "-aq", "--filter", &format!("name=^bindery-quickstart-{}-", ports.hub)]);
-    assert!(String::from_utf8_lossy(&containers.stdout).trim().is_empty(), "servers left running");
+    let containers = engine().docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("name=^bindery-quickstart-{}-", ports.hub),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&containers.stdout)
+            .trim()
+            .is_empty(),
+        "servers left running"
+    );
     drop(first);
 
     // A second run reuses the registry, the cache and the repository: the
     // layered revision launches at once.
     let second = Quickstart::start(state.path(), &ports);
-    assert!(!second.said().contains("making the example repository"), "{}", second.said());
+    assert!(
+        !second.said().contains("making the example repository"),
+        "{}",
+        second.said()
+    );
     let link = by_sha.clone();
     let (log, outputs) = tokio::task::spawn_blocking(move || {
         let mut b = Browser::start();
@@ -257,6 +383,9 @@ async fn a_click_builds_launches_and_shows_the_notebook_then_caches_and_layers()
     })
     .await
     .unwrap();
-    assert!(log.contains("Found built image, launching...") && !log.contains("as a layer"), "{log}");
+    assert!(
+        log.contains("Found built image, launching...") && !log.contains("as a layer"),
+        "{log}"
+    );
     assert!(outputs.contains("285 (and a new commit)"), "{outputs}");
 }

@@ -13,10 +13,15 @@ use bindery::plugins::bindings::PluginError;
 use bindery::plugins::{CallError, PluginHost};
 use support::*;
 
-async fn hostile(plugin: PluginConfig, runtime: RuntimeConfig) -> (Arc<PluginHost>, tempfile::TempDir) {
+async fn hostile(
+    plugin: PluginConfig,
+    runtime: RuntimeConfig,
+) -> (Arc<PluginHost>, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
     let config = config_with(data.path(), "hostile", plugin, runtime);
-    let host = PluginHost::start(&config).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let host = PluginHost::start(&config)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
     (host, data)
 }
 
@@ -24,14 +29,22 @@ fn granted(hosts: &[&str], private: &[&str]) -> PluginConfig {
     PluginConfig {
         hosts: hosts.iter().map(|s| s.to_string()).collect(),
         private_networks: private.iter().map(|s| s.parse().unwrap()).collect(),
-        secrets: [("token".to_string(), SecretSource::Env("HOSTILE_TEST_TOKEN".into()))].into(),
+        secrets: [(
+            "token".to_string(),
+            SecretSource::Env("HOSTILE_TEST_TOKEN".into()),
+        )]
+        .into(),
         ..plugin_at(&fixture("hostile-provider"))
     }
 }
 
 /// The plugin still answers a good call.
 async fn still_works(host: &PluginHost) {
-    let r = host.resolve("hostile", "ok/again").await.expect("call").expect("resolution");
+    let r = host
+        .resolve("hostile", "ok/again")
+        .await
+        .expect("call")
+        .expect("resolution");
     assert_eq!(r.resolved_ref, "ok-again");
 }
 
@@ -45,7 +58,10 @@ async fn plugin_error(host: &PluginHost, spec: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_infinite_loop_fails_within_the_deadline_while_other_calls_succeed() {
-    let runtime = RuntimeConfig { call_timeout_ms: 400, ..Default::default() };
+    let runtime = RuntimeConfig {
+        call_timeout_ms: 400,
+        ..Default::default()
+    };
     let (host, _data) = hostile(granted(&["api.example.org"], &[]), runtime).await;
 
     let looping = {
@@ -63,7 +79,10 @@ async fn an_infinite_loop_fails_within_the_deadline_while_other_calls_succeed() 
         })
         .collect();
     for (i, g) in good.into_iter().enumerate() {
-        assert_eq!(g.await.unwrap().unwrap().unwrap().resolved_ref, format!("ok-{i}"));
+        assert_eq!(
+            g.await.unwrap().unwrap().unwrap().resolved_ref,
+            format!("ok-{i}")
+        );
     }
     let (result, elapsed) = looping.await.unwrap();
     match result {
@@ -73,17 +92,26 @@ async fn an_infinite_loop_fails_within_the_deadline_while_other_calls_succeed() 
         }
         other => panic!("expected a timeout, got {other:?}"),
     }
-    assert!(elapsed < Duration::from_millis(500), "the loop ran {elapsed:?}, past deadline + 100 ms");
+    assert!(
+        elapsed < Duration::from_millis(500),
+        "the loop ran {elapsed:?}, past deadline + 100 ms"
+    );
     still_works(&host).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_bomb_hits_the_memory_cap() {
-    let runtime = RuntimeConfig { memory_limit_mib: 32, ..Default::default() };
+    let runtime = RuntimeConfig {
+        memory_limit_mib: 32,
+        ..Default::default()
+    };
     let (host, _data) = hostile(granted(&["api.example.org"], &[]), runtime).await;
     match host.resolve("hostile", "bomb").await {
         Err(e @ CallError::OutOfMemory { .. }) => {
-            assert_eq!(e.to_string(), "plugin `hostile` exceeded its memory limit of 32 MiB")
+            assert_eq!(
+                e.to_string(),
+                "plugin `hostile` exceeded its memory limit of 32 MiB"
+            )
         }
         other => panic!("expected out of memory, got {other:?}"),
     }
@@ -96,7 +124,10 @@ async fn a_panic_is_reported_with_its_message() {
     match host.resolve("hostile", "panic").await {
         Err(CallError::Trap { plugin, message }) => {
             assert_eq!(plugin, "hostile");
-            assert!(message.contains("hostile plugin panics on purpose"), "{message}");
+            assert!(
+                message.contains("hostile plugin panics on purpose"),
+                "{message}"
+            );
         }
         other => panic!("expected a trap, got {other:?}"),
     }
@@ -105,7 +136,10 @@ async fn a_panic_is_reported_with_its_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fuel_budgets_stop_busy_plugins() {
-    let plugin = PluginConfig { fuel: Some(5_000_000), ..granted(&["api.example.org"], &[]) };
+    let plugin = PluginConfig {
+        fuel: Some(5_000_000),
+        ..granted(&["api.example.org"], &[])
+    };
     let (host, _data) = hostile(plugin, RuntimeConfig::default()).await;
     match host.resolve("hostile", "loop").await {
         Err(CallError::OutOfFuel { budget, .. }) => assert_eq!(budget, 5_000_000),
@@ -117,14 +151,22 @@ async fn fuel_budgets_stop_busy_plugins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_that_were_not_granted_are_refused() {
     let (port, served) = http_server(b"hello".to_vec(), Duration::ZERO).await;
-    let (host, _data) = hostile(granted(&["api.example.org"], &["127.0.0.0/8"]), RuntimeConfig::default()).await;
+    let (host, _data) = hostile(
+        granted(&["api.example.org"], &["127.0.0.0/8"]),
+        RuntimeConfig::default(),
+    )
+    .await;
     let e = plugin_error(&host, &format!("fetch/http://127.0.0.1:{port}/")).await;
     assert_eq!(e, "HttpError::HostNotGranted(\"127.0.0.1\")");
     let e = plugin_error(&host, "fetch/https://evil.example.com/").await;
     assert_eq!(e, "HttpError::HostNotGranted(\"evil.example.com\")");
     let e = plugin_error(&host, "fetch/file:///etc/passwd").await;
     assert!(e.starts_with("HttpError::InvalidUrl("), "{e}");
-    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing may reach the server");
+    assert_eq!(
+        served.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing may reach the server"
+    );
     still_works(&host).await;
 }
 
@@ -145,7 +187,11 @@ async fn granted_names_that_resolve_to_non_public_addresses_are_refused() {
         let e = plugin_error(&host, &format!("fetch/{url}")).await;
         assert!(e.starts_with("HttpError::AddressDenied("), "{url}: {e}");
     }
-    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing may reach the server");
+    assert_eq!(
+        served.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing may reach the server"
+    );
     still_works(&host).await;
 }
 
@@ -155,9 +201,17 @@ async fn granted_private_networks_are_reachable_and_responses_are_capped() {
     let (big, _) = http_server(vec![b'x'; 2 << 20], Duration::ZERO).await;
     let mut runtime = RuntimeConfig::default();
     runtime.http.max_response_bytes = 1 << 20;
-    let (host, _data) = hostile(granted(&["localhost", "127.0.0.1"], &["127.0.0.0/8", "::1/128"]), runtime).await;
+    let (host, _data) = hostile(
+        granted(&["localhost", "127.0.0.1"], &["127.0.0.0/8", "::1/128"]),
+        runtime,
+    )
+    .await;
 
-    let r = host.resolve("hostile", &format!("fetch/http://localhost:{small}/")).await.unwrap().unwrap();
+    let r = host
+        .resolve("hostile", &format!("fetch/http://localhost:{small}/"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(r.resolved_ref, "200:5");
     let e = plugin_error(&host, &format!("fetch/http://127.0.0.1:{big}/")).await;
     assert_eq!(e, format!("HttpError::TooLarge({})", 1 << 20));
@@ -167,12 +221,21 @@ async fn granted_private_networks_are_reachable_and_responses_are_capped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_host_import_is_cut_by_the_call_deadline() {
     let (slow, _) = http_server(b"late".to_vec(), Duration::from_secs(5)).await;
-    let runtime = RuntimeConfig { call_timeout_ms: 300, ..Default::default() };
+    let runtime = RuntimeConfig {
+        call_timeout_ms: 300,
+        ..Default::default()
+    };
     let (host, _data) = hostile(granted(&["127.0.0.1"], &["127.0.0.0/8"]), runtime).await;
     let t = Instant::now();
-    let r = host.resolve("hostile", &format!("fetch/http://127.0.0.1:{slow}/")).await;
+    let r = host
+        .resolve("hostile", &format!("fetch/http://127.0.0.1:{slow}/"))
+        .await;
     assert!(matches!(r, Err(CallError::Timeout { .. })), "{r:?}");
-    assert!(t.elapsed() < Duration::from_millis(400), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        t.elapsed()
+    );
     still_works(&host).await;
 }
 
@@ -181,7 +244,11 @@ async fn secrets_are_given_only_by_name() {
     // SAFETY: this test binary's only reader of this variable is this test.
     unsafe { std::env::set_var("HOSTILE_TEST_TOKEN", "s3cret") };
     let (host, _data) = hostile(granted(&["api.example.org"], &[]), RuntimeConfig::default()).await;
-    let r = host.resolve("hostile", "secret/token").await.unwrap().unwrap();
+    let r = host
+        .resolve("hostile", "secret/token")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(r.resolved_ref, "secret-len-6");
     match host.resolve("hostile", "secret/HOME").await.unwrap() {
         Err(PluginError::Unauthorized(m)) => assert_eq!(m, "SecretError::NotGranted(\"HOME\")"),
@@ -193,7 +260,11 @@ async fn secrets_are_given_only_by_name() {
 async fn output_and_logs_do_not_break_the_call() {
     let (host, _data) = hostile(granted(&["api.example.org"], &[]), RuntimeConfig::default()).await;
     let long = "x".repeat(100_000);
-    let r = host.resolve("hostile", &format!("log/{long}")).await.unwrap().unwrap();
+    let r = host
+        .resolve("hostile", &format!("log/{long}"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(r.resolved_ref, "logged");
 }
 
@@ -231,11 +302,22 @@ async fn etag_server() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_with_an_etag_are_revalidated_not_refetched() {
     let (port, not_modified) = etag_server().await;
-    let (host, _data) = hostile(granted(&["127.0.0.1"], &["127.0.0.0/8"]), RuntimeConfig::default()).await;
+    let (host, _data) = hostile(
+        granted(&["127.0.0.1"], &["127.0.0.0/8"]),
+        RuntimeConfig::default(),
+    )
+    .await;
     let spec = format!("fetch/http://127.0.0.1:{port}/commits/main");
     for _ in 0..3 {
         // The plugin sees the full body each time; the server sends it once.
-        assert_eq!(host.resolve("hostile", &spec).await.unwrap().unwrap().resolved_ref, "200:5");
+        assert_eq!(
+            host.resolve("hostile", &spec)
+                .await
+                .unwrap()
+                .unwrap()
+                .resolved_ref,
+            "200:5"
+        );
     }
     assert_eq!(not_modified.load(std::sync::atomic::Ordering::SeqCst), 2);
 }

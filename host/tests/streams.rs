@@ -24,7 +24,10 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// Both ends of every stream need a descriptor: lift the soft limit to the hard one.
 fn raise_fd_limit() -> u64 {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: plain system calls on a local struct.
     unsafe {
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
@@ -36,7 +39,11 @@ fn raise_fd_limit() -> u64 {
 
 async fn get(port: u16, path: &str) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     out
@@ -59,14 +66,27 @@ fn tarpit() -> u16 {
 /// keepalives every second, and calls that wait for the tarpit for minutes.
 fn config(data: &std::path::Path) -> Config {
     let mut c = Config::load(None).unwrap();
-    c.listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    c.listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     c.data_dir = data.to_path_buf();
     c.web.keepalive_secs = 1;
     c.web.rate_limit.limit = 0;
     c.plugin_runtime.call_timeout_ms = 300_000;
     c.plugin_runtime.git_timeout_ms = 300_000;
     c.plugin_runtime.reload_interval_ms = 0;
-    for name in ["gh", "gist", "gl", "zenodo", "figshare", "hydroshare", "dataverse", "ckan", "swh"] {
+    for name in [
+        "gh",
+        "gist",
+        "gl",
+        "zenodo",
+        "figshare",
+        "hydroshare",
+        "dataverse",
+        "ckan",
+        "swh",
+    ] {
         c.plugins.get_mut(name).unwrap().enabled = false;
     }
     c.plugins.get_mut("git").unwrap().private_networks = vec!["127.0.0.0/8".parse().unwrap()];
@@ -77,7 +97,8 @@ fn config(data: &std::path::Path) -> Config {
 /// headers and first keepalive.
 async fn idle_streams(port: u16, tarpit: u16, n: usize) -> Vec<TcpStream> {
     let path = format!("/build/git/git%3A%2F%2F127.0.0.1%3A{tarpit}%2Fx.git/main");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n");
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n");
     let mut clients = Vec::with_capacity(n);
     for _ in 0..n {
         let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
@@ -89,11 +110,18 @@ async fn idle_streams(port: u16, tarpit: u16, n: usize) -> Vec<TcpStream> {
     for (i, s) in clients.iter_mut().enumerate() {
         let mut got = String::new();
         while !got.contains(":keepalive\n\n") {
-            let n = tokio::time::timeout(Duration::from_secs(60), s.read(&mut buf)).await.expect("a keepalive within a minute").unwrap();
+            let n = tokio::time::timeout(Duration::from_secs(60), s.read(&mut buf))
+                .await
+                .expect("a keepalive within a minute")
+                .unwrap();
             assert!(n > 0, "stream {i} closed");
             got.push_str(&String::from_utf8_lossy(&buf[..n]));
         }
-        assert!(got.starts_with("HTTP/1.1 200 OK\r\n") && got.contains("content-type: text/event-stream"), "stream {i}: {got}");
+        assert!(
+            got.starts_with("HTTP/1.1 200 OK\r\n")
+                && got.contains("content-type: text/event-stream"),
+            "stream {i}: {got}"
+        );
         assert!(!got.contains("data: "), "stream {i} is idle: {got}");
     }
     clients
@@ -102,7 +130,10 @@ async fn idle_streams(port: u16, tarpit: u16, n: usize) -> Vec<TcpStream> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_idle_streams() {
     let fds = raise_fd_limit();
-    assert!(fds as usize > STREAMS + 1_000, "RLIMIT_NOFILE's hard limit ({fds}) is too low for {STREAMS} streams");
+    assert!(
+        fds as usize > STREAMS + 1_000,
+        "RLIMIT_NOFILE's hard limit ({fds}) is too low for {STREAMS} streams"
+    );
     let tarpit = tarpit();
     let data = tempfile::tempdir().unwrap();
     let c = config(data.path());
@@ -113,11 +144,25 @@ async fn ten_thousand_idle_streams() {
     let clients = idle_streams(port, tarpit, STREAMS).await;
     let busy_kib = rss_kib(server.0.id());
     let versions = get(port, "/versions").await;
-    assert!(versions.starts_with("HTTP/1.1 200"), "the server answers while {STREAMS} streams are open");
+    assert!(
+        versions.starts_with("HTTP/1.1 200"),
+        "the server answers while {STREAMS} streams are open"
+    );
     let metrics = get(port, "/metrics").await;
-    assert!(metrics.contains(&format!("bindery_event_streams_open {STREAMS}")), "{metrics}");
-    eprintln!("RSS idle {} MiB, with {STREAMS} open streams {} MiB", idle_kib / 1024, busy_kib / 1024);
-    assert!(busy_kib < 400 * 1024, "memory stays bounded: {} MiB", busy_kib / 1024);
+    assert!(
+        metrics.contains(&format!("bindery_event_streams_open {STREAMS}")),
+        "{metrics}"
+    );
+    eprintln!(
+        "RSS idle {} MiB, with {STREAMS} open streams {} MiB",
+        idle_kib / 1024,
+        busy_kib / 1024
+    );
+    assert!(
+        busy_kib < 400 * 1024,
+        "memory stays bounded: {} MiB",
+        busy_kib / 1024
+    );
 
     // Clients leave: their streams and pipeline tasks go with them.
     drop(clients);
@@ -127,7 +172,10 @@ async fn ten_thousand_idle_streams() {
         if metrics.contains("bindery_event_streams_open 0") {
             break;
         }
-        assert!(Instant::now() < deadline, "streams of gone clients are not released");
+        assert!(
+            Instant::now() < deadline,
+            "streams of gone clients are not released"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -147,16 +195,25 @@ async fn a_stopping_service_closes_the_streams_still_open_after_its_grace_period
         if let Some(status) = server.0.try_wait().unwrap() {
             break status;
         }
-        assert!(Instant::now() < deadline, "bindery serve is still running a minute after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "bindery serve is still running a minute after SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(status.success(), "{status}");
     let log = std::fs::read_to_string(data.path().join("bindery.log")).unwrap();
-    assert!(log.contains("closing them"), "the log says why streams were cut: {log}");
+    assert!(
+        log.contains("closing them"),
+        "the log says why streams were cut: {log}"
+    );
     let mut buf = vec![0u8; 4096];
     for s in clients.iter_mut() {
         loop {
-            match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.expect("closed") {
+            match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+                .await
+                .expect("closed")
+            {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }

@@ -13,7 +13,9 @@ pub fn is_doi(s: &str) -> bool {
     s.strip_prefix("10.")
         .and_then(|rest| rest.split_once('/'))
         .is_some_and(|(registrant, suffix)| {
-            !registrant.is_empty() && registrant.bytes().all(|b| b.is_ascii_digit()) && !suffix.is_empty()
+            !registrant.is_empty()
+                && registrant.bytes().all(|b| b.is_ascii_digit())
+                && !suffix.is_empty()
         })
 }
 
@@ -21,24 +23,40 @@ pub fn is_doi(s: &str) -> bool {
 /// plugin's `doi_resolver` config key (default `https://doi.org`), following
 /// redirects, and returns the landing page's URL. An unknown DOI is
 /// [`PluginError::NotFound`]; `example` goes into the message for a malformed one.
-pub fn landing_page(ctx: &impl ProviderContext, spec: &str, example: &str) -> Result<String, PluginError> {
+pub fn landing_page(
+    ctx: &impl ProviderContext,
+    spec: &str,
+    example: &str,
+) -> Result<String, PluginError> {
     spec::check(spec)?;
     if !is_doi(spec) {
         return Err(invalid(format!("{spec:?} is not a DOI such as {example}")));
     }
-    let resolver = ctx.config("doi_resolver").unwrap_or_else(|| "https://doi.org".into());
-    let url = format!("{}/{}", resolver.trim_end_matches('/'), spec::quote(spec, "/:;()"));
+    let resolver = ctx
+        .config("doi_resolver")
+        .unwrap_or_else(|| "https://doi.org".into());
+    let url = format!(
+        "{}/{}",
+        resolver.trim_end_matches('/'),
+        spec::quote(spec, "/:;()")
+    );
     let response = upstream::send(ctx, "DOI resolver", &Request::get(url))?;
     match response.status {
         200..=299 => Ok(response.final_url),
-        404 => Err(PluginError::NotFound(format!("The DOI {spec} is not registered."))),
+        404 => Err(PluginError::NotFound(format!(
+            "The DOI {spec} is not registered."
+        ))),
         _ => Err(upstream::status_error(ctx, "DOI resolver", &response)),
     }
 }
 
 /// The `doi_resolver` config key that [`landing_page`] reads, for the plugin's metadata.
 pub fn resolver_config_key() -> ConfigKey {
-    ConfigKey { name: "doi_resolver".into(), description: "DOI resolver base URL; default https://doi.org".into(), required: false }
+    ConfigKey {
+        name: "doi_resolver".into(),
+        description: "DOI resolver base URL; default https://doi.org".into(),
+        required: false,
+    }
 }
 
 /// The launch form of a DOI provider: upstream's `validateRegex`, no ref.
@@ -64,6 +82,9 @@ mod tests {
     fn dois() {
         assert!(is_doi("10.5281/zenodo.3242074"));
         assert!(!is_doi("10.x/y") && !is_doi("10.1/") && !is_doi("11.1/x"));
-        assert_eq!(display_config("Zenodo DOI", "zenodo", "x").spec_validate_regex, r"10\.\d+\/(.)+");
+        assert_eq!(
+            display_config("Zenodo DOI", "zenodo", "x").spec_validate_regex,
+            r"10\.\d+\/(.)+"
+        );
     }
 }

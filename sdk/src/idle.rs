@@ -40,15 +40,30 @@ pub struct IdleRules {
 
 impl Default for IdleRules {
     fn default() -> Self {
-        IdleRules { timeout_secs: 600, max_age_secs: 0, cull_default_servers: true, cull_named_servers: true, cull_users: false }
+        IdleRules {
+            timeout_secs: 600,
+            max_age_secs: 0,
+            cull_default_servers: true,
+            cull_named_servers: true,
+            cull_users: false,
+        }
     }
 }
 
 /// A config value parsed as `T`, or `default` when unset.
-pub fn config_or<T: std::str::FromStr>(ctx: &impl Context, key: &str, default: T) -> Result<T, PluginError> {
+pub fn config_or<T: std::str::FromStr>(
+    ctx: &impl Context,
+    key: &str,
+    default: T,
+) -> Result<T, PluginError> {
     match ctx.config(key) {
         None => Ok(default),
-        Some(v) => v.trim().parse().map_err(|_| PluginError::InvalidConfig(format!("{key} must be a {}, not {v:?}", std::any::type_name::<T>()))),
+        Some(v) => v.trim().parse().map_err(|_| {
+            PluginError::InvalidConfig(format!(
+                "{key} must be a {}, not {v:?}",
+                std::any::type_name::<T>()
+            ))
+        }),
     }
 }
 
@@ -67,13 +82,32 @@ impl IdleRules {
 
     /// The config keys [`IdleRules::from_config`] reads, for a plugin's metadata.
     pub fn config_keys() -> Vec<ConfigKey> {
-        let key = |name: &str, description: &str| ConfigKey { name: name.into(), required: false, description: description.into() };
+        let key = |name: &str, description: &str| ConfigKey {
+            name: name.into(),
+            required: false,
+            description: description.into(),
+        };
         vec![
-            key("timeout_secs", "stop a server inactive this long (default 600; 0: never)"),
-            key("max_age_secs", "stop a server this old, active or not (default 0: never)"),
-            key("cull_default_servers", "true (default): idle default servers are stopped"),
-            key("cull_named_servers", "true (default): idle named servers are stopped"),
-            key("cull_users", "true: also delete the server's user (default false)"),
+            key(
+                "timeout_secs",
+                "stop a server inactive this long (default 600; 0: never)",
+            ),
+            key(
+                "max_age_secs",
+                "stop a server this old, active or not (default 0: never)",
+            ),
+            key(
+                "cull_default_servers",
+                "true (default): idle default servers are stopped",
+            ),
+            key(
+                "cull_named_servers",
+                "true (default): idle named servers are stopped",
+            ),
+            key(
+                "cull_users",
+                "true: also delete the server's user (default false)",
+            ),
         ]
     }
 
@@ -83,17 +117,29 @@ impl IdleRules {
             return Decision::Pass;
         }
         let age_secs = now_ms.saturating_sub(server.started_ms) / 1000;
-        let inactive_secs = now_ms.saturating_sub(server.last_activity_ms.unwrap_or(server.started_ms)) / 1000;
-        let allowed = if server.server_name.is_empty() { self.cull_default_servers } else { self.cull_named_servers };
+        let inactive_secs =
+            now_ms.saturating_sub(server.last_activity_ms.unwrap_or(server.started_ms)) / 1000;
+        let allowed = if server.server_name.is_empty() {
+            self.cull_default_servers
+        } else {
+            self.cull_named_servers
+        };
         let reason = if self.timeout_secs > 0 && inactive_secs >= self.timeout_secs && allowed {
-            format!("inactive for {inactive_secs} s (limit {} s)", self.timeout_secs)
+            format!(
+                "inactive for {inactive_secs} s (limit {} s)",
+                self.timeout_secs
+            )
         } else if self.max_age_secs > 0 && age_secs >= self.max_age_secs {
             // As the idle culler: the age limit ignores the default/named toggles.
             format!("running for {age_secs} s (max age {} s)", self.max_age_secs)
         } else {
             return Decision::Keep;
         };
-        if self.cull_users { Decision::StopAndDeleteUser(reason) } else { Decision::Stop(reason) }
+        if self.cull_users {
+            Decision::StopAndDeleteUser(reason)
+        } else {
+            Decision::Stop(reason)
+        }
     }
 }
 
@@ -104,7 +150,10 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
         return pattern == text;
     }
     let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first) || !text[first.len()..].ends_with(last) || text.len() < first.len() + last.len() {
+    if !text.starts_with(first)
+        || !text[first.len()..].ends_with(last)
+        || text.len() < first.len() + last.len()
+    {
         return false;
     }
     let mut rest = &text[first.len()..text.len() - last.len()];
@@ -139,35 +188,80 @@ mod tests {
 
     #[test]
     fn the_idle_cullers_rules() {
-        let rules = IdleRules { timeout_secs: 600, max_age_secs: 3600, ..IdleRules::default() };
+        let rules = IdleRules {
+            timeout_secs: 600,
+            max_age_secs: 3600,
+            ..IdleRules::default()
+        };
         let now = 10_000_000;
         let s = now / 1000;
         // Idle past the timeout; no activity counts from the start.
-        assert_eq!(rules.decide(now, &server("", s - 700, Some(s - 601), ServerState::Ready)), Decision::Stop("inactive for 601 s (limit 600 s)".into()));
-        assert!(matches!(rules.decide(now, &server("", s - 700, None, ServerState::Ready)), Decision::Stop(_)));
-        assert_eq!(rules.decide(now, &server("", s - 700, Some(s - 10), ServerState::Ready)), Decision::Keep);
+        assert_eq!(
+            rules.decide(now, &server("", s - 700, Some(s - 601), ServerState::Ready)),
+            Decision::Stop("inactive for 601 s (limit 600 s)".into())
+        );
+        assert!(matches!(
+            rules.decide(now, &server("", s - 700, None, ServerState::Ready)),
+            Decision::Stop(_)
+        ));
+        assert_eq!(
+            rules.decide(now, &server("", s - 700, Some(s - 10), ServerState::Ready)),
+            Decision::Keep
+        );
         // Max age stops active servers, whatever the toggles.
-        let named_off = IdleRules { cull_named_servers: false, ..rules.clone() };
-        assert_eq!(named_off.decide(now, &server("x", s - 4000, Some(s - 5), ServerState::Ready)), Decision::Stop("running for 4000 s (max age 3600 s)".into()));
-        assert_eq!(named_off.decide(now, &server("x", s - 700, Some(s - 650), ServerState::Ready)), Decision::Keep, "idle named servers are kept when told so");
+        let named_off = IdleRules {
+            cull_named_servers: false,
+            ..rules.clone()
+        };
+        assert_eq!(
+            named_off.decide(now, &server("x", s - 4000, Some(s - 5), ServerState::Ready)),
+            Decision::Stop("running for 4000 s (max age 3600 s)".into())
+        );
+        assert_eq!(
+            named_off.decide(
+                now,
+                &server("x", s - 700, Some(s - 650), ServerState::Ready)
+            ),
+            Decision::Keep,
+            "idle named servers are kept when told so"
+        );
         // Pending servers are skipped; users deleted when asked.
-        assert_eq!(rules.decide(now, &server("", s - 9000, None, ServerState::Pending)), Decision::Pass);
-        let users = IdleRules { cull_users: true, ..rules };
-        assert!(matches!(users.decide(now, &server("", s - 700, None, ServerState::Ready)), Decision::StopAndDeleteUser(_)));
+        assert_eq!(
+            rules.decide(now, &server("", s - 9000, None, ServerState::Pending)),
+            Decision::Pass
+        );
+        let users = IdleRules {
+            cull_users: true,
+            ..rules
+        };
+        assert!(matches!(
+            users.decide(now, &server("", s - 700, None, ServerState::Ready)),
+            Decision::StopAndDeleteUser(_)
+        ));
     }
 
     #[test]
     fn rules_from_config() {
-        let ctx = MockContext::new().with_config("timeout_secs", "120").with_config("cull_users", "true");
+        let ctx = MockContext::new()
+            .with_config("timeout_secs", "120")
+            .with_config("cull_users", "true");
         let rules = IdleRules::from_config(&ctx).unwrap();
-        assert_eq!((rules.timeout_secs, rules.max_age_secs, rules.cull_users), (120, 0, true));
+        assert_eq!(
+            (rules.timeout_secs, rules.max_age_secs, rules.cull_users),
+            (120, 0, true)
+        );
         let bad = MockContext::new().with_config("timeout_secs", "ten minutes");
-        assert!(matches!(IdleRules::from_config(&bad), Err(PluginError::InvalidConfig(m)) if m.contains("timeout_secs")));
+        assert!(
+            matches!(IdleRules::from_config(&bad), Err(PluginError::InvalidConfig(m)) if m.contains("timeout_secs"))
+        );
     }
 
     #[test]
     fn globs() {
-        assert!(glob_match("gh/binder-examples/*", "gh/binder-examples/requirements/HEAD"));
+        assert!(glob_match(
+            "gh/binder-examples/*",
+            "gh/binder-examples/requirements/HEAD"
+        ));
         assert!(glob_match("gh/*/workshop-*/*", "gh/org/workshop-2026/main"));
         assert!(glob_match("exact", "exact"));
         assert!(!glob_match("gh/a/*", "gl/a/b"));

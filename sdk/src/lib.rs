@@ -68,12 +68,20 @@ pub mod bindings {
 
     /// The build-strategy world.
     pub mod build_strategy {
-        world_sharing_types!("build-strategy", "bindery_sdk::bindings::build_strategy", "__export_build_strategy");
+        world_sharing_types!(
+            "build-strategy",
+            "bindery_sdk::bindings::build_strategy",
+            "__export_build_strategy"
+        );
     }
 
     /// The cull-policy world.
     pub mod cull_policy {
-        world_sharing_types!("cull-policy", "bindery_sdk::bindings::cull_policy", "__export_cull_policy");
+        world_sharing_types!(
+            "cull-policy",
+            "bindery_sdk::bindings::cull_policy",
+            "__export_cull_policy"
+        );
     }
 }
 

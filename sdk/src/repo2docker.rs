@@ -11,7 +11,9 @@
 //! then the default buildpack. When `binder/` or `.binder/` exists, config
 //! files are read only there; both at once is an error.
 
-use crate::build_strategy::{ContainerEngine, Executor, Repo2dockerPlan, RepoFacts, ResourceLimits};
+use crate::build_strategy::{
+    ContainerEngine, Executor, Repo2dockerPlan, RepoFacts, ResourceLimits,
+};
 use crate::types::{ConfigKey, PluginError};
 use crate::{BuildStrategyContext, Context};
 
@@ -65,14 +67,20 @@ fn is_date(s: &str) -> bool {
     b.len() == 10
         && b[4] == b'-'
         && b[7] == b'-'
-        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
 }
 
 /// Parses `runtime.txt`; none for a form repo2docker does not accept.
 pub fn parse_runtime(text: &str) -> Option<Runtime> {
     let text = text.trim();
     let (rest, date) = match text.len().checked_sub(11) {
-        Some(cut) if text.is_char_boundary(cut) && text[cut..].starts_with('-') && is_date(&text[cut + 1..]) => {
+        Some(cut)
+            if text.is_char_boundary(cut)
+                && text[cut..].starts_with('-')
+                && is_date(&text[cut + 1..]) =>
+        {
             (&text[..cut], Some(text[cut + 1..].to_string()))
         }
         _ if is_date(text) => return None,
@@ -82,7 +90,11 @@ pub fn parse_runtime(text: &str) -> Option<Runtime> {
         Some((n, v)) => (n, Some(v.to_string())),
         None => (rest, None),
     };
-    (!name.is_empty()).then(|| Runtime { name: name.to_lowercase(), version, date })
+    (!name.is_empty()).then(|| Runtime {
+        name: name.to_lowercase(),
+        version,
+        date,
+    })
 }
 
 fn refused(message: impl Into<String>) -> PluginError {
@@ -106,7 +118,11 @@ impl<C: BuildStrategyContext> Repo<'_, C> {
 
     /// A config file exists (in the binder directory when there is one).
     fn has(&self, name: &str) -> bool {
-        let files = if self.facts.binder_dir.is_some() { &self.facts.binder_files } else { &self.facts.root_files };
+        let files = if self.facts.binder_dir.is_some() {
+            &self.facts.binder_files
+        } else {
+            &self.facts.root_files
+        };
         files.iter().any(|f| f == name)
     }
 
@@ -115,25 +131,41 @@ impl<C: BuildStrategyContext> Repo<'_, C> {
     }
 
     fn read(&self, name: &str) -> String {
-        self.ctx.read_file(&self.config_path(name)).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+        self.ctx
+            .read_file(&self.config_path(name))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
     }
 
     fn runtime(&self) -> Option<Runtime> {
-        self.has("runtime.txt").then(|| parse_runtime(&self.read("runtime.txt"))).flatten()
+        self.has("runtime.txt")
+            .then(|| parse_runtime(&self.read("runtime.txt")))
+            .flatten()
     }
 }
 
 /// The buildpack repo2docker picks, or why it would refuse the repository.
-pub fn detect(ctx: &impl BuildStrategyContext, facts: &RepoFacts) -> Result<Buildpack, PluginError> {
-    if facts.root_files.iter().any(|f| f == "binder/") && facts.root_files.iter().any(|f| f == ".binder/") {
-        return Err(refused("The repository has both binder/ and .binder/ directories; repo2docker refuses to choose. Keep one."));
+pub fn detect(
+    ctx: &impl BuildStrategyContext,
+    facts: &RepoFacts,
+) -> Result<Buildpack, PluginError> {
+    if facts.root_files.iter().any(|f| f == "binder/")
+        && facts.root_files.iter().any(|f| f == ".binder/")
+    {
+        return Err(refused(
+            "The repository has both binder/ and .binder/ directories; repo2docker refuses to choose. Keep one.",
+        ));
     }
     let repo = Repo { ctx, facts };
     if repo.has("Dockerfile") {
         let dockerfile = repo.read("Dockerfile");
-        let legacy = dockerfile.lines().any(|l| l.trim_start().to_uppercase().starts_with("FROM") && l.contains("andrewosh/binder-base"));
+        let legacy = dockerfile.lines().any(|l| {
+            l.trim_start().to_uppercase().starts_with("FROM") && l.contains("andrewosh/binder-base")
+        });
         if legacy {
-            return Err(refused("The andrewosh/binder-base Dockerfile (legacy Binder) was removed from repo2docker in January 2020; use a supported configuration."));
+            return Err(refused(
+                "The andrewosh/binder-base Dockerfile (legacy Binder) was removed from repo2docker in January 2020; use a supported configuration.",
+            ));
         }
         return Ok(Buildpack::Docker);
     }
@@ -141,13 +173,17 @@ pub fn detect(ctx: &impl BuildStrategyContext, facts: &RepoFacts) -> Result<Buil
         return Ok(Buildpack::JuliaProject);
     }
     if repo.has("REQUIRE") {
-        return Err(refused("Julia REQUIRE no longer supported: use a Project.toml."));
+        return Err(refused(
+            "Julia REQUIRE no longer supported: use a Project.toml.",
+        ));
     }
     if repo.has("default.nix") {
         return Ok(Buildpack::Nix);
     }
     let runtime = repo.runtime();
-    let dated_r = runtime.as_ref().is_some_and(|r| r.name == "r" && r.date.is_some());
+    let dated_r = runtime
+        .as_ref()
+        .is_some_and(|r| r.name == "r" && r.date.is_some());
     if dated_r || (facts.binder_dir.is_none() && repo.has_root("DESCRIPTION")) {
         return Ok(Buildpack::R);
     }
@@ -161,13 +197,19 @@ pub fn detect(ctx: &impl BuildStrategyContext, facts: &RepoFacts) -> Result<Buil
     if runtime.as_ref().is_some_and(|r| r.name == "python") {
         return Ok(Buildpack::Python);
     }
-    if python_runtime && (repo.has_root("setup.py") || repo.has("requirements.txt") || pep517(&repo)) {
+    if python_runtime
+        && (repo.has_root("setup.py") || repo.has("requirements.txt") || pep517(&repo))
+    {
         return Ok(Buildpack::Python);
     }
     match ctx.config("default_buildpack").as_deref() {
         None | Some("python") => Ok(Buildpack::Python),
-        Some("none") => Err(refused("No environment specification found: add a requirements.txt, environment.yml, Dockerfile or another configuration file repo2docker knows.")),
-        Some(other) => Err(PluginError::InvalidConfig(format!("default_buildpack must be \"python\" or \"none\", not {other:?}"))),
+        Some("none") => Err(refused(
+            "No environment specification found: add a requirements.txt, environment.yml, Dockerfile or another configuration file repo2docker knows.",
+        )),
+        Some(other) => Err(PluginError::InvalidConfig(format!(
+            "default_buildpack must be \"python\" or \"none\", not {other:?}"
+        ))),
     }
 }
 
@@ -187,10 +229,16 @@ pub const DEFAULT_BUILDER: &str = "quay.io/jupyterhub/repo2docker:2024.07.0";
 pub const DEFAULT_TIMEOUT_SECS: u64 = 3600;
 
 /// A whole-number config value, or `default` when unset.
-pub fn number<T: std::str::FromStr>(ctx: &impl Context, key: &str, default: T) -> Result<T, PluginError> {
+pub fn number<T: std::str::FromStr>(
+    ctx: &impl Context,
+    key: &str,
+    default: T,
+) -> Result<T, PluginError> {
     match ctx.config(key) {
         None => Ok(default),
-        Some(v) => v.trim().parse().map_err(|_| PluginError::InvalidConfig(format!("{key} must be a whole number, not {v:?}"))),
+        Some(v) => v.trim().parse().map_err(|_| {
+            PluginError::InvalidConfig(format!("{key} must be a whole number, not {v:?}"))
+        }),
     }
 }
 
@@ -199,14 +247,22 @@ pub fn plan(ctx: &impl Context, buildpack: Buildpack) -> Result<Repo2dockerPlan,
     let executor = match ctx.config("executor").as_deref() {
         None | Some("local") => Executor::Local,
         Some("kubernetes") => Executor::Kubernetes,
-        Some(other) => return Err(PluginError::InvalidConfig(format!("executor must be \"local\" or \"kubernetes\", not {other:?}"))),
+        Some(other) => {
+            return Err(PluginError::InvalidConfig(format!(
+                "executor must be \"local\" or \"kubernetes\", not {other:?}"
+            )));
+        }
     };
     let engine = match ctx.config("engine").as_deref() {
         None | Some("docker") => ContainerEngine::Docker,
         Some("podman") => ContainerEngine::Podman,
         Some("kaniko") => ContainerEngine::Kaniko,
         Some("buildah") => ContainerEngine::Buildah,
-        Some(other) => return Err(PluginError::InvalidConfig(format!("engine must be docker, podman, kaniko or buildah, not {other:?}"))),
+        Some(other) => {
+            return Err(PluginError::InvalidConfig(format!(
+                "engine must be docker, podman, kaniko or buildah, not {other:?}"
+            )));
+        }
     };
     // repo2docker ignores the appendix for Dockerfile builds: say so rather than pretend.
     let appendix = ctx.config("appendix").filter(|a| !a.trim().is_empty());
@@ -215,10 +271,15 @@ pub fn plan(ctx: &impl Context, buildpack: Buildpack) -> Result<Repo2dockerPlan,
     }
     Ok(Repo2dockerPlan {
         executor,
-        builder_image: ctx.config("builder_image").unwrap_or_else(|| DEFAULT_BUILDER.into()),
+        builder_image: ctx
+            .config("builder_image")
+            .unwrap_or_else(|| DEFAULT_BUILDER.into()),
         engine,
         buildpack: buildpack.name().into(),
-        extra_args: ctx.config("extra_args").map(|a| a.split_whitespace().map(String::from).collect()).unwrap_or_default(),
+        extra_args: ctx
+            .config("extra_args")
+            .map(|a| a.split_whitespace().map(String::from).collect())
+            .unwrap_or_default(),
         env: Vec::new(),
         limits: ResourceLimits {
             memory_limit: number(ctx, "memory_limit", 0)?,
@@ -234,10 +295,27 @@ pub fn plan(ctx: &impl Context, buildpack: Buildpack) -> Result<Repo2dockerPlan,
 
 /// Config files repo2docker builds an environment from, wherever they apply.
 const ENVIRONMENT_FILES: &[&str] = &[
-    "Dockerfile", ".dockerignore", ".containerignore", "apt.txt", "environment.yml", "environment.yaml",
-    "requirements.txt", "Pipfile", "Pipfile.lock", "runtime.txt", "install.R", "DESCRIPTION", "setup.py",
-    "pyproject.toml", "Project.toml", "Manifest.toml", "JuliaProject.toml", "JuliaManifest.toml", "default.nix",
-    "postBuild", "start",
+    "Dockerfile",
+    ".dockerignore",
+    ".containerignore",
+    "apt.txt",
+    "environment.yml",
+    "environment.yaml",
+    "requirements.txt",
+    "Pipfile",
+    "Pipfile.lock",
+    "runtime.txt",
+    "install.R",
+    "DESCRIPTION",
+    "setup.py",
+    "pyproject.toml",
+    "Project.toml",
+    "Manifest.toml",
+    "JuliaProject.toml",
+    "JuliaManifest.toml",
+    "default.nix",
+    "postBuild",
+    "start",
 ];
 
 /// The files (paths from the repository root, sorted) whose contents decide
@@ -245,12 +323,19 @@ const ENVIRONMENT_FILES: &[&str] = &[
 /// when there is one, and the root's otherwise; the ignore files always.
 pub fn environment_files(facts: &RepoFacts) -> Vec<String> {
     let mut files: Vec<String> = match &facts.binder_dir {
-        Some(dir) => facts.binder_files.iter().filter(|f| ENVIRONMENT_FILES.contains(&f.as_str())).map(|f| format!("{dir}{f}")).collect(),
+        Some(dir) => facts
+            .binder_files
+            .iter()
+            .filter(|f| ENVIRONMENT_FILES.contains(&f.as_str()))
+            .map(|f| format!("{dir}{f}"))
+            .collect(),
         None => Vec::new(),
     };
     let root_always = [".dockerignore", ".containerignore", "setup.py"];
     for f in &facts.root_files {
-        if (facts.binder_dir.is_none() && ENVIRONMENT_FILES.contains(&f.as_str())) || (facts.binder_dir.is_some() && root_always.contains(&f.as_str())) {
+        if (facts.binder_dir.is_none() && ENVIRONMENT_FILES.contains(&f.as_str()))
+            || (facts.binder_dir.is_some() && root_always.contains(&f.as_str()))
+        {
             files.push(f.clone());
         }
     }
@@ -261,40 +346,71 @@ pub fn environment_files(facts: &RepoFacts) -> Vec<String> {
 /// Why the repository's other content goes into the environment too, so a
 /// change to any file changes the image repo2docker builds; none when only
 /// [`environment_files`] do.
-pub fn content_in_environment(ctx: &impl BuildStrategyContext, facts: &RepoFacts, buildpack: Buildpack) -> Option<&'static str> {
+pub fn content_in_environment(
+    ctx: &impl BuildStrategyContext,
+    facts: &RepoFacts,
+    buildpack: Buildpack,
+) -> Option<&'static str> {
     let repo = Repo { ctx, facts };
     match buildpack {
-        Buildpack::Docker => return Some("a Dockerfile may copy any file of the repository into the image"),
-        Buildpack::R if facts.binder_dir.is_none() && repo.has_root("DESCRIPTION") => return Some("the repository is an R package, installed into the image"),
-        Buildpack::Python if repo.has_root("setup.py") || pep517(&repo) => return Some("the repository is a Python package, installed into the image"),
+        Buildpack::Docker => {
+            return Some("a Dockerfile may copy any file of the repository into the image");
+        }
+        Buildpack::R if facts.binder_dir.is_none() && repo.has_root("DESCRIPTION") => {
+            return Some("the repository is an R package, installed into the image");
+        }
+        Buildpack::Python if repo.has_root("setup.py") || pep517(&repo) => {
+            return Some("the repository is a Python package, installed into the image");
+        }
         _ => {}
     }
     // A requirement on the repository itself (`-e .`, `.`, `./sub`) installs its content.
     let local = |text: String| {
-        text.lines().map(|l| l.trim().trim_start_matches("- ").trim()).any(|l| {
-            let l = l.strip_prefix("-e").or_else(|| l.strip_prefix("--editable")).map_or(l, str::trim);
-            l == "." || l.starts_with("./") || l.starts_with("file:")
-        })
+        text.lines()
+            .map(|l| l.trim().trim_start_matches("- ").trim())
+            .any(|l| {
+                let l = l
+                    .strip_prefix("-e")
+                    .or_else(|| l.strip_prefix("--editable"))
+                    .map_or(l, str::trim);
+                l == "." || l.starts_with("./") || l.starts_with("file:")
+            })
     };
     let requirements = ["requirements.txt", "environment.yml", "environment.yaml"];
-    requirements.iter().any(|f| repo.has(f) && local(repo.read(f))).then_some("a requirements file installs the repository itself")
+    requirements
+        .iter()
+        .any(|f| repo.has(f) && local(repo.read(f)))
+        .then_some("a requirements file installs the repository itself")
 }
 
 /// The operator's settings [`plan`] reads, for a strategy's metadata.
 pub fn config_keys() -> Vec<ConfigKey> {
-    let key = |name: &str, description: &str| ConfigKey { name: name.into(), required: false, description: description.into() };
+    let key = |name: &str, description: &str| ConfigKey {
+        name: name.into(),
+        required: false,
+        description: description.into(),
+    };
     vec![
         key("executor", "local (default) or kubernetes"),
         key("builder_image", "the repo2docker image build pods run"),
         key("engine", "docker (default), podman, kaniko or buildah"),
-        key("extra_args", "more repo2docker arguments, separated by spaces"),
+        key(
+            "extra_args",
+            "more repo2docker arguments, separated by spaces",
+        ),
         key("appendix", "Dockerfile lines appended to generated builds"),
-        key("timeout_secs", "stop a build after this long (default 3600)"),
+        key(
+            "timeout_secs",
+            "stop a build after this long (default 3600)",
+        ),
         key("memory_limit", "bytes; 0 is unlimited"),
         key("memory_request", "bytes"),
         key("cpu_limit", "millicores; 0 is unlimited"),
         key("cpu_request", "millicores"),
-        key("default_buildpack", "python (default) or none, for repositories with no configuration"),
+        key(
+            "default_buildpack",
+            "python (default) or none, for repositories with no configuration",
+        ),
     ]
 }
 
@@ -320,42 +436,201 @@ mod tests {
     #[test]
     fn every_detection_rule() {
         use Buildpack::*;
-        type Case = (&'static [&'static str], Option<&'static str>, &'static [&'static str], &'static [(&'static str, &'static str)], Result<Buildpack, &'static str>);
+        type Case = (
+            &'static [&'static str],
+            Option<&'static str>,
+            &'static [&'static str],
+            &'static [(&'static str, &'static str)],
+            Result<Buildpack, &'static str>,
+        );
         let cases: &[Case] = &[
-            (&["Dockerfile", "requirements.txt", "environment.yml"], None, &[], &[("Dockerfile", "FROM python:3.12\n")], Ok(Docker)),
-            (&["Dockerfile"], None, &[], &[("Dockerfile", "from andrewosh/binder-base\n")], Err("removed from repo2docker in January 2020")),
-            (&["Project.toml", "environment.yml"], None, &[], &[], Ok(JuliaProject)),
+            (
+                &["Dockerfile", "requirements.txt", "environment.yml"],
+                None,
+                &[],
+                &[("Dockerfile", "FROM python:3.12\n")],
+                Ok(Docker),
+            ),
+            (
+                &["Dockerfile"],
+                None,
+                &[],
+                &[("Dockerfile", "from andrewosh/binder-base\n")],
+                Err("removed from repo2docker in January 2020"),
+            ),
+            (
+                &["Project.toml", "environment.yml"],
+                None,
+                &[],
+                &[],
+                Ok(JuliaProject),
+            ),
             (&["JuliaProject.toml"], None, &[], &[], Ok(JuliaProject)),
-            (&["REQUIRE", "requirements.txt"], None, &[], &[], Err("Julia REQUIRE no longer supported")),
-            (&["REQUIRE", "Project.toml"], None, &[], &[], Ok(JuliaProject)),
-            (&["default.nix", "requirements.txt"], None, &[], &[], Ok(Nix)),
-            (&["runtime.txt", "install.R"], None, &[], &[("runtime.txt", "r-2023-05-01\n")], Ok(R)),
-            (&["runtime.txt"], None, &[], &[("runtime.txt", "r-4.3-2023-05-01")], Ok(R)),
-            (&["runtime.txt", "requirements.txt"], None, &[], &[("runtime.txt", "r-4.3")], Err("No environment specification")),
+            (
+                &["REQUIRE", "requirements.txt"],
+                None,
+                &[],
+                &[],
+                Err("Julia REQUIRE no longer supported"),
+            ),
+            (
+                &["REQUIRE", "Project.toml"],
+                None,
+                &[],
+                &[],
+                Ok(JuliaProject),
+            ),
+            (
+                &["default.nix", "requirements.txt"],
+                None,
+                &[],
+                &[],
+                Ok(Nix),
+            ),
+            (
+                &["runtime.txt", "install.R"],
+                None,
+                &[],
+                &[("runtime.txt", "r-2023-05-01\n")],
+                Ok(R),
+            ),
+            (
+                &["runtime.txt"],
+                None,
+                &[],
+                &[("runtime.txt", "r-4.3-2023-05-01")],
+                Ok(R),
+            ),
+            (
+                &["runtime.txt", "requirements.txt"],
+                None,
+                &[],
+                &[("runtime.txt", "r-4.3")],
+                Err("No environment specification"),
+            ),
             // install.R alone does not make an R build (repo2docker#1533).
-            (&["install.R"], None, &[], &[], Err("No environment specification")),
+            (
+                &["install.R"],
+                None,
+                &[],
+                &[],
+                Err("No environment specification"),
+            ),
             (&["DESCRIPTION"], None, &[], &[], Ok(R)),
-            (&["DESCRIPTION", "binder/"], Some("binder/"), &["requirements.txt"], &[], Ok(Python)),
-            (&["environment.yml", "requirements.txt"], None, &[], &[], Ok(Conda)),
+            (
+                &["DESCRIPTION", "binder/"],
+                Some("binder/"),
+                &["requirements.txt"],
+                &[],
+                Ok(Python),
+            ),
+            (
+                &["environment.yml", "requirements.txt"],
+                None,
+                &[],
+                &[],
+                Ok(Conda),
+            ),
             (&["environment.yaml"], None, &[], &[], Ok(Conda)),
-            (&["Pipfile", "requirements.txt"], None, &[], &[], Ok(Pipfile)),
+            (
+                &["Pipfile", "requirements.txt"],
+                None,
+                &[],
+                &[],
+                Ok(Pipfile),
+            ),
             (&["Pipfile.lock"], None, &[], &[], Ok(Pipfile)),
-            (&["Pipfile", "runtime.txt"], None, &[], &[("runtime.txt", "python-3.11")], Ok(Pipfile)),
-            (&["Pipfile", "runtime.txt", "requirements.txt"], None, &[], &[("runtime.txt", "julia-1.9")], Err("No environment specification")),
+            (
+                &["Pipfile", "runtime.txt"],
+                None,
+                &[],
+                &[("runtime.txt", "python-3.11")],
+                Ok(Pipfile),
+            ),
+            (
+                &["Pipfile", "runtime.txt", "requirements.txt"],
+                None,
+                &[],
+                &[("runtime.txt", "julia-1.9")],
+                Err("No environment specification"),
+            ),
             (&["requirements.txt"], None, &[], &[], Ok(Python)),
             (&["setup.py"], None, &[], &[], Ok(Python)),
-            (&["runtime.txt"], None, &[], &[("runtime.txt", "python-3.11")], Ok(Python)),
-            (&["pyproject.toml"], None, &[], &[("pyproject.toml", "[project]\nname = \"x\"\n\n[build-system]\nrequires = []\n")], Ok(Python)),
-            (&["pyproject.toml"], None, &[], &[("pyproject.toml", "[tool.black]\n")], Err("No environment specification")),
-            (&["README.md"], None, &[], &[], Err("No environment specification")),
+            (
+                &["runtime.txt"],
+                None,
+                &[],
+                &[("runtime.txt", "python-3.11")],
+                Ok(Python),
+            ),
+            (
+                &["pyproject.toml"],
+                None,
+                &[],
+                &[(
+                    "pyproject.toml",
+                    "[project]\nname = \"x\"\n\n[build-system]\nrequires = []\n",
+                )],
+                Ok(Python),
+            ),
+            (
+                &["pyproject.toml"],
+                None,
+                &[],
+                &[("pyproject.toml", "[tool.black]\n")],
+                Err("No environment specification"),
+            ),
+            (
+                &["README.md"],
+                None,
+                &[],
+                &[],
+                Err("No environment specification"),
+            ),
             // A binder directory hides the root's config files.
-            (&["Dockerfile", "binder/"], Some("binder/"), &["environment.yml"], &[], Ok(Conda)),
-            (&["environment.yml", ".binder/"], Some(".binder/"), &["requirements.txt"], &[], Ok(Python)),
-            (&["binder/"], Some("binder/"), &["Dockerfile"], &[("binder/Dockerfile", "FROM x\n")], Ok(Docker)),
-            (&["binder/", ".binder/", "requirements.txt"], Some("binder/"), &[], &[], Err("both binder/ and .binder/")),
+            (
+                &["Dockerfile", "binder/"],
+                Some("binder/"),
+                &["environment.yml"],
+                &[],
+                Ok(Conda),
+            ),
+            (
+                &["environment.yml", ".binder/"],
+                Some(".binder/"),
+                &["requirements.txt"],
+                &[],
+                Ok(Python),
+            ),
+            (
+                &["binder/"],
+                Some("binder/"),
+                &["Dockerfile"],
+                &[("binder/Dockerfile", "FROM x\n")],
+                Ok(Docker),
+            ),
+            (
+                &["binder/", ".binder/", "requirements.txt"],
+                Some("binder/"),
+                &[],
+                &[],
+                Err("both binder/ and .binder/"),
+            ),
             // pyproject.toml counts only without a binder directory; setup.py at the root always.
-            (&["pyproject.toml", "binder/"], Some("binder/"), &["apt.txt"], &[("pyproject.toml", "[project]\n[build-system]\n")], Err("No environment specification")),
-            (&["setup.py", "binder/"], Some("binder/"), &["apt.txt"], &[], Ok(Python)),
+            (
+                &["pyproject.toml", "binder/"],
+                Some("binder/"),
+                &["apt.txt"],
+                &[("pyproject.toml", "[project]\n[build-system]\n")],
+                Err("No environment specification"),
+            ),
+            (
+                &["setup.py", "binder/"],
+                Some("binder/"),
+                &["apt.txt"],
+                &[],
+                Ok(Python),
+            ),
         ];
         for (i, (root, dir, binder, contents, expected)) in cases.iter().enumerate() {
             let mut ctx = MockContext::new().with_config("default_buildpack", "none");
@@ -364,8 +639,12 @@ mod tests {
             }
             let got = detect(&ctx, &facts(root, *dir, binder));
             match (expected, got) {
-                (Ok(want), Ok(got)) => assert_eq!(*want, got, "case {i}: {root:?} {dir:?} {binder:?}"),
-                (Err(want), Err(PluginError::InvalidSpec(m))) => assert!(m.contains(want), "case {i}: {m}"),
+                (Ok(want), Ok(got)) => {
+                    assert_eq!(*want, got, "case {i}: {root:?} {dir:?} {binder:?}")
+                }
+                (Err(want), Err(PluginError::InvalidSpec(m))) => {
+                    assert!(m.contains(want), "case {i}: {m}")
+                }
                 (want, got) => panic!("case {i}: {root:?}: wanted {want:?}, got {got:?}"),
             }
         }
@@ -376,16 +655,36 @@ mod tests {
         let bare = facts(&["README.md"], None, &[]);
         assert_eq!(detect(&MockContext::new(), &bare), Ok(Buildpack::Python));
         let bad = MockContext::new().with_config("default_buildpack", "conda");
-        assert!(matches!(detect(&bad, &bare), Err(PluginError::InvalidConfig(m)) if m.contains("default_buildpack")));
+        assert!(
+            matches!(detect(&bad, &bare), Err(PluginError::InvalidConfig(m)) if m.contains("default_buildpack"))
+        );
     }
 
     #[test]
     fn runtime_txt_forms() {
-        let rt = |n: &str, v: Option<&str>, d: Option<&str>| Some(Runtime { name: n.into(), version: v.map(Into::into), date: d.map(Into::into) });
-        assert_eq!(parse_runtime("python-3.10\n"), rt("python", Some("3.10"), None));
-        assert_eq!(parse_runtime("r-4.3-2023-05-01"), rt("r", Some("4.3"), Some("2023-05-01")));
-        assert_eq!(parse_runtime("r-2023-05-01"), rt("r", None, Some("2023-05-01")));
-        assert_eq!(parse_runtime("R-2023-05-01"), rt("r", None, Some("2023-05-01")));
+        let rt = |n: &str, v: Option<&str>, d: Option<&str>| {
+            Some(Runtime {
+                name: n.into(),
+                version: v.map(Into::into),
+                date: d.map(Into::into),
+            })
+        };
+        assert_eq!(
+            parse_runtime("python-3.10\n"),
+            rt("python", Some("3.10"), None)
+        );
+        assert_eq!(
+            parse_runtime("r-4.3-2023-05-01"),
+            rt("r", Some("4.3"), Some("2023-05-01"))
+        );
+        assert_eq!(
+            parse_runtime("r-2023-05-01"),
+            rt("r", None, Some("2023-05-01"))
+        );
+        assert_eq!(
+            parse_runtime("R-2023-05-01"),
+            rt("r", None, Some("2023-05-01"))
+        );
         assert_eq!(parse_runtime(""), None);
         assert_eq!(parse_runtime("2023-05-01"), None);
     }
@@ -403,37 +702,114 @@ mod tests {
         assert_eq!(p.executor, Executor::Kubernetes);
         assert_eq!(p.builder_image, "registry.example.org/r2d:1");
         assert_eq!(p.buildpack, "CondaBuildPack");
-        assert_eq!(p.extra_args, ["--Repo2Docker.default_buildpack=None", "--DockerEngine.extra_init_args={\"timeout\":1200}"]);
-        assert_eq!((p.limits.memory_limit, p.limits.cpu_limit), (2147483648, 1000));
+        assert_eq!(
+            p.extra_args,
+            [
+                "--Repo2Docker.default_buildpack=None",
+                "--DockerEngine.extra_init_args={\"timeout\":1200}"
+            ]
+        );
+        assert_eq!(
+            (p.limits.memory_limit, p.limits.cpu_limit),
+            (2147483648, 1000)
+        );
         assert_eq!(p.appendix.as_deref(), Some("RUN echo hi"));
         assert_eq!(p.timeout_secs, 3600);
-        assert_eq!(plan(&ctx, Buildpack::Docker).unwrap().appendix, None, "repo2docker ignores the appendix for Dockerfiles");
+        assert_eq!(
+            plan(&ctx, Buildpack::Docker).unwrap().appendix,
+            None,
+            "repo2docker ignores the appendix for Dockerfiles"
+        );
         let defaults = plan(&MockContext::new(), Buildpack::Python).unwrap();
-        assert_eq!((defaults.executor, defaults.engine, defaults.builder_image.as_str()), (Executor::Local, ContainerEngine::Docker, DEFAULT_BUILDER));
-        for (key, value) in [("executor", "cloud"), ("engine", "rkt"), ("timeout_secs", "an hour"), ("memory_limit", "2G")] {
-            let e = plan(&MockContext::new().with_config(key, value), Buildpack::Python).unwrap_err();
-            assert!(matches!(&e, PluginError::InvalidConfig(m) if m.contains(key)), "{key}: {e:?}");
+        assert_eq!(
+            (
+                defaults.executor,
+                defaults.engine,
+                defaults.builder_image.as_str()
+            ),
+            (Executor::Local, ContainerEngine::Docker, DEFAULT_BUILDER)
+        );
+        for (key, value) in [
+            ("executor", "cloud"),
+            ("engine", "rkt"),
+            ("timeout_secs", "an hour"),
+            ("memory_limit", "2G"),
+        ] {
+            let e = plan(
+                &MockContext::new().with_config(key, value),
+                Buildpack::Python,
+            )
+            .unwrap_err();
+            assert!(
+                matches!(&e, PluginError::InvalidConfig(m) if m.contains(key)),
+                "{key}: {e:?}"
+            );
         }
     }
 
     #[test]
     fn environment_files_and_content_dependence() {
-        let root = facts(&["README.md", "requirements.txt", "postBuild", "data.csv", ".dockerignore"], None, &[]);
-        assert_eq!(environment_files(&root), [".dockerignore", "postBuild", "requirements.txt"]);
-        let binder = facts(&["requirements.txt", "binder/", "setup.py"], Some("binder/"), &["environment.yml", "notes.md"]);
-        assert_eq!(environment_files(&binder), ["binder/environment.yml", "setup.py"]);
+        let root = facts(
+            &[
+                "README.md",
+                "requirements.txt",
+                "postBuild",
+                "data.csv",
+                ".dockerignore",
+            ],
+            None,
+            &[],
+        );
+        assert_eq!(
+            environment_files(&root),
+            [".dockerignore", "postBuild", "requirements.txt"]
+        );
+        let binder = facts(
+            &["requirements.txt", "binder/", "setup.py"],
+            Some("binder/"),
+            &["environment.yml", "notes.md"],
+        );
+        assert_eq!(
+            environment_files(&binder),
+            ["binder/environment.yml", "setup.py"]
+        );
 
         let ctx = MockContext::new().with_file("requirements.txt", b"numpy\n");
         assert_eq!(content_in_environment(&ctx, &root, Buildpack::Python), None);
         for text in ["-e .\n", "numpy\n./pkg\n", "--editable .\n", "file:./x\n"] {
             let ctx = MockContext::new().with_file("requirements.txt", text.as_bytes());
-            assert!(content_in_environment(&ctx, &root, Buildpack::Python).is_some(), "{text}");
+            assert!(
+                content_in_environment(&ctx, &root, Buildpack::Python).is_some(),
+                "{text}"
+            );
         }
         let conda = facts(&["environment.yml"], None, &[]);
-        let ctx = MockContext::new().with_file("environment.yml", b"dependencies:\n  - pip:\n    - -e .\n");
+        let ctx = MockContext::new()
+            .with_file("environment.yml", b"dependencies:\n  - pip:\n    - -e .\n");
         assert!(content_in_environment(&ctx, &conda, Buildpack::Conda).is_some());
-        assert!(content_in_environment(&MockContext::new(), &facts(&["setup.py"], None, &[]), Buildpack::Python).is_some());
-        assert!(content_in_environment(&MockContext::new(), &facts(&["Dockerfile"], None, &[]), Buildpack::Docker).is_some());
-        assert!(content_in_environment(&MockContext::new(), &facts(&["DESCRIPTION"], None, &[]), Buildpack::R).is_some());
+        assert!(
+            content_in_environment(
+                &MockContext::new(),
+                &facts(&["setup.py"], None, &[]),
+                Buildpack::Python
+            )
+            .is_some()
+        );
+        assert!(
+            content_in_environment(
+                &MockContext::new(),
+                &facts(&["Dockerfile"], None, &[]),
+                Buildpack::Docker
+            )
+            .is_some()
+        );
+        assert!(
+            content_in_environment(
+                &MockContext::new(),
+                &facts(&["DESCRIPTION"], None, &[]),
+                Buildpack::R
+            )
+            .is_some()
+        );
     }
 }

@@ -14,14 +14,19 @@ pub fn invalid(message: impl Into<String>) -> PluginError {
 /// Refuses specs that are too long or contain control characters.
 pub fn check(spec: &str) -> Result<(), PluginError> {
     if spec.len() > MAX_SPEC_BYTES {
-        return Err(invalid(format!("the spec is {} bytes long; at most {MAX_SPEC_BYTES} are accepted", spec.len())));
+        return Err(invalid(format!(
+            "the spec is {} bytes long; at most {MAX_SPEC_BYTES} are accepted",
+            spec.len()
+        )));
     }
     no_control_chars(spec, "spec")
 }
 
 fn no_control_chars(s: &str, what: &str) -> Result<(), PluginError> {
     match s.chars().find(|c| c.is_control()) {
-        Some(c) => Err(invalid(format!("the {what} contains the control character {c:?}"))),
+        Some(c) => Err(invalid(format!(
+            "the {what} contains the control character {c:?}"
+        ))),
         None => Ok(()),
     }
 }
@@ -43,7 +48,10 @@ pub fn unquote(s: &str, what: &str) -> Result<String, PluginError> {
 pub fn quote(s: &str, safe: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for &b in s.as_bytes() {
-        if b.is_ascii_alphanumeric() || b"_.-~".contains(&b) || (b.is_ascii() && safe.as_bytes().contains(&b)) {
+        if b.is_ascii_alphanumeric()
+            || b"_.-~".contains(&b)
+            || (b.is_ascii() && safe.as_bytes().contains(&b))
+        {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -77,7 +85,10 @@ pub fn check_git_ref(r: &str) -> Result<(), PluginError> {
     if r.ends_with('.') || r.ends_with(".lock") {
         return bad("it ends with `.` or `.lock`");
     }
-    if let Some(c) = r.chars().find(|c| c.is_control() || " ~^:?*[\\".contains(*c)) {
+    if let Some(c) = r
+        .chars()
+        .find(|c| c.is_control() || " ~^:?*[\\".contains(*c))
+    {
         return bad(&format!("it contains {c:?}"));
     }
     if r.split('/').any(|part| part.starts_with('.')) {
@@ -88,7 +99,10 @@ pub fn check_git_ref(r: &str) -> Result<(), PluginError> {
 
 /// Percent-encodes each `/`-separated part of a (checked) git ref for a URL path.
 pub fn ref_path(r: &str) -> String {
-    r.split('/').map(|part| quote(part, "")).collect::<Vec<_>>().join("/")
+    r.split('/')
+        .map(|part| quote(part, ""))
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 #[cfg(test)]
@@ -107,8 +121,14 @@ mod tests {
         for ok in ["main", "HEAD", "feature/x-1", "v1.0", "release/2024.07"] {
             assert!(check_git_ref(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "-x", "../x", "a/../b", "a..b", "a b", "a:b", "x?y", "/a", "a/", "a//b", "x.lock", ".hidden", "a/.b", "a\nb", "a@{1}", "a\\b"] {
-            assert!(matches!(check_git_ref(bad), Err(PluginError::InvalidSpec(_))), "{bad:?}");
+        for bad in [
+            "", "-x", "../x", "a/../b", "a..b", "a b", "a:b", "x?y", "/a", "a/", "a//b", "x.lock",
+            ".hidden", "a/.b", "a\nb", "a@{1}", "a\\b",
+        ] {
+            assert!(
+                matches!(check_git_ref(bad), Err(PluginError::InvalidSpec(_))),
+                "{bad:?}"
+            );
         }
         assert_eq!(ref_path("feature/a#b"), "feature/a%23b");
     }

@@ -40,7 +40,10 @@ pub struct MockContext {
 impl MockContext {
     /// An empty context: no config, no secrets, every request fails.
     pub fn new() -> Self {
-        MockContext { now_ms: 1_700_000_000_000, ..Default::default() }
+        MockContext {
+            now_ms: 1_700_000_000_000,
+            ..Default::default()
+        }
     }
 
     /// Sets the clock (milliseconds since the Unix epoch).
@@ -81,7 +84,13 @@ impl MockContext {
 
     /// Answers `ls_remote(url)` with these `(name, oid)` refs.
     pub fn with_remote(mut self, url: &str, refs: &[(&str, &str)]) -> Self {
-        let refs = refs.iter().map(|(n, o)| RemoteRef { name: (*n).into(), oid: (*o).into() }).collect();
+        let refs = refs
+            .iter()
+            .map(|(n, o)| RemoteRef {
+                name: (*n).into(),
+                oid: (*o).into(),
+            })
+            .collect();
         self.remotes.insert(url.into(), Ok(refs));
         self
     }
@@ -123,14 +132,23 @@ impl Context for MockContext {
 
 impl ProviderContext for MockContext {
     fn secret(&self, name: &str) -> Result<String, SecretError> {
-        self.secrets.get(name).cloned().ok_or_else(|| SecretError::NotGranted(name.into()))
+        self.secrets
+            .get(name)
+            .cloned()
+            .ok_or_else(|| SecretError::NotGranted(name.into()))
     }
 
     fn fetch(&self, request: &Request) -> Result<Response, HttpError> {
         self.requests.borrow_mut().push(request.clone());
-        self.responses.get(&request.url).cloned().unwrap_or_else(|| {
-            Err(HttpError::Connect(format!("MockContext has no response for {}", request.url)))
-        })
+        self.responses
+            .get(&request.url)
+            .cloned()
+            .unwrap_or_else(|| {
+                Err(HttpError::Connect(format!(
+                    "MockContext has no response for {}",
+                    request.url
+                )))
+            })
     }
 
     fn ls_remote(&self, url: &str) -> Result<Vec<RemoteRef>, GitError> {

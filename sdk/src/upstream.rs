@@ -10,7 +10,11 @@ use crate::types::{LogLevel, PluginError, RateLimit, UpstreamFailure};
 
 /// An [`PluginError::Upstream`] from `service`.
 pub fn failure(service: &str, status: Option<u16>, message: impl Into<String>) -> PluginError {
-    PluginError::Upstream(UpstreamFailure { service: service.into(), status, message: message.into() })
+    PluginError::Upstream(UpstreamFailure {
+        service: service.into(),
+        status,
+        message: message.into(),
+    })
 }
 
 /// Maps a failed request: a refused grant is the operator's to fix, the rest is the upstream's.
@@ -22,17 +26,32 @@ pub fn http_error(service: &str, url: &str, e: HttpError) -> PluginError {
         HttpError::AddressDenied(a) => PluginError::InvalidConfig(format!(
             "{service}: {url} resolves to a non-public address ({a}); grant it in the plugin's `private_networks` if it is meant to be reached"
         )),
-        HttpError::InvalidUrl(u) => failure(service, None, format!("cannot request {u}: not an http(s) URL")),
+        HttpError::InvalidUrl(u) => failure(
+            service,
+            None,
+            format!("cannot request {u}: not an http(s) URL"),
+        ),
         HttpError::Timeout => failure(service, None, format!("{url} did not answer in time")),
-        HttpError::TooLarge(n) => failure(service, None, format!("the answer from {url} is larger than {n} bytes")),
+        HttpError::TooLarge(n) => failure(
+            service,
+            None,
+            format!("the answer from {url} is larger than {n} bytes"),
+        ),
         HttpError::Connect(m) => failure(service, None, format!("cannot reach {url}: {m}")),
-        HttpError::RedirectLoop => failure(service, None, format!("{url} redirects too many times")),
+        HttpError::RedirectLoop => {
+            failure(service, None, format!("{url} redirects too many times"))
+        }
     }
 }
 
 /// Sends `request`, mapping transport failures with [`http_error`]. Any status comes back.
-pub fn send(ctx: &impl ProviderContext, service: &str, request: &Request) -> Result<Response, PluginError> {
-    ctx.fetch(request).map_err(|e| http_error(service, &request.url, e))
+pub fn send(
+    ctx: &impl ProviderContext,
+    service: &str,
+    request: &Request,
+) -> Result<Response, PluginError> {
+    ctx.fetch(request)
+        .map_err(|e| http_error(service, &request.url, e))
 }
 
 /// A rate-limit refusal, recognised as GitHub, GitLab and Software Heritage
@@ -40,11 +59,19 @@ pub fn send(ctx: &impl ProviderContext, service: &str, request: &Request) -> Res
 /// `x-ratelimit-reset`, or 429 (or 403) with `Retry-After` seconds. The message
 /// is upstream BinderHub's: "{service} rate limit exceeded. Try again in N
 /// minutes.", N rounded up to the next 5 minutes.
-pub fn rate_limit(ctx: &impl ProviderContext, service: &str, response: &Response) -> Option<PluginError> {
+pub fn rate_limit(
+    ctx: &impl ProviderContext,
+    service: &str,
+    response: &Response,
+) -> Option<PluginError> {
     if !matches!(response.status, 403 | 429) {
         return None;
     }
-    let number = |name: &str| response.header(name).and_then(|v| v.trim().parse::<u64>().ok());
+    let number = |name: &str| {
+        response
+            .header(name)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
     let now_secs = ctx.now_ms() / 1000;
     let secs = if number("x-ratelimit-remaining") == Some(0) {
         number("x-ratelimit-reset").map_or(60, |reset| reset.saturating_sub(now_secs))
@@ -56,7 +83,10 @@ pub fn rate_limit(ctx: &impl ProviderContext, service: &str, response: &Response
         return None;
     };
     let minutes = 5 * (1 + secs / 60 / 5);
-    ctx.log(LogLevel::Error, &format!("{service} rate limit exceeded; it resets in {secs}s"));
+    ctx.log(
+        LogLevel::Error,
+        &format!("{service} rate limit exceeded; it resets in {secs}s"),
+    );
     Some(PluginError::RateLimited(RateLimit {
         retry_after_secs: secs,
         message: format!("{service} rate limit exceeded. Try again in {minutes} minutes."),
@@ -65,14 +95,23 @@ pub fn rate_limit(ctx: &impl ProviderContext, service: &str, response: &Response
 
 /// Logs the remaining `x-ratelimit-*` budget, louder as it runs out.
 pub fn log_rate_limit(ctx: &impl ProviderContext, service: &str, response: &Response) {
-    let number = |name: &str| response.header(name).and_then(|v| v.trim().parse::<u64>().ok());
-    if let (Some(remaining), Some(limit)) = (number("x-ratelimit-remaining"), number("x-ratelimit-limit")) {
+    let number = |name: &str| {
+        response
+            .header(name)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    if let (Some(remaining), Some(limit)) =
+        (number("x-ratelimit-remaining"), number("x-ratelimit-limit"))
+    {
         let level = match remaining * 10 / limit.max(1) {
             0 | 1 => LogLevel::Warn,
             2..=4 => LogLevel::Info,
             _ => LogLevel::Debug,
         };
-        ctx.log(level, &format!("{service} rate limit remaining {remaining}/{limit}"));
+        ctx.log(
+            level,
+            &format!("{service} rate limit remaining {remaining}/{limit}"),
+        );
     }
 }
 
@@ -87,7 +126,11 @@ pub fn status_error(ctx: &impl ProviderContext, service: &str, response: &Respon
             "{service} refused the request ({}); check the credentials configured for this provider",
             response.status
         )),
-        status => failure(service, Some(status), format!("{} answered {status}", response.final_url)),
+        status => failure(
+            service,
+            Some(status),
+            format!("{} answered {status}", response.final_url),
+        ),
     }
 }
 
@@ -98,7 +141,9 @@ pub fn optional_secret(ctx: &impl ProviderContext, name: &str) -> Option<String>
         Ok(v) if !v.is_empty() => Some(v),
         Ok(_) | Err(SecretError::NotGranted(_)) => None,
         Err(SecretError::Missing(m)) => {
-            ctx.warn(&format!("secret `{name}` is granted but has no value ({m}); going on without it"));
+            ctx.warn(&format!(
+                "secret `{name}` is granted but has no value ({m}); going on without it"
+            ));
             None
         }
     }
@@ -110,7 +155,12 @@ pub fn optional_secret(ctx: &impl ProviderContext, name: &str) -> Option<String>
 pub fn iso8601_epoch(s: &str) -> Option<i64> {
     let s = s.get(..19)?;
     let b = s.as_bytes();
-    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
@@ -132,10 +182,13 @@ pub fn iso8601_epoch(s: &str) -> Option<i64> {
 /// Parses a JSON body into `T`; a body of another shape is an upstream failure.
 pub fn json<T: DeserializeOwned>(service: &str, response: &Response) -> Result<T, PluginError> {
     serde_json::from_slice(&response.body).map_err(|e| {
-        failure(service, Some(response.status), format!("unexpected answer from {}: {e}", response.final_url))
+        failure(
+            service,
+            Some(response.status),
+            format!("unexpected answer from {}: {e}", response.final_url),
+        )
     })
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -145,7 +198,10 @@ mod tests {
     fn response(status: u16, headers: &[(&str, &str)]) -> Response {
         Response {
             status,
-            headers: headers.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
             body: vec![],
             final_url: "https://api.example.org/x".into(),
             revalidated: false,
@@ -155,23 +211,44 @@ mod tests {
     #[test]
     fn github_style_rate_limits_round_up_to_five_minutes() {
         let ctx = MockContext::new().with_now_ms(1_000_000_000_000);
-        let r = response(403, &[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "1000000420")]);
+        let r = response(
+            403,
+            &[
+                ("x-ratelimit-remaining", "0"),
+                ("x-ratelimit-reset", "1000000420"),
+            ],
+        );
         match status_error(&ctx, "GitHub", &r) {
             PluginError::RateLimited(l) => {
                 assert_eq!(l.retry_after_secs, 420);
-                assert_eq!(l.message, "GitHub rate limit exceeded. Try again in 10 minutes.");
+                assert_eq!(
+                    l.message,
+                    "GitHub rate limit exceeded. Try again in 10 minutes."
+                );
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(status_error(&ctx, "GitHub", &response(403, &[])), PluginError::Unauthorized(_)));
-        assert!(matches!(status_error(&ctx, "X", &response(429, &[("retry-after", "5")])), PluginError::RateLimited(_)));
-        assert!(matches!(status_error(&ctx, "X", &response(500, &[])), PluginError::Upstream(_)));
+        assert!(matches!(
+            status_error(&ctx, "GitHub", &response(403, &[])),
+            PluginError::Unauthorized(_)
+        ));
+        assert!(matches!(
+            status_error(&ctx, "X", &response(429, &[("retry-after", "5")])),
+            PluginError::RateLimited(_)
+        ));
+        assert!(matches!(
+            status_error(&ctx, "X", &response(500, &[])),
+            PluginError::Upstream(_)
+        ));
     }
 
     #[test]
     fn iso_dates() {
         assert_eq!(iso8601_epoch("1970-01-01T00:00:00"), Some(0));
-        assert_eq!(iso8601_epoch("2019-09-16T17:39:17.593906Z"), Some(1_568_655_557));
+        assert_eq!(
+            iso8601_epoch("2019-09-16T17:39:17.593906Z"),
+            Some(1_568_655_557)
+        );
         assert_eq!(iso8601_epoch("2000-02-29T12:00:00"), Some(951_825_600));
         assert_eq!(iso8601_epoch("2019-13-01T00:00:00"), None);
         assert_eq!(iso8601_epoch("yesterday"), None);

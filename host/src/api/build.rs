@@ -40,7 +40,11 @@ pub(super) async fn build(
 ) -> Response {
     // Upstream re-reads the spec from the raw path: `%2F` in a GitLab
     // namespace must reach the provider still escaped.
-    let Some((provider, spec)) = uri.path().strip_prefix("/build/").and_then(|rest| rest.split_once('/')) else {
+    let Some((provider, spec)) = uri
+        .path()
+        .strip_prefix("/build/")
+        .and_then(|rest| rest.split_once('/'))
+    else {
         return refusal(404, "Not Found");
     };
     let web = &state.config.web;
@@ -48,7 +52,10 @@ pub(super) async fn build(
     if let Some(label) = banned(ip, &web.ban_networks) {
         return refusal(403, &format!("Requests from {label} are not allowed"));
     }
-    let accepts_stream = headers.get(ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.split(';').any(|p| p == "text/event-stream"));
+    let accepts_stream = headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.split(';').any(|p| p == "text/event-stream"));
     if !accepts_stream {
         return refusal(400, "Missing Accept header: text/event-stream");
     }
@@ -56,35 +63,65 @@ pub(super) async fn build(
     let user = match &state.web.hub_auth {
         None => None,
         Some(hub) => {
-            let token = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("token ").or_else(|| v.strip_prefix("Bearer ")));
+            let token = headers
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| {
+                    v.strip_prefix("token ")
+                        .or_else(|| v.strip_prefix("Bearer "))
+                });
             match token {
-                None => return refusal(403, "Authentication is required: send the hub token as `Authorization: token …`"),
+                None => {
+                    return refusal(
+                        403,
+                        "Authentication is required: send the hub token as `Authorization: token …`",
+                    );
+                }
                 Some(token) => match hub.whoami(token.trim()).await {
                     Ok(Some(user)) => Some(user),
                     Ok(None) => return refusal(403, "The hub does not accept this token"),
-                    Err(e) => return refusal(503, &format!("Cannot check the token with the hub: {e}")),
+                    Err(e) => {
+                        return refusal(503, &format!("Cannot check the token with the hub: {e}"));
+                    }
                 },
             }
         }
     };
-    let build_only = query.build_only.as_deref().is_some_and(|b| b.eq_ignore_ascii_case("true"));
+    let build_only = query
+        .build_only
+        .as_deref()
+        .is_some_and(|b| b.eq_ignore_ascii_case("true"));
     if build_only && !web.api_only {
-        return refusal(400, "Building but not launching is not permitted when the API only mode was not enabled.");
+        return refusal(
+            400,
+            "Building but not launching is not permitted when the API only mode was not enabled.",
+        );
     }
     let mut limit_headers = None;
     let audience = format!("{provider}/{spec}");
     let token_ok = match query.build_token.as_deref() {
         None => false,
-        Some(token) => match state.web.tokens.verify(token, &audience, &request_origin(&headers)) {
+        Some(token) => match state
+            .web
+            .tokens
+            .verify(token, &audience, &request_origin(&headers))
+        {
             Ok(()) => true,
             Err(TokenError::Invalid) => return refusal(403, "Invalid build token"),
-            Err(TokenError::WrongOrigin) => return refusal(403, "Invalid build token: it was issued to another origin"),
+            Err(TokenError::WrongOrigin) => {
+                return refusal(403, "Invalid build token: it was issued to another origin");
+            }
         },
     };
     if !token_ok && state.web.limiter.enabled() {
         match state.web.limiter.check(ip) {
             Ok(quota) => limit_headers = Some(quota),
-            Err(wait) => return refusal(429, &format!("Rate limit exceeded. Try again in {wait} seconds.")),
+            Err(wait) => {
+                return refusal(
+                    429,
+                    &format!("Rate limit exceeded. Try again in {wait} seconds."),
+                );
+            }
         }
     }
     if !state.resolver.knows(provider) {
@@ -100,7 +137,12 @@ pub(super) async fn build(
     };
     let events = state.pipeline.start(launch);
     let keepalive = Duration::from_secs(web.keepalive_secs.max(1));
-    let mut response = event_stream(events, keepalive, state.metrics.in_progress(InProgress::Stream)).into_response();
+    let mut response = event_stream(
+        events,
+        keepalive,
+        state.metrics.in_progress(InProgress::Stream),
+    )
+    .into_response();
     if let Some(q) = limit_headers {
         let h = response.headers_mut();
         h.insert("x-ratelimit-remaining", q.remaining.into());
@@ -112,8 +154,18 @@ pub(super) async fn build(
 
 /// `netloc` of the Origin header, else the Host header (upstream's `token_origin`).
 pub(super) fn request_origin(headers: &HeaderMap) -> String {
-    let origin = headers.get(ORIGIN).and_then(|v| v.to_str().ok()).and_then(|o| o.split_once("://").map(|(_, netloc)| netloc.to_string()));
-    origin.or_else(|| headers.get(HOST).and_then(|v| v.to_str().ok()).map(str::to_string)).unwrap_or_default()
+    let origin = headers
+        .get(ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|o| o.split_once("://").map(|(_, netloc)| netloc.to_string()));
+    origin
+        .or_else(|| {
+            headers
+                .get(HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
 }
 
 fn frame(json: &str) -> Bytes {
@@ -134,7 +186,10 @@ fn sse(body: Body) -> Response {
 
 /// A refusal: one `failed` event with the status code, then the end.
 fn refusal(status: u16, message: &str) -> Response {
-    let event = Event::fields("failed", json!({ "status_code": status, "message": format!("{message}\n") }));
+    let event = Event::fields(
+        "failed",
+        json!({ "status_code": status, "message": format!("{message}\n") }),
+    );
     sse(Body::from(frame(event.json())))
 }
 
@@ -150,7 +205,12 @@ struct Streaming {
 fn event_stream(events: mpsc::Receiver<Event>, every: Duration, open: InProgressGuard) -> Response {
     let mut keepalive = interval_at(Instant::now() + every, every);
     keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let state = Streaming { events, keepalive, done: false, _open: open };
+    let state = Streaming {
+        events,
+        keepalive,
+        done: false,
+        _open: open,
+    };
     let frames = stream::unfold(state, |mut s| async move {
         if s.done {
             return None;

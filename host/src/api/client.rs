@@ -19,7 +19,11 @@ pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> IpAddr
     if !is_trusted(peer, trusted) {
         return peer;
     }
-    let forwarded = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','));
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','));
     let hops: Vec<IpAddr> = forwarded.filter_map(|h| parse_hop(h.trim())).collect();
     let mut client = peer;
     for hop in hops.into_iter().rev() {
@@ -38,12 +42,16 @@ pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
 
 /// A hop as proxies write it: an address, maybe with a port or brackets.
 fn parse_hop(hop: &str) -> Option<IpAddr> {
-    hop.parse::<IpAddr>().ok().or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip()))
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip()))
 }
 
 /// The label of the banned network `ip` is in.
 pub fn banned(ip: IpAddr, bans: &[BanNetwork]) -> Option<&str> {
-    bans.iter().find(|b| b.network.contains(&ip)).map(|b| b.label.as_str())
+    bans.iter()
+        .find(|b| b.network.contains(&ip))
+        .map(|b| b.label.as_str())
 }
 
 /// The limiter's verdict.
@@ -69,7 +77,10 @@ const SWEEP_AT: usize = 10_000;
 impl RateLimiter {
     /// A limiter; `config.limit == 0` lets everything through.
     pub fn new(config: RateLimitConfig) -> RateLimiter {
-        RateLimiter { config, windows: Mutex::new(HashMap::new()) }
+        RateLimiter {
+            config,
+            windows: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Whether it limits at all.
@@ -80,7 +91,9 @@ impl RateLimiter {
     /// Counts a request from `ip`; `Err` carries the seconds until the window
     /// ends when the limit is already reached.
     pub fn check(&self, ip: IpAddr) -> Result<Quota, u64> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         self.check_at(ip, now)
     }
 
@@ -99,7 +112,11 @@ impl RateLimiter {
             return Err(*reset - now);
         }
         *count += 1;
-        Ok(Quota { remaining: self.config.limit - *count, reset: *reset, limit: self.config.limit })
+        Ok(Quota {
+            remaining: self.config.limit - *count,
+            reset: *reset,
+            limit: self.config.limit,
+        })
     }
 }
 
@@ -120,29 +137,78 @@ mod tests {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let proxy: IpAddr = "10.1.2.3".parse().unwrap();
         let stranger: IpAddr = "198.51.100.7".parse().unwrap();
-        assert_eq!(client_ip(&headers(&["203.0.113.9"]), proxy, &trusted), "203.0.113.9".parse::<IpAddr>().unwrap());
-        assert_eq!(client_ip(&headers(&["203.0.113.9"]), stranger, &trusted), stranger, "an untrusted peer cannot pick its address");
+        assert_eq!(
+            client_ip(&headers(&["203.0.113.9"]), proxy, &trusted),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_ip(&headers(&["203.0.113.9"]), stranger, &trusted),
+            stranger,
+            "an untrusted peer cannot pick its address"
+        );
         // A client's own spoofed hop sits left of the real one.
-        assert_eq!(client_ip(&headers(&["1.2.3.4, 203.0.113.9, 10.0.0.5"]), proxy, &trusted), "203.0.113.9".parse::<IpAddr>().unwrap());
-        assert_eq!(client_ip(&headers(&["[2001:db8::1]:443"]), proxy, &trusted), "2001:db8::1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_ip(
+                &headers(&["1.2.3.4, 203.0.113.9, 10.0.0.5"]),
+                proxy,
+                &trusted
+            ),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_ip(&headers(&["[2001:db8::1]:443"]), proxy, &trusted),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
         assert_eq!(client_ip(&headers(&["garbage"]), proxy, &trusted), proxy);
     }
 
     #[test]
     fn bans() {
-        let bans = vec![BanNetwork { network: "192.0.2.0/24".parse().unwrap(), label: "a test network".into() }];
-        assert_eq!(banned("192.0.2.77".parse().unwrap(), &bans), Some("a test network"));
+        let bans = vec![BanNetwork {
+            network: "192.0.2.0/24".parse().unwrap(),
+            label: "a test network".into(),
+        }];
+        assert_eq!(
+            banned("192.0.2.77".parse().unwrap(), &bans),
+            Some("a test network")
+        );
         assert_eq!(banned("192.0.3.1".parse().unwrap(), &bans), None);
     }
 
     #[test]
     fn fixed_windows() {
-        let limiter = RateLimiter::new(RateLimitConfig { limit: 2, period_secs: 100 });
+        let limiter = RateLimiter::new(RateLimitConfig {
+            limit: 2,
+            period_secs: 100,
+        });
         let ip: IpAddr = "203.0.113.1".parse().unwrap();
-        assert_eq!(limiter.check_at(ip, 1000), Ok(Quota { remaining: 1, reset: 1100, limit: 2 }));
-        assert_eq!(limiter.check_at(ip, 1050), Ok(Quota { remaining: 0, reset: 1100, limit: 2 }));
+        assert_eq!(
+            limiter.check_at(ip, 1000),
+            Ok(Quota {
+                remaining: 1,
+                reset: 1100,
+                limit: 2
+            })
+        );
+        assert_eq!(
+            limiter.check_at(ip, 1050),
+            Ok(Quota {
+                remaining: 0,
+                reset: 1100,
+                limit: 2
+            })
+        );
         assert_eq!(limiter.check_at(ip, 1060), Err(40));
-        assert!(limiter.check_at("203.0.113.2".parse().unwrap(), 1060).is_ok(), "per address");
-        assert_eq!(limiter.check_at(ip, 1100).map(|q| q.remaining), Ok(1), "a new window");
+        assert!(
+            limiter
+                .check_at("203.0.113.2".parse().unwrap(), 1060)
+                .is_ok(),
+            "per address"
+        );
+        assert_eq!(
+            limiter.check_at(ip, 1100).map(|q| q.remaining),
+            Ok(1),
+            "a new window"
+        );
     }
 }

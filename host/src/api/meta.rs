@@ -3,13 +3,13 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
@@ -39,10 +39,16 @@ pub(super) fn versions_body(executor: Option<&dyn BuildExecutor>) -> Bytes {
 }
 
 async fn versions(State(state): State<AppState>) -> Response {
-    let mut response = ([(CONTENT_TYPE, "application/json")], state.web.versions.clone()).into_response();
+    let mut response = (
+        [(CONTENT_TYPE, "application/json")],
+        state.web.versions.clone(),
+    )
+        .into_response();
     // Upstream answers `/versions` to any origin unless told otherwise.
     if state.config.web.cors_allow_origin.is_none() {
-        response.headers_mut().insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        response
+            .headers_mut()
+            .insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     }
     response
 }
@@ -51,14 +57,24 @@ async fn health(State(state): State<AppState>) -> Response {
     let mut latest = state.web.health.clone();
     let answer = match latest.wait_for(Option::is_some).await {
         Ok(answer) => answer.clone().expect("waited for an answer"),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Bytes::from_static(b"{\"ok\":false,\"checks\":[]}")),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Bytes::from_static(b"{\"ok\":false,\"checks\":[]}"),
+        ),
     };
     (answer.0, [(CONTENT_TYPE, "application/json")], answer.1).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let body = state.metrics.encode();
-    ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
+    (
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// A health answer: status and JSON body.
@@ -94,9 +110,24 @@ async fn check(pipeline: &Pipeline) -> (StatusCode, Bytes) {
         checks.push(json!({ "service": "Docker registry", "ok": result.is_ok() }));
     }
     if let Some(launcher) = &pipeline.launcher {
-        checks.extend(launcher.health().await.into_iter().map(|c| Value::Object(c.check)));
+        checks.extend(
+            launcher
+                .health()
+                .await
+                .into_iter()
+                .map(|c| Value::Object(c.check)),
+        );
     }
-    let ok = checks.iter().all(|c| c["ok"] == true || c["_ignore_failure"] == true);
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Bytes::from(json!({ "ok": ok, "checks": checks }).to_string()))
+    let ok = checks
+        .iter()
+        .all(|c| c["ok"] == true || c["_ignore_failure"] == true);
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Bytes::from(json!({ "ok": ok, "checks": checks }).to_string()),
+    )
 }

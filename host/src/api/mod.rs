@@ -78,10 +78,21 @@ impl AppState {
     /// culler started as `[cull]` says. Needs a tokio runtime.
     pub fn new(config: Config, plugins: Arc<PluginHost>) -> Result<AppState, ConfigError> {
         let hub = crate::hub::Hub::new(&config.hub)?.map(Arc::new);
-        let launcher = hub.clone().map(|hub| Arc::new(crate::launch::hub::HubLauncher::new(hub, &config.hub, &config.quota)) as Arc<dyn Launcher>);
+        let launcher = hub.clone().map(|hub| {
+            Arc::new(crate::launch::hub::HubLauncher::new(
+                hub,
+                &config.hub,
+                &config.quota,
+            )) as Arc<dyn Launcher>
+        });
         let state = AppState::with(config, plugins, Builds::Planned, launcher)?;
         if let Some(hub) = hub.filter(|_| state.config.cull.enabled) {
-            crate::cull::start(hub, state.plugins.clone(), &state.config.cull, state.metrics.clone())?;
+            crate::cull::start(
+                hub,
+                state.plugins.clone(),
+                &state.config.cull,
+                state.metrics.clone(),
+            )?;
         }
         Ok(state)
     }
@@ -89,20 +100,46 @@ impl AppState {
     /// State with a build executor and a launcher. Builds recorded as running
     /// by a previous process are watched again where the executor can.
     /// Needs a tokio runtime (the health monitor runs in the background).
-    pub fn with(config: Config, plugins: Arc<PluginHost>, builds: Builds, launcher: Option<Arc<dyn Launcher>>) -> Result<AppState, ConfigError> {
+    pub fn with(
+        config: Config,
+        plugins: Arc<PluginHost>,
+        builds: Builds,
+        launcher: Option<Arc<dyn Launcher>>,
+    ) -> Result<AppState, ConfigError> {
         let trees = crate::cache::open(&config);
         let metrics = Arc::new(Metrics::default());
-        let resolver = Arc::new(Resolver::new(&config, plugins.clone(), trees.refs, metrics.clone())?);
+        let resolver = Arc::new(Resolver::new(
+            &config,
+            plugins.clone(),
+            trees.refs,
+            metrics.clone(),
+        )?);
         let registry = Arc::new(Registry::new(&config.registry, trees.images)?);
         let executor: Option<Arc<dyn BuildExecutor>> = match builds {
             Builds::Off => None,
-            Builds::Planned => Some(Arc::new(Builder::new(&config, plugins.clone(), registry.clone(), trees.environments, metrics.clone())?)),
+            Builds::Planned => Some(Arc::new(Builder::new(
+                &config,
+                plugins.clone(),
+                registry.clone(),
+                trees.environments,
+                metrics.clone(),
+            )?)),
             Builds::With(executor) => Some(executor),
         };
-        let abandon = config.build.cancel_abandoned_after_secs.map(Duration::from_secs);
+        let abandon = config
+            .build
+            .cancel_abandoned_after_secs
+            .map(Duration::from_secs);
         let flights = Arc::new(Flights::new(trees.builds, registry.clone(), abandon));
         flights.recover(executor.as_ref());
-        let pipeline = Arc::new(Pipeline { resolver: resolver.clone(), registry, flights, executor, launcher, metrics: metrics.clone() });
+        let pipeline = Arc::new(Pipeline {
+            resolver: resolver.clone(),
+            registry,
+            flights,
+            executor,
+            launcher,
+            metrics: metrics.clone(),
+        });
         let web = Web {
             tokens: token::BuildTokens::new(&config.web).map_err(ConfigError::Invalid)?,
             limiter: RateLimiter::new(config.web.rate_limit.clone()),
@@ -111,26 +148,43 @@ impl AppState {
             providers: RwLock::new(None),
             hub_auth: match config.hub.auth_enabled {
                 false => None,
-                true => Some(Arc::new(crate::hub::Hub::new(&config.hub)?.ok_or_else(|| ConfigError::Invalid("hub.auth_enabled needs hub.url".into()))?)),
+                true => Some(Arc::new(crate::hub::Hub::new(&config.hub)?.ok_or_else(
+                    || ConfigError::Invalid("hub.auth_enabled needs hub.url".into()),
+                )?)),
             },
         };
-        Ok(AppState { plugins, config: Arc::new(config), resolver, pipeline, metrics, web: Arc::new(web) })
+        Ok(AppState {
+            plugins,
+            config: Arc::new(config),
+            resolver,
+            pipeline,
+            metrics,
+            web: Arc::new(web),
+        })
     }
 }
 
 /// The service's routes, under `web.base_url`.
 pub fn router(state: AppState) -> Router {
     let web = &state.config.web;
-    let mut routes = meta::routes().merge(providers::routes()).route("/build/{provider}/{*spec}", get(build::build));
+    let mut routes = meta::routes()
+        .merge(providers::routes())
+        .route("/build/{provider}/{*spec}", get(build::build));
     if !web.api_only {
         routes = routes.merge(page::routes());
     }
     if state.config.admin_token.is_some() {
         routes = routes.merge(admin::routes(state.clone()));
     }
-    let routes = routes.layer(middleware::from_fn_with_state(state.clone(), common)).with_state(state.clone());
+    let routes = routes
+        .layer(middleware::from_fn_with_state(state.clone(), common))
+        .with_state(state.clone());
     let base = web.base_url.trim_end_matches('/');
-    if base.is_empty() { routes } else { Router::new().nest(base, routes) }
+    if base.is_empty() {
+        routes
+    } else {
+        Router::new().nest(base, routes)
+    }
 }
 
 /// What upstream's `BaseHandler` does for every route: CORS headers, an empty
@@ -143,13 +197,24 @@ async fn common(State(state): State<AppState>, request: Request, next: Next) -> 
     let mut response = if request.method() == Method::OPTIONS {
         StatusCode::OK.into_response()
     } else if let Some(label) = (!exempt).then(|| ban_label(&state, &request)).flatten() {
-        (StatusCode::FORBIDDEN, format!("Requests from {label} are not allowed")).into_response()
+        (
+            StatusCode::FORBIDDEN,
+            format!("Requests from {label} are not allowed"),
+        )
+            .into_response()
     } else {
         next.run(request).await
     };
     let h = response.headers_mut();
-    h.insert(ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("cache-control"));
-    if let Some(origin) = web.cors_allow_origin.as_deref().and_then(|o| HeaderValue::from_str(o).ok()) {
+    h.insert(
+        ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("cache-control"),
+    );
+    if let Some(origin) = web
+        .cors_allow_origin
+        .as_deref()
+        .and_then(|o| HeaderValue::from_str(o).ok())
+    {
         h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
     }
     response
@@ -160,8 +225,16 @@ fn ban_label(state: &AppState, request: &Request) -> Option<String> {
     if web.ban_networks.is_empty() {
         return None;
     }
-    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>()?.0.ip();
-    client::banned(client_ip(request.headers(), peer, &web.trusted_proxies), &web.ban_networks).map(str::to_string)
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()?
+        .0
+        .ip();
+    client::banned(
+        client_ip(request.headers(), peer, &web.trusted_proxies),
+        &web.ban_networks,
+    )
+    .map(str::to_string)
 }
 
 /// `binder_launch_host`: `badge_base_url`, else `{proto}://{host}{base_url}`,
@@ -171,9 +244,17 @@ fn launch_host(state: &AppState, headers: &HeaderMap, peer: std::net::IpAddr) ->
     if let Some(b) = &web.badge_base_url {
         return b.clone();
     }
-    let forwarded = client::is_trusted(peer, &web.trusted_proxies).then(|| headers.get("x-forwarded-proto")).flatten();
-    let proto = forwarded.and_then(|v| v.to_str().ok()).filter(|p| matches!(*p, "http" | "https")).unwrap_or("http");
-    let host = headers.get(HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+    let forwarded = client::is_trusted(peer, &web.trusted_proxies)
+        .then(|| headers.get("x-forwarded-proto"))
+        .flatten();
+    let proto = forwarded
+        .and_then(|v| v.to_str().ok())
+        .filter(|p| matches!(*p, "http" | "https"))
+        .unwrap_or("http");
+    let host = headers
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
     format!("{proto}://{host}{}", web.base_url)
 }
 
@@ -187,12 +268,19 @@ pub struct ApiError {
 impl ApiError {
     /// An error with this status and message.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into() }
+        ApiError {
+            status,
+            message: message.into(),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(serde_json::json!({ "message": self.message }))).into_response()
+        (
+            self.status,
+            axum::Json(serde_json::json!({ "message": self.message })),
+        )
+            .into_response()
     }
 }

@@ -26,7 +26,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/repo/{user}/{repo}", get(legacy))
         .route("/repo/{user}/{repo}/{*path}", get(legacy))
         .route("/badge.svg", get(|| asset(SVG, BADGE.as_bytes())))
-        .route("/assets/images/badge.svg", get(|| asset(SVG, BADGE.as_bytes())))
+        .route(
+            "/assets/images/badge.svg",
+            get(|| asset(SVG, BADGE.as_bytes())),
+        )
         .route("/badge_logo.svg", get(|| asset(SVG, BADGE_LOGO.as_bytes())))
         .route("/logo.svg", get(|| asset(SVG, LOGO.as_bytes())))
         .route("/logo_social.png", get(|| asset("image/png", LOGO_SOCIAL)))
@@ -36,7 +39,14 @@ pub(super) fn routes() -> Router<AppState> {
 const SVG: &str = "image/svg+xml";
 
 async fn asset(content_type: &'static str, body: &'static [u8]) -> Response {
-    ([(CONTENT_TYPE, content_type), (CACHE_CONTROL, "public, max-age=86400")], body).into_response()
+    (
+        [
+            (CONTENT_TYPE, content_type),
+            (CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 fn page(state: &AppState, build_token: Option<String>) -> Html<String> {
@@ -66,12 +76,17 @@ async fn form_page(State(state): State<AppState>) -> Html<String> {
 
 async fn launch_page(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
     // The token's audience is the raw path, as the page's /build request will send it.
-    let Some(audience) = uri.path().strip_prefix("/v2/") else { return StatusCode::NOT_FOUND.into_response() };
+    let Some(audience) = uri.path().strip_prefix("/v2/") else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
     let provider = audience.split('/').next().unwrap_or_default();
     if !state.resolver.knows(provider) {
         return (StatusCode::NOT_FOUND, page(&state, None)).into_response();
     }
-    let token = state.web.tokens.issue(audience, &super::build::request_origin(&headers));
+    let token = state
+        .web
+        .tokens
+        .issue(audience, &super::build::request_origin(&headers));
     page(&state, Some(token)).into_response()
 }
 
@@ -80,9 +95,16 @@ async fn launch_page(State(state): State<AppState>, uri: Uri, headers: HeaderMap
 async fn legacy(uri: Uri) -> Response {
     let rest = uri.path().trim_start_matches('/');
     let mut parts = rest.splitn(4, '/').skip(1);
-    let (user, repo) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let (user, repo) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
     let mut target = format!("/v2/gh/{user}/{repo}/master");
-    if let Some(path) = parts.next().map(|p| p.trim_matches('/')).filter(|p| !p.is_empty()) {
+    if let Some(path) = parts
+        .next()
+        .map(|p| p.trim_matches('/'))
+        .filter(|p| !p.is_empty())
+    {
         target.push_str("?urlpath=");
         target.push_str(path);
     }

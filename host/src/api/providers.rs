@@ -13,7 +13,17 @@ use super::AppState;
 use crate::plugins::bindings::DisplayConfig;
 
 /// Upstream BinderHub's default providers, in the order it serves them.
-const UPSTREAM_ORDER: [&str; 9] = ["gh", "gist", "git", "gl", "zenodo", "figshare", "hydroshare", "dataverse", "ckan"];
+const UPSTREAM_ORDER: [&str; 9] = [
+    "gh",
+    "gist",
+    "git",
+    "gl",
+    "zenodo",
+    "figshare",
+    "hydroshare",
+    "dataverse",
+    "ckan",
+];
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/api/repoproviders", get(repoproviders))
@@ -47,7 +57,8 @@ async fn repoproviders(State(state): State<AppState>) -> Response {
         Some((g, body)) if g == generation => body,
         _ => {
             let body = Bytes::from(Value::Array(list(&state)).to_string());
-            *state.web.providers.write().expect("providers cache") = Some((generation, body.clone()));
+            *state.web.providers.write().expect("providers cache") =
+                Some((generation, body.clone()));
             body
         }
     };
@@ -62,7 +73,15 @@ pub(super) fn list(state: &AppState) -> Vec<Value> {
         .into_iter()
         .filter_map(|p| p.display.clone().map(|d| (p.name.to_string(), d)))
         .collect();
-    let rank = |name: &str| UPSTREAM_ORDER.iter().position(|u| *u == name).unwrap_or(UPSTREAM_ORDER.len());
+    let rank = |name: &str| {
+        UPSTREAM_ORDER
+            .iter()
+            .position(|u| *u == name)
+            .unwrap_or(UPSTREAM_ORDER.len())
+    };
     providers.sort_by(|(a, _), (b, _)| rank(a).cmp(&rank(b)).then_with(|| a.cmp(b)));
-    providers.iter().map(|(name, d)| display_json(name, d)).collect()
+    providers
+        .iter()
+        .map(|(name, d)| display_json(name, d))
+        .collect()
 }

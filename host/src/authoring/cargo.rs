@@ -14,11 +14,30 @@ pub fn cargo_command() -> Command {
     let mut cmd = Command::new(cargo);
     // A build script's (or test's) environment describes the outer build: its
     // target, flags, profile and jobserver. None of it applies here.
-    const PREFIXES: [&str; 6] = ["CARGO_CFG_", "CARGO_PKG_", "CARGO_FEATURE_", "CARGO_MANIFEST_", "CARGO_BUILD_", "DEP_"];
+    const PREFIXES: [&str; 6] = [
+        "CARGO_CFG_",
+        "CARGO_PKG_",
+        "CARGO_FEATURE_",
+        "CARGO_MANIFEST_",
+        "CARGO_BUILD_",
+        "DEP_",
+    ];
     const EXACT: [&str; 15] = [
-        "CARGO_ENCODED_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_MAKEFLAGS", "CARGO_PRIMARY_PACKAGE", "CARGO_CRATE_NAME",
-        "RUSTFLAGS", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "TARGET", "HOST", "OUT_DIR", "PROFILE", "OPT_LEVEL",
-        "NUM_JOBS", "DEBUG",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_MAKEFLAGS",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_CRATE_NAME",
+        "RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "TARGET",
+        "HOST",
+        "OUT_DIR",
+        "PROFILE",
+        "OPT_LEVEL",
+        "NUM_JOBS",
+        "DEBUG",
     ];
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy();
@@ -31,7 +50,12 @@ pub fn cargo_command() -> Command {
 
 /// Builds the crates `packages` of the workspace or crate at `manifest` for
 /// `wasm32-wasip2` in `target_dir`, and returns each one's component path.
-pub fn build_plugins(manifest: &Path, packages: &[&str], target_dir: &Path, profile: &str) -> Result<Vec<PathBuf>, String> {
+pub fn build_plugins(
+    manifest: &Path,
+    packages: &[&str],
+    target_dir: &Path,
+    profile: &str,
+) -> Result<Vec<PathBuf>, String> {
     let mut cmd = cargo_command();
     cmd.arg("build")
         .arg("--manifest-path")
@@ -45,16 +69,24 @@ pub fn build_plugins(manifest: &Path, packages: &[&str], target_dir: &Path, prof
     let out = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let hint = if stderr.contains("wasm32-wasip2") && stderr.contains("target may not be installed") {
-            "\nhint: run `rustup target add wasm32-wasip2`"
-        } else {
-            ""
-        };
-        return Err(format!("building plugins {packages:?} for {WASM_TARGET} failed:\n{stderr}{hint}"));
+        let hint =
+            if stderr.contains("wasm32-wasip2") && stderr.contains("target may not be installed") {
+                "\nhint: run `rustup target add wasm32-wasip2`"
+            } else {
+                ""
+            };
+        return Err(format!(
+            "building plugins {packages:?} for {WASM_TARGET} failed:\n{stderr}{hint}"
+        ));
     }
     let dir_profile = if profile == "dev" { "debug" } else { profile };
     Ok(packages
         .iter()
-        .map(|p| target_dir.join(WASM_TARGET).join(dir_profile).join(format!("{}.wasm", p.replace('-', "_"))))
+        .map(|p| {
+            target_dir
+                .join(WASM_TARGET)
+                .join(dir_profile)
+                .join(format!("{}.wasm", p.replace('-', "_")))
+        })
         .collect())
 }

@@ -2,7 +2,6 @@
 
 pub mod cargo;
 
-
 pub mod template;
 
 pub use template::{TemplateError, new_plugin};

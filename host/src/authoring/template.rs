@@ -14,7 +14,9 @@ const CULL_POLICY: &str = include_str!("../../../sdk/template/cull-policy.rs.tmp
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
     /// The name is not usable as a plugin and crate name.
-    #[error("plugin names are lowercase letters, digits and `-`, starting with a letter; got {0:?}")]
+    #[error(
+        "plugin names are lowercase letters, digits and `-`, starting with a letter; got {0:?}"
+    )]
     BadName(String),
     /// Refusing to overwrite.
     #[error("{0} already exists; choose another name or directory")]
@@ -33,7 +35,9 @@ pub enum TemplateError {
 /// crates depend on it by path until bindery-sdk is published.
 pub fn default_sdk_path() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
-    p.join("Cargo.toml").is_file().then(|| p.canonicalize().unwrap_or(p))
+    p.join("Cargo.toml")
+        .is_file()
+        .then(|| p.canonicalize().unwrap_or(p))
 }
 
 fn camel_case(name: &str) -> String {
@@ -41,15 +45,24 @@ fn camel_case(name: &str) -> String {
         .filter(|s| !s.is_empty())
         .map(|s| {
             let mut c = s.chars();
-            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
         })
         .collect()
 }
 
 /// Writes a new plugin crate for `kind` called `name` into `dir/name`.
-pub fn new_plugin(kind: PluginKind, name: &str, dir: &Path, sdk: Option<&Path>) -> Result<PathBuf, TemplateError> {
+pub fn new_plugin(
+    kind: PluginKind,
+    name: &str,
+    dir: &Path,
+    sdk: Option<&Path>,
+) -> Result<PathBuf, TemplateError> {
     let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && name.len() <= 64;
     if !valid {
         return Err(TemplateError::BadName(name.into()));
@@ -59,7 +72,10 @@ pub fn new_plugin(kind: PluginKind, name: &str, dir: &Path, sdk: Option<&Path>) 
         return Err(TemplateError::Exists(root));
     }
     let sdk_dep = match sdk {
-        Some(path) => format!("bindery-sdk = {{ path = {:?} }}", path.display().to_string()),
+        Some(path) => format!(
+            "bindery-sdk = {{ path = {:?} }}",
+            path.display().to_string()
+        ),
         None => format!("bindery-sdk = \"{}\"", env!("CARGO_PKG_VERSION")),
     };
     let code = match kind {
@@ -91,12 +107,21 @@ mod tests {
     #[test]
     fn names_are_checked_and_nothing_is_overwritten() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(new_plugin(PluginKind::Provider, "Bad Name", dir.path(), None), Err(TemplateError::BadName(_))));
-        assert!(matches!(new_plugin(PluginKind::Provider, "../up", dir.path(), None), Err(TemplateError::BadName(_))));
+        assert!(matches!(
+            new_plugin(PluginKind::Provider, "Bad Name", dir.path(), None),
+            Err(TemplateError::BadName(_))
+        ));
+        assert!(matches!(
+            new_plugin(PluginKind::Provider, "../up", dir.path(), None),
+            Err(TemplateError::BadName(_))
+        ));
         let root = new_plugin(PluginKind::CullPolicy, "late-night", dir.path(), None).unwrap();
         let code = std::fs::read_to_string(root.join("src/lib.rs")).unwrap();
         assert!(code.contains("pub struct LateNight;"));
         assert!(!code.contains("{{"));
-        assert!(matches!(new_plugin(PluginKind::Provider, "late-night", dir.path(), None), Err(TemplateError::Exists(_))));
+        assert!(matches!(
+            new_plugin(PluginKind::Provider, "late-night", dir.path(), None),
+            Err(TemplateError::Exists(_))
+        ));
     }
 }

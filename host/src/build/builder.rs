@@ -45,14 +45,27 @@ pub struct Builder {
 impl Builder {
     /// A builder for `config`'s `[build]`, pushing to `registry`. Needs a
     /// tokio runtime when `[build.kubernetes]` is set (its cleaner runs).
-    pub fn new(config: &Config, plugins: Arc<PluginHost>, registry: Arc<Registry>, environments: Option<Environments>, metrics: Arc<Metrics>) -> Result<Builder, ConfigError> {
+    pub fn new(
+        config: &Config,
+        plugins: Arc<PluginHost>,
+        registry: Arc<Registry>,
+        environments: Option<Environments>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Builder, ConfigError> {
         let b = &config.build;
-        let kubernetes = b.kubernetes.as_ref().map(|k| KubernetesExecutor::new(k, &config.registry)).transpose()?;
+        let kubernetes = b
+            .kubernetes
+            .as_ref()
+            .map(|k| KubernetesExecutor::new(k, &config.registry))
+            .transpose()?;
         Ok(Builder {
             plugins,
             strategy: b.strategy.clone(),
             work_dir: config.build_dir(),
-            limits: FetchLimits { max_bytes: b.max_repo_bytes, timeout: Duration::from_secs(b.fetch_timeout_secs) },
+            limits: FetchLimits {
+                max_bytes: b.max_repo_bytes,
+                timeout: Duration::from_secs(b.fetch_timeout_secs),
+            },
             default_timeout: Duration::from_secs(b.timeout_secs),
             registry,
             environments,
@@ -62,18 +75,46 @@ impl Builder {
         })
     }
 
-    async fn run(&self, request: &BuildRequest, dir: &Path, log: &BuildLogSender) -> Result<Built, BuildFailure> {
-        say(log, "fetching", format!("Fetching {} at {}\n", request.repo_url, request.resolved_ref)).await;
+    async fn run(
+        &self,
+        request: &BuildRequest,
+        dir: &Path,
+        log: &BuildLogSender,
+    ) -> Result<Built, BuildFailure> {
+        say(
+            log,
+            "fetching",
+            format!(
+                "Fetching {} at {}\n",
+                request.repo_url, request.resolved_ref
+            ),
+        )
+        .await;
         self.check_egress(request).await?;
-        let (url, reference, checkout_dir, limits) = (request.repo_url.clone(), request.resolved_ref.clone(), dir.join("repo"), self.limits);
-        let mut checkout = tokio::task::spawn_blocking(move || Checkout::fetch(&url, &reference, &checkout_dir, limits))
-            .await
-            .map_err(BuildFailure::new)?
-            .map_err(|e: CheckoutError| BuildFailure::new(e))?;
+        let (url, reference, checkout_dir, limits) = (
+            request.repo_url.clone(),
+            request.resolved_ref.clone(),
+            dir.join("repo"),
+            self.limits,
+        );
+        let mut checkout = tokio::task::spawn_blocking(move || {
+            Checkout::fetch(&url, &reference, &checkout_dir, limits)
+        })
+        .await
+        .map_err(BuildFailure::new)?
+        .map_err(|e: CheckoutError| BuildFailure::new(e))?;
         // At most one re-plan: after a base that is gone has been forgotten.
         for attempt in 0..2 {
             let environments = self.environments(&request.repo_url);
-            let plan = strategy::plan(&self.plugins, &self.strategy, request, &checkout.dir, &environments).await.map_err(|e| match e {
+            let plan = strategy::plan(
+                &self.plugins,
+                &self.strategy,
+                request,
+                &checkout.dir,
+                &environments,
+            )
+            .await
+            .map_err(|e| match e {
                 PlanError::Refused(m) => BuildFailure::new(m),
                 other => BuildFailure::new(other),
             })?;
@@ -90,31 +131,63 @@ impl Builder {
                     match built {
                         Ok(built) => return Ok(built),
                         Err(LayerError::BaseGone(why)) if attempt == 0 => {
-                            say(log, "building", format!("Cannot build on {}: {why}; planning again without it.\n", plan.environment_image)).await;
+                            say(
+                                log,
+                                "building",
+                                format!(
+                                    "Cannot build on {}: {why}; planning again without it.\n",
+                                    plan.environment_image
+                                ),
+                            )
+                            .await;
                             self.forget(&request.repo_url, &plan.environment_image);
                             checkout = back;
                         }
-                        Err(e) => return Err(BuildFailure::new(format!("The layer build failed: {e}"))),
+                        Err(e) => {
+                            return Err(BuildFailure::new(format!("The layer build failed: {e}")));
+                        }
                     }
                 }
             }
         }
-        Err(BuildFailure::new("The build strategy planned a layer build on an image that is gone, twice."))
+        Err(BuildFailure::new(
+            "The build strategy planned a layer build on an image that is gone, twice.",
+        ))
     }
 
     /// Follows a local repo2docker a killed Bindery left building, to its end.
-    async fn follow_orphan(&self, record: &BuildRecord, orphan: Orphan, log: BuildLogSender) -> Result<Built, BuildFailure> {
+    async fn follow_orphan(
+        &self,
+        record: &BuildRecord,
+        orphan: Orphan,
+        log: BuildLogSender,
+    ) -> Result<Built, BuildFailure> {
         let _dir = BuildDir(orphan.dir().to_path_buf());
-        say(&log, "building", format!("Bindery restarted during this build; following repo2docker (pid {}) from here\n", orphan.pid())).await;
+        say(
+            &log,
+            "building",
+            format!(
+                "Bindery restarted during this build; following repo2docker (pid {}) from here\n",
+                orphan.pid()
+            ),
+        )
+        .await;
         let said_failed = orphan.follow(&log, self.default_timeout).await?;
         match self.verify(&record.image).await {
             Ok(built) if !said_failed => {
                 if let Ok(hash) = std::fs::read_to_string(orphan.dir().join(ENVIRONMENT_FILE)) {
-                    self.remember_environment(&record.repo_url, &record.image, &hash, &record.resolved_ref);
+                    self.remember_environment(
+                        &record.repo_url,
+                        &record.image,
+                        &hash,
+                        &record.resolved_ref,
+                    );
                 }
                 Ok(built)
             }
-            _ => Err(BuildFailure::new("The build was interrupted by a restart of Bindery and did not push its image; try again.")),
+            _ => Err(BuildFailure::new(
+                "The build was interrupted by a restart of Bindery and did not push its image; try again.",
+            )),
         }
     }
 
@@ -122,21 +195,50 @@ impl Builder {
     /// public ones, and the provider's `private_networks`. A spec cannot make
     /// the host fetch from loopback, cloud metadata or a private network.
     async fn check_egress(&self, request: &BuildRequest) -> Result<(), BuildFailure> {
-        let refused = |why: String| BuildFailure::new(format!("Bindery does not fetch {}: {why}", request.repo_url));
+        let refused = |why: String| {
+            BuildFailure::new(format!(
+                "Bindery does not fetch {}: {why}",
+                request.repo_url
+            ))
+        };
         let url = url::Url::parse(&request.repo_url).map_err(|e| refused(e.to_string()))?;
         let Some((host, port)) = git_endpoint(&url) else {
-            return Err(BuildFailure::new(CheckoutError::NotGit { url: request.repo_url.clone() }));
+            return Err(BuildFailure::new(CheckoutError::NotGit {
+                url: request.repo_url.clone(),
+            }));
         };
-        let egress = self.plugins.get(&request.provider).map(|p| p.grants.egress().clone()).unwrap_or_default();
+        let egress = self
+            .plugins
+            .get(&request.provider)
+            .map(|p| p.grants.egress().clone())
+            .unwrap_or_default();
         match egress.resolve(host, port).await {
             Ok(_) => Ok(()),
-            Err(ResolveError::Denied(d)) => Err(refused(format!("{d} (the `{}` provider's `private_networks` grants such networks)", request.provider))),
+            Err(ResolveError::Denied(d)) => Err(refused(format!(
+                "{d} (the `{}` provider's `private_networks` grants such networks)",
+                request.provider
+            ))),
             Err(ResolveError::Lookup(m)) => Err(refused(m)),
         }
     }
 
-    async fn repo2docker(&self, request: &BuildRequest, plan: &Repo2dockerPlan, dir: &Path, log: &BuildLogSender) -> Result<Built, BuildFailure> {
-        say(log, "building", format!("Building with repo2docker ({}) on the {} executor\n", plan.buildpack, executor_name(plan.executor))).await;
+    async fn repo2docker(
+        &self,
+        request: &BuildRequest,
+        plan: &Repo2dockerPlan,
+        dir: &Path,
+        log: &BuildLogSender,
+    ) -> Result<Built, BuildFailure> {
+        say(
+            log,
+            "building",
+            format!(
+                "Building with repo2docker ({}) on the {} executor\n",
+                plan.buildpack,
+                executor_name(plan.executor)
+            ),
+        )
+        .await;
         let timeout = self.timeout(plan.timeout_secs);
         let gone = match plan.executor {
             Executor::Local => {
@@ -146,21 +248,36 @@ impl Builder {
                         tracing::warn!(image = %request.image, "cannot note the environment hash beside the build: {e}");
                     }
                 }
-                self.local.build(request, plan, dir, timeout, log).await.map(|()| false)?
+                self.local
+                    .build(request, plan, dir, timeout, log)
+                    .await
+                    .map(|()| false)?
             }
             Executor::Kubernetes => {
                 let Some(kubernetes) = &self.kubernetes else {
-                    return Err(BuildFailure::new("The build strategy asked for a Kubernetes build pod, but this Bindery has no [build.kubernetes] executor configured."));
+                    return Err(BuildFailure::new(
+                        "The build strategy asked for a Kubernetes build pod, but this Bindery has no [build.kubernetes] executor configured.",
+                    ));
                 };
                 kubernetes.build(request, plan, timeout, log).await? == PodEnd::Gone
             }
         };
         let built = match self.verify(&request.image).await {
-            Err(_) if gone => return Err(BuildFailure::new(format!("The build pod {} was deleted before it finished.", request.build_name))),
+            Err(_) if gone => {
+                return Err(BuildFailure::new(format!(
+                    "The build pod {} was deleted before it finished.",
+                    request.build_name
+                )));
+            }
             verified => verified?,
         };
         if let Some(hash) = &plan.environment_hash {
-            self.remember_environment(&request.repo_url, &request.image, hash, &request.resolved_ref);
+            self.remember_environment(
+                &request.repo_url,
+                &request.image,
+                hash,
+                &request.resolved_ref,
+            );
         }
         Ok(built)
     }
@@ -168,19 +285,46 @@ impl Builder {
     /// Remembers `image` as the repository's environment for `hash`: what a
     /// later content-only commit is layered on.
     fn remember_environment(&self, repo_url: &str, image: &str, hash: &str, resolved_ref: &str) {
-        let Some(environments) = &self.environments else { return };
-        let environment = Environment { image: image.into(), hash: hash.into(), resolved_ref: resolved_ref.into(), built_ms: now_ms() };
+        let Some(environments) = &self.environments else {
+            return;
+        };
+        let environment = Environment {
+            image: image.into(),
+            hash: hash.into(),
+            resolved_ref: resolved_ref.into(),
+            built_ms: now_ms(),
+        };
         if let Err(e) = environments.put(repo_url, environment) {
             tracing::warn!(image, "cannot remember the environment image: {e}");
         }
     }
 
     /// Writes and pushes the layer; gives the checkout back for a re-plan.
-    async fn layer(&self, request: &BuildRequest, plan: &LayerPlan, checkout: Checkout, dir: &Path, log: &BuildLogSender) -> (Result<Built, LayerError>, Checkout) {
+    async fn layer(
+        &self,
+        request: &BuildRequest,
+        plan: &LayerPlan,
+        checkout: Checkout,
+        dir: &Path,
+        log: &BuildLogSender,
+    ) -> (Result<Built, LayerError>, Checkout) {
         if !self.registry.is_configured() {
-            return (Err(LayerError::Failed("a layer build needs a registry ([registry] url)".into())), checkout);
+            return (
+                Err(LayerError::Failed(
+                    "a layer build needs a registry ([registry] url)".into(),
+                )),
+                checkout,
+            );
         }
-        say(log, "building", format!("Adding the repository's content to {} as a layer (no engine)\n", plan.environment_image)).await;
+        say(
+            log,
+            "building",
+            format!(
+                "Adding the repository's content to {} as a layer (no engine)\n",
+                plan.environment_image
+            ),
+        )
+        .await;
         let (owned_plan, out) = (plan.clone(), dir.join("layer.tar.gz"));
         let written = tokio::task::spawn_blocking(move || {
             let layer = layer::write_layer(&checkout, &owned_plan, &out);
@@ -194,14 +338,48 @@ impl Builder {
             Ok(l) => l,
             Err(e) => return (Err(e), checkout),
         };
-        say(log, "pushing", format!("Pushing {} ({} files, {} removed, {} KiB compressed)\n", request.image, layer.files, layer.whiteouts, layer.size / 1024)).await;
-        let description = format!("bindery layer: {}@{} into {}", request.repo_url, request.resolved_ref, plan.target_dir);
+        say(
+            log,
+            "pushing",
+            format!(
+                "Pushing {} ({} files, {} removed, {} KiB compressed)\n",
+                request.image,
+                layer.files,
+                layer.whiteouts,
+                layer.size / 1024
+            ),
+        )
+        .await;
+        let description = format!(
+            "bindery layer: {}@{} into {}",
+            request.repo_url, request.resolved_ref, plan.target_dir
+        );
         let timeout = self.timeout(plan.timeout_secs);
-        let pushed = match tokio::time::timeout(timeout, layer::push(&self.registry, plan, &layer, &request.image, &description, &request.resolved_ref)).await {
+        let pushed = match tokio::time::timeout(
+            timeout,
+            layer::push(
+                &self.registry,
+                plan,
+                &layer,
+                &request.image,
+                &description,
+                &request.resolved_ref,
+            ),
+        )
+        .await
+        {
             Ok(pushed) => pushed,
-            Err(_) => Err(LayerError::Failed(format!("it took longer than its limit of {} s", timeout.as_secs()))),
+            Err(_) => Err(LayerError::Failed(format!(
+                "it took longer than its limit of {} s",
+                timeout.as_secs()
+            ))),
         };
-        (pushed.map(|digest| Built { digest: Some(digest) }), checkout)
+        (
+            pushed.map(|digest| Built {
+                digest: Some(digest),
+            }),
+            checkout,
+        )
     }
 
     /// The image must be in the registry before anyone is told it is built.
@@ -210,22 +388,38 @@ impl Builder {
             return Ok(Built { digest: None });
         }
         match self.registry.lookup(image).await {
-            Ok(Some(digest)) => Ok(Built { digest: Some(digest) }),
-            Ok(None) => Err(BuildFailure::new(format!("The build finished but {image} is not in the registry: the push failed."))),
-            Err(e) => Err(BuildFailure::new(format!("The build finished but {image} cannot be checked: {e}"))),
+            Ok(Some(digest)) => Ok(Built {
+                digest: Some(digest),
+            }),
+            Ok(None) => Err(BuildFailure::new(format!(
+                "The build finished but {image} is not in the registry: the push failed."
+            ))),
+            Err(e) => Err(BuildFailure::new(format!(
+                "The build finished but {image} cannot be checked: {e}"
+            ))),
         }
     }
 
     fn observe(&self, executor: &str, started: Instant, ok: bool) {
-        self.metrics.executor_finished(executor, if ok { "success" } else { "failure" }, started.elapsed());
+        self.metrics.executor_finished(
+            executor,
+            if ok { "success" } else { "failure" },
+            started.elapsed(),
+        );
     }
 
     fn timeout(&self, plan_secs: u64) -> Duration {
-        if plan_secs == 0 { self.default_timeout } else { Duration::from_secs(plan_secs) }
+        if plan_secs == 0 {
+            self.default_timeout
+        } else {
+            Duration::from_secs(plan_secs)
+        }
     }
 
     fn environments(&self, repo_url: &str) -> Vec<Environment> {
-        let Some(environments) = &self.environments else { return Vec::new() };
+        let Some(environments) = &self.environments else {
+            return Vec::new();
+        };
         environments.get(repo_url).unwrap_or_else(|e| {
             tracing::warn!(repo_url, "cannot read the environment images: {e}");
             Vec::new()
@@ -253,7 +447,11 @@ impl BuildExecutor for Builder {
         "bindery"
     }
 
-    fn build<'a>(&'a self, request: &'a BuildRequest, log: BuildLogSender) -> BoxFuture<'a, Result<Built, BuildFailure>> {
+    fn build<'a>(
+        &'a self,
+        request: &'a BuildRequest,
+        log: BuildLogSender,
+    ) -> BoxFuture<'a, Result<Built, BuildFailure>> {
         Box::pin(async move {
             // Named for the build, so a Bindery that restarts finds a local
             // build it left running (`reattach`); one that is there is stale.
@@ -271,7 +469,11 @@ impl BuildExecutor for Builder {
         Some(request.build_name.clone())
     }
 
-    fn reattach<'a>(&'a self, record: &'a BuildRecord, log: BuildLogSender) -> Option<BoxFuture<'a, Result<Built, BuildFailure>>> {
+    fn reattach<'a>(
+        &'a self,
+        record: &'a BuildRecord,
+        log: BuildLogSender,
+    ) -> Option<BoxFuture<'a, Result<Built, BuildFailure>>> {
         let name = record.handle.as_deref()?;
         if let Some(orphan) = Orphan::find(&self.work_dir.join(name), &record.image) {
             return Some(Box::pin(self.follow_orphan(record, orphan, log)));
@@ -281,7 +483,11 @@ impl BuildExecutor for Builder {
             // A pod that is gone either finished (its image is in the registry) or never started.
             match kubernetes.attach(pod, self.default_timeout, &log).await? {
                 PodEnd::Succeeded => self.verify(&record.image).await,
-                PodEnd::Gone => self.verify(&record.image).await.map_err(|_| BuildFailure::new("The build was interrupted by a restart of Bindery; try again.")),
+                PodEnd::Gone => self.verify(&record.image).await.map_err(|_| {
+                    BuildFailure::new(
+                        "The build was interrupted by a restart of Bindery; try again.",
+                    )
+                }),
             }
         }))
     }

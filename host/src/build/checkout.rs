@@ -35,7 +35,9 @@ pub enum CheckoutError {
         secs: u64,
     },
     /// The revision is not (or no longer) in the repository.
-    #[error("The revision {reference} is not in {url} (any more): it may have been force-pushed away. Launch the branch again to build its current revision.")]
+    #[error(
+        "The revision {reference} is not in {url} (any more): it may have been force-pushed away. Launch the branch again to build its current revision."
+    )]
     RefNotFound {
         /// The revision.
         reference: String,
@@ -81,43 +83,70 @@ pub struct Checkout {
 impl Checkout {
     /// Fetches `url` into `dir` (created, must not exist) and checks out `reference`.
     /// Blocking: call from a blocking thread.
-    pub fn fetch(url: &str, reference: &str, dir: &Path, limits: FetchLimits) -> Result<Checkout, CheckoutError> {
+    pub fn fetch(
+        url: &str,
+        reference: &str,
+        dir: &Path,
+        limits: FetchLimits,
+    ) -> Result<Checkout, CheckoutError> {
         let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
         if !matches!(scheme.as_deref(), Some("http" | "https" | "git")) {
             return Err(CheckoutError::NotGit { url: url.into() });
         }
-        let disk = |e: &dyn std::fmt::Display| CheckoutError::Disk { dir: dir.display().to_string(), message: e.to_string() };
+        let disk = |e: &dyn std::fmt::Display| CheckoutError::Disk {
+            dir: dir.display().to_string(),
+            message: e.to_string(),
+        };
         std::fs::create_dir_all(dir).map_err(|e| disk(&e))?;
         let repo = Repository::init(dir).map_err(|e| disk(&e))?;
         // Branches and tags bring the revision (and any older one a layer
         // build compares with); a bare sha is asked for as well, for servers
         // that allow it and revisions no branch holds any more.
-        let mut refspecs = vec!["+refs/heads/*:refs/remotes/origin/*".to_string(), "+refs/tags/*:refs/tags/*".to_string()];
-        let wanted = Oid::from_str(reference).ok().filter(|_| reference.len() == 40);
+        let mut refspecs = vec![
+            "+refs/heads/*:refs/remotes/origin/*".to_string(),
+            "+refs/tags/*:refs/tags/*".to_string(),
+        ];
+        let wanted = Oid::from_str(reference)
+            .ok()
+            .filter(|_| reference.len() == 40);
         fetch(&repo, url, &refspecs, limits)?;
         if wanted.is_none_or(|oid| repo.find_commit(oid).is_err()) {
             refspecs = vec![reference.to_string()];
             if let Err(e) = fetch(&repo, url, &refspecs, limits) {
-                if matches!(e, CheckoutError::TooLarge { .. } | CheckoutError::TimedOut { .. }) {
+                if matches!(
+                    e,
+                    CheckoutError::TooLarge { .. } | CheckoutError::TimedOut { .. }
+                ) {
                     return Err(e);
                 }
             }
         }
         let commit = match wanted {
             Some(oid) => repo.find_commit(oid).ok(),
-            None => repo.revparse_single("FETCH_HEAD").ok().and_then(|o| o.peel_to_commit().ok()),
+            None => repo
+                .revparse_single("FETCH_HEAD")
+                .ok()
+                .and_then(|o| o.peel_to_commit().ok()),
         };
         let Some(oid) = commit.map(|c| c.id()) else {
-            return Err(CheckoutError::RefNotFound { reference: reference.into(), url: url.into() });
+            return Err(CheckoutError::RefNotFound {
+                reference: reference.into(),
+                url: url.into(),
+            });
         };
         {
             let object = repo.find_object(oid, None).map_err(|e| disk(&e))?;
             let mut opts = git2::build::CheckoutBuilder::new();
             opts.force();
-            repo.checkout_tree(&object, Some(&mut opts)).map_err(|e| disk(&e))?;
+            repo.checkout_tree(&object, Some(&mut opts))
+                .map_err(|e| disk(&e))?;
         }
         repo.set_head_detached(oid).map_err(|e| disk(&e))?;
-        Ok(Checkout { dir: dir.to_path_buf(), repo, commit: oid })
+        Ok(Checkout {
+            dir: dir.to_path_buf(),
+            repo,
+            commit: oid,
+        })
     }
 
     /// The git repository (for reading trees and blobs).
@@ -126,7 +155,12 @@ impl Checkout {
     }
 }
 
-fn fetch(repo: &Repository, url: &str, refspecs: &[String], limits: FetchLimits) -> Result<(), CheckoutError> {
+fn fetch(
+    repo: &Repository,
+    url: &str,
+    refspecs: &[String],
+    limits: FetchLimits,
+) -> Result<(), CheckoutError> {
     let started = Instant::now();
     let (too_large, timed_out) = (AtomicBool::new(false), AtomicBool::new(false));
     let mut callbacks = RemoteCallbacks::new();
@@ -143,20 +177,41 @@ fn fetch(repo: &Repository, url: &str, refspecs: &[String], limits: FetchLimits)
     });
     let mut options = FetchOptions::new();
     // The host checked the addresses of the URL's host, not of a redirect's.
-    options.remote_callbacks(callbacks).download_tags(git2::AutotagOption::None).follow_redirects(git2::RemoteRedirect::None);
-    let mut remote = repo.remote_anonymous(url).map_err(|e| CheckoutError::Fetch { url: url.into(), message: e.message().into() })?;
+    options
+        .remote_callbacks(callbacks)
+        .download_tags(git2::AutotagOption::None)
+        .follow_redirects(git2::RemoteRedirect::None);
+    let mut remote = repo
+        .remote_anonymous(url)
+        .map_err(|e| CheckoutError::Fetch {
+            url: url.into(),
+            message: e.message().into(),
+        })?;
     let outcome = remote.fetch(refspecs, Some(&mut options), None);
     if too_large.load(Ordering::Relaxed) {
-        return Err(CheckoutError::TooLarge { url: url.into(), limit_bytes: limits.max_bytes });
+        return Err(CheckoutError::TooLarge {
+            url: url.into(),
+            limit_bytes: limits.max_bytes,
+        });
     }
     if timed_out.load(Ordering::Relaxed) {
-        return Err(CheckoutError::TimedOut { url: url.into(), secs: limits.timeout.as_secs() });
+        return Err(CheckoutError::TimedOut {
+            url: url.into(),
+            secs: limits.timeout.as_secs(),
+        });
     }
     outcome.map_err(|e| match e.class() {
         // Writing the pack failed: the build directory, not the remote.
-        git2::ErrorClass::Os | git2::ErrorClass::Filesystem | git2::ErrorClass::Odb | git2::ErrorClass::Indexer => {
-            CheckoutError::Disk { dir: repo.path().display().to_string(), message: e.message().into() }
-        }
-        _ => CheckoutError::Fetch { url: url.into(), message: e.message().into() },
+        git2::ErrorClass::Os
+        | git2::ErrorClass::Filesystem
+        | git2::ErrorClass::Odb
+        | git2::ErrorClass::Indexer => CheckoutError::Disk {
+            dir: repo.path().display().to_string(),
+            message: e.message().into(),
+        },
+        _ => CheckoutError::Fetch {
+            url: url.into(),
+            message: e.message().into(),
+        },
     })
 }

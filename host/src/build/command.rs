@@ -20,13 +20,25 @@ impl Repo2dockerCommand {
     pub fn new(registry: &RegistryConfig) -> Repo2dockerCommand {
         let credentials = match (&registry.url, &registry.username) {
             (Some(url), Some(user)) => {
-                let host = url.host_str().map(|h| url.port().map_or(h.to_string(), |p| format!("{h}:{p}"))).unwrap_or_default();
-                let password = registry.password.as_ref().and_then(|p| p.read()).unwrap_or_default();
-                Some(json!({ "registry": host, "username": user, "password": password }).to_string())
+                let host = url
+                    .host_str()
+                    .map(|h| url.port().map_or(h.to_string(), |p| format!("{h}:{p}")))
+                    .unwrap_or_default();
+                let password = registry
+                    .password
+                    .as_ref()
+                    .and_then(|p| p.read())
+                    .unwrap_or_default();
+                Some(
+                    json!({ "registry": host, "username": user, "password": password }).to_string(),
+                )
             }
             _ => None,
         };
-        Repo2dockerCommand { credentials, push: registry.url.is_some() }
+        Repo2dockerCommand {
+            credentials,
+            push: registry.url.is_some(),
+        }
     }
 
     /// BinderHub's arguments: `--ref --image --no-clean --no-run --json-logs
@@ -96,22 +108,48 @@ mod tests {
             buildpack: "CondaBuildPack".into(),
             extra_args: vec!["--Repo2Docker.default_buildpack=None".into()],
             env: vec![],
-            limits: ResourceLimits { memory_limit: 0, memory_request: 0, cpu_limit: 0, cpu_request: 0 },
+            limits: ResourceLimits {
+                memory_limit: 0,
+                memory_request: 0,
+                cpu_limit: 0,
+                cpu_request: 0,
+            },
             appendix: Some("RUN echo hi".into()),
             timeout_secs: 10,
             environment_hash: None,
         };
-        let registry = RegistryConfig { url: Some("http://reg:5000".parse().unwrap()), username: Some("u".into()), ..Default::default() };
+        let registry = RegistryConfig {
+            url: Some("http://reg:5000".parse().unwrap()),
+            username: Some("u".into()),
+            ..Default::default()
+        };
         let command = Repo2dockerCommand::new(&registry);
         assert_eq!(
             command.args(&request, &plan),
             [
-                "--ref=abc", "--image=reg:5000/binder-x:abc", "--no-clean", "--no-run", "--json-logs", "--user-name=jovyan", "--user-id=1000",
-                "--appendix=RUN echo hi", "--push", "--engine=podman", "--Repo2Docker.default_buildpack=None", "https://example.org/r.git",
+                "--ref=abc",
+                "--image=reg:5000/binder-x:abc",
+                "--no-clean",
+                "--no-run",
+                "--json-logs",
+                "--user-name=jovyan",
+                "--user-id=1000",
+                "--appendix=RUN echo hi",
+                "--push",
+                "--engine=podman",
+                "--Repo2Docker.default_buildpack=None",
+                "https://example.org/r.git",
             ]
         );
-        assert_eq!(command.credentials.as_deref(), Some(r#"{"registry":"reg:5000","username":"u","password":""}"#));
+        assert_eq!(
+            command.credentials.as_deref(),
+            Some(r#"{"registry":"reg:5000","username":"u","password":""}"#)
+        );
         let unpushed = Repo2dockerCommand::new(&RegistryConfig::default());
-        assert!(!unpushed.args(&request, &plan).contains(&"--push".to_string()));
+        assert!(
+            !unpushed
+                .args(&request, &plan)
+                .contains(&"--push".to_string())
+        );
     }
 }

@@ -42,7 +42,10 @@ impl IgnoreRules {
         let mut excluded = false;
         for (glob, include) in &self.rules {
             // A pattern matching a parent directory covers everything under it.
-            let hit = glob.is_match(path) || path.match_indices('/').any(|(i, _)| glob.is_match(&path[..i]));
+            let hit = glob.is_match(path)
+                || path
+                    .match_indices('/')
+                    .any(|(i, _)| glob.is_match(&path[..i]));
             if hit {
                 excluded = !include;
             }
@@ -72,7 +75,10 @@ mod tests {
 
     #[test]
     fn dockers_rules() {
-        let rules = IgnoreRules::parse("# comment\n\n/data\n*.log\n!keep.log\nbuild/**/tmp\n./docs/*.md\nsecret?\n").unwrap();
+        let rules = IgnoreRules::parse(
+            "# comment\n\n/data\n*.log\n!keep.log\nbuild/**/tmp\n./docs/*.md\nsecret?\n",
+        )
+        .unwrap();
         for (path, excluded) in [
             ("data", true),
             ("data/big.csv", true),

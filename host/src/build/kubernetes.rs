@@ -73,10 +73,21 @@ pub enum PodEnd {
 impl KubernetesExecutor {
     /// A client for `config` (in cluster unless `api_url` is set), and the
     /// cleaner started. Needs a tokio runtime.
-    pub fn new(config: &KubernetesBuildConfig, registry: &RegistryConfig) -> Result<KubernetesExecutor, ConfigError> {
-        let (client, namespace) = crate::cluster::client(config.api_url.as_ref(), config.namespace.as_deref(), "build.kubernetes")?;
+    pub fn new(
+        config: &KubernetesBuildConfig,
+        registry: &RegistryConfig,
+    ) -> Result<KubernetesExecutor, ConfigError> {
+        let (client, namespace) = crate::cluster::client(
+            config.api_url.as_ref(),
+            config.namespace.as_deref(),
+            "build.kubernetes",
+        )?;
         let pods: Api<Pod> = Api::namespaced(client, &namespace);
-        let (cleaner_pods, max_age, interval) = (pods.clone(), Duration::from_secs(config.max_age_secs), Duration::from_secs(config.cleaner_interval_secs.max(1)));
+        let (cleaner_pods, max_age, interval) = (
+            pods.clone(),
+            Duration::from_secs(config.max_age_secs),
+            Duration::from_secs(config.cleaner_interval_secs.max(1)),
+        );
         let cleaner = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(interval).await;
@@ -86,53 +97,104 @@ impl KubernetesExecutor {
             }
         })
         .abort_handle();
-        Ok(KubernetesExecutor { pods, config: config.clone(), command: Repo2dockerCommand::new(registry), cleaner })
+        Ok(KubernetesExecutor {
+            pods,
+            config: config.clone(),
+            command: Repo2dockerCommand::new(registry),
+            cleaner,
+        })
     }
 
     /// Runs the build in its pod, or follows the pod already building it.
-    pub async fn build(&self, request: &BuildRequest, plan: &Repo2dockerPlan, timeout: Duration, log: &BuildLogSender) -> Result<PodEnd, BuildFailure> {
+    pub async fn build(
+        &self,
+        request: &BuildRequest,
+        plan: &Repo2dockerPlan,
+        timeout: Duration,
+        log: &BuildLogSender,
+    ) -> Result<PodEnd, BuildFailure> {
         let name = &request.build_name;
         let pod = self.pod(request, plan).await?;
         let tail = match self.pods.create(&PostParams::default(), &pod).await {
             Ok(_) => None,
             Err(kube::Error::Api(status)) if status.code == 409 => {
-                say(log, "building", format!("Found build pod {name} already running; following it.\n")).await;
+                say(
+                    log,
+                    "building",
+                    format!("Found build pod {name} already running; following it.\n"),
+                )
+                .await;
                 Some(self.config.log_tail_lines)
             }
-            Err(e) => return Err(BuildFailure::new(format!("Cannot create the build pod {name}: {e}"))),
+            Err(e) => {
+                return Err(BuildFailure::new(format!(
+                    "Cannot create the build pod {name}: {e}"
+                )));
+            }
         };
         self.follow_for(name, tail, timeout, log).await
     }
 
     /// Follows a pod this or an earlier host started.
-    pub async fn attach(&self, name: &str, timeout: Duration, log: &BuildLogSender) -> Result<PodEnd, BuildFailure> {
+    pub async fn attach(
+        &self,
+        name: &str,
+        timeout: Duration,
+        log: &BuildLogSender,
+    ) -> Result<PodEnd, BuildFailure> {
         match self.pods.get_opt(name).await {
             Ok(None) => Ok(PodEnd::Gone),
-            Ok(Some(_)) => self.follow_for(name, Some(self.config.log_tail_lines), timeout, log).await,
-            Err(e) => Err(BuildFailure::new(format!("Cannot look up the build pod {name}: {e}"))),
+            Ok(Some(_)) => {
+                self.follow_for(name, Some(self.config.log_tail_lines), timeout, log)
+                    .await
+            }
+            Err(e) => Err(BuildFailure::new(format!(
+                "Cannot look up the build pod {name}: {e}"
+            ))),
         }
     }
 
     /// [`Self::follow`] within `timeout`; a pod over it is deleted.
-    async fn follow_for(&self, name: &str, tail: Option<i64>, timeout: Duration, log: &BuildLogSender) -> Result<PodEnd, BuildFailure> {
+    async fn follow_for(
+        &self,
+        name: &str,
+        tail: Option<i64>,
+        timeout: Duration,
+        log: &BuildLogSender,
+    ) -> Result<PodEnd, BuildFailure> {
         let outcome = match tokio::time::timeout(timeout, self.follow(name, tail, log)).await {
             Ok(outcome) => outcome,
             Err(_) => {
                 self.delete(name).await;
-                return Err(BuildFailure::new(format!("The build took longer than its limit of {} s and its pod was deleted.", timeout.as_secs())));
+                return Err(BuildFailure::new(format!(
+                    "The build took longer than its limit of {} s and its pod was deleted.",
+                    timeout.as_secs()
+                )));
             }
         };
         match outcome {
             Ok(()) => Ok(PodEnd::Succeeded),
             // repo2docker's own `failed` line already told the user why.
-            Err(Ended::Failed { said: true, .. }) => Err(BuildFailure { message: String::new() }),
-            Err(Ended::Failed { said: false, reason }) => Err(BuildFailure::new(format!("The build pod {name} failed: {reason}"))),
+            Err(Ended::Failed { said: true, .. }) => Err(BuildFailure {
+                message: String::new(),
+            }),
+            Err(Ended::Failed {
+                said: false,
+                reason,
+            }) => Err(BuildFailure::new(format!(
+                "The build pod {name} failed: {reason}"
+            ))),
             Err(Ended::Deleted) => Ok(PodEnd::Gone),
         }
     }
 
     /// Watches the pod to its end, relaying its log once it runs; deletes it when it ends.
-    async fn follow(&self, name: &str, tail: Option<i64>, log: &BuildLogSender) -> Result<(), Ended> {
+    async fn follow(
+        &self,
+        name: &str,
+        tail: Option<i64>,
+        log: &BuildLogSender,
+    ) -> Result<(), Ended> {
         let mut watch = pin!(watch_object(self.pods.clone(), name));
         let mut logs: Option<AbortOnDrop<bool>> = None;
         let mut waiting = String::new();
@@ -153,7 +215,12 @@ impl KubernetesExecutor {
             if phase == "Pending" {
                 let why = waiting_reason(status.container_statuses.as_deref().unwrap_or_default());
                 if !why.is_empty() && why != waiting {
-                    say(log, "building", format!("The build pod is waiting: {why}\n")).await;
+                    say(
+                        log,
+                        "building",
+                        format!("The build pod is waiting: {why}\n"),
+                    )
+                    .await;
                     waiting = why;
                 }
                 continue;
@@ -161,26 +228,43 @@ impl KubernetesExecutor {
             if phase == "Unknown" {
                 // Upstream passes this on as a bare `unknown` event.
                 if waiting != phase {
-                    let _ = log.send(Event::from_json(&json!({ "phase": "unknown" }).to_string())).await;
+                    let _ = log
+                        .send(Event::from_json(&json!({ "phase": "unknown" }).to_string()))
+                        .await;
                     waiting = phase;
                 }
                 continue;
             }
             if logs.is_none() {
-                logs = Some(AbortOnDrop(tokio::spawn(follow_log(self.pods.clone(), name.to_string(), tail, log.clone()))));
+                logs = Some(AbortOnDrop(tokio::spawn(follow_log(
+                    self.pods.clone(),
+                    name.to_string(),
+                    tail,
+                    log.clone(),
+                ))));
             }
             if phase == "Succeeded" || phase == "Failed" {
                 // The log ends with the container; a stuck stream must not hold the build.
                 let said = match logs.take() {
-                    Some(task) => tokio::time::timeout(LOG_DRAIN, task.join()).await.unwrap_or(false),
+                    Some(task) => tokio::time::timeout(LOG_DRAIN, task.join())
+                        .await
+                        .unwrap_or(false),
                     None => false,
                 };
                 self.delete(name).await;
                 if phase == "Succeeded" {
                     return Ok(());
                 }
-                let reason = [status.reason, status.message].into_iter().flatten().collect::<Vec<_>>().join(": ");
-                let reason = if reason.is_empty() { terminated_reason(status.container_statuses.as_deref().unwrap_or_default()) } else { reason };
+                let reason = [status.reason, status.message]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(": ");
+                let reason = if reason.is_empty() {
+                    terminated_reason(status.container_statuses.as_deref().unwrap_or_default())
+                } else {
+                    reason
+                };
                 return Err(Ended::Failed { said, reason });
             }
         }
@@ -190,17 +274,27 @@ impl KubernetesExecutor {
         match self.pods.delete(name, &DeleteParams::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(e) => tracing::warn!(pod = name, "cannot delete the build pod (the cleaner will): {e}"),
+            Err(e) => tracing::warn!(
+                pod = name,
+                "cannot delete the build pod (the cleaner will): {e}"
+            ),
         }
     }
 
     /// Upstream's build pod for `request`.
-    async fn pod(&self, request: &BuildRequest, plan: &Repo2dockerPlan) -> Result<Pod, BuildFailure> {
+    async fn pod(
+        &self,
+        request: &BuildRequest,
+        plan: &Repo2dockerPlan,
+    ) -> Result<Pod, BuildFailure> {
         let c = &self.config;
         let mut args = vec!["jupyter-repo2docker".to_string()];
         args.extend(self.command.args(request, plan));
         let (mut mounts, mut volumes) = (Vec::new(), Vec::new());
-        let socket = c.docker_host.strip_prefix("unix://").unwrap_or(&c.docker_host);
+        let socket = c
+            .docker_host
+            .strip_prefix("unix://")
+            .unwrap_or(&c.docker_host);
         if !socket.is_empty() {
             mounts.push(json!({ "name": "docker-socket", "mountPath": "/var/run/docker.sock" }));
             volumes.push(json!({ "name": "docker-socket", "hostPath": { "path": socket, "type": "Socket" } }));
@@ -212,12 +306,20 @@ impl KubernetesExecutor {
         match (&c.push_secret, &self.command.credentials) {
             (Some(secret), _) => {
                 mounts.push(json!({ "name": "docker-config", "mountPath": "/root/.docker" }));
-                volumes.push(json!({ "name": "docker-config", "secret": { "secretName": secret } }));
+                volumes
+                    .push(json!({ "name": "docker-config", "secret": { "secretName": secret } }));
             }
-            (None, Some(credentials)) => env.push(json!({ "name": "CONTAINER_ENGINE_REGISTRY_CREDENTIALS", "value": credentials })),
+            (None, Some(credentials)) => env.push(
+                json!({ "name": "CONTAINER_ENGINE_REGISTRY_CREDENTIALS", "value": credentials }),
+            ),
             (None, None) => {}
         }
-        env.extend(c.env.iter().chain(plan.env.iter().map(|(k, v)| (k, v))).map(|(k, v)| json!({ "name": k, "value": v })));
+        env.extend(
+            c.env
+                .iter()
+                .chain(plan.env.iter().map(|(k, v)| (k, v)))
+                .map(|(k, v)| json!({ "name": k, "value": v })),
+        );
         let toleration = |key: &str| json!({ "key": key, "operator": "Equal", "value": "user", "effect": "NoSchedule" });
         let pod = json!({
             "apiVersion": "v1",
@@ -245,7 +347,12 @@ impl KubernetesExecutor {
                 "imagePullSecrets": c.image_pull_secrets.iter().map(|s| json!({ "name": s })).collect::<Vec<_>>(),
             },
         });
-        serde_json::from_value(pod).map_err(|e| BuildFailure::new(format!("Cannot make the build pod {}: {e}", request.build_name)))
+        serde_json::from_value(pod).map_err(|e| {
+            BuildFailure::new(format!(
+                "Cannot make the build pod {}: {e}",
+                request.build_name
+            ))
+        })
     }
 
     /// Sticky builds prefer the node the rendezvous hash of the repository
@@ -253,17 +360,29 @@ impl KubernetesExecutor {
     /// otherwise build pods prefer not to share a node.
     async fn affinity(&self, repo_url: &str) -> Value {
         if self.config.sticky_builds {
-            match self.pods.list(&ListParams::default().labels(BUILDER_NODES)).await {
+            match self
+                .pods
+                .list(&ListParams::default().labels(BUILDER_NODES))
+                .await
+            {
                 Ok(list) => {
-                    let nodes: BTreeSet<String> = list.items.into_iter().filter_map(|p| p.spec?.node_name).collect();
-                    if let Some(node) = rendezvous_rank(nodes.iter().map(String::as_str), repo_url).first() {
+                    let nodes: BTreeSet<String> = list
+                        .items
+                        .into_iter()
+                        .filter_map(|p| p.spec?.node_name)
+                        .collect();
+                    if let Some(node) =
+                        rendezvous_rank(nodes.iter().map(String::as_str), repo_url).first()
+                    {
                         return json!({ "nodeAffinity": { "preferredDuringSchedulingIgnoredDuringExecution": [{
                             "weight": 100,
                             "preference": { "matchExpressions": [{ "key": "kubernetes.io/hostname", "operator": "In", "values": [node] }] },
                         }]}});
                     }
                 }
-                Err(e) => tracing::warn!("sticky builds: cannot list the image builders ({e}); the pod may go to any node"),
+                Err(e) => tracing::warn!(
+                    "sticky builds: cannot list the image builders ({e}); the pod may go to any node"
+                ),
             }
         }
         json!({ "podAntiAffinity": { "preferredDuringSchedulingIgnoredDuringExecution": [{
@@ -298,7 +417,8 @@ pub fn rendezvous_rank<'a>(nodes: impl IntoIterator<Item = &'a str>, key: &str) 
             let mut hash = Blake2bVar::new(8).expect("8 is a valid BLAKE2b output size");
             hash.update(format!("{key}-{node}").as_bytes());
             let mut out = [0u8; 8];
-            hash.finalize_variable(&mut out).expect("the output is 8 bytes");
+            hash.finalize_variable(&mut out)
+                .expect("the output is 8 bytes");
             (u64::from_be_bytes(out), node)
         })
         .collect();
@@ -309,16 +429,30 @@ pub fn rendezvous_rank<'a>(nodes: impl IntoIterator<Item = &'a str>, key: &str) 
 /// One pass of upstream's `KubernetesCleaner`: deletes build pods that
 /// succeeded, failed (evicted ones included) or are older than `max_age`.
 pub async fn clean(pods: &Api<Pod>, max_age: Duration) -> Result<usize, kube::Error> {
-    let list = pods.list(&ListParams::default().labels(&format!("component={COMPONENT}"))).await?;
+    let list = pods
+        .list(&ListParams::default().labels(&format!("component={COMPONENT}")))
+        .await?;
     let oldest_ms = now_ms().saturating_sub(max_age.as_millis() as u64);
     let mut deleted = 0;
     for pod in list.items {
-        let Some(name) = pod.metadata.name.clone() else { continue };
-        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or_default();
-        let created_ms = pod.metadata.creation_timestamp.as_ref().map(|t| t.0.as_millisecond().max(0) as u64);
+        let Some(name) = pod.metadata.name.clone() else {
+            continue;
+        };
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .unwrap_or_default();
+        let created_ms = pod
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.as_millisecond().max(0) as u64);
         let why = match (phase, created_ms) {
             ("Succeeded" | "Failed", _) => phase.to_lowercase(),
-            (_, Some(created)) if created < oldest_ms => format!("older than {} s", max_age.as_secs()),
+            (_, Some(created)) if created < oldest_ms => {
+                format!("older than {} s", max_age.as_secs())
+            }
             _ => continue,
         };
         match pods.delete(&name, &DeleteParams::default()).await {
@@ -336,11 +470,21 @@ pub async fn clean(pods: &Api<Pod>, max_age: Duration) -> Result<usize, kube::Er
 /// Relays the builder's log; whether it said the build failed. `tail`: only
 /// the last lines, for a pod that was already running.
 async fn follow_log(pods: Api<Pod>, name: String, tail: Option<i64>, log: BuildLogSender) -> bool {
-    let params = LogParams { container: Some("builder".into()), follow: true, tail_lines: tail, ..LogParams::default() };
+    let params = LogParams {
+        container: Some("builder".into()),
+        follow: true,
+        tail_lines: tail,
+        ..LogParams::default()
+    };
     let stream = match pods.log_stream(&name, &params).await {
         Ok(stream) => stream,
         Err(e) => {
-            say(&log, "building", format!("Cannot follow the build pod's log: {e}\n")).await;
+            say(
+                &log,
+                "building",
+                format!("Cannot follow the build pod's log: {e}\n"),
+            )
+            .await;
             return false;
         }
     };
@@ -363,7 +507,13 @@ fn waiting_reason(statuses: &[k8s_openapi::api::core::v1::ContainerStatus]) -> S
     statuses
         .iter()
         .filter_map(|s| s.state.as_ref()?.waiting.as_ref())
-        .map(|w| [w.reason.clone(), w.message.clone()].into_iter().flatten().collect::<Vec<_>>().join(": "))
+        .map(|w| {
+            [w.reason.clone(), w.message.clone()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(": ")
+        })
         .find(|why| !why.is_empty() && why != "ContainerCreating")
         .unwrap_or_default()
 }
@@ -373,7 +523,16 @@ fn terminated_reason(statuses: &[k8s_openapi::api::core::v1::ContainerStatus]) -
     statuses
         .iter()
         .filter_map(|s| s.state.as_ref()?.terminated.as_ref())
-        .map(|t| format!("exit code {}{}", t.exit_code, t.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()))
+        .map(|t| {
+            format!(
+                "exit code {}{}",
+                t.exit_code,
+                t.reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            )
+        })
         .next()
         .unwrap_or_else(|| "no reason given".into())
 }
@@ -405,9 +564,18 @@ mod tests {
     fn rendezvous_rank_matches_upstream() {
         // Expected orders computed with upstream's `binderhub.utils.rendezvous_rank` (Python's hashlib).
         let nodes = ["node-a", "node-b", "node-c", "node-d"];
-        assert_eq!(rendezvous_rank(nodes, "https://github.com/binder-examples/requirements"), ["node-a", "node-d", "node-b", "node-c"]);
-        assert_eq!(rendezvous_rank(nodes, "https://github.com/binder-examples/conda"), ["node-d", "node-c", "node-a", "node-b"]);
-        assert_eq!(rendezvous_rank(nodes, "https://gitlab.com/x/y.git"), ["node-d", "node-b", "node-c", "node-a"]);
+        assert_eq!(
+            rendezvous_rank(nodes, "https://github.com/binder-examples/requirements"),
+            ["node-a", "node-d", "node-b", "node-c"]
+        );
+        assert_eq!(
+            rendezvous_rank(nodes, "https://github.com/binder-examples/conda"),
+            ["node-d", "node-c", "node-a", "node-b"]
+        );
+        assert_eq!(
+            rendezvous_rank(nodes, "https://gitlab.com/x/y.git"),
+            ["node-d", "node-b", "node-c", "node-a"]
+        );
         assert!(rendezvous_rank([], "k").is_empty());
     }
 }

@@ -66,16 +66,24 @@ enum Kind {
 
 /// `commit`'s tree, ignore files applied: path → kind, parents before children.
 fn tree_entries(repo: &Repository, commit: Oid) -> Result<BTreeMap<String, Kind>, String> {
-    let tree = repo.find_commit(commit).and_then(|c| c.tree()).map_err(|e| e.message().to_string())?;
-    let ignore_text = [".dockerignore", ".containerignore"].iter().find_map(|name| {
-        let entry = tree.get_name(name)?;
-        let blob = repo.find_blob(entry.id()).ok()?;
-        Some(String::from_utf8_lossy(blob.content()).into_owned())
-    });
-    let rules = IgnoreRules::parse(ignore_text.as_deref().unwrap_or("")).map_err(|e| format!("the repository's .dockerignore has a bad line: {e}"))?;
+    let tree = repo
+        .find_commit(commit)
+        .and_then(|c| c.tree())
+        .map_err(|e| e.message().to_string())?;
+    let ignore_text = [".dockerignore", ".containerignore"]
+        .iter()
+        .find_map(|name| {
+            let entry = tree.get_name(name)?;
+            let blob = repo.find_blob(entry.id()).ok()?;
+            Some(String::from_utf8_lossy(blob.content()).into_owned())
+        });
+    let rules = IgnoreRules::parse(ignore_text.as_deref().unwrap_or(""))
+        .map_err(|e| format!("the repository's .dockerignore has a bad line: {e}"))?;
     let mut entries = BTreeMap::new();
     tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
-        let Ok(name) = entry.name() else { return TreeWalkResult::Skip };
+        let Ok(name) = entry.name() else {
+            return TreeWalkResult::Skip;
+        };
         let path = format!("{dir}{name}");
         if rules.excludes(&path) {
             return TreeWalkResult::Skip;
@@ -83,7 +91,10 @@ fn tree_entries(repo: &Repository, commit: Oid) -> Result<BTreeMap<String, Kind>
         let kind = match (entry.kind(), entry.filemode()) {
             (Some(ObjectType::Tree), _) => Kind::Dir,
             (Some(ObjectType::Blob), 0o120000) => Kind::Link { blob: entry.id() },
-            (Some(ObjectType::Blob), mode) => Kind::File { executable: mode & 0o111 != 0, blob: entry.id() },
+            (Some(ObjectType::Blob), mode) => Kind::File {
+                executable: mode & 0o111 != 0,
+                blob: entry.id(),
+            },
             // Submodules (commits) are not fetched, as `docker build` would not have them either.
             _ => return TreeWalkResult::Skip,
         };
@@ -102,7 +113,9 @@ fn removed(base: &BTreeMap<String, Kind>, new: &BTreeMap<String, Kind>) -> Vec<S
         if out.iter().any(|gone| path.starts_with(&format!("{gone}/"))) {
             continue;
         }
-        let changed_type = new.get(path).is_some_and(|k| matches!(k, Kind::Dir) != matches!(kind, Kind::Dir));
+        let changed_type = new
+            .get(path)
+            .is_some_and(|k| matches!(k, Kind::Dir) != matches!(kind, Kind::Dir));
         if !new.contains_key(path) || changed_type {
             out.push(path.clone());
         }
@@ -150,13 +163,26 @@ pub fn write_layer(checkout: &Checkout, plan: &LayerPlan, out: &Path) -> Result<
             gone
         }
     };
-    let mtime = repo.find_commit(checkout.commit).map(|c| c.time().seconds().max(0) as u64).unwrap_or(0);
+    let mtime = repo
+        .find_commit(checkout.commit)
+        .map(|c| c.time().seconds().max(0) as u64)
+        .unwrap_or(0);
     let root = plan.target_dir.trim_matches('/');
-    let disk = |e: std::io::Error| LayerError::Failed(format!("Cannot write the layer in {}: {e}", out.display()));
+    let disk = |e: std::io::Error| {
+        LayerError::Failed(format!("Cannot write the layer in {}: {e}", out.display()))
+    };
     let file = std::fs::File::create(out).map_err(disk)?;
-    let compressed = Hashing { inner: std::io::BufWriter::new(file), hash: Sha256::new(), len: 0 };
+    let compressed = Hashing {
+        inner: std::io::BufWriter::new(file),
+        hash: Sha256::new(),
+        len: 0,
+    };
     let gz = GzEncoder::new(compressed, Compression::fast());
-    let mut tar = tar::Builder::new(Hashing { inner: gz, hash: Sha256::new(), len: 0 });
+    let mut tar = tar::Builder::new(Hashing {
+        inner: gz,
+        hash: Sha256::new(),
+        len: 0,
+    });
     let header = |kind: tar::EntryType, mode: u32, size: u64| {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(kind);
@@ -173,19 +199,32 @@ pub fn write_layer(checkout: &Checkout, plan: &LayerPlan, out: &Path) -> Result<
     // content's owner's, as repo2docker's home directory is.
     let mut dir = String::new();
     for (i, part) in root.split('/').filter(|p| !p.is_empty()).enumerate() {
-        dir = if i == 0 { part.to_string() } else { format!("{dir}/{part}") };
+        dir = if i == 0 {
+            part.to_string()
+        } else {
+            format!("{dir}/{part}")
+        };
         let mut h = header(tar::EntryType::Directory, 0o755, 0);
         if dir != root {
             h.set_uid(0);
             h.set_gid(0);
         }
-        tar.append_data(&mut h, format!("{dir}/"), std::io::empty()).map_err(disk)?;
+        tar.append_data(&mut h, format!("{dir}/"), std::io::empty())
+            .map_err(disk)?;
     }
     for path in &gone {
-        let (dir, name) = path.rsplit_once('/').map_or(("", path.as_str()), |(d, n)| (d, n));
-        let whiteout = [root, dir, &format!(".wh.{name}")].iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("/");
+        let (dir, name) = path
+            .rsplit_once('/')
+            .map_or(("", path.as_str()), |(d, n)| (d, n));
+        let whiteout = [root, dir, &format!(".wh.{name}")]
+            .iter()
+            .filter(|p| !p.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join("/");
         let mut h = header(tar::EntryType::Regular, 0o644, 0);
-        tar.append_data(&mut h, whiteout, std::io::empty()).map_err(disk)?;
+        tar.append_data(&mut h, whiteout, std::io::empty())
+            .map_err(disk)?;
     }
     let mut files = 0;
     for (path, kind) in &new {
@@ -193,16 +232,26 @@ pub fn write_layer(checkout: &Checkout, plan: &LayerPlan, out: &Path) -> Result<
         match kind {
             Kind::Dir => {
                 let mut h = header(tar::EntryType::Directory, 0o755, 0);
-                tar.append_data(&mut h, format!("{full}/"), std::io::empty()).map_err(disk)?;
+                tar.append_data(&mut h, format!("{full}/"), std::io::empty())
+                    .map_err(disk)?;
             }
             Kind::File { executable, blob } => {
-                let blob = repo.find_blob(*blob).map_err(|e| LayerError::Failed(format!("cannot read {path}: {}", e.message())))?;
-                let mut h = header(tar::EntryType::Regular, if *executable { 0o755 } else { 0o644 }, blob.size() as u64);
-                tar.append_data(&mut h, &full, blob.content()).map_err(disk)?;
+                let blob = repo.find_blob(*blob).map_err(|e| {
+                    LayerError::Failed(format!("cannot read {path}: {}", e.message()))
+                })?;
+                let mut h = header(
+                    tar::EntryType::Regular,
+                    if *executable { 0o755 } else { 0o644 },
+                    blob.size() as u64,
+                );
+                tar.append_data(&mut h, &full, blob.content())
+                    .map_err(disk)?;
                 files += 1;
             }
             Kind::Link { blob } => {
-                let blob = repo.find_blob(*blob).map_err(|e| LayerError::Failed(format!("cannot read {path}: {}", e.message())))?;
+                let blob = repo.find_blob(*blob).map_err(|e| {
+                    LayerError::Failed(format!("cannot read {path}: {}", e.message()))
+                })?;
                 let target = String::from_utf8_lossy(blob.content()).into_owned();
                 let mut h = header(tar::EntryType::Symlink, 0o777, 0);
                 tar.append_link(&mut h, &full, target).map_err(disk)?;
@@ -214,8 +263,20 @@ pub fn write_layer(checkout: &Checkout, plan: &LayerPlan, out: &Path) -> Result<
     let diff_id = sha256(uncompressed.hash);
     let mut compressed = uncompressed.inner.finish().map_err(disk)?;
     compressed.flush().map_err(disk)?;
-    compressed.inner.into_inner().map_err(|e| disk(e.into_error()))?.sync_all().map_err(disk)?;
-    Ok(Layer { path: out.to_path_buf(), digest: sha256(compressed.hash), diff_id, size: compressed.len, files, whiteouts: gone.len() })
+    compressed
+        .inner
+        .into_inner()
+        .map_err(|e| disk(e.into_error()))?
+        .sync_all()
+        .map_err(disk)?;
+    Ok(Layer {
+        path: out.to_path_buf(),
+        digest: sha256(compressed.hash),
+        diff_id,
+        size: compressed.len,
+        files,
+        whiteouts: gone.len(),
+    })
 }
 
 /// The layer's media type in a manifest of `manifest_type`.
@@ -228,18 +289,34 @@ fn layer_media_type(manifest_type: &str) -> &'static str {
 }
 
 /// `config` with the layer appended to its rootfs and history.
-fn extend_config(config: &mut Value, layer: &Layer, description: &str, resolved_ref: &str) -> Result<(), String> {
+fn extend_config(
+    config: &mut Value,
+    layer: &Layer,
+    description: &str,
+    resolved_ref: &str,
+) -> Result<(), String> {
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let diff_ids = config.pointer_mut("/rootfs/diff_ids").and_then(Value::as_array_mut).ok_or("the image config has no rootfs.diff_ids")?;
+    let diff_ids = config
+        .pointer_mut("/rootfs/diff_ids")
+        .and_then(Value::as_array_mut)
+        .ok_or("the image config has no rootfs.diff_ids")?;
     diff_ids.push(json!(layer.diff_id));
-    let config = config.as_object_mut().ok_or("the image config is not an object")?;
+    let config = config
+        .as_object_mut()
+        .ok_or("the image config is not an object")?;
     config.insert("created".into(), json!(now));
     let history = config.entry("history").or_insert_with(|| json!([]));
     if let Some(history) = history.as_array_mut() {
-        history.push(json!({ "created": now, "created_by": description, "comment": "bindery layer build" }));
+        history.push(
+            json!({ "created": now, "created_by": description, "comment": "bindery layer build" }),
+        );
     }
     // repo2docker labels the revision it built; keep that true.
-    if let Some(labels) = config.get_mut("config").and_then(|c| c.get_mut("Labels")).and_then(Value::as_object_mut) {
+    if let Some(labels) = config
+        .get_mut("config")
+        .and_then(|c| c.get_mut("Labels"))
+        .and_then(Value::as_object_mut)
+    {
         if labels.contains_key("repo2docker.ref") {
             labels.insert("repo2docker.ref".into(), json!(resolved_ref));
         }
@@ -248,20 +325,43 @@ fn extend_config(config: &mut Value, layer: &Layer, description: &str, resolved_
 }
 
 /// Appends `layer` to `plan.environment_image` and pushes the result as `image`; the manifest digest.
-pub async fn push(registry: &Registry, plan: &LayerPlan, layer: &Layer, image: &str, description: &str, resolved_ref: &str) -> Result<String, LayerError> {
+pub async fn push(
+    registry: &Registry,
+    plan: &LayerPlan,
+    layer: &Layer,
+    image: &str,
+    description: &str,
+    resolved_ref: &str,
+) -> Result<String, LayerError> {
     let base = &plan.environment_image;
     let Some(stored) = registry.manifest(base).await? else {
-        return Err(LayerError::BaseGone(format!("the environment image {base} is no longer in the registry")));
+        return Err(LayerError::BaseGone(format!(
+            "the environment image {base} is no longer in the registry"
+        )));
     };
     let bad = |what: &str| LayerError::Failed(format!("the environment image {base} has {what}"));
-    let mut manifest: Value = serde_json::from_slice(&stored.body).map_err(|_| bad("a manifest that is not JSON"))?;
-    let config_digest = manifest.pointer("/config/digest").and_then(Value::as_str).ok_or_else(|| bad("no config"))?.to_string();
-    let mut config: Value = serde_json::from_slice(&registry.blob(base, &config_digest).await?).map_err(|_| bad("a config that is not JSON"))?;
-    extend_config(&mut config, layer, description, resolved_ref).map_err(|e| bad(&e.replace("the image config has", "")))?;
-    let config_bytes = serde_json::to_vec(&config).map_err(|e| LayerError::Failed(e.to_string()))?;
+    let mut manifest: Value =
+        serde_json::from_slice(&stored.body).map_err(|_| bad("a manifest that is not JSON"))?;
+    let config_digest = manifest
+        .pointer("/config/digest")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("no config"))?
+        .to_string();
+    let mut config: Value = serde_json::from_slice(&registry.blob(base, &config_digest).await?)
+        .map_err(|_| bad("a config that is not JSON"))?;
+    extend_config(&mut config, layer, description, resolved_ref)
+        .map_err(|e| bad(&e.replace("the image config has", "")))?;
+    let config_bytes =
+        serde_json::to_vec(&config).map_err(|e| LayerError::Failed(e.to_string()))?;
     let new_config_digest = crate::registry::digest(&config_bytes);
-    let layers = manifest.get_mut("layers").and_then(Value::as_array_mut).ok_or_else(|| bad("no layers"))?;
-    let base_layers: Vec<String> = layers.iter().filter_map(|l| l["digest"].as_str().map(String::from)).collect();
+    let layers = manifest
+        .get_mut("layers")
+        .and_then(Value::as_array_mut)
+        .ok_or_else(|| bad("no layers"))?;
+    let base_layers: Vec<String> = layers
+        .iter()
+        .filter_map(|l| l["digest"].as_str().map(String::from))
+        .collect();
     layers.push(json!({ "mediaType": layer_media_type(&stored.media_type), "digest": layer.digest, "size": layer.size }));
     manifest["config"]["digest"] = json!(new_config_digest);
     manifest["config"]["size"] = json!(config_bytes.len());
@@ -271,14 +371,26 @@ pub async fn push(registry: &Registry, plan: &LayerPlan, layer: &Layer, image: &
 
     registry.authorize_push(image).await?;
     for digest in &base_layers {
-        let missing = || Err(std::io::Error::other("a base layer is neither in the target repository nor mountable"));
-        registry.put_blob(image, Some(base), missing, digest).await?;
+        let missing = || {
+            Err(std::io::Error::other(
+                "a base layer is neither in the target repository nor mountable",
+            ))
+        };
+        registry
+            .put_blob(image, Some(base), missing, digest)
+            .await?;
     }
     let path = layer.path.clone();
-    registry.put_blob(image, None, move || std::fs::read(&path), &layer.digest).await?;
-    registry.put_blob(image, None, || Ok(config_bytes), &new_config_digest).await?;
+    registry
+        .put_blob(image, None, move || std::fs::read(&path), &layer.digest)
+        .await?;
+    registry
+        .put_blob(image, None, || Ok(config_bytes), &new_config_digest)
+        .await?;
     let body = serde_json::to_vec(&manifest).map_err(|e| LayerError::Failed(e.to_string()))?;
-    Ok(registry.put_manifest(image, body, &stored.media_type).await?)
+    Ok(registry
+        .put_manifest(image, body, &stored.media_type)
+        .await?)
 }
 
 #[cfg(test)]
@@ -287,10 +399,30 @@ mod tests {
 
     #[test]
     fn removed_paths_are_whited_out_at_their_highest_level() {
-        let file = Kind::File { executable: false, blob: Oid::ZERO_SHA1 };
-        let tree = |paths: &[(&str, Kind)]| paths.iter().map(|(p, k)| (p.to_string(), *k)).collect::<BTreeMap<_, _>>();
-        let base = tree(&[("a.ipynb", file), ("data", Kind::Dir), ("data/x.csv", file), ("data/y.csv", file), ("keep", file), ("was_file", file)]);
-        let new = tree(&[("keep", file), ("b.ipynb", file), ("was_file", Kind::Dir), ("was_file/z", file)]);
+        let file = Kind::File {
+            executable: false,
+            blob: Oid::ZERO_SHA1,
+        };
+        let tree = |paths: &[(&str, Kind)]| {
+            paths
+                .iter()
+                .map(|(p, k)| (p.to_string(), *k))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let base = tree(&[
+            ("a.ipynb", file),
+            ("data", Kind::Dir),
+            ("data/x.csv", file),
+            ("data/y.csv", file),
+            ("keep", file),
+            ("was_file", file),
+        ]);
+        let new = tree(&[
+            ("keep", file),
+            ("b.ipynb", file),
+            ("was_file", Kind::Dir),
+            ("was_file/z", file),
+        ]);
         assert_eq!(removed(&base, &new), ["a.ipynb", "data", "was_file"]);
     }
 }

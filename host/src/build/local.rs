@@ -35,17 +35,40 @@ pub struct LocalExecutor {
 impl LocalExecutor {
     /// An executor pushing to `registry` when one is configured.
     pub fn new(config: &LocalBuildConfig, registry: &RegistryConfig) -> LocalExecutor {
-        LocalExecutor { config: config.clone(), command: Repo2dockerCommand::new(registry) }
+        LocalExecutor {
+            config: config.clone(),
+            command: Repo2dockerCommand::new(registry),
+        }
     }
 
     /// Runs the build in `dir` to its end, its time limit, or until the
     /// future is dropped (which kills it).
-    pub async fn build(&self, request: &BuildRequest, plan: &Repo2dockerPlan, dir: &Path, timeout: Duration, log: &BuildLogSender) -> Result<(), BuildFailure> {
+    pub async fn build(
+        &self,
+        request: &BuildRequest,
+        plan: &Repo2dockerPlan,
+        dir: &Path,
+        timeout: Duration,
+        log: &BuildLogSender,
+    ) -> Result<(), BuildFailure> {
         let log_path = dir.join(LOG_FILE);
-        let output = std::fs::File::create(&log_path).map_err(|e| BuildFailure::new(format!("Cannot write the build log {}: {e}", log_path.display())))?;
-        let errors = output.try_clone().map_err(|e| BuildFailure::new(format!("Cannot write the build log {}: {e}", log_path.display())))?;
+        let output = std::fs::File::create(&log_path).map_err(|e| {
+            BuildFailure::new(format!(
+                "Cannot write the build log {}: {e}",
+                log_path.display()
+            ))
+        })?;
+        let errors = output.try_clone().map_err(|e| {
+            BuildFailure::new(format!(
+                "Cannot write the build log {}: {e}",
+                log_path.display()
+            ))
+        })?;
         let mut command = Command::new(&self.config.command);
-        command.args(self.command.args(request, plan)).envs(&self.config.env).envs(plan.env.iter().map(|(k, v)| (k, v)));
+        command
+            .args(self.command.args(request, plan))
+            .envs(&self.config.env)
+            .envs(plan.env.iter().map(|(k, v)| (k, v)));
         if let Some(host) = &self.config.docker_host {
             command.env("DOCKER_HOST", host);
         }
@@ -54,7 +77,11 @@ impl LocalExecutor {
         }
         // Its own group: a Ctrl-C meant for Bindery does not reach it, and
         // the whole group (repo2docker's children too) is killed together.
-        command.stdin(Stdio::null()).stdout(output).stderr(errors).process_group(0);
+        command
+            .stdin(Stdio::null())
+            .stdout(output)
+            .stderr(errors)
+            .process_group(0);
         let mut child = command.spawn().map_err(|e| BuildFailure {
             message: format!(
                 "Cannot run {} ({e}): install repo2docker (pip install jupyter-repo2docker) or set build.local.command.\n",
@@ -63,19 +90,33 @@ impl LocalExecutor {
         })?;
         let group = Group(child.id().map(|pid| pid as i32));
         if let Some(pid) = group.0 {
-            std::fs::write(dir.join(PID_FILE), pid.to_string()).map_err(|e| BuildFailure::new(format!("Cannot write the build's pid file: {e}")))?;
+            std::fs::write(dir.join(PID_FILE), pid.to_string()).map_err(|e| {
+                BuildFailure::new(format!("Cannot write the build's pid file: {e}"))
+            })?;
         }
         let run = async {
-            let said_failed = follow(&log_path, 0, log, || matches!(child.try_wait(), Ok(None))).await;
+            let said_failed =
+                follow(&log_path, 0, log, || matches!(child.try_wait(), Ok(None))).await;
             (said_failed, child.wait().await)
         };
         let outcome = match tokio::time::timeout(timeout, run).await {
-            Err(_) => Err(BuildFailure { message: format!("The build took longer than its limit of {} s and was stopped.\n", timeout.as_secs()) }),
-            Ok((_, Err(e))) => Err(BuildFailure { message: format!("repo2docker could not be watched: {e}\n") }),
+            Err(_) => Err(BuildFailure {
+                message: format!(
+                    "The build took longer than its limit of {} s and was stopped.\n",
+                    timeout.as_secs()
+                ),
+            }),
+            Ok((_, Err(e))) => Err(BuildFailure {
+                message: format!("repo2docker could not be watched: {e}\n"),
+            }),
             Ok((said_failed, Ok(status))) if status.success() && !said_failed => Ok(()),
             // repo2docker's own `failed` line already told the user why.
-            Ok((true, _)) => Err(BuildFailure { message: String::new() }),
-            Ok((false, Ok(status))) => Err(BuildFailure { message: format!("repo2docker exited with {status}; the log above says why.\n") }),
+            Ok((true, _)) => Err(BuildFailure {
+                message: String::new(),
+            }),
+            Ok((false, Ok(status))) => Err(BuildFailure {
+                message: format!("repo2docker exited with {status}; the log above says why.\n"),
+            }),
         };
         drop(group);
         outcome
@@ -106,8 +147,15 @@ pub struct Orphan {
 impl Orphan {
     /// The build a previous Bindery left in `dir` for `image`, if it left one.
     pub fn find(dir: &Path, image: &str) -> Option<Orphan> {
-        let pid = std::fs::read_to_string(dir.join(PID_FILE)).ok()?.trim().parse().ok()?;
-        let orphan = Orphan { dir: dir.to_path_buf(), pid };
+        let pid = std::fs::read_to_string(dir.join(PID_FILE))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let orphan = Orphan {
+            dir: dir.to_path_buf(),
+            pid,
+        };
         // A pid the system gave to another process since is not this build.
         if orphan.running() && !orphan.builds(image) {
             return None;
@@ -129,25 +177,40 @@ impl Orphan {
         // A zombie has finished; nobody may be left to reap it.
         std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
             .ok()
-            .and_then(|stat| stat.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+            .and_then(|stat| {
+                stat.rsplit_once(") ")
+                    .map(|(_, rest)| !rest.starts_with('Z'))
+            })
             .unwrap_or(false)
     }
 
     fn builds(&self, image: &str) -> bool {
-        std::fs::read(format!("/proc/{}/cmdline", self.pid))
-            .is_ok_and(|cmdline| cmdline.split(|b| *b == 0).any(|arg| arg == format!("--image={image}").as_bytes()))
+        std::fs::read(format!("/proc/{}/cmdline", self.pid)).is_ok_and(|cmdline| {
+            cmdline
+                .split(|b| *b == 0)
+                .any(|arg| arg == format!("--image={image}").as_bytes())
+        })
     }
 
     /// Relays its log from where it is now until it exits or `timeout` passes
     /// (then its group is killed); whether it said the build failed.
-    pub async fn follow(&self, log: &BuildLogSender, timeout: Duration) -> Result<bool, BuildFailure> {
+    pub async fn follow(
+        &self,
+        log: &BuildLogSender,
+        timeout: Duration,
+    ) -> Result<bool, BuildFailure> {
         let path = self.dir.join(LOG_FILE);
         let skip = std::fs::metadata(&path).map_or(0, |m| m.len());
         match tokio::time::timeout(timeout, follow(&path, skip, log, || self.running())).await {
             Ok(said_failed) => Ok(said_failed),
             Err(_) => {
                 drop(Group(Some(self.pid)));
-                Err(BuildFailure { message: format!("The build took longer than its limit of {} s and was stopped.\n", timeout.as_secs()) })
+                Err(BuildFailure {
+                    message: format!(
+                        "The build took longer than its limit of {} s and was stopped.\n",
+                        timeout.as_secs()
+                    ),
+                })
             }
         }
     }
@@ -156,9 +219,16 @@ impl Orphan {
 /// Relays the lines of the log at `path`, from byte `skip` on, as they are
 /// written, until `running` says the writer is gone and the file is read to
 /// its end; whether one said the build failed.
-async fn follow(path: &Path, skip: u64, log: &BuildLogSender, mut running: impl FnMut() -> bool) -> bool {
+async fn follow(
+    path: &Path,
+    skip: u64,
+    log: &BuildLogSender,
+    mut running: impl FnMut() -> bool,
+) -> bool {
     use tokio::io::AsyncSeekExt;
-    let Ok(mut file) = tokio::fs::File::open(path).await else { return false };
+    let Ok(mut file) = tokio::fs::File::open(path).await else {
+        return false;
+    };
     if file.seek(std::io::SeekFrom::Start(skip)).await.is_err() {
         return false;
     }
@@ -173,7 +243,8 @@ async fn follow(path: &Path, skip: u64, log: &BuildLogSender, mut running: impl 
             // A line still being written waits for its end.
             Ok(_) if !line.ends_with(b"\n") && !done => {}
             Ok(_) => {
-                failed |= relay_line(String::from_utf8_lossy(&line).trim_end_matches('\n'), log).await;
+                failed |=
+                    relay_line(String::from_utf8_lossy(&line).trim_end_matches('\n'), log).await;
                 line.clear();
             }
         }
@@ -183,4 +254,3 @@ async fn follow(path: &Path, skip: u64, log: &BuildLogSender, mut running: impl 
     }
     failed
 }
-

@@ -82,11 +82,19 @@ pub trait BuildExecutor: Send + Sync {
     fn name(&self) -> &'static str;
 
     /// Builds and pushes `request.image`, sending log events to `log`.
-    fn build<'a>(&'a self, request: &'a BuildRequest, log: BuildLogSender) -> BoxFuture<'a, Result<Built, BuildFailure>>;
+    fn build<'a>(
+        &'a self,
+        request: &'a BuildRequest,
+        log: BuildLogSender,
+    ) -> BoxFuture<'a, Result<Built, BuildFailure>>;
 
     /// Watches a build that was running when the host stopped. `None` when the
     /// executor cannot (a local process died with the host).
-    fn reattach<'a>(&'a self, record: &'a BuildRecord, log: BuildLogSender) -> Option<BoxFuture<'a, Result<Built, BuildFailure>>> {
+    fn reattach<'a>(
+        &'a self,
+        record: &'a BuildRecord,
+        log: BuildLogSender,
+    ) -> Option<BoxFuture<'a, Result<Built, BuildFailure>>> {
         let _ = (record, log);
         None
     }

@@ -54,16 +54,28 @@ fn names(dir: &Path) -> std::io::Result<Vec<String>> {
 
 /// What a strategy is told about a checkout of `request`'s revision, with
 /// the environment images this host built for the repository.
-pub fn repo_facts(checkout: &Path, request: &BuildRequest, environments: &[Environment]) -> std::io::Result<RepoFacts> {
+pub fn repo_facts(
+    checkout: &Path,
+    request: &BuildRequest,
+    environments: &[Environment],
+) -> std::io::Result<RepoFacts> {
     let root_files = names(checkout)?;
-    let binder_dir = ["binder/", ".binder/"].into_iter().find(|d| root_files.iter().any(|f| f == d)).map(String::from);
+    let binder_dir = ["binder/", ".binder/"]
+        .into_iter()
+        .find(|d| root_files.iter().any(|f| f == d))
+        .map(String::from);
     let binder_files = match &binder_dir {
         Some(d) => names(&checkout.join(d.trim_end_matches('/')))?,
         None => Vec::new(),
     };
     let environments = environments
         .iter()
-        .map(|e| EnvironmentImage { image: e.image.clone(), environment_hash: e.hash.clone(), resolved_ref: e.resolved_ref.clone(), built_ms: e.built_ms })
+        .map(|e| EnvironmentImage {
+            image: e.image.clone(),
+            environment_hash: e.hash.clone(),
+            resolved_ref: e.resolved_ref.clone(),
+            built_ms: e.built_ms,
+        })
         .collect();
     Ok(RepoFacts {
         provider: request.provider.clone(),
@@ -78,23 +90,54 @@ pub fn repo_facts(checkout: &Path, request: &BuildRequest, environments: &[Envir
 }
 
 /// Asks `strategy` how to build the checkout of `request`'s revision, and checks the answer.
-pub async fn plan(plugins: &PluginHost, strategy: &str, request: &BuildRequest, checkout: &Path, environments: &[Environment]) -> Result<BuildPlan, PlanError> {
-    let facts = repo_facts(checkout, request, environments).map_err(|e| PlanError::Checkout(e.to_string()))?;
-    let failed = |message: String| PlanError::Failed { strategy: strategy.into(), message };
-    match plugins.plan(strategy, &facts, Arc::new(DirRepo::new(checkout))).await {
+pub async fn plan(
+    plugins: &PluginHost,
+    strategy: &str,
+    request: &BuildRequest,
+    checkout: &Path,
+    environments: &[Environment],
+) -> Result<BuildPlan, PlanError> {
+    let facts = repo_facts(checkout, request, environments)
+        .map_err(|e| PlanError::Checkout(e.to_string()))?;
+    let failed = |message: String| PlanError::Failed {
+        strategy: strategy.into(),
+        message,
+    };
+    match plugins
+        .plan(strategy, &facts, Arc::new(DirRepo::new(checkout)))
+        .await
+    {
         Ok(Ok(plan)) => match check(&plan) {
             Ok(()) => Ok(plan),
-            Err(message) => Err(PlanError::Invalid { strategy: strategy.into(), message }),
+            Err(message) => Err(PlanError::Invalid {
+                strategy: strategy.into(),
+                message,
+            }),
         },
-        Ok(Err(PluginError::InvalidSpec(m) | PluginError::Banned(m) | PluginError::NotFound(m))) => Err(PlanError::Refused(m)),
-        Ok(Err(PluginError::InvalidConfig(m))) => Err(failed(format!("its configuration is wrong: {m}"))),
+        Ok(Err(
+            PluginError::InvalidSpec(m) | PluginError::Banned(m) | PluginError::NotFound(m),
+        )) => Err(PlanError::Refused(m)),
+        Ok(Err(PluginError::InvalidConfig(m))) => {
+            Err(failed(format!("its configuration is wrong: {m}")))
+        }
         Ok(Err(other)) => Err(failed(format!("{other:?}"))),
         Err(call) => Err(failed(call.to_string())),
     }
 }
 
 /// repo2docker arguments the host sets itself; a plan may not repeat them.
-const HOST_ARGS: &[&str] = &["--ref", "--image", "--image-name", "--push", "--no-run", "--json-logs", "--user-id", "--user-name", "--appendix", "--engine"];
+const HOST_ARGS: &[&str] = &[
+    "--ref",
+    "--image",
+    "--image-name",
+    "--push",
+    "--no-run",
+    "--json-logs",
+    "--user-id",
+    "--user-name",
+    "--appendix",
+    "--engine",
+];
 /// Environment variables the host sets for the builder.
 const HOST_ENV: &[&str] = &["DOCKER_HOST", "CONTAINER_ENGINE_REGISTRY_CREDENTIALS"];
 /// No build may ask for more than a day.
@@ -107,34 +150,68 @@ pub fn check(plan: &BuildPlan) -> Result<(), String> {
         BuildPlan::Layer(p) => p.timeout_secs,
     };
     if timeout > MAX_TIMEOUT_SECS {
-        return Err(format!("timeout_secs {timeout} is over the limit of {MAX_TIMEOUT_SECS}"));
+        return Err(format!(
+            "timeout_secs {timeout} is over the limit of {MAX_TIMEOUT_SECS}"
+        ));
     }
     match plan {
         BuildPlan::Repo2docker(p) => {
             if p.builder_image.trim().is_empty() || p.builder_image.contains(char::is_whitespace) {
-                return Err(format!("builder_image {:?} is not an image reference", p.builder_image));
+                return Err(format!(
+                    "builder_image {:?} is not an image reference",
+                    p.builder_image
+                ));
             }
-            if let Some(arg) = p.extra_args.iter().find(|a| HOST_ARGS.iter().any(|h| a.as_str() == *h || a.starts_with(&format!("{h}=")))) {
-                return Err(format!("extra argument {arg:?} is one the host sets itself"));
+            if let Some(arg) = p.extra_args.iter().find(|a| {
+                HOST_ARGS
+                    .iter()
+                    .any(|h| a.as_str() == *h || a.starts_with(&format!("{h}=")))
+            }) {
+                return Err(format!(
+                    "extra argument {arg:?} is one the host sets itself"
+                ));
             }
             for (name, _) in &p.env {
-                let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                let valid = name
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if !valid || HOST_ENV.contains(&name.as_str()) {
-                    return Err(format!("environment variable {name:?} cannot be set by a plan"));
+                    return Err(format!(
+                        "environment variable {name:?} cannot be set by a plan"
+                    ));
                 }
             }
-            if p.environment_hash.as_ref().is_some_and(|h| h.is_empty() || h.len() > 128) {
+            if p.environment_hash
+                .as_ref()
+                .is_some_and(|h| h.is_empty() || h.len() > 128)
+            {
                 return Err("environment_hash must be 1 to 128 characters".into());
             }
         }
         BuildPlan::Layer(p) => {
-            if p.environment_image.parse::<oci_client::Reference>().is_err() {
-                return Err(format!("environment_image {:?} is not an image reference", p.environment_image));
+            if p.environment_image
+                .parse::<oci_client::Reference>()
+                .is_err()
+            {
+                return Err(format!(
+                    "environment_image {:?} is not an image reference",
+                    p.environment_image
+                ));
             }
             let dir = std::path::Path::new(&p.target_dir);
-            let clean = dir.components().all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)));
+            let clean = dir.components().all(|c| {
+                matches!(
+                    c,
+                    std::path::Component::RootDir | std::path::Component::Normal(_)
+                )
+            });
             if !dir.is_absolute() || !clean || dir.parent().is_none() {
-                return Err(format!("target_dir {:?} must be an absolute path below / without `..`", p.target_dir));
+                return Err(format!(
+                    "target_dir {:?} must be an absolute path below / without `..`",
+                    p.target_dir
+                ));
             }
             if p.uid == 0 || p.gid == 0 {
                 return Err("the content may not be owned by root (uid or gid 0), as repo2docker refuses too".into());
@@ -142,8 +219,14 @@ pub fn check(plan: &BuildPlan) -> Result<(), String> {
             if p.environment_hash.is_empty() {
                 return Err("environment_hash is empty".into());
             }
-            if p.base_ref.as_ref().is_some_and(|r| r.len() != 40 || !r.chars().all(|c| c.is_ascii_hexdigit())) {
-                return Err(format!("base_ref {:?} is not a commit sha", p.base_ref.as_deref().unwrap_or_default()));
+            if p.base_ref
+                .as_ref()
+                .is_some_and(|r| r.len() != 40 || !r.chars().all(|c| c.is_ascii_hexdigit()))
+            {
+                return Err(format!(
+                    "base_ref {:?} is not a commit sha",
+                    p.base_ref.as_deref().unwrap_or_default()
+                ));
             }
         }
     }
@@ -153,7 +236,9 @@ pub fn check(plan: &BuildPlan) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::bindings::{ContainerEngine, Executor, LayerPlan, Repo2dockerPlan, ResourceLimits};
+    use crate::plugins::bindings::{
+        ContainerEngine, Executor, LayerPlan, Repo2dockerPlan, ResourceLimits,
+    };
 
     fn r2d() -> Repo2dockerPlan {
         Repo2dockerPlan {
@@ -163,7 +248,12 @@ mod tests {
             buildpack: "PythonBuildPack".into(),
             extra_args: vec![],
             env: vec![("PIP_INDEX_URL".into(), "x".into())],
-            limits: ResourceLimits { memory_limit: 0, memory_request: 0, cpu_limit: 0, cpu_request: 0 },
+            limits: ResourceLimits {
+                memory_limit: 0,
+                memory_request: 0,
+                cpu_limit: 0,
+                cpu_request: 0,
+            },
             appendix: None,
             timeout_secs: 600,
             environment_hash: Some("ab".into()),
@@ -188,12 +278,21 @@ mod tests {
         assert_eq!(check(&BuildPlan::Layer(layer())), Ok(()));
         let bad_r2d: Vec<(fn(&mut Repo2dockerPlan), &str)> = vec![
             (|p| p.builder_image = "".into(), "builder_image"),
-            (|p| p.extra_args = vec!["--image=evil".into()], "--image=evil"),
+            (
+                |p| p.extra_args = vec!["--image=evil".into()],
+                "--image=evil",
+            ),
             (|p| p.extra_args = vec!["--push".into()], "--push"),
-            (|p| p.env = vec![("DOCKER_HOST".into(), "tcp://x".into())], "DOCKER_HOST"),
+            (
+                |p| p.env = vec![("DOCKER_HOST".into(), "tcp://x".into())],
+                "DOCKER_HOST",
+            ),
             (|p| p.env = vec![("A B".into(), "x".into())], "A B"),
             (|p| p.timeout_secs = 10 * 24 * 3600, "timeout_secs"),
-            (|p| p.environment_hash = Some(String::new()), "environment_hash"),
+            (
+                |p| p.environment_hash = Some(String::new()),
+                "environment_hash",
+            ),
         ];
         for (spoil, named) in bad_r2d {
             let mut p = r2d();
@@ -202,7 +301,10 @@ mod tests {
             assert!(e.contains(named), "{named}: {e}");
         }
         let bad_layer: Vec<(fn(&mut LayerPlan), &str)> = vec![
-            (|p| p.environment_image = "Not An Image".into(), "environment_image"),
+            (
+                |p| p.environment_image = "Not An Image".into(),
+                "environment_image",
+            ),
             (|p| p.target_dir = "home/jovyan".into(), "target_dir"),
             (|p| p.target_dir = "/home/../etc".into(), "target_dir"),
             (|p| p.target_dir = "/".into(), "target_dir"),

@@ -55,13 +55,18 @@ pub struct BuildLog {
 
 impl BuildLog {
     pub(super) fn open(db: &sled::Db, path: &std::path::Path) -> Result<BuildLog, sled::Error> {
-        Ok(BuildLog { path: path.to_path_buf(), tree: db.open_tree("builds")? })
+        Ok(BuildLog {
+            path: path.to_path_buf(),
+            tree: db.open_tree("builds")?,
+        })
     }
 
     /// Stores `record`, replacing the image's previous one.
     pub fn put(&self, record: &BuildRecord) -> Result<(), CacheError> {
         let bytes = serde_json::to_vec(record)?;
-        self.tree.insert(record.image.as_bytes(), bytes).map_err(|e| self.error(e))?;
+        self.tree
+            .insert(record.image.as_bytes(), bytes)
+            .map_err(|e| self.error(e))?;
         Ok(())
     }
 
@@ -101,13 +106,18 @@ impl BuildLog {
             .map(|r| r.image)
             .collect();
         for image in &old {
-            self.tree.remove(image.as_bytes()).map_err(|e| self.error(e))?;
+            self.tree
+                .remove(image.as_bytes())
+                .map_err(|e| self.error(e))?;
         }
         Ok(old.len())
     }
 
     fn error(&self, source: sled::Error) -> CacheError {
-        CacheError::Database { path: self.path.clone(), source }
+        CacheError::Database {
+            path: self.path.clone(),
+            source,
+        }
     }
 }
 
@@ -140,8 +150,15 @@ mod tests {
             builds.put(&record("i:3", BuildState::Failed, 50)).unwrap();
         }
         let builds = Cache::open(dir.path()).unwrap().builds().unwrap();
-        assert_eq!(builds.get("i:1").unwrap().unwrap().state, BuildState::Running);
-        assert_eq!(builds.prune(20).unwrap(), 1, "only the old finished build goes");
+        assert_eq!(
+            builds.get("i:1").unwrap().unwrap().state,
+            BuildState::Running
+        );
+        assert_eq!(
+            builds.prune(20).unwrap(),
+            1,
+            "only the old finished build goes"
+        );
         let left: Vec<String> = builds.all().unwrap().into_iter().map(|r| r.image).collect();
         assert_eq!(left, ["i:1", "i:3"]);
     }

@@ -32,13 +32,18 @@ pub struct Environments {
 
 impl Environments {
     pub(super) fn open(db: &sled::Db, path: &std::path::Path) -> Result<Environments, sled::Error> {
-        Ok(Environments { path: path.to_path_buf(), tree: db.open_tree("environments")? })
+        Ok(Environments {
+            path: path.to_path_buf(),
+            tree: db.open_tree("environments")?,
+        })
     }
 
     /// `repo_url`'s environment images, newest first.
     pub fn get(&self, repo_url: &str) -> Result<Vec<Environment>, CacheError> {
         let bytes = self.tree.get(repo_url).map_err(|e| self.error(e))?;
-        Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default())
+        Ok(bytes
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default())
     }
 
     /// Remembers `environment` for `repo_url`, replacing one of the same hash.
@@ -55,10 +60,16 @@ impl Environments {
         self.update(repo_url, |list| list.retain(|e| e.image != image))
     }
 
-    fn update(&self, repo_url: &str, change: impl Fn(&mut Vec<Environment>)) -> Result<(), CacheError> {
+    fn update(
+        &self,
+        repo_url: &str,
+        change: impl Fn(&mut Vec<Environment>),
+    ) -> Result<(), CacheError> {
         self.tree
             .fetch_and_update(repo_url, |old| {
-                let mut list: Vec<Environment> = old.and_then(|b| serde_json::from_slice(b).ok()).unwrap_or_default();
+                let mut list: Vec<Environment> = old
+                    .and_then(|b| serde_json::from_slice(b).ok())
+                    .unwrap_or_default();
                 change(&mut list);
                 (!list.is_empty()).then(|| serde_json::to_vec(&list).expect("environments encode"))
             })
@@ -67,7 +78,10 @@ impl Environments {
     }
 
     fn error(&self, source: sled::Error) -> CacheError {
-        CacheError::Database { path: self.path.clone(), source }
+        CacheError::Database {
+            path: self.path.clone(),
+            source,
+        }
     }
 }
 
@@ -77,7 +91,12 @@ mod tests {
     use crate::cache::Cache;
 
     fn env(image: &str, hash: &str, at: u64) -> Environment {
-        Environment { image: image.into(), hash: hash.into(), resolved_ref: "a".repeat(40), built_ms: at }
+        Environment {
+            image: image.into(),
+            hash: hash.into(),
+            resolved_ref: "a".repeat(40),
+            built_ms: at,
+        }
     }
 
     #[test]
@@ -91,7 +110,8 @@ mod tests {
         assert_eq!(got, ["r:3", "r:2"]);
         assert!(e.get("other").unwrap().is_empty());
         for i in 0..20 {
-            e.put("r", env(&format!("r:{i}"), &format!("x{i}"), i)).unwrap();
+            e.put("r", env(&format!("r:{i}"), &format!("x{i}"), i))
+                .unwrap();
         }
         assert_eq!(e.get("r").unwrap().len(), PER_REPO);
         e.remove("r", "r:19").unwrap();

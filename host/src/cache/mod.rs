@@ -34,7 +34,12 @@ pub struct Trees {
 /// Opens the database and its trees, logging (not failing) when it cannot.
 pub fn open(config: &Config) -> Trees {
     let opened = Cache::open(&config.data_dir).and_then(|c| {
-        Ok(Trees { refs: Some(c.refs(&config.cache)?), images: Some(c.images()?), builds: Some(c.builds()?), environments: Some(c.environments()?) })
+        Ok(Trees {
+            refs: Some(c.refs(&config.cache)?),
+            images: Some(c.images()?),
+            builds: Some(c.builds()?),
+            environments: Some(c.environments()?),
+        })
     });
     opened.unwrap_or_else(|e| {
         tracing::error!("running without a cache: {e}");
@@ -67,7 +72,10 @@ fn retry_while_locked(open: impl Fn() -> sled::Result<sled::Db>) -> sled::Result
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     loop {
         match open() {
-            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline => {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
             other => return other,
@@ -88,16 +96,29 @@ impl Cache {
     /// since the database may be fine.
     pub fn open(data_dir: &Path) -> Result<Cache, CacheError> {
         let path = data_dir.join("cache");
-        let open = || sled::Config::new().path(&path).mode(sled::Mode::HighThroughput).open();
+        let open = || {
+            sled::Config::new()
+                .path(&path)
+                .mode(sled::Mode::HighThroughput)
+                .open()
+        };
         let db = match retry_while_locked(open) {
             Ok(db) => db,
             Err(source @ sled::Error::Io(_)) => return Err(CacheError::Database { path, source }),
             Err(first) => {
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
                 let aside = data_dir.join(format!("cache.corrupt-{now}"));
                 tracing::error!(path = %path.display(), "cannot open the cache ({first}); moving it to {} and starting empty", aside.display());
-                std::fs::rename(&path, &aside).map_err(|e| CacheError::Database { path: path.clone(), source: e.into() })?;
-                open().map_err(|source| CacheError::Database { path: path.clone(), source })?
+                std::fs::rename(&path, &aside).map_err(|e| CacheError::Database {
+                    path: path.clone(),
+                    source: e.into(),
+                })?;
+                open().map_err(|source| CacheError::Database {
+                    path: path.clone(),
+                    source,
+                })?
             }
         };
         Ok(Cache { db, path })
@@ -105,8 +126,7 @@ impl Cache {
 
     /// The `refs` tree: resolutions by (provider, spec).
     pub fn refs(&self, config: &CacheConfig) -> Result<RefCache, CacheError> {
-        RefCache::open(&self.db, &self.path, config.clone())
-            .map_err(|source| self.error(source))
+        RefCache::open(&self.db, &self.path, config.clone()).map_err(|source| self.error(source))
     }
 
     /// The `images` tree: image name → digest.
@@ -125,7 +145,10 @@ impl Cache {
     }
 
     fn error(&self, source: sled::Error) -> CacheError {
-        CacheError::Database { path: self.path.clone(), source }
+        CacheError::Database {
+            path: self.path.clone(),
+            source,
+        }
     }
 }
 
@@ -141,6 +164,9 @@ mod tests {
             images.put(&format!("i:{i}"), "sha256:00", i).unwrap();
         }
         let images = Cache::open(dir.path()).unwrap().images().unwrap();
-        assert_eq!(images.get("i:29", 29, 1).unwrap().as_deref(), Some("sha256:00"));
+        assert_eq!(
+            images.get("i:29", 29, 1).unwrap().as_deref(),
+            Some("sha256:00")
+        );
     }
 }

@@ -60,7 +60,9 @@ fn fetched_at(bytes: &[u8]) -> Option<u64> {
     struct Head {
         fetched_at_ms: u64,
     }
-    serde_json::from_slice::<Head>(bytes).ok().map(|h| h.fetched_at_ms)
+    serde_json::from_slice::<Head>(bytes)
+        .ok()
+        .map(|h| h.fetched_at_ms)
 }
 
 fn flatten(e: TransactionError<sled::Error>) -> sled::Error {
@@ -70,7 +72,11 @@ fn flatten(e: TransactionError<sled::Error>) -> sled::Error {
 }
 
 impl RefCache {
-    pub(super) fn open(db: &sled::Db, path: &std::path::Path, config: CacheConfig) -> Result<RefCache, sled::Error> {
+    pub(super) fn open(
+        db: &sled::Db,
+        path: &std::path::Path,
+        config: CacheConfig,
+    ) -> Result<RefCache, sled::Error> {
         let refs = db.open_tree("refs")?;
         let by_age = db.open_tree("refs_by_age")?;
         // A crash between the two trees' writes cannot happen (writes are
@@ -83,14 +89,29 @@ impl RefCache {
             }
         }
         let len = AtomicUsize::new(refs.len());
-        Ok(RefCache { path: path.to_path_buf(), refs, by_age, len, config })
+        Ok(RefCache {
+            path: path.to_path_buf(),
+            refs,
+            by_age,
+            len,
+            config,
+        })
     }
 
     /// The cached value for (provider, spec) if it is still fresh at `now_ms`.
     /// An entry that no longer decodes (an older format) counts as absent.
-    pub fn get<T: DeserializeOwned>(&self, provider: &str, spec: &str, now_ms: u64) -> Result<Option<(T, Freshness)>, sled::Error> {
-        let Some(bytes) = self.refs.get(key(provider, spec))? else { return Ok(None) };
-        let Ok(entry) = serde_json::from_slice::<Entry<T>>(&bytes) else { return Ok(None) };
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        provider: &str,
+        spec: &str,
+        now_ms: u64,
+    ) -> Result<Option<(T, Freshness)>, sled::Error> {
+        let Some(bytes) = self.refs.get(key(provider, spec))? else {
+            return Ok(None);
+        };
+        let Ok(entry) = serde_json::from_slice::<Entry<T>>(&bytes) else {
+            return Ok(None);
+        };
         let ttl_ms = match entry.freshness {
             Freshness::Immutable => return Ok(Some((entry.value, entry.freshness))),
             Freshness::Moving => self.config.moving_ref_ttl_secs * 1000,
@@ -102,9 +123,20 @@ impl RefCache {
 
     /// Stores a value fetched at `now_ms`, replacing any older one, and evicts
     /// the oldest entries past the size bound.
-    pub fn put<T: Serialize>(&self, provider: &str, spec: &str, value: &T, freshness: Freshness, now_ms: u64) -> Result<(), CacheError> {
+    pub fn put<T: Serialize>(
+        &self,
+        provider: &str,
+        spec: &str,
+        value: &T,
+        freshness: Freshness,
+        now_ms: u64,
+    ) -> Result<(), CacheError> {
         let k = key(provider, spec);
-        let bytes = serde_json::to_vec(&Entry { fetched_at_ms: now_ms, freshness, value })?;
+        let bytes = serde_json::to_vec(&Entry {
+            fetched_at_ms: now_ms,
+            freshness,
+            value,
+        })?;
         let replaced = (&self.refs, &self.by_age)
             .transaction(|(refs, by_age)| {
                 let old = refs.insert(k.as_slice(), bytes.as_slice())?;
@@ -123,12 +155,16 @@ impl RefCache {
 
     fn evict(&self) -> Result<(), CacheError> {
         while self.len.load(Ordering::Relaxed) > self.config.max_refs {
-            let Some((age, _)) = self.by_age.first().map_err(|e| self.error(e))? else { break };
+            let Some((age, _)) = self.by_age.first().map_err(|e| self.error(e))? else {
+                break;
+            };
             let k = age[8..].to_vec();
             let removed = (&self.refs, &self.by_age)
                 .transaction(|(refs, by_age)| {
                     by_age.remove(&age)?;
-                    Ok::<_, ConflictableTransactionError<sled::Error>>(refs.remove(k.as_slice())?.is_some())
+                    Ok::<_, ConflictableTransactionError<sled::Error>>(
+                        refs.remove(k.as_slice())?.is_some(),
+                    )
                 })
                 .map_err(|e| self.error(flatten(e)))?;
             if removed {
@@ -149,7 +185,10 @@ impl RefCache {
     }
 
     fn error(&self, source: sled::Error) -> CacheError {
-        CacheError::Database { path: self.path.clone(), source }
+        CacheError::Database {
+            path: self.path.clone(),
+            source,
+        }
     }
 }
 
@@ -159,7 +198,11 @@ mod tests {
     use crate::cache::Cache;
 
     fn cache(dir: &std::path::Path, max_refs: usize) -> RefCache {
-        let config = CacheConfig { moving_ref_ttl_secs: 60, not_found_ttl_secs: 300, max_refs };
+        let config = CacheConfig {
+            moving_ref_ttl_secs: 60,
+            not_found_ttl_secs: 300,
+            max_refs,
+        };
         Cache::open(dir).unwrap().refs(&config).unwrap()
     }
 
@@ -167,17 +210,26 @@ mod tests {
     fn freshness_decides_reuse() {
         let dir = tempfile::tempdir().unwrap();
         let c = cache(dir.path(), 100);
-        c.put("gh", "a/b/main", &"sha1", Freshness::Moving, 1_000).unwrap();
-        c.put("gh", "a/b/0123", &"sha2", Freshness::Immutable, 1_000).unwrap();
-        c.put("gh", "a/b/nope", &"", Freshness::NotFound, 1_000).unwrap();
+        c.put("gh", "a/b/main", &"sha1", Freshness::Moving, 1_000)
+            .unwrap();
+        c.put("gh", "a/b/0123", &"sha2", Freshness::Immutable, 1_000)
+            .unwrap();
+        c.put("gh", "a/b/nope", &"", Freshness::NotFound, 1_000)
+            .unwrap();
         let get = |spec: &str, now: u64| c.get::<String>("gh", spec, now).unwrap().map(|(v, _)| v);
         assert_eq!(get("a/b/main", 60_999).as_deref(), Some("sha1"));
         assert_eq!(get("a/b/main", 61_000), None);
         assert_eq!(get("a/b/0123", u64::MAX).as_deref(), Some("sha2"));
         assert!(get("a/b/nope", 300_999).is_some());
         assert!(get("a/b/nope", 301_000).is_none());
-        assert!(c.get::<String>("gl", "a/b/main", 1_000).unwrap().is_none(), "providers do not share entries");
-        assert!(c.get::<u64>("gh", "a/b/main", 1_000).unwrap().is_none(), "an entry of another shape is a miss");
+        assert!(
+            c.get::<String>("gl", "a/b/main", 1_000).unwrap().is_none(),
+            "providers do not share entries"
+        );
+        assert!(
+            c.get::<u64>("gh", "a/b/main", 1_000).unwrap().is_none(),
+            "an entry of another shape is a miss"
+        );
     }
 
     #[test]
@@ -186,14 +238,22 @@ mod tests {
         {
             let c = cache(dir.path(), 3);
             for (i, spec) in ["a", "b", "c", "d"].iter().enumerate() {
-                c.put("p", spec, &i, Freshness::Immutable, i as u64).unwrap();
+                c.put("p", spec, &i, Freshness::Immutable, i as u64)
+                    .unwrap();
             }
             c.put("p", "b", &9, Freshness::Immutable, 10).unwrap();
             assert_eq!(c.len(), 3);
             assert!(c.get::<usize>("p", "a", 0).unwrap().is_none());
             c.put("p", "e", &5, Freshness::Immutable, 11).unwrap();
-            assert!(c.get::<usize>("p", "c", 0).unwrap().is_none(), "c is now the oldest");
-            assert_eq!(c.get::<usize>("p", "b", 0).unwrap().map(|v| v.0), Some(9), "b was refreshed");
+            assert!(
+                c.get::<usize>("p", "c", 0).unwrap().is_none(),
+                "c is now the oldest"
+            );
+            assert_eq!(
+                c.get::<usize>("p", "b", 0).unwrap().map(|v| v.0),
+                Some(9),
+                "b was refreshed"
+            );
         }
         let c = cache(dir.path(), 3);
         assert_eq!(c.len(), 3);
@@ -207,6 +267,10 @@ mod tests {
         std::fs::write(dir.path().join("cache/db"), vec![0xAB; 4096]).unwrap();
         let c = cache(dir.path(), 10);
         c.put("p", "s", &1, Freshness::Immutable, 0).unwrap();
-        assert!(std::fs::read_dir(dir.path()).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with("cache.corrupt-")));
+        assert!(std::fs::read_dir(dir.path()).unwrap().flatten().any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("cache.corrupt-")
+        }));
     }
 }

@@ -24,15 +24,34 @@ pub struct Leader {
 }
 
 fn micro_time(ms: u64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms as i64).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    chrono::DateTime::from_timestamp_millis(ms as i64)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 impl Leader {
     /// A contender as `config` says (identity: the host name, unless set).
     pub fn new(config: &LeaderConfig) -> Result<Leader, ConfigError> {
-        let (client, namespace) = crate::cluster::client(config.api_url.as_ref(), config.namespace.as_deref(), "cull.leader")?;
-        let identity = config.identity.clone().or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string())).unwrap_or_else(|| "bindery".into());
-        Ok(Leader { leases: Api::namespaced(client, &namespace), name: config.lease.clone(), identity, duration: Duration::from_secs(config.lease_secs.max(1)) })
+        let (client, namespace) = crate::cluster::client(
+            config.api_url.as_ref(),
+            config.namespace.as_deref(),
+            "cull.leader",
+        )?;
+        let identity = config
+            .identity
+            .clone()
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_string())
+            })
+            .unwrap_or_else(|| "bindery".into());
+        Ok(Leader {
+            leases: Api::namespaced(client, &namespace),
+            name: config.lease.clone(),
+            identity,
+            duration: Duration::from_secs(config.lease_secs.max(1)),
+        })
     }
 
     /// This contender's name in the Lease.
@@ -40,7 +59,13 @@ impl Leader {
         &self.identity
     }
 
-    fn lease(&self, acquired_ms: u64, renewed_ms: u64, transitions: i32, resource_version: Option<String>) -> Lease {
+    fn lease(
+        &self,
+        acquired_ms: u64,
+        renewed_ms: u64,
+        transitions: i32,
+        resource_version: Option<String>,
+    ) -> Lease {
         let lease = json!({
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
@@ -64,14 +89,27 @@ impl Leader {
             e => Err(e),
         };
         let Some(lease) = self.leases.get_opt(&self.name).await? else {
-            return self.leases.create(&PostParams::default(), &self.lease(now, now, 0, None)).await.map(|_| true).or_else(lost_race);
+            return self
+                .leases
+                .create(&PostParams::default(), &self.lease(now, now, 0, None))
+                .await
+                .map(|_| true)
+                .or_else(lost_race);
         };
         let spec = lease.spec.unwrap_or_default();
-        let renewed = spec.renew_time.map_or(0, |t| t.0.as_millisecond().max(0) as u64);
+        let renewed = spec
+            .renew_time
+            .map_or(0, |t| t.0.as_millisecond().max(0) as u64);
         let expires = renewed + spec.lease_duration_seconds.unwrap_or(0).max(0) as u64 * 1000;
         let transitions = spec.lease_transitions.unwrap_or(0);
-        let (acquired, transitions) = if spec.holder_identity.as_deref() == Some(self.identity.as_str()) {
-            (spec.acquire_time.map_or(now, |t| t.0.as_millisecond().max(0) as u64), transitions)
+        let (acquired, transitions) = if spec.holder_identity.as_deref()
+            == Some(self.identity.as_str())
+        {
+            (
+                spec.acquire_time
+                    .map_or(now, |t| t.0.as_millisecond().max(0) as u64),
+                transitions,
+            )
         } else if now >= expires {
             tracing::info!(lease = %self.name, previous = ?spec.holder_identity, "taking over the expired culler lease");
             (now, transitions + 1)
@@ -79,7 +117,11 @@ impl Leader {
             return Ok(false);
         };
         let replacement = self.lease(acquired, now, transitions, lease.metadata.resource_version);
-        self.leases.replace(&self.name, &PostParams::default(), &replacement).await.map(|_| true).or_else(lost_race)
+        self.leases
+            .replace(&self.name, &PostParams::default(), &replacement)
+            .await
+            .map(|_| true)
+            .or_else(lost_race)
     }
 
     /// Contends forever, telling `leading` whether this host leads.

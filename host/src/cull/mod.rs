@@ -44,7 +44,12 @@ pub struct PassReport {
 
 /// Starts culling `hub` in the background: at once when this is the only
 /// host, or while it holds the Lease of `config.leader`. Needs a tokio runtime.
-pub fn start(hub: Arc<Hub>, plugins: Arc<PluginHost>, config: &CullConfig, metrics: Arc<Metrics>) -> Result<(), crate::config::ConfigError> {
+pub fn start(
+    hub: Arc<Hub>,
+    plugins: Arc<PluginHost>,
+    config: &CullConfig,
+    metrics: Arc<Metrics>,
+) -> Result<(), crate::config::ConfigError> {
     let (leading, follower) = watch::channel(config.leader.is_none());
     if let Some(leader) = &config.leader {
         tokio::spawn(leader::Leader::new(leader)?.run(leading));
@@ -64,11 +69,24 @@ pub struct Culler {
 /// A ready server as the policies see it.
 fn record(user: &str, server: &ServerModel) -> Server {
     let options = server.user_options.clone().unwrap_or_default();
-    let text = |key: &str| options.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+    let text = |key: &str| {
+        options
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     // `binder_request` is `v2/{provider}/{spec}`.
     let request = text("binder_request");
-    let (provider, spec) = request.strip_prefix("v2/").and_then(|r| r.split_once('/')).unwrap_or_default();
-    let started_ms = server.started.as_deref().and_then(timestamp_ms).unwrap_or(0);
+    let (provider, spec) = request
+        .strip_prefix("v2/")
+        .and_then(|r| r.split_once('/'))
+        .unwrap_or_default();
+    let started_ms = server
+        .started
+        .as_deref()
+        .and_then(timestamp_ms)
+        .unwrap_or(0);
     Server {
         user: user.into(),
         server_name: server.name.clone(),
@@ -78,15 +96,29 @@ fn record(user: &str, server: &ServerModel) -> Server {
         spec: spec.into(),
         started_ms,
         last_activity_ms: server.last_activity.as_deref().and_then(timestamp_ms),
-        state: if server.pending.is_some() || !server.ready { ServerState::Pending } else { ServerState::Ready },
+        state: if server.pending.is_some() || !server.ready {
+            ServerState::Pending
+        } else {
+            ServerState::Ready
+        },
         user_options_json: Value::Object(options).to_string(),
     }
 }
 
 impl Culler {
     /// A culler of `hub` deciding with `config.policies`.
-    pub fn new(hub: Arc<Hub>, plugins: Arc<PluginHost>, config: &CullConfig, metrics: Arc<Metrics>) -> Culler {
-        Culler { hub, plugins, config: config.clone(), metrics }
+    pub fn new(
+        hub: Arc<Hub>,
+        plugins: Arc<PluginHost>,
+        config: &CullConfig,
+        metrics: Arc<Metrics>,
+    ) -> Culler {
+        Culler {
+            hub,
+            plugins,
+            config: config.clone(),
+            metrics,
+        }
     }
 
     /// Passes forever, while `leading` says this host leads; the first at once.
@@ -112,14 +144,21 @@ impl Culler {
         let started = Instant::now();
         let now = now_ms();
         let users = self.hub.users("ready").await?;
-        let servers: Vec<Server> = users.iter().flat_map(|u| u.servers.values().map(|s| record(&u.name, s))).collect();
-        let mut report = PassReport { servers: servers.len(), ..PassReport::default() };
+        let servers: Vec<Server> = users
+            .iter()
+            .flat_map(|u| u.servers.values().map(|s| record(&u.name, s)))
+            .collect();
+        let mut report = PassReport {
+            servers: servers.len(),
+            ..PassReport::default()
+        };
         let decisions = self.decide(now, &servers, &mut report).await;
-        let outcomes: Vec<(&'static str, bool)> = futures_util::stream::iter(servers.into_iter().zip(decisions))
-            .map(|(server, decision)| self.act(server, decision))
-            .buffer_unordered(self.config.concurrency.max(1))
-            .collect()
-            .await;
+        let outcomes: Vec<(&'static str, bool)> =
+            futures_util::stream::iter(servers.into_iter().zip(decisions))
+                .map(|(server, decision)| self.act(server, decision))
+                .buffer_unordered(self.config.concurrency.max(1))
+                .collect()
+                .await;
         for (action, deleted_user) in outcomes {
             match action {
                 "stopped" => report.stopped += 1,
@@ -139,7 +178,9 @@ impl Culler {
     async fn decide(&self, now: u64, servers: &[Server], report: &mut PassReport) -> Vec<Decision> {
         let mut decided: Vec<Option<Decision>> = vec![None; servers.len()];
         for policy in &self.config.policies {
-            let open: Vec<usize> = (0..servers.len()).filter(|i| decided[*i].is_none()).collect();
+            let open: Vec<usize> = (0..servers.len())
+                .filter(|i| decided[*i].is_none())
+                .collect();
             if open.is_empty() {
                 break;
             }
@@ -153,18 +194,29 @@ impl Culler {
                     }
                     continue;
                 }
-                Ok(Ok(answers)) => format!("it answered {} decisions for {} servers", answers.len(), asked.len()),
+                Ok(Ok(answers)) => format!(
+                    "it answered {} decisions for {} servers",
+                    answers.len(),
+                    asked.len()
+                ),
                 Ok(Err(e)) => format!("{e:?}"),
                 Err(e) => e.to_string(),
             };
-            tracing::warn!(policy, servers = asked.len(), "cull policy failed, so its servers are kept: {failure}");
+            tracing::warn!(
+                policy,
+                servers = asked.len(),
+                "cull policy failed, so its servers are kept: {failure}"
+            );
             self.metrics.cull_policy_failed(policy);
             report.policy_failures += 1;
             for i in open {
                 decided[i] = Some(Decision::Keep);
             }
         }
-        decided.into_iter().map(|d| d.unwrap_or(Decision::Keep)).collect()
+        decided
+            .into_iter()
+            .map(|d| d.unwrap_or(Decision::Keep))
+            .collect()
     }
 
     /// Carries out one decision: the action for the metrics, and whether the user was deleted.
@@ -218,11 +270,23 @@ mod tests {
         }))
         .unwrap();
         let s = record("u", &model);
-        assert_eq!((s.provider.as_str(), s.spec.as_str(), s.image.as_str()), ("gh", "a/b/HEAD", "reg/binder-x:abc"));
-        assert_eq!((s.started_ms, s.last_activity_ms), (1795428000000, Some(1795428300000)));
+        assert_eq!(
+            (s.provider.as_str(), s.spec.as_str(), s.image.as_str()),
+            ("gh", "a/b/HEAD", "reg/binder-x:abc")
+        );
+        assert_eq!(
+            (s.started_ms, s.last_activity_ms),
+            (1795428000000, Some(1795428300000))
+        );
         assert_eq!(s.state, ServerState::Ready);
-        let bare: ServerModel = serde_json::from_value(serde_json::json!({ "name": "x", "ready": false, "pending": "spawn" })).unwrap();
+        let bare: ServerModel = serde_json::from_value(
+            serde_json::json!({ "name": "x", "ready": false, "pending": "spawn" }),
+        )
+        .unwrap();
         let s = record("u", &bare);
-        assert_eq!((s.state, s.provider.as_str(), s.last_activity_ms), (ServerState::Pending, "", None));
+        assert_eq!(
+            (s.state, s.provider.as_str(), s.last_activity_ms),
+            (ServerState::Pending, "", None)
+        );
     }
 }

@@ -129,16 +129,24 @@ fn with_slash(mut url: Url) -> Url {
 
 /// `name` as one URL path segment (upstream quotes with `safe="@~"`).
 pub fn segment(name: &str) -> String {
-    url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>().replace('+', "%20").replace("%40", "@").replace("%7E", "~")
+    url::form_urlencoded::byte_serialize(name.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+        .replace("%40", "@")
+        .replace("%7E", "~")
 }
 
 impl Hub {
     /// The hub `config` names; `None` when no `[hub] url` is set.
     pub fn new(config: &HubConfig) -> Result<Option<Hub>, ConfigError> {
-        let Some(public) = config.url.clone().map(with_slash) else { return Ok(None) };
+        let Some(public) = config.url.clone().map(with_slash) else {
+            return Ok(None);
+        };
         let api = match &config.api_url {
             Some(api) => with_slash(api.clone()),
-            None => public.join("hub/api/").map_err(|e| ConfigError::Invalid(format!("hub.url: {e}")))?,
+            None => public
+                .join("hub/api/")
+                .map_err(|e| ConfigError::Invalid(format!("hub.url: {e}")))?,
         };
         let token = config
             .api_token
@@ -161,7 +169,10 @@ impl Hub {
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> HubError {
-        HubError::Unreachable { url: self.api.to_string(), reason: crate::registry::error_chain(e) }
+        HubError::Unreachable {
+            url: self.api.to_string(),
+            reason: crate::registry::error_chain(e),
+        }
     }
 
     /// The API's base URL.
@@ -180,27 +191,55 @@ impl Hub {
 
     /// The API path of a user's server (`users/x/server` for the default one).
     pub fn server_path(user: &str, server: &str) -> String {
-        if server.is_empty() { format!("users/{}/server", segment(user)) } else { format!("users/{}/servers/{}", segment(user), segment(server)) }
+        if server.is_empty() {
+            format!("users/{}/server", segment(user))
+        } else {
+            format!("users/{}/servers/{}", segment(user), segment(server))
+        }
     }
 
     /// One request, retried on 500 and up (and on no answer) with a doubling delay.
-    pub async fn request(&self, method: Method, path: &str, body: Option<&Value>) -> Result<(StatusCode, Vec<u8>), HubError> {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Vec<u8>), HubError> {
         let what = format!("{method} {path}");
-        let url = self.api.join(path).map_err(|e| HubError::Invalid { what: what.clone(), reason: e.to_string() })?;
+        let url = self.api.join(path).map_err(|e| HubError::Invalid {
+            what: what.clone(),
+            reason: e.to_string(),
+        })?;
         let mut delay = self.retry_delay;
         for attempt in 0..=self.retries {
-            let mut request = self.client.request(method.clone(), url.clone()).header("authorization", format!("token {}", self.token));
-            request = request.header("accept", "application/jupyterhub-pagination+json, application/json");
+            let mut request = self
+                .client
+                .request(method.clone(), url.clone())
+                .header("authorization", format!("token {}", self.token));
+            request = request.header(
+                "accept",
+                "application/jupyterhub-pagination+json, application/json",
+            );
             if let Some(body) = body {
-                request = request.header("content-type", "application/json").body(body.to_string());
+                request = request
+                    .header("content-type", "application/json")
+                    .body(body.to_string());
             }
             let outcome = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
                     match response.bytes().await {
-                        Ok(bytes) if status.is_server_error() => Err(HubError::Status { what: what.clone(), status: status.as_u16(), message: message(&bytes) }),
+                        Ok(bytes) if status.is_server_error() => Err(HubError::Status {
+                            what: what.clone(),
+                            status: status.as_u16(),
+                            message: message(&bytes),
+                        }),
                         Ok(bytes) if status.is_client_error() => {
-                            return Err(HubError::Status { what, status: status.as_u16(), message: message(&bytes) });
+                            return Err(HubError::Status {
+                                what,
+                                status: status.as_u16(),
+                                message: message(&bytes),
+                            });
                         }
                         Ok(bytes) => return Ok((status, bytes.to_vec())),
                         Err(e) => Err(self.unreachable(&e)),
@@ -219,12 +258,20 @@ impl Hub {
     }
 
     /// A request whose answer is JSON.
-    pub async fn json(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, HubError> {
+    pub async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, HubError> {
         let (_, bytes) = self.request(method.clone(), path, body).await?;
         if bytes.is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_slice(&bytes).map_err(|e| HubError::Invalid { what: format!("{method} {path}"), reason: e.to_string() })
+        serde_json::from_slice(&bytes).map_err(|e| HubError::Invalid {
+            what: format!("{method} {path}"),
+            reason: e.to_string(),
+        })
     }
 
     /// The hub's version (`GET /`): whether it answers at all.
@@ -247,13 +294,27 @@ impl Hub {
             let (items, next) = match &page {
                 Value::Array(items) => (items.clone(), None),
                 Value::Object(o) => (
-                    o.get("items").and_then(Value::as_array).cloned().unwrap_or_default(),
-                    o.get("_pagination").and_then(|p| p.get("next")).and_then(|n| n.get("offset")).and_then(Value::as_u64),
+                    o.get("items")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default(),
+                    o.get("_pagination")
+                        .and_then(|p| p.get("next"))
+                        .and_then(|n| n.get("offset"))
+                        .and_then(Value::as_u64),
                 ),
-                _ => return Err(HubError::Invalid { what: format!("GET {path}"), reason: "not a list of users".into() }),
+                _ => {
+                    return Err(HubError::Invalid {
+                        what: format!("GET {path}"),
+                        reason: "not a list of users".into(),
+                    });
+                }
             };
             for item in items {
-                users.push(serde_json::from_value(item).map_err(|e| HubError::Invalid { what: format!("GET {path}"), reason: e.to_string() })?);
+                users.push(serde_json::from_value(item).map_err(|e| HubError::Invalid {
+                    what: format!("GET {path}"),
+                    reason: e.to_string(),
+                })?);
             }
             match next {
                 Some(n) if n > offset => offset = n,
@@ -265,14 +326,27 @@ impl Hub {
     /// Stops a server; named ones are also removed, as the idle culler's `--remove-named-servers` does.
     pub async fn stop(&self, user: &str, server: &str) -> Result<Stopped, HubError> {
         let body = (!server.is_empty()).then(|| serde_json::json!({ "remove": true }));
-        let (status, _) = self.request(Method::DELETE, &Hub::server_path(user, server), body.as_ref()).await?;
-        Ok(if status == StatusCode::ACCEPTED { Stopped::Pending } else { Stopped::Done })
+        let (status, _) = self
+            .request(
+                Method::DELETE,
+                &Hub::server_path(user, server),
+                body.as_ref(),
+            )
+            .await?;
+        Ok(if status == StatusCode::ACCEPTED {
+            Stopped::Pending
+        } else {
+            Stopped::Done
+        })
     }
 
     /// The hub user a token belongs to (`GET user` with that token); `None`
     /// when the hub does not accept it, or it is a service's.
     pub async fn whoami(&self, token: &str) -> Result<Option<String>, HubError> {
-        let url = self.api.join("user").map_err(|e| HubError::Invalid { what: "GET user".into(), reason: e.to_string() })?;
+        let url = self.api.join("user").map_err(|e| HubError::Invalid {
+            what: "GET user".into(),
+            reason: e.to_string(),
+        })?;
         let response = self
             .client
             .get(url)
@@ -286,21 +360,38 @@ impl Hub {
         }
         let bytes = response.bytes().await.unwrap_or_default();
         if !status.is_success() {
-            return Err(HubError::Status { what: "GET user".into(), status: status.as_u16(), message: message(&bytes) });
+            return Err(HubError::Status {
+                what: "GET user".into(),
+                status: status.as_u16(),
+                message: message(&bytes),
+            });
         }
-        let model: Value = serde_json::from_slice(&bytes).map_err(|e| HubError::Invalid { what: "GET user".into(), reason: e.to_string() })?;
-        Ok(model.get("kind").and_then(Value::as_str).is_none_or(|k| k == "user").then(|| model["name"].as_str().map(String::from)).flatten())
+        let model: Value = serde_json::from_slice(&bytes).map_err(|e| HubError::Invalid {
+            what: "GET user".into(),
+            reason: e.to_string(),
+        })?;
+        Ok(model
+            .get("kind")
+            .and_then(Value::as_str)
+            .is_none_or(|k| k == "user")
+            .then(|| model["name"].as_str().map(String::from))
+            .flatten())
     }
 
     /// Deletes a user.
     pub async fn delete_user(&self, user: &str) -> Result<(), HubError> {
-        self.request(Method::DELETE, &format!("users/{}", segment(user)), None).await.map(drop)
+        self.request(Method::DELETE, &format!("users/{}", segment(user)), None)
+            .await
+            .map(drop)
     }
 
     /// Opens a server's progress stream (server-sent events).
     pub async fn progress(&self, user: &str, server: &str) -> Result<reqwest::Response, HubError> {
         let path = format!("{}/progress", Hub::server_path(user, server));
-        let url = self.api.join(&path).map_err(|e| HubError::Invalid { what: path.clone(), reason: e.to_string() })?;
+        let url = self.api.join(&path).map_err(|e| HubError::Invalid {
+            what: path.clone(),
+            reason: e.to_string(),
+        })?;
         // No overall timeout: the launch's own deadline bounds it.
         let response = self
             .client
@@ -314,7 +405,11 @@ impl Hub {
         let status = response.status();
         if !status.is_success() {
             let bytes = response.bytes().await.unwrap_or_default();
-            return Err(HubError::Status { what: format!("GET {path}"), status: status.as_u16(), message: message(&bytes) });
+            return Err(HubError::Status {
+                what: format!("GET {path}"),
+                status: status.as_u16(),
+                message: message(&bytes),
+            });
         }
         Ok(response)
     }
@@ -333,7 +428,10 @@ fn message(body: &[u8]) -> String {
 pub fn timestamp_ms(iso: &str) -> Option<u64> {
     let parsed = chrono::DateTime::parse_from_rfc3339(iso)
         .map(|t| t.timestamp_millis())
-        .or_else(|_| chrono::NaiveDateTime::parse_from_str(iso.trim_end_matches('Z'), "%Y-%m-%dT%H:%M:%S%.f").map(|t| t.and_utc().timestamp_millis()))
+        .or_else(|_| {
+            chrono::NaiveDateTime::parse_from_str(iso.trim_end_matches('Z'), "%Y-%m-%dT%H:%M:%S%.f")
+                .map(|t| t.and_utc().timestamp_millis())
+        })
         .ok()?;
     u64::try_from(parsed).ok()
 }
@@ -344,16 +442,32 @@ mod tests {
 
     #[test]
     fn paths_and_urls() {
-        assert_eq!(Hub::server_path("binder-x-ab12", ""), "users/binder-x-ab12/server");
-        assert_eq!(Hub::server_path("a b@c", "s/1"), "users/a%20b@c/servers/s%2F1");
+        assert_eq!(
+            Hub::server_path("binder-x-ab12", ""),
+            "users/binder-x-ab12/server"
+        );
+        assert_eq!(
+            Hub::server_path("a b@c", "s/1"),
+            "users/a%20b@c/servers/s%2F1"
+        );
         assert_eq!(segment("x~y"), "x~y");
     }
 
     #[test]
     fn hub_timestamps() {
-        assert_eq!(timestamp_ms("2026-11-23T10:00:00.123456Z"), Some(1795428000123));
-        assert_eq!(timestamp_ms("2026-11-23T10:00:00+00:00"), Some(1795428000000));
-        assert_eq!(timestamp_ms("2026-11-23T10:00:00.5"), Some(1795428000500), "no zone means UTC");
+        assert_eq!(
+            timestamp_ms("2026-11-23T10:00:00.123456Z"),
+            Some(1795428000123)
+        );
+        assert_eq!(
+            timestamp_ms("2026-11-23T10:00:00+00:00"),
+            Some(1795428000000)
+        );
+        assert_eq!(
+            timestamp_ms("2026-11-23T10:00:00.5"),
+            Some(1795428000500),
+            "no zone means UTC"
+        );
         assert_eq!(timestamp_ms("yesterday"), None);
     }
 }

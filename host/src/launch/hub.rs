@@ -38,14 +38,26 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 /// `.git`, the first and last 15 characters of a longer one, lowercased, and 8
 /// random characters.
 pub fn user_name_for(repo_url: &str) -> String {
-    let path = url::Url::parse(repo_url).map(|u| u.path().to_string()).unwrap_or_else(|_| repo_url.to_string());
-    let mut name = path.trim_matches('/').trim_end_matches(".git").replace('/', "-");
+    let path = url::Url::parse(repo_url)
+        .map(|u| u.path().to_string())
+        .unwrap_or_else(|_| repo_url.to_string());
+    let mut name = path
+        .trim_matches('/')
+        .trim_end_matches(".git")
+        .replace('/', "-");
     if name.chars().count() > 32 {
         let chars: Vec<char> = name.chars().collect();
-        name = format!("{}-{}", chars[..15].iter().collect::<String>(), chars[chars.len() - 15..].iter().collect::<String>());
+        name = format!(
+            "{}-{}",
+            chars[..15].iter().collect::<String>(),
+            chars[chars.len() - 15..].iter().collect::<String>()
+        );
     }
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let suffix: String = random_bytes::<8>().iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect();
+    let suffix: String = random_bytes::<8>()
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect();
     format!("{name}-{suffix}").to_lowercase()
 }
 
@@ -80,27 +92,53 @@ impl HubLauncher {
         Ok(users
             .iter()
             .flat_map(|u| u.servers.values())
-            .map(|s| s.user_options.as_ref().and_then(|o| o.get("image")).and_then(Value::as_str).unwrap_or_default().to_string())
+            .map(|s| {
+                s.user_options
+                    .as_ref()
+                    .and_then(|o| o.get("image"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            })
             .collect())
     }
 
     /// Upstream's quota check: the total, then the repository's (`repo_config.quota`).
     async fn check_quota(&self, request: &LaunchRequest) -> Result<(), LaunchError> {
-        let repo_quota = request.repo_config.get("quota").and_then(Value::as_u64).filter(|q| *q > 0);
+        let repo_quota = request
+            .repo_config
+            .get("quota")
+            .and_then(Value::as_u64)
+            .filter(|q| *q > 0);
         if self.total_quota.is_none() && repo_quota.is_none() {
             return Ok(());
         }
-        let images = self.running_images().await.map_err(|e| LaunchError::Failed(format!("Cannot check the launch quota: {e}")))?;
+        let images = self
+            .running_images()
+            .await
+            .map_err(|e| LaunchError::Failed(format!("Cannot check the launch quota: {e}")))?;
         if let Some(total) = self.total_quota {
             if images.len() as u64 >= u64::from(total) {
-                return Err(LaunchError::Quota { quota: Quota::Total, message: "Too many users on this BinderHub! Try again soon.\n".into() });
+                return Err(LaunchError::Quota {
+                    quota: Quota::Total,
+                    message: "Too many users on this BinderHub! Try again soon.\n".into(),
+                });
             }
         }
         if let Some(quota) = repo_quota {
-            let same = images.iter().filter(|i| untagged(i) == untagged(&request.image)).count() as u64;
+            let same = images
+                .iter()
+                .filter(|i| untagged(i) == untagged(&request.image))
+                .count() as u64;
             if same >= quota {
                 tracing::info!(repo = %request.repo_url, same, quota, "per-repository quota reached");
-                return Err(LaunchError::Quota { quota: Quota::Repo, message: format!("Too many users running {}! Try again soon.\n", request.repo_url) });
+                return Err(LaunchError::Quota {
+                    quota: Quota::Repo,
+                    message: format!(
+                        "Too many users running {}! Try again soon.\n",
+                        request.repo_url
+                    ),
+                });
             }
         }
         Ok(())
@@ -108,10 +146,27 @@ impl HubLauncher {
 
     /// One attempt: create the temporary `user` (not in authenticated mode),
     /// start its `server`, follow the progress to ready.
-    async fn attempt(&self, request: &LaunchRequest, user: &str, server: &str, progress: &mpsc::Sender<String>) -> Result<Launched, String> {
+    async fn attempt(
+        &self,
+        request: &LaunchRequest,
+        user: &str,
+        server: &str,
+        progress: &mpsc::Sender<String>,
+    ) -> Result<Launched, String> {
         if request.user.is_none() {
-            if let Err(e) = self.hub.request(Method::POST, &format!("users/{}", crate::hub::segment(user)), None).await {
-                return Err(format!("Failed to create temporary user for {}: {e}", request.image));
+            if let Err(e) = self
+                .hub
+                .request(
+                    Method::POST,
+                    &format!("users/{}", crate::hub::segment(user)),
+                    None,
+                )
+                .await
+            {
+                return Err(format!(
+                    "Failed to create temporary user for {}: {e}",
+                    request.image
+                ));
             }
         }
         let token = server_token();
@@ -126,30 +181,62 @@ impl HubLauncher {
             "binder_client_ip": request.client_ip,
         });
         let started = async {
-            self.hub.request(Method::POST, &Hub::server_path(user, server), Some(&options)).await.map_err(|e| format!("Failed to launch image {}: {e}", request.image))?;
-            self.follow(user, server, progress).await.map_err(|e| format!("Failed to launch image {}: {e}", request.image))
+            self.hub
+                .request(
+                    Method::POST,
+                    &Hub::server_path(user, server),
+                    Some(&options),
+                )
+                .await
+                .map_err(|e| format!("Failed to launch image {}: {e}", request.image))?;
+            self.follow(user, server, progress)
+                .await
+                .map_err(|e| format!("Failed to launch image {}: {e}", request.image))
         };
         match tokio::time::timeout(self.launch_timeout, started).await {
-            Ok(Ok(())) => Ok(Launched { url: self.hub.server_url(user, server), token }),
+            Ok(Ok(())) => Ok(Launched {
+                url: self.hub.server_url(user, server),
+                token,
+            }),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(format!("Image {} for user {user} took too long to launch", request.image)),
+            Err(_) => Err(format!(
+                "Image {} for user {user} took too long to launch",
+                request.image
+            )),
         }
     }
 
     /// Relays the spawn's progress messages until it is ready or failed.
-    async fn follow(&self, user: &str, server: &str, progress: &mpsc::Sender<String>) -> Result<(), String> {
-        let mut response = self.hub.progress(user, server).await.map_err(|e| e.to_string())?;
+    async fn follow(
+        &self,
+        user: &str,
+        server: &str,
+        progress: &mpsc::Sender<String>,
+    ) -> Result<(), String> {
+        let mut response = self
+            .hub
+            .progress(user, server)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut buffer = String::new();
         loop {
             let chunk = match response.chunk().await {
                 Ok(Some(chunk)) => chunk,
-                Ok(None) => return Err("the hub's progress stream ended before the server was ready".into()),
+                Ok(None) => {
+                    return Err(
+                        "the hub's progress stream ended before the server was ready".into(),
+                    );
+                }
                 Err(e) => return Err(format!("the hub's progress stream broke: {e}")),
             };
             buffer.push_str(&String::from_utf8_lossy(&chunk));
             while let Some(end) = buffer.find("\n\n") {
                 let frame: String = buffer.drain(..end + 2).collect();
-                let Some(event) = frame.lines().find_map(|l| l.strip_prefix("data:")).and_then(|d| serde_json::from_str::<Value>(d.trim()).ok()) else {
+                let Some(event) = frame
+                    .lines()
+                    .find_map(|l| l.strip_prefix("data:"))
+                    .and_then(|d| serde_json::from_str::<Value>(d.trim()).ok())
+                else {
                     continue;
                 };
                 if let Some(message) = event["message"].as_str().filter(|m| !m.is_empty()) {
@@ -159,7 +246,10 @@ impl HubLauncher {
                     return Ok(());
                 }
                 if event["failed"] == true {
-                    return Err(event["message"].as_str().unwrap_or("the spawn failed").to_string());
+                    return Err(event["message"]
+                        .as_str()
+                        .unwrap_or("the spawn failed")
+                        .to_string());
                 }
             }
         }
@@ -171,7 +261,11 @@ impl Launcher for HubLauncher {
         Box::pin(self.check_quota(request))
     }
 
-    fn launch<'a>(&'a self, request: &'a LaunchRequest, progress: mpsc::Sender<String>) -> BoxFuture<'a, Result<Launched, LaunchError>> {
+    fn launch<'a>(
+        &'a self,
+        request: &'a LaunchRequest,
+        progress: mpsc::Sender<String>,
+    ) -> BoxFuture<'a, Result<Launched, LaunchError>> {
         Box::pin(async move {
             let mut delay = self.retry_delay;
             for attempt in 1..=self.retries {
@@ -187,14 +281,24 @@ impl Launcher for HubLauncher {
                     Err(e) => {
                         tracing::warn!(image = %request.image, user, server, attempt, "launch failed: {e}");
                         // What the failed launch made is of no use to anyone: the temporary user, or the named server.
-                        let cleaned = if request.user.is_some() { self.hub.stop(&user, &server).await.map(drop) } else { self.hub.delete_user(&user).await };
+                        let cleaned = if request.user.is_some() {
+                            self.hub.stop(&user, &server).await.map(drop)
+                        } else {
+                            self.hub.delete_user(&user).await
+                        };
                         if let Err(e) = cleaned {
-                            tracing::debug!(user, server, "cannot clean up after the failed launch: {e}");
+                            tracing::debug!(
+                                user,
+                                server,
+                                "cannot clean up after the failed launch: {e}"
+                            );
                         }
                         if attempt == self.retries {
                             return Err(LaunchError::Failed(e));
                         }
-                        let _ = progress.send(format!("Launch attempt {attempt} failed, retrying...\n")).await;
+                        let _ = progress
+                            .send(format!("Launch attempt {attempt} failed, retrying...\n"))
+                            .await;
                         tokio::time::sleep(delay).await;
                         delay *= 2;
                     }
@@ -206,16 +310,26 @@ impl Launcher for HubLauncher {
 
     fn health(&self) -> BoxFuture<'_, Vec<HealthCheck>> {
         Box::pin(async move {
-            let check = |v: Value| HealthCheck { check: v.as_object().cloned().unwrap_or_default() };
+            let check = |v: Value| HealthCheck {
+                check: v.as_object().cloned().unwrap_or_default(),
+            };
             let hub = match self.hub.version().await {
-                Ok(version) => json!({ "service": "JupyterHub API", "ok": true, "version": version }),
-                Err(e) => json!({ "service": "JupyterHub API", "ok": false, "error": e.to_string() }),
+                Ok(version) => {
+                    json!({ "service": "JupyterHub API", "ok": true, "version": version })
+                }
+                Err(e) => {
+                    json!({ "service": "JupyterHub API", "ok": false, "error": e.to_string() })
+                }
             };
             let mut checks = vec![check(hub)];
             if let Some(quota) = self.total_quota {
                 let quota_check = match self.running_images().await {
-                    Ok(images) => json!({ "service": "Pod quota", "total_pods": images.len(), "quota": quota, "ok": (images.len() as u64) < u64::from(quota) }),
-                    Err(e) => json!({ "service": "Pod quota", "quota": quota, "ok": false, "error": e.to_string() }),
+                    Ok(images) => {
+                        json!({ "service": "Pod quota", "total_pods": images.len(), "quota": quota, "ok": (images.len() as u64) < u64::from(quota) })
+                    }
+                    Err(e) => {
+                        json!({ "service": "Pod quota", "quota": quota, "ok": false, "error": e.to_string() })
+                    }
                 };
                 checks.push(check(quota_check));
             }
@@ -233,10 +347,21 @@ mod tests {
         let name = user_name_for("https://github.com/Binder-Examples/requirements.git");
         let (stem, suffix) = name.rsplit_once('-').unwrap();
         assert_eq!(stem, "binder-examples-requirements");
-        assert!(suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()), "{name}");
-        let long = user_name_for("https://gitlab.com/a-very-long-group-name/and-a-very-long-project-name");
+        assert!(
+            suffix.len() == 8
+                && suffix
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()),
+            "{name}"
+        );
+        let long =
+            user_name_for("https://gitlab.com/a-very-long-group-name/and-a-very-long-project-name");
         assert_eq!(&long[..long.len() - 9], "a-very-long-gro-ng-project-name");
-        assert_ne!(user_name_for("https://x.org/a/b"), user_name_for("https://x.org/a/b"), "fresh each time");
+        assert_ne!(
+            user_name_for("https://x.org/a/b"),
+            user_name_for("https://x.org/a/b"),
+            "fresh each time"
+        );
     }
 
     #[test]
@@ -244,7 +369,13 @@ mod tests {
         let token = server_token();
         assert_eq!(token.len(), 22);
         assert_ne!(token, server_token());
-        assert_eq!(untagged("127.0.0.1:5000/binder-x:abc"), "127.0.0.1:5000/binder-x");
-        assert_eq!(untagged("127.0.0.1:5000/binder-x"), "127.0.0.1:5000/binder-x");
+        assert_eq!(
+            untagged("127.0.0.1:5000/binder-x:abc"),
+            "127.0.0.1:5000/binder-x"
+        );
+        assert_eq!(
+            untagged("127.0.0.1:5000/binder-x"),
+            "127.0.0.1:5000/binder-x"
+        );
     }
 }

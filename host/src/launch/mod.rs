@@ -77,7 +77,11 @@ pub trait Launcher: Send + Sync {
     fn admit<'a>(&'a self, request: &'a LaunchRequest) -> BoxFuture<'a, Result<(), LaunchError>>;
 
     /// Starts a server, sending each progress message the hub reports to `progress`.
-    fn launch<'a>(&'a self, request: &'a LaunchRequest, progress: mpsc::Sender<String>) -> BoxFuture<'a, Result<Launched, LaunchError>>;
+    fn launch<'a>(
+        &'a self,
+        request: &'a LaunchRequest,
+        progress: mpsc::Sender<String>,
+    ) -> BoxFuture<'a, Result<Launched, LaunchError>>;
 
     /// The checks `/health` shows for the hub (and quotas).
     fn health(&self) -> BoxFuture<'_, Vec<HealthCheck>>;

@@ -26,7 +26,10 @@ impl Event {
         if let Value::Object(fields) = fields {
             object.extend(fields);
         }
-        Event { phase: phase.into(), json: Value::Object(object).to_string().into() }
+        Event {
+            phase: phase.into(),
+            json: Value::Object(object).to_string().into(),
+        }
     }
 
     /// A builder's log line: repo2docker's `--json-logs` objects pass through
@@ -36,8 +39,15 @@ impl Event {
         let trimmed = line.trim_end_matches(['\n', '\r']);
         if let Ok(Value::Object(object)) = serde_json::from_str::<Value>(trimmed) {
             if object.get("message").is_some_and(Value::is_string) {
-                let phase = object.get("phase").and_then(Value::as_str).unwrap_or("unknown").to_string();
-                return Event { phase: phase.into(), json: trimmed.into() };
+                let phase = object
+                    .get("phase")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown")
+                    .to_string();
+                return Event {
+                    phase: phase.into(),
+                    json: trimmed.into(),
+                };
             }
         }
         Event::message("unknown", format!("{trimmed}\n"))
@@ -49,7 +59,10 @@ impl Event {
             .ok()
             .and_then(|v| v.get("phase").and_then(Value::as_str).map(str::to_string))
             .unwrap_or_else(|| "unknown".into());
-        Event { phase: phase.into(), json: json.into() }
+        Event {
+            phase: phase.into(),
+            json: json.into(),
+        }
     }
 
     /// The phase.
@@ -74,20 +87,36 @@ mod tests {
 
     #[test]
     fn shapes() {
-        assert_eq!(Event::message("waiting", "Waiting for build to start...\n").json(), r#"{"phase":"waiting","message":"Waiting for build to start...\n"}"#);
-        let e = Event::fields("built", json!({"message": "Built image, launching...\n", "imageName": "i:1"}));
-        assert_eq!(e.json(), r#"{"phase":"built","message":"Built image, launching...\n","imageName":"i:1"}"#);
+        assert_eq!(
+            Event::message("waiting", "Waiting for build to start...\n").json(),
+            r#"{"phase":"waiting","message":"Waiting for build to start...\n"}"#
+        );
+        let e = Event::fields(
+            "built",
+            json!({"message": "Built image, launching...\n", "imageName": "i:1"}),
+        );
+        assert_eq!(
+            e.json(),
+            r#"{"phase":"built","message":"Built image, launching...\n","imageName":"i:1"}"#
+        );
     }
 
     #[test]
     fn log_lines() {
         let r2d = r#"{"phase": "building", "message": "Step 1/9 : FROM buildpack-deps:jammy\n"}"#;
         let e = Event::log_line(&format!("{r2d}\n"));
-        assert_eq!((e.phase(), e.json()), ("building", r2d), "repo2docker's JSON passes through verbatim");
+        assert_eq!(
+            (e.phase(), e.json()),
+            ("building", r2d),
+            "repo2docker's JSON passes through verbatim"
+        );
         let e = Event::log_line("plain text");
         assert_eq!(e.json(), r#"{"phase":"unknown","message":"plain text\n"}"#);
         assert_eq!(Event::log_line("[1,2]").phase(), "unknown");
         assert!(Event::message("failed", "x").is_terminal());
-        assert_eq!(Event::from_json(r#"{"phase":"pushing","message":"p"}"#).phase(), "pushing");
+        assert_eq!(
+            Event::from_json(r#"{"phase":"pushing","message":"p"}"#).phase(),
+            "pushing"
+        );
     }
 }

@@ -53,7 +53,11 @@ impl Flight {
     fn new(image: &str, history: Vec<Event>) -> Arc<Flight> {
         Arc::new(Flight {
             image: image.into(),
-            log: Mutex::new(Log { events: history.into(), first: 0, outcome: None }),
+            log: Mutex::new(Log {
+                events: history.into(),
+                first: 0,
+                outcome: None,
+            }),
             version: watch::channel(0).0,
         })
     }
@@ -76,7 +80,11 @@ impl Flight {
 
     /// A reader from the start of the log.
     pub fn subscribe(self: &Arc<Self>) -> Reader {
-        Reader { flight: self.clone(), next: 0, changes: self.version.subscribe() }
+        Reader {
+            flight: self.clone(),
+            next: 0,
+            changes: self.version.subscribe(),
+        }
     }
 
     /// The image being built.
@@ -124,7 +132,10 @@ impl Reader {
                 if self.next < log.first {
                     let missed = log.first - self.next;
                     self.next = log.first;
-                    return Item::Log(Event::message("unknown", format!("[{missed} earlier log lines not shown]\n")));
+                    return Item::Log(Event::message(
+                        "unknown",
+                        format!("[{missed} earlier log lines not shown]\n"),
+                    ));
                 }
                 if let Some(event) = log.events.get(self.next - log.first) {
                     self.next += 1;
@@ -136,7 +147,9 @@ impl Reader {
             }
             if self.changes.changed().await.is_err() {
                 // The flight is gone without an outcome: cannot happen while we hold it.
-                return Item::Done(Err(BuildFailure { message: "The build stopped unexpectedly.\n".into() }));
+                return Item::Done(Err(BuildFailure {
+                    message: "The build stopped unexpectedly.\n".into(),
+                }));
             }
         }
     }
@@ -163,13 +176,26 @@ pub enum Joined {
 impl Flights {
     /// No builds yet; records go to `records`, built images to `registry`;
     /// builds nobody reads for `abandon` are stopped.
-    pub fn new(records: Option<BuildLog>, registry: Arc<Registry>, abandon: Option<Duration>) -> Flights {
-        Flights { running: Mutex::new(HashMap::new()), records, registry, abandon }
+    pub fn new(
+        records: Option<BuildLog>,
+        registry: Arc<Registry>,
+        abandon: Option<Duration>,
+    ) -> Flights {
+        Flights {
+            running: Mutex::new(HashMap::new()),
+            records,
+            registry,
+            abandon,
+        }
     }
 
     /// The recorded state of `image`'s latest build.
     pub fn record(&self, image: &str) -> Option<BuildRecord> {
-        self.records.as_ref()?.get(image).map_err(|e| tracing::warn!(image, "cannot read the build record: {e}")).ok()?
+        self.records
+            .as_ref()?
+            .get(image)
+            .map_err(|e| tracing::warn!(image, "cannot read the build record: {e}"))
+            .ok()?
     }
 
     /// Builds running now.
@@ -178,7 +204,11 @@ impl Flights {
     }
 
     /// Joins the build of `request.image`, starting it on `executor` if none runs.
-    pub fn join(self: &Arc<Self>, executor: &Arc<dyn BuildExecutor>, request: BuildRequest) -> Joined {
+    pub fn join(
+        self: &Arc<Self>,
+        executor: &Arc<dyn BuildExecutor>,
+        request: BuildRequest,
+    ) -> Joined {
         let mut running = self.running.lock().expect("flights");
         if let Some(flight) = running.get(&request.image) {
             return Joined::Watching(flight.subscribe());
@@ -201,7 +231,9 @@ impl Flights {
         let (flights, executor) = (self.clone(), executor.clone());
         tokio::spawn(async move {
             let (tx, rx) = mpsc::channel(LOG_BUFFER);
-            flights.fly(&flight, record, rx, executor.build(&request, tx)).await;
+            flights
+                .fly(&flight, record, rx, executor.build(&request, tx))
+                .await;
         });
         Joined::Started(reader)
     }
@@ -218,17 +250,38 @@ impl Flights {
             Err(e) => return tracing::warn!("cannot read build records: {e}"),
         };
         for record in all.into_iter().filter(|r| r.state == BuildState::Running) {
-            let history: Vec<Event> = record.log_tail.iter().map(|j| Event::from_json(j)).collect();
+            let history: Vec<Event> = record
+                .log_tail
+                .iter()
+                .map(|j| Event::from_json(j))
+                .collect();
             let flight = Flight::new(&record.image, history);
-            self.running.lock().expect("flights").insert(record.image.clone(), flight.clone());
-            let (flights, executor) = (self.clone(), executor.filter(|e| e.name() == record.executor).cloned());
+            self.running
+                .lock()
+                .expect("flights")
+                .insert(record.image.clone(), flight.clone());
+            let (flights, executor) = (
+                self.clone(),
+                executor.filter(|e| e.name() == record.executor).cloned(),
+            );
             tokio::spawn(async move {
                 let (tx, rx) = mpsc::channel(LOG_BUFFER);
                 let Some(watch) = executor.as_deref().and_then(|e| e.reattach(&record, tx)) else {
                     tracing::warn!(image = %record.image, executor = %record.executor, "a build was running when Bindery stopped and cannot be watched again; it is rebuilt when next asked for");
-                    flights.write_durably(&BuildRecord { state: BuildState::Lost, updated_at_ms: now_ms(), ..record.clone() });
-                    flights.running.lock().expect("flights").remove(&record.image);
-                    flight.finish(Err(BuildFailure { message: "The build was interrupted by a restart of Bindery; try again.\n".into() }));
+                    flights.write_durably(&BuildRecord {
+                        state: BuildState::Lost,
+                        updated_at_ms: now_ms(),
+                        ..record.clone()
+                    });
+                    flights
+                        .running
+                        .lock()
+                        .expect("flights")
+                        .remove(&record.image);
+                    flight.finish(Err(BuildFailure {
+                        message: "The build was interrupted by a restart of Bindery; try again.\n"
+                            .into(),
+                    }));
                     return;
                 };
                 tracing::info!(image = %record.image, "watching a build that was running when Bindery stopped");
@@ -238,9 +291,17 @@ impl Flights {
     }
 
     /// Runs `build` while its log goes into the flight and the record, then lands it.
-    async fn fly(&self, flight: &Arc<Flight>, record: BuildRecord, log: mpsc::Receiver<Event>, build: impl Future<Output = Outcome>) {
+    async fn fly(
+        &self,
+        flight: &Arc<Flight>,
+        record: BuildRecord,
+        log: mpsc::Receiver<Event>,
+        build: impl Future<Output = Outcome>,
+    ) {
         let build = async {
-            let Some(after) = self.abandon else { return build.await };
+            let Some(after) = self.abandon else {
+                return build.await;
+            };
             tokio::select! {
                 outcome = build => outcome,
                 () = flight.abandoned(after) => {
@@ -254,7 +315,12 @@ impl Flights {
     }
 
     /// Moves log events from the executor into the flight and the record.
-    async fn drive(&self, flight: &Flight, mut record: BuildRecord, mut rx: mpsc::Receiver<Event>) -> BuildRecord {
+    async fn drive(
+        &self,
+        flight: &Flight,
+        mut record: BuildRecord,
+        mut rx: mpsc::Receiver<Event>,
+    ) -> BuildRecord {
         self.write_durably(&record);
         let mut last_write = Instant::now();
         while let Some(event) = rx.recv().await {
@@ -276,11 +342,16 @@ impl Flights {
     /// Records the outcome, then lets readers see it, then forgets the flight:
     /// a request arriving in between joins and sees the outcome at once.
     fn land(&self, flight: &Arc<Flight>, outcome: Outcome, mut record: BuildRecord) {
-        record.state = if outcome.is_ok() { BuildState::Built } else { BuildState::Failed };
+        record.state = if outcome.is_ok() {
+            BuildState::Built
+        } else {
+            BuildState::Failed
+        };
         record.updated_at_ms = now_ms();
         self.write_durably(&record);
         if let Ok(built) = &outcome {
-            self.registry.record(flight.image(), built.digest.as_deref().unwrap_or("unknown"));
+            self.registry
+                .record(flight.image(), built.digest.as_deref().unwrap_or("unknown"));
         }
         flight.finish(outcome);
         self.running.lock().expect("flights").remove(flight.image());

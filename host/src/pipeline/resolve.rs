@@ -67,7 +67,11 @@ impl Notice {
     /// The event-stream message, in upstream's words; `key` is `<provider>:<spec>`.
     pub fn message(&self, key: &str) -> String {
         match self {
-            Notice::RefFallback { requested, used, hint } => format!(
+            Notice::RefFallback {
+                requested,
+                used,
+                hint,
+            } => format!(
                 "{} {hint}\nTrying again with {used} instead of {requested}. Please update your links.\n",
                 not_found_sentence(key)
             ),
@@ -158,13 +162,28 @@ struct Asker {
 
 impl Resolver {
     /// A resolver over `plugins`. Without a cache every resolve asks the plugin.
-    pub fn new(config: &Config, plugins: Arc<PluginHost>, cache: Option<RefCache>, metrics: Arc<Metrics>) -> Result<Resolver, ConfigError> {
+    pub fn new(
+        config: &Config,
+        plugins: Arc<PluginHost>,
+        cache: Option<RefCache>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Resolver, ConfigError> {
         let policies = config
             .enabled_plugins()
             .map(|(name, p)| Ok((name.to_string(), SpecPolicy::new(name, p)?)))
             .collect::<Result<_, ConfigError>>()?;
-        let asker = Arc::new(Asker { plugins: plugins.clone(), cache, metrics, pending: Mutex::new(HashMap::new()) });
-        Ok(Resolver { plugins, policies, quota: config.quota.clone(), asker })
+        let asker = Arc::new(Asker {
+            plugins: plugins.clone(),
+            cache,
+            metrics,
+            pending: Mutex::new(HashMap::new()),
+        });
+        Ok(Resolver {
+            plugins,
+            policies,
+            quota: config.quota.clone(),
+            asker,
+        })
     }
 
     /// The loaded plugins.
@@ -174,7 +193,9 @@ impl Resolver {
 
     /// Whether a provider is loaded under `prefix`.
     pub fn knows(&self, prefix: &str) -> bool {
-        self.plugins.get(prefix).is_some_and(|p| p.display.is_some())
+        self.plugins
+            .get(prefix)
+            .is_some_and(|p| p.display.is_some())
     }
 
     /// Upstream's order of checks: prefix, trailing `/`, rules, then the
@@ -184,7 +205,11 @@ impl Resolver {
             return Err(ResolveError::UnknownProvider(provider.into()));
         }
         let spec = spec.trim_end_matches('/');
-        if self.policies.get(provider).is_some_and(|p| p.is_banned(spec)) {
+        if self
+            .policies
+            .get(provider)
+            .is_some_and(|p| p.is_banned(spec))
+        {
             return Err(ResolveError::Banned { spec: spec.into() });
         }
         let key = format!("{provider}:{spec}");
@@ -202,9 +227,11 @@ impl Resolver {
     /// Upstream's `repo_config`: the quota that applies to this spec, plus any
     /// matching `spec_config` settings.
     pub fn repo_config(&self, provider: &str, spec: &str) -> Map<String, Value> {
-        self.policies.get(provider).map(|p| p.repo_config(spec, &self.quota)).unwrap_or_default()
+        self.policies
+            .get(provider)
+            .map(|p| p.repo_config(spec, &self.quota))
+            .unwrap_or_default()
     }
-
 }
 
 impl Asker {
@@ -220,12 +247,21 @@ impl Asker {
         let (asker, task_key) = (self.clone(), key.clone());
         let task = tokio::spawn(async move {
             let result = asker.ask(&task_key.0, &task_key.1).await;
-            asker.pending.lock().expect("pending resolutions").remove(&task_key);
+            asker
+                .pending
+                .lock()
+                .expect("pending resolutions")
+                .remove(&task_key);
             result
         });
         let shared_key = format!("{provider}:{spec}");
         let p = async move {
-            task.await.unwrap_or_else(|e| Err(ResolveError::Failed { key: shared_key, message: format!("the resolution stopped: {e}") }))
+            task.await.unwrap_or_else(|e| {
+                Err(ResolveError::Failed {
+                    key: shared_key,
+                    message: format!("the resolution stopped: {e}"),
+                })
+            })
         }
         .boxed()
         .shared();
@@ -238,17 +274,27 @@ impl Asker {
         let key = format!("{provider}:{spec}");
         let started = Instant::now();
         let answer = self.plugins.resolve(provider, spec).await;
-        self.metrics.plugin_call(provider, "resolve", started.elapsed());
+        self.metrics
+            .plugin_call(provider, "resolve", started.elapsed());
         let answer = answer.map_err(|e| call_failed(&key, e))?;
         match answer {
             Ok(r) => {
-                let freshness = if matches!(r.lifetime, RefLifetime::Immutable) { Freshness::Immutable } else { Freshness::Moving };
+                let freshness = if matches!(r.lifetime, RefLifetime::Immutable) {
+                    Freshness::Immutable
+                } else {
+                    Freshness::Moving
+                };
                 let resolved = resolved(provider, spec, r);
                 self.store(provider, spec, &Outcome::Found(resolved.clone()), freshness);
                 Ok(resolved)
             }
             Err(PluginError::NotFound(hint)) => {
-                self.store(provider, spec, &Outcome::NotFound(hint.clone()), Freshness::NotFound);
+                self.store(
+                    provider,
+                    spec,
+                    &Outcome::NotFound(hint.clone()),
+                    Freshness::NotFound,
+                );
                 Err(ResolveError::NotFound { key, hint })
             }
             Err(e) => Err(plugin_failed(provider, key, e)),
@@ -257,7 +303,11 @@ impl Asker {
 
     /// A cache that fails to read is a miss: the cache only ever saves work.
     fn cached(&self, provider: &str, spec: &str) -> Option<Outcome> {
-        match self.cache.as_ref()?.get::<Outcome>(provider, spec, now_ms()) {
+        match self
+            .cache
+            .as_ref()?
+            .get::<Outcome>(provider, spec, now_ms())
+        {
             Ok(hit) => hit.map(|(outcome, _)| outcome),
             Err(e) => {
                 tracing::warn!(provider, "ref cache read failed, resolving afresh: {e}");
@@ -269,7 +319,10 @@ impl Asker {
     fn store(&self, provider: &str, spec: &str, outcome: &Outcome, freshness: Freshness) {
         if let Some(cache) = &self.cache {
             if let Err(e) = cache.put(provider, spec, outcome, freshness, now_ms()) {
-                tracing::warn!(provider, "ref cache write failed; the resolution is used but not kept: {e}");
+                tracing::warn!(
+                    provider,
+                    "ref cache write failed; the resolution is used but not kept: {e}"
+                );
             }
         }
     }
@@ -289,7 +342,11 @@ fn resolved(provider: &str, spec: &str, r: bindings::Resolution) -> Resolved {
             .notices
             .into_iter()
             .map(|n| match n {
-                bindings::Notice::RefFallback(f) => Notice::RefFallback { requested: f.requested, used: f.used, hint: f.hint },
+                bindings::Notice::RefFallback(f) => Notice::RefFallback {
+                    requested: f.requested,
+                    used: f.used,
+                    hint: f.hint,
+                },
                 bindings::Notice::Info(m) => Notice::Info(m),
             })
             .collect(),
@@ -298,13 +355,20 @@ fn resolved(provider: &str, spec: &str, r: bindings::Resolution) -> Resolved {
 
 fn call_failed(key: &str, e: CallError) -> ResolveError {
     tracing::error!(key, "provider call failed: {e}");
-    ResolveError::Failed { key: key.into(), message: e.to_string() }
+    ResolveError::Failed {
+        key: key.into(),
+        message: e.to_string(),
+    }
 }
 
 fn plugin_failed(provider: &str, key: String, e: PluginError) -> ResolveError {
     let message = match e {
         PluginError::RateLimited(r) => {
-            return ResolveError::RateLimited { key, retry_after: Duration::from_secs(r.retry_after_secs), message: r.message };
+            return ResolveError::RateLimited {
+                key,
+                retry_after: Duration::from_secs(r.retry_after_secs),
+                message: r.message,
+            };
         }
         PluginError::Upstream(u) => match u.status {
             Some(s) => format!("{} answered {s}: {}", u.service, u.message),
@@ -318,7 +382,10 @@ fn plugin_failed(provider: &str, key: String, e: PluginError) -> ResolveError {
             tracing::error!(provider, "provider failed: {m}");
             format!("the provider failed: {m}")
         }
-        PluginError::InvalidSpec(m) | PluginError::Banned(m) | PluginError::Unauthorized(m) | PluginError::NotFound(m) => m,
+        PluginError::InvalidSpec(m)
+        | PluginError::Banned(m)
+        | PluginError::Unauthorized(m)
+        | PluginError::NotFound(m) => m,
     };
     ResolveError::Failed { key, message }
 }

@@ -85,22 +85,33 @@ impl Pipeline {
         };
         let key = format!("{}:{}", resolved.provider, resolved.spec);
         for notice in &resolved.notices {
-            out.send(Event::message("waiting", notice.message(&key))).await?;
+            out.send(Event::message("waiting", notice.message(&key)))
+                .await?;
             tokio::time::sleep(notice.pause()).await;
         }
-        let image = self.registry.image_name(&resolved.build_slug, &resolved.resolved_ref);
+        let image = self
+            .registry
+            .image_name(&resolved.build_slug, &resolved.resolved_ref);
         let request = self.launch_request(launch, &resolved, &image);
         match self.registry.lookup(&image).await {
             Err(e) => {
                 tracing::error!(image, "image look-up failed: {e}");
-                return out.send(failed(format!("Cannot check whether {image} is built: {e}\n"))).await;
+                return out
+                    .send(failed(format!(
+                        "Cannot check whether {image} is built: {e}\n"
+                    )))
+                    .await;
             }
             Ok(Some(_)) if launch.build_only => {
                 let done = json!({ "imageName": image, "message": "Done! Found built image\n" });
                 return out.send(Event::fields("ready", done)).await;
             }
             Ok(Some(_)) => {
-                out.send(Event::fields("built", json!({ "imageName": image, "message": "Found built image, launching...\n" }))).await?;
+                out.send(Event::fields(
+                    "built",
+                    json!({ "imageName": image, "message": "Found built image, launching...\n" }),
+                ))
+                .await?;
             }
             Ok(None) => {
                 let admitted = match &self.launcher {
@@ -108,23 +119,43 @@ impl Pipeline {
                     _ => Ok(()),
                 };
                 if let Err(e) = admitted {
-                    self.metrics.launch_finished(launch_status(&e), &launch.provider, &resolved.repo_url, Duration::ZERO);
+                    self.metrics.launch_finished(
+                        launch_status(&e),
+                        &launch.provider,
+                        &resolved.repo_url,
+                        Duration::ZERO,
+                    );
                     return out.send(failed(ensure_newline(e.to_string()))).await;
                 }
                 if !Box::pin(self.build(launch, &resolved, &request, out)).await? {
                     return Ok(());
                 }
                 if launch.build_only {
-                    return out.send(Event::fields("ready", json!({ "message": "Done! Image built\n", "imageName": image }))).await;
+                    return out
+                        .send(Event::fields(
+                            "ready",
+                            json!({ "message": "Done! Image built\n", "imageName": image }),
+                        ))
+                        .await;
                 }
-                out.send(Event::fields("built", json!({ "message": "Built image, launching...\n", "imageName": image }))).await?;
+                out.send(Event::fields(
+                    "built",
+                    json!({ "message": "Built image, launching...\n", "imageName": image }),
+                ))
+                .await?;
             }
         }
         Box::pin(self.launch(launch, &resolved, request, out)).await
     }
 
     /// Joins or starts the image's build and relays its log; true when it built.
-    async fn build(&self, launch: &Launch, resolved: &Resolved, request: &LaunchRequest, out: &Sink) -> Result<bool, Gone> {
+    async fn build(
+        &self,
+        launch: &Launch,
+        resolved: &Resolved,
+        request: &LaunchRequest,
+        out: &Sink,
+    ) -> Result<bool, Gone> {
         let (image, repo_config) = (&request.image, &request.repo_config);
         let Some(executor) = &self.executor else {
             out.send(failed(format!("Cannot build {image}: this Bindery has no build executor configured ([build] executor).\n"))).await?;
@@ -139,25 +170,39 @@ impl Pipeline {
             spec: resolved.spec.clone(),
             repo_config: repo_config.clone(),
         };
-        out.send(Event::message("waiting", "Waiting for build to start...\n")).await?;
+        out.send(Event::message("waiting", "Waiting for build to start...\n"))
+            .await?;
         let (mut reader, started) = match self.flights.join(executor, request) {
             Joined::Started(r) => (r, true),
             Joined::Watching(r) => (r, false),
         };
         // The request that started the build counts it, so each build counts once.
-        let counted = started.then(|| (self.metrics.in_progress(InProgress::Build), Instant::now()));
+        let counted =
+            started.then(|| (self.metrics.in_progress(InProgress::Build), Instant::now()));
         loop {
             match reader.next().await {
                 Item::Log(event) => out.send(event).await?,
                 Item::Done(outcome) => {
                     if let Some((guard, started_at)) = counted {
-                        let status = if outcome.is_ok() { "success" } else { "failure" };
-                        self.metrics.build_finished(status, &launch.provider, &resolved.repo_url, started_at.elapsed());
+                        let status = if outcome.is_ok() {
+                            "success"
+                        } else {
+                            "failure"
+                        };
+                        self.metrics.build_finished(
+                            status,
+                            &launch.provider,
+                            &resolved.repo_url,
+                            started_at.elapsed(),
+                        );
                         drop(guard);
                     }
                     return match outcome {
                         Ok(_) => Ok(true),
-                        Err(f) if f.message.is_empty() => out.send(Event::fields("failed", json!({}))).await.map(|()| false),
+                        Err(f) if f.message.is_empty() => out
+                            .send(Event::fields("failed", json!({})))
+                            .await
+                            .map(|()| false),
                         Err(f) => out.send(failed(f.message)).await.map(|()| false),
                     };
                 }
@@ -165,13 +210,20 @@ impl Pipeline {
         }
     }
 
-    async fn launch(&self, launch: &Launch, resolved: &Resolved, request: LaunchRequest, out: &Sink) -> Result<(), Gone> {
+    async fn launch(
+        &self,
+        launch: &Launch,
+        resolved: &Resolved,
+        request: LaunchRequest,
+        out: &Sink,
+    ) -> Result<(), Gone> {
         let Some(launcher) = &self.launcher else {
             return out
                 .send(failed(format!("{} is built, but this Bindery has no JupyterHub configured to launch it ([hub] url).\n", request.image)))
                 .await;
         };
-        out.send(Event::message("launching", "Launching server...\n")).await?;
+        out.send(Event::message("launching", "Launching server...\n"))
+            .await?;
         let _guard = self.metrics.in_progress(InProgress::Launch);
         let started = Instant::now();
         let (progress_tx, mut progress) = mpsc::channel::<String>(16);
@@ -184,7 +236,8 @@ impl Pipeline {
             }
         };
         while let Ok(message) = progress.try_recv() {
-            out.send(Event::message("launching", ensure_newline(message))).await?;
+            out.send(Event::message("launching", ensure_newline(message)))
+                .await?;
         }
         let (status, event) = match result {
             Err(e) => (launch_status(&e), failed(ensure_newline(e.to_string()))),
@@ -207,7 +260,12 @@ impl Pipeline {
                 ),
             ),
         };
-        self.metrics.launch_finished(status, &launch.provider, &resolved.repo_url, started.elapsed());
+        self.metrics.launch_finished(
+            status,
+            &launch.provider,
+            &resolved.repo_url,
+            started.elapsed(),
+        );
         out.send(event).await
     }
 
@@ -221,7 +279,9 @@ impl Pipeline {
             binder_request: format!("v2/{}/{}", launch.provider, launch.spec),
             persistent_request: format!("v2/{}/{}", resolved.provider, resolved.resolved_spec),
             client_ip: launch.client_ip.clone(),
-            repo_config: self.resolver.repo_config(&resolved.provider, &resolved.spec),
+            repo_config: self
+                .resolver
+                .repo_config(&resolved.provider, &resolved.spec),
             user: launch.user.clone(),
         }
     }
@@ -230,8 +290,13 @@ impl Pipeline {
 /// The `binderhub_launch_count` status of a launch that did not happen.
 fn launch_status(e: &LaunchError) -> &'static str {
     match e {
-        LaunchError::Quota { quota: Quota::Total, .. } => "pod_quota",
-        LaunchError::Quota { quota: Quota::Repo, .. } => "repo_quota",
+        LaunchError::Quota {
+            quota: Quota::Total,
+            ..
+        } => "pod_quota",
+        LaunchError::Quota {
+            quota: Quota::Repo, ..
+        } => "repo_quota",
         LaunchError::Failed(_) => "failure",
     }
 }
@@ -251,7 +316,10 @@ fn failed(message: String) -> Event {
 /// status code upstream's `HTTPError` did.
 fn resolve_failed(e: &ResolveError) -> Event {
     match e {
-        ResolveError::UnknownProvider(_) => Event::fields("failed", json!({ "status_code": 404, "message": format!("{e}\n") })),
+        ResolveError::UnknownProvider(_) => Event::fields(
+            "failed",
+            json!({ "status_code": 404, "message": format!("{e}\n") }),
+        ),
         // Upstream sends this one without a newline.
         ResolveError::Banned { .. } => failed(e.to_string()),
         _ => failed(format!("{e}\n")),

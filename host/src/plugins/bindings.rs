@@ -47,6 +47,13 @@ pub mod cull_policy {
     world_sharing_types!("cull-policy");
 }
 
+pub use build_strategy::exports::bindery::plugin::build_strategy_plugin::{
+    BuildPlan, ContainerEngine, EnvironmentImage, Executor, LayerPlan, Repo2dockerPlan, RepoFacts,
+    ResourceLimits,
+};
+pub use cull_policy::exports::bindery::plugin::cull_policy_plugin::{
+    Decision, Server, ServerState,
+};
 pub use provider::bindery::plugin::types::{
     CapabilityRequests, ConfigKey, LogLevel, PluginError, PluginKind, PluginMetadata, RateLimit,
     UpstreamFailure,
@@ -54,10 +61,4 @@ pub use provider::bindery::plugin::types::{
 pub use provider::bindery::plugin::{git, http, secrets};
 pub use provider::exports::bindery::plugin::repo_provider::{
     DisplayConfig, Notice, RefFallback, RefLifetime, Resolution,
-};
-pub use build_strategy::exports::bindery::plugin::build_strategy_plugin::{
-    BuildPlan, ContainerEngine, EnvironmentImage, Executor, LayerPlan, Repo2dockerPlan, RepoFacts, ResourceLimits,
-};
-pub use cull_policy::exports::bindery::plugin::cull_policy_plugin::{
-    Decision, Server, ServerState,
 };

@@ -11,24 +11,46 @@ use super::error::CallError;
 use super::loader::{LoadedPlugin, WorldPre, kind_name};
 
 fn wrong_kind(plugin: &LoadedPlugin, wanted: &'static str) -> CallError {
-    CallError::NotLoaded { plugin: format!("{} (it is a {} plugin)", plugin.name, kind_name(plugin.kind())), kind: wanted }
+    CallError::NotLoaded {
+        plugin: format!(
+            "{} (it is a {} plugin)",
+            plugin.name,
+            kind_name(plugin.kind())
+        ),
+        kind: wanted,
+    }
 }
 
 /// The plugin's metadata.
 pub(crate) async fn metadata(rt: &Runtime, p: &LoadedPlugin) -> Result<PluginMetadata, CallError> {
     match &p.pre {
         WorldPre::Provider(pre) => {
-            rt.call(p, None, async |s| pre.instantiate_async(&mut *s).await?.bindery_plugin_repo_provider().call_metadata(s).await).await
+            rt.call(p, None, async |s| {
+                pre.instantiate_async(&mut *s)
+                    .await?
+                    .bindery_plugin_repo_provider()
+                    .call_metadata(s)
+                    .await
+            })
+            .await
         }
         WorldPre::BuildStrategy(pre) => {
             rt.call(p, None, async |s| {
-                pre.instantiate_async(&mut *s).await?.bindery_plugin_build_strategy_plugin().call_metadata(s).await
+                pre.instantiate_async(&mut *s)
+                    .await?
+                    .bindery_plugin_build_strategy_plugin()
+                    .call_metadata(s)
+                    .await
             })
             .await
         }
         WorldPre::CullPolicy(pre) => {
             rt.call(p, None, async |s| {
-                pre.instantiate_async(&mut *s).await?.bindery_plugin_cull_policy_plugin().call_metadata(s).await
+                pre.instantiate_async(&mut *s)
+                    .await?
+                    .bindery_plugin_cull_policy_plugin()
+                    .call_metadata(s)
+                    .await
             })
             .await
         }
@@ -37,15 +59,36 @@ pub(crate) async fn metadata(rt: &Runtime, p: &LoadedPlugin) -> Result<PluginMet
 
 /// A provider's display configuration.
 pub(crate) async fn display(rt: &Runtime, p: &LoadedPlugin) -> Result<DisplayConfig, CallError> {
-    let WorldPre::Provider(pre) = &p.pre else { return Err(wrong_kind(p, "provider")) };
-    rt.call(p, None, async |s| pre.instantiate_async(&mut *s).await?.bindery_plugin_repo_provider().call_display(s).await).await
+    let WorldPre::Provider(pre) = &p.pre else {
+        return Err(wrong_kind(p, "provider"));
+    };
+    rt.call(p, None, async |s| {
+        pre.instantiate_async(&mut *s)
+            .await?
+            .bindery_plugin_repo_provider()
+            .call_display(s)
+            .await
+    })
+    .await
 }
 
 /// A provider's resolution of `spec`.
-pub(crate) async fn resolve(rt: &Runtime, p: &LoadedPlugin, spec: &str) -> Result<Result<Resolution, PluginError>, CallError> {
-    let WorldPre::Provider(pre) = &p.pre else { return Err(wrong_kind(p, "provider")) };
-    rt.call(p, None, async |s| pre.instantiate_async(&mut *s).await?.bindery_plugin_repo_provider().call_resolve(s, spec).await)
-        .await
+pub(crate) async fn resolve(
+    rt: &Runtime,
+    p: &LoadedPlugin,
+    spec: &str,
+) -> Result<Result<Resolution, PluginError>, CallError> {
+    let WorldPre::Provider(pre) = &p.pre else {
+        return Err(wrong_kind(p, "provider"));
+    };
+    rt.call(p, None, async |s| {
+        pre.instantiate_async(&mut *s)
+            .await?
+            .bindery_plugin_repo_provider()
+            .call_resolve(s, spec)
+            .await
+    })
+    .await
 }
 
 /// A build strategy's plan for the repository in `repo`.
@@ -55,9 +98,15 @@ pub(crate) async fn plan(
     facts: &RepoFacts,
     repo: Arc<dyn RepoFiles>,
 ) -> Result<Result<BuildPlan, PluginError>, CallError> {
-    let WorldPre::BuildStrategy(pre) = &p.pre else { return Err(wrong_kind(p, "build-strategy")) };
+    let WorldPre::BuildStrategy(pre) = &p.pre else {
+        return Err(wrong_kind(p, "build-strategy"));
+    };
     rt.call(p, Some(repo), async |s| {
-        pre.instantiate_async(&mut *s).await?.bindery_plugin_build_strategy_plugin().call_plan(s, facts).await
+        pre.instantiate_async(&mut *s)
+            .await?
+            .bindery_plugin_build_strategy_plugin()
+            .call_plan(s, facts)
+            .await
     })
     .await
 }
@@ -69,10 +118,16 @@ pub(crate) async fn decide(
     now_ms: u64,
     servers: &[Server],
 ) -> Result<Result<Vec<Decision>, PluginError>, CallError> {
-    let WorldPre::CullPolicy(pre) = &p.pre else { return Err(wrong_kind(p, "cull-policy")) };
+    let WorldPre::CullPolicy(pre) = &p.pre else {
+        return Err(wrong_kind(p, "cull-policy"));
+    };
     let decisions = rt
         .call(p, None, async |s| {
-            pre.instantiate_async(&mut *s).await?.bindery_plugin_cull_policy_plugin().call_decide(s, now_ms, servers).await
+            pre.instantiate_async(&mut *s)
+                .await?
+                .bindery_plugin_cull_policy_plugin()
+                .call_decide(s, now_ms, servers)
+                .await
         })
         .await?;
     // A policy that answers for the wrong number of servers cannot be trusted with any.
@@ -80,7 +135,11 @@ pub(crate) async fn decide(
         if d.len() == servers.len() {
             Ok(d)
         } else {
-            Err(PluginError::Internal(format!("returned {} decisions for {} servers", d.len(), servers.len())))
+            Err(PluginError::Internal(format!(
+                "returned {} decisions for {} servers",
+                d.len(),
+                servers.len()
+            )))
         }
     }))
 }

@@ -42,7 +42,11 @@ pub struct Runtime {
 impl Runtime {
     /// An engine for `config`. `fuel_metering` must be true when any plugin has
     /// a fuel budget: it changes the generated code, hence the cache key.
-    pub fn new(config: &RuntimeConfig, data_dir: &Path, fuel_metering: bool) -> Result<Self, String> {
+    pub fn new(
+        config: &RuntimeConfig,
+        data_dir: &Path,
+        fuel_metering: bool,
+    ) -> Result<Self, String> {
         let mut wc = WasmConfig::new();
         wc.epoch_interruption(true)
             // The component-model-async call path costs ~1 µs per call and we
@@ -56,9 +60,16 @@ impl Runtime {
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_key = hex::encode(&hasher.0.finalize()[..12]);
 
-        let cache_dir = config.compile_cache_dir.clone().unwrap_or_else(|| data_dir.join("plugin-cache"));
-        std::fs::create_dir_all(&cache_dir)
-            .map_err(|e| format!("cannot create the plugin cache {}: {e}", cache_dir.display()))?;
+        let cache_dir = config
+            .compile_cache_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("plugin-cache"));
+        std::fs::create_dir_all(&cache_dir).map_err(|e| {
+            format!(
+                "cannot create the plugin cache {}: {e}",
+                cache_dir.display()
+            )
+        })?;
         prune_other_engines(&cache_dir, &engine_key);
 
         let ticker = Arc::new(AtomicBool::new(true));
@@ -91,12 +102,17 @@ impl Runtime {
 
     /// Where the compiled form of a component with this sha256 is cached.
     pub fn cache_path(&self, sha256: &str) -> PathBuf {
-        self.cache_dir.join(format!("{sha256}-{}.cwasm", self.engine_key))
+        self.cache_dir
+            .join(format!("{sha256}-{}.cwasm", self.engine_key))
     }
 
     /// The component, from the cache when it holds this exact component for
     /// this exact engine configuration, else compiled and cached.
-    pub(crate) fn component(&self, sha256: &str, wasm: &[u8]) -> wasmtime::Result<(Component, CompileOutcome)> {
+    pub(crate) fn component(
+        &self,
+        sha256: &str,
+        wasm: &[u8],
+    ) -> wasmtime::Result<(Component, CompileOutcome)> {
         let path = self.cache_path(sha256);
         if path.is_file() {
             // SAFETY: the file is one this process family wrote under a key
@@ -115,13 +131,19 @@ impl Runtime {
             // SAFETY: as above; we just wrote it from `precompile_component`,
             // and fall back to those same bytes if another writer replaced it.
             Ok(()) => Ok((
-                unsafe { Component::deserialize_file(&self.engine, &path).or_else(|_| Component::deserialize(&self.engine, &compiled))? },
+                unsafe {
+                    Component::deserialize_file(&self.engine, &path)
+                        .or_else(|_| Component::deserialize(&self.engine, &compiled))?
+                },
                 CompileOutcome::Compiled,
             )),
             Err(e) => {
                 tracing::warn!(path = %path.display(), "cannot cache the compiled plugin (it will be compiled again at the next start): {e}");
                 // SAFETY: bytes straight from `precompile_component` on this engine.
-                Ok((unsafe { Component::deserialize(&self.engine, &compiled)? }, CompileOutcome::CompiledUncached))
+                Ok((
+                    unsafe { Component::deserialize(&self.engine, &compiled)? },
+                    CompileOutcome::CompiledUncached,
+                ))
             }
         }
     }
@@ -134,9 +156,18 @@ impl Runtime {
         repo: Option<Arc<dyn RepoFiles>>,
         f: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        let _slot = self.slots.acquire().await.expect("the slot semaphore is never closed");
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .expect("the slot semaphore is never closed");
         let limits = plugin.limits;
-        let state = CallState::new(plugin.name.clone(), plugin.grants.clone(), repo, CallLimits::new(&limits));
+        let state = CallState::new(
+            plugin.name.clone(),
+            plugin.grants.clone(),
+            repo,
+            CallLimits::new(&limits),
+        );
         let output = state.output.clone();
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -148,7 +179,11 @@ impl Runtime {
         let deadline = Instant::now() + limits.timeout;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
         });
 
         // The outer timeout also covers host imports, which epochs cannot interrupt.
@@ -156,21 +191,34 @@ impl Runtime {
         output.flush();
         let name = plugin.name.to_string();
         match outcome {
-            Err(_) => Err(CallError::Timeout { plugin: name, after: limits.timeout }),
+            Err(_) => Err(CallError::Timeout {
+                plugin: name,
+                after: limits.timeout,
+            }),
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => {
                 let err = if store.data().limits.memory_refused.is_some() {
-                    CallError::OutOfMemory { plugin: name, limit_bytes: limits.memory_bytes }
+                    CallError::OutOfMemory {
+                        plugin: name,
+                        limit_bytes: limits.memory_bytes,
+                    }
                 } else {
                     match e.downcast_ref::<Trap>() {
-                        Some(Trap::Interrupt) => CallError::Timeout { plugin: name, after: limits.timeout },
-                        Some(Trap::OutOfFuel) => {
-                            CallError::OutOfFuel { plugin: name, budget: limits.fuel.unwrap_or(0) }
-                        }
+                        Some(Trap::Interrupt) => CallError::Timeout {
+                            plugin: name,
+                            after: limits.timeout,
+                        },
+                        Some(Trap::OutOfFuel) => CallError::OutOfFuel {
+                            plugin: name,
+                            budget: limits.fuel.unwrap_or(0),
+                        },
                         _ => {
                             let stderr = output.stderr_tail();
                             let message = panic_message(&stderr).unwrap_or_else(|| format!("{e}"));
-                            CallError::Trap { plugin: name, message }
+                            CallError::Trap {
+                                plugin: name,
+                                message,
+                            }
                         }
                     }
                 };
@@ -224,7 +272,9 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Artifacts of other engine versions or settings can never load again.
 fn prune_other_engines(dir: &Path, engine_key: &str) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();

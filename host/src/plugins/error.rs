@@ -24,7 +24,9 @@ pub enum LoadError {
         reason: String,
     },
     /// Built against a `bindery:plugin` version this host does not speak.
-    #[error("plugin `{plugin}` was built against `{item}`, but this host implements bindery:plugin@{host_version}; rebuild it with a matching bindery-sdk")]
+    #[error(
+        "plugin `{plugin}` was built against `{item}`, but this host implements bindery:plugin@{host_version}; rebuild it with a matching bindery-sdk"
+    )]
     IncompatibleWit {
         /// The plugin's configured name.
         plugin: String,
@@ -44,7 +46,9 @@ pub enum LoadError {
         hint: String,
     },
     /// It implements none of the three worlds.
-    #[error("plugin `{plugin}` exports none of bindery:plugin's worlds (provider, build-strategy, cull-policy); it exports: {exports}")]
+    #[error(
+        "plugin `{plugin}` exports none of bindery:plugin's worlds (provider, build-strategy, cull-policy); it exports: {exports}"
+    )]
     NoWorld {
         /// The plugin's configured name.
         plugin: String,

@@ -21,8 +21,11 @@ impl Limits {
     /// The limits of a plugin configured as `plugin`.
     pub fn for_plugin(runtime: &RuntimeConfig, plugin: &PluginConfig) -> Self {
         Limits {
-            memory_bytes: (plugin.memory_limit_mib.unwrap_or(runtime.memory_limit_mib) << 20) as usize,
-            timeout: Duration::from_millis(plugin.call_timeout_ms.unwrap_or(runtime.call_timeout_ms)),
+            memory_bytes: (plugin.memory_limit_mib.unwrap_or(runtime.memory_limit_mib) << 20)
+                as usize,
+            timeout: Duration::from_millis(
+                plugin.call_timeout_ms.unwrap_or(runtime.call_timeout_ms),
+            ),
             fuel: plugin.fuel.or(runtime.fuel),
         }
     }
@@ -38,7 +41,10 @@ pub(crate) struct CallLimits {
 
 impl CallLimits {
     pub(crate) fn new(limits: &Limits) -> Self {
-        CallLimits { memory_bytes: limits.memory_bytes, memory_refused: None }
+        CallLimits {
+            memory_bytes: limits.memory_bytes,
+            memory_refused: None,
+        }
     }
 }
 
@@ -46,17 +52,30 @@ impl CallLimits {
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 impl ResourceLimiter for CallLimits {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes {
             self.memory_refused = Some(desired);
             // An error traps at once; returning false would let the guest
             // abort with an unexplained `unreachable`.
-            wasmtime::bail!("memory limit of {} bytes reached (asked for {desired})", self.memory_bytes);
+            wasmtime::bail!(
+                "memory limit of {} bytes reached (asked for {desired})",
+                self.memory_bytes
+            );
         }
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker};
 
-use super::bindings::{DisplayConfig, PluginKind, PluginMetadata, build_strategy, cull_policy, provider};
+use super::bindings::{
+    DisplayConfig, PluginKind, PluginMetadata, build_strategy, cull_policy, provider,
+};
 use super::capabilities::{self, CallState, Capability, Grants, WasiInterface};
 use super::engine::{CompileOutcome, Runtime, sha256_hex};
 use super::error::LoadError;
@@ -125,14 +127,22 @@ fn split_name(name: &str) -> Option<(&str, &str, Option<&str>)> {
 
 /// Refuses a component built against another major version of
 /// `bindery:plugin`, naming the first import (else export) that shows it.
-fn check_wit_version(plugin: &str, component: &Component, runtime: &Runtime) -> Result<(), LoadError> {
+fn check_wit_version(
+    plugin: &str,
+    component: &Component,
+    runtime: &Runtime,
+) -> Result<(), LoadError> {
     let ty = component.component_type();
     let imports = ty.imports(runtime.engine()).map(|(n, _)| n.to_string());
     let exports = ty.exports(runtime.engine()).map(|(n, _)| n.to_string());
     for name in imports.chain(exports) {
         if let Some((WIT_PACKAGE, _, version)) = split_name(&name) {
             if !version.is_some_and(version_compatible) {
-                return Err(LoadError::IncompatibleWit { plugin: plugin.into(), item: name, host_version: WIT_VERSION });
+                return Err(LoadError::IncompatibleWit {
+                    plugin: plugin.into(),
+                    item: name,
+                    host_version: WIT_VERSION,
+                });
             }
         }
     }
@@ -140,39 +150,83 @@ fn check_wit_version(plugin: &str, component: &Component, runtime: &Runtime) -> 
 }
 
 /// Which world the component implements, from its exports.
-fn detect_kind(plugin: &str, component: &Component, runtime: &Runtime) -> Result<PluginKind, LoadError> {
+fn detect_kind(
+    plugin: &str,
+    component: &Component,
+    runtime: &Runtime,
+) -> Result<PluginKind, LoadError> {
     let ty = component.component_type();
-    let exports: Vec<String> = ty.exports(runtime.engine()).map(|(n, _)| n.to_string()).collect();
+    let exports: Vec<String> = ty
+        .exports(runtime.engine())
+        .map(|(n, _)| n.to_string())
+        .collect();
     for name in &exports {
-        let Some((WIT_PACKAGE, iface, _)) = split_name(name) else { continue };
-        let kind = [PluginKind::Provider, PluginKind::BuildStrategy, PluginKind::CullPolicy]
-            .into_iter()
-            .find(|k| world_export(*k) == iface);
+        let Some((WIT_PACKAGE, iface, _)) = split_name(name) else {
+            continue;
+        };
+        let kind = [
+            PluginKind::Provider,
+            PluginKind::BuildStrategy,
+            PluginKind::CullPolicy,
+        ]
+        .into_iter()
+        .find(|k| world_export(*k) == iface);
         if let Some(kind) = kind {
             return Ok(kind);
         }
     }
-    Err(LoadError::NoWorld { plugin: plugin.into(), exports: if exports.is_empty() { "nothing".into() } else { exports.join(", ") } })
+    Err(LoadError::NoWorld {
+        plugin: plugin.into(),
+        exports: if exports.is_empty() {
+            "nothing".into()
+        } else {
+            exports.join(", ")
+        },
+    })
 }
 
 /// Refuses any import that is not linked for this plugin, with a reason.
-fn check_imports(plugin: &str, component: &Component, runtime: &Runtime, kind: PluginKind, linked: &[Capability]) -> Result<(), LoadError> {
-    let refuse = |import: &str, hint: String| LoadError::ImportNotGranted { plugin: plugin.into(), import: import.into(), hint };
+fn check_imports(
+    plugin: &str,
+    component: &Component,
+    runtime: &Runtime,
+    kind: PluginKind,
+    linked: &[Capability],
+) -> Result<(), LoadError> {
+    let refuse = |import: &str, hint: String| LoadError::ImportNotGranted {
+        plugin: plugin.into(),
+        import: import.into(),
+        hint,
+    };
     for (name, _) in component.component_type().imports(runtime.engine()) {
         let Some((pkg, iface, _)) = split_name(name) else {
-            return Err(refuse(name, "not an interface of bindery:plugin or WASI".into()));
+            return Err(refuse(
+                name,
+                "not an interface of bindery:plugin or WASI".into(),
+            ));
         };
         if pkg == WIT_PACKAGE {
             if iface == "types" {
                 continue;
             }
             match Capability::from_interface(iface) {
-                None => return Err(refuse(name, format!("bindery:plugin@{WIT_VERSION} has no host interface `{iface}`"))),
+                None => {
+                    return Err(refuse(
+                        name,
+                        format!("bindery:plugin@{WIT_VERSION} has no host interface `{iface}`"),
+                    ));
+                }
                 Some(cap) if !cap.offered_to(kind) => {
-                    return Err(refuse(name, format!("{} plugins are not offered `{iface}`", kind_name(kind))));
+                    return Err(refuse(
+                        name,
+                        format!("{} plugins are not offered `{iface}`", kind_name(kind)),
+                    ));
                 }
                 Some(cap) if !linked.contains(&cap) => {
-                    return Err(refuse(name, format!("in [plugins.{plugin}], {}", cap.grant_hint())));
+                    return Err(refuse(
+                        name,
+                        format!("in [plugins.{plugin}], {}", cap.grant_hint()),
+                    ));
                 }
                 Some(_) => {}
             }
@@ -181,7 +235,10 @@ fn check_imports(plugin: &str, component: &Component, runtime: &Runtime, kind: P
                 return Err(refuse(name, why.into()));
             }
         } else {
-            return Err(refuse(name, "not an interface of bindery:plugin or WASI".into()));
+            return Err(refuse(
+                name,
+                "not an interface of bindery:plugin or WASI".into(),
+            ));
         }
     }
     Ok(())
@@ -191,9 +248,13 @@ fn check_imports(plugin: &str, component: &Component, runtime: &Runtime, kind: P
 /// need no deployment (a valid component, a compatible WIT version): what
 /// `bindery plugin push` asks before pushing.
 pub fn inspect(runtime: &Runtime, name: &str, wasm: &[u8]) -> Result<PluginKind, LoadError> {
-    let (component, _) = runtime
-        .component(&sha256_hex(wasm), wasm)
-        .map_err(|e| LoadError::Invalid { plugin: name.into(), reason: format!("{e:#}") })?;
+    let (component, _) =
+        runtime
+            .component(&sha256_hex(wasm), wasm)
+            .map_err(|e| LoadError::Invalid {
+                plugin: name.into(),
+                reason: format!("{e:#}"),
+            })?;
     check_wit_version(name, &component, runtime)?;
     detect_kind(name, &component, runtime)
 }
@@ -209,28 +270,42 @@ pub(crate) async fn load(
 ) -> Result<LoadedPlugin, LoadError> {
     let started = Instant::now();
     let sha256 = sha256_hex(wasm);
-    let (component, compiled) = runtime
-        .component(&sha256, wasm)
-        .map_err(|e| LoadError::Invalid { plugin: name.into(), reason: format!("{e:#}") })?;
+    let (component, compiled) =
+        runtime
+            .component(&sha256, wasm)
+            .map_err(|e| LoadError::Invalid {
+                plugin: name.into(),
+                reason: format!("{e:#}"),
+            })?;
     check_wit_version(name, &component, runtime)?;
     let kind = detect_kind(name, &component, runtime)?;
 
     let grants = Arc::new(Grants::new(name, config, runtime_config));
     let mut linker = Linker::<CallState>::new(runtime.engine());
-    let linked = capabilities::link(&mut linker, kind, &grants)
-        .map_err(|e| LoadError::Rejected { plugin: name.into(), reason: format!("linking host imports: {e:#}") })?;
+    let linked =
+        capabilities::link(&mut linker, kind, &grants).map_err(|e| LoadError::Rejected {
+            plugin: name.into(),
+            reason: format!("linking host imports: {e:#}"),
+        })?;
     check_imports(name, &component, runtime, kind, &linked)?;
     let mismatch = |e: wasmtime::Error| LoadError::Rejected {
         plugin: name.into(),
-        reason: format!("does not match the {} world of bindery:plugin@{WIT_VERSION}: {e:#}", kind_name(kind)),
+        reason: format!(
+            "does not match the {} world of bindery:plugin@{WIT_VERSION}: {e:#}",
+            kind_name(kind)
+        ),
     };
     let instance_pre = linker.instantiate_pre(&component).map_err(mismatch)?;
     let pre = match kind {
-        PluginKind::Provider => WorldPre::Provider(provider::ProviderPre::new(instance_pre).map_err(mismatch)?),
-        PluginKind::BuildStrategy => {
-            WorldPre::BuildStrategy(build_strategy::BuildStrategyPre::new(instance_pre).map_err(mismatch)?)
+        PluginKind::Provider => {
+            WorldPre::Provider(provider::ProviderPre::new(instance_pre).map_err(mismatch)?)
         }
-        PluginKind::CullPolicy => WorldPre::CullPolicy(cull_policy::CullPolicyPre::new(instance_pre).map_err(mismatch)?),
+        PluginKind::BuildStrategy => WorldPre::BuildStrategy(
+            build_strategy::BuildStrategyPre::new(instance_pre).map_err(mismatch)?,
+        ),
+        PluginKind::CullPolicy => {
+            WorldPre::CullPolicy(cull_policy::CullPolicyPre::new(instance_pre).map_err(mismatch)?)
+        }
     };
 
     let mut plugin = LoadedPlugin {
@@ -243,7 +318,11 @@ pub(crate) async fn load(
             version: String::new(),
             kind,
             description: String::new(),
-            requests: super::bindings::CapabilityRequests { hosts: vec![], config_keys: vec![], secrets: vec![] },
+            requests: super::bindings::CapabilityRequests {
+                hosts: vec![],
+                config_keys: vec![],
+                secrets: vec![],
+            },
         },
         display: None,
         linked,
@@ -256,7 +335,10 @@ pub(crate) async fn load(
     };
     let metadata = super::calls::metadata(runtime, &plugin)
         .await
-        .map_err(|source| LoadError::Metadata { plugin: name.into(), source })?;
+        .map_err(|source| LoadError::Metadata {
+            plugin: name.into(),
+            source,
+        })?;
     if metadata.kind != kind {
         return Err(LoadError::Rejected {
             plugin: name.into(),
@@ -278,18 +360,27 @@ pub(crate) async fn load(
     if !missing.is_empty() {
         return Err(LoadError::Rejected {
             plugin: name.into(),
-            reason: format!("required config keys are not set: {} (add them under [plugins.{name}.config])", missing.join(", ")),
+            reason: format!(
+                "required config keys are not set: {} (add them under [plugins.{name}.config])",
+                missing.join(", ")
+            ),
         });
     }
     plugin.ungranted = ungranted_requests(&metadata, &plugin.grants);
     for u in &plugin.ungranted {
-        tracing::warn!(plugin = name, "requests {u}, which is not granted; calls that need it will fail");
+        tracing::warn!(
+            plugin = name,
+            "requests {u}, which is not granted; calls that need it will fail"
+        );
     }
     plugin.metadata = metadata;
     if kind == PluginKind::Provider {
         let display = super::calls::display(runtime, &plugin)
             .await
-            .map_err(|source| LoadError::Metadata { plugin: name.into(), source })?;
+            .map_err(|source| LoadError::Metadata {
+                plugin: name.into(),
+                source,
+            })?;
         plugin.display = Some(display);
     }
     plugin.load_time = started.elapsed();
@@ -324,7 +415,13 @@ mod tests {
         assert!(!version_compatible("0.2.0"));
         assert!(!version_compatible("1.0.0"));
         assert!(!version_compatible("garbage"));
-        assert_eq!(split_name("bindery:plugin/http@0.1.0"), Some(("bindery:plugin", "http", Some("0.1.0"))));
-        assert_eq!(split_name("wasi:io/streams@0.2.6"), Some(("wasi:io", "streams", Some("0.2.6"))));
+        assert_eq!(
+            split_name("bindery:plugin/http@0.1.0"),
+            Some(("bindery:plugin", "http", Some("0.1.0")))
+        );
+        assert_eq!(
+            split_name("wasi:io/streams@0.2.6"),
+            Some(("wasi:io", "streams", Some("0.2.6")))
+        );
     }
 }

@@ -8,8 +8,8 @@
 
 pub mod bindings;
 pub mod bundled;
-pub mod capabilities;
 mod calls;
+pub mod capabilities;
 pub mod engine;
 pub mod error;
 pub mod limits;

@@ -34,25 +34,49 @@ pub struct OciPlugins {
 impl OciPlugins {
     /// A client for `config`, caching under `default_cache` unless the config names a directory.
     pub fn new(config: &OciPluginConfig, default_cache: &Path) -> OciPlugins {
-        let client = Client::new(ClientConfig { protocol: ClientProtocol::HttpsExcept(config.insecure_registries.clone()), ..Default::default() });
-        let auth = match (&config.username, config.password.as_ref().and_then(|p| p.read())) {
+        let client = Client::new(ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(config.insecure_registries.clone()),
+            ..Default::default()
+        });
+        let auth = match (
+            &config.username,
+            config.password.as_ref().and_then(|p| p.read()),
+        ) {
             (Some(user), Some(password)) => RegistryAuth::Basic(user.clone(), password),
             _ => RegistryAuth::Anonymous,
         };
-        OciPlugins { client, auth, cache: config.cache_dir.clone().unwrap_or_else(|| default_cache.to_path_buf()) }
+        OciPlugins {
+            client,
+            auth,
+            cache: config
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| default_cache.to_path_buf()),
+        }
     }
 
     fn cached(&self, manifest_digest: &str) -> (PathBuf, PathBuf) {
         let stem = manifest_digest.replace(':', "-");
-        (self.cache.join(format!("{stem}.wasm")), self.cache.join(format!("{stem}.layer")))
+        (
+            self.cache.join(format!("{stem}.wasm")),
+            self.cache.join(format!("{stem}.layer")),
+        )
     }
 
     /// The component at `reference` (`host/repository@sha256:…`).
     pub async fn pull(&self, reference: &str) -> Result<Vec<u8>, String> {
-        let parsed: Reference = reference.parse().map_err(|e| format!("not an OCI reference: {e}"))?;
-        let pinned = parsed.digest().ok_or("the reference is not pinned by digest")?.to_string();
+        let parsed: Reference = reference
+            .parse()
+            .map_err(|e| format!("not an OCI reference: {e}"))?;
+        let pinned = parsed
+            .digest()
+            .ok_or("the reference is not pinned by digest")?
+            .to_string();
         let (wasm_path, layer_path) = self.cached(&pinned);
-        if let (Ok(wasm), Ok(layer)) = (std::fs::read(&wasm_path), std::fs::read_to_string(&layer_path)) {
+        if let (Ok(wasm), Ok(layer)) = (
+            std::fs::read(&wasm_path),
+            std::fs::read_to_string(&layer_path),
+        ) {
             if format!("sha256:{}", sha256_hex(&wasm)) == layer.trim() {
                 return Ok(wasm);
             }
@@ -65,22 +89,41 @@ impl OciPlugins {
             .map_err(|e| format!("cannot get its manifest from the registry: {e}"))?;
         let got = format!("sha256:{}", sha256_hex(&body));
         if got != pinned {
-            return Err(format!("the registry's manifest has digest {got}, not the pinned {pinned}: refused"));
+            return Err(format!(
+                "the registry's manifest has digest {got}, not the pinned {pinned}: refused"
+            ));
         }
-        let manifest: OciImageManifest = serde_json::from_slice(&body).map_err(|e| format!("its manifest is not an OCI image manifest: {e}"))?;
-        let layers: Vec<_> = manifest.layers.iter().filter(|l| l.media_type == LAYER_MEDIA_TYPE || l.media_type == LEGACY_LAYER_MEDIA_TYPE).collect();
+        let manifest: OciImageManifest = serde_json::from_slice(&body)
+            .map_err(|e| format!("its manifest is not an OCI image manifest: {e}"))?;
+        let layers: Vec<_> = manifest
+            .layers
+            .iter()
+            .filter(|l| l.media_type == LAYER_MEDIA_TYPE || l.media_type == LEGACY_LAYER_MEDIA_TYPE)
+            .collect();
         let [layer] = layers.as_slice() else {
-            return Err(format!("it is not a Wasm component artifact: it needs one `{LAYER_MEDIA_TYPE}` layer, it has {}", layers.len()));
+            return Err(format!(
+                "it is not a Wasm component artifact: it needs one `{LAYER_MEDIA_TYPE}` layer, it has {}",
+                layers.len()
+            ));
         };
         let mut wasm = Vec::with_capacity(usize::try_from(layer.size).unwrap_or(0));
-        self.client.pull_blob(&parsed, *layer, &mut wasm).await.map_err(|e| match e {
-            // oci-client checks the digest as the blob streams in.
-            OciDistributionError::DigestError(e) => format!("the component blob does not match the {} its manifest names ({e}): refused", layer.digest),
-            e => format!("cannot get the component blob {}: {e}", layer.digest),
-        })?;
+        self.client
+            .pull_blob(&parsed, *layer, &mut wasm)
+            .await
+            .map_err(|e| match e {
+                // oci-client checks the digest as the blob streams in.
+                OciDistributionError::DigestError(e) => format!(
+                    "the component blob does not match the {} its manifest names ({e}): refused",
+                    layer.digest
+                ),
+                e => format!("cannot get the component blob {}: {e}", layer.digest),
+            })?;
         let got = format!("sha256:{}", sha256_hex(&wasm));
         if got != layer.digest {
-            return Err(format!("the component blob does not match the {} its manifest names (it is {got}): refused", layer.digest));
+            return Err(format!(
+                "the component blob does not match the {} its manifest names (it is {got}): refused",
+                layer.digest
+            ));
         }
         if let Err(e) = self.keep(&wasm_path, &layer_path, &wasm, &layer.digest) {
             tracing::warn!(dir = %self.cache.display(), "cannot cache the pulled plugin: {e}");
@@ -88,7 +131,13 @@ impl OciPlugins {
         Ok(wasm)
     }
 
-    fn keep(&self, wasm_path: &Path, layer_path: &Path, wasm: &[u8], layer_digest: &str) -> std::io::Result<()> {
+    fn keep(
+        &self,
+        wasm_path: &Path,
+        layer_path: &Path,
+        wasm: &[u8],
+        layer_digest: &str,
+    ) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.cache)?;
         // Written aside and renamed: a reader never sees half a component.
         let partial = wasm_path.with_extension("partial");
@@ -100,7 +149,9 @@ impl OciPlugins {
     /// Pushes `wasm` as a Wasm component artifact to `reference` (a tag); the
     /// reference pinned by the manifest's digest, as a config takes it.
     pub async fn push(&self, wasm: Vec<u8>, reference: &str) -> Result<String, String> {
-        let parsed: Reference = reference.parse().map_err(|e| format!("not an OCI reference: {e}"))?;
+        let parsed: Reference = reference
+            .parse()
+            .map_err(|e| format!("not an OCI reference: {e}"))?;
         let layer_digest = format!("sha256:{}", sha256_hex(&wasm));
         let config = json!({
             "created": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -109,15 +160,36 @@ impl OciPlugins {
             "layerDigests": [layer_digest],
         });
         let layers = [ImageLayer::new(wasm, LAYER_MEDIA_TYPE.into(), None)];
-        let config = OciConfig::new(config.to_string().into_bytes(), CONFIG_MEDIA_TYPE.into(), None);
+        let config = OciConfig::new(
+            config.to_string().into_bytes(),
+            CONFIG_MEDIA_TYPE.into(),
+            None,
+        );
         let mut manifest = OciImageManifest::build(&layers, &config, None);
         manifest.artifact_type = None;
-        let pushed = self.client.push(&parsed, &layers, config, &self.auth, Some(manifest)).await.map_err(|e| format!("cannot push to {reference}: {e}"))?;
-        let digest = pushed.manifest_url.rsplit('/').next().filter(|d| d.starts_with("sha256:")).map(String::from);
+        let pushed = self
+            .client
+            .push(&parsed, &layers, config, &self.auth, Some(manifest))
+            .await
+            .map_err(|e| format!("cannot push to {reference}: {e}"))?;
+        let digest = pushed
+            .manifest_url
+            .rsplit('/')
+            .next()
+            .filter(|d| d.starts_with("sha256:"))
+            .map(String::from);
         let digest = match digest {
             Some(d) => d,
-            None => self.client.fetch_manifest_digest(&parsed, &self.auth).await.map_err(|e| format!("pushed, but its digest cannot be read back: {e}"))?,
+            None => self
+                .client
+                .fetch_manifest_digest(&parsed, &self.auth)
+                .await
+                .map_err(|e| format!("pushed, but its digest cannot be read back: {e}"))?,
         };
-        Ok(format!("oci://{}/{}@{digest}", parsed.registry(), parsed.repository()))
+        Ok(format!(
+            "oci://{}/{}@{digest}",
+            parsed.registry(),
+            parsed.repository()
+        ))
     }
 }

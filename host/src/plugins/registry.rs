@@ -41,7 +41,10 @@ struct Stamp {
 
 fn stamp(path: &Path) -> Option<Stamp> {
     let m = std::fs::metadata(path).ok()?;
-    Some(Stamp { modified: m.modified().ok(), len: m.len() })
+    Some(Stamp {
+        modified: m.modified().ok(),
+        len: m.len(),
+    })
 }
 
 /// The loaded plugins and the runtime they run in.
@@ -60,21 +63,40 @@ impl PluginHost {
     /// Starts the runtime and loads every enabled plugin. All failures are
     /// reported together, so an operator fixes a config in one pass.
     pub async fn start(config: &Config) -> Result<Arc<Self>, Vec<LoadError>> {
-        let fuel = config.plugin_runtime.fuel.is_some() || config.plugins.values().any(|p| p.fuel.is_some());
-        let runtime = Runtime::new(&config.plugin_runtime, &config.data_dir, fuel).map_err(|reason| {
-            vec![LoadError::Rejected { plugin: "(runtime)".into(), reason }]
-        })?;
+        let fuel = config.plugin_runtime.fuel.is_some()
+            || config.plugins.values().any(|p| p.fuel.is_some());
+        let runtime =
+            Runtime::new(&config.plugin_runtime, &config.data_dir, fuel).map_err(|reason| {
+                vec![LoadError::Rejected {
+                    plugin: "(runtime)".into(),
+                    reason,
+                }]
+            })?;
         let host = PluginHost {
             runtime,
             runtime_config: config.plugin_runtime.clone(),
-            configs: RwLock::new(config.enabled_plugins().map(|(n, p)| (n.to_string(), p.clone())).collect()),
-            oci: OciPlugins::new(&config.plugin_runtime.oci, &config.data_dir.join("plugin-oci")),
+            configs: RwLock::new(
+                config
+                    .enabled_plugins()
+                    .map(|(n, p)| (n.to_string(), p.clone()))
+                    .collect(),
+            ),
+            oci: OciPlugins::new(
+                &config.plugin_runtime.oci,
+                &config.data_dir.join("plugin-oci"),
+            ),
             plugins: RwLock::default(),
             stamps: Mutex::default(),
             generation: AtomicU64::new(0),
         };
         let mut errors = Vec::new();
-        let names: Vec<String> = host.configs.read().expect("configs lock").keys().cloned().collect();
+        let names: Vec<String> = host
+            .configs
+            .read()
+            .expect("configs lock")
+            .keys()
+            .cloned()
+            .collect();
         for name in &names {
             match host.load_named(name).await {
                 Ok(p) => {
@@ -82,28 +104,47 @@ impl PluginHost {
                         plugin = %name, kind = kind_name(p.kind()), version = %p.metadata.version,
                         compiled = ?p.compiled, load_ms = p.load_time.as_secs_f64() * 1e3, "plugin loaded"
                     );
-                    host.plugins.write().expect("plugins lock").insert(name.clone(), Arc::new(p));
+                    host.plugins
+                        .write()
+                        .expect("plugins lock")
+                        .insert(name.clone(), Arc::new(p));
                 }
                 Err(e) => errors.push(e),
             }
         }
-        if errors.is_empty() { Ok(Arc::new(host)) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(Arc::new(host))
+        } else {
+            Err(errors)
+        }
     }
 
     async fn read_source(&self, name: &str, source: &PluginSource) -> Result<Vec<u8>, LoadError> {
-        let read_err = |reason: String| LoadError::Read { plugin: name.into(), source_desc: source.to_string(), reason };
+        let read_err = |reason: String| LoadError::Read {
+            plugin: name.into(),
+            source_desc: source.to_string(),
+            reason,
+        };
         match source {
             PluginSource::Path(path) => {
                 // Stamp before reading: a write that lands in between is seen next poll.
                 let before = stamp(path);
-                let bytes = tokio::fs::read(path).await.map_err(|e| read_err(e.to_string()))?;
+                let bytes = tokio::fs::read(path)
+                    .await
+                    .map_err(|e| read_err(e.to_string()))?;
                 if let Some(s) = before {
-                    self.stamps.lock().expect("stamps lock").insert(name.to_string(), s);
+                    self.stamps
+                        .lock()
+                        .expect("stamps lock")
+                        .insert(name.to_string(), s);
                 }
                 Ok(bytes)
             }
             PluginSource::Bundled(b) => bundled::get(b).map(<[u8]>::to_vec).ok_or_else(|| {
-                read_err(format!("this binary bundles no plugin `{b}` (it bundles: {})", bundled::names().join(", ")))
+                read_err(format!(
+                    "this binary bundles no plugin `{b}` (it bundles: {})",
+                    bundled::names().join(", ")
+                ))
             }),
             PluginSource::Oci(reference) => self.oci.pull(reference).await.map_err(read_err),
         }
@@ -111,18 +152,35 @@ impl PluginHost {
 
     /// The configured source of `name` and its component bytes.
     async fn fetch(&self, name: &str) -> Result<(PluginSource, PluginConfig, Vec<u8>), LoadError> {
-        let config = self.configs.read().expect("configs lock").get(name).cloned().ok_or_else(|| LoadError::Rejected {
+        let config = self
+            .configs
+            .read()
+            .expect("configs lock")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| LoadError::Rejected {
+                plugin: name.into(),
+                reason: "no such plugin in the configuration".into(),
+            })?;
+        let source = config.source(name).map_err(|e| LoadError::Rejected {
             plugin: name.into(),
-            reason: "no such plugin in the configuration".into(),
+            reason: e.to_string(),
         })?;
-        let source = config.source(name).map_err(|e| LoadError::Rejected { plugin: name.into(), reason: e.to_string() })?;
         let wasm = self.read_source(name, &source).await?;
         Ok((source, config, wasm))
     }
 
     async fn load_named(&self, name: &str) -> Result<LoadedPlugin, LoadError> {
         let (source, config, wasm) = self.fetch(name).await?;
-        loader::load(&self.runtime, name, source, &wasm, &config, &self.runtime_config).await
+        loader::load(
+            &self.runtime,
+            name,
+            source,
+            &wasm,
+            &config,
+            &self.runtime_config,
+        )
+        .await
     }
 
     /// Loads `name` again from its source and swaps it in if it changed. On
@@ -138,10 +196,26 @@ impl PluginHost {
         if !relink && old.as_ref().is_some_and(|o| o.sha256 == sha256_hex(&wasm)) {
             return Ok(Reloaded::Unchanged);
         }
-        let new = Arc::new(loader::load(&self.runtime, name, source, &wasm, &config, &self.runtime_config).await?);
-        let outcome = Reloaded::Replaced { old: old.map(|o| o.sha256.clone()).unwrap_or_default(), new: new.sha256.clone() };
+        let new = Arc::new(
+            loader::load(
+                &self.runtime,
+                name,
+                source,
+                &wasm,
+                &config,
+                &self.runtime_config,
+            )
+            .await?,
+        );
+        let outcome = Reloaded::Replaced {
+            old: old.map(|o| o.sha256.clone()).unwrap_or_default(),
+            new: new.sha256.clone(),
+        };
         tracing::info!(plugin = name, version = %new.metadata.version, sha256 = %new.sha256, "plugin replaced");
-        self.plugins.write().expect("plugins lock").insert(name.to_string(), new);
+        self.plugins
+            .write()
+            .expect("plugins lock")
+            .insert(name.to_string(), new);
         self.generation.fetch_add(1, Ordering::Release);
         Ok(outcome)
     }
@@ -178,14 +252,21 @@ impl PluginHost {
     /// new ones loaded, removed or disabled ones unloaded. A plugin that fails
     /// to load keeps its old version and its old entry.
     pub async fn reconfigure(&self, config: &Config) -> Vec<(String, Result<Reloaded, LoadError>)> {
-        let wanted: BTreeMap<String, PluginConfig> = config.enabled_plugins().map(|(n, p)| (n.to_string(), p.clone())).collect();
+        let wanted: BTreeMap<String, PluginConfig> = config
+            .enabled_plugins()
+            .map(|(n, p)| (n.to_string(), p.clone()))
+            .collect();
         let old = self.configs.read().expect("configs lock").clone();
         let mut out = Vec::new();
         for (name, entry) in &wanted {
             if old.get(name) == Some(entry) {
                 continue;
             }
-            let previous = self.configs.write().expect("configs lock").insert(name.clone(), entry.clone());
+            let previous = self
+                .configs
+                .write()
+                .expect("configs lock")
+                .insert(name.clone(), entry.clone());
             let result = self.load_again(name, true).await;
             if let Err(e) = &result {
                 tracing::error!(plugin = %name, "the changed configuration cannot be loaded, keeping the loaded version: {e}");
@@ -227,27 +308,46 @@ impl PluginHost {
 
     /// The plugin loaded as `name`.
     pub fn get(&self, name: &str) -> Option<Arc<LoadedPlugin>> {
-        self.plugins.read().expect("plugins lock").get(name).cloned()
+        self.plugins
+            .read()
+            .expect("plugins lock")
+            .get(name)
+            .cloned()
     }
 
     /// All loaded plugins, by name.
     pub fn list(&self) -> Vec<Arc<LoadedPlugin>> {
-        self.plugins.read().expect("plugins lock").values().cloned().collect()
+        self.plugins
+            .read()
+            .expect("plugins lock")
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Loaded plugins of one kind, by name.
     pub fn of_kind(&self, kind: PluginKind) -> Vec<Arc<LoadedPlugin>> {
-        self.list().into_iter().filter(|p| p.kind() == kind).collect()
+        self.list()
+            .into_iter()
+            .filter(|p| p.kind() == kind)
+            .collect()
     }
 
     fn expect(&self, name: &str, kind: PluginKind) -> Result<Arc<LoadedPlugin>, CallError> {
         self.get(name)
             .filter(|p| p.kind() == kind)
-            .ok_or_else(|| CallError::NotLoaded { plugin: name.into(), kind: kind_name(kind) })
+            .ok_or_else(|| CallError::NotLoaded {
+                plugin: name.into(),
+                kind: kind_name(kind),
+            })
     }
 
     /// Resolves `spec` with provider `name`.
-    pub async fn resolve(&self, name: &str, spec: &str) -> Result<Result<Resolution, PluginError>, CallError> {
+    pub async fn resolve(
+        &self,
+        name: &str,
+        spec: &str,
+    ) -> Result<Result<Resolution, PluginError>, CallError> {
         let p = self.expect(name, PluginKind::Provider)?;
         calls::resolve(&self.runtime, &p, spec).await
     }

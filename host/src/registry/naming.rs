@@ -43,14 +43,24 @@ pub fn safe_build_slug(slug: &str, limit: usize, hash_length: usize) -> String {
 /// `{prefix}{safe slug}:{ref}`, with `_` → `-`, lowercased.
 pub fn image_name(prefix: &str, build_slug: &str, resolved_ref: &str) -> String {
     let slug = safe_build_slug(build_slug, IMAGE_NAME_LIMIT.saturating_sub(prefix.len()), 6);
-    format!("{prefix}{slug}:{resolved_ref}").replace('_', "-").to_lowercase()
+    format!("{prefix}{slug}:{resolved_ref}")
+        .replace('_', "-")
+        .to_lowercase()
 }
 
 /// The build pod's name: `build-{safe slug}-{safe ref}`, at most 63 characters.
 pub fn build_pod_name(build_slug: &str, resolved_ref: &str) -> String {
-    let slug = safe_build_slug(build_slug, POD_NAME_LIMIT - POD_PREFIX.len() - POD_REF_LENGTH - 1, 6);
+    let slug = safe_build_slug(
+        build_slug,
+        POD_NAME_LIMIT - POD_PREFIX.len() - POD_REF_LENGTH - 1,
+        6,
+    );
     let reference = safe_build_slug(resolved_ref, POD_REF_LENGTH, 2);
-    format!("{POD_PREFIX}{slug}-{}", &reference[..reference.len().min(POD_REF_LENGTH)]).to_lowercase()
+    format!(
+        "{POD_PREFIX}{slug}-{}",
+        &reference[..reference.len().min(POD_REF_LENGTH)]
+    )
+    .to_lowercase()
 }
 
 /// An image name split into repository and tag (the tag follows the last `:`
@@ -72,20 +82,39 @@ mod tests {
     #[test]
     fn upstream_examples() {
         // binderhub's documented example: binder-examples/octave.
-        assert_eq!(safe_build_slug("binder-examples-octave", 255, 6), "binder-2dexamples-2doctave-03025a");
-        assert_eq!(image_name("", "binder-examples-octave", SHA), format!("binder-2dexamples-2doctave-03025a:{SHA}"));
+        assert_eq!(
+            safe_build_slug("binder-examples-octave", 255, 6),
+            "binder-2dexamples-2doctave-03025a"
+        );
+        assert_eq!(
+            image_name("", "binder-examples-octave", SHA),
+            format!("binder-2dexamples-2doctave-03025a:{SHA}")
+        );
         // The ref part: its first 3 characters, `-`, 2 hex digits of its sha256.
         let ref_hash = &hex::encode(Sha256::digest(SHA))[..2];
-        assert_eq!(build_pod_name("binder-examples-octave", SHA), format!("build-binder-2dexamples-2doctave-03025a-147-{ref_hash}"));
+        assert_eq!(
+            build_pod_name("binder-examples-octave", SHA),
+            format!("build-binder-2dexamples-2doctave-03025a-147-{ref_hash}")
+        );
     }
 
     #[test]
     fn prefix_case_and_underscores() {
-        let name = image_name("Registry.Example.org/Binder_Builds/i-", "Some_User-Repo", "AB_cd");
-        assert!(name.starts_with("registry.example.org/binder-builds/i-some-5fuser-2drepo-"), "{name}");
+        let name = image_name(
+            "Registry.Example.org/Binder_Builds/i-",
+            "Some_User-Repo",
+            "AB_cd",
+        );
+        assert!(
+            name.starts_with("registry.example.org/binder-builds/i-some-5fuser-2drepo-"),
+            "{name}"
+        );
         assert!(name.ends_with(":ab-cd"), "{name}");
         // The hash is of the original case: case-only differences keep apart.
-        assert_ne!(image_name("", "User-Repo", SHA), image_name("", "user-repo", SHA));
+        assert_ne!(
+            image_name("", "User-Repo", SHA),
+            image_name("", "user-repo", SHA)
+        );
     }
 
     #[test]
@@ -105,13 +134,23 @@ mod tests {
         assert_eq!(pod.len(), 63, "{pod}");
         // A URL slug (the git provider's) escapes to something pod-safe.
         let pod = build_pod_name("https://example.org/some/repo.git", "v1.0_rc");
-        assert!(pod.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'), "{pod}");
+        assert!(
+            pod.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+            "{pod}"
+        );
     }
 
     #[test]
     fn tags() {
-        assert_eq!(split_tag("127.0.0.1:5000/binder-x:abc"), ("127.0.0.1:5000/binder-x", Some("abc")));
-        assert_eq!(split_tag("127.0.0.1:5000/binder-x"), ("127.0.0.1:5000/binder-x", None));
+        assert_eq!(
+            split_tag("127.0.0.1:5000/binder-x:abc"),
+            ("127.0.0.1:5000/binder-x", Some("abc"))
+        );
+        assert_eq!(
+            split_tag("127.0.0.1:5000/binder-x"),
+            ("127.0.0.1:5000/binder-x", None)
+        );
         assert_eq!(split_tag("plain:tag"), ("plain", Some("tag")));
     }
 }

@@ -29,8 +29,20 @@ impl Browser {
         let (r, w) = (chrome_reads.as_raw_fd(), chrome_writes.as_raw_fd());
         let mut command = Command::new("chromium");
         command
-            .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
-            .args(["--disable-sync", "--no-first-run", "--disable-quic", "--window-size=1100,900", "--remote-debugging-pipe"])
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+            ])
+            .args([
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+                "--window-size=1100,900",
+                "--remote-debugging-pipe",
+            ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -44,13 +56,19 @@ impl Browser {
                 Ok(())
             });
         }
-        let child = command.spawn().expect("chromium (Debian package chromium; scripts/setup.sh installs it)");
+        let child = command
+            .spawn()
+            .expect("chromium (Debian package chromium; scripts/setup.sh installs it)");
         drop((chrome_reads, chrome_writes));
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut reader = BufReader::new(from_chrome);
             let mut buf = Vec::new();
-            while reader.read_until(0, &mut buf).map(|n| n > 0).unwrap_or(false) {
+            while reader
+                .read_until(0, &mut buf)
+                .map(|n| n > 0)
+                .unwrap_or(false)
+            {
                 buf.pop();
                 if let Ok(v) = serde_json::from_slice(&buf) {
                     if tx.send(v).is_err() {
@@ -60,10 +78,21 @@ impl Browser {
                 buf.clear();
             }
         });
-        let mut browser = Browser { child, to_browser, from_browser: rx, next_id: 0, session: String::new(), _profile: profile };
+        let mut browser = Browser {
+            child,
+            to_browser,
+            from_browser: rx,
+            next_id: 0,
+            session: String::new(),
+            _profile: profile,
+        };
         let target = browser.call(None, "Target.createTarget", json!({ "url": "about:blank" }));
         let target_id = target["targetId"].as_str().unwrap().to_string();
-        let attached = browser.call(None, "Target.attachToTarget", json!({ "targetId": target_id, "flatten": true }));
+        let attached = browser.call(
+            None,
+            "Target.attachToTarget",
+            json!({ "targetId": target_id, "flatten": true }),
+        );
         browser.session = attached["sessionId"].as_str().unwrap().to_string();
         browser
     }
@@ -81,7 +110,10 @@ impl Browser {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let reply = self.from_browser.recv_timeout(left).unwrap_or_else(|_| panic!("Chromium did not answer {method}"));
+            let reply = self
+                .from_browser
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("Chromium did not answer {method}"));
             if reply["id"] == id {
                 assert!(reply.get("error").is_none(), "{method}: {reply}");
                 return reply["result"].clone();
@@ -98,19 +130,31 @@ impl Browser {
     /// Evaluates `expression` in the page; its value as JSON (null while the page is between documents).
     pub fn eval(&mut self, expression: &str) -> Value {
         let session = self.session.clone();
-        let r = self.call(Some(&session), "Runtime.evaluate", json!({ "expression": expression, "returnByValue": true }));
+        let r = self.call(
+            Some(&session),
+            "Runtime.evaluate",
+            json!({ "expression": expression, "returnByValue": true }),
+        );
         r["result"]["value"].clone()
     }
 
     /// Polls `expression` until `done` accepts its value; panics after `timeout`.
-    pub fn wait_for(&mut self, expression: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_for(
+        &mut self,
+        expression: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let v = self.eval(expression);
             if done(&v) {
                 return v;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for `{expression}`; last value {v}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for `{expression}`; last value {v}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -119,8 +163,14 @@ impl Browser {
     pub fn screenshot(&mut self) -> Vec<u8> {
         use base64::Engine as _;
         let session = self.session.clone();
-        let r = self.call(Some(&session), "Page.captureScreenshot", json!({ "format": "png" }));
-        base64::engine::general_purpose::STANDARD.decode(r["data"].as_str().unwrap()).unwrap()
+        let r = self.call(
+            Some(&session),
+            "Page.captureScreenshot",
+            json!({ "format": "png" }),
+        );
+        base64::engine::general_purpose::STANDARD
+            .decode(r["data"].as_str().unwrap())
+            .unwrap()
     }
 }
 

@@ -13,7 +13,8 @@ use super::GitDaemon;
 use super::registry::OciRegistry;
 
 /// A repository whose Dockerfile copies its content where repo2docker would.
-pub const DOCKERFILE: &[u8] = b"FROM bindery-test/jupyter:1\nCOPY --chown=1000:1000 . /home/jovyan/\n";
+pub const DOCKERFILE: &[u8] =
+    b"FROM bindery-test/jupyter:1\nCOPY --chown=1000:1000 . /home/jovyan/\n";
 
 /// Incompressible bytes (xorshift), for repositories of a given size.
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {
@@ -39,15 +40,27 @@ pub fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| {
         let printed = super::run_script("engine.sh");
-        let value = |key: &str| printed.get(key).unwrap_or_else(|| panic!("{key} in {printed:?}")).clone();
-        Engine { docker_host: value("DOCKER_HOST"), repo2docker: value("REPO2DOCKER").into() }
+        let value = |key: &str| {
+            printed
+                .get(key)
+                .unwrap_or_else(|| panic!("{key} in {printed:?}"))
+                .clone()
+        };
+        Engine {
+            docker_host: value("DOCKER_HOST"),
+            repo2docker: value("REPO2DOCKER").into(),
+        }
     })
 }
 
 impl Engine {
     /// Runs the docker CLI against the engine.
     pub fn docker(&self, args: &[&str]) -> Output {
-        Command::new("docker").env("DOCKER_HOST", &self.docker_host).args(args).output().expect("docker CLI")
+        Command::new("docker")
+            .env("DOCKER_HOST", &self.docker_host)
+            .args(args)
+            .output()
+            .expect("docker CLI")
     }
 }
 
@@ -65,7 +78,11 @@ fn git(dir: &Path, args: &[&str]) -> String {
         .args(args)
         .output()
         .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -96,7 +113,10 @@ impl TestRepo {
             git(self.work.path(), &["rm", "-rq", path]);
         }
         git(self.work.path(), &["add", "-A"]);
-        git(self.work.path(), &["commit", "-qm", "change", "--allow-empty"]);
+        git(
+            self.work.path(),
+            &["commit", "-qm", "change", "--allow-empty"],
+        );
         git(self.work.path(), &["push", "-q", "origin", "HEAD:main"]);
         git(self.work.path(), &["rev-parse", "HEAD"])
     }
@@ -105,7 +125,11 @@ impl TestRepo {
 /// Serves an empty list of Dataverse installations: repo2docker asks GitHub
 /// for one before picking a content provider, and GitHub is not reachable here.
 async fn dataverse_list() -> String {
-    let (port, _) = super::http_server(br#"{"installations": []}"#.to_vec(), std::time::Duration::ZERO).await;
+    let (port, _) = super::http_server(
+        br#"{"installations": []}"#.to_vec(),
+        std::time::Duration::ZERO,
+    )
+    .await;
     format!("http://127.0.0.1:{port}/installations.json")
 }
 
@@ -113,12 +137,17 @@ async fn dataverse_list() -> String {
 /// (Dockerfile repositories layered too), the engine and the registry.
 pub async fn build_config(data: &std::path::Path, registry: &OciRegistry) -> Config {
     let mut c = super::service::config(data, Some(registry));
-    c.build.local.env.insert("R2D_DATAVERSE_INSTALLATIONS_URL".into(), dataverse_list().await);
+    c.build.local.env.insert(
+        "R2D_DATAVERSE_INSTALLATIONS_URL".into(),
+        dataverse_list().await,
+    );
     for (name, plugin) in c.plugins.iter_mut() {
         plugin.enabled |= name == "layer-first";
     }
     let strategy = c.plugins.get_mut("layer-first").unwrap();
-    strategy.config.insert("layer_dockerfile".into(), "true".into());
+    strategy
+        .config
+        .insert("layer_dockerfile".into(), "true".into());
     strategy.config.insert("timeout_secs".into(), "300".into());
     c.build.local.command = engine().repo2docker.clone();
     c.build.local.docker_host = Some(engine().docker_host.clone());
@@ -127,4 +156,3 @@ pub async fn build_config(data: &std::path::Path, registry: &OciRegistry) -> Con
     c.registry.timeout_ms = 30_000;
     c
 }
-

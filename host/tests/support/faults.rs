@@ -18,8 +18,22 @@ pub struct SmallDisk {
 impl SmallDisk {
     pub fn mount(bytes: u64) -> SmallDisk {
         let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "bindery-test"]).arg(dir.path()).output().unwrap();
-        assert!(out.status.success(), "a size-limited tmpfs cannot be mounted (needs root): {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={bytes}"),
+                "bindery-test",
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "a size-limited tmpfs cannot be mounted (needs root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         SmallDisk { dir }
     }
 
@@ -29,14 +43,33 @@ impl SmallDisk {
 
     /// Grows or shrinks the filesystem, keeping what is on it.
     pub fn resize(&self, bytes: u64) {
-        let out = Command::new("mount").args(["-o", &format!("remount,size={bytes}")]).arg(self.path()).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,size={bytes}")])
+            .arg(self.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Bytes in use.
     pub fn used(&self) -> u64 {
-        let out = Command::new("df").args(["-B1", "--output=used"]).arg(self.path()).output().unwrap();
-        String::from_utf8(out.stdout).unwrap().lines().nth(1).unwrap().trim().parse().unwrap()
+        let out = Command::new("df")
+            .args(["-B1", "--output=used"])
+            .arg(self.path())
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     /// Every file left on it, relative to its root.
@@ -59,7 +92,10 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).output();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .output();
     }
 }
 
@@ -88,7 +124,10 @@ impl CutProxy {
     pub async fn start(upstream: u16) -> CutProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let (mode, pattern) = (Arc::new(AtomicU8::new(PASS)), Arc::new(std::sync::Mutex::new(String::new())));
+        let (mode, pattern) = (
+            Arc::new(AtomicU8::new(PASS)),
+            Arc::new(std::sync::Mutex::new(String::new())),
+        );
         let (m, p) = (mode.clone(), pattern.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
@@ -98,7 +137,12 @@ impl CutProxy {
                 });
             }
         });
-        CutProxy { port, mode, pattern, task }
+        CutProxy {
+            port,
+            mode,
+            pattern,
+            task,
+        }
     }
 
     /// Cuts the upstream off at the first request line containing `pattern`.
@@ -118,7 +162,12 @@ impl CutProxy {
     }
 }
 
-async fn relay(mut client: TcpStream, upstream: u16, mode: &AtomicU8, pattern: &std::sync::Mutex<String>) -> std::io::Result<()> {
+async fn relay(
+    mut client: TcpStream,
+    upstream: u16,
+    mode: &AtomicU8,
+    pattern: &std::sync::Mutex<String>,
+) -> std::io::Result<()> {
     if mode.load(Ordering::SeqCst) == DOWN {
         return Ok(());
     }
@@ -136,11 +185,18 @@ async fn relay(mut client: TcpStream, upstream: u16, mode: &AtomicU8, pattern: &
     };
     let text = String::from_utf8_lossy(&head[..end]).into_owned();
     let request_line = text.lines().next().unwrap_or_default();
-    if mode.load(Ordering::SeqCst) == CUT_ON_MATCH && request_line.contains(pattern.lock().unwrap().as_str()) {
+    if mode.load(Ordering::SeqCst) == CUT_ON_MATCH
+        && request_line.contains(pattern.lock().unwrap().as_str())
+    {
         mode.store(DOWN, Ordering::SeqCst);
         return Ok(());
     }
-    let mut rewritten: String = text.trim_end().lines().filter(|l| !l.to_ascii_lowercase().starts_with("connection:")).map(|l| format!("{l}\r\n")).collect();
+    let mut rewritten: String = text
+        .trim_end()
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
     rewritten.push_str("Connection: close\r\n\r\n");
     let mut server = TcpStream::connect(("127.0.0.1", upstream)).await?;
     server.write_all(rewritten.as_bytes()).await?;

@@ -24,8 +24,17 @@ fn installed() -> &'static Installed {
     static INSTALLED: OnceLock<Installed> = OnceLock::new();
     INSTALLED.get_or_init(|| {
         let printed = super::run_script("hub.sh");
-        let value = |key: &str| PathBuf::from(printed.get(key).unwrap_or_else(|| panic!("{key} in {printed:?}")));
-        Installed { jupyterhub: value("JUPYTERHUB"), chp: value("CHP") }
+        let value = |key: &str| {
+            PathBuf::from(
+                printed
+                    .get(key)
+                    .unwrap_or_else(|| panic!("{key} in {printed:?}")),
+            )
+        };
+        Installed {
+            jupyterhub: value("JUPYTERHUB"),
+            chp: value("CHP"),
+        }
     })
 }
 
@@ -43,7 +52,11 @@ pub struct JupyterHub {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl JupyterHub {
@@ -66,7 +79,14 @@ impl JupyterHub {
             .env("HUB_CHP", &tools.chp)
             .env("HUB_SERVICE_TOKEN", &token)
             .env("HUB_CONTAINER_PREFIX", &containers)
-            .env("PATH", format!("{}:{}", tools.jupyterhub.parent().unwrap().display(), std::env::var("PATH").unwrap_or_default()))
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    tools.jupyterhub.parent().unwrap().display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("hub.log")).unwrap())
             .spawn()
@@ -86,7 +106,11 @@ impl JupyterHub {
                     break;
                 }
             }
-            assert!(Instant::now() < deadline, "JupyterHub did not start:\n{}", hub.log());
+            assert!(
+                Instant::now() < deadline,
+                "JupyterHub did not start:\n{}",
+                hub.log()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         hub
@@ -103,15 +127,27 @@ impl JupyterHub {
     }
 
     /// The same, with a JSON body.
-    pub async fn api_with(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = reqwest::Client::new().request(method, format!("{}{path}", self.api)).header("authorization", format!("token {}", self.token));
+    pub async fn api_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.api))
+            .header("authorization", format!("token {}", self.token));
         if let Some(body) = body {
-            request = request.header("content-type", "application/json").body(body.to_string());
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
         }
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         let body = response.text().await.unwrap();
-        (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+        (
+            status,
+            serde_json::from_str(&body).unwrap_or(Value::String(body)),
+        )
     }
 
     /// Every user with their servers.
@@ -127,7 +163,12 @@ impl JupyterHub {
         let _ = self.child.wait();
         self.kill_proxy();
         let e = engine();
-        let listed = e.docker(&["ps", "-aq", "--filter", &format!("name=^{}-", self.containers)]);
+        let listed = e.docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("name=^{}-", self.containers),
+        ]);
         for id in String::from_utf8_lossy(&listed.stdout).split_whitespace() {
             e.docker(&["rm", "-f", id]);
         }
@@ -161,7 +202,12 @@ impl Drop for JupyterHub {
 
 /// The service's config for the hub at `hub_url` (which need not be there),
 /// with the registry at `registry`.
-pub fn launch_config(data: &std::path::Path, registry: &super::registry::OciRegistry, hub_url: &str, token: &str) -> bindery::config::Config {
+pub fn launch_config(
+    data: &std::path::Path,
+    registry: &super::registry::OciRegistry,
+    hub_url: &str,
+    token: &str,
+) -> bindery::config::Config {
     let mut c = super::service::config(data, Some(registry));
     c.hub.url = Some(hub_url.parse().unwrap());
     // The token by file, as a mounted Secret gives it.
@@ -179,7 +225,9 @@ pub fn launch_config(data: &std::path::Path, registry: &super::registry::OciRegi
 pub async fn launch_service(c: bindery::config::Config) -> super::service::Service {
     use std::sync::Arc;
     let hub = Arc::new(bindery::hub::Hub::new(&c.hub).unwrap().unwrap());
-    let launcher: Arc<dyn bindery::launch::Launcher> = Arc::new(bindery::launch::hub::HubLauncher::new(hub, &c.hub, &c.quota));
+    let launcher: Arc<dyn bindery::launch::Launcher> = Arc::new(
+        bindery::launch::hub::HubLauncher::new(hub, &c.hub, &c.quota),
+    );
     super::service::Service::start_with(c, bindery::api::Builds::Off, Some(launcher)).await
 }
 
@@ -187,15 +235,26 @@ pub async fn launch_service(c: bindery::config::Config) -> super::service::Servi
 /// image (without the repository's files: the builds tests cover those),
 /// tagged and pushed under the name Bindery gives the revision. The
 /// repository, the revision and the image.
-pub async fn built_repo(registry: &super::registry::OciRegistry) -> (super::engine::TestRepo, String, String) {
+pub async fn built_repo(
+    registry: &super::registry::OciRegistry,
+) -> (super::engine::TestRepo, String, String) {
     let repo = super::engine::TestRepo::new();
     let sha = repo.commit(&[("README.md", b"# launched\n")], &[]);
-    let slug = bindery::registry::naming::safe_build_slug(&repo.url, 255 - registry.host().len() - 7, 6);
+    let slug =
+        bindery::registry::naming::safe_build_slug(&repo.url, 255 - registry.host().len() - 7, 6);
     let image = format!("{}/binder-{slug}:{sha}", registry.host());
     let e = engine();
-    assert!(e.docker(&["tag", "bindery-test/jupyter:1", &image]).status.success());
+    assert!(
+        e.docker(&["tag", "bindery-test/jupyter:1", &image])
+            .status
+            .success()
+    );
     let pushed = e.docker(&["push", "-q", &image]);
-    assert!(pushed.status.success(), "{}", String::from_utf8_lossy(&pushed.stderr));
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
     (repo, sha, image)
 }
 
@@ -223,15 +282,30 @@ impl PaginatedHub {
         use std::collections::HashMap;
         use std::sync::atomic::Ordering;
         use std::sync::{Arc, Mutex};
-        type Shared = (Arc<Mutex<Vec<(String, String)>>>, Arc<std::sync::atomic::AtomicUsize>, Arc<Mutex<Vec<String>>>);
+        type Shared = (
+            Arc<Mutex<Vec<(String, String)>>>,
+            Arc<std::sync::atomic::AtomicUsize>,
+            Arc<Mutex<Vec<String>>>,
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/", listener.local_addr().unwrap());
-        let shared: Shared = (Arc::new(Mutex::new(users)), Default::default(), Default::default());
-        async fn list(State((users, n, _)): State<Shared>, Query(q): Query<HashMap<String, String>>) -> axum::Json<Value> {
+        let shared: Shared = (
+            Arc::new(Mutex::new(users)),
+            Default::default(),
+            Default::default(),
+        );
+        async fn list(
+            State((users, n, _)): State<Shared>,
+            Query(q): Query<HashMap<String, String>>,
+        ) -> axum::Json<Value> {
             n.fetch_add(1, Ordering::SeqCst);
             let users = users.lock().unwrap();
             let offset: usize = q.get("offset").and_then(|o| o.parse().ok()).unwrap_or(0);
-            let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(200).min(200);
+            let limit: usize = q
+                .get("limit")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(200)
+                .min(200);
             let items: Vec<Value> = users
                 .iter()
                 .skip(offset)
@@ -243,9 +317,14 @@ impl PaginatedHub {
                 })
                 .collect();
             let next = (offset + limit < users.len()).then(|| serde_json::json!({ "offset": offset + limit, "limit": limit, "url": format!("users?state=ready&offset={}&limit={limit}", offset + limit) }));
-            axum::Json(serde_json::json!({ "items": items, "_pagination": { "offset": offset, "limit": limit, "total": users.len(), "next": next } }))
+            axum::Json(
+                serde_json::json!({ "items": items, "_pagination": { "offset": offset, "limit": limit, "total": users.len(), "next": next } }),
+            )
         }
-        async fn stop(State((_, n, deleted)): State<Shared>, Path(name): Path<String>) -> axum::http::StatusCode {
+        async fn stop(
+            State((_, n, deleted)): State<Shared>,
+            Path(name): Path<String>,
+        ) -> axum::http::StatusCode {
             n.fetch_add(1, Ordering::SeqCst);
             if name.starts_with("slow-") {
                 return axum::http::StatusCode::ACCEPTED;
@@ -253,7 +332,10 @@ impl PaginatedHub {
             deleted.lock().unwrap().push(format!("{name}/server"));
             axum::http::StatusCode::NO_CONTENT
         }
-        async fn delete_user(State((users, n, deleted)): State<Shared>, Path(name): Path<String>) -> axum::http::StatusCode {
+        async fn delete_user(
+            State((users, n, deleted)): State<Shared>,
+            Path(name): Path<String>,
+        ) -> axum::http::StatusCode {
             n.fetch_add(1, Ordering::SeqCst);
             users.lock().unwrap().retain(|(u, _)| *u != name);
             deleted.lock().unwrap().push(name);
@@ -265,6 +347,11 @@ impl PaginatedHub {
             .route("/hub/api/users/{name}", axum::routing::delete(delete_user))
             .with_state(shared.clone());
         let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        PaginatedHub { url, requests: shared.1, deleted: shared.2, server }
+        PaginatedHub {
+            url,
+            requests: shared.1,
+            deleted: shared.2,
+            server,
+        }
     }
 }

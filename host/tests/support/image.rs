@@ -13,8 +13,25 @@ pub fn build(binary: &Path, tag: &str) {
     std::fs::copy(binary, context.path().join("bindery")).unwrap();
     let dockerfile = super::workspace().join("Dockerfile");
     let out = engine().docker(&[
-        "build", "-q", "--network", "host", "-f", dockerfile.to_str().unwrap(), "--target", "prebuilt",
-        "--build-arg", "BASE=bindery-test/debian:bookworm", "--build-arg", "BINARY=bindery", "-t", tag, context.path().to_str().unwrap(),
+        "build",
+        "-q",
+        "--network",
+        "host",
+        "-f",
+        dockerfile.to_str().unwrap(),
+        "--target",
+        "prebuilt",
+        "--build-arg",
+        "BASE=bindery-test/debian:bookworm",
+        "--build-arg",
+        "BINARY=bindery",
+        "-t",
+        tag,
+        context.path().to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "docker build: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "docker build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

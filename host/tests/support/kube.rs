@@ -52,7 +52,10 @@ struct PodLog {
 
 impl PodLog {
     fn new() -> Arc<PodLog> {
-        Arc::new(PodLog { output: Mutex::default(), changed: watch::channel(()).0 })
+        Arc::new(PodLog {
+            output: Mutex::default(),
+            changed: watch::channel(()).0,
+        })
     }
     fn push(&self, line: String) {
         self.output.lock().unwrap().lines.push(line);
@@ -119,40 +122,84 @@ impl KubeApi {
     pub async fn start() -> KubeApi {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let shared = Arc::new(Shared { inner: Mutex::default(), changes: broadcast::channel(1024).0, images: Mutex::default() });
+        let shared = Arc::new(Shared {
+            inner: Mutex::default(),
+            changes: broadcast::channel(1024).0,
+            images: Mutex::default(),
+        });
         let app = axum::Router::new()
-            .route("/api/v1/namespaces/{ns}/pods", get(list_or_watch).post(create))
-            .route("/api/v1/namespaces/{ns}/pods/{name}", get(read).delete(delete))
+            .route(
+                "/api/v1/namespaces/{ns}/pods",
+                get(list_or_watch).post(create),
+            )
+            .route(
+                "/api/v1/namespaces/{ns}/pods/{name}",
+                get(read).delete(delete),
+            )
             .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(logs))
-            .route("/apis/coordination.k8s.io/v1/namespaces/{ns}/leases", axum::routing::post(create_lease))
-            .route("/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}", get(read_lease).put(replace_lease))
+            .route(
+                "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
+                axum::routing::post(create_lease),
+            )
+            .route(
+                "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}",
+                get(read_lease).put(replace_lease),
+            )
             .with_state(shared.clone());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        KubeApi { url, shared, server }
+        KubeApi {
+            url,
+            shared,
+            server,
+        }
     }
 
     /// Pods of `image` run `command` followed by the container's args after the first.
     pub fn run_image(&self, image: &str, command: &[&str]) {
-        self.shared.images.lock().unwrap().insert(image.into(), command.iter().map(|s| s.to_string()).collect());
+        self.shared.images.lock().unwrap().insert(
+            image.into(),
+            command.iter().map(|s| s.to_string()).collect(),
+        );
     }
 
     /// The pods created through the API, as created, in order (a `409` is not a creation).
     pub fn created(&self) -> Vec<Pod> {
-        self.shared.inner.lock().unwrap().created.iter().map(|p| serde_json::from_value(p.clone()).unwrap()).collect()
+        self.shared
+            .inner
+            .lock()
+            .unwrap()
+            .created
+            .iter()
+            .map(|p| serde_json::from_value(p.clone()).unwrap())
+            .collect()
     }
 
     /// A pod as the server holds it.
     pub fn pod(&self, namespace: &str, name: &str) -> Option<Pod> {
-        let pod = self.shared.inner.lock().unwrap().pods.get(&key(namespace, name)).cloned()?;
+        let pod = self
+            .shared
+            .inner
+            .lock()
+            .unwrap()
+            .pods
+            .get(&key(namespace, name))
+            .cloned()?;
         Some(serde_json::from_value(pod).unwrap())
     }
 
     /// Names of the pods in `namespace`.
     pub fn pods(&self, namespace: &str) -> Vec<String> {
         let prefix = format!("{namespace}/");
-        self.shared.inner.lock().unwrap().pods.keys().filter_map(|k| k.strip_prefix(&prefix).map(String::from)).collect()
+        self.shared
+            .inner
+            .lock()
+            .unwrap()
+            .pods
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix).map(String::from))
+            .collect()
     }
 
     /// Puts a pod as it is (status and timestamps included), with no kubelet behind it.
@@ -163,13 +210,27 @@ impl KubeApi {
 
     /// What the kubelet does when the node runs out of disk: the pod fails, evicted.
     pub fn evict(&self, namespace: &str, name: &str) {
-        if let Some(kubelet) = self.shared.inner.lock().unwrap().kubelets.remove(&key(namespace, name)) {
+        if let Some(kubelet) = self
+            .shared
+            .inner
+            .lock()
+            .unwrap()
+            .kubelets
+            .remove(&key(namespace, name))
+        {
             kubelet.abort();
         }
         update(&self.shared, namespace, name, |pod| {
             pod["status"] = json!({ "phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: ephemeral-storage." });
         });
-        if let Some(log) = self.shared.inner.lock().unwrap().logs.get(&key(namespace, name)) {
+        if let Some(log) = self
+            .shared
+            .inner
+            .lock()
+            .unwrap()
+            .logs
+            .get(&key(namespace, name))
+        {
             log.close();
         }
     }
@@ -178,11 +239,28 @@ impl KubeApi {
     pub async fn wait_for_log(&self, namespace: &str, name: &str, text: &str) {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let log = self.shared.inner.lock().unwrap().logs.get(&key(namespace, name)).cloned();
-            if log.is_some_and(|l| l.output.lock().unwrap().lines.iter().any(|line| line.contains(text))) {
+            let log = self
+                .shared
+                .inner
+                .lock()
+                .unwrap()
+                .logs
+                .get(&key(namespace, name))
+                .cloned();
+            if log.is_some_and(|l| {
+                l.output
+                    .lock()
+                    .unwrap()
+                    .lines
+                    .iter()
+                    .any(|line| line.contains(text))
+            }) {
                 return;
             }
-            assert!(std::time::Instant::now() < deadline, "pod {name} never logged {text:?}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pod {name} never logged {text:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -191,11 +269,21 @@ impl KubeApi {
     pub async fn wait_for_phase(&self, namespace: &str, name: &str, phase: &str) {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let now = self.shared.inner.lock().unwrap().pods.get(&key(namespace, name)).map(|p| p["status"]["phase"].clone());
+            let now = self
+                .shared
+                .inner
+                .lock()
+                .unwrap()
+                .pods
+                .get(&key(namespace, name))
+                .map(|p| p["status"]["phase"].clone());
             if now.as_ref().and_then(Value::as_str) == Some(phase) {
                 return;
             }
-            assert!(std::time::Instant::now() < deadline, "pod {name} never reached {phase}: {now:?}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pod {name} never reached {phase}: {now:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -203,14 +291,33 @@ impl KubeApi {
 
 /// Stores `pod` with a new resource version and tells the watches.
 fn store(shared: &Shared, namespace: &str, name: &str, kind: &'static str, pod: Value) -> Value {
-    store_in(&mut shared.inner.lock().unwrap(), &shared.changes, namespace, name, kind, pod)
+    store_in(
+        &mut shared.inner.lock().unwrap(),
+        &shared.changes,
+        namespace,
+        name,
+        kind,
+        pod,
+    )
 }
 
-fn store_in(inner: &mut Inner, changes: &broadcast::Sender<Change>, namespace: &str, name: &str, kind: &'static str, mut pod: Value) -> Value {
+fn store_in(
+    inner: &mut Inner,
+    changes: &broadcast::Sender<Change>,
+    namespace: &str,
+    name: &str,
+    kind: &'static str,
+    mut pod: Value,
+) -> Value {
     inner.rv += 1;
     pod["metadata"]["resourceVersion"] = json!(inner.rv.to_string());
     pod["metadata"]["namespace"] = json!(namespace);
-    let change = Change { rv: inner.rv, namespace: namespace.into(), kind, pod: pod.clone() };
+    let change = Change {
+        rv: inner.rv,
+        namespace: namespace.into(),
+        kind,
+        pod: pod.clone(),
+    };
     if kind == "DELETED" {
         inner.pods.remove(&key(namespace, name));
     } else {
@@ -223,20 +330,38 @@ fn store_in(inner: &mut Inner, changes: &broadcast::Sender<Change>, namespace: &
 }
 
 fn update(shared: &Shared, namespace: &str, name: &str, change: impl FnOnce(&mut Value)) {
-    let Some(mut pod) = shared.inner.lock().unwrap().pods.get(&key(namespace, name)).cloned() else { return };
+    let Some(mut pod) = shared
+        .inner
+        .lock()
+        .unwrap()
+        .pods
+        .get(&key(namespace, name))
+        .cloned()
+    else {
+        return;
+    };
     change(&mut pod);
     store(shared, namespace, name, "MODIFIED", pod);
 }
 
 /// `k=v,k2=v2` (and `!=`) against `fields`.
-fn selected(selector: Option<&str>, value: impl Fn(&str) -> Option<String>) -> Result<bool, String> {
-    for term in selector.unwrap_or_default().split(',').filter(|t| !t.is_empty()) {
+fn selected(
+    selector: Option<&str>,
+    value: impl Fn(&str) -> Option<String>,
+) -> Result<bool, String> {
+    for term in selector
+        .unwrap_or_default()
+        .split(',')
+        .filter(|t| !t.is_empty())
+    {
         let (k, want, equal) = if let Some((k, v)) = term.split_once("!=") {
             (k, v, false)
         } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
             (k, v, true)
         } else {
-            return Err(format!("unable to parse requirement: {term:?}: found '', expected: '=', '!=' or '=='"));
+            return Err(format!(
+                "unable to parse requirement: {term:?}: found '', expected: '=', '!=' or '=='"
+            ));
         };
         if (value(k).as_deref() == Some(want)) != equal {
             return Ok(false);
@@ -246,7 +371,9 @@ fn selected(selector: Option<&str>, value: impl Fn(&str) -> Option<String>) -> R
 }
 
 fn matches(pod: &Value, q: &HashMap<String, String>) -> Result<bool, String> {
-    let labels = selected(q.get("labelSelector").map(String::as_str), |k| pod["metadata"]["labels"][k].as_str().map(String::from))?;
+    let labels = selected(q.get("labelSelector").map(String::as_str), |k| {
+        pod["metadata"]["labels"][k].as_str().map(String::from)
+    })?;
     let fields = selected(q.get("fieldSelector").map(String::as_str), |k| match k {
         "metadata.name" => pod["metadata"]["name"].as_str().map(String::from),
         "metadata.namespace" => pod["metadata"]["namespace"].as_str().map(String::from),
@@ -257,19 +384,42 @@ fn matches(pod: &Value, q: &HashMap<String, String>) -> Result<bool, String> {
     Ok(labels && fields)
 }
 
-async fn list_or_watch(State(shared): State<Arc<Shared>>, Path(ns): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
-    if let Some(field) = q.get("fieldSelector").into_iter().flat_map(|s| s.split(',')).find(|t| {
-        let k = t.split(['=', '!']).next().unwrap_or_default();
-        !["metadata.name", "metadata.namespace", "status.phase", "spec.nodeName"].contains(&k)
-    }) {
-        return status(400, "BadRequest", format!("field label not supported: {field}"));
+async fn list_or_watch(
+    State(shared): State<Arc<Shared>>,
+    Path(ns): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(field) = q
+        .get("fieldSelector")
+        .into_iter()
+        .flat_map(|s| s.split(','))
+        .find(|t| {
+            let k = t.split(['=', '!']).next().unwrap_or_default();
+            ![
+                "metadata.name",
+                "metadata.namespace",
+                "status.phase",
+                "spec.nodeName",
+            ]
+            .contains(&k)
+        })
+    {
+        return status(
+            400,
+            "BadRequest",
+            format!("field label not supported: {field}"),
+        );
     }
     if q.get("watch").map(String::as_str) == Some("true") {
         return watch_pods(shared, ns, q);
     }
     let inner = shared.inner.lock().unwrap();
     let mut items = Vec::new();
-    for pod in inner.pods.values().filter(|p| p["metadata"]["namespace"] == ns.as_str()) {
+    for pod in inner
+        .pods
+        .values()
+        .filter(|p| p["metadata"]["namespace"] == ns.as_str())
+    {
         match matches(pod, &q) {
             Ok(true) => items.push(pod.clone()),
             Ok(false) => {}
@@ -282,17 +432,37 @@ async fn list_or_watch(State(shared): State<Arc<Shared>>, Path(ns): Path<String>
 /// Changes after `resourceVersion`, as newline-separated watch events, until
 /// `timeoutSeconds` or the client leaves.
 fn watch_pods(shared: Arc<Shared>, ns: String, q: HashMap<String, String>) -> Response {
-    let since: u64 = q.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let timeout = Duration::from_secs(q.get("timeoutSeconds").and_then(|v| v.parse().ok()).unwrap_or(1800));
+    let since: u64 = q
+        .get("resourceVersion")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let timeout = Duration::from_secs(
+        q.get("timeoutSeconds")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1800),
+    );
     let (past, mut live) = {
         let inner = shared.inner.lock().unwrap();
-        (inner.history.iter().filter(|c| c.rv > since).cloned().collect::<Vec<_>>(), shared.changes.subscribe())
+        (
+            inner
+                .history
+                .iter()
+                .filter(|c| c.rv > since)
+                .cloned()
+                .collect::<Vec<_>>(),
+            shared.changes.subscribe(),
+        )
     };
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
         let send = |change: &Change| {
             let wanted = change.namespace == ns && matches(&change.pod, &q).unwrap_or(false);
-            wanted.then(|| Bytes::from(format!("{}\n", json!({ "type": change.kind, "object": change.pod }))))
+            wanted.then(|| {
+                Bytes::from(format!(
+                    "{}\n",
+                    json!({ "type": change.kind, "object": change.pod })
+                ))
+            })
         };
         let mut last = since;
         for change in &past {
@@ -317,28 +487,73 @@ fn watch_pods(shared: Arc<Shared>, ns: String, q: HashMap<String, String>) -> Re
         })
         .await;
     });
-    let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) });
-    Response::builder().header("content-type", "application/json").body(Body::from_stream(body)).unwrap()
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(Body::from_stream(body))
+        .unwrap()
 }
 
-async fn create(State(shared): State<Arc<Shared>>, Path(ns): Path<String>, body: Bytes) -> Response {
+async fn create(
+    State(shared): State<Arc<Shared>>,
+    Path(ns): Path<String>,
+    body: Bytes,
+) -> Response {
     let pod: Pod = match serde_json::from_slice(&body) {
         Ok(pod) => pod,
-        Err(e) => return status(400, "BadRequest", format!("the body of the request was in an unknown format: {e}")),
+        Err(e) => {
+            return status(
+                400,
+                "BadRequest",
+                format!("the body of the request was in an unknown format: {e}"),
+            );
+        }
     };
-    let Some(name) = pod.metadata.name.clone() else { return status(422, "Invalid", "Pod \"\" is invalid: metadata.name: Required value".into()) };
-    let dns_label = name.len() <= 63 && !name.starts_with('-') && !name.ends_with('-') && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let Some(name) = pod.metadata.name.clone() else {
+        return status(
+            422,
+            "Invalid",
+            "Pod \"\" is invalid: metadata.name: Required value".into(),
+        );
+    };
+    let dns_label = name.len() <= 63
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if !dns_label {
-        return status(422, "Invalid", format!("Pod {name:?} is invalid: metadata.name: Invalid value: a lowercase RFC 1123 label must be at most 63 characters"));
+        return status(
+            422,
+            "Invalid",
+            format!(
+                "Pod {name:?} is invalid: metadata.name: Invalid value: a lowercase RFC 1123 label must be at most 63 characters"
+            ),
+        );
     }
     let spec = pod.spec.clone().unwrap_or_default();
-    if spec.containers.is_empty() || spec.containers.iter().any(|c| c.image.as_deref().unwrap_or_default().is_empty()) {
-        return status(422, "Invalid", format!("Pod {name:?} is invalid: spec.containers: Required value"));
+    if spec.containers.is_empty()
+        || spec
+            .containers
+            .iter()
+            .any(|c| c.image.as_deref().unwrap_or_default().is_empty())
+    {
+        return status(
+            422,
+            "Invalid",
+            format!("Pod {name:?} is invalid: spec.containers: Required value"),
+        );
     }
     let mut value = serde_json::to_value(&pod).unwrap();
     let mut inner = shared.inner.lock().unwrap();
     if inner.pods.contains_key(&key(&ns, &name)) {
-        return status(409, "AlreadyExists", format!("pods {name:?} already exists"));
+        return status(
+            409,
+            "AlreadyExists",
+            format!("pods {name:?} already exists"),
+        );
     }
     inner.uid += 1;
     value["metadata"]["uid"] = json!(format!("00000000-0000-0000-0000-{:012}", inner.uid));
@@ -352,20 +567,32 @@ async fn create(State(shared): State<Arc<Shared>>, Path(ns): Path<String>, body:
     (StatusCode::CREATED, axum::Json(stored)).into_response()
 }
 
-async fn read(State(shared): State<Arc<Shared>>, Path((ns, name)): Path<(String, String)>) -> Response {
+async fn read(
+    State(shared): State<Arc<Shared>>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
     match shared.inner.lock().unwrap().pods.get(&key(&ns, &name)) {
         Some(pod) => axum::Json(pod.clone()).into_response(),
         None => status(404, "NotFound", format!("pods {name:?} not found")),
     }
 }
 
-async fn delete(State(shared): State<Arc<Shared>>, Path((ns, name)): Path<(String, String)>) -> Response {
+async fn delete(
+    State(shared): State<Arc<Shared>>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
     let (pod, kubelet, log) = {
         let mut inner = shared.inner.lock().unwrap();
         let k = key(&ns, &name);
-        (inner.pods.get(&k).cloned(), inner.kubelets.remove(&k), inner.logs.get(&k).cloned())
+        (
+            inner.pods.get(&k).cloned(),
+            inner.kubelets.remove(&k),
+            inner.logs.get(&k).cloned(),
+        )
     };
-    let Some(mut pod) = pod else { return status(404, "NotFound", format!("pods {name:?} not found")) };
+    let Some(mut pod) = pod else {
+        return status(404, "NotFound", format!("pods {name:?} not found"));
+    };
     if let Some(kubelet) = kubelet {
         kubelet.abort();
     }
@@ -378,18 +605,40 @@ async fn delete(State(shared): State<Arc<Shared>>, Path((ns, name)): Path<(Strin
     axum::Json(pod).into_response()
 }
 
-async fn logs(State(shared): State<Arc<Shared>>, Path((ns, name)): Path<(String, String)>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn logs(
+    State(shared): State<Arc<Shared>>,
+    Path((ns, name)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let (pod, log) = {
         let inner = shared.inner.lock().unwrap();
-        (inner.pods.get(&key(&ns, &name)).cloned(), inner.logs.get(&key(&ns, &name)).cloned())
+        (
+            inner.pods.get(&key(&ns, &name)).cloned(),
+            inner.logs.get(&key(&ns, &name)).cloned(),
+        )
     };
-    let Some(pod) = pod else { return status(404, "NotFound", format!("pods {name:?} not found")) };
-    let container = pod["spec"]["containers"][0]["name"].as_str().unwrap_or_default().to_string();
+    let Some(pod) = pod else {
+        return status(404, "NotFound", format!("pods {name:?} not found"));
+    };
+    let container = pod["spec"]["containers"][0]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     if let Some(asked) = q.get("container").filter(|c| **c != container) {
-        return status(400, "BadRequest", format!("container {asked} is not valid for pod {name}"));
+        return status(
+            400,
+            "BadRequest",
+            format!("container {asked} is not valid for pod {name}"),
+        );
     }
     if pod["status"]["phase"] == "Pending" {
-        return status(400, "BadRequest", format!("container {container:?} in pod {name:?} is waiting to start: ContainerCreating"));
+        return status(
+            400,
+            "BadRequest",
+            format!(
+                "container {container:?} in pod {name:?} is waiting to start: ContainerCreating"
+            ),
+        );
     }
     let log = log.unwrap_or_else(PodLog::new);
     let follow = q.get("follow").map(String::as_str) == Some("true");
@@ -418,25 +667,53 @@ async fn logs(State(shared): State<Arc<Shared>>, Path((ns, name)): Path<(String,
             }
         }
     });
-    let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) });
-    Response::builder().header("content-type", "text/plain").body(Body::from_stream(body)).unwrap()
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    Response::builder()
+        .header("content-type", "text/plain")
+        .body(Body::from_stream(body))
+        .unwrap()
 }
 
-async fn create_lease(State(shared): State<Arc<Shared>>, Path(ns): Path<String>, body: Bytes) -> Response {
+async fn create_lease(
+    State(shared): State<Arc<Shared>>,
+    Path(ns): Path<String>,
+    body: Bytes,
+) -> Response {
     let lease: k8s_openapi::api::coordination::v1::Lease = match serde_json::from_slice(&body) {
         Ok(lease) => lease,
-        Err(e) => return status(400, "BadRequest", format!("the body of the request was in an unknown format: {e}")),
+        Err(e) => {
+            return status(
+                400,
+                "BadRequest",
+                format!("the body of the request was in an unknown format: {e}"),
+            );
+        }
     };
     let name = lease.metadata.name.clone().unwrap_or_default();
     let mut inner = shared.inner.lock().unwrap();
     if inner.leases.contains_key(&key(&ns, &name)) {
-        return status(409, "AlreadyExists", format!("leases.coordination.k8s.io {name:?} already exists"));
+        return status(
+            409,
+            "AlreadyExists",
+            format!("leases.coordination.k8s.io {name:?} already exists"),
+        );
     }
-    (StatusCode::CREATED, axum::Json(put_lease(&mut inner, &ns, &name, &lease))).into_response()
+    (
+        StatusCode::CREATED,
+        axum::Json(put_lease(&mut inner, &ns, &name, &lease)),
+    )
+        .into_response()
 }
 
 /// Stores `lease` with a new resource version.
-fn put_lease(inner: &mut Inner, ns: &str, name: &str, lease: &k8s_openapi::api::coordination::v1::Lease) -> Value {
+fn put_lease(
+    inner: &mut Inner,
+    ns: &str,
+    name: &str,
+    lease: &k8s_openapi::api::coordination::v1::Lease,
+) -> Value {
     inner.rv += 1;
     let mut value = serde_json::to_value(lease).unwrap();
     value["metadata"]["resourceVersion"] = json!(inner.rv.to_string());
@@ -445,23 +722,53 @@ fn put_lease(inner: &mut Inner, ns: &str, name: &str, lease: &k8s_openapi::api::
     value
 }
 
-async fn read_lease(State(shared): State<Arc<Shared>>, Path((ns, name)): Path<(String, String)>) -> Response {
+async fn read_lease(
+    State(shared): State<Arc<Shared>>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
     match shared.inner.lock().unwrap().leases.get(&key(&ns, &name)) {
         Some(lease) => axum::Json(lease.clone()).into_response(),
-        None => status(404, "NotFound", format!("leases.coordination.k8s.io {name:?} not found")),
+        None => status(
+            404,
+            "NotFound",
+            format!("leases.coordination.k8s.io {name:?} not found"),
+        ),
     }
 }
 
 /// An update must carry the stored resource version (optimistic concurrency), as the API server's.
-async fn replace_lease(State(shared): State<Arc<Shared>>, Path((ns, name)): Path<(String, String)>, body: Bytes) -> Response {
+async fn replace_lease(
+    State(shared): State<Arc<Shared>>,
+    Path((ns, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
     let lease: k8s_openapi::api::coordination::v1::Lease = match serde_json::from_slice(&body) {
         Ok(lease) => lease,
-        Err(e) => return status(400, "BadRequest", format!("the body of the request was in an unknown format: {e}")),
+        Err(e) => {
+            return status(
+                400,
+                "BadRequest",
+                format!("the body of the request was in an unknown format: {e}"),
+            );
+        }
     };
     let mut inner = shared.inner.lock().unwrap();
-    let Some(stored) = inner.leases.get(&key(&ns, &name)) else { return status(404, "NotFound", format!("leases.coordination.k8s.io {name:?} not found")) };
-    if lease.metadata.resource_version.as_deref() != stored["metadata"]["resourceVersion"].as_str() {
-        return status(409, "Conflict", format!("Operation cannot be fulfilled on leases.coordination.k8s.io {name:?}: the object has been modified; please apply your changes to the latest version and try again"));
+    let Some(stored) = inner.leases.get(&key(&ns, &name)) else {
+        return status(
+            404,
+            "NotFound",
+            format!("leases.coordination.k8s.io {name:?} not found"),
+        );
+    };
+    if lease.metadata.resource_version.as_deref() != stored["metadata"]["resourceVersion"].as_str()
+    {
+        return status(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on leases.coordination.k8s.io {name:?}: the object has been modified; please apply your changes to the latest version and try again"
+            ),
+        );
     }
     axum::Json(put_lease(&mut inner, &ns, &name, &lease)).into_response()
 }
@@ -474,22 +781,51 @@ async fn kubelet(shared: Arc<Shared>, ns: String, name: String, pod: Pod) {
     let image = container.image.clone().unwrap_or_default();
     let Some(command) = shared.images.lock().unwrap().get(&image).cloned() else {
         update(&shared, &ns, &name, |pod| {
-            pod["status"]["containerStatuses"][0]["state"] =
-                json!({ "waiting": { "reason": "ErrImagePull", "message": format!("failed to pull image {image:?}: pull access denied") } });
+            pod["status"]["containerStatuses"][0]["state"] = json!({ "waiting": { "reason": "ErrImagePull", "message": format!("failed to pull image {image:?}: pull access denied") } });
         });
         return;
     };
     let mut process = tokio::process::Command::new(&command[0]);
-    process.args(&command[1..]).args(container.args.iter().flatten().skip(1));
-    process.envs(container.env.iter().flatten().map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())));
-    let socket = container.volume_mounts.iter().flatten().find(|m| m.mount_path == "/var/run/docker.sock").and_then(|m| {
-        spec.volumes.iter().flatten().find(|v| v.name == m.name)?.host_path.as_ref().map(|h| h.path.clone())
-    });
+    process
+        .args(&command[1..])
+        .args(container.args.iter().flatten().skip(1));
+    process.envs(
+        container
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())),
+    );
+    let socket = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.mount_path == "/var/run/docker.sock")
+        .and_then(|m| {
+            spec.volumes
+                .iter()
+                .flatten()
+                .find(|v| v.name == m.name)?
+                .host_path
+                .as_ref()
+                .map(|h| h.path.clone())
+        });
     if let Some(socket) = socket {
         process.env("DOCKER_HOST", format!("unix://{socket}"));
     }
-    process.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-    let log = shared.inner.lock().unwrap().logs.get(&key(&ns, &name)).cloned().unwrap_or_else(PodLog::new);
+    process
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let log = shared
+        .inner
+        .lock()
+        .unwrap()
+        .logs
+        .get(&key(&ns, &name))
+        .cloned()
+        .unwrap_or_else(PodLog::new);
     let mut child = match process.spawn() {
         Ok(child) => child,
         Err(e) => {
@@ -503,16 +839,21 @@ async fn kubelet(shared: Arc<Shared>, ns: String, name: String, pod: Pod) {
     update(&shared, &ns, &name, |pod| {
         pod["spec"]["nodeName"] = json!("node-1");
         pod["status"]["phase"] = json!("Running");
-        pod["status"]["containerStatuses"][0]["state"] = json!({ "running": { "startedAt": now() } });
+        pod["status"]["containerStatuses"][0]["state"] =
+            json!({ "running": { "startedAt": now() } });
     });
     let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
     tokio::join!(collect(stdout, &log), collect(stderr, &log));
-    let code = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(137);
+    let code = child
+        .wait()
+        .await
+        .ok()
+        .and_then(|s| s.code())
+        .unwrap_or(137);
     log.close();
     update(&shared, &ns, &name, |pod| {
         pod["status"]["phase"] = json!(if code == 0 { "Succeeded" } else { "Failed" });
-        pod["status"]["containerStatuses"][0]["state"] =
-            json!({ "terminated": { "exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }, "finishedAt": now() } });
+        pod["status"]["containerStatuses"][0]["state"] = json!({ "terminated": { "exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }, "finishedAt": now() } });
     });
 }
 

@@ -10,15 +10,28 @@ use bindery::config::{Config, PluginConfig, RuntimeConfig};
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Runs one of the scripts that install and start the real parts
 /// (`scripts/<name>`) and returns the `KEY=value` lines it printed.
 pub fn run_script(name: &str) -> std::collections::HashMap<String, String> {
-    let out = std::process::Command::new(workspace().join("scripts").join(name)).output().unwrap_or_else(|e| panic!("scripts/{name} cannot run: {e}"));
-    assert!(out.status.success(), "scripts/{name} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    let out = std::process::Command::new(workspace().join("scripts").join(name))
+        .output()
+        .unwrap_or_else(|e| panic!("scripts/{name} cannot run: {e}"));
+    assert!(
+        out.status.success(),
+        "scripts/{name} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// A target directory for components built by tests, beside the test binary's.
@@ -30,21 +43,32 @@ pub fn test_target_dir() -> PathBuf {
 
 /// Builds a fixture crate of the workspace once per test binary.
 pub fn fixture(package: &'static str) -> PathBuf {
-    static BUILT: OnceLock<std::sync::Mutex<std::collections::HashMap<&'static str, PathBuf>>> = OnceLock::new();
+    static BUILT: OnceLock<std::sync::Mutex<std::collections::HashMap<&'static str, PathBuf>>> =
+        OnceLock::new();
     let built = BUILT.get_or_init(Default::default);
     let mut built = built.lock().unwrap();
     built
         .entry(package)
         .or_insert_with(|| {
-            build_plugins(&workspace().join("Cargo.toml"), &[package], &test_target_dir(), "plugin")
-                .unwrap_or_else(|e| panic!("{e}"))
-                .remove(0)
+            build_plugins(
+                &workspace().join("Cargo.toml"),
+                &[package],
+                &test_target_dir(),
+                "plugin",
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+            .remove(0)
         })
         .clone()
 }
 
 /// A configuration with one plugin and a fresh data directory.
-pub fn config_with(data_dir: &Path, name: &str, plugin: PluginConfig, runtime: RuntimeConfig) -> Config {
+pub fn config_with(
+    data_dir: &Path,
+    name: &str,
+    plugin: PluginConfig,
+    runtime: RuntimeConfig,
+) -> Config {
     let mut config = Config::load(None).unwrap();
     config.data_dir = data_dir.to_path_buf();
     config.plugin_runtime = runtime;
@@ -54,12 +78,19 @@ pub fn config_with(data_dir: &Path, name: &str, plugin: PluginConfig, runtime: R
 
 /// A plugin entry for a component file.
 pub fn plugin_at(path: &Path) -> PluginConfig {
-    PluginConfig { path: Some(path.to_path_buf()), enabled: true, ..Default::default() }
+    PluginConfig {
+        path: Some(path.to_path_buf()),
+        enabled: true,
+        ..Default::default()
+    }
 }
 
 /// An HTTP/1.1 server on 127.0.0.1 answering every request with `body` after
 /// `delay`; returns its port and a counter of requests served.
-pub async fn http_server(body: Vec<u8>, delay: std::time::Duration) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+pub async fn http_server(
+    body: Vec<u8>,
+    delay: std::time::Duration,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -68,7 +99,9 @@ pub async fn http_server(body: Vec<u8>, delay: std::time::Duration) -> (u16, std
     let served = count.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
             let body = body.clone();
             let served = served.clone();
             tokio::spawn(async move {
@@ -82,7 +115,10 @@ pub async fn http_server(body: Vec<u8>, delay: std::time::Duration) -> (u16, std
                 }
                 served.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(delay).await;
-                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
                 let _ = sock.write_all(head.as_bytes()).await;
                 let _ = sock.write_all(&body).await;
             });
@@ -125,11 +161,22 @@ fn bare_repo(root: &Path, path: &str) -> String {
     let git = |dir: &Path, args: &[&str]| {
         let out = std::process::Command::new("git")
             .current_dir(dir)
-            .args(["-c", "user.name=t", "-c", "user.email=t@example.org", "-c", "init.defaultBranch=main"])
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@example.org",
+                "-c",
+                "init.defaultBranch=main",
+            ])
             .args(args)
             .output()
             .unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
     std::fs::create_dir_all(&work).unwrap();
@@ -141,12 +188,24 @@ fn bare_repo(root: &Path, path: &str) -> String {
     let sha = git(&work, &["rev-parse", "HEAD"]);
     let bare = root.join("srv").join(path);
     std::fs::create_dir_all(bare.parent().unwrap()).unwrap();
-    git(root, &["clone", "-q", "--bare", work.to_str().unwrap(), bare.to_str().unwrap()]);
+    git(
+        root,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            work.to_str().unwrap(),
+            bare.to_str().unwrap(),
+        ],
+    );
     sha
 }
 
 fn git_program(name: &str) -> PathBuf {
-    let exec_path = std::process::Command::new("git").arg("--exec-path").output().unwrap();
+    let exec_path = std::process::Command::new("git")
+        .arg("--exec-path")
+        .output()
+        .unwrap();
     Path::new(String::from_utf8(exec_path.stdout).unwrap().trim()).join(name)
 }
 
@@ -163,7 +222,11 @@ impl GitDaemon {
     pub fn with_repo(path: &str) -> (GitDaemon, String) {
         let root = tempfile::tempdir().unwrap();
         let sha = bare_repo(root.path(), path);
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         // The `git-daemon` program itself, not the `git daemon` wrapper, so
         // that killing the child stops the server.
         let child = std::process::Command::new(git_program("git-daemon"))
@@ -175,7 +238,10 @@ impl GitDaemon {
             .expect("git daemon");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "git daemon did not start");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "git daemon did not start"
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         (GitDaemon { port, root, child }, sha)
@@ -203,7 +269,8 @@ impl GitHttp {
         let root = tempfile::tempdir().unwrap();
         let sha = bare_repo(root.path(), path);
         let project_root = root.path().join("srv");
-        let app = axum::Router::new().fallback(move |req: axum::extract::Request| cgi(project_root.clone(), req));
+        let app = axum::Router::new()
+            .fallback(move |req: axum::extract::Request| cgi(project_root.clone(), req));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = tokio::spawn(async move {
@@ -224,7 +291,14 @@ async fn cgi(project_root: PathBuf, req: axum::extract::Request) -> axum::respon
     use tokio::io::AsyncWriteExt;
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
     let mut child = tokio::process::Command::new(git_program("git-http-backend"))
         .env_clear()
         .env("GIT_PROJECT_ROOT", &project_root)
@@ -243,7 +317,11 @@ async fn cgi(project_root: PathBuf, req: axum::extract::Request) -> axum::respon
         .expect("git http-backend");
     child.stdin.take().unwrap().write_all(&body).await.unwrap();
     let out = child.wait_with_output().await.unwrap();
-    let split = out.stdout.windows(4).position(|w| w == b"\r\n\r\n").expect("CGI headers");
+    let split = out
+        .stdout
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("CGI headers");
     let mut response = axum::http::Response::builder();
     for line in String::from_utf8_lossy(&out.stdout[..split]).lines() {
         let (k, v) = line.split_once(':').unwrap();
@@ -253,13 +331,15 @@ async fn cgi(project_root: PathBuf, req: axum::extract::Request) -> axum::respon
             response = response.header(k.trim(), v.trim());
         }
     }
-    response.body(axum::body::Body::from(out.stdout[split + 4..].to_vec())).unwrap()
+    response
+        .body(axum::body::Body::from(out.stdout[split + 4..].to_vec()))
+        .unwrap()
 }
-pub mod engine;
-pub mod registry;
-pub mod service;
 pub mod browser;
-pub mod kube;
+pub mod engine;
 pub mod faults;
 pub mod hub;
 pub mod image;
+pub mod kube;
+pub mod registry;
+pub mod service;

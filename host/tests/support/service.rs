@@ -56,7 +56,9 @@ impl Process {
         let path = dir.join("bindery.toml");
         std::fs::write(&path, toml::to_string(config).unwrap()).unwrap();
         let bin = env!("CARGO_BIN_EXE_bindery");
-        let (program, args) = wrapper.split_first().map_or((bin, &[][..]), |(p, a)| (*p, a));
+        let (program, args) = wrapper
+            .split_first()
+            .map_or((bin, &[][..]), |(p, a)| (*p, a));
         let child = std::process::Command::new(program)
             .args(args)
             .args(if wrapper.is_empty() { None } else { Some(bin) })
@@ -70,7 +72,11 @@ impl Process {
         let process = Process(child);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         while std::net::TcpStream::connect(config.listen).is_err() {
-            assert!(std::time::Instant::now() < deadline, "bindery serve did not start: {}", std::fs::read_to_string(dir.join("bindery.log")).unwrap_or_default());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "bindery serve did not start: {}",
+                std::fs::read_to_string(dir.join("bindery.log")).unwrap_or_default()
+            );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         process
@@ -92,12 +98,22 @@ pub struct Service {
 }
 
 impl Service {
-    pub async fn start(config: Config, executor: Option<Arc<dyn BuildExecutor>>, launcher: Option<Arc<dyn Launcher>>) -> Service {
+    pub async fn start(
+        config: Config,
+        executor: Option<Arc<dyn BuildExecutor>>,
+        launcher: Option<Arc<dyn Launcher>>,
+    ) -> Service {
         Service::start_with(config, executor.map_or(Builds::Off, Builds::With), launcher).await
     }
 
-    pub async fn start_with(config: Config, builds: Builds, launcher: Option<Arc<dyn Launcher>>) -> Service {
-        let plugins = PluginHost::start(&config).await.unwrap_or_else(|e| panic!("{e:?}"));
+    pub async fn start_with(
+        config: Config,
+        builds: Builds,
+        launcher: Option<Arc<dyn Launcher>>,
+    ) -> Service {
+        let plugins = PluginHost::start(&config)
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"));
         let state = AppState::with(config, plugins, builds, launcher).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -106,7 +122,11 @@ impl Service {
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        Service { base: format!("http://127.0.0.1:{port}"), state, server }
+        Service {
+            base: format!("http://127.0.0.1:{port}"),
+            state,
+            server,
+        }
     }
 }
 
@@ -131,7 +151,10 @@ impl Stream {
 
     pub fn phases(&self) -> Vec<&str> {
         // repo2docker's own lines may have no phase.
-        self.events.iter().map(|e| e["phase"].as_str().unwrap_or_default()).collect()
+        self.events
+            .iter()
+            .map(|e| e["phase"].as_str().unwrap_or_default())
+            .collect()
     }
 }
 
@@ -155,7 +178,12 @@ pub async fn sse_with(url: &str, headers: &[(&str, &str)]) -> Stream {
         .filter_map(|frame| frame.strip_prefix("data: "))
         .map(|json| serde_json::from_str(json).unwrap_or_else(|e| panic!("{json}: {e}")))
         .collect();
-    Stream { status, headers, raw, events }
+    Stream {
+        status,
+        headers,
+        raw,
+        events,
+    }
 }
 
 /// `git` specs are the escaped URL, then the ref.
@@ -196,7 +224,9 @@ impl TestBuilder {
     async fn run(&self, image: &str, log: BuildLogSender) -> Result<Built, BuildFailure> {
         for i in 0..self.lines {
             let event = if i % 2 == 0 {
-                Event::log_line(&json!({ "phase": "building", "message": format!("Step {i}\n") }).to_string())
+                Event::log_line(
+                    &json!({ "phase": "building", "message": format!("Step {i}\n") }).to_string(),
+                )
             } else {
                 Event::log_line(&format!("plain line {i}"))
             };
@@ -208,14 +238,26 @@ impl TestBuilder {
             gate.acquire().await.unwrap().forget();
         }
         if self.fail {
-            let _ = log.send(Event::log_line(r#"{"phase": "failed", "message": "Step 3 failed\n"}"#)).await;
-            return Err(BuildFailure { message: String::new() });
+            let _ = log
+                .send(Event::log_line(
+                    r#"{"phase": "failed", "message": "Step 3 failed\n"}"#,
+                ))
+                .await;
+            return Err(BuildFailure {
+                message: String::new(),
+            });
         }
-        let _ = log.send(Event::log_line(r#"{"phase": "pushing", "message": "Pushing image\n"}"#)).await;
+        let _ = log
+            .send(Event::log_line(
+                r#"{"phase": "pushing", "message": "Pushing image\n"}"#,
+            ))
+            .await;
         let (repository, tag) = image.split_once('/').unwrap().1.split_once(':').unwrap();
         let pusher = OciRegistry::client_for(&self.registry_host, self.registry.clone());
         let digest = pusher.push(repository, tag).await;
-        Ok(Built { digest: Some(digest) })
+        Ok(Built {
+            digest: Some(digest),
+        })
     }
 }
 
@@ -224,7 +266,11 @@ impl BuildExecutor for TestBuilder {
         "test"
     }
 
-    fn build<'a>(&'a self, request: &'a BuildRequest, log: BuildLogSender) -> BoxFuture<'a, Result<Built, BuildFailure>> {
+    fn build<'a>(
+        &'a self,
+        request: &'a BuildRequest,
+        log: BuildLogSender,
+    ) -> BoxFuture<'a, Result<Built, BuildFailure>> {
         self.builds.fetch_add(1, Ordering::SeqCst);
         Box::pin(self.run(&request.image, log))
     }
@@ -233,8 +279,13 @@ impl BuildExecutor for TestBuilder {
         Some(request.build_name.clone())
     }
 
-    fn reattach<'a>(&'a self, record: &'a BuildRecord, log: BuildLogSender) -> Option<BoxFuture<'a, Result<Built, BuildFailure>>> {
-        self.can_reattach.then(|| Box::pin(self.run(&record.image, log)) as BoxFuture<'a, _>)
+    fn reattach<'a>(
+        &'a self,
+        record: &'a BuildRecord,
+        log: BuildLogSender,
+    ) -> Option<BoxFuture<'a, Result<Built, BuildFailure>>> {
+        self.can_reattach
+            .then(|| Box::pin(self.run(&record.image, log)) as BoxFuture<'a, _>)
     }
 }
 
@@ -250,7 +301,12 @@ pub struct TestLauncher {
 
 impl TestLauncher {
     pub fn new(hub: &str) -> TestLauncher {
-        TestLauncher { hub: hub.into(), launches: AtomicUsize::new(0), last: Default::default(), refuse: None }
+        TestLauncher {
+            hub: hub.into(),
+            launches: AtomicUsize::new(0),
+            last: Default::default(),
+            refuse: None,
+        }
     }
 }
 
@@ -259,20 +315,32 @@ impl Launcher for TestLauncher {
         Box::pin(async { self.refuse.clone().map_or(Ok(()), Err) })
     }
 
-    fn launch<'a>(&'a self, request: &'a LaunchRequest, progress: mpsc::Sender<String>) -> BoxFuture<'a, Result<Launched, LaunchError>> {
+    fn launch<'a>(
+        &'a self,
+        request: &'a LaunchRequest,
+        progress: mpsc::Sender<String>,
+    ) -> BoxFuture<'a, Result<Launched, LaunchError>> {
         Box::pin(async move {
             let n = self.launches.fetch_add(1, Ordering::SeqCst);
             *self.last.lock().unwrap() = Some(request.clone());
             progress.send("Server requested".into()).await.unwrap();
-            progress.send(format!("Server ready at /user/test-{n}/")).await.unwrap();
-            Ok(Launched { url: format!("{}/user/test-{n}/", self.hub), token: format!("token-{n}") })
+            progress
+                .send(format!("Server ready at /user/test-{n}/"))
+                .await
+                .unwrap();
+            Ok(Launched {
+                url: format!("{}/user/test-{n}/", self.hub),
+                token: format!("token-{n}"),
+            })
         })
     }
 
     fn health(&self) -> BoxFuture<'_, Vec<HealthCheck>> {
         Box::pin(async {
             let check = json!({ "service": "JupyterHub API", "ok": true });
-            vec![HealthCheck { check: check.as_object().unwrap().clone() }]
+            vec![HealthCheck {
+                check: check.as_object().unwrap().clone(),
+            }]
         })
     }
 }

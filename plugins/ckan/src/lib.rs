@@ -27,13 +27,19 @@ fn parse(spec: &str) -> Result<Spec, PluginError> {
     spec::check(spec)?;
     let url = unquote(spec, "dataset URL")?;
     if !(url.starts_with("https://") || url.starts_with("http://")) {
-        return Err(invalid(format!("{url:?} is not an http(s) URL of a CKAN dataset")));
+        return Err(invalid(format!(
+            "{url:?} is not an http(s) URL of a CKAN dataset"
+        )));
     }
-    let (site, rest) = url
-        .split_once("/dataset/")
-        .ok_or_else(|| invalid(format!("{url:?} is not a CKAN dataset URL: it has no /dataset/ part")))?;
+    let (site, rest) = url.split_once("/dataset/").ok_or_else(|| {
+        invalid(format!(
+            "{url:?} is not a CKAN dataset URL: it has no /dataset/ part"
+        ))
+    })?;
     if site.contains(['?', '#', '@', ' ', '\\']) {
-        return Err(invalid(format!("{url:?} is not a plain http(s) URL of a CKAN site")));
+        return Err(invalid(format!(
+            "{url:?} is not a plain http(s) URL of a CKAN site"
+        )));
     }
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     let mut segments = path.split('/');
@@ -43,13 +49,28 @@ fn parse(spec: &str) -> Result<Spec, PluginError> {
         _ => None,
     };
     let activity = history.or_else(|| {
-        query.split('&').find_map(|kv| kv.strip_prefix("activity_id=")).map(|id| id.split('#').next().unwrap_or_default().to_string())
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("activity_id="))
+            .map(|id| id.split('#').next().unwrap_or_default().to_string())
     });
-    let ok = |s: &str| !s.is_empty() && s.len() <= 100 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 100
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+    };
     if !ok(&dataset) || activity.as_deref().is_some_and(|a| !ok(a)) {
-        return Err(invalid(format!("{url:?} does not name a CKAN dataset (and activity) by id")));
+        return Err(invalid(format!(
+            "{url:?} does not name a CKAN dataset (and activity) by id"
+        )));
     }
-    Ok(Spec { site: site.to_string(), dataset, activity, url })
+    Ok(Spec {
+        site: site.to_string(),
+        dataset,
+        activity,
+        url,
+    })
 }
 
 #[derive(Deserialize)]
@@ -70,7 +91,11 @@ impl Provider for Ckan {
             version: env!("CARGO_PKG_VERSION").into(),
             kind: PluginKind::Provider,
             description: "Datasets on any CKAN site, by dataset URL".into(),
-            requests: CapabilityRequests { hosts: vec!["*".into()], config_keys: vec![], secrets: vec![] },
+            requests: CapabilityRequests {
+                hosts: vec!["*".into()],
+                config_keys: vec![],
+                secrets: vec![],
+            },
         }
     }
 
@@ -92,7 +117,10 @@ impl Provider for Ckan {
         let s = parse(spec)?;
         let api = format!("{}/api/3/action", s.site.trim_end_matches('/'));
         let url = match &s.activity {
-            Some(a) => format!("{api}/activity_data_show?id={}&object_type=package", quote(a, "")),
+            Some(a) => format!(
+                "{api}/activity_data_show?id={}&object_type=package",
+                quote(a, "")
+            ),
             None => format!("{api}/package_show?id={}", quote(&s.dataset, "")),
         };
         let response = upstream::send(ctx, SERVICE, &Request::get(url))?;
@@ -102,9 +130,19 @@ impl Provider for Ckan {
             400..=499 => return Err(PluginError::NotFound(String::new())),
             _ => return Err(upstream::status_error(ctx, SERVICE, &response)),
         };
-        let package = answer.result.filter(|_| answer.success).ok_or_else(|| PluginError::NotFound(String::new()))?;
+        let package = answer
+            .result
+            .filter(|_| answer.success)
+            .ok_or_else(|| PluginError::NotFound(String::new()))?;
         let modified = upstream::iso8601_epoch(&package.metadata_modified).ok_or_else(|| {
-            upstream::failure(SERVICE, Some(200), format!("unreadable metadata_modified {:?}", package.metadata_modified))
+            upstream::failure(
+                SERVICE,
+                Some(200),
+                format!(
+                    "unreadable metadata_modified {:?}",
+                    package.metadata_modified
+                ),
+            )
         })?;
         Ok(Resolution {
             build_slug: format!("ckan-{}", s.dataset),
@@ -112,7 +150,11 @@ impl Provider for Ckan {
             resolved_spec: s.url.clone(),
             ref_url: s.url.clone(),
             repo_url: s.url,
-            lifetime: if s.activity.is_some() { RefLifetime::Immutable } else { RefLifetime::Moving },
+            lifetime: if s.activity.is_some() {
+                RefLifetime::Immutable
+            } else {
+                RefLifetime::Moving
+            },
             notices: vec![],
         })
     }
@@ -130,27 +172,57 @@ mod tests {
 
     #[test]
     fn datasets_and_activities() {
-        let ctx = MockContext::new().with_json("https://demo.ckan.org/api/3/action/package_show?id=sample-dataset-1", 200, BODY);
-        let r = Ckan::resolve(&ctx, "https%3A%2F%2Fdemo.ckan.org%2Fdataset%2Fsample-dataset-1").unwrap();
+        let ctx = MockContext::new().with_json(
+            "https://demo.ckan.org/api/3/action/package_show?id=sample-dataset-1",
+            200,
+            BODY,
+        );
+        let r = Ckan::resolve(
+            &ctx,
+            "https%3A%2F%2Fdemo.ckan.org%2Fdataset%2Fsample-dataset-1",
+        )
+        .unwrap();
         assert_eq!(r.repo_url, "https://demo.ckan.org/dataset/sample-dataset-1");
         assert_eq!(r.build_slug, "ckan-sample-dataset-1");
         assert_eq!(r.resolved_ref, "sample-dataset-1.v1610465295");
         assert_eq!(r.resolved_spec, r.repo_url);
         assert_eq!(r.lifetime, RefLifetime::Moving);
 
-        for spec in ["https://demo.ckan.org/dataset/d/history/act-1", "https://demo.ckan.org/dataset/d?activity_id=act-1"] {
+        for spec in [
+            "https://demo.ckan.org/dataset/d/history/act-1",
+            "https://demo.ckan.org/dataset/d?activity_id=act-1",
+        ] {
             let ctx = MockContext::new().with_json("https://demo.ckan.org/api/3/action/activity_data_show?id=act-1&object_type=package", 200, BODY);
             let r = Ckan::resolve(&ctx, &quote(spec, "")).unwrap();
             assert_eq!(r.lifetime, RefLifetime::Immutable, "{spec}");
         }
-        let gone = MockContext::new().with_json("https://demo.ckan.org/api/3/action/package_show?id=gone", 404, "{}");
-        assert!(matches!(Ckan::resolve(&gone, "https%3A%2F%2Fdemo.ckan.org%2Fdataset%2Fgone"), Err(PluginError::NotFound(_))));
+        let gone = MockContext::new().with_json(
+            "https://demo.ckan.org/api/3/action/package_show?id=gone",
+            404,
+            "{}",
+        );
+        assert!(matches!(
+            Ckan::resolve(&gone, "https%3A%2F%2Fdemo.ckan.org%2Fdataset%2Fgone"),
+            Err(PluginError::NotFound(_))
+        ));
     }
 
     #[test]
     fn bad_specs() {
-        for spec in ["demo.ckan.org%2Fdataset%2Fx", "https%3A%2F%2Fdemo.ckan.org%2Fgroup%2Fx", "file%3A%2F%2F%2Fdataset%2Fx", "https%3A%2F%2Fa%2Fdataset%2F..%2Fx", "https%3A%2F%2Fa%2Fdataset%2Fx%3Factivity_id%3D%26y"] {
-            assert!(matches!(Ckan::resolve(&MockContext::new(), spec), Err(PluginError::InvalidSpec(_))), "{spec}");
+        for spec in [
+            "demo.ckan.org%2Fdataset%2Fx",
+            "https%3A%2F%2Fdemo.ckan.org%2Fgroup%2Fx",
+            "file%3A%2F%2F%2Fdataset%2Fx",
+            "https%3A%2F%2Fa%2Fdataset%2F..%2Fx",
+            "https%3A%2F%2Fa%2Fdataset%2Fx%3Factivity_id%3D%26y",
+        ] {
+            assert!(
+                matches!(
+                    Ckan::resolve(&MockContext::new(), spec),
+                    Err(PluginError::InvalidSpec(_))
+                ),
+                "{spec}"
+            );
         }
     }
 

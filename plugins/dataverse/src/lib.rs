@@ -42,17 +42,34 @@ struct LatestVersion {
 fn api_url(landing: &str) -> Result<String, PluginError> {
     let (origin_and_path, query) = landing.split_once('?').unwrap_or((landing, ""));
     let query = query.split('#').next().unwrap_or_default();
-    let (scheme, rest) = origin_and_path.split_once("://").filter(|(s, _)| matches!(*s, "http" | "https")).ok_or_else(|| {
-        upstream::failure(SERVICE, None, format!("the DOI leads to {landing}, which is not a web page"))
-    })?;
+    let (scheme, rest) = origin_and_path
+        .split_once("://")
+        .filter(|(s, _)| matches!(*s, "http" | "https"))
+        .ok_or_else(|| {
+            upstream::failure(
+                SERVICE,
+                None,
+                format!("the DOI leads to {landing}, which is not a web page"),
+            )
+        })?;
     let host = rest.split('/').next().unwrap_or_default();
-    Ok(format!("{scheme}://{host}/api/datasets/:persistentId?{query}"))
+    Ok(format!(
+        "{scheme}://{host}/api/datasets/:persistentId?{query}"
+    ))
 }
 
 /// Python `escapism.escape(s, escape_char="-")`: ASCII letters and digits stay,
 /// every other byte becomes `-XX`.
 fn escape(s: &str) -> String {
-    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("-{b:02X}") }).collect()
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("-{b:02X}")
+            }
+        })
+        .collect()
 }
 
 impl Provider for Dataverse {
@@ -79,14 +96,26 @@ impl Provider for Dataverse {
         let response = upstream::send(ctx, SERVICE, &Request::get(api_url(&landing)?))?;
         let answer: Answer = match response.status {
             200 => upstream::json(SERVICE, &response)?,
-            404 => return Err(PluginError::NotFound(format!("{landing} is not a published Dataverse dataset."))),
+            404 => {
+                return Err(PluginError::NotFound(format!(
+                    "{landing} is not a published Dataverse dataset."
+                )));
+            }
             _ => return Err(upstream::status_error(ctx, SERVICE, &response)),
         };
         if answer.status != "OK" {
-            return Err(upstream::failure(SERVICE, Some(200), format!("the dataset API answered status {:?}", answer.status)));
+            return Err(upstream::failure(
+                SERVICE,
+                Some(200),
+                format!("the dataset API answered status {:?}", answer.status),
+            ));
         }
         let d = answer.data;
-        let version = format!("v{}.{}", d.latest_version.major.unwrap_or(0), d.latest_version.minor.unwrap_or(0));
+        let version = format!(
+            "v{}.{}",
+            d.latest_version.major.unwrap_or(0),
+            d.latest_version.minor.unwrap_or(0)
+        );
         Ok(Resolution {
             repo_url: spec.into(),
             build_slug: format!("dataverse-{}", escape(&d.identifier).to_lowercase()),
@@ -108,13 +137,20 @@ mod tests {
     use bindery_sdk::testing::MockContext;
     use proptest::prelude::*;
 
-    const LANDING: &str = "https://dataverse.harvard.edu/citation?persistentId=doi:10.7910/DVN/TJCLKP";
+    const LANDING: &str =
+        "https://dataverse.harvard.edu/citation?persistentId=doi:10.7910/DVN/TJCLKP";
     const DATASET: &str = r#"{"status":"OK","data":{"id":3035124,"identifier":"DVN/TJCLKP","authority":"10.7910","protocol":"doi",
         "persistentUrl":"https://doi.org/10.7910/DVN/TJCLKP","latestVersion":{"versionNumber":3,"versionMinorNumber":0}}}"#;
 
     #[test]
     fn resolves_like_upstream() {
-        let r = Response { status: 200, headers: vec![], body: vec![], final_url: LANDING.into(), revalidated: false };
+        let r = Response {
+            status: 200,
+            headers: vec![],
+            body: vec![],
+            final_url: LANDING.into(),
+            revalidated: false,
+        };
         let ctx = MockContext::new()
             .with_response("https://doi.org/10.7910/DVN/TJCLKP", Ok(r))
             .with_json("https://dataverse.harvard.edu/api/datasets/:persistentId?persistentId=doi:10.7910/DVN/TJCLKP", 200, DATASET);
@@ -128,7 +164,10 @@ mod tests {
 
     #[test]
     fn api_urls_keep_the_query_and_drop_the_path() {
-        assert_eq!(api_url("https://x.org/dataset.xhtml?persistentId=doi:1/2#f").unwrap(), "https://x.org/api/datasets/:persistentId?persistentId=doi:1/2");
+        assert_eq!(
+            api_url("https://x.org/dataset.xhtml?persistentId=doi:1/2#f").unwrap(),
+            "https://x.org/api/datasets/:persistentId?persistentId=doi:1/2"
+        );
         assert!(api_url("ftp://x.org/a").is_err());
     }
 

@@ -14,11 +14,20 @@ const SERVICE: &str = "Figshare";
 
 /// `(article id, version)` from a landing page URL.
 fn article(landing: &str) -> Result<(u64, Option<u64>), PluginError> {
-    let not_article = || upstream::failure(SERVICE, None, format!("the DOI leads to {landing}, which is not a Figshare article"));
+    let not_article = || {
+        upstream::failure(
+            SERVICE,
+            None,
+            format!("the DOI leads to {landing}, which is not a Figshare article"),
+        )
+    };
     let path = landing.split(['?', '#']).next().unwrap_or_default();
     let (_, rest) = path.split_once("/articles/").ok_or_else(not_article)?;
     let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
-    let id = parts.get(2).and_then(|s| s.parse().ok()).ok_or_else(not_article)?;
+    let id = parts
+        .get(2)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(not_article)?;
     let version = match parts.get(3) {
         Some(v) => Some(v.parse().map_err(|_| not_article())?),
         None => None,
@@ -37,12 +46,22 @@ impl Provider for Figshare {
             name: "figshare".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             kind: PluginKind::Provider,
-            description: "Figshare articles by DOI, resolved through doi.org and the Figshare API".into(),
+            description: "Figshare articles by DOI, resolved through doi.org and the Figshare API"
+                .into(),
             requests: CapabilityRequests {
-                hosts: vec!["doi.org".into(), "figshare.com".into(), "*.figshare.com".into()],
+                hosts: vec![
+                    "doi.org".into(),
+                    "figshare.com".into(),
+                    "*.figshare.com".into(),
+                ],
                 config_keys: vec![
                     bindery_sdk::doi::resolver_config_key(),
-                    ConfigKey { name: "api_base_url".into(), description: "Figshare API base URL; default https://api.figshare.com/v2".into(), required: false },
+                    ConfigKey {
+                        name: "api_base_url".into(),
+                        description: "Figshare API base URL; default https://api.figshare.com/v2"
+                            .into(),
+                        required: false,
+                    },
                 ],
                 secrets: vec![],
             },
@@ -50,7 +69,11 @@ impl Provider for Figshare {
     }
 
     fn display_config() -> DisplayConfig {
-        bindery_sdk::doi::display_config("Figshare DOI", "figshare", "10.6084/m9.figshare.9782777.v1")
+        bindery_sdk::doi::display_config(
+            "Figshare DOI",
+            "figshare",
+            "10.6084/m9.figshare.9782777.v1",
+        )
     }
 
     fn resolve(ctx: &impl ProviderContext, spec: &str) -> Result<Resolution, PluginError> {
@@ -59,8 +82,17 @@ impl Provider for Figshare {
         let (version, lifetime) = match version {
             Some(v) => (v, RefLifetime::Immutable),
             None => {
-                let api = ctx.config("api_base_url").unwrap_or_else(|| "https://api.figshare.com/v2".into());
-                let response = upstream::send(ctx, SERVICE, &Request::get(format!("{}/articles/{id}/versions", api.trim_end_matches('/'))))?;
+                let api = ctx
+                    .config("api_base_url")
+                    .unwrap_or_else(|| "https://api.figshare.com/v2".into());
+                let response = upstream::send(
+                    ctx,
+                    SERVICE,
+                    &Request::get(format!(
+                        "{}/articles/{id}/versions",
+                        api.trim_end_matches('/')
+                    )),
+                )?;
                 if response.status != 200 {
                     return Err(upstream::status_error(ctx, SERVICE, &response));
                 }
@@ -70,7 +102,10 @@ impl Provider for Figshare {
             }
         };
         let record = format!("{id}.v{version}");
-        let resolved_spec = format!("{}figshare.{record}", spec.split("figshare").next().unwrap_or_default());
+        let resolved_spec = format!(
+            "{}figshare.{record}",
+            spec.split("figshare").next().unwrap_or_default()
+        );
         Ok(Resolution {
             repo_url: spec.into(),
             build_slug: format!("figshare-{record}"),
@@ -93,14 +128,27 @@ mod tests {
     use proptest::prelude::*;
 
     fn landing(doi: &str, to: &str) -> MockContext {
-        let r = Response { status: 200, headers: vec![], body: vec![], final_url: to.into(), revalidated: false };
+        let r = Response {
+            status: 200,
+            headers: vec![],
+            body: vec![],
+            final_url: to.into(),
+            revalidated: false,
+        };
         MockContext::new().with_response(&format!("https://doi.org/{doi}"), Ok(r))
     }
 
     #[test]
     fn versioned_and_unversioned_dois() {
         let doi = "10.6084/m9.figshare.9782777.v1";
-        let r = Figshare::resolve(&landing(doi, "https://figshare.com/articles/code/Binder-ready/9782777/1"), doi).unwrap();
+        let r = Figshare::resolve(
+            &landing(
+                doi,
+                "https://figshare.com/articles/code/Binder-ready/9782777/1",
+            ),
+            doi,
+        )
+        .unwrap();
         assert_eq!(r.resolved_ref, "9782777.v1");
         assert_eq!(r.build_slug, "figshare-9782777.v1");
         assert_eq!(r.resolved_spec, "10.6084/m9.figshare.9782777.v1");
@@ -108,8 +156,15 @@ mod tests {
         assert_eq!(r.lifetime, RefLifetime::Immutable);
 
         let doi = "10.6084/m9.figshare.9782777";
-        let ctx = landing(doi, "https://figshare.com/articles/code/Binder-ready/9782777")
-            .with_json("https://api.figshare.com/v2/articles/9782777/versions", 200, r#"[{"version":1,"url":"u"},{"version":3,"url":"u"},{"version":2,"url":"u"}]"#);
+        let ctx = landing(
+            doi,
+            "https://figshare.com/articles/code/Binder-ready/9782777",
+        )
+        .with_json(
+            "https://api.figshare.com/v2/articles/9782777/versions",
+            200,
+            r#"[{"version":1,"url":"u"},{"version":3,"url":"u"},{"version":2,"url":"u"}]"#,
+        );
         let r = Figshare::resolve(&ctx, doi).unwrap();
         assert_eq!(r.resolved_ref, "9782777.v3");
         assert_eq!(r.resolved_spec, "10.6084/m9.figshare.9782777.v3");
@@ -119,8 +174,14 @@ mod tests {
     #[test]
     fn landing_pages_that_are_not_articles() {
         let doi = "10.6084/m9.figshare.1";
-        assert!(matches!(Figshare::resolve(&landing(doi, "https://figshare.com/projects/x"), doi), Err(PluginError::Upstream(_))));
-        assert!(matches!(Figshare::resolve(&landing(doi, "https://figshare.com/articles/a/b/c"), doi), Err(PluginError::Upstream(_))));
+        assert!(matches!(
+            Figshare::resolve(&landing(doi, "https://figshare.com/projects/x"), doi),
+            Err(PluginError::Upstream(_))
+        ));
+        assert!(matches!(
+            Figshare::resolve(&landing(doi, "https://figshare.com/articles/a/b/c"), doi),
+            Err(PluginError::Upstream(_))
+        ));
     }
 
     proptest! {

@@ -14,7 +14,8 @@ use serde::Deserialize;
 pub struct GitHub;
 
 const SERVICE: &str = "GitHub";
-const DEFAULT_BRANCH_HINT: &str = "GitHub recently changed default branches from \"master\" to \"main\".";
+const DEFAULT_BRANCH_HINT: &str =
+    "GitHub recently changed default branches from \"master\" to \"main\".";
 const HEAD_TIP: &str = "Tip: HEAD will always resolve to a repository's default branch.";
 
 #[derive(Debug, PartialEq, Eq)]
@@ -30,8 +31,16 @@ fn check_name(name: &str, what: &str) -> Result<(), PluginError> {
         && name != "."
         && name != ".."
         && name.len() <= 100
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if ok { Ok(()) } else { Err(invalid(format!("{name:?} is not a valid GitHub {what} name"))) }
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "{name:?} is not a valid GitHub {what} name"
+        )))
+    }
 }
 
 fn parse(spec: &str) -> Result<Spec<'_>, PluginError> {
@@ -50,7 +59,11 @@ fn parse(spec: &str) -> Result<Spec<'_>, PluginError> {
     if !is_sha1(git_ref) {
         spec::check_git_ref(git_ref)?;
     }
-    Ok(Spec { user, repo, git_ref })
+    Ok(Spec {
+        user,
+        repo,
+        git_ref,
+    })
 }
 
 #[derive(Deserialize)]
@@ -66,7 +79,10 @@ fn authorization(ctx: &impl ProviderContext) -> Option<String> {
     }
     let id = upstream::optional_secret(ctx, "client_id")?;
     let secret = upstream::optional_secret(ctx, "client_secret")?;
-    Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))))
+    Some(format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    ))
 }
 
 /// Where and how to ask GitHub, read from config and secrets once per resolve.
@@ -78,14 +94,33 @@ struct Api {
 
 impl Api {
     fn new(ctx: &impl ProviderContext) -> Api {
-        let hostname = ctx.config("hostname").unwrap_or_else(|| "github.com".into());
-        let base = ctx.config("api_base_url").unwrap_or_else(|| format!("https://api.{hostname}"));
-        Api { base: base.trim_end_matches('/').into(), hostname, authorization: authorization(ctx) }
+        let hostname = ctx
+            .config("hostname")
+            .unwrap_or_else(|| "github.com".into());
+        let base = ctx
+            .config("api_base_url")
+            .unwrap_or_else(|| format!("https://api.{hostname}"));
+        Api {
+            base: base.trim_end_matches('/').into(),
+            hostname,
+            authorization: authorization(ctx),
+        }
     }
 
     /// The commit `git_ref` names, or `None` when GitHub does not know it (404, 422).
-    fn commit(&self, ctx: &impl ProviderContext, s: &Spec<'_>, git_ref: &str) -> Result<Option<String>, PluginError> {
-        let url = format!("{}/repos/{}/{}/commits/{}", self.base, s.user, s.repo, spec::ref_path(git_ref));
+    fn commit(
+        &self,
+        ctx: &impl ProviderContext,
+        s: &Spec<'_>,
+        git_ref: &str,
+    ) -> Result<Option<String>, PluginError> {
+        let url = format!(
+            "{}/repos/{}/{}/commits/{}",
+            self.base,
+            s.user,
+            s.repo,
+            spec::ref_path(git_ref)
+        );
         let mut request = Request::get(url).header("Accept", "application/vnd.github+json");
         if let Some(auth) = &self.authorization {
             request = request.header("Authorization", auth.as_str());
@@ -97,7 +132,11 @@ impl Api {
                 let commit: Commit = upstream::json(SERVICE, &response)?;
                 match commit.sha {
                     Some(sha) if is_sha1(&sha) => Ok(Some(sha)),
-                    _ => Err(upstream::failure(SERVICE, Some(200), format!("no commit sha in the answer from {}", response.final_url))),
+                    _ => Err(upstream::failure(
+                        SERVICE,
+                        Some(200),
+                        format!("no commit sha in the answer from {}", response.final_url),
+                    )),
                 }
             }
             404 | 422 => Ok(None),
@@ -148,8 +187,14 @@ impl Provider for GitHub {
             None if matches!(s.git_ref, "master" | "main") => {
                 // Keep old links to a renamed default branch working, loudly.
                 let hint = format!("{DEFAULT_BRANCH_HINT} {HEAD_TIP}");
-                let sha = api.commit(ctx, &s, "HEAD")?.ok_or_else(|| PluginError::NotFound(hint.clone()))?;
-                notices.push(Notice::RefFallback(RefFallback { requested: s.git_ref.into(), used: "HEAD".into(), hint }));
+                let sha = api
+                    .commit(ctx, &s, "HEAD")?
+                    .ok_or_else(|| PluginError::NotFound(hint.clone()))?;
+                notices.push(Notice::RefFallback(RefFallback {
+                    requested: s.git_ref.into(),
+                    used: "HEAD".into(),
+                    hint,
+                }));
                 sha
             }
             None => return Err(PluginError::NotFound(DEFAULT_BRANCH_HINT.into())),
@@ -159,7 +204,11 @@ impl Provider for GitHub {
             ref_url: format!("{repo_url}/tree/{sha}"),
             build_slug: format!("{}-{}", s.user, s.repo),
             resolved_spec: format!("{}/{}/{sha}", s.user, s.repo),
-            lifetime: if is_sha1(s.git_ref) { RefLifetime::Immutable } else { RefLifetime::Moving },
+            lifetime: if is_sha1(s.git_ref) {
+                RefLifetime::Immutable
+            } else {
+                RefLifetime::Moving
+            },
             resolved_ref: sha,
             repo_url,
             notices,
@@ -180,7 +229,11 @@ mod tests {
 
     fn commits(refs: &[(&str, u16)]) -> MockContext {
         refs.iter().fold(MockContext::new(), |ctx, (r, status)| {
-            ctx.with_json(&format!("{API}/{r}"), *status, &format!(r#"{{"sha":"{SHA}"}}"#))
+            ctx.with_json(
+                &format!("{API}/{r}"),
+                *status,
+                &format!(r#"{{"sha":"{SHA}"}}"#),
+            )
         })
     }
 
@@ -189,10 +242,19 @@ mod tests {
         let ctx = commits(&[("feature/x", 200)]);
         let r = GitHub::resolve(&ctx, "binder-examples/requirements.git/feature/x").unwrap();
         assert_eq!(r.resolved_ref, SHA);
-        assert_eq!(r.repo_url, "https://github.com/binder-examples/requirements");
+        assert_eq!(
+            r.repo_url,
+            "https://github.com/binder-examples/requirements"
+        );
         assert_eq!(r.build_slug, "binder-examples-requirements");
-        assert_eq!(r.resolved_spec, format!("binder-examples/requirements/{SHA}"));
-        assert_eq!(r.ref_url, format!("https://github.com/binder-examples/requirements/tree/{SHA}"));
+        assert_eq!(
+            r.resolved_spec,
+            format!("binder-examples/requirements/{SHA}")
+        );
+        assert_eq!(
+            r.ref_url,
+            format!("https://github.com/binder-examples/requirements/tree/{SHA}")
+        );
         assert_eq!(r.lifetime, RefLifetime::Moving);
         assert!(r.notices.is_empty());
         assert_eq!(ctx.requests()[0].url, format!("{API}/feature/x"));
@@ -214,10 +276,20 @@ mod tests {
         let ctx = commits(&[("master", 404), ("HEAD", 200)]);
         let r = GitHub::resolve(&ctx, "binder-examples/requirements/master").unwrap();
         assert_eq!(r.resolved_ref, SHA);
-        assert!(matches!(&r.notices[..], [Notice::RefFallback(f)] if f.requested == "master" && f.used == "HEAD" && f.hint.contains("Tip: HEAD")));
-        let e = GitHub::resolve(&commits(&[("master", 404), ("HEAD", 404)]), "binder-examples/requirements/master").unwrap_err();
+        assert!(
+            matches!(&r.notices[..], [Notice::RefFallback(f)] if f.requested == "master" && f.used == "HEAD" && f.hint.contains("Tip: HEAD"))
+        );
+        let e = GitHub::resolve(
+            &commits(&[("master", 404), ("HEAD", 404)]),
+            "binder-examples/requirements/master",
+        )
+        .unwrap_err();
         assert!(matches!(e, PluginError::NotFound(m) if m.contains("Tip: HEAD")));
-        let e = GitHub::resolve(&commits(&[("nope", 422)]), "binder-examples/requirements/nope").unwrap_err();
+        let e = GitHub::resolve(
+            &commits(&[("nope", 422)]),
+            "binder-examples/requirements/nope",
+        )
+        .unwrap_err();
         assert_eq!(e, PluginError::NotFound(DEFAULT_BRANCH_HINT.into()));
     }
 
@@ -226,19 +298,36 @@ mod tests {
         let ctx = commits(&[(SHA, 200)]).with_secret("access_token", "t0k");
         let r = GitHub::resolve(&ctx, &format!("binder-examples/requirements/{SHA}")).unwrap();
         assert_eq!(r.lifetime, RefLifetime::Immutable);
-        assert!(ctx.requests()[0].headers.contains(&("Authorization".into(), "token t0k".into())));
+        assert!(
+            ctx.requests()[0]
+                .headers
+                .contains(&("Authorization".into(), "token t0k".into()))
+        );
     }
 
     #[test]
     fn hostile_specs_are_refused_before_any_request() {
-        for spec in ["../etc/passwd", "a/../HEAD", "a/b/../../x", "a b/c/HEAD", "a/b/ma\nin", "a/b?x=1/HEAD", "a/b/x?y", "a/b/", "évil/repo/HEAD"] {
+        for spec in [
+            "../etc/passwd",
+            "a/../HEAD",
+            "a/b/../../x",
+            "a b/c/HEAD",
+            "a/b/ma\nin",
+            "a/b?x=1/HEAD",
+            "a/b/x?y",
+            "a/b/",
+            "évil/repo/HEAD",
+        ] {
             let ctx = MockContext::new();
             let e = GitHub::resolve(&ctx, spec).unwrap_err();
             assert!(matches!(e, PluginError::InvalidSpec(_)), "{spec:?}: {e:?}");
             assert!(ctx.requests().is_empty(), "{spec:?}");
         }
         let long = format!("a/b/{}", "x".repeat(10_000));
-        assert!(matches!(GitHub::resolve(&MockContext::new(), &long), Err(PluginError::InvalidSpec(_))));
+        assert!(matches!(
+            GitHub::resolve(&MockContext::new(), &long),
+            Err(PluginError::InvalidSpec(_))
+        ));
     }
 
     proptest! {

@@ -27,9 +27,18 @@ fn parse(spec: &str) -> Result<Spec<'_>, PluginError> {
     let (user, id, git_ref) = match parts[..] {
         [user, id] => (user, id, ""),
         [user, id, git_ref] => (user, id, git_ref),
-        _ => return Err(invalid(format!("Spec is not of the form \"user/gistid[/ref]\", provided: \"{spec}\"."))),
+        _ => {
+            return Err(invalid(format!(
+                "Spec is not of the form \"user/gistid[/ref]\", provided: \"{spec}\"."
+            )));
+        }
     };
-    let name_ok = |s: &str| !s.is_empty() && s.len() <= 100 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 100
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+    };
     if !name_ok(user) {
         return Err(invalid(format!("{user:?} is not a valid GitHub user name")));
     }
@@ -37,7 +46,9 @@ fn parse(spec: &str) -> Result<Spec<'_>, PluginError> {
         return Err(invalid(format!("{id:?} is not a gist id")));
     }
     if !(git_ref.is_empty() || ["HEAD", "master", "main"].contains(&git_ref) || is_sha1(git_ref)) {
-        return Err(invalid(format!("{git_ref:?} is not a gist version: use HEAD or a full commit sha from the gist's revisions")));
+        return Err(invalid(format!(
+            "{git_ref:?} is not a gist version: use HEAD or a full commit sha from the gist's revisions"
+        )));
     }
     Ok(Spec { user, id, git_ref })
 }
@@ -63,12 +74,21 @@ impl Provider for Gist {
             name: "gist".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             kind: PluginKind::Provider,
-            description: "GitHub gists by user/id[/version], resolved with the GitHub gists API".into(),
+            description: "GitHub gists by user/id[/version], resolved with the GitHub gists API"
+                .into(),
             requests: CapabilityRequests {
                 hosts: vec!["api.github.com".into()],
                 config_keys: vec![
-                    ConfigKey { name: "allow_secret_gist".into(), description: "Launch secret (unlisted) gists too; default false".into(), required: false },
-                    ConfigKey { name: "api_base_url".into(), description: "API base URL; default https://api.github.com".into(), required: false },
+                    ConfigKey {
+                        name: "allow_secret_gist".into(),
+                        description: "Launch secret (unlisted) gists too; default false".into(),
+                        required: false,
+                    },
+                    ConfigKey {
+                        name: "api_base_url".into(),
+                        description: "API base URL; default https://api.github.com".into(),
+                        required: false,
+                    },
                 ],
                 secrets: vec!["access_token".into()],
             },
@@ -91,7 +111,9 @@ impl Provider for Gist {
 
     fn resolve(ctx: &impl ProviderContext, spec: &str) -> Result<Resolution, PluginError> {
         let s = parse(spec)?;
-        let api = ctx.config("api_base_url").unwrap_or_else(|| "https://api.github.com".into());
+        let api = ctx
+            .config("api_base_url")
+            .unwrap_or_else(|| "https://api.github.com".into());
         let mut request = Request::get(format!("{}/gists/{}", api.trim_end_matches('/'), s.id));
         if let Some(token) = upstream::optional_secret(ctx, "access_token") {
             request = request.header("Authorization", format!("token {token}"));
@@ -110,15 +132,25 @@ impl Provider for Gist {
         }
         let (sha, lifetime) = if is_sha1(s.git_ref) {
             if !info.history.iter().any(|v| v.version == s.git_ref) {
-                return Err(PluginError::NotFound(format!("{} is not a revision of this gist.", s.git_ref)));
+                return Err(PluginError::NotFound(format!(
+                    "{} is not a revision of this gist.",
+                    s.git_ref
+                )));
             }
             (s.git_ref.to_string(), RefLifetime::Immutable)
         } else {
-            let latest = info.history.first().ok_or_else(|| upstream::failure(SERVICE, Some(200), "the gist has no history"))?;
+            let latest = info
+                .history
+                .first()
+                .ok_or_else(|| upstream::failure(SERVICE, Some(200), "the gist has no history"))?;
             (latest.version.clone(), RefLifetime::Moving)
         };
         if !is_sha1(&sha) {
-            return Err(upstream::failure(SERVICE, Some(200), format!("{sha:?} in the gist's history is not a commit sha")));
+            return Err(upstream::failure(
+                SERVICE,
+                Some(200),
+                format!("{sha:?} in the gist's history is not a commit sha"),
+            ));
         }
         Ok(Resolution {
             repo_url: format!("https://gist.github.com/{}/{}.git", s.user, s.id),
@@ -145,18 +177,31 @@ mod tests {
     const URL: &str = "https://api.github.com/gists/6f2e7e2b";
 
     fn gist(public: bool) -> MockContext {
-        MockContext::new().with_json(URL, 200, &format!(r#"{{"public":{public},"history":[{{"version":"{V1}"}},{{"version":"{V0}"}}]}}"#))
+        MockContext::new().with_json(
+            URL,
+            200,
+            &format!(
+                r#"{{"public":{public},"history":[{{"version":"{V1}"}},{{"version":"{V0}"}}]}}"#
+            ),
+        )
     }
 
     #[test]
     fn head_and_empty_refs_are_the_latest_version() {
-        for spec in ["choldgraf/6f2e7e2b", "choldgraf/6f2e7e2b/HEAD", "choldgraf/6f2e7e2b/master"] {
+        for spec in [
+            "choldgraf/6f2e7e2b",
+            "choldgraf/6f2e7e2b/HEAD",
+            "choldgraf/6f2e7e2b/master",
+        ] {
             let r = Gist::resolve(&gist(true), spec).unwrap();
             assert_eq!(r.resolved_ref, V1);
             assert_eq!(r.repo_url, "https://gist.github.com/choldgraf/6f2e7e2b.git");
             assert_eq!(r.build_slug, "6f2e7e2b");
             assert_eq!(r.resolved_spec, format!("choldgraf/6f2e7e2b/{V1}"));
-            assert_eq!(r.ref_url, format!("https://gist.github.com/choldgraf/6f2e7e2b/{V1}"));
+            assert_eq!(
+                r.ref_url,
+                format!("https://gist.github.com/choldgraf/6f2e7e2b/{V1}")
+            );
             assert_eq!(r.lifetime, RefLifetime::Moving);
         }
     }
@@ -164,23 +209,44 @@ mod tests {
     #[test]
     fn an_old_version_must_be_in_the_history() {
         let r = Gist::resolve(&gist(true), &format!("choldgraf/6f2e7e2b/{V0}")).unwrap();
-        assert_eq!((r.resolved_ref.as_str(), r.lifetime), (V0, RefLifetime::Immutable));
+        assert_eq!(
+            (r.resolved_ref.as_str(), r.lifetime),
+            (V0, RefLifetime::Immutable)
+        );
         let other = "f".repeat(40);
-        assert!(matches!(Gist::resolve(&gist(true), &format!("choldgraf/6f2e7e2b/{other}")), Err(PluginError::NotFound(_))));
+        assert!(matches!(
+            Gist::resolve(&gist(true), &format!("choldgraf/6f2e7e2b/{other}")),
+            Err(PluginError::NotFound(_))
+        ));
     }
 
     #[test]
     fn secret_gists_need_the_operator() {
-        assert!(matches!(Gist::resolve(&gist(false), "choldgraf/6f2e7e2b"), Err(PluginError::Banned(_))));
+        assert!(matches!(
+            Gist::resolve(&gist(false), "choldgraf/6f2e7e2b"),
+            Err(PluginError::Banned(_))
+        ));
         let allowed = gist(false).with_config("allow_secret_gist", "true");
         assert!(Gist::resolve(&allowed, "choldgraf/6f2e7e2b").is_ok());
     }
 
     #[test]
     fn bad_specs() {
-        for spec in ["choldgraf", "a/b/c/d", "../x", "a/../HEAD", "a/b c", "a/b/feature", "a/b/%2e%2e", "a/b?x"] {
+        for spec in [
+            "choldgraf",
+            "a/b/c/d",
+            "../x",
+            "a/../HEAD",
+            "a/b c",
+            "a/b/feature",
+            "a/b/%2e%2e",
+            "a/b?x",
+        ] {
             let ctx = MockContext::new();
-            assert!(matches!(Gist::resolve(&ctx, spec), Err(PluginError::InvalidSpec(_))), "{spec}");
+            assert!(
+                matches!(Gist::resolve(&ctx, spec), Err(PluginError::InvalidSpec(_))),
+                "{spec}"
+            );
             assert!(ctx.requests().is_empty());
         }
     }

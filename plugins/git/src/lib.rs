@@ -31,17 +31,29 @@ fn parse(spec: &str) -> Result<Spec<'_>, PluginError> {
     let url = unquote(escaped_url, "repository URL")?;
     let git_ref = unquote(escaped_ref, "ref")?;
     if git_ref.is_empty() {
-        return Err(invalid("`unresolved_ref` must be specified in the url for the basic git provider"));
+        return Err(invalid(
+            "`unresolved_ref` must be specified in the url for the basic git provider",
+        ));
     }
     if !is_sha1(&git_ref) {
         spec::check_git_ref(&git_ref)?;
     }
     let url = scp_to_ssh(&url).unwrap_or(url);
-    let protocol = url.split_once("://").map(|(p, _)| p.to_ascii_lowercase()).unwrap_or_default();
+    let protocol = url
+        .split_once("://")
+        .map(|(p, _)| p.to_ascii_lowercase())
+        .unwrap_or_default();
     if !ALLOWED_PROTOCOLS.contains(&protocol.as_str()) {
-        return Err(invalid(format!("unsupported protocol in {url:?}: use one of {}", ALLOWED_PROTOCOLS.join(", "))));
+        return Err(invalid(format!(
+            "unsupported protocol in {url:?}: use one of {}",
+            ALLOWED_PROTOCOLS.join(", ")
+        )));
     }
-    Ok(Spec { escaped_url, url, git_ref })
+    Ok(Spec {
+        escaped_url,
+        url,
+        git_ref,
+    })
 }
 
 /// `user@host:path` (scp-like syntax) as `ssh://user@host/path`.
@@ -52,12 +64,16 @@ fn scp_to_ssh(url: &str) -> Option<String> {
     let (user, rest) = url.split_once('@')?;
     let (host, path) = rest.split_once(':')?;
     let plain = |s: &str| !s.is_empty() && !s.contains(['/', ':', '@']);
-    (plain(user) && plain(host)).then(|| format!("ssh://{user}@{host}/{}", path.trim_start_matches('/')))
+    (plain(user) && plain(host))
+        .then(|| format!("ssh://{user}@{host}/{}", path.trim_start_matches('/')))
 }
 
 /// git's tail match: `main` matches `refs/heads/main` but not `refs/heads/domain`.
 fn matches_ref(name: &str, pattern: &str) -> bool {
-    name == pattern || name.strip_suffix(pattern).is_some_and(|head| head.ends_with('/'))
+    name == pattern
+        || name
+            .strip_suffix(pattern)
+            .is_some_and(|head| head.ends_with('/'))
 }
 
 impl Provider for Git {
@@ -67,7 +83,11 @@ impl Provider for Git {
             version: env!("CARGO_PKG_VERSION").into(),
             kind: PluginKind::Provider,
             description: "Any git repository by URL, resolved with git ls-remote".into(),
-            requests: CapabilityRequests { hosts: vec!["*".into()], config_keys: vec![], secrets: vec![] },
+            requests: CapabilityRequests {
+                hosts: vec!["*".into()],
+                config_keys: vec![],
+                secrets: vec![],
+            },
         }
     }
 
@@ -94,12 +114,20 @@ impl Provider for Git {
                 PluginError::Upstream(UpstreamFailure {
                     service: "git".into(),
                     status: None,
-                    message: format!("Unable to run git ls-remote to get the `resolved_ref`: {e:?}"),
+                    message: format!(
+                        "Unable to run git ls-remote to get the `resolved_ref`: {e:?}"
+                    ),
                 })
             })?;
-            let found = refs.iter().find(|r| matches_ref(&r.name, &spec.git_ref)).ok_or_else(|| {
-                PluginError::NotFound(format!("The remote advertises no ref named {:?}.", spec.git_ref))
-            })?;
+            let found = refs
+                .iter()
+                .find(|r| matches_ref(&r.name, &spec.git_ref))
+                .ok_or_else(|| {
+                    PluginError::NotFound(format!(
+                        "The remote advertises no ref named {:?}.",
+                        spec.git_ref
+                    ))
+                })?;
             (found.oid.clone(), RefLifetime::Moving)
         };
         Ok(Resolution {
@@ -130,7 +158,12 @@ mod tests {
     fn remote() -> MockContext {
         MockContext::new().with_remote(
             URL,
-            &[("HEAD", SHA), ("refs/heads/domain", OTHER), ("refs/heads/main", SHA), ("refs/tags/v1.0", OTHER)],
+            &[
+                ("HEAD", SHA),
+                ("refs/heads/domain", OTHER),
+                ("refs/heads/main", SHA),
+                ("refs/tags/v1.0", OTHER),
+            ],
         )
     }
 
@@ -143,10 +176,28 @@ mod tests {
         assert_eq!(r.ref_url, URL);
         assert_eq!(r.resolved_spec, format!("{ESCAPED}/{SHA}"));
         assert_eq!(r.lifetime, RefLifetime::Moving);
-        assert_eq!(Git::resolve(&remote(), &format!("{ESCAPED}/HEAD")).unwrap().resolved_ref, SHA);
-        assert_eq!(Git::resolve(&remote(), &format!("{ESCAPED}/v1.0")).unwrap().resolved_ref, OTHER);
-        assert_eq!(Git::resolve(&remote(), &format!("{ESCAPED}/heads/main")).unwrap().resolved_ref, SHA);
-        assert!(matches!(Git::resolve(&remote(), &format!("{ESCAPED}/ain")), Err(PluginError::NotFound(_))));
+        assert_eq!(
+            Git::resolve(&remote(), &format!("{ESCAPED}/HEAD"))
+                .unwrap()
+                .resolved_ref,
+            SHA
+        );
+        assert_eq!(
+            Git::resolve(&remote(), &format!("{ESCAPED}/v1.0"))
+                .unwrap()
+                .resolved_ref,
+            OTHER
+        );
+        assert_eq!(
+            Git::resolve(&remote(), &format!("{ESCAPED}/heads/main"))
+                .unwrap()
+                .resolved_ref,
+            SHA
+        );
+        assert!(matches!(
+            Git::resolve(&remote(), &format!("{ESCAPED}/ain")),
+            Err(PluginError::NotFound(_))
+        ));
     }
 
     #[test]
@@ -177,13 +228,20 @@ mod tests {
             &format!("{ESCAPED}/%FF"),
             &format!("{ESCAPED}/{}", "a".repeat(10_000)),
         ] {
-            assert!(matches!(Git::resolve(&MockContext::new(), spec), Err(PluginError::InvalidSpec(_))), "{spec:.80}");
+            assert!(
+                matches!(
+                    Git::resolve(&MockContext::new(), spec),
+                    Err(PluginError::InvalidSpec(_))
+                ),
+                "{spec:.80}"
+            );
         }
     }
 
     #[test]
     fn an_unreachable_remote_is_an_upstream_failure() {
-        let ctx = MockContext::new().with_remote_error(URL, GitError::Remote("connection refused".into()));
+        let ctx = MockContext::new()
+            .with_remote_error(URL, GitError::Remote("connection refused".into()));
         match Git::resolve(&ctx, &format!("{ESCAPED}/main")) {
             Err(PluginError::Upstream(u)) => assert!(u.message.contains("connection refused")),
             other => panic!("{other:?}"),

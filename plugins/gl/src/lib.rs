@@ -24,23 +24,33 @@ struct Spec<'a> {
 
 fn parse(spec: &str) -> Result<Spec<'_>, PluginError> {
     spec::check(spec)?;
-    let (quoted_namespace, quoted_ref) =
-        spec.split_once('/').ok_or_else(|| invalid("expected <url-escaped namespace>/<ref>, e.g. group%2Fproject/HEAD"))?;
+    let (quoted_namespace, quoted_ref) = spec.split_once('/').ok_or_else(|| {
+        invalid("expected <url-escaped namespace>/<ref>, e.g. group%2Fproject/HEAD")
+    })?;
     let namespace = unquote(quoted_namespace, "namespace")?;
     let git_ref = unquote(quoted_ref, "ref")?;
     if git_ref.is_empty() {
         return Err(invalid("An unresolved ref is required"));
     }
     let part_ok = |p: &str| {
-        !p.is_empty() && p != "." && p != ".." && p.chars().all(|c| c.is_alphanumeric() || "-_.+".contains(c))
+        !p.is_empty()
+            && p != "."
+            && p != ".."
+            && p.chars().all(|c| c.is_alphanumeric() || "-_.+".contains(c))
     };
     if namespace.split('/').count() < 2 || !namespace.split('/').all(part_ok) {
-        return Err(invalid(format!("{namespace:?} is not a GitLab project path such as group/project")));
+        return Err(invalid(format!(
+            "{namespace:?} is not a GitLab project path such as group/project"
+        )));
     }
     if !is_sha1(&git_ref) {
         spec::check_git_ref(&git_ref)?;
     }
-    Ok(Spec { quoted_namespace, namespace, git_ref })
+    Ok(Spec {
+        quoted_namespace,
+        namespace,
+        git_ref,
+    })
 }
 
 #[derive(Deserialize)]
@@ -54,12 +64,22 @@ impl Provider for GitLab {
             name: "gl".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             kind: PluginKind::Provider,
-            description: "GitLab projects by escaped namespace/ref, resolved with the GitLab commits API".into(),
+            description:
+                "GitLab projects by escaped namespace/ref, resolved with the GitLab commits API"
+                    .into(),
             requests: CapabilityRequests {
                 hosts: vec!["gitlab.com".into()],
                 config_keys: vec![
-                    ConfigKey { name: "hostname".into(), description: "The GitLab instance; default gitlab.com".into(), required: false },
-                    ConfigKey { name: "api_base_url".into(), description: "Where the API is served; default https://{hostname}".into(), required: false },
+                    ConfigKey {
+                        name: "hostname".into(),
+                        description: "The GitLab instance; default gitlab.com".into(),
+                        required: false,
+                    },
+                    ConfigKey {
+                        name: "api_base_url".into(),
+                        description: "Where the API is served; default https://{hostname}".into(),
+                        required: false,
+                    },
                 ],
                 secrets: vec!["access_token".into(), "private_token".into()],
             },
@@ -73,7 +93,8 @@ impl Provider for GitLab {
             spec_validate_regex: "[^/]+/.+".into(),
             detect_regex: Some("^(https?://gitlab.com/)?(?<repo>.*[^/])/?".into()),
             repo_label: "GitLab.com repository or URL".into(),
-            repo_placeholder: "example: https://gitlab.com/mosaik/examples/mosaik-tutorials-on-binder".into(),
+            repo_placeholder:
+                "example: https://gitlab.com/mosaik/examples/mosaik-tutorials-on-binder".into(),
             repo_url_encode: true,
             ref_enabled: true,
             ref_default: Some("HEAD".into()),
@@ -82,8 +103,12 @@ impl Provider for GitLab {
 
     fn resolve(ctx: &impl ProviderContext, spec: &str) -> Result<Resolution, PluginError> {
         let s = parse(spec)?;
-        let hostname = ctx.config("hostname").unwrap_or_else(|| "gitlab.com".into());
-        let api = ctx.config("api_base_url").unwrap_or_else(|| format!("https://{hostname}"));
+        let hostname = ctx
+            .config("hostname")
+            .unwrap_or_else(|| "gitlab.com".into());
+        let api = ctx
+            .config("api_base_url")
+            .unwrap_or_else(|| format!("https://{hostname}"));
         let url = format!(
             "{}/api/v4/projects/{}/repository/commits/{}",
             api.trim_end_matches('/'),
@@ -103,14 +128,27 @@ impl Provider for GitLab {
             _ => return Err(upstream::status_error(ctx, SERVICE, &response)),
         };
         if !is_sha1(&sha) {
-            return Err(upstream::failure(SERVICE, Some(200), format!("{sha:?} is not a commit sha")));
+            return Err(upstream::failure(
+                SERVICE,
+                Some(200),
+                format!("{sha:?} is not a commit sha"),
+            ));
         }
         Ok(Resolution {
             repo_url: format!("https://{hostname}/{}.git", s.namespace),
-            build_slug: s.namespace.split('/').map(|p| p.replace('-', "_-")).collect::<Vec<_>>().join("-"),
+            build_slug: s
+                .namespace
+                .split('/')
+                .map(|p| p.replace('-', "_-"))
+                .collect::<Vec<_>>()
+                .join("-"),
             resolved_spec: format!("{}/{sha}", s.quoted_namespace),
             ref_url: format!("https://{hostname}/{}/tree/{sha}", s.namespace),
-            lifetime: if is_sha1(&s.git_ref) { RefLifetime::Immutable } else { RefLifetime::Moving },
+            lifetime: if is_sha1(&s.git_ref) {
+                RefLifetime::Immutable
+            } else {
+                RefLifetime::Moving
+            },
             resolved_ref: sha,
             notices: vec![],
         })
@@ -130,23 +168,51 @@ mod tests {
     #[test]
     fn resolves_like_upstream() {
         let url = "https://gitlab.com/api/v4/projects/my-group%2Fsub%2Fmy-project/repository/commits/feature%2Fx";
-        let ctx = MockContext::new().with_json(url, 200, &format!(r#"{{"id":"{SHA}"}}"#)).with_secret("private_token", "p");
+        let ctx = MockContext::new()
+            .with_json(url, 200, &format!(r#"{{"id":"{SHA}"}}"#))
+            .with_secret("private_token", "p");
         let r = GitLab::resolve(&ctx, "my-group%2Fsub%2Fmy-project/feature%2Fx").unwrap();
         assert_eq!(r.resolved_ref, SHA);
         assert_eq!(r.repo_url, "https://gitlab.com/my-group/sub/my-project.git");
         assert_eq!(r.build_slug, "my_-group-sub-my_-project");
-        assert_eq!(r.resolved_spec, format!("my-group%2Fsub%2Fmy-project/{SHA}"));
-        assert_eq!(r.ref_url, format!("https://gitlab.com/my-group/sub/my-project/tree/{SHA}"));
-        assert!(ctx.requests()[0].headers.contains(&("PRIVATE-TOKEN".into(), "p".into())));
+        assert_eq!(
+            r.resolved_spec,
+            format!("my-group%2Fsub%2Fmy-project/{SHA}")
+        );
+        assert_eq!(
+            r.ref_url,
+            format!("https://gitlab.com/my-group/sub/my-project/tree/{SHA}")
+        );
+        assert!(
+            ctx.requests()[0]
+                .headers
+                .contains(&("PRIVATE-TOKEN".into(), "p".into()))
+        );
     }
 
     #[test]
     fn missing_refs_and_bad_specs() {
         let url = "https://gitlab.com/api/v4/projects/g%2Fp/repository/commits/nope";
         let ctx = MockContext::new().with_json(url, 404, r#"{"message":"404 Commit Not Found"}"#);
-        assert!(matches!(GitLab::resolve(&ctx, "g%2Fp/nope"), Err(PluginError::NotFound(_))));
-        for spec in ["g%2Fp/", "gp/HEAD", "g%2F..%2Fp/HEAD", "g%2Fp/a..b", "g%2Fp%0A/HEAD", "no-slash"] {
-            assert!(matches!(GitLab::resolve(&MockContext::new(), spec), Err(PluginError::InvalidSpec(_))), "{spec}");
+        assert!(matches!(
+            GitLab::resolve(&ctx, "g%2Fp/nope"),
+            Err(PluginError::NotFound(_))
+        ));
+        for spec in [
+            "g%2Fp/",
+            "gp/HEAD",
+            "g%2F..%2Fp/HEAD",
+            "g%2Fp/a..b",
+            "g%2Fp%0A/HEAD",
+            "no-slash",
+        ] {
+            assert!(
+                matches!(
+                    GitLab::resolve(&MockContext::new(), spec),
+                    Err(PluginError::InvalidSpec(_))
+                ),
+                "{spec}"
+            );
         }
     }
 

@@ -16,7 +16,14 @@ const SERVICE: &str = "HydroShare";
 /// The last run of 32 lower-case hex digits, as upstream's greedy `.*([0-9a-f]{32}).*` finds it.
 fn resource_id(spec: &str) -> Option<&str> {
     let b = spec.as_bytes();
-    (0..=b.len().checked_sub(32)?).rev().find(|&i| b[i..i + 32].iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))).map(|i| &spec[i..i + 32])
+    (0..=b.len().checked_sub(32)?)
+        .rev()
+        .find(|&i| {
+            b[i..i + 32]
+                .iter()
+                .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+        })
+        .map(|i| &spec[i..i + 32])
 }
 
 #[derive(Deserialize)]
@@ -67,13 +74,24 @@ impl Provider for HydroShare {
     fn resolve(ctx: &impl ProviderContext, spec: &str) -> Result<Resolution, PluginError> {
         spec::check(spec)?;
         let unescaped = unquote(spec, "spec")?;
-        let id = resource_id(&unescaped).ok_or_else(|| invalid("The specified Hydroshare resource id was not recognized."))?;
-        let base = ctx.config("base_url").unwrap_or_else(|| "https://www.hydroshare.org".into());
+        let id = resource_id(&unescaped)
+            .ok_or_else(|| invalid("The specified Hydroshare resource id was not recognized."))?;
+        let base = ctx
+            .config("base_url")
+            .unwrap_or_else(|| "https://www.hydroshare.org".into());
         let base = base.trim_end_matches('/');
-        let response = upstream::send(ctx, SERVICE, &Request::get(format!("{base}/hsapi/resource/{id}/scimeta/elements")))?;
+        let response = upstream::send(
+            ctx,
+            SERVICE,
+            &Request::get(format!("{base}/hsapi/resource/{id}/scimeta/elements")),
+        )?;
         let elements: Elements = match response.status {
             200 => upstream::json(SERVICE, &response)?,
-            404 => return Err(PluginError::NotFound(format!("HydroShare has no public resource {id}."))),
+            404 => {
+                return Err(PluginError::NotFound(format!(
+                    "HydroShare has no public resource {id}."
+                )));
+            }
             _ => return Err(upstream::status_error(ctx, SERVICE, &response)),
         };
         let modified = elements
@@ -81,7 +99,13 @@ impl Provider for HydroShare {
             .iter()
             .find(|d| d.kind == "modified")
             .and_then(|d| upstream::iso8601_epoch(&d.start_date))
-            .ok_or_else(|| upstream::failure(SERVICE, Some(200), format!("resource {id} has no readable modification date")))?;
+            .ok_or_else(|| {
+                upstream::failure(
+                    SERVICE,
+                    Some(200),
+                    format!("resource {id} has no readable modification date"),
+                )
+            })?;
         let record = format!("{id}.v{modified}");
         let repo_url = format!("{base}/resource/{id}");
         Ok(Resolution {
@@ -110,16 +134,25 @@ mod tests {
     fn ids_and_urls_resolve_to_the_modification_time() {
         let url = format!("https://www.hydroshare.org/hsapi/resource/{ID}/scimeta/elements");
         let body = r#"{"dates":[{"type":"created","start_date":"2019-01-01T00:00:00Z"},{"type":"modified","start_date":"2019-09-16T17:39:17.593906Z"}]}"#;
-        for spec in [ID.to_string(), format!("https%3A%2F%2Fwww.hydroshare.org%2Fresource%2F{ID}%2F")] {
+        for spec in [
+            ID.to_string(),
+            format!("https%3A%2F%2Fwww.hydroshare.org%2Fresource%2F{ID}%2F"),
+        ] {
             let ctx = MockContext::new().with_json(&url, 200, body);
             let r = HydroShare::resolve(&ctx, &spec).unwrap();
             assert_eq!(r.resolved_ref, format!("{ID}.v1568655557"));
             assert_eq!(r.build_slug, format!("hydroshare-{ID}.v1568655557"));
-            assert_eq!(r.repo_url, format!("https://www.hydroshare.org/resource/{ID}"));
+            assert_eq!(
+                r.repo_url,
+                format!("https://www.hydroshare.org/resource/{ID}")
+            );
             assert_eq!(r.resolved_spec, r.repo_url);
             assert_eq!(r.ref_url, r.repo_url);
         }
-        assert!(matches!(HydroShare::resolve(&MockContext::new(), "not-an-id"), Err(PluginError::InvalidSpec(_))));
+        assert!(matches!(
+            HydroShare::resolve(&MockContext::new(), "not-an-id"),
+            Err(PluginError::InvalidSpec(_))
+        ));
     }
 
     proptest! {

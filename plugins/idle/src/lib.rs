@@ -13,11 +13,19 @@ impl CullPolicy for Idle {
             version: env!("CARGO_PKG_VERSION").into(),
             kind: PluginKind::CullPolicy,
             description: "stops servers idle past a timeout or older than a maximum age".into(),
-            requests: CapabilityRequests { hosts: vec![], config_keys: IdleRules::config_keys(), secrets: vec![] },
+            requests: CapabilityRequests {
+                hosts: vec![],
+                config_keys: IdleRules::config_keys(),
+                secrets: vec![],
+            },
         }
     }
 
-    fn decide(ctx: &impl Context, now_ms: u64, servers: Vec<Server>) -> Result<Vec<Decision>, PluginError> {
+    fn decide(
+        ctx: &impl Context,
+        now_ms: u64,
+        servers: Vec<Server>,
+    ) -> Result<Vec<Decision>, PluginError> {
         let rules = IdleRules::from_config(ctx)?;
         Ok(servers.iter().map(|s| rules.decide(now_ms, s)).collect())
     }

@@ -25,7 +25,11 @@ const DEFAULT_UID: u32 = 1000;
 
 /// The hash of everything that decides the environment: the buildpack, the
 /// environment files' paths and contents, and the operator's build settings.
-pub fn environment_hash(ctx: &impl BuildStrategyContext, facts: &RepoFacts, plan: &Repo2dockerPlan) -> String {
+pub fn environment_hash(
+    ctx: &impl BuildStrategyContext,
+    facts: &RepoFacts,
+    plan: &Repo2dockerPlan,
+) -> String {
     let mut h = Sha256::new();
     let mut field = |bytes: &[u8]| {
         h.update((bytes.len() as u64).to_le_bytes());
@@ -43,21 +47,35 @@ pub fn environment_hash(ctx: &impl BuildStrategyContext, facts: &RepoFacts, plan
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn layer_allowed(ctx: &impl BuildStrategyContext, facts: &RepoFacts, buildpack: Buildpack) -> Result<Option<&'static str>, PluginError> {
+fn layer_allowed(
+    ctx: &impl BuildStrategyContext,
+    facts: &RepoFacts,
+    buildpack: Buildpack,
+) -> Result<Option<&'static str>, PluginError> {
     let dockerfile_ok = match ctx.config("layer_dockerfile").as_deref() {
         None | Some("false") => false,
         Some("true") => true,
-        Some(other) => return Err(PluginError::InvalidConfig(format!("layer_dockerfile must be \"true\" or \"false\", not {other:?}"))),
+        Some(other) => {
+            return Err(PluginError::InvalidConfig(format!(
+                "layer_dockerfile must be \"true\" or \"false\", not {other:?}"
+            )));
+        }
     };
-    Ok(match repo2docker::content_in_environment(ctx, facts, buildpack) {
-        Some(_) if buildpack == Buildpack::Docker && dockerfile_ok => None,
-        reason => reason,
-    })
+    Ok(
+        match repo2docker::content_in_environment(ctx, facts, buildpack) {
+            Some(_) if buildpack == Buildpack::Docker && dockerfile_ok => None,
+            reason => reason,
+        },
+    )
 }
 
 impl BuildStrategy for LayerFirst {
     fn metadata() -> PluginMetadata {
-        let key = |name: &str, description: &str| ConfigKey { name: name.into(), required: false, description: description.into() };
+        let key = |name: &str, description: &str| ConfigKey {
+            name: name.into(),
+            required: false,
+            description: description.into(),
+        };
         let mut config_keys = repo2docker::config_keys();
         config_keys.extend([
             key("repo_dir", "where the image holds the repository (default /home/jovyan)"),
@@ -69,8 +87,13 @@ impl BuildStrategy for LayerFirst {
             name: "layer-first".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             kind: PluginKind::BuildStrategy,
-            description: "layer builds for content-only changes, repo2docker builds otherwise".into(),
-            requests: CapabilityRequests { hosts: vec![], config_keys, secrets: vec![] },
+            description: "layer builds for content-only changes, repo2docker builds otherwise"
+                .into(),
+            requests: CapabilityRequests {
+                hosts: vec![],
+                config_keys,
+                secrets: vec![],
+            },
         }
     }
 
@@ -78,21 +101,43 @@ impl BuildStrategy for LayerFirst {
         let buildpack = repo2docker::detect(ctx, &facts)?;
         let mut full = repo2docker::plan(ctx, buildpack)?;
         if let Some(reason) = layer_allowed(ctx, &facts, buildpack)? {
-            ctx.info(&format!("{}@{}: {}, built in full: {reason}", facts.repo_url, facts.resolved_ref, buildpack.name()));
+            ctx.info(&format!(
+                "{}@{}: {}, built in full: {reason}",
+                facts.repo_url,
+                facts.resolved_ref,
+                buildpack.name()
+            ));
             return Ok(BuildPlan::Repo2docker(full));
         }
         let hash = environment_hash(ctx, &facts, &full);
-        let Some(environment) = facts.environments.iter().find(|e| e.environment_hash == hash) else {
-            ctx.info(&format!("{}@{}: {}, no image of environment {}: built in full", facts.repo_url, facts.resolved_ref, buildpack.name(), &hash[..12]));
+        let Some(environment) = facts
+            .environments
+            .iter()
+            .find(|e| e.environment_hash == hash)
+        else {
+            ctx.info(&format!(
+                "{}@{}: {}, no image of environment {}: built in full",
+                facts.repo_url,
+                facts.resolved_ref,
+                buildpack.name(),
+                &hash[..12]
+            ));
             full.environment_hash = Some(hash);
             return Ok(BuildPlan::Repo2docker(full));
         };
         let uid = repo2docker::number(ctx, "uid", DEFAULT_UID)?;
-        let target_dir = ctx.config("repo_dir").unwrap_or_else(|| DEFAULT_REPO_DIR.into());
+        let target_dir = ctx
+            .config("repo_dir")
+            .unwrap_or_else(|| DEFAULT_REPO_DIR.into());
         if !target_dir.starts_with('/') {
-            return Err(PluginError::InvalidConfig(format!("repo_dir must be an absolute path, not {target_dir:?}")));
+            return Err(PluginError::InvalidConfig(format!(
+                "repo_dir must be an absolute path, not {target_dir:?}"
+            )));
         }
-        ctx.info(&format!("{}@{}: content-only change since {}: a layer on {}", facts.repo_url, facts.resolved_ref, environment.resolved_ref, environment.image));
+        ctx.info(&format!(
+            "{}@{}: content-only change since {}: a layer on {}",
+            facts.repo_url, facts.resolved_ref, environment.resolved_ref, environment.image
+        ));
         Ok(BuildPlan::Layer(LayerPlan {
             environment_image: environment.image.clone(),
             environment_hash: hash,
@@ -126,7 +171,12 @@ mod tests {
     }
 
     fn environment(hash: &str) -> EnvironmentImage {
-        EnvironmentImage { image: "reg/binder-r:aaaa".into(), environment_hash: hash.into(), resolved_ref: "a".repeat(40), built_ms: 1 }
+        EnvironmentImage {
+            image: "reg/binder-r:aaaa".into(),
+            environment_hash: hash.into(),
+            resolved_ref: "a".repeat(40),
+            built_ms: 1,
+        }
     }
 
     fn plan(ctx: &MockContext, facts: RepoFacts) -> BuildPlan {
@@ -136,37 +186,100 @@ mod tests {
     #[test]
     fn a_known_environment_gets_a_layer_and_an_unknown_one_a_named_full_build() {
         let ctx = MockContext::new().with_file("requirements.txt", b"numpy\n");
-        let BuildPlan::Repo2docker(first) = plan(&ctx, facts(&["requirements.txt", "a.ipynb"], vec![])) else { panic!("a full build first") };
-        let hash = first.environment_hash.expect("the hash is named so the image is remembered");
-        let BuildPlan::Layer(layer) = plan(&ctx, facts(&["requirements.txt", "b.ipynb"], vec![environment("other"), environment(&hash)])) else {
+        let BuildPlan::Repo2docker(first) =
+            plan(&ctx, facts(&["requirements.txt", "a.ipynb"], vec![]))
+        else {
+            panic!("a full build first")
+        };
+        let hash = first
+            .environment_hash
+            .expect("the hash is named so the image is remembered");
+        let BuildPlan::Layer(layer) = plan(
+            &ctx,
+            facts(
+                &["requirements.txt", "b.ipynb"],
+                vec![environment("other"), environment(&hash)],
+            ),
+        ) else {
             panic!("same environment files: a layer")
         };
-        assert_eq!((layer.environment_image.as_str(), layer.base_ref.as_deref()), ("reg/binder-r:aaaa", Some("a".repeat(40).as_str())));
-        assert_eq!((layer.target_dir.as_str(), layer.uid, layer.gid), ("/home/jovyan", 1000, 1000));
+        assert_eq!(
+            (layer.environment_image.as_str(), layer.base_ref.as_deref()),
+            ("reg/binder-r:aaaa", Some("a".repeat(40).as_str()))
+        );
+        assert_eq!(
+            (layer.target_dir.as_str(), layer.uid, layer.gid),
+            ("/home/jovyan", 1000, 1000)
+        );
 
         let changed = MockContext::new().with_file("requirements.txt", b"numpy\npandas\n");
-        let BuildPlan::Repo2docker(p) = plan(&changed, facts(&["requirements.txt"], vec![environment(&hash)])) else { panic!("changed requirements: full") };
+        let BuildPlan::Repo2docker(p) = plan(
+            &changed,
+            facts(&["requirements.txt"], vec![environment(&hash)]),
+        ) else {
+            panic!("changed requirements: full")
+        };
         assert_ne!(p.environment_hash.as_deref(), Some(hash.as_str()));
         let settings = ctx.clone().with_config("appendix", "RUN echo x");
-        assert!(matches!(plan(&settings, facts(&["requirements.txt"], vec![environment(&hash)])), BuildPlan::Repo2docker(_)), "settings are part of the environment");
+        assert!(
+            matches!(
+                plan(
+                    &settings,
+                    facts(&["requirements.txt"], vec![environment(&hash)])
+                ),
+                BuildPlan::Repo2docker(_)
+            ),
+            "settings are part of the environment"
+        );
     }
 
     #[test]
     fn content_in_the_environment_means_full_builds() {
         let ctx = MockContext::new().with_file("Dockerfile", b"FROM base\nCOPY . /home/jovyan\n");
-        let BuildPlan::Repo2docker(p) = plan(&ctx, facts(&["Dockerfile"], vec![])) else { panic!() };
+        let BuildPlan::Repo2docker(p) = plan(&ctx, facts(&["Dockerfile"], vec![])) else {
+            panic!()
+        };
         assert_eq!(p.environment_hash, None, "a Dockerfile may copy anything");
         let opted = ctx.clone().with_config("layer_dockerfile", "true");
-        let BuildPlan::Repo2docker(p) = plan(&opted, facts(&["Dockerfile"], vec![])) else { panic!() };
+        let BuildPlan::Repo2docker(p) = plan(&opted, facts(&["Dockerfile"], vec![])) else {
+            panic!()
+        };
         let hash = p.environment_hash.expect("opted in");
-        assert!(matches!(plan(&opted, facts(&["Dockerfile", "new.md"], vec![environment(&hash)])), BuildPlan::Layer(_)));
-        let e = LayerFirst::plan(&ctx.clone().with_config("layer_dockerfile", "yes"), facts(&["Dockerfile"], vec![])).unwrap_err();
+        assert!(matches!(
+            plan(
+                &opted,
+                facts(&["Dockerfile", "new.md"], vec![environment(&hash)])
+            ),
+            BuildPlan::Layer(_)
+        ));
+        let e = LayerFirst::plan(
+            &ctx.clone().with_config("layer_dockerfile", "yes"),
+            facts(&["Dockerfile"], vec![]),
+        )
+        .unwrap_err();
         assert!(matches!(e, PluginError::InvalidConfig(m) if m.contains("layer_dockerfile")));
-        let BuildPlan::Repo2docker(p) = plan(&MockContext::new(), facts(&["setup.py"], vec![])) else { panic!() };
-        assert_eq!(p.environment_hash, None, "a package installed from the repository");
-        let bad = MockContext::new().with_config("repo_dir", "home").with_file("requirements.txt", b"x\n");
-        let BuildPlan::Repo2docker(p) = plan(&bad, facts(&["requirements.txt"], vec![])) else { panic!() };
-        let e = LayerFirst::plan(&bad, facts(&["requirements.txt"], vec![environment(&p.environment_hash.unwrap())])).unwrap_err();
+        let BuildPlan::Repo2docker(p) = plan(&MockContext::new(), facts(&["setup.py"], vec![]))
+        else {
+            panic!()
+        };
+        assert_eq!(
+            p.environment_hash, None,
+            "a package installed from the repository"
+        );
+        let bad = MockContext::new()
+            .with_config("repo_dir", "home")
+            .with_file("requirements.txt", b"x\n");
+        let BuildPlan::Repo2docker(p) = plan(&bad, facts(&["requirements.txt"], vec![])) else {
+            panic!()
+        };
+        let e = LayerFirst::plan(
+            &bad,
+            facts(
+                &["requirements.txt"],
+                vec![environment(&p.environment_hash.unwrap())],
+            ),
+        )
+        .unwrap_err();
         assert!(matches!(e, PluginError::InvalidConfig(m) if m.contains("repo_dir")));
     }
 }

@@ -33,9 +33,14 @@ struct Rules {
 
 /// The rules from the `rules` key (the host hands a TOML array as its TOML text).
 fn rules(ctx: &impl Context) -> Result<Vec<Rule>, PluginError> {
-    let Some(text) = ctx.config("rules") else { return Ok(Vec::new()) };
-    let parsed: Rules = toml::from_str(&format!("rules = {text}"))
-        .map_err(|e| PluginError::InvalidConfig(format!("rules must be a list of {{ spec, timeout_secs, max_age_secs }} tables: {e}")))?;
+    let Some(text) = ctx.config("rules") else {
+        return Ok(Vec::new());
+    };
+    let parsed: Rules = toml::from_str(&format!("rules = {text}")).map_err(|e| {
+        PluginError::InvalidConfig(format!(
+            "rules must be a list of {{ spec, timeout_secs, max_age_secs }} tables: {e}"
+        ))
+    })?;
     Ok(parsed.rules)
 }
 
@@ -53,18 +58,31 @@ impl CullPolicy for PerRepo {
             version: env!("CARGO_PKG_VERSION").into(),
             kind: PluginKind::CullPolicy,
             description: "idle timeouts and maximum ages by repository".into(),
-            requests: CapabilityRequests { hosts: vec![], config_keys, secrets: vec![] },
+            requests: CapabilityRequests {
+                hosts: vec![],
+                config_keys,
+                secrets: vec![],
+            },
         }
     }
 
-    fn decide(ctx: &impl Context, now_ms: u64, servers: Vec<Server>) -> Result<Vec<Decision>, PluginError> {
+    fn decide(
+        ctx: &impl Context,
+        now_ms: u64,
+        servers: Vec<Server>,
+    ) -> Result<Vec<Decision>, PluginError> {
         let (rules, base) = (rules(ctx)?, IdleRules::from_config(ctx)?);
         Ok(servers
             .iter()
             .map(|s| {
                 let key = format!("{}/{}", s.provider, s.spec);
                 match rules.iter().find(|r| glob_match(&r.spec, &key)) {
-                    Some(rule) => IdleRules { timeout_secs: rule.timeout_secs.unwrap_or(0), max_age_secs: rule.max_age_secs.unwrap_or(0), ..base.clone() }.decide(now_ms, s),
+                    Some(rule) => IdleRules {
+                        timeout_secs: rule.timeout_secs.unwrap_or(0),
+                        max_age_secs: rule.max_age_secs.unwrap_or(0),
+                        ..base.clone()
+                    }
+                    .decide(now_ms, s),
                     None => Decision::Pass,
                 }
             })
@@ -97,7 +115,16 @@ mod tests {
     #[test]
     fn limits_by_spec() {
         let ctx = MockContext::new().with_config("rules", r#"[{ spec = "gh/org/workshop-*", timeout_secs = 3600 }, { spec = "gh/petlja/*", timeout_secs = 300 }]"#);
-        let got = PerRepo::decide(&ctx, 100_000_000, vec![server("org/workshop-1/main", 1000), server("petlja/x/main", 1000), server("other/x/main", 99_000)]).unwrap();
+        let got = PerRepo::decide(
+            &ctx,
+            100_000_000,
+            vec![
+                server("org/workshop-1/main", 1000),
+                server("petlja/x/main", 1000),
+                server("other/x/main", 99_000),
+            ],
+        )
+        .unwrap();
         assert_eq!(got[0], Decision::Keep, "the workshop's hour is not up");
         assert!(matches!(&got[1], Decision::Stop(r) if r.contains("limit 300 s")));
         assert_eq!(got[2], Decision::Pass, "no rule: the next policy decides");
@@ -106,6 +133,8 @@ mod tests {
     #[test]
     fn bad_rules_are_a_config_error() {
         let ctx = MockContext::new().with_config("rules", r#"[{ spec = "gh/*", timeout = 5 }]"#);
-        assert!(matches!(PerRepo::decide(&ctx, 0, vec![]), Err(PluginError::InvalidConfig(m)) if m.contains("rules must be")));
+        assert!(
+            matches!(PerRepo::decide(&ctx, 0, vec![]), Err(PluginError::InvalidConfig(m)) if m.contains("rules must be"))
+        );
     }
 }

@@ -24,10 +24,14 @@ impl BuildStrategy for Repo2docker {
 
     fn plan(ctx: &impl BuildStrategyContext, facts: RepoFacts) -> Result<BuildPlan, PluginError> {
         let buildpack = repo2docker::detect(ctx, &facts)?;
-        ctx.info(&format!("{}@{}: {}", facts.repo_url, facts.resolved_ref, buildpack.name()));
+        ctx.info(&format!(
+            "{}@{}: {}",
+            facts.repo_url,
+            facts.resolved_ref,
+            buildpack.name()
+        ));
         Ok(BuildPlan::Repo2docker(repo2docker::plan(ctx, buildpack)?))
     }
 }
 
 bindery_sdk::export_build_strategy!(Repo2docker);
-

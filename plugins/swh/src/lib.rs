@@ -50,9 +50,19 @@ fn parse(spec: &str) -> Result<(Kind, String), PluginError> {
     spec::check(spec)?;
     let swhid = unquote(spec, "SWHID")?;
     let core = swhid.split(';').next().unwrap_or_default();
-    let usage = || invalid(format!("{core:?} is not a SWHID such as swh:1:rev:309cf2674ee7a0749978cf8265ab91a60aea0f7d"));
+    let usage = || {
+        invalid(format!(
+            "{core:?} is not a SWHID such as swh:1:rev:309cf2674ee7a0749978cf8265ab91a60aea0f7d"
+        ))
+    };
     let mut parts = core.split(':');
-    let (Some("swh"), Some("1"), Some(tag), Some(hex), None) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some("swh"), Some("1"), Some(tag), Some(hex), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
         return Err(usage());
     };
     let kind = match tag {
@@ -60,7 +70,11 @@ fn parse(spec: &str) -> Result<(Kind, String), PluginError> {
         "rev" => Kind::Revision,
         "rel" => Kind::Release,
         "snp" => Kind::Snapshot,
-        "cnt" => return Err(invalid("a content SWHID (swh:1:cnt:…) names a single file; launch a directory, revision, release or snapshot")),
+        "cnt" => {
+            return Err(invalid(
+                "a content SWHID (swh:1:cnt:…) names a single file; launch a directory, revision, release or snapshot",
+            ));
+        }
         _ => return Err(usage()),
     };
     if !spec::is_sha1(hex) {
@@ -87,7 +101,9 @@ struct Branch {
 }
 
 fn get(ctx: &impl ProviderContext, path: &str) -> Result<bindery_sdk::http::Response, PluginError> {
-    let api = ctx.config("api_base_url").unwrap_or_else(|| "https://archive.softwareheritage.org/api/1".into());
+    let api = ctx
+        .config("api_base_url")
+        .unwrap_or_else(|| "https://archive.softwareheritage.org/api/1".into());
     let mut request = Request::get(format!("{}/{path}", api.trim_end_matches('/')));
     if let Some(token) = upstream::optional_secret(ctx, "token") {
         request = request.header("Authorization", format!("Bearer {token}"));
@@ -96,7 +112,9 @@ fn get(ctx: &impl ProviderContext, path: &str) -> Result<bindery_sdk::http::Resp
     upstream::log_rate_limit(ctx, SERVICE, &response);
     match response.status {
         200 => Ok(response),
-        404 => Err(PluginError::NotFound(format!("The Software Heritage archive has no object at {path}."))),
+        404 => Err(PluginError::NotFound(format!(
+            "The Software Heritage archive has no object at {path}."
+        ))),
         _ => Err(upstream::status_error(ctx, SERVICE, &response)),
     }
 }
@@ -112,12 +130,33 @@ fn kind_of(target_type: &str) -> Option<Kind> {
 
 /// The branch `name` of a snapshot, fetched on its own when the first page of
 /// branches does not reach it.
-fn branch(ctx: &impl ProviderContext, snapshot: &str, page: &Snapshot, name: &str) -> Result<Option<Branch>, PluginError> {
+fn branch(
+    ctx: &impl ProviderContext,
+    snapshot: &str,
+    page: &Snapshot,
+    name: &str,
+) -> Result<Option<Branch>, PluginError> {
     if let Some(b) = page.branches.get(name) {
-        return Ok(b.as_ref().map(|b| Branch { target: b.target.clone(), target_type: b.target_type.clone() }));
+        return Ok(b.as_ref().map(|b| Branch {
+            target: b.target.clone(),
+            target_type: b.target_type.clone(),
+        }));
     }
-    let one: Snapshot = upstream::json(SERVICE, &get(ctx, &format!("snapshot/{snapshot}/?branches_from={}&branches_count=1", quote(name, "/")))?)?;
-    Ok(one.branches.into_iter().find(|(n, _)| n == name).and_then(|(_, b)| b))
+    let one: Snapshot = upstream::json(
+        SERVICE,
+        &get(
+            ctx,
+            &format!(
+                "snapshot/{snapshot}/?branches_from={}&branches_count=1",
+                quote(name, "/")
+            ),
+        )?,
+    )?;
+    Ok(one
+        .branches
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, b)| b))
 }
 
 /// Follows a snapshot's `HEAD` (through one alias) to what it targets.
@@ -173,15 +212,24 @@ impl Provider for SoftwareHeritage {
         };
         if kind == Kind::Release {
             let rel: Release = upstream::json(SERVICE, &get(ctx, &format!("release/{id}/"))?)?;
-            kind = kind_of(&rel.target_type).filter(|k| *k != Kind::Release).ok_or_else(|| {
-                PluginError::NotFound(format!("Release {id} targets a {}, which cannot be launched.", rel.target_type))
-            })?;
+            kind = kind_of(&rel.target_type)
+                .filter(|k| *k != Kind::Release)
+                .ok_or_else(|| {
+                    PluginError::NotFound(format!(
+                        "Release {id} targets a {}, which cannot be launched.",
+                        rel.target_type
+                    ))
+                })?;
             id = rel.target;
         } else {
             get(ctx, &format!("{}/{id}/", kind.endpoint()))?;
         }
         if !spec::is_sha1(&id) {
-            return Err(upstream::failure(SERVICE, Some(200), format!("{id:?} is not an object id")));
+            return Err(upstream::failure(
+                SERVICE,
+                Some(200),
+                format!("{id:?} is not an object id"),
+            ));
         }
         let swhid = format!("swh:1:{}:{id}", kind.tag());
         Ok(Resolution {
@@ -219,12 +267,20 @@ mod tests {
                 200,
                 &format!(r#"{{"id":"{SNP}","branches":{{"HEAD":{{"target":"refs/heads/main","target_type":"alias"}},"refs/heads/main":{{"target":"{REV}","target_type":"revision"}}}},"next_branch":null}}"#),
             );
-        for spec in [format!("swh:1:rev:{REV}"), format!("swh:1:rel:{REL}"), format!("swh:1:snp:{SNP}"), format!("swh%3A1%3Arev%3A{REV}%3Borigin%3Dhttps%3A%2F%2Fgithub.com%2Fx%2Fy")] {
+        for spec in [
+            format!("swh:1:rev:{REV}"),
+            format!("swh:1:rel:{REL}"),
+            format!("swh:1:snp:{SNP}"),
+            format!("swh%3A1%3Arev%3A{REV}%3Borigin%3Dhttps%3A%2F%2Fgithub.com%2Fx%2Fy"),
+        ] {
             let r = SoftwareHeritage::resolve(&ctx, &spec).unwrap();
             assert_eq!(r.resolved_ref, REV, "{spec}");
             assert_eq!(r.repo_url, format!("swh:1:rev:{REV}"));
             assert_eq!(r.resolved_spec, r.repo_url);
-            assert_eq!(r.ref_url, format!("https://archive.softwareheritage.org/swh:1:rev:{REV}"));
+            assert_eq!(
+                r.ref_url,
+                format!("https://archive.softwareheritage.org/swh:1:rev:{REV}")
+            );
             assert_eq!(r.lifetime, RefLifetime::Immutable);
         }
     }
@@ -239,15 +295,39 @@ mod tests {
                 &format!(r#"{{"branches":{{"refs/heads/main":{{"target":"{REV}","target_type":"revision"}}}}}}"#),
             )
             .with_json(&format!("{API}/revision/{REV}/"), 200, "{}");
-        assert_eq!(SoftwareHeritage::resolve(&ctx, &format!("swh:1:snp:{SNP}")).unwrap().resolved_ref, REV);
+        assert_eq!(
+            SoftwareHeritage::resolve(&ctx, &format!("swh:1:snp:{SNP}"))
+                .unwrap()
+                .resolved_ref,
+            REV
+        );
     }
 
     #[test]
     fn missing_objects_and_bad_swhids() {
-        let ctx = MockContext::new().with_json(&format!("{API}/directory/{REV}/"), 404, r#"{"exception":"NotFoundExc","reason":"Directory not found"}"#);
-        assert!(matches!(SoftwareHeritage::resolve(&ctx, &format!("swh:1:dir:{REV}")), Err(PluginError::NotFound(_))));
-        for spec in [format!("swh:1:cnt:{REV}"), format!("swh:2:rev:{REV}"), "swh:1:rev:abc".into(), format!("swh:1:rev:{REV}:x"), format!("swh:1:rev:{}", REV.to_uppercase())] {
-            assert!(matches!(SoftwareHeritage::resolve(&MockContext::new(), &spec), Err(PluginError::InvalidSpec(_))), "{spec}");
+        let ctx = MockContext::new().with_json(
+            &format!("{API}/directory/{REV}/"),
+            404,
+            r#"{"exception":"NotFoundExc","reason":"Directory not found"}"#,
+        );
+        assert!(matches!(
+            SoftwareHeritage::resolve(&ctx, &format!("swh:1:dir:{REV}")),
+            Err(PluginError::NotFound(_))
+        ));
+        for spec in [
+            format!("swh:1:cnt:{REV}"),
+            format!("swh:2:rev:{REV}"),
+            "swh:1:rev:abc".into(),
+            format!("swh:1:rev:{REV}:x"),
+            format!("swh:1:rev:{}", REV.to_uppercase()),
+        ] {
+            assert!(
+                matches!(
+                    SoftwareHeritage::resolve(&MockContext::new(), &spec),
+                    Err(PluginError::InvalidSpec(_))
+                ),
+                "{spec}"
+            );
         }
     }
 

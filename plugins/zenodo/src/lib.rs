@@ -12,9 +12,17 @@ pub struct Zenodo;
 /// The last path segment of the landing page: the record id.
 fn record_id(landing: &str) -> Result<&str, PluginError> {
     let path = landing.split(['?', '#']).next().unwrap_or_default();
-    let id = path.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+    let id = path
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
     if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(upstream::failure("Zenodo", None, format!("the DOI leads to {landing}, which is not a Zenodo record")));
+        return Err(upstream::failure(
+            "Zenodo",
+            None,
+            format!("the DOI leads to {landing}, which is not a Zenodo record"),
+        ));
     }
     Ok(id)
 }
@@ -41,16 +49,25 @@ impl Provider for Zenodo {
     fn resolve(ctx: &impl ProviderContext, spec: &str) -> Result<Resolution, PluginError> {
         let landing = bindery_sdk::doi::landing_page(ctx, spec, "10.5281/zenodo.3242074")?;
         let record = record_id(&landing)?;
-        let resolved_spec = format!("{}zenodo.{record}", spec.split("zenodo").next().unwrap_or_default());
+        let resolved_spec = format!(
+            "{}zenodo.{record}",
+            spec.split("zenodo").next().unwrap_or_default()
+        );
         // A version DOI names its own record; a concept DOI names the latest one.
-        let versioned = spec.rsplit_once("zenodo.").is_some_and(|(_, n)| n == record);
+        let versioned = spec
+            .rsplit_once("zenodo.")
+            .is_some_and(|(_, n)| n == record);
         Ok(Resolution {
             repo_url: spec.into(),
             build_slug: format!("zenodo-{record}"),
             ref_url: format!("https://doi.org/{resolved_spec}"),
             resolved_spec,
             resolved_ref: record.into(),
-            lifetime: if versioned { RefLifetime::Immutable } else { RefLifetime::Moving },
+            lifetime: if versioned {
+                RefLifetime::Immutable
+            } else {
+                RefLifetime::Moving
+            },
             notices: vec![],
         })
     }
@@ -66,20 +83,40 @@ mod tests {
     use proptest::prelude::*;
 
     fn landing(doi: &str, to: &str) -> MockContext {
-        let r = Response { status: 200, headers: vec![], body: b"<html>".to_vec(), final_url: to.into(), revalidated: false };
+        let r = Response {
+            status: 200,
+            headers: vec![],
+            body: b"<html>".to_vec(),
+            final_url: to.into(),
+            revalidated: false,
+        };
         MockContext::new().with_response(&format!("https://doi.org/{doi}"), Ok(r))
     }
 
     #[test]
     fn version_and_concept_dois() {
-        let r = Zenodo::resolve(&landing("10.5281/zenodo.3242074", "https://zenodo.org/records/3242074"), "10.5281/zenodo.3242074").unwrap();
+        let r = Zenodo::resolve(
+            &landing(
+                "10.5281/zenodo.3242074",
+                "https://zenodo.org/records/3242074",
+            ),
+            "10.5281/zenodo.3242074",
+        )
+        .unwrap();
         assert_eq!(r.resolved_ref, "3242074");
         assert_eq!(r.repo_url, "10.5281/zenodo.3242074");
         assert_eq!(r.build_slug, "zenodo-3242074");
         assert_eq!(r.resolved_spec, "10.5281/zenodo.3242074");
         assert_eq!(r.ref_url, "https://doi.org/10.5281/zenodo.3242074");
         assert_eq!(r.lifetime, RefLifetime::Immutable);
-        let r = Zenodo::resolve(&landing("10.5281/zenodo.3242073", "https://zenodo.org/records/3242074"), "10.5281/zenodo.3242073").unwrap();
+        let r = Zenodo::resolve(
+            &landing(
+                "10.5281/zenodo.3242073",
+                "https://zenodo.org/records/3242074",
+            ),
+            "10.5281/zenodo.3242073",
+        )
+        .unwrap();
         assert_eq!(r.resolved_spec, "10.5281/zenodo.3242074");
         assert_eq!(r.lifetime, RefLifetime::Moving);
     }
@@ -87,11 +124,23 @@ mod tests {
     #[test]
     fn unknown_dois_and_bad_specs() {
         let ctx = MockContext::new().with_json("https://doi.org/10.5281/zenodo.1", 404, "{}");
-        assert!(matches!(Zenodo::resolve(&ctx, "10.5281/zenodo.1"), Err(PluginError::NotFound(_))));
+        assert!(matches!(
+            Zenodo::resolve(&ctx, "10.5281/zenodo.1"),
+            Err(PluginError::NotFound(_))
+        ));
         let odd = landing("10.5281/zenodo.2", "https://evil.example/");
-        assert!(matches!(Zenodo::resolve(&odd, "10.5281/zenodo.2"), Err(PluginError::Upstream(_))));
+        assert!(matches!(
+            Zenodo::resolve(&odd, "10.5281/zenodo.2"),
+            Err(PluginError::Upstream(_))
+        ));
         for spec in ["zenodo.1", "10.x/1", "10.5281/", "10.5281/a\nb"] {
-            assert!(matches!(Zenodo::resolve(&MockContext::new(), spec), Err(PluginError::InvalidSpec(_))), "{spec}");
+            assert!(
+                matches!(
+                    Zenodo::resolve(&MockContext::new(), spec),
+                    Err(PluginError::InvalidSpec(_))
+                ),
+                "{spec}"
+            );
         }
     }
 

@@ -46,7 +46,10 @@ pub(crate) fn truncate(s: &str, max: usize) -> &str {
 
 impl clock::Host for CallState {
     fn now_ms(&mut self) -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
     }
 }
 

@@ -35,13 +35,19 @@ impl GitClient {
                 let _ = git2::opts::set_server_timeout_in_milliseconds(ms);
             }
         });
-        GitClient { egress, timeout: Duration::from_millis(timeout_ms) }
+        GitClient {
+            egress,
+            timeout: Duration::from_millis(timeout_ms),
+        }
     }
 
     pub(super) async fn ls_remote(&self, url: &str) -> Result<Vec<RemoteRef>, GitError> {
         let parsed = Url::parse(url).map_err(|e| GitError::InvalidUrl(format!("{url}: {e}")))?;
-        let default_port = git_default_port(parsed.scheme()).ok_or_else(|| GitError::ProtocolNotAllowed(parsed.scheme().to_string()))?;
-        let host = parsed.host_str().ok_or_else(|| GitError::InvalidUrl(format!("{url}: no host")))?;
+        let default_port = git_default_port(parsed.scheme())
+            .ok_or_else(|| GitError::ProtocolNotAllowed(parsed.scheme().to_string()))?;
+        let host = parsed
+            .host_str()
+            .ok_or_else(|| GitError::InvalidUrl(format!("{url}: no host")))?;
         let port = parsed.port().unwrap_or(default_port);
         self.egress.check_host(host).map_err(denied)?;
         self.egress.resolve(host, port).await.map_err(|e| match e {
@@ -62,18 +68,31 @@ impl GitClient {
 /// redirects from a repository's config (a detached remote follows one to any
 /// host), and only the host checked above may answer.
 fn list_refs(url: &str) -> Result<Vec<RemoteRef>, GitError> {
-    let scratch_failed = |e: &dyn std::fmt::Display| GitError::Remote(format!("cannot make a scratch repository for ls-remote: {e}"));
+    let scratch_failed = |e: &dyn std::fmt::Display| {
+        GitError::Remote(format!(
+            "cannot make a scratch repository for ls-remote: {e}"
+        ))
+    };
     let scratch = tempfile::tempdir().map_err(|e| scratch_failed(&e))?;
     let repo = git2::Repository::init_bare(scratch.path()).map_err(|e| scratch_failed(&e))?;
-    repo.config().and_then(|mut c| c.set_str("http.followRedirects", "false")).map_err(|e| scratch_failed(&e))?;
-    let mut remote = repo.remote_anonymous(url).map_err(|e| GitError::InvalidUrl(e.message().to_string()))?;
+    repo.config()
+        .and_then(|mut c| c.set_str("http.followRedirects", "false"))
+        .map_err(|e| scratch_failed(&e))?;
+    let mut remote = repo
+        .remote_anonymous(url)
+        .map_err(|e| GitError::InvalidUrl(e.message().to_string()))?;
     let connection = remote
         .connect_auth(git2::Direction::Fetch, None, None)
         .map_err(|e| GitError::Remote(e.message().to_string()))?;
-    let heads = connection.list().map_err(|e| GitError::Remote(e.message().to_string()))?;
+    let heads = connection
+        .list()
+        .map_err(|e| GitError::Remote(e.message().to_string()))?;
     Ok(heads
         .iter()
-        .map(|h| RemoteRef { name: h.name().to_string(), oid: h.oid().to_string() })
+        .map(|h| RemoteRef {
+            name: h.name().to_string(),
+            oid: h.oid().to_string(),
+        })
         .collect())
 }
 

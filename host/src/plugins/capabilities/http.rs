@@ -13,8 +13,8 @@ use std::time::Duration;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::Url;
 
-use super::net::{EgressDenied, EgressPolicy, ResolveError};
 use super::CallState;
+use super::net::{EgressDenied, EgressPolicy, ResolveError};
 use crate::config::HttpLimits;
 use crate::plugins::bindings::http::{Host, HttpError, Method, Request, Response};
 
@@ -62,7 +62,9 @@ impl HttpClient {
                     // A proxy would connect on our behalf to addresses we never checked.
                     .no_proxy()
                     .redirect(reqwest::redirect::Policy::none())
-                    .connect_timeout(Duration::from_millis(self.limits.default_timeout_ms.min(10_000)))
+                    .connect_timeout(Duration::from_millis(
+                        self.limits.default_timeout_ms.min(10_000),
+                    ))
                     .user_agent(self.user_agent.clone())
                     .dns_resolver(PolicyResolver(self.egress.clone()))
                     .build()
@@ -76,20 +78,31 @@ impl HttpClient {
     fn check_url(&self, url: &str) -> Result<Url, HttpError> {
         let url = Url::parse(url).map_err(|e| HttpError::InvalidUrl(format!("{url}: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(HttpError::InvalidUrl(format!("{url}: only http and https are allowed")));
+            return Err(HttpError::InvalidUrl(format!(
+                "{url}: only http and https are allowed"
+            )));
         }
-        let host = url.host_str().ok_or_else(|| HttpError::InvalidUrl(format!("{url}: no host")))?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| HttpError::InvalidUrl(format!("{url}: no host")))?;
         self.egress.check_host(host).map_err(denied)?;
         Ok(url)
     }
 
     pub(super) async fn fetch(&self, req: Request) -> Result<Response, HttpError> {
         let timeout = Duration::from_millis(
-            req.timeout_ms.map_or(self.limits.default_timeout_ms, u64::from).min(self.limits.max_timeout_ms),
+            req.timeout_ms
+                .map_or(self.limits.default_timeout_ms, u64::from)
+                .min(self.limits.max_timeout_ms),
         );
         let cache_key = (req.method == Method::Get && req.body.is_none()).then(|| cache_key(&req));
-        let cached = cache_key.as_ref().and_then(|k| self.etags.lock().expect("etag lock").get(k));
-        let has_conditional = req.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("if-none-match"));
+        let cached = cache_key
+            .as_ref()
+            .and_then(|k| self.etags.lock().expect("etag lock").get(k));
+        let has_conditional = req
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("if-none-match"));
 
         let client = self.client()?;
         let mut url = self.check_url(&req.url)?;
@@ -111,14 +124,18 @@ impl HttpClient {
                 let resp = rb.send().await.map_err(transport_error)?;
                 let status = resp.status().as_u16();
                 if req.follow_redirects && resp.status().is_redirection() && status != 304 {
-                    let Some(location) = resp.headers().get("location").and_then(|l| l.to_str().ok()) else {
+                    let Some(location) =
+                        resp.headers().get("location").and_then(|l| l.to_str().ok())
+                    else {
                         return self.read(resp, &url).await;
                     };
                     hops += 1;
                     if hops > self.limits.max_redirects {
                         return Err(HttpError::RedirectLoop);
                     }
-                    let next = url.join(location).map_err(|e| HttpError::InvalidUrl(format!("redirect to {location}: {e}")))?;
+                    let next = url.join(location).map_err(|e| {
+                        HttpError::InvalidUrl(format!("redirect to {location}: {e}"))
+                    })?;
                     url = self.check_url(next.as_str())?;
                     if matches!(status, 301..=303) {
                         method = Method::Get;
@@ -128,17 +145,34 @@ impl HttpClient {
                 }
                 if status == 304 {
                     if let Some(c) = &cached {
-                        return Ok(Response { revalidated: true, final_url: url.to_string(), ..c.response.clone() });
+                        return Ok(Response {
+                            revalidated: true,
+                            final_url: url.to_string(),
+                            ..c.response.clone()
+                        });
                     }
                 }
                 return self.read(resp, &url).await;
             }
         };
-        let response = tokio::time::timeout(timeout, work).await.map_err(|_| HttpError::Timeout)??;
+        let response = tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| HttpError::Timeout)??;
         if let Some(key) = cache_key {
-            if response.status == 200 && response.body.len() <= MAX_CACHED_BODY && !response.revalidated {
-                if let Some(etag) = response.headers.iter().find(|(k, _)| k == "etag").map(|(_, v)| v.clone()) {
-                    self.etags.lock().expect("etag lock").put(key, etag, response.clone());
+            if response.status == 200
+                && response.body.len() <= MAX_CACHED_BODY
+                && !response.revalidated
+            {
+                if let Some(etag) = response
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k == "etag")
+                    .map(|(_, v)| v.clone())
+                {
+                    self.etags
+                        .lock()
+                        .expect("etag lock")
+                        .put(key, etag, response.clone());
                 }
             }
         }
@@ -154,7 +188,12 @@ impl HttpClient {
         let headers = resp
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(transport_error)? {
@@ -163,16 +202,31 @@ impl HttpClient {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(Response { status, headers, body, final_url: url.to_string(), revalidated: false })
+        Ok(Response {
+            status,
+            headers,
+            body,
+            final_url: url.to_string(),
+            revalidated: false,
+        })
     }
 }
 
 /// Headers the host sets itself. A plugin-chosen `Host` would let it address
 /// another virtual host at a granted address than the name it was granted.
 fn is_host_controlled(name: &str) -> bool {
-    ["host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer", "proxy-authorization"]
-        .iter()
-        .any(|h| name.eq_ignore_ascii_case(h))
+    [
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "upgrade",
+        "te",
+        "trailer",
+        "proxy-authorization",
+    ]
+    .iter()
+    .any(|h| name.eq_ignore_ascii_case(h))
 }
 
 fn to_reqwest(m: Method) -> reqwest::Method {
@@ -214,8 +268,11 @@ fn transport_error(e: reqwest::Error) -> HttpError {
 
 /// Requests with different headers (say, credentials) never share an entry.
 fn cache_key(req: &Request) -> String {
-    let mut headers: Vec<String> =
-        req.headers.iter().map(|(k, v)| format!("{}:{v}", k.to_ascii_lowercase())).collect();
+    let mut headers: Vec<String> = req
+        .headers
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", k.to_ascii_lowercase()))
+        .collect();
     headers.sort();
     format!("{}\n{}", req.url, headers.join("\n"))
 }
@@ -241,14 +298,21 @@ struct Hit {
 
 impl EtagCache {
     fn new(capacity: usize) -> Self {
-        EtagCache { entries: HashMap::new(), capacity, clock: 0 }
+        EtagCache {
+            entries: HashMap::new(),
+            capacity,
+            clock: 0,
+        }
     }
 
     fn get(&mut self, key: &str) -> Option<Hit> {
         self.clock += 1;
         let e = self.entries.get_mut(key)?;
         e.used = self.clock;
-        Some(Hit { etag: e.etag.clone(), response: e.response.clone() })
+        Some(Hit {
+            etag: e.etag.clone(),
+            response: e.response.clone(),
+        })
     }
 
     fn put(&mut self, key: String, etag: String, response: Response) {
@@ -257,11 +321,23 @@ impl EtagCache {
         }
         self.clock += 1;
         if self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
-            if let Some(oldest) = self.entries.iter().min_by_key(|(_, e)| e.used).map(|(k, _)| k.clone()) {
+            if let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.used)
+                .map(|(k, _)| k.clone())
+            {
                 self.entries.remove(&oldest);
             }
         }
-        self.entries.insert(key, CachedResponse { etag, response, used: self.clock });
+        self.entries.insert(
+            key,
+            CachedResponse {
+                etag,
+                response,
+                used: self.clock,
+            },
+        );
     }
 }
 

@@ -124,9 +124,11 @@ impl Grants {
     /// Whether `cap` is granted (before asking whether the world offers it).
     pub fn grants(&self, cap: Capability) -> bool {
         match cap {
-            Capability::Log | Capability::Clock | Capability::Config | Capability::Secrets | Capability::RepoFiles => {
-                true
-            }
+            Capability::Log
+            | Capability::Clock
+            | Capability::Config
+            | Capability::Secrets
+            | Capability::RepoFiles => true,
             Capability::Http | Capability::Git => !self.egress.is_empty(),
         }
     }
@@ -168,13 +170,25 @@ impl CallState {
     ) -> Self {
         let output = OutputCapture::new(plugin.clone());
         let wasi = output.wasi_ctx();
-        CallState { plugin, grants, repo, limits, output, log_lines: 0, wasi, table: ResourceTable::new() }
+        CallState {
+            plugin,
+            grants,
+            repo,
+            limits,
+            output,
+            log_lines: 0,
+            wasi,
+            table: ResourceTable::new(),
+        }
     }
 }
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -199,7 +213,12 @@ pub(crate) fn link(
             Capability::Secrets => host::secrets::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
             Capability::Http => host::http::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
             Capability::Git => host::git::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
-            Capability::RepoFiles => super::bindings::build_strategy::bindery::plugin::repo_files::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
+            Capability::RepoFiles => {
+                super::bindings::build_strategy::bindery::plugin::repo_files::add_to_linker::<
+                    _,
+                    HasSelf<_>,
+                >(linker, |s| s)?
+            }
         }
         linked.push(cap);
     }

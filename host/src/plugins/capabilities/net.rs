@@ -14,28 +14,28 @@ use ipnet::IpNet;
 /// Networks that are never public. Anything in them needs an explicit grant.
 static NON_PUBLIC: LazyLock<Vec<IpNet>> = LazyLock::new(|| {
     [
-        "0.0.0.0/8",          // "this network"
-        "10.0.0.0/8",         // private
-        "100.64.0.0/10",      // carrier-grade NAT
-        "127.0.0.0/8",        // loopback
-        "169.254.0.0/16",     // link-local, cloud metadata
-        "172.16.0.0/12",      // private
-        "192.0.0.0/24",       // IETF protocol assignments
-        "192.0.2.0/24",       // documentation
-        "192.168.0.0/16",     // private
-        "198.18.0.0/15",      // benchmarking
-        "198.51.100.0/24",    // documentation
-        "203.0.113.0/24",     // documentation
-        "224.0.0.0/4",        // multicast
-        "240.0.0.0/4",        // reserved, broadcast
-        "::/128",             // unspecified
-        "::1/128",            // loopback
-        "64:ff9b:1::/48",     // local-use NAT64
-        "100::/64",           // discard
-        "2001:db8::/32",      // documentation
-        "fc00::/7",           // unique local
-        "fe80::/10",          // link-local
-        "ff00::/8",           // multicast
+        "0.0.0.0/8",       // "this network"
+        "10.0.0.0/8",      // private
+        "100.64.0.0/10",   // carrier-grade NAT
+        "127.0.0.0/8",     // loopback
+        "169.254.0.0/16",  // link-local, cloud metadata
+        "172.16.0.0/12",   // private
+        "192.0.0.0/24",    // IETF protocol assignments
+        "192.0.2.0/24",    // documentation
+        "192.168.0.0/16",  // private
+        "198.18.0.0/15",   // benchmarking
+        "198.51.100.0/24", // documentation
+        "203.0.113.0/24",  // documentation
+        "224.0.0.0/4",     // multicast
+        "240.0.0.0/4",     // reserved, broadcast
+        "::/128",          // unspecified
+        "::1/128",         // loopback
+        "64:ff9b:1::/48",  // local-use NAT64
+        "100::/64",        // discard
+        "2001:db8::/32",   // documentation
+        "fc00::/7",        // unique local
+        "fe80::/10",       // link-local
+        "ff00::/8",        // multicast
     ]
     .iter()
     .map(|n| n.parse().expect("static network literal"))
@@ -115,7 +115,9 @@ impl EgressPolicy {
     /// covered by the grant, comparing names only.
     pub fn covers(&self, requested: &str) -> bool {
         let requested = normalise_host(requested);
-        self.hosts.iter().any(|p| p == &HostPattern::parse(&requested) || p.matches(&requested))
+        self.hosts
+            .iter()
+            .any(|p| p == &HostPattern::parse(&requested) || p.matches(&requested))
     }
 
     /// Checks a host name (or IP literal) against the grant. IP literals are
@@ -137,7 +139,10 @@ impl EgressPolicy {
         if is_public(addr) || self.private_networks.iter().any(|n| n.contains(&addr)) {
             Ok(())
         } else {
-            Err(EgressDenied::AddressDenied { host: normalise_host(host), addr })
+            Err(EgressDenied::AddressDenied {
+                host: normalise_host(host),
+                addr,
+            })
         }
     }
 
@@ -153,7 +158,8 @@ impl EgressPolicy {
             return Err(ResolveError::Lookup(format!("`{name}` has no addresses")));
         }
         for a in &addrs {
-            self.check_addr(&name, a.ip()).map_err(ResolveError::Denied)?;
+            self.check_addr(&name, a.ip())
+                .map_err(ResolveError::Denied)?;
         }
         Ok(addrs)
     }
@@ -189,7 +195,10 @@ pub enum ResolveError {
 }
 
 fn normalise_host(host: &str) -> String {
-    host.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.').to_ascii_lowercase()
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
 }
 
 /// IPv4-mapped and NAT64 addresses are judged by the IPv4 address they carry.
@@ -230,20 +239,43 @@ mod tests {
     fn policy(hosts: &[&str], private: &[&str]) -> EgressPolicy {
         EgressPolicy::new(
             &hosts.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-            &private.iter().map(|s| s.parse().unwrap()).collect::<Vec<_>>(),
+            &private
+                .iter()
+                .map(|s| s.parse().unwrap())
+                .collect::<Vec<_>>(),
         )
     }
 
     #[test]
     fn non_public_ranges_are_recognised() {
         for a in [
-            "127.0.0.1", "10.1.2.3", "172.20.0.1", "192.168.1.1", "169.254.169.254",
-            "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1",
-            "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe", "224.0.0.1", "255.255.255.255",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.20.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "224.0.0.1",
+            "255.255.255.255",
         ] {
-            assert!(!is_public(a.parse().unwrap()), "{a} must not count as public");
+            assert!(
+                !is_public(a.parse().unwrap()),
+                "{a} must not count as public"
+            );
         }
-        for a in ["93.184.216.34", "140.82.112.3", "2606:4700::1111", "::ffff:8.8.8.8"] {
+        for a in [
+            "93.184.216.34",
+            "140.82.112.3",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
             assert!(is_public(a.parse().unwrap()), "{a} is public");
         }
     }
@@ -259,15 +291,23 @@ mod tests {
         );
         assert!(p.check_host("evilgithub.com").is_err());
         assert!(p.check_host("api.github.com.evil.org").is_err());
-        assert!(p.covers("api.zenodo.org") && p.covers("*.zenodo.org") && p.covers("API.github.com"));
+        assert!(
+            p.covers("api.zenodo.org") && p.covers("*.zenodo.org") && p.covers("API.github.com")
+        );
         assert!(!p.covers("*") && !p.covers("zenodo.org") && !p.covers("*.github.com"));
     }
 
     #[test]
     fn ip_literals_are_checked_as_addresses() {
         let open = policy(&["*"], &[]);
-        assert!(matches!(open.check_host("127.0.0.1"), Err(EgressDenied::AddressDenied { .. })));
-        assert!(matches!(open.check_host("[::1]"), Err(EgressDenied::AddressDenied { .. })));
+        assert!(matches!(
+            open.check_host("127.0.0.1"),
+            Err(EgressDenied::AddressDenied { .. })
+        ));
+        assert!(matches!(
+            open.check_host("[::1]"),
+            Err(EgressDenied::AddressDenied { .. })
+        ));
         let granted = policy(&["*"], &["127.0.0.0/8"]);
         assert!(granted.check_host("127.0.0.1").is_ok());
         assert!(granted.check_host("10.0.0.1").is_err());

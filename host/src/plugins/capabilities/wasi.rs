@@ -32,9 +32,15 @@ impl WasiInterface {
     pub(crate) fn classify(package: &str) -> WasiInterface {
         match package {
             "io" | "cli" | "clocks" | "random" => WasiInterface::Linked,
-            "filesystem" => WasiInterface::Refused("plugins have no file system; a build strategy reads the repository through `repo-files`"),
-            "sockets" => WasiInterface::Refused("plugins have no sockets; outbound requests go through the `http` and `git` capabilities"),
-            "http" => WasiInterface::Refused("wasi:http is not offered; use the `bindery:plugin/http` capability"),
+            "filesystem" => WasiInterface::Refused(
+                "plugins have no file system; a build strategy reads the repository through `repo-files`",
+            ),
+            "sockets" => WasiInterface::Refused(
+                "plugins have no sockets; outbound requests go through the `http` and `git` capabilities",
+            ),
+            "http" => WasiInterface::Refused(
+                "wasi:http is not offered; use the `bindery:plugin/http` capability",
+            ),
             _ => WasiInterface::Refused("this WASI package is not offered to plugins"),
         }
     }
@@ -101,14 +107,23 @@ enum Stream {
 
 impl OutputCapture {
     pub(super) fn new(plugin: Arc<str>) -> Self {
-        OutputCapture { plugin, state: Arc::default() }
+        OutputCapture {
+            plugin,
+            state: Arc::default(),
+        }
     }
 
     /// The empty WASI context with this capture as stdout and stderr.
     pub(super) fn wasi_ctx(&self) -> WasiCtx {
         WasiCtx::builder()
-            .stdout(OutputPipe { capture: self.clone(), stream: Stream::Stdout })
-            .stderr(OutputPipe { capture: self.clone(), stream: Stream::Stderr })
+            .stdout(OutputPipe {
+                capture: self.clone(),
+                stream: Stream::Stdout,
+            })
+            .stderr(OutputPipe {
+                capture: self.clone(),
+                stream: Stream::Stderr,
+            })
             .allow_blocking_current_thread(false)
             .allow_ip_name_lookup(false)
             .allow_tcp(false)
@@ -150,7 +165,10 @@ impl OutputCapture {
     pub(crate) fn flush(&self) {
         let (out, err) = {
             let mut st = self.state.lock().expect("output lock");
-            (std::mem::take(&mut st.stdout), std::mem::take(&mut st.stderr))
+            (
+                std::mem::take(&mut st.stdout),
+                std::mem::take(&mut st.stderr),
+            )
         };
         if !out.is_empty() {
             self.emit(Stream::Stdout, &out);
@@ -180,12 +198,19 @@ impl IsTerminal for OutputPipe {
 
 impl StdoutStream for OutputPipe {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(OutputPipe { capture: self.capture.clone(), stream: self.stream })
+        Box::new(OutputPipe {
+            capture: self.capture.clone(),
+            stream: self.stream,
+        })
     }
 }
 
 impl AsyncWrite for OutputPipe {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         // Never fail: a full log must not make `println!` panic inside the plugin.
         self.capture.write(self.stream, buf);
         Poll::Ready(Ok(buf.len()))

@@ -23,8 +23,19 @@ pub struct Forgejo;
 const SERVICE: &str = "Forgejo";
 
 fn check_name(name: &str) -> Result<&str, PluginError> {
-    let ok = !name.is_empty() && name != "." && name != ".." && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if ok { Ok(name) } else { Err(invalid(format!("{name:?} is not a valid owner or repository name"))) }
+    let ok = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(name)
+    } else {
+        Err(invalid(format!(
+            "{name:?} is not a valid owner or repository name"
+        )))
+    }
 }
 
 #[derive(Deserialize)]
@@ -68,18 +79,32 @@ impl Provider for Forgejo {
     fn resolve(ctx: &impl ProviderContext, spec: &str) -> Result<Resolution, PluginError> {
         spec::check(spec)?;
         let mut parts = spec.splitn(3, '/');
-        let (Some(owner), Some(repo), Some(git_ref)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(invalid(format!("Spec is not of the form \"owner/repo/ref\", provided: \"{spec}\".")));
+        let (Some(owner), Some(repo), Some(git_ref)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid(format!(
+                "Spec is not of the form \"owner/repo/ref\", provided: \"{spec}\"."
+            )));
         };
-        let (owner, repo) = (check_name(owner)?, check_name(repo.trim_end_matches(".git"))?);
+        let (owner, repo) = (
+            check_name(owner)?,
+            check_name(repo.trim_end_matches(".git"))?,
+        );
         if !is_sha1(git_ref) {
             spec::check_git_ref(git_ref)?;
         }
-        let base = ctx.config("base_url").ok_or_else(|| PluginError::InvalidConfig("base_url is not set".into()))?;
+        let base = ctx
+            .config("base_url")
+            .ok_or_else(|| PluginError::InvalidConfig("base_url is not set".into()))?;
         let base = base.trim_end_matches('/');
         // Without `sha` the forge lists the default branch: that is HEAD.
-        let from = if git_ref == "HEAD" { String::new() } else { format!("&sha={}", quote(git_ref, "")) };
-        let mut request = Request::get(format!("{base}/api/v1/repos/{owner}/{repo}/commits?limit=1&stat=false&files=false{from}"));
+        let from = if git_ref == "HEAD" {
+            String::new()
+        } else {
+            format!("&sha={}", quote(git_ref, ""))
+        };
+        let mut request = Request::get(format!(
+            "{base}/api/v1/repos/{owner}/{repo}/commits?limit=1&stat=false&files=false{from}"
+        ));
         if let Some(token) = upstream::optional_secret(ctx, "token") {
             request = request.header("Authorization", format!("token {token}"));
         }
@@ -89,13 +114,22 @@ impl Provider for Forgejo {
             404 | 409 | 422 => return Err(PluginError::NotFound(String::new())),
             _ => return Err(upstream::status_error(ctx, SERVICE, &response)),
         };
-        let sha = commits.into_iter().next().map(|c| c.sha).filter(|s| is_sha1(s)).ok_or_else(|| PluginError::NotFound(String::new()))?;
+        let sha = commits
+            .into_iter()
+            .next()
+            .map(|c| c.sha)
+            .filter(|s| is_sha1(s))
+            .ok_or_else(|| PluginError::NotFound(String::new()))?;
         Ok(Resolution {
             repo_url: format!("{base}/{owner}/{repo}.git"),
             build_slug: format!("{}-{}", owner.replace('-', "_-"), repo.replace('-', "_-")),
             resolved_spec: format!("{owner}/{repo}/{sha}"),
             ref_url: format!("{base}/{owner}/{repo}/commit/{sha}"),
-            lifetime: if is_sha1(git_ref) { RefLifetime::Immutable } else { RefLifetime::Moving },
+            lifetime: if is_sha1(git_ref) {
+                RefLifetime::Immutable
+            } else {
+                RefLifetime::Moving
+            },
             resolved_ref: sha,
             notices: vec![],
         })
@@ -120,6 +154,9 @@ mod tests {
         assert_eq!(r.resolved_ref, SHA);
         assert_eq!(r.repo_url, "https://forge.example.edu/lab/my-analysis.git");
         assert_eq!(r.build_slug, "lab-my_-analysis");
-        assert!(matches!(Forgejo::resolve(&ctx, "lab/../main"), Err(PluginError::InvalidSpec(_))));
+        assert!(matches!(
+            Forgejo::resolve(&ctx, "lab/../main"),
+            Err(PluginError::InvalidSpec(_))
+        ));
     }
 }

@@ -9,7 +9,11 @@ pub struct WorkshopHours;
 
 impl CullPolicy for WorkshopHours {
     fn metadata() -> PluginMetadata {
-        let key = |name: &str, description: &str| ConfigKey { name: name.into(), required: true, description: description.into() };
+        let key = |name: &str, description: &str| ConfigKey {
+            name: name.into(),
+            required: true,
+            description: description.into(),
+        };
         PluginMetadata {
             name: "workshop-hours".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -17,23 +21,38 @@ impl CullPolicy for WorkshopHours {
             description: "keeps a workshop's servers during its hours".into(),
             requests: CapabilityRequests {
                 hosts: vec![],
-                config_keys: vec![key("spec", "provider/spec pattern"), key("from_hour", "UTC hour it starts"), key("to_hour", "UTC hour it ends")],
+                config_keys: vec![
+                    key("spec", "provider/spec pattern"),
+                    key("from_hour", "UTC hour it starts"),
+                    key("to_hour", "UTC hour it ends"),
+                ],
                 secrets: vec![],
             },
         }
     }
 
-    fn decide(ctx: &impl Context, now_ms: u64, servers: Vec<Server>) -> Result<Vec<Decision>, PluginError> {
-        let spec = ctx.config("spec").ok_or_else(|| PluginError::InvalidConfig("spec is required".into()))?;
-        let (from, to): (u64, u64) = (config_or(ctx, "from_hour", 9)?, config_or(ctx, "to_hour", 17)?);
+    fn decide(
+        ctx: &impl Context,
+        now_ms: u64,
+        servers: Vec<Server>,
+    ) -> Result<Vec<Decision>, PluginError> {
+        let spec = ctx
+            .config("spec")
+            .ok_or_else(|| PluginError::InvalidConfig("spec is required".into()))?;
+        let (from, to): (u64, u64) = (
+            config_or(ctx, "from_hour", 9)?,
+            config_or(ctx, "to_hour", 17)?,
+        );
         let hour = now_ms / 3_600_000 % 24;
         let open = from <= hour && hour < to;
         Ok(servers
             .iter()
-            .map(|s| match open && glob_match(&spec, &format!("{}/{}", s.provider, s.spec)) {
-                true => Decision::Keep,
-                false => Decision::Pass,
-            })
+            .map(
+                |s| match open && glob_match(&spec, &format!("{}/{}", s.provider, s.spec)) {
+                    true => Decision::Keep,
+                    false => Decision::Pass,
+                },
+            )
             .collect())
     }
 }

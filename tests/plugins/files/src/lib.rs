@@ -11,7 +11,11 @@ impl Provider for Files {
             version: "0.1.0".into(),
             kind: PluginKind::Provider,
             description: "reads files".into(),
-            requests: CapabilityRequests { hosts: vec![], config_keys: vec![], secrets: vec![] },
+            requests: CapabilityRequests {
+                hosts: vec![],
+                config_keys: vec![],
+                secrets: vec![],
+            },
         }
     }
 

@@ -12,13 +12,21 @@ impl CullPolicy for HostileCull {
             description: "misbehaves as config `mode` says".into(),
             requests: CapabilityRequests {
                 hosts: vec![],
-                config_keys: vec![ConfigKey { name: "mode".into(), required: true, description: "loop, bomb, panic, short or stop-all".into() }],
+                config_keys: vec![ConfigKey {
+                    name: "mode".into(),
+                    required: true,
+                    description: "loop, bomb, panic, short or stop-all".into(),
+                }],
                 secrets: vec![],
             },
         }
     }
 
-    fn decide(ctx: &impl Context, _now_ms: u64, servers: Vec<Server>) -> Result<Vec<Decision>, PluginError> {
+    fn decide(
+        ctx: &impl Context,
+        _now_ms: u64,
+        servers: Vec<Server>,
+    ) -> Result<Vec<Decision>, PluginError> {
         match ctx.config("mode").as_deref() {
             Some("loop") => {
                 let mut n: u64 = 0;
@@ -36,8 +44,13 @@ impl CullPolicy for HostileCull {
             Some("panic") => panic!("hostile cull policy panics on purpose"),
             // Fewer decisions than servers.
             Some("short") => Ok(Vec::new()),
-            Some("stop-all") => Ok(servers.iter().map(|_| Decision::Stop("told to".into())).collect()),
-            other => Err(PluginError::InvalidConfig(format!("unknown mode {other:?}"))),
+            Some("stop-all") => Ok(servers
+                .iter()
+                .map(|_| Decision::Stop("told to".into()))
+                .collect()),
+            other => Err(PluginError::InvalidConfig(format!(
+                "unknown mode {other:?}"
+            ))),
         }
     }
 }

@@ -77,7 +77,11 @@ impl Provider for Hostile {
                 let response = ctx
                     .fetch(&Request::get(arg))
                     .map_err(|e| PluginError::Internal(format!("{e:?}")))?;
-                Ok(resolution(format!("{}:{}", response.status, response.body.len())))
+                Ok(resolution(format!(
+                    "{}:{}",
+                    response.status,
+                    response.body.len()
+                )))
             }
             "secret" => {
                 let value = ctx
@@ -91,7 +95,10 @@ impl Provider for Hostile {
                 eprintln!("stderr: {arg}");
                 Ok(resolution("logged".into()))
             }
-            "env" if arg.is_empty() => Ok(resolution(format!("env-count-{}", std::env::vars_os().count()))),
+            "env" if arg.is_empty() => Ok(resolution(format!(
+                "env-count-{}",
+                std::env::vars_os().count()
+            ))),
             "env" => match std::env::var(arg) {
                 Ok(value) => Ok(resolution(format!("env-len-{}", value.len()))),
                 Err(e) => Err(PluginError::Internal(format!("env: {e}"))),

@@ -11,7 +11,11 @@ impl Provider for Sockets {
             version: "0.1.0".into(),
             kind: PluginKind::Provider,
             description: "opens sockets".into(),
-            requests: CapabilityRequests { hosts: vec![], config_keys: vec![], secrets: vec![] },
+            requests: CapabilityRequests {
+                hosts: vec![],
+                config_keys: vec![],
+                secrets: vec![],
+            },
         }
     }
 
@@ -30,8 +34,12 @@ impl Provider for Sockets {
     }
 
     fn resolve(_ctx: &impl ProviderContext, spec: &str) -> Result<Resolution, PluginError> {
-        let stream = std::net::TcpStream::connect(spec).map_err(|e| PluginError::Internal(e.to_string()))?;
-        Err(PluginError::Internal(format!("connected to {:?}", stream.peer_addr())))
+        let stream =
+            std::net::TcpStream::connect(spec).map_err(|e| PluginError::Internal(e.to_string()))?;
+        Err(PluginError::Internal(format!(
+            "connected to {:?}",
+            stream.peer_addr()
+        )))
     }
 }
 
