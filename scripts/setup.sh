@@ -27,6 +27,19 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2 >/dev/null
 fi
 
+# rustfmt and clippy come with rustup's default profile; a minimal install
+# lacks them.
+setup_rust_components() {
+  local missing=()
+  for c in "$@"; do
+    rustup component list --installed 2>/dev/null | grep -q "^$c" || missing+=("$c")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: adding the Rust components ${missing[*]}" >&2
+    rustup component add "${missing[@]}" >/dev/null
+  fi
+}
+
 # Builds are slow (wasmtime alone takes minutes): keep them outside the
 # checkout so every clone on this machine reuses them.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/bindery/target}"

@@ -9,7 +9,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use bindery::api::Builds;
+use bindery::app::Builds;
 use support::engine::{DOCKERFILE, TestRepo, build_config, noise};
 use support::registry::OciRegistry;
 use support::service::{Service, git_spec, sse};

@@ -15,10 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
-use bindery::api::Builds;
+use bindery::app::Builds;
 use bindery::config::SecretSource;
 use bindery::cull::Culler;
-use bindery::hub::Hub;
+use bindery::jupyterhub::Hub;
 use bindery::launch::Launcher;
 use bindery::launch::hub::HubLauncher;
 use bindery::metrics::Metrics;

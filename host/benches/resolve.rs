@@ -11,7 +11,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bindery::api::AppState;
+use bindery::app::App;
 use bindery::config::Config;
 use bindery::plugins::PluginHost;
 use support::forges::{Forges, SHA};
@@ -84,7 +84,8 @@ async fn main() {
         toml::Value::String(format!("{}/github", forges.base)),
     );
     let plugins = PluginHost::start(&config).await.unwrap();
-    let state = AppState::new(config, plugins).unwrap();
+    let app = App::new(config, plugins).unwrap();
+    let state = &app.state;
     let resolver = &state.resolver;
 
     // Warm up the connection pool, the plugin instance path and the server.

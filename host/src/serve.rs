@@ -5,8 +5,10 @@ use std::time::{Duration, Instant};
 
 use axum::serve::{ListenerExt, TapIo};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
 
-use crate::api::{AppState, router};
+use crate::api::router;
+use crate::app::App;
 use crate::config::Config;
 use crate::plugins::PluginHost;
 
@@ -41,20 +43,19 @@ pub async fn serve(config: Config, file: Option<PathBuf>) -> Result<(), ServeErr
     let plugins = PluginHost::start(&config)
         .await
         .map_err(|errors| ServeError::Plugins(errors.iter().map(ToString::to_string).collect()))?;
-    if config.plugin_runtime.reload_interval_ms > 0 {
-        let interval = Duration::from_millis(config.plugin_runtime.reload_interval_ms);
-        plugins.watch(interval);
-        if let Some(file) = file {
-            tokio::spawn(follow_config(
-                file,
-                config.clone(),
-                plugins.clone(),
-                interval,
-            ));
-        }
-    }
     // Everything that can reject the configuration runs before the port is taken.
-    let state = AppState::new(config, plugins)?;
+    let App { state, mut tasks } = App::new(config, plugins)?;
+    let reload = state.config.plugin_runtime.reload_interval_ms;
+    if let Some(file) = file.filter(|_| reload > 0) {
+        let current = Config::clone(&state.config);
+        let follow = follow_config(
+            file,
+            current,
+            state.plugins.clone(),
+            Duration::from_millis(reload),
+        );
+        tasks.spawn("config file watch", follow);
+    }
     let listen = state.config.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -67,34 +68,37 @@ pub async fn serve(config: Config, file: Option<PathBuf>) -> Result<(), ServeErr
         plugins = state.plugins.list().len(),
         startup_ms = started.elapsed().as_secs_f64() * 1e3,
         data_dir = %state.config.data_dir.display(),
+        tasks = %tasks.names().join(", "),
         "Bindery {} listening on http://{addr}/",
         crate::VERSION
     );
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown().await;
-        let _ = stop.send(true);
+    let stopping = CancellationToken::new();
+    tokio::spawn({
+        let stop = stopping.clone();
+        async move {
+            shutdown().await;
+            stop.cancel();
+        }
     });
-    let signalled = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let serving =
-        axum::serve(no_delay(listener), app).with_graceful_shutdown(signalled(stopping.clone()));
+    let serving = axum::serve(no_delay(listener), app)
+        .with_graceful_shutdown(stopping.clone().cancelled_owned());
     // Event streams last as long as their builds: they are not waited for
     // beyond the grace period. Their builds go on where they run (a build
     // pod), and a client that comes back to the next process finds them.
     let grace = async {
-        signalled(stopping).await;
+        stopping.cancelled().await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
-    tokio::select! {
+    let served = tokio::select! {
         served = serving.into_future() => served.map_err(ServeError::Server),
         () = grace => {
             tracing::warn!("connections still open {} s after the signal (event streams); closing them", SHUTDOWN_GRACE.as_secs());
             Ok(())
         }
-    }
+    };
+    tasks.shutdown().await;
+    served
 }
 
 /// How long a stopping service waits for open connections to end.

@@ -13,7 +13,7 @@ mod support;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use bindery::api::Builds;
+use bindery::app::Builds;
 use support::engine::{DOCKERFILE, TestRepo, build_config, engine};
 use support::faults::SmallDisk;
 use support::hub::{JupyterHub, built_repo, launch_config, launch_service};

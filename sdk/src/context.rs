@@ -8,7 +8,8 @@ use crate::bindings::provider::bindery::plugin as host;
 use crate::git::{GitError, RemoteRef};
 use crate::http::{HttpError, Request, Response};
 use crate::secrets::SecretError;
-use crate::types::LogLevel;
+use crate::types::{LogLevel, PluginError};
+use std::str::FromStr;
 
 /// Capabilities every world has: logging, the clock and the plugin's config.
 pub trait Context {
@@ -26,6 +27,24 @@ pub trait Context {
     /// Logs at `warn`.
     fn warn(&self, message: &str) {
         self.log(LogLevel::Warn, message)
+    }
+    /// A config value parsed as `T`, or `default` when unset; a value that
+    /// does not parse is an `invalid-config` error naming the key.
+    fn config_or<T: FromStr>(&self, key: &str, default: T) -> Result<T, PluginError> {
+        let Some(v) = self.config(key) else {
+            return Ok(default);
+        };
+        v.trim().parse().map_err(|_| {
+            let what = match std::any::type_name::<T>() {
+                "bool" => "true or false".to_string(),
+                "u8" | "u16" | "u32" | "u64" | "usize" | "i8" | "i16" | "i32" | "i64" | "isize" => {
+                    "a whole number".to_string()
+                }
+                "f32" | "f64" => "a number".to_string(),
+                other => format!("a {other}"),
+            };
+            PluginError::InvalidConfig(format!("{key} must be {what}, not {v:?}"))
+        })
     }
 }
 

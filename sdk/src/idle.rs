@@ -50,33 +50,16 @@ impl Default for IdleRules {
     }
 }
 
-/// A config value parsed as `T`, or `default` when unset.
-pub fn config_or<T: std::str::FromStr>(
-    ctx: &impl Context,
-    key: &str,
-    default: T,
-) -> Result<T, PluginError> {
-    match ctx.config(key) {
-        None => Ok(default),
-        Some(v) => v.trim().parse().map_err(|_| {
-            PluginError::InvalidConfig(format!(
-                "{key} must be a {}, not {v:?}",
-                std::any::type_name::<T>()
-            ))
-        }),
-    }
-}
-
 impl IdleRules {
     /// The options from config keys of the same names.
     pub fn from_config(ctx: &impl Context) -> Result<IdleRules, PluginError> {
         let d = IdleRules::default();
         Ok(IdleRules {
-            timeout_secs: config_or(ctx, "timeout_secs", d.timeout_secs)?,
-            max_age_secs: config_or(ctx, "max_age_secs", d.max_age_secs)?,
-            cull_default_servers: config_or(ctx, "cull_default_servers", d.cull_default_servers)?,
-            cull_named_servers: config_or(ctx, "cull_named_servers", d.cull_named_servers)?,
-            cull_users: config_or(ctx, "cull_users", d.cull_users)?,
+            timeout_secs: ctx.config_or("timeout_secs", d.timeout_secs)?,
+            max_age_secs: ctx.config_or("max_age_secs", d.max_age_secs)?,
+            cull_default_servers: ctx.config_or("cull_default_servers", d.cull_default_servers)?,
+            cull_named_servers: ctx.config_or("cull_named_servers", d.cull_named_servers)?,
+            cull_users: ctx.config_or("cull_users", d.cull_users)?,
         })
     }
 

@@ -228,20 +228,6 @@ pub const DEFAULT_BUILDER: &str = "quay.io/jupyterhub/repo2docker:2024.07.0";
 /// A build's time limit when the operator sets none.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 3600;
 
-/// A whole-number config value, or `default` when unset.
-pub fn number<T: std::str::FromStr>(
-    ctx: &impl Context,
-    key: &str,
-    default: T,
-) -> Result<T, PluginError> {
-    match ctx.config(key) {
-        None => Ok(default),
-        Some(v) => v.trim().parse().map_err(|_| {
-            PluginError::InvalidConfig(format!("{key} must be a whole number, not {v:?}"))
-        }),
-    }
-}
-
 /// The plan for `buildpack` under the operator's settings.
 pub fn plan(ctx: &impl Context, buildpack: Buildpack) -> Result<Repo2dockerPlan, PluginError> {
     let executor = match ctx.config("executor").as_deref() {
@@ -282,13 +268,13 @@ pub fn plan(ctx: &impl Context, buildpack: Buildpack) -> Result<Repo2dockerPlan,
             .unwrap_or_default(),
         env: Vec::new(),
         limits: ResourceLimits {
-            memory_limit: number(ctx, "memory_limit", 0)?,
-            memory_request: number(ctx, "memory_request", 0)?,
-            cpu_limit: number(ctx, "cpu_limit", 0)?,
-            cpu_request: number(ctx, "cpu_request", 0)?,
+            memory_limit: ctx.config_or("memory_limit", 0)?,
+            memory_request: ctx.config_or("memory_request", 0)?,
+            cpu_limit: ctx.config_or("cpu_limit", 0)?,
+            cpu_request: ctx.config_or("cpu_request", 0)?,
         },
         appendix: appendix.filter(|_| buildpack != Buildpack::Docker),
-        timeout_secs: number(ctx, "timeout_secs", DEFAULT_TIMEOUT_SECS)?,
+        timeout_secs: ctx.config_or("timeout_secs", DEFAULT_TIMEOUT_SECS)?,
         environment_hash: None,
     })
 }

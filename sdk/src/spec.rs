@@ -60,6 +60,19 @@ pub fn quote(s: &str, safe: &str) -> String {
     out
 }
 
+/// Whether `name` is a valid owner or repository name on GitHub-like forges
+/// (GitHub, Gitea, Forgejo): letters, digits, `-`, `_` and `.`, at most 100
+/// bytes, and not `.` or `..`.
+pub fn is_forge_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.len() <= 100
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
 /// A full, lower-case, 40-hex git commit id.
 pub fn is_sha1(s: &str) -> bool {
     s.len() == 40 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))

@@ -3,13 +3,14 @@
 //! are `failed` events with the `status_code` upstream's `HTTPError` had.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
 use axum::http::header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST, ORIGIN};
-use axum::http::{HeaderMap, HeaderValue, Uri};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream;
 use serde::Deserialize;
@@ -17,139 +18,240 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
 
-use super::client::{banned, client_ip};
+use super::client::{RateQuota, banned, client_ip};
 use super::token::TokenError;
 use super::{AppState, launch_host};
+use crate::events::Event;
 use crate::metrics::{InProgress, InProgressGuard};
-use crate::pipeline::{Event, Launch};
-
-#[derive(Deserialize)]
-pub(super) struct BuildQuery {
-    build_token: Option<String>,
-    build_only: Option<String>,
-}
+use crate::pipeline::Launch;
 
 const KEEPALIVE: &[u8] = b":keepalive\n\n";
 
+/// `/build/<provider>/<spec>`. Each check is an extractor, run in the order
+/// upstream checks: the path, a banned network, the `Accept` header, the hub
+/// user (authenticated mode), `build_only`, then the build token or the rate
+/// limit. The first that refuses answers its `failed` event.
 pub(super) async fn build(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    uri: Uri,
+    Target { provider, spec }: Target,
+    Client { ip, peer }: Client,
+    _: AcceptsEventStream,
+    HubUser(user): HubUser,
+    BuildOnly(build_only): BuildOnly,
+    Admitted(limit): Admitted,
     headers: HeaderMap,
-    Query(query): Query<BuildQuery>,
 ) -> Response {
-    // Upstream re-reads the spec from the raw path: `%2F` in a GitLab
-    // namespace must reach the provider still escaped.
-    let Some((provider, spec)) = uri
-        .path()
-        .strip_prefix("/build/")
-        .and_then(|rest| rest.split_once('/'))
-    else {
-        return refusal(404, "Not Found");
-    };
-    let web = &state.config.web;
-    let ip = client_ip(&headers, peer.ip(), &web.trusted_proxies);
-    if let Some(label) = banned(ip, &web.ban_networks) {
-        return refusal(403, &format!("Requests from {label} are not allowed"));
-    }
-    let accepts_stream = headers
-        .get(ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.split(';').any(|p| p == "text/event-stream"));
-    if !accepts_stream {
-        return refusal(400, "Missing Accept header: text/event-stream");
-    }
-    // Authenticated mode, as upstream's `@authenticated`: the hub user the request's token belongs to.
-    let user = match &state.web.hub_auth {
-        None => None,
-        Some(hub) => {
-            let token = headers
-                .get(AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| {
-                    v.strip_prefix("token ")
-                        .or_else(|| v.strip_prefix("Bearer "))
-                });
-            match token {
-                None => {
-                    return refusal(
-                        403,
-                        "Authentication is required: send the hub token as `Authorization: token …`",
-                    );
-                }
-                Some(token) => match hub.whoami(token.trim()).await {
-                    Ok(Some(user)) => Some(user),
-                    Ok(None) => return refusal(403, "The hub does not accept this token"),
-                    Err(e) => {
-                        return refusal(503, &format!("Cannot check the token with the hub: {e}"));
-                    }
-                },
-            }
-        }
-    };
-    let build_only = query
-        .build_only
-        .as_deref()
-        .is_some_and(|b| b.eq_ignore_ascii_case("true"));
-    if build_only && !web.api_only {
-        return refusal(
-            400,
-            "Building but not launching is not permitted when the API only mode was not enabled.",
-        );
-    }
-    let mut limit_headers = None;
-    let audience = format!("{provider}/{spec}");
-    let token_ok = match query.build_token.as_deref() {
-        None => false,
-        Some(token) => match state
-            .web
-            .tokens
-            .verify(token, &audience, &request_origin(&headers))
-        {
-            Ok(()) => true,
-            Err(TokenError::Invalid) => return refusal(403, "Invalid build token"),
-            Err(TokenError::WrongOrigin) => {
-                return refusal(403, "Invalid build token: it was issued to another origin");
-            }
-        },
-    };
-    if !token_ok && state.web.limiter.enabled() {
-        match state.web.limiter.check(ip) {
-            Ok(quota) => limit_headers = Some(quota),
-            Err(wait) => {
-                return refusal(
-                    429,
-                    &format!("Rate limit exceeded. Try again in {wait} seconds."),
-                );
-            }
-        }
-    }
-    if !state.resolver.knows(provider) {
+    if !state.resolver.knows(&provider) {
         return refusal(404, &format!("No provider found for prefix {provider}"));
     }
     let launch = Launch {
-        provider: provider.into(),
-        spec: spec.into(),
+        provider,
+        spec,
         build_only,
         client_ip: ip.to_string(),
-        launch_host: launch_host(&state, &headers, peer.ip()),
+        launch_host: launch_host(&state, &headers, peer),
         user,
     };
     let events = state.pipeline.start(launch);
-    let keepalive = Duration::from_secs(web.keepalive_secs.max(1));
+    let keepalive = Duration::from_secs(state.config.web.keepalive_secs.max(1));
     let mut response = event_stream(
         events,
         keepalive,
         state.metrics.in_progress(InProgress::Stream),
     )
     .into_response();
-    if let Some(q) = limit_headers {
+    if let Some(q) = limit {
         let h = response.headers_mut();
         h.insert("x-ratelimit-remaining", q.remaining.into());
         h.insert("x-ratelimit-reset", q.reset.into());
         h.insert("x-ratelimit-limit", q.limit.into());
     }
     response
+}
+
+/// The provider prefix and the spec, from the raw path: upstream re-reads
+/// the spec there, so that `%2F` in a GitLab namespace reaches the provider
+/// still escaped.
+pub(super) struct Target {
+    provider: String,
+    spec: String,
+}
+
+impl FromRequestParts<AppState> for Target {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Response> {
+        let (provider, spec) = parts
+            .uri
+            .path()
+            .strip_prefix("/build/")
+            .and_then(|rest| rest.split_once('/'))
+            .ok_or_else(|| refusal(404, "Not Found"))?;
+        Ok(Target {
+            provider: provider.into(),
+            spec: spec.into(),
+        })
+    }
+}
+
+/// The client's address (`X-Forwarded-For` from a trusted proxy), refused
+/// when it is in a banned network; and the connection's peer.
+pub(super) struct Client {
+    ip: IpAddr,
+    peer: IpAddr,
+}
+
+impl FromRequestParts<AppState> for Client {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let web = &state.config.web;
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .ok_or_else(|| refusal(500, "The connection's address is unknown"))?;
+        let ip = client_ip(&parts.headers, peer, &web.trusted_proxies);
+        if let Some(label) = banned(ip, &web.ban_networks) {
+            return Err(refusal(
+                403,
+                &format!("Requests from {label} are not allowed"),
+            ));
+        }
+        Ok(Client { ip, peer })
+    }
+}
+
+/// The request accepts `text/event-stream`.
+pub(super) struct AcceptsEventStream;
+
+impl FromRequestParts<AppState> for AcceptsEventStream {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Response> {
+        let accepts = parts
+            .headers
+            .get(ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.split(';').any(|p| p == "text/event-stream"));
+        if accepts {
+            Ok(AcceptsEventStream)
+        } else {
+            Err(refusal(400, "Missing Accept header: text/event-stream"))
+        }
+    }
+}
+
+/// In authenticated mode, as upstream's `@authenticated`: the hub user the
+/// request's token belongs to; otherwise `None`.
+pub(super) struct HubUser(Option<String>);
+
+impl FromRequestParts<AppState> for HubUser {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Some(hub) = &state.web.hub_auth else {
+            return Ok(HubUser(None));
+        };
+        let token = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("token ")
+                    .or_else(|| v.strip_prefix("Bearer "))
+            })
+            .ok_or_else(|| {
+                refusal(
+                    403,
+                    "Authentication is required: send the hub token as `Authorization: token …`",
+                )
+            })?;
+        match hub.whoami(token.trim()).await {
+            Ok(Some(user)) => Ok(HubUser(Some(user))),
+            Ok(None) => Err(refusal(403, "The hub does not accept this token")),
+            Err(e) => Err(refusal(
+                503,
+                &format!("Cannot check the token with the hub: {e}"),
+            )),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct BuildQuery {
+    build_token: Option<String>,
+    build_only: Option<String>,
+}
+
+impl BuildQuery {
+    fn of(parts: &Parts) -> BuildQuery {
+        Query::<BuildQuery>::try_from_uri(&parts.uri).map_or(
+            BuildQuery {
+                build_token: None,
+                build_only: None,
+            },
+            |q| q.0,
+        )
+    }
+}
+
+/// `build_only=true`, which only an API-only deployment allows.
+pub(super) struct BuildOnly(bool);
+
+impl FromRequestParts<AppState> for BuildOnly {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let build_only = BuildQuery::of(parts)
+            .build_only
+            .is_some_and(|b| b.eq_ignore_ascii_case("true"));
+        if build_only && !state.config.web.api_only {
+            return Err(refusal(
+                400,
+                "Building but not launching is not permitted when the API only mode was not enabled.",
+            ));
+        }
+        Ok(BuildOnly(build_only))
+    }
+}
+
+/// Let through by a valid build token for this spec and origin, else by the
+/// per-address rate limit (whose state goes into the response's headers).
+pub(super) struct Admitted(Option<RateQuota>);
+
+impl FromRequestParts<AppState> for Admitted {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Target { provider, spec } = Target::from_request_parts(parts, state).await?;
+        if let Some(token) = BuildQuery::of(parts).build_token {
+            let audience = format!("{provider}/{spec}");
+            return match state
+                .web
+                .tokens
+                .verify(&token, &audience, &request_origin(&parts.headers))
+            {
+                Ok(()) => Ok(Admitted(None)),
+                Err(TokenError::Invalid) => Err(refusal(403, "Invalid build token")),
+                Err(TokenError::WrongOrigin) => Err(refusal(
+                    403,
+                    "Invalid build token: it was issued to another origin",
+                )),
+            };
+        }
+        if !state.web.limiter.enabled() {
+            return Ok(Admitted(None));
+        }
+        let Client { ip, .. } = Client::from_request_parts(parts, state).await?;
+        match state.web.limiter.check(ip) {
+            Ok(quota) => Ok(Admitted(Some(quota))),
+            Err(wait) => Err(refusal(
+                429,
+                &format!("Rate limit exceeded. Try again in {wait} seconds."),
+            )),
+        }
+    }
 }
 
 /// `netloc` of the Origin header, else the Host header (upstream's `token_origin`).

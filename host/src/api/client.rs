@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::HeaderMap;
 use ipnet::IpNet;
@@ -56,7 +55,7 @@ pub fn banned(ip: IpAddr, bans: &[BanNetwork]) -> Option<&str> {
 
 /// The limiter's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Quota {
+pub struct RateQuota {
     /// Requests left in this window.
     pub remaining: u32,
     /// When the window ends (Unix seconds).
@@ -90,14 +89,11 @@ impl RateLimiter {
 
     /// Counts a request from `ip`; `Err` carries the seconds until the window
     /// ends when the limit is already reached.
-    pub fn check(&self, ip: IpAddr) -> Result<Quota, u64> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        self.check_at(ip, now)
+    pub fn check(&self, ip: IpAddr) -> Result<RateQuota, u64> {
+        self.check_at(ip, crate::now_ms() / 1000)
     }
 
-    fn check_at(&self, ip: IpAddr, now: u64) -> Result<Quota, u64> {
+    fn check_at(&self, ip: IpAddr, now: u64) -> Result<RateQuota, u64> {
         let period = self.config.period_secs.max(1);
         let mut windows = self.windows.lock().expect("rate limiter");
         if windows.len() >= SWEEP_AT {
@@ -112,7 +108,7 @@ impl RateLimiter {
             return Err(*reset - now);
         }
         *count += 1;
-        Ok(Quota {
+        Ok(RateQuota {
             remaining: self.config.limit - *count,
             reset: *reset,
             limit: self.config.limit,
@@ -184,7 +180,7 @@ mod tests {
         let ip: IpAddr = "203.0.113.1".parse().unwrap();
         assert_eq!(
             limiter.check_at(ip, 1000),
-            Ok(Quota {
+            Ok(RateQuota {
                 remaining: 1,
                 reset: 1100,
                 limit: 2
@@ -192,7 +188,7 @@ mod tests {
         );
         assert_eq!(
             limiter.check_at(ip, 1050),
-            Ok(Quota {
+            Ok(RateQuota {
                 remaining: 0,
                 reset: 1100,
                 limit: 2

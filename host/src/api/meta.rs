@@ -1,8 +1,5 @@
 //! `/versions`, `/health` and `/metrics`.
 
-use std::sync::{Arc, Weak};
-use std::time::Duration;
-
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -10,16 +7,10 @@ use axum::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::{Map, Value, json};
-use tokio::sync::watch;
+use serde_json::{Map, json};
 
 use super::AppState;
 use crate::build::BuildExecutor;
-use crate::pipeline::Pipeline;
-
-/// How long a health answer is reused (upstream: 15 s). It is refreshed in
-/// the background, so no request waits for the registry or the hub.
-const HEALTH_INTERVAL: Duration = Duration::from_secs(15);
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -75,59 +66,4 @@ async fn metrics(State(state): State<AppState>) -> Response {
         body,
     )
         .into_response()
-}
-
-/// A health answer: status and JSON body.
-pub(super) type HealthAnswer = Option<(StatusCode, Bytes)>;
-
-/// Refreshes the health answer every 15 s while the pipeline lives.
-pub(super) fn monitor(pipeline: &Arc<Pipeline>) -> watch::Receiver<HealthAnswer> {
-    let (tx, rx) = watch::channel(None);
-    let pipeline: Weak<Pipeline> = Arc::downgrade(pipeline);
-    tokio::spawn(async move {
-        loop {
-            let Some(p) = pipeline.upgrade() else { return };
-            let answer = check(&p).await;
-            drop(p);
-            if tx.send(Some(answer)).is_err() {
-                return;
-            }
-            tokio::time::sleep(HEALTH_INTERVAL).await;
-        }
-    });
-    rx
-}
-
-/// Upstream's checks: the registry, the hub (and its quota check), each a
-/// `{"service", "ok"}` object; a failed check without `_ignore_failure` makes it 503.
-async fn check(pipeline: &Pipeline) -> (StatusCode, Bytes) {
-    let mut checks: Vec<Value> = Vec::new();
-    if pipeline.registry.is_configured() {
-        let result = pipeline.registry.check().await;
-        if let Err(e) = &result {
-            tracing::warn!("health: {e}");
-        }
-        checks.push(json!({ "service": "Docker registry", "ok": result.is_ok() }));
-    }
-    if let Some(launcher) = &pipeline.launcher {
-        checks.extend(
-            launcher
-                .health()
-                .await
-                .into_iter()
-                .map(|c| Value::Object(c.check)),
-        );
-    }
-    let ok = checks
-        .iter()
-        .all(|c| c["ok"] == true || c["_ignore_failure"] == true);
-    let status = if ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        Bytes::from(json!({ "ok": ok, "checks": checks }).to_string()),
-    )
 }

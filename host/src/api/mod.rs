@@ -11,7 +11,6 @@ mod token;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -25,13 +24,12 @@ use tokio::sync::watch;
 
 use client::{RateLimiter, client_ip};
 
-use crate::build::{BuildExecutor, Builder};
 use crate::config::{Config, ConfigError};
-use crate::launch::Launcher;
+use crate::health::HealthAnswer;
+use crate::jupyterhub::Hub;
 use crate::metrics::Metrics;
-use crate::pipeline::{Flights, Pipeline, Resolver};
+use crate::pipeline::{Pipeline, Resolver};
 use crate::plugins::PluginHost;
-use crate::registry::Registry;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -53,112 +51,40 @@ pub struct AppState {
 struct Web {
     tokens: token::BuildTokens,
     limiter: RateLimiter,
-    health: watch::Receiver<meta::HealthAnswer>,
+    health: watch::Receiver<HealthAnswer>,
     /// `/versions` never changes while the process runs.
     versions: Bytes,
     /// `/api/repoproviders` for a plugin generation.
     providers: RwLock<Option<(u64, Bytes)>>,
     /// Who a request's hub token belongs to, in authenticated mode.
-    hub_auth: Option<Arc<crate::hub::Hub>>,
-}
-
-/// Which build executor a state runs.
-pub enum Builds {
-    /// None: a launch of an image not yet built fails, saying so.
-    Off,
-    /// The host's own: `[build] strategy` plans, the local or layer executor builds.
-    Planned,
-    /// This one (an embedder's, or a test's).
-    With(Arc<dyn BuildExecutor>),
+    hub_auth: Option<Arc<Hub>>,
 }
 
 impl AppState {
-    /// State over loaded plugins, with the caches in the data directory,
-    /// builds as `[build]` configures them, launches on the `[hub]`, and its
-    /// culler started as `[cull]` says. Needs a tokio runtime.
-    pub fn new(config: Config, plugins: Arc<PluginHost>) -> Result<AppState, ConfigError> {
-        let hub = crate::hub::Hub::new(&config.hub)?.map(Arc::new);
-        let launcher = hub.clone().map(|hub| {
-            Arc::new(crate::launch::hub::HubLauncher::new(
-                hub,
-                &config.hub,
-                &config.quota,
-            )) as Arc<dyn Launcher>
-        });
-        let state = AppState::with(config, plugins, Builds::Planned, launcher)?;
-        if let Some(hub) = hub.filter(|_| state.config.cull.enabled) {
-            crate::cull::start(
-                hub,
-                state.plugins.clone(),
-                &state.config.cull,
-                state.metrics.clone(),
-            )?;
-        }
-        Ok(state)
-    }
-
-    /// State with a build executor and a launcher. Builds recorded as running
-    /// by a previous process are watched again where the executor can.
-    /// Needs a tokio runtime (the health monitor runs in the background).
-    pub fn with(
-        config: Config,
+    /// The state that serves `pipeline`, with `/health` answering the latest
+    /// of `health`. With `hub.auth_enabled`, `hub_auth` says whose a
+    /// request's token is.
+    pub fn new(
+        config: Arc<Config>,
         plugins: Arc<PluginHost>,
-        builds: Builds,
-        launcher: Option<Arc<dyn Launcher>>,
+        pipeline: Arc<Pipeline>,
+        health: watch::Receiver<HealthAnswer>,
+        hub_auth: Option<Arc<Hub>>,
     ) -> Result<AppState, ConfigError> {
-        let trees = crate::cache::open(&config);
-        let metrics = Arc::new(Metrics::default());
-        let resolver = Arc::new(Resolver::new(
-            &config,
-            plugins.clone(),
-            trees.refs,
-            metrics.clone(),
-        )?);
-        let registry = Arc::new(Registry::new(&config.registry, trees.images)?);
-        let executor: Option<Arc<dyn BuildExecutor>> = match builds {
-            Builds::Off => None,
-            Builds::Planned => Some(Arc::new(Builder::new(
-                &config,
-                plugins.clone(),
-                registry.clone(),
-                trees.environments,
-                metrics.clone(),
-            )?)),
-            Builds::With(executor) => Some(executor),
-        };
-        let abandon = config
-            .build
-            .cancel_abandoned_after_secs
-            .map(Duration::from_secs);
-        let flights = Arc::new(Flights::new(trees.builds, registry.clone(), abandon));
-        flights.recover(executor.as_ref());
-        let pipeline = Arc::new(Pipeline {
-            resolver: resolver.clone(),
-            registry,
-            flights,
-            executor,
-            launcher,
-            metrics: metrics.clone(),
-        });
         let web = Web {
             tokens: token::BuildTokens::new(&config.web).map_err(ConfigError::Invalid)?,
             limiter: RateLimiter::new(config.web.rate_limit.clone()),
-            health: meta::monitor(&pipeline),
+            health,
             versions: meta::versions_body(pipeline.executor.as_deref()),
             providers: RwLock::new(None),
-            hub_auth: match config.hub.auth_enabled {
-                false => None,
-                true => Some(Arc::new(crate::hub::Hub::new(&config.hub)?.ok_or_else(
-                    || ConfigError::Invalid("hub.auth_enabled needs hub.url".into()),
-                )?)),
-            },
+            hub_auth,
         };
         Ok(AppState {
             plugins,
-            config: Arc::new(config),
-            resolver,
+            config,
+            resolver: pipeline.resolver.clone(),
+            metrics: pipeline.metrics.clone(),
             pipeline,
-            metrics,
             web: Arc::new(web),
         })
     }

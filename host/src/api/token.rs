@@ -2,8 +2,6 @@
 //! `/build` request, valid 300 s, bound to the provider/spec path and to the
 //! origin it was issued to. A valid token skips the rate limit.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -83,9 +81,7 @@ impl BuildTokens {
 }
 
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    crate::now_ms() / 1000
 }
 
 #[cfg(test)]

@@ -19,10 +19,10 @@ use super::strategy::{self, PlanError};
 use super::{BuildExecutor, BuildFailure, BuildLogSender, BuildRequest, Built, say};
 use crate::cache::{BuildRecord, Environment, Environments};
 use crate::config::{Config, ConfigError};
+use crate::egress::{EgressError, git_endpoint};
 use crate::metrics::Metrics;
 use crate::plugins::PluginHost;
 use crate::plugins::bindings::{BuildPlan, Executor, LayerPlan, Repo2dockerPlan};
-use crate::plugins::capabilities::net::{ResolveError, git_endpoint};
 use crate::registry::Registry;
 
 /// Beside a local build: the environment hash its plan named.
@@ -43,8 +43,7 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// A builder for `config`'s `[build]`, pushing to `registry`. Needs a
-    /// tokio runtime when `[build.kubernetes]` is set (its cleaner runs).
+    /// A builder for `config`'s `[build]`, pushing to `registry`.
     pub fn new(
         config: &Config,
         plugins: Arc<PluginHost>,
@@ -73,6 +72,11 @@ impl Builder {
             kubernetes,
             metrics,
         })
+    }
+
+    /// The build pod cleaner, when `[build.kubernetes]` is set. The caller runs it.
+    pub fn cleaner(&self) -> Option<impl Future<Output = ()> + Send + 'static> {
+        self.kubernetes.as_ref().map(KubernetesExecutor::cleaner)
     }
 
     async fn run(
@@ -214,11 +218,11 @@ impl Builder {
             .unwrap_or_default();
         match egress.resolve(host, port).await {
             Ok(_) => Ok(()),
-            Err(ResolveError::Denied(d)) => Err(refused(format!(
+            Err(EgressError::Denied(d)) => Err(refused(format!(
                 "{d} (the `{}` provider's `private_networks` grants such networks)",
                 request.provider
             ))),
-            Err(ResolveError::Lookup(m)) => Err(refused(m)),
+            Err(EgressError::Lookup(m)) => Err(refused(m)),
         }
     }
 

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::{BuildLogSender, BuildRequest};
 use crate::config::RegistryConfig;
-use crate::pipeline::Event;
+use crate::events::Event;
 use crate::plugins::bindings::{ContainerEngine, Repo2dockerPlan};
 
 /// How repo2docker is told to push.

@@ -20,13 +20,13 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
 use kube::runtime::watcher::watch_object;
 use serde_json::{Value, json};
-use tokio::task::{AbortHandle, JoinHandle};
+use tokio::task::JoinHandle;
 
 use super::command::{Repo2dockerCommand, relay_line};
 use super::{BuildFailure, BuildLogSender, BuildRequest, say};
 use crate::config::{ConfigError, KubernetesBuildConfig, RegistryConfig};
+use crate::events::Event;
 use crate::now_ms;
-use crate::pipeline::Event;
 use crate::plugins::bindings::Repo2dockerPlan;
 
 /// Upstream's label for build pods; the cleaner and anti-affinity select on it.
@@ -43,13 +43,6 @@ pub struct KubernetesExecutor {
     pods: Api<Pod>,
     config: KubernetesBuildConfig,
     command: Repo2dockerCommand,
-    cleaner: AbortHandle,
-}
-
-impl Drop for KubernetesExecutor {
-    fn drop(&mut self) {
-        self.cleaner.abort();
-    }
 }
 
 /// How a followed pod ended, when it did not succeed.
@@ -71,8 +64,7 @@ pub enum PodEnd {
 }
 
 impl KubernetesExecutor {
-    /// A client for `config` (in cluster unless `api_url` is set), and the
-    /// cleaner started. Needs a tokio runtime.
+    /// A client for `config` (in cluster unless `api_url` is set).
     pub fn new(
         config: &KubernetesBuildConfig,
         registry: &RegistryConfig,
@@ -82,27 +74,29 @@ impl KubernetesExecutor {
             config.namespace.as_deref(),
             "build.kubernetes",
         )?;
-        let pods: Api<Pod> = Api::namespaced(client, &namespace);
-        let (cleaner_pods, max_age, interval) = (
-            pods.clone(),
-            Duration::from_secs(config.max_age_secs),
-            Duration::from_secs(config.cleaner_interval_secs.max(1)),
+        Ok(KubernetesExecutor {
+            pods: Api::namespaced(client, &namespace),
+            config: config.clone(),
+            command: Repo2dockerCommand::new(registry),
+        })
+    }
+
+    /// The cleaner: every `cleaner_interval_secs`, deletes finished and
+    /// over-age build pods. The caller runs it.
+    pub fn cleaner(&self) -> impl Future<Output = ()> + Send + 'static {
+        let (pods, max_age, interval) = (
+            self.pods.clone(),
+            Duration::from_secs(self.config.max_age_secs),
+            Duration::from_secs(self.config.cleaner_interval_secs.max(1)),
         );
-        let cleaner = tokio::spawn(async move {
+        async move {
             loop {
                 tokio::time::sleep(interval).await;
-                if let Err(e) = clean(&cleaner_pods, max_age).await {
+                if let Err(e) = clean(&pods, max_age).await {
                     tracing::warn!("the build pod cleaner could not list pods: {e}");
                 }
             }
-        })
-        .abort_handle();
-        Ok(KubernetesExecutor {
-            pods,
-            config: config.clone(),
-            command: Repo2dockerCommand::new(registry),
-            cleaner,
-        })
+        }
     }
 
     /// Runs the build in its pod, or follows the pod already building it.

@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use crate::cache::BuildRecord;
-use crate::pipeline::Event;
+use crate::events::Event;
 
 /// What to build.
 #[derive(Debug, Clone, PartialEq, Eq)]

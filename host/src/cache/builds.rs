@@ -2,8 +2,8 @@
 //! flight or recently finished, so a restarted host can report builds that
 //! were running and, where the executor allows, watch them again.
 
+use super::tree::JsonTree;
 use serde::{Deserialize, Serialize};
-use sled::Tree;
 
 use super::CacheError;
 
@@ -49,50 +49,36 @@ pub struct BuildRecord {
 
 /// Build records.
 pub struct BuildLog {
-    path: std::path::PathBuf,
-    tree: Tree,
+    tree: JsonTree,
 }
 
 impl BuildLog {
     pub(super) fn open(db: &sled::Db, path: &std::path::Path) -> Result<BuildLog, sled::Error> {
         Ok(BuildLog {
-            path: path.to_path_buf(),
-            tree: db.open_tree("builds")?,
+            tree: JsonTree::open(db, path, "builds")?,
         })
     }
 
     /// Stores `record`, replacing the image's previous one.
     pub fn put(&self, record: &BuildRecord) -> Result<(), CacheError> {
-        let bytes = serde_json::to_vec(record)?;
-        self.tree
-            .insert(record.image.as_bytes(), bytes)
-            .map_err(|e| self.error(e))?;
-        Ok(())
+        self.tree.put(&record.image, record)
     }
 
     /// Stores `record` and waits until it is on disk: a build's start and
     /// end must survive the host being killed (sled writes back every 500 ms).
     pub fn put_durably(&self, record: &BuildRecord) -> Result<(), CacheError> {
         self.put(record)?;
-        self.tree.flush().map_err(|e| self.error(e))?;
-        Ok(())
+        self.tree.flush()
     }
 
     /// The record of `image`'s latest build.
     pub fn get(&self, image: &str) -> Result<Option<BuildRecord>, CacheError> {
-        let bytes = self.tree.get(image).map_err(|e| self.error(e))?;
-        Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()))
+        self.tree.get(image)
     }
 
     /// Every record, oldest start first; records that no longer decode are skipped.
     pub fn all(&self) -> Result<Vec<BuildRecord>, CacheError> {
-        let mut records = Vec::new();
-        for item in self.tree.iter() {
-            let (_, v) = item.map_err(|e| self.error(e))?;
-            if let Ok(r) = serde_json::from_slice::<BuildRecord>(&v) {
-                records.push(r);
-            }
-        }
+        let mut records: Vec<BuildRecord> = self.tree.values()?;
         records.sort_by_key(|r| r.started_at_ms);
         Ok(records)
     }
@@ -106,18 +92,9 @@ impl BuildLog {
             .map(|r| r.image)
             .collect();
         for image in &old {
-            self.tree
-                .remove(image.as_bytes())
-                .map_err(|e| self.error(e))?;
+            self.tree.remove(image)?;
         }
         Ok(old.len())
-    }
-
-    fn error(&self, source: sled::Error) -> CacheError {
-        CacheError::Database {
-            path: self.path.clone(),
-            source,
-        }
     }
 }
 

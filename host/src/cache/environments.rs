@@ -2,8 +2,8 @@
 //! named an environment hash, newest first. Build strategies see them in
 //! `repo-facts.environments`; a layer build starts from one.
 
+use super::tree::JsonTree;
 use serde::{Deserialize, Serialize};
-use sled::Tree;
 
 use super::CacheError;
 
@@ -26,24 +26,19 @@ pub struct Environment {
 
 /// Environment images by repository URL.
 pub struct Environments {
-    path: std::path::PathBuf,
-    tree: Tree,
+    tree: JsonTree,
 }
 
 impl Environments {
     pub(super) fn open(db: &sled::Db, path: &std::path::Path) -> Result<Environments, sled::Error> {
         Ok(Environments {
-            path: path.to_path_buf(),
-            tree: db.open_tree("environments")?,
+            tree: JsonTree::open(db, path, "environments")?,
         })
     }
 
     /// `repo_url`'s environment images, newest first.
     pub fn get(&self, repo_url: &str) -> Result<Vec<Environment>, CacheError> {
-        let bytes = self.tree.get(repo_url).map_err(|e| self.error(e))?;
-        Ok(bytes
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default())
+        Ok(self.tree.get(repo_url)?.unwrap_or_default())
     }
 
     /// Remembers `environment` for `repo_url`, replacing one of the same hash.
@@ -65,23 +60,10 @@ impl Environments {
         repo_url: &str,
         change: impl Fn(&mut Vec<Environment>),
     ) -> Result<(), CacheError> {
-        self.tree
-            .fetch_and_update(repo_url, |old| {
-                let mut list: Vec<Environment> = old
-                    .and_then(|b| serde_json::from_slice(b).ok())
-                    .unwrap_or_default();
-                change(&mut list);
-                (!list.is_empty()).then(|| serde_json::to_vec(&list).expect("environments encode"))
-            })
-            .map_err(|e| self.error(e))?;
-        Ok(())
-    }
-
-    fn error(&self, source: sled::Error) -> CacheError {
-        CacheError::Database {
-            path: self.path.clone(),
-            source,
-        }
+        self.tree.update(repo_url, |mut list: Vec<Environment>| {
+            change(&mut list);
+            (!list.is_empty()).then_some(list)
+        })
     }
 }
 

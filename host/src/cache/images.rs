@@ -2,10 +2,9 @@
 //! seen. A found image is believed for `registry.found_ttl_secs`; a missing
 //! one is never cached, so a finished build is seen at once.
 
-use serde::{Deserialize, Serialize};
-use sled::Tree;
-
 use super::CacheError;
+use super::tree::JsonTree;
+use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize)]
 struct Entry {
@@ -15,50 +14,36 @@ struct Entry {
 
 /// Known images.
 pub struct ImageCache {
-    path: std::path::PathBuf,
-    tree: Tree,
+    tree: JsonTree,
 }
 
 impl ImageCache {
     pub(super) fn open(db: &sled::Db, path: &std::path::Path) -> Result<ImageCache, sled::Error> {
         Ok(ImageCache {
-            path: path.to_path_buf(),
-            tree: db.open_tree("images")?,
+            tree: JsonTree::open(db, path, "images")?,
         })
     }
 
     /// The digest of `image` if it was seen within `ttl_ms` of `now_ms`.
     pub fn get(&self, image: &str, now_ms: u64, ttl_ms: u64) -> Result<Option<String>, CacheError> {
-        let Some(bytes) = self.tree.get(image).map_err(|e| self.error(e))? else {
-            return Ok(None);
-        };
-        let Ok(entry) = serde_json::from_slice::<Entry>(&bytes) else {
-            return Ok(None);
-        };
-        Ok((now_ms.saturating_sub(entry.checked_at_ms) < ttl_ms).then_some(entry.digest))
+        let entry: Option<Entry> = self.tree.get(image)?;
+        Ok(entry
+            .filter(|e| now_ms.saturating_sub(e.checked_at_ms) < ttl_ms)
+            .map(|e| e.digest))
     }
 
     /// Records `image` as present with `digest` at `now_ms`.
     pub fn put(&self, image: &str, digest: &str, now_ms: u64) -> Result<(), CacheError> {
-        let bytes = serde_json::to_vec(&Entry {
+        let entry = Entry {
             digest: digest.into(),
             checked_at_ms: now_ms,
-        })?;
-        self.tree.insert(image, bytes).map_err(|e| self.error(e))?;
-        Ok(())
+        };
+        self.tree.put(image, &entry)
     }
 
     /// Forgets `image` (the registry no longer has it).
     pub fn remove(&self, image: &str) -> Result<(), CacheError> {
-        self.tree.remove(image).map_err(|e| self.error(e))?;
-        Ok(())
-    }
-
-    fn error(&self, source: sled::Error) -> CacheError {
-        CacheError::Database {
-            path: self.path.clone(),
-            source,
-        }
+        self.tree.remove(image)
     }
 }
 

@@ -6,6 +6,7 @@ mod builds;
 mod environments;
 mod images;
 mod refs;
+mod tree;
 
 use std::path::{Path, PathBuf};
 
@@ -104,21 +105,13 @@ impl Cache {
         };
         let db = match retry_while_locked(open) {
             Ok(db) => db,
-            Err(source @ sled::Error::Io(_)) => return Err(CacheError::Database { path, source }),
+            Err(source @ sled::Error::Io(_)) => return Err(database_error(&path, source)),
             Err(first) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
+                let now = crate::now_ms() / 1000;
                 let aside = data_dir.join(format!("cache.corrupt-{now}"));
                 tracing::error!(path = %path.display(), "cannot open the cache ({first}); moving it to {} and starting empty", aside.display());
-                std::fs::rename(&path, &aside).map_err(|e| CacheError::Database {
-                    path: path.clone(),
-                    source: e.into(),
-                })?;
-                open().map_err(|source| CacheError::Database {
-                    path: path.clone(),
-                    source,
-                })?
+                std::fs::rename(&path, &aside).map_err(|e| database_error(&path, e.into()))?;
+                open().map_err(|source| database_error(&path, source))?
             }
         };
         Ok(Cache { db, path })
@@ -145,10 +138,14 @@ impl Cache {
     }
 
     fn error(&self, source: sled::Error) -> CacheError {
-        CacheError::Database {
-            path: self.path.clone(),
-            source,
-        }
+        database_error(&self.path, source)
+    }
+}
+
+fn database_error(path: &Path, source: sled::Error) -> CacheError {
+    CacheError::Database {
+        path: path.to_path_buf(),
+        source,
     }
 }
 

@@ -11,6 +11,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{Transactional, Tree};
 
 use super::CacheError;
+use super::tree::JsonTree;
 use crate::config::CacheConfig;
 
 /// How long an entry may be reused.
@@ -33,8 +34,7 @@ struct Entry<T> {
 
 /// The resolution cache.
 pub struct RefCache {
-    path: std::path::PathBuf,
-    refs: Tree,
+    refs: JsonTree,
     by_age: Tree,
     len: AtomicUsize,
     config: CacheConfig,
@@ -77,20 +77,19 @@ impl RefCache {
         path: &std::path::Path,
         config: CacheConfig,
     ) -> Result<RefCache, sled::Error> {
-        let refs = db.open_tree("refs")?;
+        let refs = JsonTree::open(db, path, "refs")?;
         let by_age = db.open_tree("refs_by_age")?;
         // A crash between the two trees' writes cannot happen (writes are
         // transactional), but an older or foreign database may disagree: rebuild.
-        if refs.len() != by_age.len() {
+        if refs.tree.len() != by_age.len() {
             by_age.clear()?;
-            for item in refs.iter() {
+            for item in refs.tree.iter() {
                 let (k, v) = item?;
                 by_age.insert(age_key(fetched_at(&v).unwrap_or(0), &k), &[])?;
             }
         }
-        let len = AtomicUsize::new(refs.len());
+        let len = AtomicUsize::new(refs.tree.len());
         Ok(RefCache {
-            path: path.to_path_buf(),
             refs,
             by_age,
             len,
@@ -105,11 +104,8 @@ impl RefCache {
         provider: &str,
         spec: &str,
         now_ms: u64,
-    ) -> Result<Option<(T, Freshness)>, sled::Error> {
-        let Some(bytes) = self.refs.get(key(provider, spec))? else {
-            return Ok(None);
-        };
-        let Ok(entry) = serde_json::from_slice::<Entry<T>>(&bytes) else {
+    ) -> Result<Option<(T, Freshness)>, CacheError> {
+        let Some(entry) = self.refs.get::<Entry<T>>(key(provider, spec))? else {
             return Ok(None);
         };
         let ttl_ms = match entry.freshness {
@@ -137,7 +133,7 @@ impl RefCache {
             freshness,
             value,
         })?;
-        let replaced = (&self.refs, &self.by_age)
+        let replaced = (&self.refs.tree, &self.by_age)
             .transaction(|(refs, by_age)| {
                 let old = refs.insert(k.as_slice(), bytes.as_slice())?;
                 if let Some(old) = &old {
@@ -159,7 +155,7 @@ impl RefCache {
                 break;
             };
             let k = age[8..].to_vec();
-            let removed = (&self.refs, &self.by_age)
+            let removed = (&self.refs.tree, &self.by_age)
                 .transaction(|(refs, by_age)| {
                     by_age.remove(&age)?;
                     Ok::<_, ConflictableTransactionError<sled::Error>>(
@@ -185,10 +181,7 @@ impl RefCache {
     }
 
     fn error(&self, source: sled::Error) -> CacheError {
-        CacheError::Database {
-            path: self.path.clone(),
-            source,
-        }
+        self.refs.error(source)
     }
 }
 

@@ -12,12 +12,13 @@ pub mod leader;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::config::CullConfig;
-use crate::hub::{Hub, HubError, ServerModel, Stopped, timestamp_ms};
+use crate::config::{ConfigError, CullConfig};
+use crate::jupyterhub::{Hub, HubError, ServerModel, Stopped, timestamp_ms};
 use crate::metrics::Metrics;
 use crate::now_ms;
 use crate::plugins::PluginHost;
@@ -42,20 +43,22 @@ pub struct PassReport {
     pub policy_failures: usize,
 }
 
-/// Starts culling `hub` in the background: at once when this is the only
-/// host, or while it holds the Lease of `config.leader`. Needs a tokio runtime.
-pub fn start(
+/// The culler's background work: culling `hub` at once when this is the only
+/// host, or while it holds the Lease of `config.leader`, whose contender is
+/// the second task. The caller runs them.
+pub fn tasks(
     hub: Arc<Hub>,
     plugins: Arc<PluginHost>,
     config: &CullConfig,
     metrics: Arc<Metrics>,
-) -> Result<(), crate::config::ConfigError> {
+) -> Result<(BoxFuture<'static, ()>, Option<BoxFuture<'static, ()>>), ConfigError> {
     let (leading, follower) = watch::channel(config.leader.is_none());
-    if let Some(leader) = &config.leader {
-        tokio::spawn(leader::Leader::new(leader)?.run(leading));
-    }
-    tokio::spawn(Arc::new(Culler::new(hub, plugins, config, metrics)).run(follower));
-    Ok(())
+    let contender = match &config.leader {
+        Some(leader) => Some(leader::Leader::new(leader)?.run(leading).boxed()),
+        None => None,
+    };
+    let culler = Arc::new(Culler::new(hub, plugins, config, metrics)).run(follower);
+    Ok((culler.boxed(), contender))
 }
 
 /// Culls one hub.

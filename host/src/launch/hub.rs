@@ -16,7 +16,8 @@ use tokio::sync::mpsc;
 
 use super::{HealthCheck, LaunchError, LaunchRequest, Launched, Launcher, Quota};
 use crate::config::{HubConfig, QuotaConfig};
-use crate::hub::{Hub, HubError};
+use crate::jupyterhub::{Hub, HubError};
+use crate::registry::naming::split_tag;
 
 /// Launches on one hub.
 pub struct HubLauncher {
@@ -64,14 +65,6 @@ pub fn user_name_for(repo_url: &str) -> String {
 /// The server's token: 16 random bytes, URL-safe base64 (22 characters, as upstream's uuid4).
 fn server_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>())
-}
-
-/// An image's name without its tag: what per-repository quotas count by.
-fn untagged(image: &str) -> &str {
-    match image.rsplit_once(':') {
-        Some((name, tag)) if !tag.contains('/') => name,
-        _ => image,
-    }
 }
 
 impl HubLauncher {
@@ -128,7 +121,8 @@ impl HubLauncher {
         if let Some(quota) = repo_quota {
             let same = images
                 .iter()
-                .filter(|i| untagged(i) == untagged(&request.image))
+                // Per-repository quotas count images by name, whatever their tag.
+                .filter(|i| split_tag(i).0 == split_tag(&request.image).0)
                 .count() as u64;
             if same >= quota {
                 tracing::info!(repo = %request.repo_url, same, quota, "per-repository quota reached");
@@ -158,7 +152,7 @@ impl HubLauncher {
                 .hub
                 .request(
                     Method::POST,
-                    &format!("users/{}", crate::hub::segment(user)),
+                    &format!("users/{}", crate::jupyterhub::segment(user)),
                     None,
                 )
                 .await
@@ -170,16 +164,9 @@ impl HubLauncher {
             }
         }
         let token = server_token();
-        let options = json!({
-            "image": request.image,
-            "repo_url": request.repo_url,
-            "token": token,
-            "binder_ref_url": request.ref_url,
-            "binder_launch_host": request.launch_host,
-            "binder_request": request.binder_request,
-            "binder_persistent_request": request.persistent_request,
-            "binder_client_ip": request.client_ip,
-        });
+        let mut options = request.binder_fields();
+        options.insert("token".into(), json!(token));
+        let options = Value::Object(options);
         let started = async {
             self.hub
                 .request(
@@ -365,17 +352,9 @@ mod tests {
     }
 
     #[test]
-    fn tokens_and_images() {
+    fn tokens_are_random() {
         let token = server_token();
         assert_eq!(token.len(), 22);
         assert_ne!(token, server_token());
-        assert_eq!(
-            untagged("127.0.0.1:5000/binder-x:abc"),
-            "127.0.0.1:5000/binder-x"
-        );
-        assert_eq!(
-            untagged("127.0.0.1:5000/binder-x"),
-            "127.0.0.1:5000/binder-x"
-        );
     }
 }

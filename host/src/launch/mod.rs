@@ -30,6 +30,26 @@ pub struct LaunchRequest {
     pub user: Option<String>,
 }
 
+impl LaunchRequest {
+    /// The image, the repository and the `binder_*` fields, as upstream puts
+    /// them in the spawner's `user_options` and in the `ready` event.
+    pub fn binder_fields(&self) -> Map<String, Value> {
+        let fields = serde_json::json!({
+            "image": self.image,
+            "repo_url": self.repo_url,
+            "binder_ref_url": self.ref_url,
+            "binder_launch_host": self.launch_host,
+            "binder_request": self.binder_request,
+            "binder_persistent_request": self.persistent_request,
+            "binder_client_ip": self.client_ip,
+        });
+        match fields {
+            Value::Object(map) => map,
+            _ => unreachable!("a JSON object literal"),
+        }
+    }
+}
+
 /// A running server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Launched {

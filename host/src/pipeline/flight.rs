@@ -12,11 +12,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
+use futures_util::future::join_all;
 use tokio::sync::{mpsc, watch};
 
-use super::Event;
 use crate::build::{BuildExecutor, BuildFailure, BuildRequest, Built};
 use crate::cache::{BuildLog, BuildRecord, BuildState, LOG_TAIL_LINES};
+use crate::events::Event;
 use crate::registry::Registry;
 
 /// Log events kept in memory per build; a client joining later than this many
@@ -238,16 +240,26 @@ impl Flights {
         Joined::Started(reader)
     }
 
-    /// On start-up: builds recorded as running are watched again where the
-    /// executor can, and marked lost where it cannot.
-    pub fn recover(self: &Arc<Self>, executor: Option<&Arc<dyn BuildExecutor>>) {
-        let Some(records) = &self.records else { return };
+    /// On start-up: builds recorded as running are joinable at once, and the
+    /// returned task watches them again where the executor can and marks them
+    /// lost where it cannot. The caller runs it.
+    pub fn recover(
+        self: &Arc<Self>,
+        executor: Option<&Arc<dyn BuildExecutor>>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let mut watches = Vec::new();
+        let Some(records) = &self.records else {
+            return join_all(watches).map(drop);
+        };
         if let Err(e) = records.prune(now_ms().saturating_sub(RECORD_RETENTION_MS)) {
             tracing::warn!("cannot prune old build records: {e}");
         }
         let all = match records.all() {
             Ok(all) => all,
-            Err(e) => return tracing::warn!("cannot read build records: {e}"),
+            Err(e) => {
+                tracing::warn!("cannot read build records: {e}");
+                return join_all(watches).map(drop);
+            }
         };
         for record in all.into_iter().filter(|r| r.state == BuildState::Running) {
             let history: Vec<Event> = record
@@ -264,7 +276,7 @@ impl Flights {
                 self.clone(),
                 executor.filter(|e| e.name() == record.executor).cloned(),
             );
-            tokio::spawn(async move {
+            watches.push(async move {
                 let (tx, rx) = mpsc::channel(LOG_BUFFER);
                 let Some(watch) = executor.as_deref().and_then(|e| e.reattach(&record, tx)) else {
                     tracing::warn!(image = %record.image, executor = %record.executor, "a build was running when Bindery stopped and cannot be watched again; it is rebuilt when next asked for");
@@ -288,6 +300,7 @@ impl Flights {
                 flights.fly(&flight, record.clone(), rx, watch).await;
             });
         }
+        join_all(watches).map(drop)
     }
 
     /// Runs `build` while its log goes into the flight and the record, then lands it.

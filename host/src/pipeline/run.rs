@@ -7,12 +7,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::flight::{Flights, Item, Joined};
-use super::{Event, ResolveError, Resolved, Resolver};
+use super::{ResolveError, Resolved, Resolver};
 use crate::build::{BuildExecutor, BuildRequest};
+use crate::events::Event;
 use crate::launch::{LaunchError, LaunchRequest, Launcher, Quota};
 use crate::metrics::{InProgress, Metrics};
 use crate::registry::{Registry, naming};
@@ -241,24 +242,17 @@ impl Pipeline {
         }
         let (status, event) = match result {
             Err(e) => (launch_status(&e), failed(ensure_newline(e.to_string()))),
-            Ok(server) => (
-                "success",
-                Event::fields(
-                    "ready",
-                    json!({
-                        "message": format!("server running at {}\n", server.url),
-                        "url": server.url,
-                        "token": server.token,
-                        "image": request.image,
-                        "repo_url": request.repo_url,
-                        "binder_ref_url": request.ref_url,
-                        "binder_launch_host": request.launch_host,
-                        "binder_request": request.binder_request,
-                        "binder_persistent_request": request.persistent_request,
-                        "binder_client_ip": request.client_ip,
-                    }),
-                ),
-            ),
+            Ok(server) => {
+                let mut ready = json!({
+                    "message": format!("server running at {}\n", server.url),
+                    "url": server.url,
+                    "token": server.token,
+                });
+                if let Value::Object(fields) = &mut ready {
+                    fields.extend(request.binder_fields());
+                }
+                ("success", Event::fields("ready", ready))
+            }
         };
         self.metrics.launch_finished(
             status,

@@ -12,13 +12,13 @@ mod calls;
 pub mod capabilities;
 pub mod engine;
 pub mod error;
+pub mod host;
 pub mod limits;
 pub mod loader;
 pub mod oci;
-pub mod registry;
 
 pub use capabilities::{Capability, DirRepo, RepoFiles};
 pub use engine::{CompileOutcome, Runtime};
 pub use error::{CallError, LoadError};
+pub use host::{PluginHost, Reloaded};
 pub use loader::{LoadedPlugin, WIT_VERSION, kind_name};
-pub use registry::{PluginHost, Reloaded};

@@ -224,11 +224,11 @@ pub fn launch_config(
 /// A service launching on `c`'s hub, building nothing.
 pub async fn launch_service(c: bindery::config::Config) -> super::service::Service {
     use std::sync::Arc;
-    let hub = Arc::new(bindery::hub::Hub::new(&c.hub).unwrap().unwrap());
+    let hub = Arc::new(bindery::jupyterhub::Hub::new(&c.hub).unwrap().unwrap());
     let launcher: Arc<dyn bindery::launch::Launcher> = Arc::new(
         bindery::launch::hub::HubLauncher::new(hub, &c.hub, &c.quota),
     );
-    super::service::Service::start_with(c, bindery::api::Builds::Off, Some(launcher)).await
+    super::service::Service::start_with(c, bindery::app::Builds::Off, Some(launcher)).await
 }
 
 /// A repository whose image is already in the registry: the test Jupyter

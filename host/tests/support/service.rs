@@ -7,12 +7,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bindery::api::{AppState, Builds, router};
+use bindery::api::{AppState, router};
+use bindery::app::{App, Builds, Tasks};
 use bindery::build::{BuildExecutor, BuildFailure, BuildLogSender, BuildRequest, Built};
 use bindery::cache::BuildRecord;
 use bindery::config::Config;
+use bindery::events::Event;
 use bindery::launch::{HealthCheck, LaunchError, LaunchRequest, Launched, Launcher};
-use bindery::pipeline::Event;
 use bindery::plugins::PluginHost;
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
@@ -64,7 +65,8 @@ impl Process {
             .args(if wrapper.is_empty() { None } else { Some(bin) })
             .args(["serve", "--config"])
             .arg(&path)
-            .env("BINDERY_LOG", "warn")
+            // The composition root says at info which background tasks ended.
+            .env("BINDERY_LOG", "warn,bindery::app=info")
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(dir.join("bindery.log")).unwrap())
             .spawn()
@@ -95,6 +97,7 @@ pub struct Service {
     pub base: String,
     pub state: AppState,
     server: tokio::task::JoinHandle<()>,
+    _tasks: Tasks,
 }
 
 impl Service {
@@ -114,7 +117,7 @@ impl Service {
         let plugins = PluginHost::start(&config)
             .await
             .unwrap_or_else(|e| panic!("{e:?}"));
-        let state = AppState::with(config, plugins, builds, launcher).unwrap();
+        let App { state, tasks } = App::with(config, plugins, builds, launcher).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
@@ -126,6 +129,7 @@ impl Service {
             base: format!("http://127.0.0.1:{port}"),
             state,
             server,
+            _tasks: tasks,
         }
     }
 }

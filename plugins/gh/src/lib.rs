@@ -27,14 +27,7 @@ struct Spec<'a> {
 
 /// A GitHub user, organisation or repository name: letters, digits, `-`, `_`, `.`.
 fn check_name(name: &str, what: &str) -> Result<(), PluginError> {
-    let ok = !name.is_empty()
-        && name != "."
-        && name != ".."
-        && name.len() <= 100
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if ok {
+    if spec::is_forge_name(name) {
         Ok(())
     } else {
         Err(invalid(format!(

@@ -125,7 +125,7 @@ impl BuildStrategy for LayerFirst {
             full.environment_hash = Some(hash);
             return Ok(BuildPlan::Repo2docker(full));
         };
-        let uid = repo2docker::number(ctx, "uid", DEFAULT_UID)?;
+        let uid = ctx.config_or("uid", DEFAULT_UID)?;
         let target_dir = ctx
             .config("repo_dir")
             .unwrap_or_else(|| DEFAULT_REPO_DIR.into());
@@ -145,7 +145,7 @@ impl BuildStrategy for LayerFirst {
             target_dir,
             uid,
             gid: uid,
-            timeout_secs: repo2docker::number(ctx, "layer_timeout_secs", 0)?,
+            timeout_secs: ctx.config_or("layer_timeout_secs", 0)?,
         }))
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use url::Url;
 
 use super::CallState;
-use super::net::{EgressDenied, EgressPolicy, ResolveError, git_default_port};
+use crate::egress::{EgressDenied, EgressError, EgressPolicy, git_default_port};
 use crate::plugins::bindings::git::{GitError, Host, RemoteRef};
 
 pub(super) struct GitClient {
@@ -51,8 +51,8 @@ impl GitClient {
         let port = parsed.port().unwrap_or(default_port);
         self.egress.check_host(host).map_err(denied)?;
         self.egress.resolve(host, port).await.map_err(|e| match e {
-            ResolveError::Denied(d) => denied(d),
-            ResolveError::Lookup(m) => GitError::Remote(m),
+            EgressError::Denied(d) => denied(d),
+            EgressError::Lookup(m) => GitError::Remote(m),
         })?;
         let url = url.to_string();
         let listing = tokio::task::spawn_blocking(move || list_refs(&url));

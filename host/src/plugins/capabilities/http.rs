@@ -14,8 +14,8 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::Url;
 
 use super::CallState;
-use super::net::{EgressDenied, EgressPolicy, ResolveError};
 use crate::config::HttpLimits;
+use crate::egress::{EgressDenied, EgressError, EgressPolicy};
 use crate::plugins::bindings::http::{Host, HttpError, Method, Request, Response};
 
 /// Cached bodies larger than this are not kept.
@@ -253,17 +253,17 @@ fn transport_error(e: reqwest::Error) -> HttpError {
     if e.is_timeout() {
         return HttpError::Timeout;
     }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-    let mut chain = Vec::new();
-    while let Some(s) = source {
-        if let Some(ResolveError::Denied(d)) = s.downcast_ref::<ResolveError>() {
-            return denied(d.clone());
-        }
-        chain.push(s.to_string());
-        source = s.source();
+    let denial = std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |s| {
+        s.source()
+    })
+    .find_map(|s| match s.downcast_ref::<EgressError>() {
+        Some(EgressError::Denied(d)) => Some(d.clone()),
+        _ => None,
+    });
+    match denial {
+        Some(d) => denied(d),
+        None => HttpError::Connect(crate::error_chain(&e)),
     }
-    chain.dedup();
-    HttpError::Connect(chain.join(": "))
 }
 
 /// Requests with different headers (say, credentials) never share an entry.

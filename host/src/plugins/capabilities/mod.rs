@@ -3,8 +3,6 @@
 //! that imports something it was not granted fails to load instead of failing
 //! later at a call.
 
-pub mod net;
-
 mod basic;
 mod git;
 mod http;
@@ -23,7 +21,7 @@ use super::bindings::provider::bindery::plugin as host;
 use super::limits::CallLimits;
 use crate::config::{PluginConfig, RuntimeConfig, SecretSource};
 
-pub use net::{EgressDenied, EgressPolicy};
+pub use crate::egress::{EgressDenied, EgressPolicy};
 pub use repo_files::{DirRepo, RepoFiles};
 pub(crate) use wasi::{OutputCapture, WasiInterface};
 

@@ -23,13 +23,7 @@ pub struct Forgejo;
 const SERVICE: &str = "Forgejo";
 
 fn check_name(name: &str) -> Result<&str, PluginError> {
-    let ok = !name.is_empty()
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if ok {
+    if spec::is_forge_name(name) {
         Ok(name)
     } else {
         Err(invalid(format!(

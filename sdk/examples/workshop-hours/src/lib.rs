@@ -2,7 +2,7 @@
 //! servers are kept however idle they are; outside them, and for every other
 //! repository, the next policy in the chain decides. Config: `spec` (a
 //! `provider/spec` pattern), `from_hour` and `to_hour` (0-24).
-use bindery_sdk::idle::{config_or, glob_match};
+use bindery_sdk::idle::glob_match;
 use bindery_sdk::prelude::*;
 
 pub struct WorkshopHours;
@@ -40,8 +40,8 @@ impl CullPolicy for WorkshopHours {
             .config("spec")
             .ok_or_else(|| PluginError::InvalidConfig("spec is required".into()))?;
         let (from, to): (u64, u64) = (
-            config_or(ctx, "from_hour", 9)?,
-            config_or(ctx, "to_hour", 17)?,
+            ctx.config_or("from_hour", 9)?,
+            ctx.config_or("to_hour", 17)?,
         );
         let hour = now_ms / 3_600_000 % 24;
         let open = from <= hour && hour < to;

@@ -1,7 +1,7 @@
 //! A cull policy that misbehaves on purpose, to show the culler carries on.
 use bindery_sdk::prelude::*;
 
-struct HostileCull;
+pub struct HostileCull;
 
 impl CullPolicy for HostileCull {
     fn metadata() -> PluginMetadata {

@@ -1,0 +1,194 @@
+//! The composition root: every part of the service is built here from the
+//! configuration, and every background task is started here and stopped
+//! through one path ([`Tasks::shutdown`]). The HTTP layer receives only what
+//! it serves.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::AppState;
+use crate::build::{BuildExecutor, Builder};
+use crate::config::{Config, ConfigError};
+use crate::jupyterhub::Hub;
+use crate::launch::Launcher;
+use crate::launch::hub::HubLauncher;
+use crate::metrics::Metrics;
+use crate::pipeline::{Flights, Pipeline, Resolver};
+use crate::plugins::PluginHost;
+use crate::registry::Registry;
+
+/// Which build executor a service runs.
+pub enum Builds {
+    /// None: a launch of an image not yet built fails, saying so.
+    Off,
+    /// The host's own: `[build] strategy` plans, the local, layer or
+    /// Kubernetes executor builds.
+    Planned,
+    /// This one (an embedder's, or a test's).
+    With(Arc<dyn BuildExecutor>),
+}
+
+/// A service, assembled: the state its routes serve and the background tasks
+/// that keep it current. Dropping it stops the tasks.
+pub struct App {
+    /// What the HTTP layer serves.
+    pub state: AppState,
+    /// The background tasks.
+    pub tasks: Tasks,
+}
+
+impl App {
+    /// The service `bindery serve` runs: builds as `[build]` configures them,
+    /// launches on the `[hub]`, culling as `[cull]` says, and plugin files
+    /// watched every `plugin_runtime.reload_interval_ms`. Needs a tokio runtime.
+    pub fn new(config: Config, plugins: Arc<PluginHost>) -> Result<App, ConfigError> {
+        let hub = Hub::new(&config.hub)?.map(Arc::new);
+        let launcher = hub.clone().map(|hub| {
+            Arc::new(HubLauncher::new(hub, &config.hub, &config.quota)) as Arc<dyn Launcher>
+        });
+        let mut app = App::with(config, plugins, Builds::Planned, launcher)?;
+        let config = app.state.config.clone();
+        if let Some(hub) = hub.filter(|_| config.cull.enabled) {
+            let plugins = app.state.plugins.clone();
+            let metrics = app.state.metrics.clone();
+            let (culler, contender) = crate::cull::tasks(hub, plugins, &config.cull, metrics)?;
+            app.tasks.spawn("culler", culler);
+            if let Some(contender) = contender {
+                app.tasks.spawn("culler lease", contender);
+            }
+        }
+        if config.plugin_runtime.reload_interval_ms > 0 {
+            let interval = Duration::from_millis(config.plugin_runtime.reload_interval_ms);
+            let watch = app.state.plugins.watch(interval);
+            app.tasks.spawn("plugin watch", watch);
+        }
+        Ok(app)
+    }
+
+    /// A service with this build executor and launcher, and no culler or
+    /// plugin watch. Builds recorded as running by a previous process are
+    /// watched again where the executor can. Needs a tokio runtime.
+    pub fn with(
+        config: Config,
+        plugins: Arc<PluginHost>,
+        builds: Builds,
+        launcher: Option<Arc<dyn Launcher>>,
+    ) -> Result<App, ConfigError> {
+        let mut tasks = Tasks::default();
+        let trees = crate::cache::open(&config);
+        let metrics = Arc::new(Metrics::default());
+        let resolver = Arc::new(Resolver::new(
+            &config,
+            plugins.clone(),
+            trees.refs,
+            metrics.clone(),
+        )?);
+        let registry = Arc::new(Registry::new(&config.registry, trees.images)?);
+        let executor: Option<Arc<dyn BuildExecutor>> = match builds {
+            Builds::Off => None,
+            Builds::Planned => {
+                let builder = Builder::new(
+                    &config,
+                    plugins.clone(),
+                    registry.clone(),
+                    trees.environments,
+                    metrics.clone(),
+                )?;
+                if let Some(cleaner) = builder.cleaner() {
+                    tasks.spawn("build pod cleaner", cleaner);
+                }
+                Some(Arc::new(builder))
+            }
+            Builds::With(executor) => Some(executor),
+        };
+        let abandon = config
+            .build
+            .cancel_abandoned_after_secs
+            .map(Duration::from_secs);
+        let flights = Arc::new(Flights::new(trees.builds, registry.clone(), abandon));
+        tasks.spawn("build recovery", flights.recover(executor.as_ref()));
+        let pipeline = Arc::new(Pipeline {
+            resolver,
+            registry,
+            flights,
+            executor,
+            launcher,
+            metrics,
+        });
+        let (health, refresh) = crate::health::monitor(&pipeline);
+        tasks.spawn("health checks", refresh);
+        let hub_auth = match config.hub.auth_enabled {
+            false => None,
+            true => Some(Arc::new(Hub::new(&config.hub)?.ok_or_else(|| {
+                ConfigError::Invalid("hub.auth_enabled needs hub.url".into())
+            })?)),
+        };
+        let state = AppState::new(Arc::new(config), plugins, pipeline, health, hub_auth)?;
+        Ok(App { state, tasks })
+    }
+}
+
+/// How long [`Tasks::shutdown`] waits for a task to end after it is told to.
+const TASK_STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// The background tasks of one service, each named, stopped together. A
+/// task is told to stop at its next await point; dropping the set stops
+/// them too, without waiting.
+#[derive(Default)]
+pub struct Tasks {
+    stop: CancellationToken,
+    running: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+impl Tasks {
+    /// Runs `task` in the background until it ends or the set stops.
+    pub fn spawn(&mut self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
+        let stop = self.stop.clone();
+        let handle = tokio::spawn(async move {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = task => {}
+            }
+        });
+        self.running.push((name, handle));
+    }
+
+    /// The names of the tasks started, in order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.running.iter().map(|(name, _)| *name).collect()
+    }
+
+    /// Stops every task and waits for each to end; the names of those that
+    /// did not end within the grace period (none, unless a task blocks a
+    /// runtime thread).
+    pub async fn shutdown(mut self) -> Vec<&'static str> {
+        self.stop.cancel();
+        let mut stuck = Vec::new();
+        let mut ended = Vec::new();
+        for (name, handle) in std::mem::take(&mut self.running) {
+            match tokio::time::timeout(TASK_STOP_GRACE, handle).await {
+                Ok(_) => ended.push(name),
+                Err(_) => stuck.push(name),
+            }
+        }
+        if stuck.is_empty() {
+            tracing::info!("background tasks ended: {}", ended.join(", "));
+        } else {
+            tracing::warn!(
+                "background tasks still running {} s after the stop: {}",
+                TASK_STOP_GRACE.as_secs(),
+                stuck.join(", ")
+            );
+        }
+        stuck
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}

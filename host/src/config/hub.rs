@@ -1,0 +1,60 @@
+//! `[hub]` and `[quota]`: the JupyterHub launches go to, and how many servers it may run.
+
+use serde::{Deserialize, Serialize};
+
+use super::SecretSource;
+
+/// The JupyterHub launches go to (upstream's `hub_url`, `hub_api_token` and
+/// `Launcher` settings).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubConfig {
+    /// The hub's public URL (user servers are at `{url}user/{name}/`). Unset: no launches.
+    pub url: Option<url::Url>,
+    /// Its REST API; default `{url}hub/api/`.
+    pub api_url: Option<url::Url>,
+    /// A service token with the scopes `admin:users admin:servers
+    /// read:users:activity list:users access:servers`.
+    pub api_token: Option<SecretSource>,
+    /// One API request's deadline.
+    pub request_timeout_secs: u64,
+    /// Retries of a request the hub answers with 500 or more, and of a failed launch (a fresh user each time).
+    pub retries: u32,
+    /// The first retry's delay; it doubles.
+    pub retry_delay_ms: u64,
+    /// A launch not ready by then fails (upstream's `launch_timeout`).
+    pub launch_timeout_secs: u64,
+    /// Users per listing page (`limit=`); 0: the hub's default.
+    pub page_size: u32,
+    /// Launch for the hub user whose token the request carries, as a named
+    /// server, instead of a temporary user (upstream's `auth_enabled`).
+    pub auth_enabled: bool,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            url: None,
+            api_url: None,
+            api_token: Some(SecretSource::Env("JUPYTERHUB_API_TOKEN".into())),
+            request_timeout_secs: 60,
+            retries: 4,
+            retry_delay_ms: 4000,
+            launch_timeout_secs: 600,
+            page_size: 0,
+            auth_enabled: false,
+        }
+    }
+}
+
+/// Launch quotas; unset means unlimited.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotaConfig {
+    /// Servers the hub may run at once (upstream's `LaunchQuota.total_quota`); 0 closes launches.
+    pub total: Option<u32>,
+    /// Servers one repository may run at once.
+    pub per_repo: Option<u32>,
+    /// The same for specs matching a provider's `high_quota_specs`.
+    pub per_repo_higher: Option<u32>,
+}

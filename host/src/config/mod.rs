@@ -1,0 +1,246 @@
+//! Bindery's configuration: embedded defaults, then a TOML file, then
+//! environment variables (`BINDERY_` prefix, `__` between nested keys, e.g.
+//! `BINDERY_PLUGIN_RUNTIME__CALL_TIMEOUT_MS=500`). `BINDERY_CONFIG` (the file)
+//! and `BINDERY_LOG` (the log filter) are the command line's, not keys.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+mod build;
+mod cull;
+mod hub;
+mod plugins;
+mod registry;
+mod web;
+
+pub use build::{BuildConfig, KubernetesBuildConfig, LocalBuildConfig};
+pub use cull::{CullConfig, LeaderConfig};
+pub use hub::{HubConfig, QuotaConfig};
+pub use plugins::{
+    HttpLimits, OciPluginConfig, PluginConfig, PluginSource, RuntimeConfig, SecretSource,
+    SpecConfig,
+};
+pub use registry::{CacheConfig, RegistryConfig};
+pub use web::{BanNetwork, RateLimitConfig, WebConfig};
+
+/// The embedded defaults, including the grants of the bundled plugins.
+pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
+
+/// A configuration that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file, a key or a value is wrong.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(e: figment::Error) -> Self {
+        // figment's messages name the key and the source (file or env variable).
+        let all: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+        ConfigError::Invalid(all.join("; "))
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP service listens on.
+    pub listen: SocketAddr,
+    /// Where Bindery keeps its state: the sled cache, the plugin compile cache, pulled OCI plugins and build directories.
+    pub data_dir: PathBuf,
+    /// Bearer token for `/admin/*`; without one the admin routes are off.
+    #[serde(default)]
+    pub admin_token: Option<String>,
+    /// Limits and behaviour of the plugin runtime.
+    #[serde(default)]
+    pub plugin_runtime: RuntimeConfig,
+    /// Plugins by the name they are loaded under.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginConfig>,
+    /// How long cached resolutions stay fresh, and how many are kept.
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// Launch quotas (upstream's `per_repo_quota`, `per_repo_quota_higher`).
+    #[serde(default)]
+    pub quota: QuotaConfig,
+    /// The HTTP surface: paths, CORS, bans, the rate limit and build tokens.
+    #[serde(default)]
+    pub web: WebConfig,
+    /// Where images are named, looked up and pushed.
+    #[serde(default)]
+    pub registry: RegistryConfig,
+    /// How images are built: the strategy plugin and the executors.
+    #[serde(default)]
+    pub build: BuildConfig,
+    /// The JupyterHub that runs launched servers.
+    #[serde(default)]
+    pub hub: HubConfig,
+    /// Stopping servers: the cull-policy chain and the culler.
+    #[serde(default)]
+    pub cull: CullConfig,
+}
+
+impl Config {
+    /// Defaults, then `file` if given, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::new()
+            .merge(Serialized::defaults(Self::builtin()))
+            .merge(Toml::string(DEFAULTS_TOML));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let config: Config = figment
+            .merge(
+                Env::prefixed("BINDERY_")
+                    .ignore(&["config", "log"])
+                    .split("__"),
+            )
+            .extract()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Values no file can leave unset.
+    fn builtin() -> serde_json::Value {
+        serde_json::json!({
+            "listen": "127.0.0.1:8585",
+            "data_dir": default_data_dir(),
+        })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let rt = &self.plugin_runtime;
+        if rt.call_timeout_ms == 0 || rt.epoch_tick_ms == 0 || rt.max_concurrent_calls == 0 {
+            return Err(ConfigError::Invalid(
+                "plugin_runtime: call_timeout_ms, epoch_tick_ms and max_concurrent_calls must be positive"
+                    .into(),
+            ));
+        }
+        for (name, p) in &self.plugins {
+            p.source(name)?;
+        }
+        let base = &self.web.base_url;
+        if !base.starts_with('/') || !base.ends_with('/') {
+            return Err(ConfigError::Invalid(format!(
+                "web.base_url must start and end with `/` (got {base:?})"
+            )));
+        }
+        if let Some(url) = &self.registry.url {
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "registry.url must be an http(s) URL with a host (got {url})"
+                )));
+            }
+        }
+        let b = &self.build;
+        if b.timeout_secs == 0 || b.fetch_timeout_secs == 0 || b.max_repo_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "build: timeout_secs, fetch_timeout_secs and max_repo_bytes must be positive"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Where builds fetch repositories and write layers.
+    pub fn build_dir(&self) -> PathBuf {
+        self.build
+            .work_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("builds"))
+    }
+
+    /// The enabled plugins with their sources.
+    pub fn enabled_plugins(&self) -> impl Iterator<Item = (&str, &PluginConfig)> {
+        self.plugins
+            .iter()
+            .filter(|(_, p)| p.enabled)
+            .map(|(n, p)| (n.as_str(), p))
+    }
+}
+
+/// `$XDG_DATA_HOME/bindery`, else `~/.local/share/bindery`, else `./bindery-data`.
+fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(d).join("bindery");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/share/bindery"),
+        None => PathBuf::from("bindery-data"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bindery.toml");
+        std::fs::write(
+            &file,
+            r#"
+listen = "127.0.0.1:9000"
+[plugin_runtime]
+call_timeout_ms = 750
+[plugins.mine]
+path = "/plugins/mine.wasm"
+hosts = ["forge.example.edu"]
+private_networks = ["10.0.0.0/8"]
+secrets = { token = { env = "MINE_TOKEN" } }
+config = { base = "https://forge.example.edu", retries = 3 }
+"#,
+        )
+        .unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("BINDERY_PLUGIN_RUNTIME__MEMORY_LIMIT_MIB", "16");
+            jail.set_env("BINDERY_CONFIG", "/elsewhere.toml");
+            jail.set_env("BINDERY_LOG", "debug");
+            let c = Config::load(Some(&file)).map_err(|e| e.to_string())?;
+            assert_eq!(c.listen.port(), 9000);
+            assert_eq!(c.plugin_runtime.call_timeout_ms, 750);
+            assert_eq!(c.plugin_runtime.memory_limit_mib, 16);
+            let mine = &c.plugins["mine"];
+            assert_eq!(
+                mine.source("mine").unwrap(),
+                PluginSource::Path("/plugins/mine.wasm".into())
+            );
+            assert_eq!(
+                mine.secrets["token"],
+                SecretSource::Env("MINE_TOKEN".into())
+            );
+            assert_eq!(mine.config_strings()["retries"], "3");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bindery.toml");
+        std::fs::write(&file, "[plugins.x]\nhosts = []\n").unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(e.contains("[plugins.x] needs `path"), "{e}");
+        std::fs::write(&file, "lissten = \"127.0.0.1:1\"\n").unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(e.contains("lissten"), "{e}");
+        let e = Config::load(Some(&dir.path().join("nope.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not exist"), "{e}");
+    }
+}

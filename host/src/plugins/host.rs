@@ -1,0 +1,383 @@
+//! The set of loaded plugins: start-up, typed calls by name, and replacement
+//! without a restart (a changed file, a changed configuration, or an admin call).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use super::bindings::{
+    BuildPlan, Decision, DisplayConfig, PluginError, PluginKind, RepoFacts, Resolution, Server,
+};
+use super::capabilities::RepoFiles;
+use super::engine::{Runtime, sha256_hex};
+use super::error::{CallError, LoadError};
+use super::loader::{self, LoadedPlugin, kind_name};
+use super::oci::OciPlugins;
+use super::{bundled, calls};
+use crate::config::{Config, PluginConfig, PluginSource, RuntimeConfig};
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reloaded {
+    /// The component is byte-for-byte the one loaded.
+    Unchanged,
+    /// A new version replaced the old; calls in flight finish on the old one.
+    Replaced {
+        /// sha256 of the old component.
+        old: String,
+        /// sha256 of the new one.
+        new: String,
+    },
+}
+
+/// A file's identity for change detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified: Option<SystemTime>,
+    len: u64,
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let m = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        modified: m.modified().ok(),
+        len: m.len(),
+    })
+}
+
+/// The loaded plugins and the runtime they run in.
+pub struct PluginHost {
+    runtime: Runtime,
+    runtime_config: RuntimeConfig,
+    configs: RwLock<BTreeMap<String, PluginConfig>>,
+    oci: OciPlugins,
+    plugins: RwLock<BTreeMap<String, Arc<LoadedPlugin>>>,
+    stamps: Mutex<HashMap<String, Stamp>>,
+    /// Bumped whenever a plugin is replaced, so answers derived from the set can be cached.
+    generation: AtomicU64,
+}
+
+impl PluginHost {
+    /// Starts the runtime and loads every enabled plugin. All failures are
+    /// reported together, so an operator fixes a config in one pass.
+    pub async fn start(config: &Config) -> Result<Arc<Self>, Vec<LoadError>> {
+        let fuel = config.plugin_runtime.fuel.is_some()
+            || config.plugins.values().any(|p| p.fuel.is_some());
+        let runtime =
+            Runtime::new(&config.plugin_runtime, &config.data_dir, fuel).map_err(|reason| {
+                vec![LoadError::Rejected {
+                    plugin: "(runtime)".into(),
+                    reason,
+                }]
+            })?;
+        let host = PluginHost {
+            runtime,
+            runtime_config: config.plugin_runtime.clone(),
+            configs: RwLock::new(
+                config
+                    .enabled_plugins()
+                    .map(|(n, p)| (n.to_string(), p.clone()))
+                    .collect(),
+            ),
+            oci: OciPlugins::new(
+                &config.plugin_runtime.oci,
+                &config.data_dir.join("plugin-oci"),
+            ),
+            plugins: RwLock::default(),
+            stamps: Mutex::default(),
+            generation: AtomicU64::new(0),
+        };
+        let mut errors = Vec::new();
+        let names: Vec<String> = host
+            .configs
+            .read()
+            .expect("configs lock")
+            .keys()
+            .cloned()
+            .collect();
+        for name in &names {
+            match host.load_named(name).await {
+                Ok(p) => {
+                    tracing::info!(
+                        plugin = %name, kind = kind_name(p.kind()), version = %p.metadata.version,
+                        compiled = ?p.compiled, load_ms = p.load_time.as_secs_f64() * 1e3, "plugin loaded"
+                    );
+                    host.plugins
+                        .write()
+                        .expect("plugins lock")
+                        .insert(name.clone(), Arc::new(p));
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Arc::new(host))
+        } else {
+            Err(errors)
+        }
+    }
+
+    async fn read_source(&self, name: &str, source: &PluginSource) -> Result<Vec<u8>, LoadError> {
+        let read_err = |reason: String| LoadError::Read {
+            plugin: name.into(),
+            source_desc: source.to_string(),
+            reason,
+        };
+        match source {
+            PluginSource::Path(path) => {
+                // Stamp before reading: a write that lands in between is seen next poll.
+                let before = stamp(path);
+                let bytes = tokio::fs::read(path)
+                    .await
+                    .map_err(|e| read_err(e.to_string()))?;
+                if let Some(s) = before {
+                    self.stamps
+                        .lock()
+                        .expect("stamps lock")
+                        .insert(name.to_string(), s);
+                }
+                Ok(bytes)
+            }
+            PluginSource::Bundled(b) => bundled::get(b).map(<[u8]>::to_vec).ok_or_else(|| {
+                read_err(format!(
+                    "this binary bundles no plugin `{b}` (it bundles: {})",
+                    bundled::names().join(", ")
+                ))
+            }),
+            PluginSource::Oci(reference) => self.oci.pull(reference).await.map_err(read_err),
+        }
+    }
+
+    /// The configured source of `name` and its component bytes.
+    async fn fetch(&self, name: &str) -> Result<(PluginSource, PluginConfig, Vec<u8>), LoadError> {
+        let config = self
+            .configs
+            .read()
+            .expect("configs lock")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| LoadError::Rejected {
+                plugin: name.into(),
+                reason: "no such plugin in the configuration".into(),
+            })?;
+        let source = config.source(name).map_err(|e| LoadError::Rejected {
+            plugin: name.into(),
+            reason: e.to_string(),
+        })?;
+        let wasm = self.read_source(name, &source).await?;
+        Ok((source, config, wasm))
+    }
+
+    async fn load_named(&self, name: &str) -> Result<LoadedPlugin, LoadError> {
+        let (source, config, wasm) = self.fetch(name).await?;
+        loader::load(
+            &self.runtime,
+            name,
+            source,
+            &wasm,
+            &config,
+            &self.runtime_config,
+        )
+        .await
+    }
+
+    /// Loads `name` again from its source and swaps it in if it changed. On
+    /// failure the loaded version stays.
+    pub async fn reload(&self, name: &str) -> Result<Reloaded, LoadError> {
+        self.load_again(name, false).await
+    }
+
+    /// [`Self::reload`]; `relink` loads even the same component again, for new grants or config.
+    async fn load_again(&self, name: &str, relink: bool) -> Result<Reloaded, LoadError> {
+        let (source, config, wasm) = self.fetch(name).await?;
+        let old = self.get(name);
+        if !relink && old.as_ref().is_some_and(|o| o.sha256 == sha256_hex(&wasm)) {
+            return Ok(Reloaded::Unchanged);
+        }
+        let new = Arc::new(
+            loader::load(
+                &self.runtime,
+                name,
+                source,
+                &wasm,
+                &config,
+                &self.runtime_config,
+            )
+            .await?,
+        );
+        let outcome = Reloaded::Replaced {
+            old: old.map(|o| o.sha256.clone()).unwrap_or_default(),
+            new: new.sha256.clone(),
+        };
+        tracing::info!(plugin = name, version = %new.metadata.version, sha256 = %new.sha256, "plugin replaced");
+        self.plugins
+            .write()
+            .expect("plugins lock")
+            .insert(name.to_string(), new);
+        self.generation.fetch_add(1, Ordering::Release);
+        Ok(outcome)
+    }
+
+    /// Reloads every file-backed plugin whose file changed since it was read.
+    pub async fn reload_changed(&self) -> Vec<(String, Result<Reloaded, LoadError>)> {
+        let changed: Vec<String> = {
+            let stamps = self.stamps.lock().expect("stamps lock");
+            let configs = self.configs.read().expect("configs lock");
+            configs
+                .iter()
+                .filter_map(|(name, c)| match c.source(name) {
+                    Ok(PluginSource::Path(p)) => {
+                        let now = stamp(&p);
+                        (now.is_some() && now != stamps.get(name).copied()).then(|| name.clone())
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut out = Vec::new();
+        for name in changed {
+            let result = self.reload(&name).await;
+            if let Err(e) = &result {
+                tracing::error!(plugin = %name, "reload failed, keeping the loaded version: {e}");
+            }
+            out.push((name, result));
+        }
+        out
+    }
+
+    /// Takes the plugin entries of a re-read configuration: entries that
+    /// changed (a new `oci` digest, path, grants or config) are loaded again,
+    /// new ones loaded, removed or disabled ones unloaded. A plugin that fails
+    /// to load keeps its old version and its old entry.
+    pub async fn reconfigure(&self, config: &Config) -> Vec<(String, Result<Reloaded, LoadError>)> {
+        let wanted: BTreeMap<String, PluginConfig> = config
+            .enabled_plugins()
+            .map(|(n, p)| (n.to_string(), p.clone()))
+            .collect();
+        let old = self.configs.read().expect("configs lock").clone();
+        let mut out = Vec::new();
+        for (name, entry) in &wanted {
+            if old.get(name) == Some(entry) {
+                continue;
+            }
+            let previous = self
+                .configs
+                .write()
+                .expect("configs lock")
+                .insert(name.clone(), entry.clone());
+            let result = self.load_again(name, true).await;
+            if let Err(e) = &result {
+                tracing::error!(plugin = %name, "the changed configuration cannot be loaded, keeping the loaded version: {e}");
+                let mut configs = self.configs.write().expect("configs lock");
+                match previous {
+                    Some(previous) => configs.insert(name.clone(), previous),
+                    None => configs.remove(name),
+                };
+            }
+            out.push((name.clone(), result));
+        }
+        for name in old.keys().filter(|n| !wanted.contains_key(*n)) {
+            tracing::info!(plugin = %name, "plugin removed from the configuration: unloaded");
+            self.configs.write().expect("configs lock").remove(name);
+            self.plugins.write().expect("plugins lock").remove(name);
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+        out
+    }
+
+    /// Polls plugin files every `interval` and reloads changed ones, while
+    /// the host lives. The caller runs it.
+    pub fn watch(
+        self: &Arc<Self>,
+        interval: Duration,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let host = Arc::downgrade(self);
+        async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(host) = host.upgrade() else { return };
+                host.reload_changed().await;
+            }
+        }
+    }
+
+    /// Changes whenever a loaded plugin is replaced.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The plugin loaded as `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<LoadedPlugin>> {
+        self.plugins
+            .read()
+            .expect("plugins lock")
+            .get(name)
+            .cloned()
+    }
+
+    /// All loaded plugins, by name.
+    pub fn list(&self) -> Vec<Arc<LoadedPlugin>> {
+        self.plugins
+            .read()
+            .expect("plugins lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn expect(&self, name: &str, kind: PluginKind) -> Result<Arc<LoadedPlugin>, CallError> {
+        self.get(name)
+            .filter(|p| p.kind() == kind)
+            .ok_or_else(|| CallError::NotLoaded {
+                plugin: name.into(),
+                kind: kind_name(kind),
+            })
+    }
+
+    /// Resolves `spec` with provider `name`.
+    pub async fn resolve(
+        &self,
+        name: &str,
+        spec: &str,
+    ) -> Result<Result<Resolution, PluginError>, CallError> {
+        let p = self.expect(name, PluginKind::Provider)?;
+        calls::resolve(&self.runtime, &p, spec).await
+    }
+
+    /// Provider `name`'s form configuration.
+    pub async fn display(&self, name: &str) -> Result<DisplayConfig, CallError> {
+        let p = self.expect(name, PluginKind::Provider)?;
+        calls::display(&self.runtime, &p).await
+    }
+
+    /// Plans a build with strategy `name`; it may read files of `repo`.
+    pub async fn plan(
+        &self,
+        name: &str,
+        facts: &RepoFacts,
+        repo: Arc<dyn RepoFiles>,
+    ) -> Result<Result<BuildPlan, PluginError>, CallError> {
+        let p = self.expect(name, PluginKind::BuildStrategy)?;
+        calls::plan(&self.runtime, &p, facts, repo).await
+    }
+
+    /// Cull decisions of policy `name`.
+    pub async fn decide(
+        &self,
+        name: &str,
+        now_ms: u64,
+        servers: &[Server],
+    ) -> Result<Result<Vec<Decision>, PluginError>, CallError> {
+        let p = self.expect(name, PluginKind::CullPolicy)?;
+        calls::decide(&self.runtime, &p, now_ms, servers).await
+    }
+
+    /// The runtime (engine and compile cache).
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+}

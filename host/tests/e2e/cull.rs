@@ -1,0 +1,363 @@
+//! Culling: the bundled `idle` policy on a real JupyterHub whose servers run
+//! in the real Docker engine, hostile policies that cannot stop the culler,
+//! a pass over many paginated users, and leader election over a Lease (on the
+//! Kubernetes API server test double: no API server can be installed here).
+
+use crate::support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bindery::config::{Config, CullConfig, LeaderConfig, PluginConfig, SecretSource};
+use bindery::cull::Culler;
+use bindery::cull::leader::Leader;
+use bindery::jupyterhub::Hub;
+use bindery::launch::hub::HubLauncher;
+use bindery::launch::{LaunchRequest, Launched, Launcher};
+use bindery::metrics::Metrics;
+use bindery::plugins::PluginHost;
+use support::hub::{JupyterHub, PaginatedHub, built_repo};
+use support::kube::KubeApi;
+use support::registry::OciRegistry;
+
+fn hub_config(c: &mut Config, url: &str, token: &str, data: &std::path::Path) {
+    c.hub.url = Some(url.parse().unwrap());
+    std::fs::write(data.join("hub-token"), token).unwrap();
+    c.hub.api_token = Some(SecretSource::File(data.join("hub-token")));
+    c.hub.retries = 1;
+    c.hub.retry_delay_ms = 100;
+}
+
+/// A bundled plugin under another name with its own config.
+fn bundled(name: &str, config: &[(&str, toml::Value)]) -> PluginConfig {
+    PluginConfig {
+        bundled: Some(name.into()),
+        enabled: true,
+        config: config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn hostile(mode: &str) -> PluginConfig {
+    PluginConfig {
+        config: [("mode".to_string(), toml::Value::String(mode.into()))].into(),
+        call_timeout_ms: Some(1000),
+        memory_limit_mib: Some(32),
+        ..support::plugin_at(&support::fixture("bindery-test-hostile-cull"))
+    }
+}
+
+fn culler(
+    hub: &Arc<Hub>,
+    plugins: &Arc<PluginHost>,
+    metrics: &Arc<Metrics>,
+    policies: &[&str],
+) -> Culler {
+    let config = CullConfig {
+        policies: policies.iter().map(|p| p.to_string()).collect(),
+        ..CullConfig::default()
+    };
+    Culler::new(hub.clone(), plugins.clone(), &config, metrics.clone())
+}
+
+async fn launch(launcher: &HubLauncher, image: &str, repo_url: &str, sha: &str) -> Launched {
+    let request = LaunchRequest {
+        image: image.into(),
+        repo_url: repo_url.into(),
+        ref_url: repo_url.into(),
+        launch_host: "http://bindery.test/".into(),
+        binder_request: format!("v2/git/{sha}"),
+        persistent_request: format!("v2/git/{sha}"),
+        client_ip: "127.0.0.1".into(),
+        repo_config: Default::default(),
+        user: None,
+    };
+    let (progress, mut messages) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move { while messages.recv().await.is_some() {} });
+    launcher.launch(&request, progress).await.unwrap()
+}
+
+/// The names of the users with a server running.
+async fn running(hub: &JupyterHub) -> Vec<String> {
+    hub.users()
+        .await
+        .iter()
+        .filter(|u| u["servers"].as_object().is_some_and(|s| !s.is_empty()))
+        .map(|u| u["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn user_of(launched: &Launched) -> String {
+    launched
+        .url
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_servers_are_culled_active_ones_kept_old_ones_stopped_and_hostile_policies_keep_everything()
+ {
+    let registry = OciRegistry::start(None);
+    let jupyterhub = JupyterHub::start().await;
+    let (repo, sha, image) = built_repo(&registry).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut c = support::service::config(data.path(), Some(&registry));
+    hub_config(&mut c, &jupyterhub.url, &jupyterhub.token, data.path());
+    c.plugins.insert(
+        "idle-short".into(),
+        bundled(
+            "idle",
+            &[("timeout_secs", 15.into()), ("cull_users", true.into())],
+        ),
+    );
+    c.plugins.insert(
+        "idle-max-age".into(),
+        bundled(
+            "idle",
+            &[("timeout_secs", 0.into()), ("max_age_secs", 1.into())],
+        ),
+    );
+    for mode in ["loop", "bomb", "panic", "short"] {
+        c.plugins.insert(format!("hostile-{mode}"), hostile(mode));
+    }
+    let plugins = PluginHost::start(&c).await.unwrap();
+    let hub = Arc::new(Hub::new(&c.hub).unwrap().unwrap());
+    let metrics = Arc::new(Metrics::default());
+    let launcher = HubLauncher::new(hub.clone(), &c.hub, &c.quota);
+
+    let idle = launch(&launcher, &image, &repo.url, &sha).await;
+    let active = launch(&launcher, &image, &repo.url, &sha).await;
+    let (idle_user, active_user) = (user_of(&idle), user_of(&active));
+    // One user works through the proxy all along; the other never comes back.
+    let keep_busy = tokio::spawn({
+        let url = format!("{}api/contents?token={}", active.url, active.token);
+        async move {
+            loop {
+                let _ = reqwest::get(&url).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    });
+    let started = Instant::now();
+
+    // Hostile policies: each keeps every server, and the culler carries on.
+    for mode in ["loop", "bomb", "panic", "short"] {
+        let policy = format!("hostile-{mode}");
+        let report = culler(&hub, &plugins, &metrics, &[&policy, "idle-max-age"])
+            .pass()
+            .await
+            .unwrap();
+        assert_eq!(
+            (report.servers, report.stopped, report.policy_failures),
+            (2, 0, 1),
+            "{mode}: {report:?}"
+        );
+        assert!(
+            metrics.encode().contains(&format!(
+                "bindery_cull_policy_failures_total{{policy=\"{policy}\"}} 1"
+            )),
+            "{mode}"
+        );
+    }
+    let mut both = running(&jupyterhub).await;
+    both.sort();
+    let mut expected = vec![idle_user.clone(), active_user.clone()];
+    expected.sort();
+    assert_eq!(both, expected, "nothing was stopped by a failing policy");
+
+    // Past the timeout (and the hub's 5 s activity interval), the idle one goes with its user.
+    tokio::time::sleep(Duration::from_secs(22).saturating_sub(started.elapsed())).await;
+    let report = culler(&hub, &plugins, &metrics, &["idle-short"])
+        .pass()
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.servers, report.stopped, report.users_deleted),
+        (2, 1, 1),
+        "{report:?}\n{}",
+        jupyterhub.log()
+    );
+    assert_eq!(running(&jupyterhub).await, [active_user.clone()]);
+    assert!(
+        !jupyterhub
+            .users()
+            .await
+            .iter()
+            .any(|u| u["name"] == idle_user.as_str()),
+        "the idle user is deleted"
+    );
+
+    // Max age stops the active one anyway; its user stays (cull_users is off there).
+    let report = culler(&hub, &plugins, &metrics, &["idle-max-age"])
+        .pass()
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.servers, report.stopped, report.users_deleted),
+        (1, 1, 0),
+        "{report:?}"
+    );
+    keep_busy.abort();
+    assert!(running(&jupyterhub).await.is_empty());
+    assert!(
+        jupyterhub
+            .users()
+            .await
+            .iter()
+            .any(|u| u["name"] == active_user.as_str())
+    );
+    let text = metrics.encode();
+    assert!(
+        text.contains(r#"bindery_cull_servers_total{action="stopped"} 2"#),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_pages_through_many_users_and_counts_slow_stops() {
+    let now = chrono::Utc::now();
+    let old = (now - chrono::Duration::hours(2)).to_rfc3339();
+    let fresh = now.to_rfc3339();
+    // 450 users: every third idle for two hours, some of those slow to stop.
+    let users: Vec<(String, String)> = (0..450)
+        .map(|i| {
+            let name = if i % 30 == 0 {
+                format!("slow-{i}")
+            } else {
+                format!("user-{i}")
+            };
+            (
+                name,
+                if i % 3 == 0 {
+                    old.clone()
+                } else {
+                    fresh.clone()
+                },
+            )
+        })
+        .collect();
+    let fake = PaginatedHub::start(users).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut c = support::service::config(data.path(), None);
+    hub_config(&mut c, &fake.url, "t", data.path());
+    c.hub.page_size = 100;
+    c.plugins.get_mut("idle").unwrap().enabled = true;
+    let plugins = PluginHost::start(&c).await.unwrap();
+    let hub = Arc::new(Hub::new(&c.hub).unwrap().unwrap());
+    let report = culler(&hub, &plugins, &Arc::new(Metrics::default()), &["idle"])
+        .pass()
+        .await
+        .unwrap();
+    assert_eq!(report.servers, 450, "all five pages were read");
+    assert_eq!(
+        (report.stopped, report.slow, report.users_deleted),
+        (135, 15, 135),
+        "{report:?}"
+    );
+    // 5 pages + 150 stops + 135 user deletions.
+    assert_eq!(
+        fake.requests.load(std::sync::atomic::Ordering::SeqCst),
+        5 + 150 + 135
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_culler_among_replicas_holds_the_lease() {
+    let api = KubeApi::start().await;
+    let contender = |identity: &str| {
+        Leader::new(&LeaderConfig {
+            api_url: Some(api.url.parse().unwrap()),
+            namespace: Some("binder".into()),
+            identity: Some(identity.into()),
+            lease_secs: 2,
+            ..LeaderConfig::default()
+        })
+        .unwrap()
+    };
+    let (a, b) = (contender("bindery-a"), contender("bindery-b"));
+    assert!(
+        a.try_lead().await.unwrap(),
+        "the first takes the free lease"
+    );
+    assert!(!b.try_lead().await.unwrap(), "the second waits");
+    assert!(a.try_lead().await.unwrap(), "the holder renews");
+    assert!(!b.try_lead().await.unwrap());
+    // The holder stops renewing (it died): once the lease expires, the other takes over.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(b.try_lead().await.unwrap(), "the lease expired");
+    assert!(!a.try_lead().await.unwrap(), "the old holder stands down");
+
+    // Run as the service does: the watch follows leadership.
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let c = contender("bindery-c");
+    let runner = tokio::spawn(c.run(tx));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!*rx.borrow_and_update(), "b holds it");
+    tokio::time::timeout(Duration::from_secs(10), rx.changed())
+        .await
+        .expect("c takes over once b stops renewing")
+        .unwrap();
+    assert!(*rx.borrow());
+    runner.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_culls_every_interval_only_while_it_leads() {
+    let old = (chrono::Utc::now() - chrono::Duration::hours(2)).to_rfc3339();
+    let api = KubeApi::start().await;
+    // Another replica holds the Lease, and keeps renewing it for now.
+    let other = Leader::new(&LeaderConfig {
+        api_url: Some(api.url.parse().unwrap()),
+        namespace: Some("binder".into()),
+        identity: Some("other".into()),
+        lease_secs: 2,
+        ..LeaderConfig::default()
+    })
+    .unwrap();
+    assert!(other.try_lead().await.unwrap());
+    let renewing = tokio::spawn(async move {
+        loop {
+            other.try_lead().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+
+    let fake = PaginatedHub::start(vec![("idle-user".into(), old)]).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut c = support::service::config(data.path(), None);
+    hub_config(&mut c, &fake.url, "t", data.path());
+    c.plugins.get_mut("idle").unwrap().enabled = true;
+    c.cull.every_secs = 1;
+    c.cull.leader = Some(LeaderConfig {
+        api_url: Some(api.url.parse().unwrap()),
+        namespace: Some("binder".into()),
+        identity: Some("this".into()),
+        lease_secs: 2,
+        ..LeaderConfig::default()
+    });
+    let plugins = PluginHost::start(&c).await.unwrap();
+    let _app = bindery::app::App::new(c, plugins).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        fake.deleted.lock().unwrap().is_empty(),
+        "a replica that does not lead does not cull"
+    );
+
+    // The other replica dies: this one takes the Lease over and culls.
+    renewing.abort();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while fake.deleted.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the new leader never culled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        *fake.deleted.lock().unwrap(),
+        ["idle-user/server", "idle-user"]
+    );
+}

@@ -1,0 +1,297 @@
+//! Launches on a real JupyterHub: DockerSpawner runs the image Bindery found
+//! in the real registry, in the real Docker engine, behind the hub's real
+//! proxy (`support/hub.rs`).
+
+use crate::support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use support::engine::{TestRepo, engine};
+use support::hub::{JupyterHub, built_repo, launch_config, launch_service};
+use support::registry::OciRegistry;
+use support::service::{Service, Stream, git_spec, sse};
+
+async fn launch(s: &Service, repo: &TestRepo, sha: &str) -> Stream {
+    sse(&format!(
+        "{}/build/git/{}",
+        s.base,
+        git_spec(&repo.url, sha)
+    ))
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_runs_the_image_on_the_hub_and_quotas_refuse_with_upstreams_words() {
+    let registry = OciRegistry::start(None);
+    let hub = JupyterHub::start().await;
+    let (repo, sha, image) = built_repo(&registry).await;
+    let data = tempfile::tempdir().unwrap();
+    let s = launch_service(launch_config(data.path(), &registry, &hub.url, &hub.token)).await;
+
+    let got = launch(&s, &repo, &sha).await;
+    let ready = got.last();
+    assert_eq!(ready["phase"], "ready", "{}\n{}", got.raw, hub.log());
+    assert!(
+        got.raw.contains("Found built image, launching..."),
+        "{}",
+        got.raw
+    );
+    assert!(
+        got.events.iter().any(|e| e["phase"] == "launching"
+            && e["message"].as_str().unwrap().contains("Server ready at")),
+        "the hub's progress is relayed: {}",
+        got.raw
+    );
+    let url = ready["url"].as_str().unwrap();
+    let token = ready["token"].as_str().unwrap();
+    assert!(url.starts_with(&format!("{}user/", hub.url)), "{url}");
+    assert_eq!(token.len(), 22);
+
+    // The server answers through the hub's proxy with the token, and not without it.
+    let with_token = reqwest::get(format!("{url}api/contents?token={token}"))
+        .await
+        .unwrap();
+    assert_eq!(with_token.status(), 200);
+    assert!(
+        with_token
+            .text()
+            .await
+            .unwrap()
+            .contains("\"type\": \"directory\"")
+    );
+    let without = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{url}api/contents"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(without.status(), 403);
+
+    // The hub runs the image Bindery asked for, with upstream's user_options.
+    let users = hub.users().await;
+    let user = users
+        .iter()
+        .find(|u| url.contains(&format!("/user/{}/", u["name"].as_str().unwrap())))
+        .expect("the launch's user");
+    let name = user["name"].as_str().unwrap();
+    assert!(
+        name.starts_with("repo-") && name.len() == "repo-".len() + 8,
+        "upstream's name for git://…/repo.git: {name}"
+    );
+    let running = engine().docker(&["ps", "--format", "{{.Image}}"]);
+    assert!(
+        String::from_utf8_lossy(&running.stdout)
+            .lines()
+            .any(|l| l == image),
+        "the container runs {image}"
+    );
+    let health: serde_json::Value = reqwest::get(format!("{}/health", s.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        health["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["service"] == "JupyterHub API" && c["ok"] == true),
+        "{health}"
+    );
+
+    // Quotas count the hub's running servers.
+    drop(s);
+    let mut c = launch_config(data.path(), &registry, &hub.url, &hub.token);
+    c.quota.per_repo = Some(1);
+    let s = launch_service(c).await;
+    let refused = launch(&s, &repo, &sha).await;
+    assert_eq!(refused.last()["phase"], "failed");
+    assert_eq!(
+        refused.last()["message"],
+        format!("Too many users running {}! Try again soon.\n", repo.url)
+    );
+    drop(s);
+    let mut c = launch_config(data.path(), &registry, &hub.url, &hub.token);
+    c.quota.total = Some(1);
+    let s = launch_service(c).await;
+    let refused = launch(&s, &repo, &sha).await;
+    assert_eq!(
+        refused.last()["message"],
+        "Too many users on this BinderHub! Try again soon.\n"
+    );
+    let health: serde_json::Value = reqwest::get(format!("{}/health", s.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let quota = health["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["service"] == "Pod quota")
+        .cloned()
+        .expect("the quota in /health");
+    assert_eq!(
+        (
+            quota["total_pods"].as_u64(),
+            quota["quota"].as_u64(),
+            quota["ok"].as_bool()
+        ),
+        (Some(1), Some(1), Some(false)),
+        "{health}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticated_mode_launches_a_named_server_for_the_tokens_user() {
+    let registry = OciRegistry::start(None);
+    let hub = JupyterHub::start().await;
+    let (repo, sha, _) = built_repo(&registry).await;
+    assert_eq!(hub.api(reqwest::Method::POST, "users/alice").await.0, 201);
+    let (status, token) = hub
+        .api_with(
+            reqwest::Method::POST,
+            "users/alice/tokens",
+            Some(serde_json::json!({ "note": "bindery test" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{token}");
+    let alice = token["token"].as_str().unwrap().to_string();
+    let data = tempfile::tempdir().unwrap();
+    let mut c = launch_config(data.path(), &registry, &hub.url, &hub.token);
+    c.hub.auth_enabled = true;
+    let s = launch_service(c).await;
+    let url = format!("{}/build/git/{}", s.base, git_spec(&repo.url, &sha));
+
+    let anonymous = sse(&url).await;
+    assert_eq!(anonymous.last()["status_code"], 403, "{}", anonymous.raw);
+    assert!(
+        anonymous.last()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Authentication is required")
+    );
+    let forged = support::service::sse_with(
+        &url,
+        &[
+            ("accept", "text/event-stream"),
+            ("authorization", "token not-a-token"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        forged.last()["message"],
+        "The hub does not accept this token\n",
+        "{}",
+        forged.raw
+    );
+
+    let got = support::service::sse_with(
+        &url,
+        &[
+            ("accept", "text/event-stream"),
+            ("authorization", &format!("Bearer {alice}")),
+        ],
+    )
+    .await;
+    let ready = got.last();
+    assert_eq!(ready["phase"], "ready", "{}\n{}", got.raw, hub.log());
+    let server_url = ready["url"].as_str().unwrap();
+    assert!(
+        server_url.starts_with(&format!("{}user/alice/repo-", hub.url)),
+        "alice's named server, named from the repository: {server_url}"
+    );
+    let answer = reqwest::get(format!(
+        "{server_url}api/contents?token={}",
+        ready["token"].as_str().unwrap()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 200);
+    let users = hub.users().await;
+    assert_eq!(users.len(), 1, "no temporary user: {users:?}");
+    assert_eq!(users[0]["servers"].as_object().unwrap().len(), 1);
+}
+
+/// A hub that answers every request with a 500; counts those about users.
+async fn broken_hub() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        if uri.path().starts_with("/hub/api/users") {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+        async {
+            (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                r#"{"status": 500, "message": "Unhandled error in the hub"}"#,
+            )
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_that_is_down_or_failing_gets_retries_then_a_clear_failure() {
+    let registry = OciRegistry::start(None);
+    let (repo, sha, image) = built_repo(&registry).await;
+
+    // Nothing listens there.
+    let data = tempfile::tempdir().unwrap();
+    let down = format!(
+        "http://127.0.0.1:{}/",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
+    let s = launch_service(launch_config(data.path(), &registry, &down, "t")).await;
+    let got = launch(&s, &repo, &sha).await;
+    assert_eq!(got.last()["phase"], "failed", "{}", got.raw);
+    let message = got.last()["message"].as_str().unwrap();
+    assert!(message.starts_with(&format!("Failed to create temporary user for {image}: the JupyterHub API at {down}hub/api/ cannot be reached")), "{message}");
+    assert!(
+        got.raw.contains("Launch attempt 1 failed, retrying...\\n"),
+        "{}",
+        got.raw
+    );
+    assert!(
+        s.state
+            .metrics
+            .encode()
+            .lines()
+            .any(|l| l.starts_with("binderhub_launch_count_total{status=\"failure\""))
+    );
+    let health: serde_json::Value = reqwest::get(format!("{}/health", s.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["ok"], false, "{health}");
+    drop(s);
+
+    // It answers, with 500s: each request is retried, then each launch attempt.
+    let (broken, requests) = broken_hub().await;
+    let s = launch_service(launch_config(data.path(), &registry, &broken, "t")).await;
+    let got = launch(&s, &repo, &sha).await;
+    let message = got.last()["message"].as_str().unwrap();
+    assert!(
+        message.contains("the JupyterHub API answered 500 to POST users/")
+            && message.contains("Unhandled error in the hub"),
+        "{message}"
+    );
+    // 2 launch attempts × (create user: 1 + 2 retries, then delete the user: 1 + 2 retries).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(requests.load(Ordering::SeqCst), 12);
+}

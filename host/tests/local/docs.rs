@@ -1,0 +1,99 @@
+//! The operator documentation stays true: every configuration key, with its
+//! embedded default, is in `docs/configuration.md`, and every metric in
+//! `docs/metrics.md`.
+
+use crate::support;
+
+use serde_json::Value;
+
+/// `a.b.c = default` for every key of `value`. Maps of free keys (a plugin's
+/// `config`, `env`, …) and secret sources (`{ env = … }`) are one key each.
+fn keys(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
+    let free = [".config", ".env", "node_selector", ".secrets"]
+        .iter()
+        .any(|s| prefix.ends_with(s));
+    match value {
+        Value::Object(map)
+            if !map.is_empty()
+                && !free
+                && !(map.len() == 1 && (map.contains_key("env") || map.contains_key("file"))) =>
+        {
+            for (k, v) in map {
+                keys(
+                    &if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    },
+                    v,
+                    out,
+                );
+            }
+        }
+        other => out.push((prefix.to_string(), other.to_string())),
+    }
+}
+
+#[test]
+fn every_configuration_key_and_default_is_documented() {
+    use bindery::config::{Config, KubernetesBuildConfig, LeaderConfig, PluginConfig};
+    let mut config = serde_json::to_value(Config::load(None).unwrap()).unwrap();
+    // The tables that are absent by default, and one plugin entry with the defaults of its keys.
+    config["build"]["kubernetes"] = serde_json::to_value(KubernetesBuildConfig::default()).unwrap();
+    config["cull"]["leader"] = serde_json::to_value(LeaderConfig::default()).unwrap();
+    config["plugins"] =
+        serde_json::json!({ "<name>": PluginConfig { enabled: true, ..PluginConfig::default() } });
+    let mut all = Vec::new();
+    keys("", &config, &mut all);
+    let doc = std::fs::read_to_string(support::workspace().join("docs/configuration.md")).unwrap();
+    let rows: Vec<&str> = doc.lines().filter(|l| l.starts_with("| `")).collect();
+    let mut missing = Vec::new();
+    for (key, default) in &all {
+        let row = rows.iter().find(|r| r.starts_with(&format!("| `{key}` |")));
+        match row {
+            None => missing.push(format!("{key} (default {default})")),
+            Some(row) => {
+                let documented = row.split(" | ").nth(1).unwrap_or_default();
+                let shown = match (key.as_str(), default.as_str()) {
+                    (_, "null") => "unset".to_string(),
+                    (_, d) => format!("`{d}`"),
+                };
+                // Paths and addresses under the data directory differ per machine.
+                if !key.ends_with("data_dir") && documented != shown {
+                    missing.push(format!(
+                        "{key}: documented default {documented}, but it is {shown}"
+                    ));
+                }
+            }
+        }
+    }
+    if std::env::var_os("PRINT_CONFIG_KEYS").is_some() {
+        for (k, d) in &all {
+            println!("{k}\t{d}");
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "docs/configuration.md is out of date:\n  {}",
+        missing.join("\n  ")
+    );
+}
+
+#[test]
+fn every_metric_is_documented() {
+    let doc = std::fs::read_to_string(support::workspace().join("docs/metrics.md")).unwrap();
+    // A family shows in `/metrics` only once it has a sample, so the names
+    // come from where they are registered.
+    let source = std::fs::read_to_string(support::workspace().join("host/src/metrics.rs")).unwrap();
+    let names: Vec<&str> = source
+        .split("registry.register(\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .collect();
+    assert!(names.len() >= 13, "{names:?}");
+    let missing: Vec<_> = names
+        .iter()
+        .filter(|n| !doc.contains(&format!("| `{n}` |")))
+        .collect();
+    assert!(missing.is_empty(), "docs/metrics.md lacks {missing:?}");
+}

@@ -1,0 +1,388 @@
+//! Loading plugins: what a component may import, which WIT it was built
+//! against, the compiled-code cache, and replacement without a restart.
+
+use crate::support;
+
+use std::time::{Duration, Instant};
+
+use bindery::config::{PluginConfig, RuntimeConfig};
+use bindery::plugins::{CompileOutcome, LoadError, PluginHost, Reloaded};
+use support::*;
+
+async fn load_err(plugin: PluginConfig) -> LoadError {
+    let data = tempfile::tempdir().unwrap();
+    let config = config_with(data.path(), "candidate", plugin, RuntimeConfig::default());
+    match PluginHost::start(&config).await {
+        Ok(_) => panic!("the plugin should not load"),
+        Err(mut errors) => errors.remove(0),
+    }
+}
+
+fn hostile_granted() -> PluginConfig {
+    PluginConfig {
+        hosts: vec!["api.example.org".into()],
+        secrets: [(
+            "token".to_string(),
+            bindery::config::SecretSource::Env("UNSET_TOKEN".into()),
+        )]
+        .into(),
+        ..plugin_at(&fixture("hostile-provider"))
+    }
+}
+
+#[tokio::test]
+async fn an_import_that_was_not_granted_fails_the_load() {
+    // The hostile provider imports `http`; without a `hosts` grant it must not load.
+    let e = load_err(PluginConfig {
+        hosts: vec![],
+        ..hostile_granted()
+    })
+    .await;
+    assert_eq!(
+        e.to_string(),
+        "plugin `candidate` imports `bindery:plugin/http@0.1.0`, which is not granted: in [plugins.candidate], \
+         list the hosts it may reach under `hosts`, e.g. `hosts = [\"api.example.org\"]`"
+    );
+}
+
+#[tokio::test]
+async fn wasi_sockets_are_never_linked() {
+    let e = load_err(plugin_at(&fixture("sockets-provider"))).await;
+    match &e {
+        LoadError::ImportNotGranted {
+            plugin,
+            import,
+            hint,
+        } => {
+            assert_eq!(plugin, "candidate");
+            assert!(import.starts_with("wasi:sockets/"), "{import}");
+            assert!(hint.contains("plugins have no sockets"), "{hint}");
+        }
+        other => panic!("expected a refused import, got {other}"),
+    }
+}
+
+/// A provider built with plain wit-bindgen against `bindery:plugin@1.0.0`:
+/// the WIT of this repository with its version changed.
+fn component_for_wit_version(version: &str) -> std::path::PathBuf {
+    let dir = test_target_dir().join(format!("wit-{version}"));
+    let wit = dir.join("wit");
+    std::fs::create_dir_all(wit.join("x")).unwrap();
+    std::fs::remove_dir(wit.join("x")).unwrap();
+    for entry in std::fs::read_dir(workspace().join("wit")).unwrap() {
+        let entry = entry.unwrap();
+        let text = std::fs::read_to_string(entry.path())
+            .unwrap()
+            .replace("@0.1.0", &format!("@{version}"));
+        std::fs::write(wit.join(entry.file_name()), text).unwrap();
+    }
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        r#"[package]
+name = "other-wit-provider"
+version = "0.1.0"
+edition = "2024"
+[workspace]
+[lib]
+crate-type = ["cdylib"]
+[dependencies]
+wit-bindgen = { version = "0.61", default-features = false, features = ["macros", "realloc", "std", "macro-string"] }
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("src/lib.rs"),
+        r#"wit_bindgen::generate!({ world: "provider", path: "wit" });
+use exports::bindery::plugin::repo_provider::{DisplayConfig, Guest, Resolution};
+use bindery::plugin::types::*;
+struct P;
+impl Guest for P {
+    fn metadata() -> PluginMetadata {
+        PluginMetadata { name: "other".into(), version: "1.0.0".into(), kind: PluginKind::Provider, description: String::new(),
+            requests: CapabilityRequests { hosts: vec![], config_keys: vec![], secrets: vec![] } }
+    }
+    fn display() -> DisplayConfig { unreachable!() }
+    fn resolve(spec: String) -> Result<Resolution, PluginError> {
+        bindery::plugin::log::log(LogLevel::Info, &spec);
+        Err(PluginError::NotFound(spec))
+    }
+}
+export!(P);
+"#,
+    )
+    .unwrap();
+    bindery::authoring::cargo::build_plugins(
+        &dir.join("Cargo.toml"),
+        &["other-wit-provider"],
+        &test_target_dir(),
+        "release",
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+    .remove(0)
+}
+
+#[tokio::test]
+async fn a_component_built_against_another_wit_major_fails_the_load() {
+    let e = load_err(plugin_at(&component_for_wit_version("1.0.0"))).await;
+    assert_eq!(
+        e.to_string(),
+        "plugin `candidate` was built against `bindery:plugin/types@1.0.0`, but this host implements \
+         bindery:plugin@0.1.0; rebuild it with a matching bindery-sdk"
+    );
+}
+
+#[tokio::test]
+async fn unreadable_and_invalid_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = load_err(plugin_at(&dir.path().join("missing.wasm"))).await;
+    assert!(matches!(e, LoadError::Read { .. }), "{e}");
+    assert!(e.to_string().contains("missing.wasm"), "{e}");
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"\0asm but not really").unwrap();
+    let e = load_err(plugin_at(&junk)).await;
+    assert!(
+        e.to_string()
+            .starts_with("plugin `candidate`: not a valid WebAssembly component"),
+        "{e}"
+    );
+    let e = load_err(PluginConfig {
+        bundled: Some("no-such".into()),
+        enabled: true,
+        ..Default::default()
+    })
+    .await;
+    assert!(e.to_string().contains("bundles no plugin `no-such`"), "{e}");
+}
+
+async fn start(data: &std::path::Path, plugin: PluginConfig) -> std::sync::Arc<PluginHost> {
+    let config = config_with(data, "hostile", plugin, RuntimeConfig::default());
+    PluginHost::start(&config)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+#[tokio::test]
+async fn the_second_start_loads_from_the_compile_cache() {
+    let data = tempfile::tempdir().unwrap();
+    let first = start(data.path(), hostile_granted()).await;
+    let cold = first.get("hostile").unwrap();
+    assert_eq!(cold.compiled, CompileOutcome::Compiled);
+    drop(first);
+
+    let second = start(data.path(), hostile_granted()).await;
+    let warm = second.get("hostile").unwrap();
+    assert_eq!(warm.compiled, CompileOutcome::FromCache);
+    eprintln!(
+        "load: compiled {:?}, from cache {:?}",
+        cold.load_time, warm.load_time
+    );
+    assert_eq!(
+        second
+            .resolve("hostile", "ok/1")
+            .await
+            .unwrap()
+            .unwrap()
+            .resolved_ref,
+        "ok-1"
+    );
+
+    // A corrupted artifact is discarded and rebuilt, not trusted. (Written in
+    // place only after the host that maps it is gone: Bindery itself always
+    // replaces artifacts by rename, so live mappings never change under it.)
+    let artifact = second.runtime().cache_path(&warm.sha256);
+    drop((second, warm, cold));
+    std::fs::write(&artifact, b"corrupt").unwrap();
+    let third = start(data.path(), hostile_granted()).await;
+    assert_eq!(
+        third.get("hostile").unwrap().compiled,
+        CompileOutcome::Compiled
+    );
+}
+
+#[tokio::test]
+async fn a_changed_component_or_engine_config_recompiles() {
+    let data = tempfile::tempdir().unwrap();
+    start(data.path(), hostile_granted()).await;
+
+    let changed = data.path().join("changed.wasm");
+    std::fs::write(
+        &changed,
+        with_custom_section(
+            &std::fs::read(fixture("hostile-provider")).unwrap(),
+            "rebuilt",
+            b"1",
+        ),
+    )
+    .unwrap();
+    let host = start(
+        data.path(),
+        PluginConfig {
+            path: Some(changed),
+            ..hostile_granted()
+        },
+    )
+    .await;
+    assert_eq!(
+        host.get("hostile").unwrap().compiled,
+        CompileOutcome::Compiled
+    );
+
+    // Fuel metering changes the generated code: the same component recompiles.
+    let host = start(
+        data.path(),
+        PluginConfig {
+            fuel: Some(1 << 30),
+            ..hostile_granted()
+        },
+    )
+    .await;
+    assert_eq!(
+        host.get("hostile").unwrap().compiled,
+        CompileOutcome::Compiled
+    );
+    let again = start(
+        data.path(),
+        PluginConfig {
+            fuel: Some(1 << 30),
+            ..hostile_granted()
+        },
+    )
+    .await;
+    assert_eq!(
+        again.get("hostile").unwrap().compiled,
+        CompileOutcome::FromCache
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_file_is_picked_up_and_calls_in_flight_finish_on_the_old_version() {
+    let data = tempfile::tempdir().unwrap();
+    let path = data.path().join("hostile.wasm");
+    let original = std::fs::read(fixture("hostile-provider")).unwrap();
+    std::fs::write(&path, &original).unwrap();
+    let (slow, _) = http_server(b"slow".to_vec(), Duration::from_millis(600)).await;
+    let plugin = PluginConfig {
+        path: Some(path.clone()),
+        hosts: vec!["127.0.0.1".into()],
+        private_networks: vec!["127.0.0.0/8".parse().unwrap()],
+        ..hostile_granted()
+    };
+    let host = start(data.path(), plugin).await;
+    let old_sha = host.get("hostile").unwrap().sha256.clone();
+    assert!(
+        host.reload_changed().await.is_empty(),
+        "nothing changed yet"
+    );
+
+    let in_flight = {
+        let host = host.clone();
+        tokio::spawn(async move {
+            host.resolve("hostile", &format!("fetch/http://127.0.0.1:{slow}/"))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let replacement = with_custom_section(&original, "rebuilt", b"2");
+    std::fs::write(&path, &replacement).unwrap();
+    let t = Instant::now();
+    let reloaded = host.reload_changed().await;
+    assert_eq!(reloaded.len(), 1);
+    match &reloaded[0].1 {
+        Ok(Reloaded::Replaced { old, new }) => {
+            assert_eq!(old, &old_sha);
+            assert_ne!(new, &old_sha);
+        }
+        other => panic!("expected a replacement, got {other:?}"),
+    }
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "reload waited for the call in flight"
+    );
+    assert_eq!(
+        in_flight.await.unwrap().unwrap().unwrap().resolved_ref,
+        "200:4"
+    );
+
+    // A broken replacement keeps the loaded version serving.
+    std::fs::write(&path, b"not wasm").unwrap();
+    let reloaded = host.reload_changed().await;
+    assert!(
+        matches!(reloaded[0].1, Err(LoadError::Invalid { .. })),
+        "{:?}",
+        reloaded[0].1
+    );
+    assert_ne!(host.get("hostile").unwrap().sha256, old_sha);
+    assert_eq!(
+        host.resolve("hostile", "ok/still")
+            .await
+            .unwrap()
+            .unwrap()
+            .resolved_ref,
+        "ok-still"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_lists_and_reloads_plugins() {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = config_with(
+        data.path(),
+        "hostile",
+        hostile_granted(),
+        RuntimeConfig::default(),
+    );
+    config.admin_token = Some("let-me-in".into());
+    let plugins = PluginHost::start(&config).await.unwrap();
+    let app = bindery::app::App::new(config, plugins).unwrap();
+    let state = app.state.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, bindery::api::router(state)).await });
+
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{base}/admin/plugins/hostile/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client
+        .post(format!("{base}/admin/plugins/hostile/reload"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client
+        .post(format!("{base}/admin/plugins/hostile/reload"))
+        .bearer_auth("let-me-in")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["outcome"], "unchanged");
+    let r = client
+        .post(format!("{base}/admin/plugins/nope/reload"))
+        .bearer_auth("let-me-in")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let list = client
+        .get(format!("{base}/admin/plugins"))
+        .bearer_auth("let-me-in")
+        .send()
+        .await
+        .unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&list.bytes().await.unwrap()).unwrap();
+    assert_eq!(list[0]["name"], "hostile");
+    assert_eq!(list[0]["kind"], "provider");
+    assert_eq!(
+        list[0]["capabilities"],
+        serde_json::json!(["log", "clock", "config", "secrets", "http", "git"])
+    );
+    let health = client.get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+}

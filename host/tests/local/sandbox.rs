@@ -1,0 +1,323 @@
+//! Hostile plugins: each misbehaviour fails only its own call, with a typed
+//! error, while other calls go on and the next call to the same plugin works.
+//! The plugin is a real wasm32-wasip2 component built from
+//! `tests/plugins/hostile`.
+
+use crate::support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bindery::config::{PluginConfig, RuntimeConfig, SecretSource};
+use bindery::plugins::bindings::PluginError;
+use bindery::plugins::{CallError, PluginHost};
+use support::*;
+
+async fn hostile(
+    plugin: PluginConfig,
+    runtime: RuntimeConfig,
+) -> (Arc<PluginHost>, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    let config = config_with(data.path(), "hostile", plugin, runtime);
+    let host = PluginHost::start(&config)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    (host, data)
+}
+
+fn granted(hosts: &[&str], private: &[&str]) -> PluginConfig {
+    PluginConfig {
+        hosts: hosts.iter().map(|s| s.to_string()).collect(),
+        private_networks: private.iter().map(|s| s.parse().unwrap()).collect(),
+        secrets: [(
+            "token".to_string(),
+            SecretSource::Env("HOSTILE_TEST_TOKEN".into()),
+        )]
+        .into(),
+        ..plugin_at(&fixture("hostile-provider"))
+    }
+}
+
+/// The plugin still answers a good call.
+async fn still_works(host: &PluginHost) {
+    let r = host
+        .resolve("hostile", "ok/again")
+        .await
+        .expect("call")
+        .expect("resolution");
+    assert_eq!(r.resolved_ref, "ok-again");
+}
+
+/// The plugin's own error, as a string, for assertions on what it was told.
+async fn plugin_error(host: &PluginHost, spec: &str) -> String {
+    match host.resolve("hostile", spec).await {
+        Ok(Err(PluginError::Internal(m))) => m,
+        other => panic!("expected the plugin to report an error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_infinite_loop_fails_within_the_deadline_while_other_calls_succeed() {
+    let runtime = RuntimeConfig {
+        call_timeout_ms: 400,
+        ..Default::default()
+    };
+    let (host, _data) = hostile(granted(&["api.example.org"], &[]), runtime).await;
+
+    let looping = {
+        let host = host.clone();
+        tokio::spawn(async move {
+            let t = Instant::now();
+            (host.resolve("hostile", "loop").await, t.elapsed())
+        })
+    };
+    // Good calls made while the loop spins all succeed.
+    let good: Vec<_> = (0..20)
+        .map(|i| {
+            let host = host.clone();
+            tokio::spawn(async move { host.resolve("hostile", &format!("ok/{i}")).await })
+        })
+        .collect();
+    for (i, g) in good.into_iter().enumerate() {
+        assert_eq!(
+            g.await.unwrap().unwrap().unwrap().resolved_ref,
+            format!("ok-{i}")
+        );
+    }
+    let (result, elapsed) = looping.await.unwrap();
+    match result {
+        Err(CallError::Timeout { plugin, after }) => {
+            assert_eq!(plugin, "hostile");
+            assert_eq!(after, Duration::from_millis(400));
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(
+        elapsed < Duration::from_millis(500),
+        "the loop ran {elapsed:?}, past deadline + 100 ms"
+    );
+    still_works(&host).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_bomb_hits_the_memory_cap() {
+    let runtime = RuntimeConfig {
+        memory_limit_mib: 32,
+        ..Default::default()
+    };
+    let (host, _data) = hostile(granted(&["api.example.org"], &[]), runtime).await;
+    match host.resolve("hostile", "bomb").await {
+        Err(e @ CallError::OutOfMemory { .. }) => {
+            assert_eq!(
+                e.to_string(),
+                "plugin `hostile` exceeded its memory limit of 32 MiB"
+            )
+        }
+        other => panic!("expected out of memory, got {other:?}"),
+    }
+    still_works(&host).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_is_reported_with_its_message() {
+    let (host, _data) = hostile(granted(&["api.example.org"], &[]), RuntimeConfig::default()).await;
+    match host.resolve("hostile", "panic").await {
+        Err(CallError::Trap { plugin, message }) => {
+            assert_eq!(plugin, "hostile");
+            assert!(
+                message.contains("hostile plugin panics on purpose"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    still_works(&host).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fuel_budgets_stop_busy_plugins() {
+    let plugin = PluginConfig {
+        fuel: Some(5_000_000),
+        ..granted(&["api.example.org"], &[])
+    };
+    let (host, _data) = hostile(plugin, RuntimeConfig::default()).await;
+    match host.resolve("hostile", "loop").await {
+        Err(CallError::OutOfFuel { budget, .. }) => assert_eq!(budget, 5_000_000),
+        other => panic!("expected out of fuel, got {other:?}"),
+    }
+    still_works(&host).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_that_were_not_granted_are_refused() {
+    let (port, served) = http_server(b"hello".to_vec(), Duration::ZERO).await;
+    let (host, _data) = hostile(
+        granted(&["api.example.org"], &["127.0.0.0/8"]),
+        RuntimeConfig::default(),
+    )
+    .await;
+    let e = plugin_error(&host, &format!("fetch/http://127.0.0.1:{port}/")).await;
+    assert_eq!(e, "HttpError::HostNotGranted(\"127.0.0.1\")");
+    let e = plugin_error(&host, "fetch/https://evil.example.com/").await;
+    assert_eq!(e, "HttpError::HostNotGranted(\"evil.example.com\")");
+    let e = plugin_error(&host, "fetch/file:///etc/passwd").await;
+    assert!(e.starts_with("HttpError::InvalidUrl("), "{e}");
+    assert_eq!(
+        served.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing may reach the server"
+    );
+    still_works(&host).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn granted_names_that_resolve_to_non_public_addresses_are_refused() {
+    let (port, served) = http_server(b"hello".to_vec(), Duration::ZERO).await;
+    // Every host is granted, but no private network is.
+    let (host, _data) = hostile(granted(&["*"], &[]), RuntimeConfig::default()).await;
+    for url in [
+        format!("http://localhost:{port}/"),
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://[::1]:{port}/"),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        "http://10.1.2.3/".to_string(),
+        "http://192.168.0.1/".to_string(),
+        "http://[::ffff:127.0.0.1]/".to_string(),
+    ] {
+        let e = plugin_error(&host, &format!("fetch/{url}")).await;
+        assert!(e.starts_with("HttpError::AddressDenied("), "{url}: {e}");
+    }
+    assert_eq!(
+        served.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing may reach the server"
+    );
+    still_works(&host).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn granted_private_networks_are_reachable_and_responses_are_capped() {
+    let (small, _) = http_server(b"hello".to_vec(), Duration::ZERO).await;
+    let (big, _) = http_server(vec![b'x'; 2 << 20], Duration::ZERO).await;
+    let mut runtime = RuntimeConfig::default();
+    runtime.http.max_response_bytes = 1 << 20;
+    let (host, _data) = hostile(
+        granted(&["localhost", "127.0.0.1"], &["127.0.0.0/8", "::1/128"]),
+        runtime,
+    )
+    .await;
+
+    let r = host
+        .resolve("hostile", &format!("fetch/http://localhost:{small}/"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.resolved_ref, "200:5");
+    let e = plugin_error(&host, &format!("fetch/http://127.0.0.1:{big}/")).await;
+    assert_eq!(e, format!("HttpError::TooLarge({})", 1 << 20));
+    still_works(&host).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_host_import_is_cut_by_the_call_deadline() {
+    let (slow, _) = http_server(b"late".to_vec(), Duration::from_secs(5)).await;
+    let runtime = RuntimeConfig {
+        call_timeout_ms: 300,
+        ..Default::default()
+    };
+    let (host, _data) = hostile(granted(&["127.0.0.1"], &["127.0.0.0/8"]), runtime).await;
+    let t = Instant::now();
+    let r = host
+        .resolve("hostile", &format!("fetch/http://127.0.0.1:{slow}/"))
+        .await;
+    assert!(matches!(r, Err(CallError::Timeout { .. })), "{r:?}");
+    assert!(
+        t.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        t.elapsed()
+    );
+    still_works(&host).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_given_only_by_name() {
+    // SAFETY: this test binary's only reader of this variable is this test.
+    unsafe { std::env::set_var("HOSTILE_TEST_TOKEN", "s3cret") };
+    let (host, _data) = hostile(granted(&["api.example.org"], &[]), RuntimeConfig::default()).await;
+    let r = host
+        .resolve("hostile", "secret/token")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.resolved_ref, "secret-len-6");
+    match host.resolve("hostile", "secret/HOME").await.unwrap() {
+        Err(PluginError::Unauthorized(m)) => assert_eq!(m, "SecretError::NotGranted(\"HOME\")"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_and_logs_do_not_break_the_call() {
+    let (host, _data) = hostile(granted(&["api.example.org"], &[]), RuntimeConfig::default()).await;
+    let long = "x".repeat(100_000);
+    let r = host
+        .resolve("hostile", &format!("log/{long}"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.resolved_ref, "logged");
+}
+
+/// A server that sends an ETag and answers `If-None-Match` with 304; returns
+/// its port and the number of 304s it sent.
+async fn etag_server() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let not_modified = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = not_modified.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match sock.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&req).to_ascii_lowercase();
+            let reply = if head.contains("if-none-match: \"v1\"") {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                "HTTP/1.1 304 Not Modified\r\netag: \"v1\"\r\nconnection: close\r\n\r\n".to_string()
+            } else {
+                "HTTP/1.1 200 OK\r\netag: \"v1\"\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello".to_string()
+            };
+            let _ = sock.write_all(reply.as_bytes()).await;
+        }
+    });
+    (port, not_modified)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_with_an_etag_are_revalidated_not_refetched() {
+    let (port, not_modified) = etag_server().await;
+    let (host, _data) = hostile(
+        granted(&["127.0.0.1"], &["127.0.0.0/8"]),
+        RuntimeConfig::default(),
+    )
+    .await;
+    let spec = format!("fetch/http://127.0.0.1:{port}/commits/main");
+    for _ in 0..3 {
+        // The plugin sees the full body each time; the server sends it once.
+        assert_eq!(
+            host.resolve("hostile", &spec)
+                .await
+                .unwrap()
+                .unwrap()
+                .resolved_ref,
+            "200:5"
+        );
+    }
+    assert_eq!(not_modified.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
