@@ -40,8 +40,7 @@ fn main() {
         let target_dir = out_dir
             .ancestors()
             .nth(4)
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| out_dir.clone());
+            .map_or_else(|| out_dir.clone(), Path::to_path_buf);
         let wasm = cargo::build_plugins(
             &root.join("Cargo.toml"),
             &package_refs,

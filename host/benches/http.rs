@@ -48,8 +48,7 @@ fn wrk(url: &str, headers: &[&str]) -> (f64, String) {
     let rps = text
         .lines()
         .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap_or(0.0);
+        .map_or(0.0, |v| v.trim().parse().unwrap());
     let p99 = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("99%"))
@@ -135,7 +134,7 @@ async fn run() {
     println!(
         "bindery {} · {} cores · n={n} sequential requests per row",
         bindery::VERSION,
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
     for (label, path) in [
         ("/build, sha, image in registry", &by_sha),
@@ -168,7 +167,7 @@ async fn run() {
             axum::Router::new().route("/", axum::routing::get(|| async { "{}" })),
         )
         .await
-        .unwrap()
+        .unwrap();
     });
     let (base_rps, base_p99) =
         tokio::task::spawn_blocking(move || wrk(&format!("http://127.0.0.1:{bare_port}/"), &[]))
@@ -230,7 +229,7 @@ async fn run() {
         streams.push(c);
     }
     let mut buf = [0u8; 4096];
-    for c in streams.iter_mut() {
+    for c in &mut streams {
         let mut seen = String::new();
         while !seen.contains("plain line 9") {
             let n = c.read(&mut buf).await.unwrap();

@@ -190,7 +190,7 @@ fn serve_start(label: &str, config_toml: &str, rounds: usize) {
 fn main() {
     println!(
         "bindery plugin runtime benchmark ({} cores)",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -239,7 +239,10 @@ mod tests {
 
     fn policy(hosts: &[&str], private: &[&str]) -> EgressPolicy {
         EgressPolicy::new(
-            &hosts.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            &hosts
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect::<Vec<_>>(),
             &private
                 .iter()
                 .map(|s| s.parse().unwrap())
@@ -319,7 +322,7 @@ mod tests {
         let p = policy(&["localhost"], &[]);
         match p.resolve("localhost", 80).await {
             Err(EgressError::Denied(EgressDenied::AddressDenied { host, .. })) => {
-                assert_eq!(host, "localhost")
+                assert_eq!(host, "localhost");
             }
             other => panic!("expected a denial, got {other:?}"),
         }

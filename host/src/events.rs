@@ -37,18 +37,18 @@ impl Event {
     /// anything else becomes `{"phase": "unknown", "message": line}`.
     pub fn log_line(line: &str) -> Event {
         let trimmed = line.trim_end_matches(['\n', '\r']);
-        if let Ok(Value::Object(object)) = serde_json::from_str::<Value>(trimmed) {
-            if object.get("message").is_some_and(Value::is_string) {
-                let phase = object
-                    .get("phase")
-                    .and_then(Value::as_str)
-                    .unwrap_or("unknown")
-                    .to_string();
-                return Event {
-                    phase: phase.into(),
-                    json: trimmed.into(),
-                };
-            }
+        if let Ok(Value::Object(object)) = serde_json::from_str::<Value>(trimmed)
+            && object.get("message").is_some_and(Value::is_string)
+        {
+            let phase = object
+                .get("phase")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
+                .to_string();
+            return Event {
+                phase: phase.into(),
+                json: trimmed.into(),
+            };
         }
         Event::message("unknown", format!("{trimmed}\n"))
     }

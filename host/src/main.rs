@@ -285,9 +285,8 @@ fn build(dir: &Path) -> Result<PathBuf, String> {
         .and_then(|p| p.get("name"))
         .and_then(|n| n.as_str())
         .ok_or_else(|| format!("{} has no [package] name", manifest.display()))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| dir.join("target"));
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| dir.join("target"), PathBuf::from);
     let paths = cargo::build_plugins(&manifest, &[name], &target, "release")?;
     Ok(paths.into_iter().next().expect("one package, one path"))
 }
@@ -295,9 +294,10 @@ fn build(dir: &Path) -> Result<PathBuf, String> {
 async fn check(file: &Path, as_name: Option<String>, config: Option<&Path>) -> Result<(), String> {
     let mut config = Config::load(config).map_err(|e| e.to_string())?;
     let name = as_name.unwrap_or_else(|| {
-        file.file_stem()
-            .map(|s| s.to_string_lossy().replace('_', "-"))
-            .unwrap_or_else(|| "plugin".into())
+        file.file_stem().map_or_else(
+            || "plugin".into(),
+            |s| s.to_string_lossy().replace('_', "-"),
+        )
     });
     let mut plugin: PluginConfig = config.plugins.get(&name).cloned().unwrap_or_default();
     plugin.path = Some(file.to_path_buf());

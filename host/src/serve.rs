@@ -134,7 +134,7 @@ async fn follow_config(
         for (name, result) in plugins.reconfigure(&config).await {
             match result {
                 Ok(outcome) => {
-                    tracing::info!(plugin = %name, ?outcome, "plugin configuration applied")
+                    tracing::info!(plugin = %name, ?outcome, "plugin configuration applied");
                 }
                 Err(e) => tracing::error!(plugin = %name, "plugin configuration not applied: {e}"),
             }

@@ -45,7 +45,7 @@ async fn a_hub_that_dies_while_a_server_starts_fails_the_launch_clearly() {
     let _engine = ENGINE.lock().await;
     let registry = OciRegistry::start(None);
     let mut hub = JupyterHub::start().await;
-    let (repo, sha, image) = built_repo(&registry).await;
+    let (repo, sha, image) = built_repo(&registry);
     let data = tempfile::tempdir().unwrap();
     let mut c = launch_config(data.path(), &registry, &hub.url, &hub.token);
     c.hub.request_timeout_secs = 5;
@@ -153,7 +153,7 @@ async fn an_engine_killed_mid_build_fails_the_build_and_a_retry_builds() {
         .trim()
         .parse()
         .unwrap();
-    unsafe { libc::kill(pid, libc::SIGKILL) };
+    support::signal(pid, libc::SIGKILL);
     let got = building.await.unwrap();
     restart_engine();
     assert_eq!(got.last()["phase"], "failed", "{}", got.raw);

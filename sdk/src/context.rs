@@ -22,11 +22,11 @@ pub trait Context {
 
     /// Logs at `info`.
     fn info(&self, message: &str) {
-        self.log(LogLevel::Info, message)
+        self.log(LogLevel::Info, message);
     }
     /// Logs at `warn`.
     fn warn(&self, message: &str) {
-        self.log(LogLevel::Warn, message)
+        self.log(LogLevel::Warn, message);
     }
     /// A config value parsed as `T`, or `default` when unset; a value that
     /// does not parse is an `invalid-config` error naming the key.
@@ -69,7 +69,7 @@ pub struct HostContext;
 
 impl Context for HostContext {
     fn log(&self, level: LogLevel, message: &str) {
-        host::log::log(level, message)
+        host::log::log(level, message);
     }
     fn now_ms(&self) -> u64 {
         host::clock::now_ms()

@@ -411,9 +411,12 @@ mod tests {
             spec: "a/b/HEAD".into(),
             resolved_ref: "0123".into(),
             repo_url: "https://github.com/a/b".into(),
-            root_files: root.iter().map(|s| s.to_string()).collect(),
+            root_files: root.iter().map(std::string::ToString::to_string).collect(),
             binder_dir: binder_dir.map(String::from),
-            binder_files: binder.iter().map(|s| s.to_string()).collect(),
+            binder_files: binder
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
             environments: vec![],
         }
     }
@@ -620,16 +623,16 @@ mod tests {
         ];
         for (i, (root, dir, binder, contents, expected)) in cases.iter().enumerate() {
             let mut ctx = MockContext::new().with_config("default_buildpack", "none");
-            for (path, text) in contents.iter() {
+            for (path, text) in *contents {
                 ctx = ctx.with_file(path, text.as_bytes());
             }
             let got = detect(&ctx, &facts(root, *dir, binder));
             match (expected, got) {
                 (Ok(want), Ok(got)) => {
-                    assert_eq!(*want, got, "case {i}: {root:?} {dir:?} {binder:?}")
+                    assert_eq!(*want, got, "case {i}: {root:?} {dir:?} {binder:?}");
                 }
                 (Err(want), Err(PluginError::InvalidSpec(m))) => {
-                    assert!(m.contains(want), "case {i}: {m}")
+                    assert!(m.contains(want), "case {i}: {m}");
                 }
                 (want, got) => panic!("case {i}: {root:?}: wanted {want:?}, got {got:?}"),
             }

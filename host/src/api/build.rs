@@ -34,12 +34,11 @@ const KEEPALIVE: &[u8] = b":keepalive\n\n";
 pub(super) async fn build(
     State(state): State<AppState>,
     Target { provider, spec }: Target,
-    Client { ip, peer }: Client,
+    Client { ip, launch_host }: Client,
     _: AcceptsEventStream,
     HubUser(user): HubUser,
     BuildOnly(build_only): BuildOnly,
     Admitted(limit): Admitted,
-    headers: HeaderMap,
 ) -> Response {
     if !state.resolver.knows(&provider) {
         return refusal(404, &format!("No provider found for prefix {provider}"));
@@ -49,7 +48,7 @@ pub(super) async fn build(
         spec,
         build_only,
         client_ip: ip.to_string(),
-        launch_host: launch_host(&state, &headers, peer),
+        launch_host,
         user,
     };
     let events = state.pipeline.start(launch);
@@ -95,10 +94,10 @@ impl FromRequestParts<AppState> for Target {
 }
 
 /// The client's address (`X-Forwarded-For` from a trusted proxy), refused
-/// when it is in a banned network; and the connection's peer.
+/// when it is in a banned network; and the `binder_launch_host` it reached.
 pub(super) struct Client {
     ip: IpAddr,
-    peer: IpAddr,
+    launch_host: String,
 }
 
 impl FromRequestParts<AppState> for Client {
@@ -118,7 +117,10 @@ impl FromRequestParts<AppState> for Client {
                 &format!("Requests from {label} are not allowed"),
             ));
         }
-        Ok(Client { ip, peer })
+        Ok(Client {
+            ip,
+            launch_host: launch_host(state, &parts.headers, peer),
+        })
     }
 }
 

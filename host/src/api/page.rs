@@ -25,20 +25,26 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v2/{provider}/{*spec}", get(launch_page))
         .route("/repo/{user}/{repo}", get(legacy))
         .route("/repo/{user}/{repo}/{*path}", get(legacy))
-        .route("/badge.svg", get(|| asset(SVG, BADGE.as_bytes())))
+        .route("/badge.svg", get(|| async { asset(SVG, BADGE.as_bytes()) }))
         .route(
             "/assets/images/badge.svg",
-            get(|| asset(SVG, BADGE.as_bytes())),
+            get(|| async { asset(SVG, BADGE.as_bytes()) }),
         )
-        .route("/badge_logo.svg", get(|| asset(SVG, BADGE_LOGO.as_bytes())))
-        .route("/logo.svg", get(|| asset(SVG, LOGO.as_bytes())))
-        .route("/logo_social.png", get(|| asset("image/png", LOGO_SOCIAL)))
+        .route(
+            "/badge_logo.svg",
+            get(|| async { asset(SVG, BADGE_LOGO.as_bytes()) }),
+        )
+        .route("/logo.svg", get(|| async { asset(SVG, LOGO.as_bytes()) }))
+        .route(
+            "/logo_social.png",
+            get(|| async { asset("image/png", LOGO_SOCIAL) }),
+        )
         .fallback(get(form_page))
 }
 
 const SVG: &str = "image/svg+xml";
 
-async fn asset(content_type: &'static str, body: &'static [u8]) -> Response {
+fn asset(content_type: &'static str, body: &'static [u8]) -> Response {
     (
         [
             (CONTENT_TYPE, content_type),

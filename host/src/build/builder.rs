@@ -247,10 +247,10 @@ impl Builder {
         let gone = match plan.executor {
             Executor::Local => {
                 // For the Bindery that follows this build if this one is killed.
-                if let Some(hash) = &plan.environment_hash {
-                    if let Err(e) = std::fs::write(dir.join(ENVIRONMENT_FILE), hash) {
-                        tracing::warn!(image = %request.image, "cannot note the environment hash beside the build: {e}");
-                    }
+                if let Some(hash) = &plan.environment_hash
+                    && let Err(e) = std::fs::write(dir.join(ENVIRONMENT_FILE), hash)
+                {
+                    tracing::warn!(image = %request.image, "cannot note the environment hash beside the build: {e}");
                 }
                 self.local
                     .build(request, plan, dir, timeout, log)
@@ -431,10 +431,10 @@ impl Builder {
     }
 
     fn forget(&self, repo_url: &str, image: &str) {
-        if let Some(environments) = &self.environments {
-            if let Err(e) = environments.remove(repo_url, image) {
-                tracing::warn!(repo_url, image, "cannot forget the environment image: {e}");
-            }
+        if let Some(environments) = &self.environments
+            && let Err(e) = environments.remove(repo_url, image)
+        {
+            tracing::warn!(repo_url, image, "cannot forget the environment image: {e}");
         }
     }
 }
@@ -505,10 +505,10 @@ impl Drop for BuildDir {
     fn drop(&mut self) {
         let dir = std::mem::take(&mut self.0);
         let remove = move || {
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(dir = %dir.display(), "cannot remove the build directory: {e}");
-                }
+            if let Err(e) = std::fs::remove_dir_all(&dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(dir = %dir.display(), "cannot remove the build directory: {e}");
             }
         };
         // A big checkout takes a while to remove: off the async workers when there are some.

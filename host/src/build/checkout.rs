@@ -112,13 +112,13 @@ impl Checkout {
         fetch(&repo, url, &refspecs, limits)?;
         if wanted.is_none_or(|oid| repo.find_commit(oid).is_err()) {
             refspecs = vec![reference.to_string()];
-            if let Err(e) = fetch(&repo, url, &refspecs, limits) {
-                if matches!(
+            if let Err(e) = fetch(&repo, url, &refspecs, limits)
+                && matches!(
                     e,
                     CheckoutError::TooLarge { .. } | CheckoutError::TimedOut { .. }
-                ) {
-                    return Err(e);
-                }
+                )
+            {
+                return Err(e);
             }
         }
         let commit = match wanted {

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::{BuildLogSender, BuildRequest};
-use crate::config::RegistryConfig;
+use crate::config::{RegistryConfig, SecretSource};
 use crate::events::Event;
 use crate::plugins::bindings::{ContainerEngine, Repo2dockerPlan};
 
@@ -27,7 +27,7 @@ impl Repo2dockerCommand {
                 let password = registry
                     .password
                     .as_ref()
-                    .and_then(|p| p.read())
+                    .and_then(SecretSource::read)
                     .unwrap_or_default();
                 Some(
                     json!({ "registry": host, "username": user, "password": password }).to_string(),

@@ -156,15 +156,12 @@ impl KubernetesExecutor {
         timeout: Duration,
         log: &BuildLogSender,
     ) -> Result<PodEnd, BuildFailure> {
-        let outcome = match tokio::time::timeout(timeout, self.follow(name, tail, log)).await {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                self.delete(name).await;
-                return Err(BuildFailure::new(format!(
-                    "The build took longer than its limit of {} s and its pod was deleted.",
-                    timeout.as_secs()
-                )));
-            }
+        let Ok(outcome) = tokio::time::timeout(timeout, self.follow(name, tail, log)).await else {
+            self.delete(name).await;
+            return Err(BuildFailure::new(format!(
+                "The build took longer than its limit of {} s and its pod was deleted.",
+                timeout.as_secs()
+            )));
         };
         match outcome {
             Ok(()) => Ok(PodEnd::Succeeded),

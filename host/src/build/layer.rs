@@ -165,8 +165,7 @@ pub fn write_layer(checkout: &Checkout, plan: &LayerPlan, out: &Path) -> Result<
     };
     let mtime = repo
         .find_commit(checkout.commit)
-        .map(|c| c.time().seconds().max(0) as u64)
-        .unwrap_or(0);
+        .map_or(0, |c| c.time().seconds().max(0) as u64);
     let root = plan.target_dir.trim_matches('/');
     let disk = |e: std::io::Error| {
         LayerError::Failed(format!("Cannot write the layer in {}: {e}", out.display()))
@@ -316,10 +315,9 @@ fn extend_config(
         .get_mut("config")
         .and_then(|c| c.get_mut("Labels"))
         .and_then(Value::as_object_mut)
+        && labels.contains_key("repo2docker.ref")
     {
-        if labels.contains_key("repo2docker.ref") {
-            labels.insert("repo2docker.ref".into(), json!(resolved_ref));
-        }
+        labels.insert("repo2docker.ref".into(), json!(resolved_ref));
     }
     Ok(())
 }

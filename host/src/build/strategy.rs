@@ -272,12 +272,15 @@ mod tests {
         }
     }
 
+    /// A change that makes a plan invalid, and the field the error names.
+    type Mutation<P> = (fn(&mut P), &'static str);
+
     #[test]
     fn invalid_plans_are_named() {
         assert_eq!(check(&BuildPlan::Repo2docker(r2d())), Ok(()));
         assert_eq!(check(&BuildPlan::Layer(layer())), Ok(()));
-        let bad_r2d: Vec<(fn(&mut Repo2dockerPlan), &str)> = vec![
-            (|p| p.builder_image = "".into(), "builder_image"),
+        let bad_r2d: Vec<Mutation<Repo2dockerPlan>> = vec![
+            (|p| p.builder_image = String::new(), "builder_image"),
             (
                 |p| p.extra_args = vec!["--image=evil".into()],
                 "--image=evil",
@@ -300,7 +303,7 @@ mod tests {
             let e = check(&BuildPlan::Repo2docker(p)).unwrap_err();
             assert!(e.contains(named), "{named}: {e}");
         }
-        let bad_layer: Vec<(fn(&mut LayerPlan), &str)> = vec![
+        let bad_layer: Vec<Mutation<LayerPlan>> = vec![
             (
                 |p| p.environment_image = "Not An Image".into(),
                 "environment_image",

@@ -83,7 +83,7 @@ impl RefCache {
         // transactional), but an older or foreign database may disagree: rebuild.
         if refs.tree.len() != by_age.len() {
             by_age.clear()?;
-            for item in refs.tree.iter() {
+            for item in &refs.tree {
                 let (k, v) = item?;
                 by_age.insert(age_key(fetched_at(&v).unwrap_or(0), &k), &[])?;
             }

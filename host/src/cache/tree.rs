@@ -61,7 +61,7 @@ impl JsonTree {
     /// Every value that decodes.
     pub(super) fn values<T: DeserializeOwned>(&self) -> Result<Vec<T>, CacheError> {
         let mut values = Vec::new();
-        for item in self.tree.iter() {
+        for item in &self.tree {
             let (_, v) = item.map_err(|e| self.error(e))?;
             values.extend(serde_json::from_slice(&v).ok());
         }

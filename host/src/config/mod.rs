@@ -138,12 +138,12 @@ impl Config {
                 "web.base_url must start and end with `/` (got {base:?})"
             )));
         }
-        if let Some(url) = &self.registry.url {
-            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-                return Err(ConfigError::Invalid(format!(
-                    "registry.url must be an http(s) URL with a host (got {url})"
-                )));
-            }
+        if let Some(url) = &self.registry.url
+            && (!matches!(url.scheme(), "http" | "https") || url.host_str().is_none())
+        {
+            return Err(ConfigError::Invalid(format!(
+                "registry.url must be an http(s) URL with a host (got {url})"
+            )));
         }
         let b = &self.build;
         if b.timeout_secs == 0 || b.fetch_timeout_secs == 0 || b.max_repo_bytes == 0 {
@@ -188,6 +188,10 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(
+        clippy::result_large_err,
+        reason = "figment's Jail takes a closure returning its own error type"
+    )]
     fn file_then_environment() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("bindery.toml");

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::config::{ConfigError, HubConfig};
+use crate::config::{ConfigError, HubConfig, SecretSource};
 
 /// What went wrong talking to the hub, in words an operator can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -151,7 +151,7 @@ impl Hub {
         let token = config
             .api_token
             .as_ref()
-            .and_then(|s| s.read())
+            .and_then(SecretSource::read)
             .ok_or_else(|| ConfigError::Invalid("hub.api_token: the hub needs a service token (e.g. api_token = { env = \"JUPYTERHUB_API_TOKEN\" })".into()))?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(config.request_timeout_secs))

@@ -39,9 +39,8 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 /// `.git`, the first and last 15 characters of a longer one, lowercased, and 8
 /// random characters.
 pub fn user_name_for(repo_url: &str) -> String {
-    let path = url::Url::parse(repo_url)
-        .map(|u| u.path().to_string())
-        .unwrap_or_else(|_| repo_url.to_string());
+    let path =
+        url::Url::parse(repo_url).map_or_else(|_| repo_url.to_string(), |u| u.path().to_string());
     let mut name = path
         .trim_matches('/')
         .trim_end_matches(".git")
@@ -110,13 +109,13 @@ impl HubLauncher {
             .running_images()
             .await
             .map_err(|e| LaunchError::Failed(format!("Cannot check the launch quota: {e}")))?;
-        if let Some(total) = self.total_quota {
-            if images.len() as u64 >= u64::from(total) {
-                return Err(LaunchError::Quota {
-                    quota: Quota::Total,
-                    message: "Too many users on this BinderHub! Try again soon.\n".into(),
-                });
-            }
+        if let Some(total) = self.total_quota
+            && images.len() as u64 >= u64::from(total)
+        {
+            return Err(LaunchError::Quota {
+                quota: Quota::Total,
+                message: "Too many users on this BinderHub! Try again soon.\n".into(),
+            });
         }
         if let Some(quota) = repo_quota {
             let same = images
@@ -147,8 +146,8 @@ impl HubLauncher {
         server: &str,
         progress: &mpsc::Sender<String>,
     ) -> Result<Launched, String> {
-        if request.user.is_none() {
-            if let Err(e) = self
+        if request.user.is_none()
+            && let Err(e) = self
                 .hub
                 .request(
                     Method::POST,
@@ -156,12 +155,11 @@ impl HubLauncher {
                     None,
                 )
                 .await
-            {
-                return Err(format!(
-                    "Failed to create temporary user for {}: {e}",
-                    request.image
-                ));
-            }
+        {
+            return Err(format!(
+                "Failed to create temporary user for {}: {e}",
+                request.image
+            ));
         }
         let token = server_token();
         let mut options = request.binder_fields();

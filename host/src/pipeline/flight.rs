@@ -371,18 +371,18 @@ impl Flights {
     }
 
     fn write(&self, record: &BuildRecord) {
-        if let Some(records) = &self.records {
-            if let Err(e) = records.put(record) {
-                tracing::warn!(image = %record.image, "cannot record the build: {e}");
-            }
+        if let Some(records) = &self.records
+            && let Err(e) = records.put(record)
+        {
+            tracing::warn!(image = %record.image, "cannot record the build: {e}");
         }
     }
 
     fn write_durably(&self, record: &BuildRecord) {
-        if let Some(records) = &self.records {
-            if let Err(e) = records.put_durably(record) {
-                tracing::warn!(image = %record.image, "cannot record the build: {e}");
-            }
+        if let Some(records) = &self.records
+            && let Err(e) = records.put_durably(record)
+        {
+            tracing::warn!(image = %record.image, "cannot record the build: {e}");
         }
     }
 }

@@ -147,8 +147,10 @@ mod tests {
 
     #[test]
     fn bad_patterns_name_the_field() {
-        let mut c = PluginConfig::default();
-        c.banned_specs = vec!["(unclosed".into()];
+        let c = PluginConfig {
+            banned_specs: vec!["(unclosed".into()],
+            ..PluginConfig::default()
+        };
         let e = SpecPolicy::new("gh", &c).unwrap_err().to_string();
         assert!(
             e.contains("[plugins.gh] banned_specs") && e.contains("(unclosed"),

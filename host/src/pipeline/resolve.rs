@@ -317,13 +317,13 @@ impl Asker {
     }
 
     fn store(&self, provider: &str, spec: &str, outcome: &Outcome, freshness: Freshness) {
-        if let Some(cache) = &self.cache {
-            if let Err(e) = cache.put(provider, spec, outcome, freshness, now_ms()) {
-                tracing::warn!(
-                    provider,
-                    "ref cache write failed; the resolution is used but not kept: {e}"
-                );
-            }
+        if let Some(cache) = &self.cache
+            && let Err(e) = cache.put(provider, spec, outcome, freshness, now_ms())
+        {
+            tracing::warn!(
+                provider,
+                "ref cache write failed; the resolution is used but not kept: {e}"
+            );
         }
     }
 }

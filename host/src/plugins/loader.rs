@@ -136,14 +136,14 @@ fn check_wit_version(
     let imports = ty.imports(runtime.engine()).map(|(n, _)| n.to_string());
     let exports = ty.exports(runtime.engine()).map(|(n, _)| n.to_string());
     for name in imports.chain(exports) {
-        if let Some((WIT_PACKAGE, _, version)) = split_name(&name) {
-            if !version.is_some_and(version_compatible) {
-                return Err(LoadError::IncompatibleWit {
-                    plugin: plugin.into(),
-                    item: name,
-                    host_version: WIT_VERSION,
-                });
-            }
+        if let Some((WIT_PACKAGE, _, version)) = split_name(&name)
+            && !version.is_some_and(version_compatible)
+        {
+            return Err(LoadError::IncompatibleWit {
+                plugin: plugin.into(),
+                item: name,
+                host_version: WIT_VERSION,
+            });
         }
     }
     Ok(())

@@ -15,7 +15,7 @@ use oci_client::{Client, Reference};
 use serde_json::json;
 
 use super::engine::sha256_hex;
-use crate::config::OciPluginConfig;
+use crate::config::{OciPluginConfig, SecretSource};
 
 /// The Wasm artifact's config media type.
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
@@ -40,7 +40,7 @@ impl OciPlugins {
         });
         let auth = match (
             &config.username,
-            config.password.as_ref().and_then(|p| p.read()),
+            config.password.as_ref().and_then(SecretSource::read),
         ) {
             (Some(user), Some(password)) => RegistryAuth::Basic(user.clone(), password),
             _ => RegistryAuth::Anonymous,

@@ -2,6 +2,7 @@
 //! for the registry's host.
 
 use super::*;
+use crate::config::SecretSource;
 
 impl Registry {
     pub(super) fn auth(&self) -> RegistryAuth {
@@ -10,7 +11,7 @@ impl Registry {
                 .config
                 .password
                 .as_ref()
-                .and_then(|p| p.read())
+                .and_then(SecretSource::read)
                 .unwrap_or_default();
             return RegistryAuth::Basic(user.clone(), password);
         }

@@ -12,7 +12,7 @@ impl Registry {
                 Ok(Some(digest)) => return Ok(Some(digest)),
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(image, "image cache read failed, asking the registry: {e}")
+                    tracing::warn!(image, "image cache read failed, asking the registry: {e}");
                 }
             }
         }
@@ -29,18 +29,18 @@ impl Registry {
 
     /// Records that `image` now exists (a build pushed it).
     pub fn record(&self, image: &str, digest: &str) {
-        if let Some(cache) = &self.cache {
-            if let Err(e) = cache.put(image, digest, now_ms()) {
-                tracing::warn!(image, "image cache write failed: {e}");
-            }
+        if let Some(cache) = &self.cache
+            && let Err(e) = cache.put(image, digest, now_ms())
+        {
+            tracing::warn!(image, "image cache write failed: {e}");
         }
     }
 
     fn forget(&self, image: &str) {
-        if let Some(cache) = &self.cache {
-            if let Err(e) = cache.remove(image) {
-                tracing::warn!(image, "image cache write failed: {e}");
-            }
+        if let Some(cache) = &self.cache
+            && let Err(e) = cache.remove(image)
+        {
+            tracing::warn!(image, "image cache write failed: {e}");
         }
     }
 

@@ -39,15 +39,13 @@ impl Registry {
         if let Some(source) = from
             .map(|f| self.reference(f))
             .filter(|s| s.repository() != reference.repository())
-        {
-            if self
+            && self
                 .client()
                 .mount_blob(&reference, &source, digest)
                 .await
                 .is_ok()
-            {
-                return Ok(());
-            }
+        {
+            return Ok(());
         }
         let data = data().map_err(|e| RegistryError::Failed {
             url: self.url(),

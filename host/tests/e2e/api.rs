@@ -222,7 +222,9 @@ async fn refusals_are_failed_events_with_upstream_wording() {
         v["message"] = message.into();
         v
     };
-    let cases: Vec<(String, &[(&str, &str)], Value)> = vec![
+    // (path, request headers, the one event answered)
+    type Case<'a> = (String, &'a [(&'a str, &'a str)], Value);
+    let cases: Vec<Case> = vec![
         (
             format!("/build/git/{spec}"),
             &[],

@@ -192,10 +192,10 @@ async fn a_full_build_then_a_content_only_commit_is_a_layer_that_runs() {
     let url = format!("http://127.0.0.1:{port}/api/contents/analysis.ipynb?token=t");
     let deadline = Instant::now() + Duration::from_secs(60);
     let answer = loop {
-        if let Ok(r) = reqwest::get(&url).await {
-            if r.status().is_success() {
-                break r.text().await.unwrap();
-            }
+        if let Ok(r) = reqwest::get(&url).await
+            && r.status().is_success()
+        {
+            break r.text().await.unwrap();
         }
         if Instant::now() > deadline {
             let logs = engine().docker(&["logs", &name]);

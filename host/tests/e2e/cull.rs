@@ -57,7 +57,10 @@ fn culler(
     policies: &[&str],
 ) -> Culler {
     let config = CullConfig {
-        policies: policies.iter().map(|p| p.to_string()).collect(),
+        policies: policies
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect(),
         ..CullConfig::default()
     };
     Culler::new(hub.clone(), plugins.clone(), &config, metrics.clone())
@@ -105,7 +108,7 @@ async fn idle_servers_are_culled_active_ones_kept_old_ones_stopped_and_hostile_p
  {
     let registry = OciRegistry::start(None);
     let jupyterhub = JupyterHub::start().await;
-    let (repo, sha, image) = built_repo(&registry).await;
+    let (repo, sha, image) = built_repo(&registry);
     let data = tempfile::tempdir().unwrap();
     let mut c = support::service::config(data.path(), Some(&registry));
     hub_config(&mut c, &jupyterhub.url, &jupyterhub.token, data.path());
@@ -183,7 +186,10 @@ async fn idle_servers_are_culled_active_ones_kept_old_ones_stopped_and_hostile_p
         "{report:?}\n{}",
         jupyterhub.log()
     );
-    assert_eq!(running(&jupyterhub).await, [active_user.clone()]);
+    assert_eq!(
+        running(&jupyterhub).await,
+        std::slice::from_ref(&active_user)
+    );
     assert!(
         !jupyterhub
             .users()

@@ -26,7 +26,7 @@ async fn launch(s: &Service, repo: &TestRepo, sha: &str) -> Stream {
 async fn a_launch_runs_the_image_on_the_hub_and_quotas_refuse_with_upstreams_words() {
     let registry = OciRegistry::start(None);
     let hub = JupyterHub::start().await;
-    let (repo, sha, image) = built_repo(&registry).await;
+    let (repo, sha, image) = built_repo(&registry);
     let data = tempfile::tempdir().unwrap();
     let s = launch_service(launch_config(data.path(), &registry, &hub.url, &hub.token)).await;
 
@@ -152,7 +152,7 @@ async fn a_launch_runs_the_image_on_the_hub_and_quotas_refuse_with_upstreams_wor
 async fn authenticated_mode_launches_a_named_server_for_the_tokens_user() {
     let registry = OciRegistry::start(None);
     let hub = JupyterHub::start().await;
-    let (repo, sha, _) = built_repo(&registry).await;
+    let (repo, sha, _) = built_repo(&registry);
     assert_eq!(hub.api(reqwest::Method::POST, "users/alice").await.0, 201);
     let (status, token) = hub
         .api_with(
@@ -243,7 +243,7 @@ async fn broken_hub() -> (String, Arc<AtomicUsize>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_that_is_down_or_failing_gets_retries_then_a_clear_failure() {
     let registry = OciRegistry::start(None);
-    let (repo, sha, image) = built_repo(&registry).await;
+    let (repo, sha, image) = built_repo(&registry);
 
     // Nothing listens there.
     let data = tempfile::tempdir().unwrap();

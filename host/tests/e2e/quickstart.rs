@@ -110,7 +110,7 @@ impl Quickstart {
 
     /// Ctrl-C, and how the script ended.
     fn interrupt(&mut self) -> std::process::ExitStatus {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        support::signal(self.child.id() as i32, libc::SIGINT);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -129,7 +129,7 @@ impl Quickstart {
 impl Drop for Quickstart {
     fn drop(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
-            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            support::signal(self.child.id() as i32, libc::SIGTERM);
             let _ = self.child.wait();
         }
         while self.stdout.try_recv().is_ok() {}
@@ -187,10 +187,10 @@ fn click(browser: &mut Browser, link: &str, mid_build: Option<&str>) -> (String,
         if href.as_str().is_some_and(|h| h.contains("/user/")) {
             break;
         }
-        if let Some(t) = browser.eval(LOG).as_str() {
-            if t.len() >= log.len() {
-                log = t.to_string();
-            }
+        if let Some(t) = browser.eval(LOG).as_str()
+            && t.len() >= log.len()
+        {
+            log = t.to_string();
         }
         assert!(!log.contains("Failed"), "the launch failed:\n{log}");
         assert!(

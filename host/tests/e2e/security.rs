@@ -153,7 +153,7 @@ async fn no_provider_reaches_loopback_metadata_or_private_networks() {
                 assert!(
                     words.iter().any(|w| message.contains(w)),
                     "{provider}:{spec}: {message}"
-                )
+                );
             }
             Err(ResolveError::NotFound { .. }) => {}
             other => panic!("{provider}:{spec}: expected a refusal, got {other:?}"),

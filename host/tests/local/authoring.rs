@@ -105,7 +105,7 @@ async fn a_generated_provider_tests_builds_loads_and_resolves() {
     .unwrap();
     match host.resolve("campus", "group/project/main").await.unwrap() {
         Err(PluginError::Upstream(u)) => {
-            assert!(u.message.contains("AddressDenied"), "{}", u.message)
+            assert!(u.message.contains("AddressDenied"), "{}", u.message);
         }
         other => panic!("expected a denial, got {other:?}"),
     }

@@ -131,7 +131,7 @@ async fn by_default_the_git_provider_cannot_reach_private_addresses() {
             .unwrap()
         {
             Err(PluginError::Upstream(u)) => {
-                assert!(u.message.contains("AddressDenied"), "{url}: {}", u.message)
+                assert!(u.message.contains("AddressDenied"), "{url}: {}", u.message);
             }
             other => panic!("{url}: expected a denial, got {other:?}"),
         }

@@ -79,7 +79,17 @@ async fn every_api_provider_resolves_against_its_documented_api() {
     let state = &app.state;
     let b = &forges.base;
     // (provider, spec, resolved ref, repo url, build slug, resolved spec, ref url, immutable)
-    let cases: Vec<(&str, String, String, String, String, String, String, bool)> = vec![
+    type Case<'a> = (
+        &'a str,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        bool,
+    );
+    let cases: Vec<Case> = vec![
         (
             "gh",
             "binder-examples/requirements.git/feature/x".into(),
@@ -242,7 +252,7 @@ async fn every_api_provider_resolves_against_its_documented_api() {
         ),
     ];
     for (provider, spec, resolved_ref, repo_url, slug, resolved_spec, ref_url, immutable) in cases {
-        let r = resolve(&state, provider, &spec)
+        let r = resolve(state, provider, &spec)
             .await
             .unwrap_or_else(|e| panic!("{provider}:{spec}: {e}"));
         let got = (
@@ -278,8 +288,8 @@ async fn an_immutable_ref_is_resolved_once_and_a_moving_one_revalidates_with_its
     let state = &app.state;
 
     let pinned = format!("binder-examples/requirements/{SHA}");
-    let first = resolve(&state, "gh", &pinned).await.unwrap();
-    assert_eq!(resolve(&state, "gh", &pinned).await.unwrap(), first);
+    let first = resolve(state, "gh", &pinned).await.unwrap();
+    assert_eq!(resolve(state, "gh", &pinned).await.unwrap(), first);
     assert_eq!(
         forges
             .hits(&format!(
@@ -290,16 +300,16 @@ async fn an_immutable_ref_is_resolved_once_and_a_moving_one_revalidates_with_its
         "the second resolve is served from the cache"
     );
     for spec in ["10.5281/zenodo.3242074"] {
-        resolve(&state, "zenodo", spec).await.unwrap();
-        resolve(&state, "zenodo", spec).await.unwrap();
+        resolve(state, "zenodo", spec).await.unwrap();
+        resolve(state, "zenodo", spec).await.unwrap();
     }
     assert_eq!(forges.hits("/doi/10.5281/zenodo.3242074").len(), 1);
 
     // A branch is asked again once its TTL (here 0) is over, conditionally.
-    resolve(&state, "gh", "binder-examples/requirements/main")
+    resolve(state, "gh", "binder-examples/requirements/main")
         .await
         .unwrap();
-    let again = resolve(&state, "gh", "binder-examples/requirements/main")
+    let again = resolve(state, "gh", "binder-examples/requirements/main")
         .await
         .unwrap();
     assert_eq!(again.resolved_ref, SHA);
@@ -363,7 +373,7 @@ async fn not_found_is_remembered_and_worded_as_upstream() {
     let app = start(config(&forges, data.path())).await;
     let state = &app.state;
     for _ in 0..2 {
-        let e = resolve(&state, "gh", "binder-examples/requirements/no-such-branch")
+        let e = resolve(state, "gh", "binder-examples/requirements/no-such-branch")
             .await
             .unwrap_err();
         assert_eq!(
@@ -390,9 +400,9 @@ async fn not_found_is_remembered_and_worded_as_upstream() {
         ),
         ("swh", format!("swh:1:rev:{OLD_SHA}")),
     ] {
-        match resolve(&state, provider, &spec).await {
+        match resolve(state, provider, &spec).await {
             Err(ResolveError::NotFound { key, .. }) => {
-                assert_eq!(key, format!("{provider}:{spec}"))
+                assert_eq!(key, format!("{provider}:{spec}"));
             }
             other => panic!("{provider}:{spec}: {other:?}"),
         }
@@ -405,7 +415,7 @@ async fn github_quirks_rate_limit_and_default_branch_fallback() {
     let data = tempfile::tempdir().unwrap();
     let app = start(config(&forges, data.path())).await;
     let state = &app.state;
-    match resolve(&state, "gh", "ratelimited/repo/HEAD").await {
+    match resolve(state, "gh", "ratelimited/repo/HEAD").await {
         Err(e @ ResolveError::RateLimited { .. }) => {
             assert_eq!(
                 e.to_string(),
@@ -414,7 +424,7 @@ async fn github_quirks_rate_limit_and_default_branch_fallback() {
         }
         other => panic!("{other:?}"),
     }
-    let r = resolve(&state, "gh", "binder-examples/moved-default/master")
+    let r = resolve(state, "gh", "binder-examples/moved-default/master")
         .await
         .unwrap();
     assert_eq!(r.resolved_ref, SHA);
@@ -432,7 +442,7 @@ async fn github_quirks_rate_limit_and_default_branch_fallback() {
          Trying again with HEAD instead of master. Please update your links.\n"
     );
     assert!(matches!(notice, Notice::RefFallback { .. }) && notice.pause().as_secs() == 10);
-    let e = resolve(&state, "gh", "binder-examples/requirements")
+    let e = resolve(state, "gh", "binder-examples/requirements")
         .await
         .unwrap_err();
     assert!(
@@ -441,7 +451,7 @@ async fn github_quirks_rate_limit_and_default_branch_fallback() {
         "{e}"
     );
     // Secret gists need the operator.
-    let e = resolve(&state, "gist", "someone/5ec2e7").await.unwrap_err();
+    let e = resolve(state, "gist", "someone/5ec2e7").await.unwrap_err();
     assert!(e.to_string().contains("secret Gist"), "{e}");
 }
 
@@ -461,6 +471,7 @@ async fn operator_rules_and_credentials() {
             .clone(),
     }];
     // SAFETY: set before any thread reads this test-only variable.
+    // SAFETY: no other test reads or writes this variable.
     unsafe { std::env::set_var("GH_TOKEN_FOR_A_BINDERY_TEST", "s3cret") };
     gh.secrets.insert(
         "access_token".into(),
@@ -475,13 +486,13 @@ async fn operator_rules_and_credentials() {
     let app = start(c).await;
     let state = &app.state;
 
-    let e = resolve(&state, "gh", "EVIL-ORG/x/HEAD").await.unwrap_err();
+    let e = resolve(state, "gh", "EVIL-ORG/x/HEAD").await.unwrap_err();
     assert_eq!(
         e.to_string(),
         "Sorry, EVIL-ORG/x/HEAD is not allowed to launch. Please contact admins for more info!"
     );
     assert!(matches!(
-        resolve(&state, "gl", "other%2Fp/HEAD").await,
+        resolve(state, "gl", "other%2Fp/HEAD").await,
         Err(ResolveError::Banned { .. })
     ));
     assert!(
@@ -489,7 +500,7 @@ async fn operator_rules_and_credentials() {
             && forges.hits("/gitlab/api/v4/projects/other").is_empty()
     );
 
-    resolve(&state, "gh", "binder-examples/requirements/HEAD/")
+    resolve(state, "gh", "binder-examples/requirements/HEAD/")
         .await
         .unwrap();
     let hit = &forges.hits("/github/repos/binder-examples/requirements/commits/HEAD")[0];
@@ -499,7 +510,7 @@ async fn operator_rules_and_credentials() {
     assert_eq!(quota("binder-examples/other/HEAD"), 100);
     assert_eq!(quota("someone/else/HEAD"), 10);
     assert!(
-        matches!(resolve(&state, "nope", "x").await, Err(ResolveError::UnknownProvider(p)) if p == "nope")
+        matches!(resolve(state, "nope", "x").await, Err(ResolveError::UnknownProvider(p)) if p == "nope")
     );
 }
 
@@ -528,7 +539,7 @@ async fn hostile_specs_get_a_clear_error_and_reach_no_server() {
     ];
     for provider in API_PROVIDERS.iter().chain(&["git"]) {
         for spec in &hostile {
-            match resolve(&state, provider, spec).await {
+            match resolve(state, provider, spec).await {
                 Err(ResolveError::Failed { key, message }) => {
                     assert_eq!(key, format!("{provider}:{}", spec.trim_end_matches('/')));
                     assert!(
@@ -573,7 +584,7 @@ async fn an_upstream_that_is_down_is_a_clear_failure() {
     let app = start(c).await;
     let state = &app.state;
     for _ in 0..2 {
-        let e = resolve(&state, "gh", "binder-examples/requirements/HEAD")
+        let e = resolve(state, "gh", "binder-examples/requirements/HEAD")
             .await
             .unwrap_err();
         let msg = e.to_string();
@@ -594,13 +605,13 @@ async fn losing_the_cache_costs_only_re_resolution() {
     let first = {
         let app = start(config(&forges, data.path())).await;
         let state = &app.state;
-        resolve(&state, "gh", &spec).await.unwrap()
+        resolve(state, "gh", &spec).await.unwrap()
     };
     // Deleted: re-resolved. Garbage: moved aside, re-resolved.
     std::fs::remove_dir_all(data.path().join("cache")).unwrap();
     let app = start(config(&forges, data.path())).await;
     let state = &app.state;
-    assert_eq!(resolve(&state, "gh", &spec).await.unwrap(), first);
+    assert_eq!(resolve(state, "gh", &spec).await.unwrap(), first);
     drop(app);
     for f in std::fs::read_dir(data.path().join("cache"))
         .unwrap()
@@ -612,7 +623,7 @@ async fn losing_the_cache_costs_only_re_resolution() {
     }
     let app = start(config(&forges, data.path())).await;
     let state = &app.state;
-    assert_eq!(resolve(&state, "gh", &spec).await.unwrap(), first);
+    assert_eq!(resolve(state, "gh", &spec).await.unwrap(), first);
     assert_eq!(
         forges
             .hits(&format!(
@@ -707,7 +718,7 @@ async fn an_institution_provider_loads_from_a_path() {
     );
     let app = start(c).await;
     let state = &app.state;
-    let r = resolve(&state, "forge", "lab/analysis/main").await.unwrap();
+    let r = resolve(state, "forge", "lab/analysis/main").await.unwrap();
     assert_eq!(r.resolved_ref, SHA);
     assert_eq!(
         r.repo_url,
@@ -715,18 +726,18 @@ async fn an_institution_provider_loads_from_a_path() {
     );
     assert_eq!(r.resolved_spec, format!("lab/analysis/{SHA}"));
     assert_eq!(
-        resolve(&state, "forge", "lab/analysis/HEAD")
+        resolve(state, "forge", "lab/analysis/HEAD")
             .await
             .unwrap()
             .resolved_ref,
         SHA
     );
     assert!(matches!(
-        resolve(&state, "forge", "lab/analysis/gone").await,
+        resolve(state, "forge", "lab/analysis/gone").await,
         Err(ResolveError::NotFound { .. })
     ));
     assert!(matches!(
-        resolve(&state, "forge", "lab/../x").await,
+        resolve(state, "forge", "lab/../x").await,
         Err(ResolveError::Failed { .. })
     ));
     let loaded = state.plugins.get("forge").unwrap();

@@ -27,7 +27,7 @@ async fn hostile(
 
 fn granted(hosts: &[&str], private: &[&str]) -> PluginConfig {
     PluginConfig {
-        hosts: hosts.iter().map(|s| s.to_string()).collect(),
+        hosts: hosts.iter().map(std::string::ToString::to_string).collect(),
         private_networks: private.iter().map(|s| s.parse().unwrap()).collect(),
         secrets: [(
             "token".to_string(),
@@ -111,7 +111,7 @@ async fn a_memory_bomb_hits_the_memory_cap() {
             assert_eq!(
                 e.to_string(),
                 "plugin `hostile` exceeded its memory limit of 32 MiB"
-            )
+            );
         }
         other => panic!("expected out of memory, got {other:?}"),
     }
@@ -242,6 +242,7 @@ async fn a_slow_host_import_is_cut_by_the_call_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_are_given_only_by_name() {
     // SAFETY: this test binary's only reader of this variable is this test.
+    // SAFETY: no other test reads or writes this variable.
     unsafe { std::env::set_var("HOSTILE_TEST_TOKEN", "s3cret") };
     let (host, _data) = hostile(granted(&["api.example.org"], &[]), RuntimeConfig::default()).await;
     let r = host

@@ -39,7 +39,7 @@ async fn host(data: &Path, settings: &[(&str, &str)]) -> std::sync::Arc<PluginHo
     config.data_dir = data.to_path_buf();
     config.plugin_runtime.compile_cache_dir =
         Some(support::test_target_dir().join("compile-cache"));
-    for (name, p) in config.plugins.iter_mut() {
+    for (name, p) in &mut config.plugins {
         p.enabled = name == "repo2docker" || name == "layer-first";
     }
     for (k, v) in settings {

@@ -203,7 +203,7 @@ async fn a_stopping_service_closes_the_streams_still_open_after_its_grace_period
     let mut clients = idle_streams(c.listen.port(), tarpit, 100).await;
     // SIGTERM, as Kubernetes stops a pod: the streams would wait minutes for
     // the tarpit; the service closes them after its grace period and exits.
-    unsafe { libc::kill(server.0.id() as i32, libc::SIGTERM) };
+    support::signal(server.0.id() as i32, libc::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = server.0.try_wait().unwrap() {
@@ -231,7 +231,7 @@ async fn a_stopping_service_closes_the_streams_still_open_after_its_grace_period
     );
     assert!(!log.contains("still running"), "{log}");
     let mut buf = vec![0u8; 4096];
-    for s in clients.iter_mut() {
+    for s in &mut clients {
         loop {
             match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
                 .await

@@ -64,16 +64,12 @@ impl Browser {
         std::thread::spawn(move || {
             let mut reader = BufReader::new(from_chrome);
             let mut buf = Vec::new();
-            while reader
-                .read_until(0, &mut buf)
-                .map(|n| n > 0)
-                .unwrap_or(false)
-            {
+            while reader.read_until(0, &mut buf).is_ok_and(|n| n > 0) {
                 buf.pop();
-                if let Ok(v) = serde_json::from_slice(&buf) {
-                    if tx.send(v).is_err() {
-                        return;
-                    }
+                if let Ok(v) = serde_json::from_slice(&buf)
+                    && tx.send(v).is_err()
+                {
+                    return;
                 }
                 buf.clear();
             }

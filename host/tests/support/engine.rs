@@ -141,7 +141,7 @@ pub async fn build_config(data: &std::path::Path, registry: &OciRegistry) -> Con
         "R2D_DATAVERSE_INSTALLATIONS_URL".into(),
         dataverse_list().await,
     );
-    for (name, plugin) in c.plugins.iter_mut() {
+    for (name, plugin) in &mut c.plugins {
         plugin.enabled |= name == "layer-first";
     }
     let strategy = c.plugins.get_mut("layer-first").unwrap();

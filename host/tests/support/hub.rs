@@ -101,10 +101,10 @@ impl JupyterHub {
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(r) = reqwest::get(&hub.api).await {
-                if r.status().is_success() {
-                    break;
-                }
+            if let Ok(r) = reqwest::get(&hub.api).await
+                && r.status().is_success()
+            {
+                break;
             }
             assert!(
                 Instant::now() < deadline,
@@ -175,10 +175,10 @@ impl JupyterHub {
     }
 
     fn kill_proxy(&self) {
-        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("jupyterhub-proxy.pid")) {
-            if let Ok(pid) = pid.trim().parse::<i32>() {
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
+        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("jupyterhub-proxy.pid"))
+            && let Ok(pid) = pid.trim().parse::<i32>()
+        {
+            super::signal(pid, libc::SIGKILL);
         }
     }
 }
@@ -189,7 +189,7 @@ impl Drop for JupyterHub {
             return; // killed
         }
         // SIGTERM: the hub stops its servers and its proxy on the way out.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        super::signal(self.child.id() as i32, libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
@@ -235,7 +235,7 @@ pub async fn launch_service(c: bindery::config::Config) -> super::service::Servi
 /// image (without the repository's files: the builds tests cover those),
 /// tagged and pushed under the name Bindery gives the revision. The
 /// repository, the revision and the image.
-pub async fn built_repo(
+pub fn built_repo(
     registry: &super::registry::OciRegistry,
 ) -> (super::engine::TestRepo, String, String) {
     let repo = super::engine::TestRepo::new();

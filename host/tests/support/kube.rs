@@ -160,7 +160,10 @@ impl KubeApi {
     pub fn run_image(&self, image: &str, command: &[&str]) {
         self.shared.images.lock().unwrap().insert(
             image.into(),
-            command.iter().map(|s| s.to_string()).collect(),
+            command
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
         );
     }
 
@@ -467,10 +470,10 @@ fn watch_pods(shared: Arc<Shared>, ns: String, q: HashMap<String, String>) -> Re
         let mut last = since;
         for change in &past {
             last = change.rv;
-            if let Some(line) = send(change) {
-                if tx.send(line).await.is_err() {
-                    return;
-                }
+            if let Some(line) = send(change)
+                && tx.send(line).await.is_err()
+            {
+                return;
             }
         }
         let _ = tokio::time::timeout(timeout, async {
@@ -478,10 +481,10 @@ fn watch_pods(shared: Arc<Shared>, ns: String, q: HashMap<String, String>) -> Re
                 if change.rv <= last {
                     continue;
                 }
-                if let Some(line) = send(&change) {
-                    if tx.send(line).await.is_err() {
-                        return;
-                    }
+                if let Some(line) = send(&change)
+                    && tx.send(line).await.is_err()
+                {
+                    return;
                 }
             }
         })

@@ -34,6 +34,12 @@ pub fn run_script(name: &str) -> std::collections::HashMap<String, String> {
         .collect()
 }
 
+/// Sends `signal` to process `pid` (negative: to its process group).
+pub fn signal(pid: i32, signal: libc::c_int) {
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    unsafe { libc::kill(pid, signal) };
+}
+
 /// A target directory for components built by tests, beside the test binary's.
 pub fn test_target_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();

@@ -42,7 +42,7 @@ impl OciRegistry {
             .local_addr()
             .unwrap()
             .port();
-        let storage = storage.map_or_else(|| dir.path().join("data"), |s| s.to_path_buf());
+        let storage = storage.map_or_else(|| dir.path().join("data"), std::path::Path::to_path_buf);
         let mut config = format!(
             "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
             storage.display()
@@ -232,8 +232,7 @@ impl TokenService {
                                 .into_response();
                         }
                         counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        let token =
-                            sign(&key, &x5c, q.get("scope").map(String::as_str).unwrap_or(""));
+                        let token = sign(&key, &x5c, q.get("scope").map_or("", String::as_str));
                         axum::Json(serde_json::json!({ "token": token })).into_response()
                     }
                 },

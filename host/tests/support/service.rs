@@ -27,7 +27,7 @@ pub fn config(data: &std::path::Path, registry: Option<&OciRegistry>) -> Config 
     let mut config = Config::load(None).unwrap();
     config.data_dir = data.to_path_buf();
     config.plugin_runtime.compile_cache_dir = Some(super::test_target_dir().join("compile-cache"));
-    for (name, plugin) in config.plugins.iter_mut() {
+    for (name, plugin) in &mut config.plugins {
         plugin.enabled = name == "git";
     }
     config.plugins.get_mut("git").unwrap().private_networks = vec!["127.0.0.0/8".parse().unwrap()];

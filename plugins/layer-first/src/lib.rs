@@ -163,7 +163,7 @@ mod tests {
             spec: "x/HEAD".into(),
             resolved_ref: "b".repeat(40),
             repo_url: "https://example.org/r.git".into(),
-            root_files: root.iter().map(|s| s.to_string()).collect(),
+            root_files: root.iter().map(std::string::ToString::to_string).collect(),
             binder_dir: None,
             binder_files: vec![],
             environments,

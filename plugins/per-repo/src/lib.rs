@@ -100,7 +100,7 @@ mod tests {
     fn server(spec: &str, idle_s: u64) -> Server {
         Server {
             user: "u".into(),
-            server_name: "".into(),
+            server_name: String::new(),
             image: "i".into(),
             repo_url: "r".into(),
             provider: "gh".into(),

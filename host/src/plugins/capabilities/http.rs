@@ -143,14 +143,14 @@ impl HttpClient {
                     }
                     continue;
                 }
-                if status == 304 {
-                    if let Some(c) = &cached {
-                        return Ok(Response {
-                            revalidated: true,
-                            final_url: url.to_string(),
-                            ..c.response.clone()
-                        });
-                    }
+                if status == 304
+                    && let Some(c) = &cached
+                {
+                    return Ok(Response {
+                        revalidated: true,
+                        final_url: url.to_string(),
+                        ..c.response.clone()
+                    });
                 }
                 return self.read(resp, &url).await;
             }
@@ -158,23 +158,20 @@ impl HttpClient {
         let response = tokio::time::timeout(timeout, work)
             .await
             .map_err(|_| HttpError::Timeout)??;
-        if let Some(key) = cache_key {
-            if response.status == 200
-                && response.body.len() <= MAX_CACHED_BODY
-                && !response.revalidated
-            {
-                if let Some(etag) = response
-                    .headers
-                    .iter()
-                    .find(|(k, _)| k == "etag")
-                    .map(|(_, v)| v.clone())
-                {
-                    self.etags
-                        .lock()
-                        .expect("etag lock")
-                        .put(key, etag, response.clone());
-                }
-            }
+        if let Some(key) = cache_key
+            && response.status == 200
+            && response.body.len() <= MAX_CACHED_BODY
+            && !response.revalidated
+            && let Some(etag) = response
+                .headers
+                .iter()
+                .find(|(k, _)| k == "etag")
+                .map(|(_, v)| v.clone())
+        {
+            self.etags
+                .lock()
+                .expect("etag lock")
+                .put(key, etag, response.clone());
         }
         Ok(response)
     }
@@ -320,15 +317,15 @@ impl EtagCache {
             return;
         }
         self.clock += 1;
-        if self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
-            if let Some(oldest) = self
+        if self.entries.len() >= self.capacity
+            && !self.entries.contains_key(&key)
+            && let Some(oldest) = self
                 .entries
                 .iter()
                 .min_by_key(|(_, e)| e.used)
                 .map(|(k, _)| k.clone())
-            {
-                self.entries.remove(&oldest);
-            }
+        {
+            self.entries.remove(&oldest);
         }
         self.entries.insert(
             key,

@@ -215,7 +215,7 @@ pub(crate) fn link(
                 super::bindings::build_strategy::bindery::plugin::repo_files::add_to_linker::<
                     _,
                     HasSelf<_>,
-                >(linker, |s| s)?
+                >(linker, |s| s)?;
             }
         }
         linked.push(cap);
