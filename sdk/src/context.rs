@@ -28,6 +28,13 @@ pub trait Context {
     fn warn(&self, message: &str) {
         self.log(LogLevel::Warn, message);
     }
+    /// A config value the plugin cannot work without (declare it with
+    /// [`ConfigKey::required`](crate::types::ConfigKey::required), so that
+    /// the host refuses to load the plugin while it is unset).
+    fn required_config(&self, key: &str) -> Result<String, PluginError> {
+        self.config(key)
+            .ok_or_else(|| PluginError::InvalidConfig(format!("{key} is not set")))
+    }
     /// A config value parsed as `T`, or `default` when unset; a value that
     /// does not parse is an `invalid-config` error naming the key.
     fn config_or<T: FromStr>(&self, key: &str, default: T) -> Result<T, PluginError> {

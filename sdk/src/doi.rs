@@ -52,11 +52,10 @@ pub fn landing_page(
 
 /// The `doi_resolver` config key that [`landing_page`] reads, for the plugin's metadata.
 pub fn resolver_config_key() -> ConfigKey {
-    ConfigKey {
-        name: "doi_resolver".into(),
-        description: "DOI resolver base URL; default https://doi.org".into(),
-        required: false,
-    }
+    ConfigKey::optional(
+        "doi_resolver",
+        "DOI resolver base URL; default https://doi.org",
+    )
 }
 
 /// The launch form of a DOI provider: upstream's `validateRegex`, no ref.

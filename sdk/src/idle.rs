@@ -65,11 +65,7 @@ impl IdleRules {
 
     /// The config keys [`IdleRules::from_config`] reads, for a plugin's metadata.
     pub fn config_keys() -> Vec<ConfigKey> {
-        let key = |name: &str, description: &str| ConfigKey {
-            name: name.into(),
-            required: false,
-            description: description.into(),
-        };
+        let key = ConfigKey::optional;
         vec![
             key(
                 "timeout_secs",

@@ -155,6 +155,58 @@ pub mod http {
 /// `git ls-remote` through the host (`git` capability).
 pub mod git {
     pub use crate::bindings::provider::bindery::plugin::git::{GitError, RemoteRef};
+
+    /// The ref `wanted` names, by git's tail match: `main` matches `HEAD`-less
+    /// `main`, `refs/heads/main` or `refs/tags/main`, but not `refs/heads/domain`.
+    /// The first match in the listing wins, as with `git ls-remote <url> <pattern>`.
+    pub fn find_ref<'a>(refs: &'a [RemoteRef], wanted: &str) -> Option<&'a RemoteRef> {
+        refs.iter().find(|r| {
+            r.name == wanted
+                || r.name
+                    .strip_suffix(wanted)
+                    .is_some_and(|head| head.ends_with('/'))
+        })
+    }
+}
+
+/// The launch form most providers have: a repository and a ref (default
+/// `HEAD`), the repository not URL-encoded, no detection regex. A provider
+/// sets its names, spec regex and labels, and takes the rest with
+/// `..DisplayConfig::default()`.
+impl Default for provider::DisplayConfig {
+    fn default() -> Self {
+        provider::DisplayConfig {
+            display_name: String::new(),
+            id: String::new(),
+            spec_validate_regex: String::new(),
+            detect_regex: None,
+            repo_label: String::new(),
+            repo_placeholder: String::new(),
+            repo_url_encode: false,
+            ref_enabled: true,
+            ref_default: Some("HEAD".into()),
+        }
+    }
+}
+
+impl types::ConfigKey {
+    /// A key the plugin cannot work without: loading fails while it is unset.
+    pub fn required(name: &str, description: &str) -> Self {
+        types::ConfigKey {
+            name: name.into(),
+            description: description.into(),
+            required: true,
+        }
+    }
+
+    /// A key with a default.
+    pub fn optional(name: &str, description: &str) -> Self {
+        types::ConfigKey {
+            name: name.into(),
+            description: description.into(),
+            required: false,
+        }
+    }
 }
 
 /// Secrets by name (`secrets` capability).

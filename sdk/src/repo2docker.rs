@@ -371,11 +371,7 @@ pub fn content_in_environment(
 
 /// The operator's settings [`plan`] reads, for a strategy's metadata.
 pub fn config_keys() -> Vec<ConfigKey> {
-    let key = |name: &str, description: &str| ConfigKey {
-        name: name.into(),
-        required: false,
-        description: description.into(),
-    };
+    let key = ConfigKey::optional;
     vec![
         key("executor", "local (default) or kubernetes"),
         key("builder_image", "the repo2docker image build pods run"),

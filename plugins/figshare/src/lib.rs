@@ -56,12 +56,10 @@ impl Provider for Figshare {
                 ],
                 config_keys: vec![
                     bindery_sdk::doi::resolver_config_key(),
-                    ConfigKey {
-                        name: "api_base_url".into(),
-                        description: "Figshare API base URL; default https://api.figshare.com/v2"
-                            .into(),
-                        required: false,
-                    },
+                    ConfigKey::optional(
+                        "api_base_url",
+                        "Figshare API base URL; default https://api.figshare.com/v2",
+                    ),
                 ],
                 secrets: vec![],
             },

@@ -145,14 +145,25 @@ impl Provider for GitHub {
             name: "gh".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             kind: PluginKind::Provider,
-            description: "GitHub repositories by user/repo/ref, resolved with the GitHub commits API".into(),
+            description:
+                "GitHub repositories by user/repo/ref, resolved with the GitHub commits API".into(),
             requests: CapabilityRequests {
                 hosts: vec!["api.github.com".into()],
                 config_keys: vec![
-                    ConfigKey { name: "hostname".into(), description: "GitHub host for repository URLs (GitHub Enterprise); default github.com".into(), required: false },
-                    ConfigKey { name: "api_base_url".into(), description: "API base URL; default https://api.{hostname}".into(), required: false },
+                    ConfigKey::optional(
+                        "hostname",
+                        "GitHub host for repository URLs (GitHub Enterprise); default github.com",
+                    ),
+                    ConfigKey::optional(
+                        "api_base_url",
+                        "API base URL; default https://api.{hostname}",
+                    ),
                 ],
-                secrets: vec![secret("access_token"), secret("client_id"), secret("client_secret")],
+                secrets: vec![
+                    secret("access_token"),
+                    secret("client_id"),
+                    secret("client_secret"),
+                ],
             },
         }
     }
@@ -165,9 +176,7 @@ impl Provider for GitHub {
             detect_regex: Some("^(https?://github.com/)?(?<repo>.*[^/])/?".into()),
             repo_label: "GitHub repository name or URL".into(),
             repo_placeholder: "example: binder-examples/requirements or https://github.com/binder-examples/requirements".into(),
-            repo_url_encode: false,
-            ref_enabled: true,
-            ref_default: Some("HEAD".into()),
+            ..DisplayConfig::default()
         }
     }
 

@@ -79,16 +79,14 @@ impl Provider for Gist {
             requests: CapabilityRequests {
                 hosts: vec!["api.github.com".into()],
                 config_keys: vec![
-                    ConfigKey {
-                        name: "allow_secret_gist".into(),
-                        description: "Launch secret (unlisted) gists too; default false".into(),
-                        required: false,
-                    },
-                    ConfigKey {
-                        name: "api_base_url".into(),
-                        description: "API base URL; default https://api.github.com".into(),
-                        required: false,
-                    },
+                    ConfigKey::optional(
+                        "allow_secret_gist",
+                        "Launch secret (unlisted) gists too; default false",
+                    ),
+                    ConfigKey::optional(
+                        "api_base_url",
+                        "API base URL; default https://api.github.com",
+                    ),
                 ],
                 secrets: vec!["access_token".into()],
             },

@@ -5,6 +5,7 @@
 //! with no network access; anything else is looked up with `git ls-remote`,
 //! taking the first advertised ref whose name ends in `/<ref>` (or is `<ref>`),
 //! the same tail match `git ls-remote -- <url> <ref>` applies.
+use bindery_sdk::git;
 use bindery_sdk::prelude::*;
 use bindery_sdk::spec::{self, invalid, is_sha1, unquote};
 
@@ -68,14 +69,6 @@ fn scp_to_ssh(url: &str) -> Option<String> {
         .then(|| format!("ssh://{user}@{host}/{}", path.trim_start_matches('/')))
 }
 
-/// git's tail match: `main` matches `refs/heads/main` but not `refs/heads/domain`.
-fn matches_ref(name: &str, pattern: &str) -> bool {
-    name == pattern
-        || name
-            .strip_suffix(pattern)
-            .is_some_and(|head| head.ends_with('/'))
-}
-
 impl Provider for Git {
     fn metadata() -> PluginMetadata {
         PluginMetadata {
@@ -119,15 +112,12 @@ impl Provider for Git {
                     ),
                 })
             })?;
-            let found = refs
-                .iter()
-                .find(|r| matches_ref(&r.name, &spec.git_ref))
-                .ok_or_else(|| {
-                    PluginError::NotFound(format!(
-                        "The remote advertises no ref named {:?}.",
-                        spec.git_ref
-                    ))
-                })?;
+            let found = git::find_ref(&refs, &spec.git_ref).ok_or_else(|| {
+                PluginError::NotFound(format!(
+                    "The remote advertises no ref named {:?}.",
+                    spec.git_ref
+                ))
+            })?;
             (found.oid.clone(), RefLifetime::Moving)
         };
         Ok(Resolution {

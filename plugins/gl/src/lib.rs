@@ -70,16 +70,11 @@ impl Provider for GitLab {
             requests: CapabilityRequests {
                 hosts: vec!["gitlab.com".into()],
                 config_keys: vec![
-                    ConfigKey {
-                        name: "hostname".into(),
-                        description: "The GitLab instance; default gitlab.com".into(),
-                        required: false,
-                    },
-                    ConfigKey {
-                        name: "api_base_url".into(),
-                        description: "Where the API is served; default https://{hostname}".into(),
-                        required: false,
-                    },
+                    ConfigKey::optional("hostname", "The GitLab instance; default gitlab.com"),
+                    ConfigKey::optional(
+                        "api_base_url",
+                        "Where the API is served; default https://{hostname}",
+                    ),
                 ],
                 secrets: vec!["access_token".into(), "private_token".into()],
             },
@@ -96,8 +91,7 @@ impl Provider for GitLab {
             repo_placeholder:
                 "example: https://gitlab.com/mosaik/examples/mosaik-tutorials-on-binder".into(),
             repo_url_encode: true,
-            ref_enabled: true,
-            ref_default: Some("HEAD".into()),
+            ..DisplayConfig::default()
         }
     }
 

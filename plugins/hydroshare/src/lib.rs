@@ -47,11 +47,10 @@ impl Provider for HydroShare {
             description: "HydroShare resources by id or URL".into(),
             requests: CapabilityRequests {
                 hosts: vec!["www.hydroshare.org".into()],
-                config_keys: vec![ConfigKey {
-                    name: "base_url".into(),
-                    description: "The HydroShare site; default https://www.hydroshare.org".into(),
-                    required: false,
-                }],
+                config_keys: vec![ConfigKey::optional(
+                    "base_url",
+                    "The HydroShare site; default https://www.hydroshare.org",
+                )],
                 secrets: vec![],
             },
         }

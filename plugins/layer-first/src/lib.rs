@@ -71,11 +71,7 @@ fn layer_allowed(
 
 impl BuildStrategy for LayerFirst {
     fn metadata() -> PluginMetadata {
-        let key = |name: &str, description: &str| ConfigKey {
-            name: name.into(),
-            required: false,
-            description: description.into(),
-        };
+        let key = ConfigKey::optional;
         let mut config_keys = repo2docker::config_keys();
         config_keys.extend([
             key("repo_dir", "where the image holds the repository (default /home/jovyan)"),

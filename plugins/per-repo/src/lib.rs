@@ -48,11 +48,7 @@ impl CullPolicy for PerRepo {
     fn metadata() -> PluginMetadata {
         let mut config_keys = IdleRules::config_keys();
         config_keys.retain(|k| k.name != "timeout_secs" && k.name != "max_age_secs");
-        config_keys.push(ConfigKey {
-            name: "rules".into(),
-            required: true,
-            description: "list of { spec = \"<provider>/<spec pattern>\", timeout_secs, max_age_secs }; the first match decides".into(),
-        });
+        config_keys.push(ConfigKey::required("rules", "list of { spec = \"<provider>/<spec pattern>\", timeout_secs, max_age_secs }; the first match decides"));
         PluginMetadata {
             name: "per-repo".into(),
             version: env!("CARGO_PKG_VERSION").into(),

@@ -180,11 +180,7 @@ impl Provider for SoftwareHeritage {
             description: "Software Heritage archive objects by SWHID (directory, revision, release, snapshot)".into(),
             requests: CapabilityRequests {
                 hosts: vec!["archive.softwareheritage.org".into()],
-                config_keys: vec![ConfigKey {
-                    name: "api_base_url".into(),
-                    description: "Archive API base URL; default https://archive.softwareheritage.org/api/1".into(),
-                    required: false,
-                }],
+                config_keys: vec![ConfigKey::optional("api_base_url", "Archive API base URL; default https://archive.softwareheritage.org/api/1")],
                 secrets: vec!["token".into()],
             },
         }

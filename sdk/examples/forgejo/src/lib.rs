@@ -46,11 +46,10 @@ impl Provider for Forgejo {
             description: "Repositories on a Forgejo or Gitea forge".into(),
             requests: CapabilityRequests {
                 hosts: vec![],
-                config_keys: vec![ConfigKey {
-                    name: "base_url".into(),
-                    description: "The forge, e.g. https://codeberg.org".into(),
-                    required: true,
-                }],
+                config_keys: vec![ConfigKey::required(
+                    "base_url",
+                    "The forge, e.g. https://codeberg.org",
+                )],
                 secrets: vec!["token".into()],
             },
         }
@@ -61,12 +60,9 @@ impl Provider for Forgejo {
             display_name: "Forgejo".into(),
             id: "forgejo".into(),
             spec_validate_regex: "[^/]+/[^/]+/.+".into(),
-            detect_regex: None,
             repo_label: "Repository (owner/name)".into(),
             repo_placeholder: "example: research-group/analysis".into(),
-            repo_url_encode: false,
-            ref_enabled: true,
-            ref_default: Some("HEAD".into()),
+            ..DisplayConfig::default()
         }
     }
 
@@ -86,9 +82,7 @@ impl Provider for Forgejo {
         if !is_sha1(git_ref) {
             spec::check_git_ref(git_ref)?;
         }
-        let base = ctx
-            .config("base_url")
-            .ok_or_else(|| PluginError::InvalidConfig("base_url is not set".into()))?;
+        let base = ctx.required_config("base_url")?;
         let base = base.trim_end_matches('/');
         // Without `sha` the forge lists the default branch: that is HEAD.
         let from = if git_ref == "HEAD" {

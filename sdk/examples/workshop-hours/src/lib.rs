@@ -9,11 +9,7 @@ pub struct WorkshopHours;
 
 impl CullPolicy for WorkshopHours {
     fn metadata() -> PluginMetadata {
-        let key = |name: &str, description: &str| ConfigKey {
-            name: name.into(),
-            required: true,
-            description: description.into(),
-        };
+        let key = ConfigKey::required;
         PluginMetadata {
             name: "workshop-hours".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -36,9 +32,7 @@ impl CullPolicy for WorkshopHours {
         now_ms: u64,
         servers: Vec<Server>,
     ) -> Result<Vec<Decision>, PluginError> {
-        let spec = ctx
-            .config("spec")
-            .ok_or_else(|| PluginError::InvalidConfig("spec is required".into()))?;
+        let spec = ctx.required_config("spec")?;
         let (from, to): (u64, u64) = (
             ctx.config_or("from_hour", 9)?,
             ctx.config_or("to_hour", 17)?,

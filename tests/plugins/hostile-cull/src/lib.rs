@@ -12,11 +12,10 @@ impl CullPolicy for HostileCull {
             description: "misbehaves as config `mode` says".into(),
             requests: CapabilityRequests {
                 hosts: vec![],
-                config_keys: vec![ConfigKey {
-                    name: "mode".into(),
-                    required: true,
-                    description: "loop, bomb, panic, short or stop-all".into(),
-                }],
+                config_keys: vec![ConfigKey::required(
+                    "mode",
+                    "loop, bomb, panic, short or stop-all",
+                )],
                 secrets: vec![],
             },
         }
