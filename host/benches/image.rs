@@ -12,8 +12,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use bindery::config::{OciPluginConfig, PluginConfig, RuntimeConfig};
-use bindery::plugins::PluginHost;
-use bindery::plugins::oci::OciPlugins;
+use bindery_runtime::PluginHost;
+use bindery_runtime::oci::OciPlugins;
 use support::engine::engine;
 use support::registry::OciRegistry;
 

@@ -22,7 +22,7 @@ use bindery::jupyterhub::Hub;
 use bindery::launch::Launcher;
 use bindery::launch::hub::HubLauncher;
 use bindery::metrics::Metrics;
-use bindery::plugins::PluginHost;
+use bindery_runtime::PluginHost;
 use support::GitDaemon;
 use support::hub::PaginatedHub;
 use support::registry::OciRegistry;

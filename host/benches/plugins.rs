@@ -8,7 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use bindery::config::{PluginConfig, RuntimeConfig};
-use bindery::plugins::{CompileOutcome, PluginHost};
+use bindery_runtime::{CompileOutcome, PluginHost};
 use support::*;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

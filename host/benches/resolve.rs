@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bindery::app::App;
 use bindery::config::Config;
-use bindery::plugins::PluginHost;
+use bindery_runtime::PluginHost;
 use support::forges::{Forges, SHA};
 
 /// Counts every allocation in the process (the test server's too).

@@ -17,8 +17,8 @@ use crate::launch::Launcher;
 use crate::launch::hub::HubLauncher;
 use crate::metrics::Metrics;
 use crate::pipeline::{Flights, Pipeline, Resolver};
-use crate::plugins::PluginHost;
 use crate::registry::Registry;
+use bindery_runtime::PluginHost;
 
 /// Which build executor a service runs.
 pub enum Builds {

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use bindery::authoring::{self, cargo};
 use bindery::config::{Config, PluginConfig, PluginSource};
-use bindery::plugins::bindings::PluginKind;
-use bindery::plugins::{PluginHost, kind_name};
 use bindery::registry::naming;
+use bindery_runtime::bindings::PluginKind;
+use bindery_runtime::{PluginHost, kind_name};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -234,20 +234,20 @@ async fn run(command: Command) -> Result<(), String> {
             let wasm =
                 std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
             // Only a component of one of Bindery's worlds is pushed (grants are the deployment's business).
-            let runtime = bindery::plugins::engine::Runtime::new(
+            let runtime = bindery_runtime::engine::Runtime::new(
                 &config.plugin_runtime,
                 &config.data_dir,
                 false,
             )?;
             let kind =
-                bindery::plugins::loader::inspect(&runtime, &file.display().to_string(), &wasm)
+                bindery_runtime::loader::inspect(&runtime, &file.display().to_string(), &wasm)
                     .map_err(|e| e.to_string())?;
             eprintln!(
                 "pushing a {} plugin ({} bytes)",
                 kind_name(kind),
                 wasm.len()
             );
-            let oci = bindery::plugins::oci::OciPlugins::new(
+            let oci = bindery_runtime::oci::OciPlugins::new(
                 &config.plugin_runtime.oci,
                 &config.data_dir.join("plugin-oci"),
             );
@@ -264,7 +264,7 @@ async fn run(command: Command) -> Result<(), String> {
     }
 }
 
-fn join_errors(errors: Vec<bindery::plugins::LoadError>) -> String {
+fn join_errors(errors: Vec<bindery_runtime::LoadError>) -> String {
     errors
         .iter()
         .map(ToString::to_string)

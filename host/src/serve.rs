@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::router;
 use crate::app::App;
 use crate::config::Config;
-use crate::plugins::PluginHost;
+use bindery_runtime::PluginHost;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
-use crate::plugins::{LoadError, Reloaded};
+use bindery_runtime::{LoadError, Reloaded};
 
 pub(super) fn routes(state: AppState) -> Router<AppState> {
     Router::new()

@@ -29,7 +29,7 @@ use crate::health::HealthAnswer;
 use crate::jupyterhub::Hub;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, Resolver};
-use crate::plugins::PluginHost;
+use bindery_runtime::PluginHost;
 
 /// What every handler can reach.
 #[derive(Clone)]

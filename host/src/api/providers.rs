@@ -10,7 +10,7 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::AppState;
-use crate::plugins::bindings::DisplayConfig;
+use bindery_runtime::bindings::DisplayConfig;
 
 /// Upstream BinderHub's default providers, in the order it serves them.
 const UPSTREAM_ORDER: [&str; 9] = [

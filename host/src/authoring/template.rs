@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::plugins::bindings::PluginKind;
+use bindery_runtime::bindings::PluginKind;
 
 const CARGO_TOML: &str = include_str!("../../../sdk/template/Cargo.toml.tmpl");
 const PROVIDER: &str = include_str!("../../../sdk/template/provider.rs.tmpl");

@@ -19,11 +19,11 @@ use super::strategy::{self, PlanError};
 use super::{BuildExecutor, BuildFailure, BuildLogSender, BuildRequest, Built, say};
 use crate::cache::{BuildRecord, Environment, Environments};
 use crate::config::{Config, ConfigError};
-use crate::egress::{EgressError, git_endpoint};
 use crate::metrics::Metrics;
-use crate::plugins::PluginHost;
-use crate::plugins::bindings::{BuildPlan, Executor, LayerPlan, Repo2dockerPlan};
 use crate::registry::Registry;
+use bindery_runtime::PluginHost;
+use bindery_runtime::bindings::{BuildPlan, Executor, LayerPlan, Repo2dockerPlan};
+use bindery_runtime::egress::{EgressError, git_endpoint};
 
 /// Beside a local build: the environment hash its plan named.
 const ENVIRONMENT_FILE: &str = "environment-hash";
@@ -214,7 +214,7 @@ impl Builder {
         let egress = self
             .plugins
             .get(&request.provider)
-            .map(|p| p.grants.egress().clone())
+            .map(|p| p.egress().clone())
             .unwrap_or_default();
         match egress.resolve(host, port).await {
             Ok(_) => Ok(()),

@@ -6,7 +6,7 @@ use serde_json::json;
 use super::{BuildLogSender, BuildRequest};
 use crate::config::{RegistryConfig, SecretSource};
 use crate::events::Event;
-use crate::plugins::bindings::{ContainerEngine, Repo2dockerPlan};
+use bindery_runtime::bindings::{ContainerEngine, Repo2dockerPlan};
 
 /// How repo2docker is told to push.
 pub struct Repo2dockerCommand {
@@ -88,7 +88,7 @@ pub async fn relay_line(line: &str, log: &BuildLogSender) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::bindings::{Executor, ResourceLimits};
+    use bindery_runtime::bindings::{Executor, ResourceLimits};
 
     #[test]
     fn upstreams_command() {

@@ -27,7 +27,7 @@ use super::{BuildFailure, BuildLogSender, BuildRequest, say};
 use crate::config::{ConfigError, KubernetesBuildConfig, RegistryConfig};
 use crate::events::Event;
 use crate::now_ms;
-use crate::plugins::bindings::Repo2dockerPlan;
+use bindery_runtime::bindings::Repo2dockerPlan;
 
 /// Upstream's label for build pods; the cleaner and anti-affinity select on it.
 pub const COMPONENT: &str = "binderhub-build";

@@ -21,8 +21,8 @@ use sha2::{Digest, Sha256};
 
 use super::checkout::Checkout;
 use super::dockerignore::IgnoreRules;
-use crate::plugins::bindings::LayerPlan;
 use crate::registry::{Registry, RegistryError};
+use bindery_runtime::bindings::LayerPlan;
 
 /// Why a layer build did not produce an image.
 #[derive(Debug, thiserror::Error)]

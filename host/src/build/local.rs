@@ -19,7 +19,7 @@ use tokio::process::Command;
 use super::command::{Repo2dockerCommand, relay_line};
 use super::{BuildFailure, BuildLogSender, BuildRequest};
 use crate::config::{LocalBuildConfig, RegistryConfig};
-use crate::plugins::bindings::Repo2dockerPlan;
+use bindery_runtime::bindings::Repo2dockerPlan;
 
 const LOG_FILE: &str = "repo2docker.log";
 const PID_FILE: &str = "repo2docker.pid";

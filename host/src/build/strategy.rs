@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use super::BuildRequest;
 use crate::cache::Environment;
-use crate::plugins::bindings::{BuildPlan, EnvironmentImage, PluginError, RepoFacts};
-use crate::plugins::{DirRepo, PluginHost};
+use bindery_runtime::bindings::{BuildPlan, EnvironmentImage, PluginError, RepoFacts};
+use bindery_runtime::{DirRepo, PluginHost};
 
 /// Why no plan came back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -236,7 +236,7 @@ pub fn check(plan: &BuildPlan) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::bindings::{
+    use bindery_runtime::bindings::{
         ContainerEngine, Executor, LayerPlan, Repo2dockerPlan, ResourceLimits,
     };
 

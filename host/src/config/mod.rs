@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use bindery_runtime::PluginSettings;
+use bindery_runtime::host::Bundled;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -14,17 +16,16 @@ use serde::{Deserialize, Serialize};
 mod build;
 mod cull;
 mod hub;
-mod plugins;
 mod registry;
 mod web;
 
+pub use bindery_runtime::config::{
+    HttpLimits, OciPluginConfig, PluginConfig, PluginConfigError, PluginSource, RuntimeConfig,
+    SecretSource, SpecConfig,
+};
 pub use build::{BuildConfig, KubernetesBuildConfig, LocalBuildConfig};
 pub use cull::{CullConfig, LeaderConfig};
 pub use hub::{HubConfig, QuotaConfig};
-pub use plugins::{
-    HttpLimits, OciPluginConfig, PluginConfig, PluginSource, RuntimeConfig, SecretSource,
-    SpecConfig,
-};
 pub use registry::{CacheConfig, RegistryConfig};
 pub use web::{BanNetwork, RateLimitConfig, WebConfig};
 
@@ -37,6 +38,12 @@ pub enum ConfigError {
     /// The file, a key or a value is wrong.
     #[error("invalid configuration: {0}")]
     Invalid(String),
+}
+
+impl From<PluginConfigError> for ConfigError {
+    fn from(e: PluginConfigError) -> Self {
+        ConfigError::Invalid(e.0)
+    }
 }
 
 impl From<figment::Error> for ConfigError {
@@ -169,6 +176,22 @@ impl Config {
             .iter()
             .filter(|(_, p)| p.enabled)
             .map(|(n, p)| (n.as_str(), p))
+    }
+}
+
+/// The plugin runtime reads its own sections, and the plugins this binary bundles.
+impl PluginSettings for Config {
+    fn runtime(&self) -> &RuntimeConfig {
+        &self.plugin_runtime
+    }
+    fn plugins(&self) -> &BTreeMap<String, PluginConfig> {
+        &self.plugins
+    }
+    fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+    fn bundled(&self) -> Bundled {
+        crate::bundled::BUNDLED
     }
 }
 

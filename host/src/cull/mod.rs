@@ -21,8 +21,8 @@ use crate::config::{ConfigError, CullConfig};
 use crate::jupyterhub::{Hub, HubError, ServerModel, Stopped, timestamp_ms};
 use crate::metrics::Metrics;
 use crate::now_ms;
-use crate::plugins::PluginHost;
-use crate::plugins::bindings::{Decision, Server, ServerState};
+use bindery_runtime::PluginHost;
+use bindery_runtime::bindings::{Decision, Server, ServerState};
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

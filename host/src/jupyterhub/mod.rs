@@ -171,7 +171,7 @@ impl Hub {
     fn unreachable(&self, e: &reqwest::Error) -> HubError {
         HubError::Unreachable {
             url: self.api.to_string(),
-            reason: crate::error_chain(e),
+            reason: bindery_runtime::error_chain(e),
         }
     }
 

@@ -18,8 +18,8 @@ use super::policy::SpecPolicy;
 use crate::cache::{Freshness, RefCache};
 use crate::config::{Config, ConfigError, QuotaConfig};
 use crate::metrics::Metrics;
-use crate::plugins::bindings::{self, PluginError, RefLifetime};
-use crate::plugins::{CallError, PluginHost};
+use bindery_runtime::bindings::{self, PluginError, RefLifetime};
+use bindery_runtime::{CallError, PluginHost};
 
 /// A spec resolved to an immutable revision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

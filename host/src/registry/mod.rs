@@ -194,7 +194,7 @@ impl Registry {
             }
             OciDistributionError::RequestError(e) => RegistryError::Unreachable {
                 url,
-                reason: crate::error_chain(&e),
+                reason: bindery_runtime::error_chain(&e),
             },
             OciDistributionError::ServerError { code, message, .. } => RegistryError::Failed {
                 url,

@@ -15,7 +15,7 @@ use bindery::jupyterhub::Hub;
 use bindery::launch::hub::HubLauncher;
 use bindery::launch::{LaunchRequest, Launched, Launcher};
 use bindery::metrics::Metrics;
-use bindery::plugins::PluginHost;
+use bindery_runtime::PluginHost;
 use support::hub::{JupyterHub, PaginatedHub, built_repo};
 use support::kube::KubeApi;
 use support::registry::OciRegistry;

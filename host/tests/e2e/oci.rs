@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bindery::config::{OciPluginConfig, PluginConfig, RuntimeConfig};
-use bindery::plugins::PluginHost;
+use bindery_runtime::PluginHost;
 use serde_json::Value;
 use support::registry::OciRegistry;
 
@@ -137,7 +137,7 @@ async fn a_pushed_plugin_loads_by_digest_and_tampering_is_refused() {
         layer,
         format!(
             "sha256:{}",
-            bindery::plugins::engine::sha256_hex(&std::fs::read(&wasm).unwrap())
+            bindery_runtime::engine::sha256_hex(&std::fs::read(&wasm).unwrap())
         )
     );
 

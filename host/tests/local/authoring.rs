@@ -5,8 +5,8 @@ use crate::support;
 
 use bindery::authoring::{cargo, new_plugin};
 use bindery::config::{PluginConfig, RuntimeConfig};
-use bindery::plugins::PluginHost;
-use bindery::plugins::bindings::{PluginError, PluginKind};
+use bindery_runtime::PluginHost;
+use bindery_runtime::bindings::{PluginError, PluginKind};
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

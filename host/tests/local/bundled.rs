@@ -4,8 +4,8 @@
 use crate::support;
 
 use bindery::config::Config;
-use bindery::plugins::PluginHost;
-use bindery::plugins::bindings::{PluginError, RefLifetime};
+use bindery_runtime::PluginHost;
+use bindery_runtime::bindings::{PluginError, RefLifetime};
 use support::*;
 
 fn escaped(url: &str) -> String {

@@ -6,7 +6,7 @@ use crate::support;
 use std::time::{Duration, Instant};
 
 use bindery::config::{PluginConfig, RuntimeConfig};
-use bindery::plugins::{CompileOutcome, LoadError, PluginHost, Reloaded};
+use bindery_runtime::{CompileOutcome, LoadError, PluginHost, Reloaded};
 use support::*;
 
 async fn load_err(plugin: PluginConfig) -> LoadError {

@@ -11,7 +11,7 @@ use bindery::api::AppState;
 use bindery::app::App;
 use bindery::config::Config;
 use bindery::pipeline::{Notice, ResolveError, Resolved};
-use bindery::plugins::PluginHost;
+use bindery_runtime::PluginHost;
 use support::forges::{Forges, HYDROSHARE_ID, OLD_SHA, SHA, SWH_DIR, SWH_REL, SWH_SNP};
 use support::test_target_dir;
 

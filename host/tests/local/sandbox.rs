@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bindery::config::{PluginConfig, RuntimeConfig, SecretSource};
-use bindery::plugins::bindings::PluginError;
-use bindery::plugins::{CallError, PluginHost};
+use bindery_runtime::bindings::PluginError;
+use bindery_runtime::{CallError, PluginHost};
 use support::*;
 
 async fn hostile(

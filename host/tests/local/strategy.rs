@@ -9,8 +9,8 @@ use bindery::build::BuildRequest;
 use bindery::build::strategy::{PlanError, plan, repo_facts};
 use bindery::cache::Environment;
 use bindery::config::Config;
-use bindery::plugins::PluginHost;
-use bindery::plugins::bindings::{BuildPlan, Executor};
+use bindery_runtime::PluginHost;
+use bindery_runtime::bindings::{BuildPlan, Executor};
 
 fn resolved() -> BuildRequest {
     BuildRequest {

@@ -14,7 +14,7 @@ use bindery::cache::BuildRecord;
 use bindery::config::Config;
 use bindery::events::Event;
 use bindery::launch::{HealthCheck, LaunchError, LaunchRequest, Launched, Launcher};
-use bindery::plugins::PluginHost;
+use bindery_runtime::PluginHost;
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};

@@ -5,11 +5,17 @@
 //! Every call runs in a fresh store and instance made from a pre-linked
 //! `InstancePre`; nothing a plugin does survives its call, and a trap costs
 //! only that call.
+//!
+//! This crate knows nothing of the service around it: it reads only its own
+//! configuration ([`config`]), through [`PluginSettings`], and the components
+//! the embedder bundles. The `bindery` host loads its plugins with it.
+#![deny(missing_docs)]
 
 pub mod bindings;
-pub mod bundled;
 mod calls;
 pub mod capabilities;
+pub mod config;
+pub mod egress;
 pub mod engine;
 pub mod error;
 pub mod host;
@@ -19,6 +25,6 @@ pub mod oci;
 
 pub use capabilities::{Capability, DirRepo, RepoFiles};
 pub use engine::{CompileOutcome, Runtime};
-pub use error::{CallError, LoadError};
-pub use host::{PluginHost, Reloaded};
+pub use error::{CallError, LoadError, error_chain};
+pub use host::{PluginHost, PluginSettings, Reloaded};
 pub use loader::{LoadedPlugin, WIT_VERSION, kind_name};

@@ -118,3 +118,15 @@ pub enum CallError {
         message: String,
     },
 }
+
+/// An error and its sources, joined by `: `, each said once (libraries often
+/// repeat their source's text in their own message).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for text in std::iter::successors(Some(e), |s| s.source()).map(ToString::to_string) {
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}

@@ -13,8 +13,8 @@ use std::time::Duration;
 use url::Url;
 
 use super::CallState;
+use crate::bindings::git::{GitError, Host, RemoteRef};
 use crate::egress::{EgressDenied, EgressError, EgressPolicy, git_default_port};
-use crate::plugins::bindings::git::{GitError, Host, RemoteRef};
 
 pub(super) struct GitClient {
     egress: Arc<EgressPolicy>,

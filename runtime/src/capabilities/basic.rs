@@ -3,8 +3,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::CallState;
-use crate::plugins::bindings::LogLevel;
-use crate::plugins::bindings::provider::bindery::plugin::{clock, config, log};
+use crate::bindings::LogLevel;
+use crate::bindings::provider::bindery::plugin::{clock, config, log};
 
 /// Log lines one call may write; more would let a plugin flood the host's log.
 const MAX_LOG_LINES_PER_CALL: u32 = 1_000;

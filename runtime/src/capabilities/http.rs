@@ -14,9 +14,9 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::Url;
 
 use super::CallState;
+use crate::bindings::http::{Host, HttpError, Method, Request, Response};
 use crate::config::HttpLimits;
 use crate::egress::{EgressDenied, EgressError, EgressPolicy};
-use crate::plugins::bindings::http::{Host, HttpError, Method, Request, Response};
 
 /// Cached bodies larger than this are not kept.
 const MAX_CACHED_BODY: usize = 256 * 1024;

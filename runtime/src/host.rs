@@ -10,13 +10,13 @@ use std::time::{Duration, SystemTime};
 use super::bindings::{
     BuildPlan, Decision, DisplayConfig, PluginError, PluginKind, RepoFacts, Resolution, Server,
 };
+use super::calls;
 use super::capabilities::RepoFiles;
 use super::engine::{Runtime, sha256_hex};
 use super::error::{CallError, LoadError};
 use super::loader::{self, LoadedPlugin, kind_name};
 use super::oci::OciPlugins;
-use super::{bundled, calls};
-use crate::config::{Config, PluginConfig, PluginSource, RuntimeConfig};
+use crate::config::{PluginConfig, PluginSource, RuntimeConfig};
 
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,12 +47,42 @@ fn stamp(path: &Path) -> Option<Stamp> {
     })
 }
 
+/// Components compiled into the embedding binary: (name, component) pairs,
+/// loaded by `bundled = "<name>"`.
+pub type Bundled = &'static [(&'static str, &'static [u8])];
+
+/// What a plugin host is started from: the embedder's configuration.
+pub trait PluginSettings {
+    /// The runtime's limits.
+    fn runtime(&self) -> &RuntimeConfig;
+    /// Every configured plugin, by the name it is loaded under (disabled ones too).
+    fn plugins(&self) -> &BTreeMap<String, PluginConfig>;
+    /// Where the compile cache and pulled OCI components live unless the
+    /// runtime's configuration says otherwise.
+    fn data_dir(&self) -> &Path;
+    /// The components the embedder carries; none by default.
+    fn bundled(&self) -> Bundled {
+        &[]
+    }
+}
+
+/// The enabled plugins of `settings`, by name.
+fn enabled(settings: &impl PluginSettings) -> BTreeMap<String, PluginConfig> {
+    settings
+        .plugins()
+        .iter()
+        .filter(|(_, p)| p.enabled)
+        .map(|(n, p)| (n.clone(), p.clone()))
+        .collect()
+}
+
 /// The loaded plugins and the runtime they run in.
 pub struct PluginHost {
     runtime: Runtime,
     runtime_config: RuntimeConfig,
     configs: RwLock<BTreeMap<String, PluginConfig>>,
     oci: OciPlugins,
+    bundled: Bundled,
     plugins: RwLock<BTreeMap<String, Arc<LoadedPlugin>>>,
     stamps: Mutex<HashMap<String, Stamp>>,
     /// Bumped whenever a plugin is replaced, so answers derived from the set can be cached.
@@ -62,29 +92,21 @@ pub struct PluginHost {
 impl PluginHost {
     /// Starts the runtime and loads every enabled plugin. All failures are
     /// reported together, so an operator fixes a config in one pass.
-    pub async fn start(config: &Config) -> Result<Arc<Self>, Vec<LoadError>> {
-        let fuel = config.plugin_runtime.fuel.is_some()
-            || config.plugins.values().any(|p| p.fuel.is_some());
-        let runtime =
-            Runtime::new(&config.plugin_runtime, &config.data_dir, fuel).map_err(|reason| {
-                vec![LoadError::Rejected {
-                    plugin: "(runtime)".into(),
-                    reason,
-                }]
-            })?;
+    pub async fn start(settings: &impl PluginSettings) -> Result<Arc<Self>, Vec<LoadError>> {
+        let config = settings.runtime();
+        let fuel = config.fuel.is_some() || settings.plugins().values().any(|p| p.fuel.is_some());
+        let runtime = Runtime::new(config, settings.data_dir(), fuel).map_err(|reason| {
+            vec![LoadError::Rejected {
+                plugin: "(runtime)".into(),
+                reason,
+            }]
+        })?;
         let host = PluginHost {
             runtime,
-            runtime_config: config.plugin_runtime.clone(),
-            configs: RwLock::new(
-                config
-                    .enabled_plugins()
-                    .map(|(n, p)| (n.to_string(), p.clone()))
-                    .collect(),
-            ),
-            oci: OciPlugins::new(
-                &config.plugin_runtime.oci,
-                &config.data_dir.join("plugin-oci"),
-            ),
+            runtime_config: config.clone(),
+            configs: RwLock::new(enabled(settings)),
+            oci: OciPlugins::new(&config.oci, &settings.data_dir().join("plugin-oci")),
+            bundled: settings.bundled(),
             plugins: RwLock::default(),
             stamps: Mutex::default(),
             generation: AtomicU64::new(0),
@@ -140,12 +162,18 @@ impl PluginHost {
                 }
                 Ok(bytes)
             }
-            PluginSource::Bundled(b) => bundled::get(b).map(<[u8]>::to_vec).ok_or_else(|| {
-                read_err(format!(
-                    "this binary bundles no plugin `{b}` (it bundles: {})",
-                    bundled::names().join(", ")
-                ))
-            }),
+            PluginSource::Bundled(b) => self
+                .bundled
+                .iter()
+                .find(|(name, _)| name == b)
+                .map(|(_, wasm)| wasm.to_vec())
+                .ok_or_else(|| {
+                    let names: Vec<&str> = self.bundled.iter().map(|(n, _)| *n).collect();
+                    read_err(format!(
+                        "this binary bundles no plugin `{b}` (it bundles: {})",
+                        names.join(", ")
+                    ))
+                }),
             PluginSource::Oci(reference) => self.oci.pull(reference).await.map_err(read_err),
         }
     }
@@ -251,11 +279,11 @@ impl PluginHost {
     /// changed (a new `oci` digest, path, grants or config) are loaded again,
     /// new ones loaded, removed or disabled ones unloaded. A plugin that fails
     /// to load keeps its old version and its old entry.
-    pub async fn reconfigure(&self, config: &Config) -> Vec<(String, Result<Reloaded, LoadError>)> {
-        let wanted: BTreeMap<String, PluginConfig> = config
-            .enabled_plugins()
-            .map(|(n, p)| (n.to_string(), p.clone()))
-            .collect();
+    pub async fn reconfigure(
+        &self,
+        settings: &impl PluginSettings,
+    ) -> Vec<(String, Result<Reloaded, LoadError>)> {
+        let wanted = enabled(settings);
         let old = self.configs.read().expect("configs lock").clone();
         let mut out = Vec::new();
         for (name, entry) in &wanted {

@@ -4,7 +4,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use super::CallState;
-use crate::plugins::bindings::build_strategy::bindery::plugin::repo_files::Host;
+use crate::bindings::build_strategy::bindery::plugin::repo_files::Host;
 
 /// Files larger than this read as absent: strategies ask for small config files.
 pub const MAX_REPO_FILE_BYTES: u64 = 1 << 20;

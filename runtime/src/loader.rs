@@ -54,6 +54,12 @@ pub struct LoadedPlugin {
 }
 
 impl LoadedPlugin {
+    /// The hosts and networks this plugin may reach, as its grants say: the
+    /// host checks its own fetches for the plugin's repositories against it too.
+    pub fn egress(&self) -> &crate::egress::EgressPolicy {
+        self.grants.egress()
+    }
+
     /// Its kind.
     pub fn kind(&self) -> PluginKind {
         self.metadata.kind

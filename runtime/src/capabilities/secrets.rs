@@ -1,7 +1,7 @@
 //! The `secrets` capability: values by name, each granted individually.
 
 use super::CallState;
-use crate::plugins::bindings::secrets::{Host, SecretError};
+use crate::bindings::secrets::{Host, SecretError};
 
 impl Host for CallState {
     fn get(&mut self, name: String) -> Result<String, SecretError> {

@@ -26,10 +26,10 @@ macro_rules! world_sharing_types {
             path: "../wit",
             exports: { default: async },
             with: {
-                "bindery:plugin/types": crate::plugins::bindings::provider::bindery::plugin::types,
-                "bindery:plugin/log": crate::plugins::bindings::provider::bindery::plugin::log,
-                "bindery:plugin/clock": crate::plugins::bindings::provider::bindery::plugin::clock,
-                "bindery:plugin/config": crate::plugins::bindings::provider::bindery::plugin::config,
+                "bindery:plugin/types": crate::bindings::provider::bindery::plugin::types,
+                "bindery:plugin/log": crate::bindings::provider::bindery::plugin::log,
+                "bindery:plugin/clock": crate::bindings::provider::bindery::plugin::clock,
+                "bindery:plugin/config": crate::bindings::provider::bindery::plugin::config,
             },
         });
     };

@@ -1,4 +1,6 @@
-//! `[plugin_runtime]` and `[plugins.*]`: the runtime's limits, and each plugin's source and grants.
+//! The runtime's configuration, as the host's `[plugin_runtime]` and
+//! `[plugins.*]` sections read it: the runtime's limits, and each plugin's
+//! source and grants.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -6,7 +8,11 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::ConfigError;
+/// A plugin entry that names no source, or more than one, or an unpinned OCI
+/// reference; the message names the entry and says how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PluginConfigError(pub String);
 
 /// Per-repository settings for specs matching `pattern` (upstream's `spec_config`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -208,7 +214,7 @@ impl std::fmt::Display for PluginSource {
 
 impl PluginConfig {
     /// The source, or why the entry names none or two.
-    pub fn source(&self, name: &str) -> Result<PluginSource, ConfigError> {
+    pub fn source(&self, name: &str) -> Result<PluginSource, PluginConfigError> {
         match (&self.path, &self.bundled, &self.oci) {
             (Some(p), None, None) => Ok(PluginSource::Path(p.clone())),
             (None, Some(b), None) => Ok(PluginSource::Bundled(b.clone())),
@@ -224,16 +230,16 @@ impl PluginConfig {
                                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
                     });
                 if !pinned {
-                    return Err(ConfigError::Invalid(format!(
+                    return Err(PluginConfigError(format!(
                         "[plugins.{name}] oci = {r:?}: pin the component by digest, `oci://<registry>/<repository>@sha256:<64 hex>` (`bindery plugin push` prints it)"
                     )));
                 }
                 Ok(PluginSource::Oci(reference.to_string()))
             }
-            (None, None, None) => Err(ConfigError::Invalid(format!(
+            (None, None, None) => Err(PluginConfigError(format!(
                 "[plugins.{name}] needs `path = \"…/plugin.wasm\"`, `bundled = \"<name>\"` or `oci = \"oci://…@sha256:…\"`"
             ))),
-            _ => Err(ConfigError::Invalid(format!(
+            _ => Err(PluginConfigError(format!(
                 "[plugins.{name}] names more than one of `path`, `bundled` and `oci`; keep one"
             ))),
         }
