@@ -200,12 +200,22 @@ impl PluginHost {
 
     async fn load_named(&self, name: &str) -> Result<LoadedPlugin, LoadError> {
         let (source, config, wasm) = self.fetch(name).await?;
+        self.load(name, source, &wasm, &config).await
+    }
+
+    async fn load(
+        &self,
+        name: &str,
+        source: PluginSource,
+        wasm: &[u8],
+        config: &PluginConfig,
+    ) -> Result<LoadedPlugin, LoadError> {
         loader::load(
             &self.runtime,
             name,
             source,
-            &wasm,
-            &config,
+            wasm,
+            config,
             &self.runtime_config,
         )
         .await
@@ -224,17 +234,7 @@ impl PluginHost {
         if !relink && old.as_ref().is_some_and(|o| o.sha256 == sha256_hex(&wasm)) {
             return Ok(Reloaded::Unchanged);
         }
-        let new = Arc::new(
-            loader::load(
-                &self.runtime,
-                name,
-                source,
-                &wasm,
-                &config,
-                &self.runtime_config,
-            )
-            .await?,
-        );
+        let new = Arc::new(self.load(name, source, &wasm, &config).await?);
         let outcome = Reloaded::Replaced {
             old: old.map(|o| o.sha256.clone()).unwrap_or_default(),
             new: new.sha256.clone(),

@@ -82,6 +82,19 @@ impl MockContext {
         self.with_response(url, Ok(response))
     }
 
+    /// Answers requests to `url` as a landing page reached through redirects
+    /// that end at `final_url` (what a DOI resolver does), with an empty body.
+    pub fn with_redirect(self, url: &str, final_url: &str) -> Self {
+        let response = Response {
+            status: 200,
+            headers: vec![],
+            body: vec![],
+            final_url: final_url.into(),
+            revalidated: false,
+        };
+        self.with_response(url, Ok(response))
+    }
+
     /// Answers `ls_remote(url)` with these `(name, oid)` refs.
     pub fn with_remote(mut self, url: &str, refs: &[(&str, &str)]) -> Self {
         let refs = refs

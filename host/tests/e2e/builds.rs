@@ -14,23 +14,10 @@ use bindery::app::Builds;
 use support::engine::{DOCKERFILE, TestRepo, build_config, engine, noise};
 use support::faults::{CutProxy, SmallDisk};
 use support::registry::OciRegistry;
-use support::service::{Service, Stream, git_spec, sse};
+use support::service::{Service, Stream, build_only, git_spec};
 
 async fn build(s: &Service, repo: &TestRepo, reference: &str) -> Stream {
-    sse(&format!(
-        "{}/build/git/{}?build_only=true",
-        s.base,
-        git_spec(&repo.url, reference)
-    ))
-    .await
-}
-
-fn messages(stream: &Stream) -> String {
-    stream
-        .events
-        .iter()
-        .filter_map(|e| e["message"].as_str())
-        .collect()
+    build_only(&s.base, &repo.url, reference).await
 }
 
 /// Runs `script` in `image`, pulled from the registry by the engine.
@@ -82,7 +69,7 @@ async fn a_full_build_then_a_content_only_commit_is_a_layer_that_runs() {
 
     let full = build(&s, &repo, &first).await;
     assert_eq!(full.last()["phase"], "ready", "{}", full.raw);
-    let log = messages(&full);
+    let log = full.messages();
     assert!(
         log.contains("Building with repo2docker (DockerBuildPack) on the local executor"),
         "{log}"
@@ -125,7 +112,7 @@ async fn a_full_build_then_a_content_only_commit_is_a_layer_that_runs() {
     let layered = build(&s, &repo, &second).await;
     assert_eq!(layered.last()["phase"], "ready", "{}", layered.raw);
     assert!(
-        messages(&layered).contains("as a layer (no engine)"),
+        layered.messages().contains("as a layer (no engine)"),
         "{}",
         layered.raw
     );
@@ -235,7 +222,7 @@ async fn failing_and_overlong_builds_fail_with_their_log_and_nothing_is_pushed()
     let got = build(&s, &repo, &failing).await;
     assert_eq!(got.last()["phase"], "failed", "{}", got.raw);
     assert!(
-        messages(&got).contains("about to fail"),
+        got.messages().contains("about to fail"),
         "the build's log reaches the user: {}",
         got.raw
     );
@@ -405,7 +392,7 @@ async fn a_registry_that_dies_mid_push_or_is_full_leaves_nothing_half_pushed() {
     let got = build(&s, &repo, &bigger).await;
     assert_eq!(got.last()["phase"], "ready", "{}", got.raw);
     assert!(
-        messages(&got).contains("as a layer (no engine)"),
+        got.messages().contains("as a layer (no engine)"),
         "{}",
         got.raw
     );
@@ -494,6 +481,6 @@ async fn a_build_nobody_watches_is_stopped_when_the_config_says_so() {
         "sleep 3\necho '{\"phase\": \"failed\", \"message\": \"the real outcome\\n\"}'\nexit 1",
     );
     let got = build(&s, &repo, &sha).await;
-    assert!(messages(&got).contains("the real outcome"), "{}", got.raw);
-    assert!(!messages(&got).contains("Nobody watched"), "{}", got.raw);
+    assert!(got.messages().contains("the real outcome"), "{}", got.raw);
+    assert!(!got.messages().contains("Nobody watched"), "{}", got.raw);
 }

@@ -15,7 +15,7 @@ use serde_json::json;
 use support::engine::{DOCKERFILE, TestRepo, build_config, engine};
 use support::kube::KubeApi;
 use support::registry::OciRegistry;
-use support::service::{Process, Service, Stream, git_spec, sse};
+use support::service::{Process, Service, Stream, build_only, git_spec, sse};
 
 /// Upstream's default builder image; the double runs the real repo2docker for it.
 const BUILDER: &str = "quay.io/jupyterhub/repo2docker:2024.07.0";
@@ -47,20 +47,7 @@ async fn config(
 }
 
 async fn build(s: &Service, repo: &TestRepo, reference: &str) -> Stream {
-    sse(&format!(
-        "{}/build/git/{}?build_only=true",
-        s.base,
-        git_spec(&repo.url, reference)
-    ))
-    .await
-}
-
-fn messages(stream: &Stream) -> String {
-    stream
-        .events
-        .iter()
-        .filter_map(|e| e["message"].as_str())
-        .collect()
+    build_only(&s.base, &repo.url, reference).await
 }
 
 /// The name of the `n`th pod created, once it is.
@@ -106,7 +93,7 @@ async fn a_build_pod_as_upstream_makes_it_builds_pushes_and_is_deleted() {
     let got = build(&s, &repo, &sha).await;
     assert_eq!(got.last()["phase"], "ready", "{}", got.raw);
     assert!(
-        messages(&got).contains("on the kubernetes executor"),
+        got.messages().contains("on the kubernetes executor"),
         "{}",
         got.raw
     );
@@ -277,7 +264,8 @@ async fn a_failing_pod_an_unpullable_builder_and_an_eviction_are_clear_failures(
     let got = build(&s, &repo, &sha).await;
     assert_eq!(got.last()["phase"], "failed", "{}", got.raw);
     assert!(
-        messages(&got).contains("Error during build: the command returned 1"),
+        got.messages()
+            .contains("Error during build: the command returned 1"),
         "{}",
         got.raw
     );
@@ -301,7 +289,7 @@ async fn a_failing_pod_an_unpullable_builder_and_an_eviction_are_clear_failures(
     let s = Service::start_with(c, Builds::Planned, None).await;
     let got = build(&s, &repo, &sha).await;
     assert_eq!(got.last()["phase"], "failed", "{}", got.raw);
-    let said = messages(&got);
+    let said = got.messages();
     assert!(said.contains("The build pod is waiting: ErrImagePull: failed to pull image \"registry.invalid/repo2docker:none\""), "{said}");
     assert!(
         said.contains("The build took longer than its limit of 3 s and its pod was deleted."),
@@ -330,7 +318,7 @@ async fn a_failing_pod_an_unpullable_builder_and_an_eviction_are_clear_failures(
     api.evict(NS, &name);
     let got = client.await.unwrap();
     assert_eq!(got.last()["phase"], "failed", "{}", got.raw);
-    let said = messages(&got);
+    let said = got.messages();
     assert!(said.contains("Step 1/2"), "the log so far: {said}");
     assert!(
         said.contains(&format!(
@@ -488,7 +476,7 @@ async fn one_build_pod_across_hosts_and_a_sigkilled_restart() {
     let from_b = b_client.await.unwrap();
     assert_eq!(from_b.last()["phase"], "ready", "{}", from_b.raw);
     assert!(
-        messages(&from_b).contains(&format!(
+        from_b.messages().contains(&format!(
             "Found build pod {name} already running; following it."
         )),
         "{}",
@@ -503,7 +491,7 @@ async fn one_build_pod_across_hosts_and_a_sigkilled_restart() {
         from_a.raw
     );
     assert!(
-        !messages(&from_a).contains("already running"),
+        !from_a.messages().contains("already running"),
         "the restarted host watches the pod it recorded, not a new create: {}",
         from_a.raw
     );

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use support::browser::Browser;
 use support::engine::engine;
+use support::git;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -134,21 +135,6 @@ impl Drop for Quickstart {
         }
         while self.stdout.try_recv().is_ok() {}
     }
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 fn artifacts() -> PathBuf {

@@ -25,7 +25,7 @@ use bindery_runtime::PluginHost;
 use bindery_runtime::bindings::PluginError;
 use bindery_runtime::error::LoadError;
 use support::registry::OciRegistry;
-use support::service::{Process, Service, TestBuilder, git_spec, sse};
+use support::service::{Process, Service, TestBuilder, build_only, git_spec, sse};
 use support::{GitDaemon, config_with, fixture, http_server, plugin_at, test_target_dir};
 
 fn escaped(s: &str) -> String {
@@ -208,13 +208,7 @@ async fn the_git_import_fetches_only_from_addresses_its_provider_may_reach() {
     let sha = "0123456789abcdef0123456789abcdef01234567";
     let build = |url: String| {
         let base = s.base.clone();
-        async move {
-            sse(&format!(
-                "{base}/build/git/{}?build_only=true",
-                git_spec(&url, sha)
-            ))
-            .await
-        }
+        async move { build_only(&base, &url, sha).await }
     };
     for url in [
         format!("git://127.0.0.1:{}/repo.git", daemon.port),
@@ -506,11 +500,7 @@ async fn names_that_resolve_to_forbidden_addresses_are_refused() {
     ] {
         let url = format!("http://{name}/repo.git");
         // Resolving a branch asks the server (the provider's ls-remote)...
-        let got = sse(&format!(
-            "{base}/build/git/{}?build_only=true",
-            git_spec(&url, "main")
-        ))
-        .await;
+        let got = build_only(&base, &url, "main").await;
         let m = got.last()["message"]
             .as_str()
             .unwrap_or_default()
@@ -521,11 +511,7 @@ async fn names_that_resolve_to_forbidden_addresses_are_refused() {
             got.raw
         );
         // ...a sha does not, so the host's git import is what refuses it.
-        let got = sse(&format!(
-            "{base}/build/git/{}?build_only=true",
-            git_spec(&url, sha)
-        ))
-        .await;
+        let got = build_only(&base, &url, sha).await;
         let m = got.last()["message"]
             .as_str()
             .unwrap_or_default()

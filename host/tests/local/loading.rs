@@ -193,11 +193,15 @@ async fn the_second_start_loads_from_the_compile_cache() {
     let artifact = second.runtime().cache_path(&warm.sha256);
     drop((second, warm, cold));
     std::fs::write(&artifact, b"corrupt").unwrap();
-    let third = start(data.path(), hostile_granted()).await;
     assert_eq!(
-        third.get("hostile").unwrap().compiled,
+        compiled(data.path(), hostile_granted()).await,
         CompileOutcome::Compiled
     );
+}
+
+/// How the hostile plugin's component was obtained when a host starts with `plugin`.
+async fn compiled(data: &std::path::Path, plugin: PluginConfig) -> CompileOutcome {
+    start(data, plugin).await.get("hostile").unwrap().compiled
 }
 
 #[tokio::test]
@@ -215,42 +219,23 @@ async fn a_changed_component_or_engine_config_recompiles() {
         ),
     )
     .unwrap();
-    let host = start(
-        data.path(),
-        PluginConfig {
-            path: Some(changed),
-            ..hostile_granted()
-        },
-    )
-    .await;
-    assert_eq!(
-        host.get("hostile").unwrap().compiled,
-        CompileOutcome::Compiled
-    );
+    let path = PluginConfig {
+        path: Some(changed),
+        ..hostile_granted()
+    };
+    assert_eq!(compiled(data.path(), path).await, CompileOutcome::Compiled);
 
     // Fuel metering changes the generated code: the same component recompiles.
-    let host = start(
-        data.path(),
-        PluginConfig {
-            fuel: Some(1 << 30),
-            ..hostile_granted()
-        },
-    )
-    .await;
+    let fuel = || PluginConfig {
+        fuel: Some(1 << 30),
+        ..hostile_granted()
+    };
     assert_eq!(
-        host.get("hostile").unwrap().compiled,
+        compiled(data.path(), fuel()).await,
         CompileOutcome::Compiled
     );
-    let again = start(
-        data.path(),
-        PluginConfig {
-            fuel: Some(1 << 30),
-            ..hostile_granted()
-        },
-    )
-    .await;
     assert_eq!(
-        again.get("hostile").unwrap().compiled,
+        compiled(data.path(), fuel()).await,
         CompileOutcome::FromCache
     );
 }

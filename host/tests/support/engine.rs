@@ -3,14 +3,14 @@
 //! images made here with debootstrap (no public registry is reachable), plus
 //! git repositories the tests commit to.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use bindery::config::Config;
 
-use super::GitDaemon;
 use super::registry::OciRegistry;
+use super::{GitDaemon, git};
 
 /// A repository whose Dockerfile copies its content where repo2docker would.
 pub const DOCKERFILE: &[u8] =
@@ -69,21 +69,6 @@ pub struct TestRepo {
     pub daemon: GitDaemon,
     pub url: String,
     work: tempfile::TempDir,
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 impl TestRepo {

@@ -162,29 +162,26 @@ pub mod forges;
 
 /// A bare repository `path` (e.g. `group/project.git`) under `<root>/srv`, with
 /// one commit on `main` tagged `v1.0`; returns the commit's sha.
+/// Runs `git args` in `dir` as a test author (on `main` by default) and
+/// returns its output, trimmed; a failure fails the test with git's words.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
+        .args(["-c", "init.defaultBranch=main"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 fn bare_repo(root: &Path, path: &str) -> String {
     let work = root.join("work");
-    let git = |dir: &Path, args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .current_dir(dir)
-            .args([
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@example.org",
-                "-c",
-                "init.defaultBranch=main",
-            ])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
     std::fs::create_dir_all(&work).unwrap();
     git(&work, &["init", "-q"]);
     std::fs::write(work.join("README.md"), "hello\n").unwrap();

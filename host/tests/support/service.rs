@@ -160,6 +160,24 @@ impl Stream {
             .map(|e| e["phase"].as_str().unwrap_or_default())
             .collect()
     }
+
+    /// Every event's message, in order, as one text.
+    pub fn messages(&self) -> String {
+        self.events
+            .iter()
+            .filter_map(|e| e["message"].as_str())
+            .collect()
+    }
+}
+
+/// Builds `reference` of the repository at `repo_url` through `/build` with
+/// `build_only=true` (no launch), reading the stream to its end.
+pub async fn build_only(base: &str, repo_url: &str, reference: &str) -> Stream {
+    sse(&format!(
+        "{base}/build/git/{}?build_only=true",
+        git_spec(repo_url, reference)
+    ))
+    .await
 }
 
 /// GETs `url` as an EventSource would and reads the stream to its end.

@@ -133,7 +133,6 @@ bindery_sdk::export_provider!(Dataverse);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bindery_sdk::http::Response;
     use bindery_sdk::testing::MockContext;
     use proptest::prelude::*;
 
@@ -144,15 +143,8 @@ mod tests {
 
     #[test]
     fn resolves_like_upstream() {
-        let r = Response {
-            status: 200,
-            headers: vec![],
-            body: vec![],
-            final_url: LANDING.into(),
-            revalidated: false,
-        };
         let ctx = MockContext::new()
-            .with_response("https://doi.org/10.7910/DVN/TJCLKP", Ok(r))
+            .with_redirect("https://doi.org/10.7910/DVN/TJCLKP", LANDING)
             .with_json("https://dataverse.harvard.edu/api/datasets/:persistentId?persistentId=doi:10.7910/DVN/TJCLKP", 200, DATASET);
         let r = Dataverse::resolve(&ctx, "10.7910/DVN/TJCLKP").unwrap();
         assert_eq!(r.resolved_ref, "3035124.v3.0");

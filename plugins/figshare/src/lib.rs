@@ -121,19 +121,11 @@ bindery_sdk::export_provider!(Figshare);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bindery_sdk::http::Response;
     use bindery_sdk::testing::MockContext;
     use proptest::prelude::*;
 
     fn landing(doi: &str, to: &str) -> MockContext {
-        let r = Response {
-            status: 200,
-            headers: vec![],
-            body: vec![],
-            final_url: to.into(),
-            revalidated: false,
-        };
-        MockContext::new().with_response(&format!("https://doi.org/{doi}"), Ok(r))
+        MockContext::new().with_redirect(&format!("https://doi.org/{doi}"), to)
     }
 
     #[test]
