@@ -46,11 +46,7 @@ async fn main() {
 
     let mut starts = Vec::new();
     for _ in 0..RUNS {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = support::free_port();
         let name = format!("bindery-bench-{port}");
         let started = Instant::now();
         let run = engine().docker(&[

@@ -129,11 +129,7 @@ fn serve_start(label: &str, config_toml: &str, rounds: usize) {
     let mut samples = Vec::new();
     let mut rss_kib = Vec::new();
     for round in 0..=rounds {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = support::free_port();
         let t = Instant::now();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bindery"))
             .args([

@@ -75,15 +75,7 @@ async fn a_hub_that_dies_while_a_server_starts_fails_the_launch_clearly() {
     assert!(got.phases().contains(&"launching"), "{}", got.raw);
     // The image is still there, and the next launch finds it and is refused
     // only for the hub.
-    assert!(
-        s.state
-            .pipeline
-            .registry
-            .lookup(&image)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(s.image_digest(&image).await.is_some());
     let again = launch(&s, &repo, &sha, "").await;
     assert_eq!(
         again
@@ -167,13 +159,7 @@ async fn an_engine_killed_mid_build_fails_the_build_and_a_retry_builds() {
         bindery::registry::naming::safe_build_slug(&repo.url, 255 - registry.host().len() - 7, 6);
     let image = format!("{}/binder-{slug}:{sha}", registry.host());
     assert!(
-        s.state
-            .pipeline
-            .registry
-            .lookup(&image)
-            .await
-            .unwrap()
-            .is_none(),
+        s.image_digest(&image).await.is_none(),
         "nothing half-built is in the registry"
     );
     // With the engine back, the same link builds.
@@ -235,10 +221,7 @@ async fn a_corrupted_cache_is_moved_aside_and_bindery_starts_empty_and_says_so()
     let repo = TestRepo::new();
     repo.commit(&[("README.md", b"hello\n")], &[]);
     let mut c = support::service::config(data.path(), Some(&registry));
-    c.listen = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    c.listen = support::free_addr();
     c.web.rate_limit.limit = 0;
     c.web.api_only = true;
     // sled's files, overwritten with garbage (a disk error, a bad restore).
@@ -294,10 +277,7 @@ async fn bindery_sigkilled_mid_build_follows_the_build_it_left_and_builds_once()
     let repo = TestRepo::new();
     let sha = repo.commit(&[("Dockerfile", &slow_dockerfile(&repo, 8))], &[]);
     let mut c = build_config(data.path(), &registry).await;
-    c.listen = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    c.listen = support::free_addr();
     // repo2docker behind a wrapper that counts its starts.
     let starts = data.path().join("starts");
     let wrapper = data.path().join("repo2docker.sh");

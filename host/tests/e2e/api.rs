@@ -12,7 +12,9 @@ use bindery::config::{BanNetwork, Config};
 use serde_json::Value;
 use support::GitDaemon;
 use support::registry::OciRegistry;
-use support::service::{Service, TestBuilder, TestLauncher, config, git_spec, sse, sse_with};
+use support::service::{
+    Service, TestBuilder, TestLauncher, config, git_spec, page_build_token, sse, sse_with,
+};
 
 struct World {
     _daemon: GitDaemon,
@@ -140,12 +142,8 @@ async fn a_launch_streams_from_resolution_to_ready_and_the_next_finds_the_image(
     assert_eq!(ready["binder_launch_host"], format!("{}/", s.base));
     assert_eq!(launcher.last.lock().unwrap().as_ref().unwrap().image, image);
     assert_eq!(
-        s.state
-            .pipeline
-            .registry
-            .lookup(&image)
+        s.image_digest(&image)
             .await
-            .unwrap()
             .map(|d| d.starts_with("sha256:")),
         Some(true),
         "pushed"
@@ -335,19 +333,7 @@ async fn the_rate_limit_counts_per_address_and_a_build_token_skips_it() {
 
     // The /v2 page's token lets its own request through.
     let spec = git_spec(&w.url, "main");
-    let page = reqwest::get(format!("{}/v2/git/{spec}", s.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let token = page
-        .split("\"buildToken\":\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
+    let token = page_build_token(&s.base, &spec).await;
     let with_token = sse(&format!("{url}?build_token={token}")).await;
     assert_eq!(with_token.last()["phase"], "ready", "{}", with_token.raw);
     assert!(with_token.headers.get("x-ratelimit-remaining").is_none());

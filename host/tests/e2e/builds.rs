@@ -81,13 +81,7 @@ async fn a_full_build_then_a_content_only_commit_is_a_layer_that_runs() {
     );
     let image = full.last()["imageName"].as_str().unwrap().to_string();
     assert!(
-        s.state
-            .pipeline
-            .registry
-            .lookup(&image)
-            .await
-            .unwrap()
-            .is_some(),
+        s.image_digest(&image).await.is_some(),
         "pushed to the registry"
     );
     assert!(
@@ -151,12 +145,7 @@ async fn a_full_build_then_a_content_only_commit_is_a_layer_that_runs() {
     );
 
     // And Jupyter starts in it and serves the repository's notebook.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
+    let port = support::free_port().to_string();
     let name = format!("bindery-layer-test-{port}");
     let started = engine().docker(&[
         "run",
@@ -230,10 +219,7 @@ async fn failing_and_overlong_builds_fail_with_their_log_and_nothing_is_pushed()
         &bindery::registry::naming::safe_build_slug(&repo.url, 255 - 22 - 7, 6),
         &failing,
     );
-    assert_eq!(
-        s.state.pipeline.registry.lookup(&image).await.unwrap(),
-        None
-    );
+    assert_eq!(s.image_digest(&image).await, None);
 
     let slow = repo.commit(
         &[(
@@ -360,7 +346,7 @@ async fn a_registry_that_dies_mid_push_or_is_full_leaves_nothing_half_pushed() {
         &content,
     );
     assert_eq!(
-        s.state.pipeline.registry.lookup(&image).await.unwrap(),
+        s.image_digest(&image).await,
         None,
         "no manifest: nothing half-pushed is called built"
     );
@@ -382,10 +368,7 @@ async fn a_registry_that_dies_mid_push_or_is_full_leaves_nothing_half_pushed() {
         &bindery::registry::naming::safe_build_slug(&repo.url, 255 - 22 - 7, 6),
         &bigger,
     );
-    assert_eq!(
-        s.state.pipeline.registry.lookup(&image).await.unwrap(),
-        None
-    );
+    assert_eq!(s.image_digest(&image).await, None);
 
     // Space again: the same commit builds, still as a layer: the environment image was not forgotten.
     disk.resize(2 << 30);

@@ -30,11 +30,7 @@ async fn the_image_runs_bindery_as_a_non_root_user_and_answers_health() {
         "uid=10001(bindery) gid=10001(bindery) groups=10001(bindery)"
     );
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let name = format!("bindery-image-test-{port}");
     let started = e.docker(&[
         "run",

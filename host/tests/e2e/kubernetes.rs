@@ -104,13 +104,7 @@ async fn a_build_pod_as_upstream_makes_it_builds_pushes_and_is_deleted() {
     );
     let image = got.last()["imageName"].as_str().unwrap();
     assert!(
-        s.state
-            .pipeline
-            .registry
-            .lookup(image)
-            .await
-            .unwrap()
-            .is_some(),
+        s.image_digest(image).await.is_some(),
         "pushed to the registry"
     );
     assert!(
@@ -332,14 +326,7 @@ async fn a_failing_pod_an_unpullable_builder_and_an_eviction_are_clear_failures(
 async fn registry_has_none(s: &Service, got: &Stream) -> bool {
     let image = got.events.iter().find_map(|e| e["imageName"].as_str());
     match image {
-        Some(image) => s
-            .state
-            .pipeline
-            .registry
-            .lookup(image)
-            .await
-            .unwrap()
-            .is_none(),
+        Some(image) => s.image_digest(image).await.is_none(),
         None => true,
     }
 }
@@ -496,15 +483,7 @@ async fn one_build_pod_across_hosts_and_a_sigkilled_restart() {
         from_a.raw
     );
     let image = from_a.last()["imageName"].as_str().unwrap();
-    assert!(
-        b.state
-            .pipeline
-            .registry
-            .lookup(image)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(b.image_digest(image).await.is_some());
     drop(host_a);
     let record = bindery::cache::Cache::open(a_dir.path())
         .unwrap()

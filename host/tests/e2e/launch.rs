@@ -247,14 +247,7 @@ async fn a_hub_that_is_down_or_failing_gets_retries_then_a_clear_failure() {
 
     // Nothing listens there.
     let data = tempfile::tempdir().unwrap();
-    let down = format!(
-        "http://127.0.0.1:{}/",
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    );
+    let down = format!("http://127.0.0.1:{}/", support::free_port());
     let s = launch_service(launch_config(data.path(), &registry, &down, "t")).await;
     let got = launch(&s, &repo, &sha).await;
     assert_eq!(got.last()["phase"], "failed", "{}", got.raw);

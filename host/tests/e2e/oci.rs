@@ -206,11 +206,7 @@ async fn a_changed_reference_in_the_config_file_is_loaded_without_a_restart() {
     let registry = OciRegistry::start(None);
     let dir = tempfile::tempdir().unwrap();
     let config_file = dir.path().join("bindery.toml");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let write_config = |reference: &str, extra: &str| {
         let text = format!(
             "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nadmin_token = \"admin\"\n[plugin_runtime]\nreload_interval_ms = 200\n[plugin_runtime.oci]\ninsecure_registries = [\"{}\"]\n[plugins.campus]\noci = \"{reference}\"\nhosts = [\"*\"]\nconfig = {{ base_url = \"https://forge.example.org\" }}\n{extra}",

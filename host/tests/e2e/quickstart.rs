@@ -18,15 +18,7 @@ use std::time::{Duration, Instant};
 
 use support::browser::Browser;
 use support::engine::engine;
-use support::git;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::{free_port, git};
 
 /// Four free ports in a row from the hub's: the hub, its API, the proxy's API.
 fn free_hub_port() -> u16 {

@@ -25,8 +25,12 @@ use bindery_runtime::PluginHost;
 use bindery_runtime::bindings::PluginError;
 use bindery_runtime::error::LoadError;
 use support::registry::OciRegistry;
-use support::service::{Process, Service, TestBuilder, build_only, git_spec, sse};
-use support::{GitDaemon, config_with, fixture, http_server, plugin_at, test_target_dir};
+use support::service::{
+    Process, Service, TestBuilder, build_only, git_spec, page_build_token, sse,
+};
+use support::{
+    API_PROVIDERS, GitDaemon, config_with, fixture, http_server, plugin_at, test_target_dir,
+};
 
 fn escaped(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
@@ -69,18 +73,10 @@ fn forbidden(victim: u16) -> Vec<String> {
     ]
 }
 
-const PROVIDERS: [&str; 10] = [
-    "gh",
-    "gist",
-    "gl",
-    "zenodo",
-    "figshare",
-    "hydroshare",
-    "dataverse",
-    "ckan",
-    "swh",
-    "git",
-];
+/// Every bundled provider.
+fn providers() -> impl Iterator<Item = &'static str> {
+    API_PROVIDERS.into_iter().chain(["git"])
+}
 
 /// The embedded defaults, every provider allowed every host name (the most
 /// an operator can open) and only 127.0.0.2 of the non-public addresses, its
@@ -89,7 +85,7 @@ fn open_config(data: &std::path::Path, redirector: &str) -> Config {
     let mut config = Config::load(None).unwrap();
     config.data_dir = data.to_path_buf();
     config.plugin_runtime.compile_cache_dir = Some(test_target_dir().join("compile-cache"));
-    for name in PROVIDERS {
+    for name in providers() {
         let p = config.plugins.get_mut(name).unwrap();
         p.hosts = vec!["*".into()];
         p.private_networks = vec!["127.0.0.2/32".parse().unwrap()];
@@ -162,7 +158,7 @@ async fn no_provider_reaches_loopback_metadata_or_private_networks() {
     for to in forbidden(victim) {
         *target.lock().unwrap() = to.clone();
         // Through a redirect from the provider's own (granted) API.
-        for provider in PROVIDERS {
+        for provider in providers() {
             n += 1;
             let s = spec(provider, &format!("{redirector}/"), n);
             refused(
@@ -395,20 +391,7 @@ async fn the_rate_limit_and_build_tokens_hold_under_a_burst() {
     assert_eq!(limited, 90, "the limit of 10 let {} through", 100 - limited);
 
     // The page's token still works, for its own spec, at once for many.
-    let page = reqwest::get(format!("{}/v2/git/{spec}", s.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let token = page
-        .split("\"buildToken\":\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let token = page_build_token(&s.base, &spec).await;
     let burst: Vec<_> = (0..50)
         .map(|_| tokio::spawn(sse_owned(format!("{url}?build_token={token}"))))
         .collect();
@@ -476,10 +459,7 @@ async fn names_that_resolve_to_forbidden_addresses_are_refused() {
     let hosts = data.path().join("hosts");
     std::fs::write(&hosts, "127.0.0.1 localhost\n::1 localhost\n127.0.0.1 sneaky.example.org\n::1 sneaky6.example.org\n169.254.169.254 metadata.example.org\n10.0.0.1 intranet.example.org\n192.168.1.1 router.example.org\n").unwrap();
     let mut c = support::service::config(data.path(), None);
-    c.listen = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    c.listen = support::free_addr();
     c.plugins.get_mut("git").unwrap().private_networks = vec!["127.0.0.2/32".parse().unwrap()];
     c.web.api_only = true;
     c.web.rate_limit.limit = 0;

@@ -12,6 +12,19 @@ fn escaped(url: &str) -> String {
     url.replace(':', "%3A").replace('/', "%2F")
 }
 
+/// Resolving `main` of the repository at `url` fails as an upstream (git)
+/// failure: the server is not there, or has no such repository.
+async fn assert_git_unreachable(host: &PluginHost, url: &str) {
+    match host
+        .resolve("git", &format!("{}/main", escaped(url)))
+        .await
+        .unwrap()
+    {
+        Err(PluginError::Upstream(u)) => assert_eq!(u.service, "git"),
+        other => panic!("expected an upstream failure for {url}, got {other:?}"),
+    }
+}
+
 async fn defaults(data: &std::path::Path, private: &[&str]) -> std::sync::Arc<PluginHost> {
     let mut config = Config::load(None).unwrap();
     config.data_dir = data.to_path_buf();
@@ -52,17 +65,7 @@ async fn the_git_provider_resolves_against_a_real_git_daemon() {
         other => panic!("expected not found, got {other:?}"),
     }
     // Nothing listens on port 1: a clear upstream failure.
-    match host
-        .resolve(
-            "git",
-            &format!("{}/main", escaped("git://127.0.0.1:1/repo.git")),
-        )
-        .await
-        .unwrap()
-    {
-        Err(PluginError::Upstream(u)) => assert_eq!(u.service, "git"),
-        other => panic!("expected an upstream failure, got {other:?}"),
-    }
+    assert_git_unreachable(&host, "git://127.0.0.1:1/repo.git").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,26 +96,9 @@ async fn the_git_provider_resolves_over_smart_http() {
         Err(PluginError::NotFound(_))
     ));
     let missing_repo = format!("http://127.0.0.1:{}/group/nope.git", server.port);
-    match host
-        .resolve("git", &format!("{}/main", escaped(&missing_repo)))
-        .await
-        .unwrap()
-    {
-        Err(PluginError::Upstream(u)) => assert_eq!(u.service, "git"),
-        other => panic!("expected an upstream failure, got {other:?}"),
-    }
+    assert_git_unreachable(&host, &missing_repo).await;
     // A name that does not resolve: an unreachable host.
-    match host
-        .resolve(
-            "git",
-            &format!("{}/main", escaped("https://no-such-host.invalid/repo.git")),
-        )
-        .await
-        .unwrap()
-    {
-        Err(PluginError::Upstream(u)) => assert_eq!(u.service, "git"),
-        other => panic!("expected an upstream failure, got {other:?}"),
-    }
+    assert_git_unreachable(&host, "https://no-such-host.invalid/repo.git").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,19 +13,7 @@ use bindery::config::Config;
 use bindery::pipeline::{Notice, ResolveError, Resolved};
 use bindery_runtime::PluginHost;
 use support::forges::{Forges, HYDROSHARE_ID, OLD_SHA, SHA, SWH_DIR, SWH_REL, SWH_SNP};
-use support::test_target_dir;
-
-const API_PROVIDERS: [&str; 9] = [
-    "gh",
-    "gist",
-    "gl",
-    "zenodo",
-    "figshare",
-    "hydroshare",
-    "dataverse",
-    "ckan",
-    "swh",
-];
+use support::{API_PROVIDERS, test_target_dir};
 
 /// The embedded defaults with each API provider pointed at the test server.
 fn config(forges: &Forges, data: &Path) -> Config {
@@ -572,11 +560,7 @@ async fn an_upstream_that_is_down_is_a_clear_failure() {
     let forges = Forges::start().await;
     let data = tempfile::tempdir().unwrap();
     let mut c = config(&forges, data.path());
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = support::free_port();
     c.plugins.get_mut("gh").unwrap().config.insert(
         "api_base_url".into(),
         toml::Value::String(format!("http://127.0.0.1:{closed}")),

@@ -10,6 +10,7 @@ use crate::support;
 use std::time::{Duration, Instant};
 
 use bindery::config::{Config, LeaderConfig, SecretSource};
+use support::API_PROVIDERS;
 use support::service::Process;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -66,27 +67,14 @@ fn tarpit() -> u16 {
 /// keepalives every second, and calls that wait for the tarpit for minutes.
 fn config(data: &std::path::Path) -> Config {
     let mut c = Config::load(None).unwrap();
-    c.listen = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    c.listen = support::free_addr();
     c.data_dir = data.to_path_buf();
     c.web.keepalive_secs = 1;
     c.web.rate_limit.limit = 0;
     c.plugin_runtime.call_timeout_ms = 300_000;
     c.plugin_runtime.git_timeout_ms = 300_000;
     c.plugin_runtime.reload_interval_ms = 0;
-    for name in [
-        "gh",
-        "gist",
-        "gl",
-        "zenodo",
-        "figshare",
-        "hydroshare",
-        "dataverse",
-        "ckan",
-        "swh",
-    ] {
+    for name in API_PROVIDERS {
         c.plugins.get_mut(name).unwrap().enabled = false;
     }
     c.plugins.get_mut("git").unwrap().private_networks = vec!["127.0.0.0/8".parse().unwrap()];

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::engine::engine;
+use super::free_port;
 
 /// Paths printed by `scripts/hub.sh`.
 struct Installed {
@@ -49,14 +50,6 @@ pub struct JupyterHub {
     containers: String,
     dir: tempfile::TempDir,
     child: Child,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl JupyterHub {

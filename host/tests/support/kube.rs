@@ -490,13 +490,7 @@ fn watch_pods(shared: Arc<Shared>, ns: String, q: HashMap<String, String>) -> Re
         })
         .await;
     });
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
-    });
-    Response::builder()
-        .header("content-type", "application/json")
-        .body(Body::from_stream(body))
-        .unwrap()
+    streamed(rx, "application/json")
 }
 
 async fn create(
@@ -670,13 +664,7 @@ async fn logs(
             }
         }
     });
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
-    });
-    Response::builder()
-        .header("content-type", "text/plain")
-        .body(Body::from_stream(body))
-        .unwrap()
+    streamed(rx, "text/plain")
 }
 
 async fn create_lease(
@@ -865,4 +853,16 @@ async fn collect(stream: impl AsyncRead + Unpin, log: &PodLog) {
     while let Ok(Some(line)) = lines.next_line().await {
         log.push(line);
     }
+}
+
+/// A response whose body is what arrives on `rx`, until it closes (a watch,
+/// a followed log).
+fn streamed(rx: tokio::sync::mpsc::Receiver<Bytes>, content_type: &str) -> Response {
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    Response::builder()
+        .header("content-type", content_type)
+        .body(Body::from_stream(body))
+        .unwrap()
 }

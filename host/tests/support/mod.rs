@@ -34,6 +34,32 @@ pub fn run_script(name: &str) -> std::collections::HashMap<String, String> {
         .collect()
 }
 
+/// A loopback port nothing listens on now (the kernel's pick).
+pub fn free_port() -> u16 {
+    free_addr().port()
+}
+
+/// A loopback address nothing listens on now.
+pub fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// The bundled providers that resolve through an HTTP API: every one but `git`.
+pub const API_PROVIDERS: [&str; 9] = [
+    "gh",
+    "gist",
+    "gl",
+    "zenodo",
+    "figshare",
+    "hydroshare",
+    "dataverse",
+    "ckan",
+    "swh",
+];
+
 /// Sends `signal` to process `pid` (negative: to its process group).
 pub fn signal(pid: i32, signal: libc::c_int) {
     // SAFETY: kill(2) takes plain integers and touches no memory of ours.
@@ -225,11 +251,7 @@ impl GitDaemon {
     pub fn with_repo(path: &str) -> (GitDaemon, String) {
         let root = tempfile::tempdir().unwrap();
         let sha = bare_repo(root.path(), path);
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         // The `git-daemon` program itself, not the `git daemon` wrapper, so
         // that killing the child stops the server.
         let child = std::process::Command::new(git_program("git-daemon"))

@@ -37,11 +37,7 @@ impl OciRegistry {
         storage: Option<&std::path::Path>,
     ) -> OciRegistry {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::free_port();
         let storage = storage.map_or_else(|| dir.path().join("data"), std::path::Path::to_path_buf);
         let mut config = format!(
             "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",

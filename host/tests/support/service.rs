@@ -134,6 +134,13 @@ impl Service {
     }
 }
 
+impl Service {
+    /// The digest of `image` in the registry the service pushes to, if it is there.
+    pub async fn image_digest(&self, image: &str) -> Option<String> {
+        self.state.pipeline.registry.lookup(image).await.unwrap()
+    }
+}
+
 impl Drop for Service {
     fn drop(&mut self) {
         self.server.abort();
@@ -168,6 +175,21 @@ impl Stream {
             .filter_map(|e| e["message"].as_str())
             .collect()
     }
+}
+
+/// The build token the `/v2/git/<spec>` page of the service at `base` carries.
+pub async fn page_build_token(base: &str, spec: &str) -> String {
+    let page = reqwest::get(format!("{base}/v2/git/{spec}"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    page.split("\"buildToken\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no build token in the page: {page}"))
+        .to_string()
 }
 
 /// Builds `reference` of the repository at `repo_url` through `/build` with
