@@ -89,12 +89,7 @@ async fn a_launch_runs_the_image_on_the_hub_and_quotas_refuse_with_upstreams_wor
             .any(|l| l == image),
         "the container runs {image}"
     );
-    let health: serde_json::Value = reqwest::get(format!("{}/health", s.base))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = s.health().await;
     assert!(
         health["checks"]
             .as_array()
@@ -124,12 +119,7 @@ async fn a_launch_runs_the_image_on_the_hub_and_quotas_refuse_with_upstreams_wor
         refused.last()["message"],
         "Too many users on this BinderHub! Try again soon.\n"
     );
-    let health: serde_json::Value = reqwest::get(format!("{}/health", s.base))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = s.health().await;
     let quota = health["checks"]
         .as_array()
         .unwrap()
@@ -265,12 +255,7 @@ async fn a_hub_that_is_down_or_failing_gets_retries_then_a_clear_failure() {
             .lines()
             .any(|l| l.starts_with("binderhub_launch_count_total{status=\"failure\""))
     );
-    let health: serde_json::Value = reqwest::get(format!("{}/health", s.base))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = s.health().await;
     assert_eq!(health["ok"], false, "{health}");
     drop(s);
 

@@ -326,41 +326,29 @@ async fn the_admin_api_lists_and_reloads_plugins() {
     tokio::spawn(async move { axum::serve(listener, bindery::api::router(state)).await });
 
     let client = reqwest::Client::new();
-    let r = client
-        .post(format!("{base}/admin/plugins/hostile/reload"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    let r = client
-        .post(format!("{base}/admin/plugins/hostile/reload"))
-        .bearer_auth("wrong")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    let r = client
-        .post(format!("{base}/admin/plugins/hostile/reload"))
-        .bearer_auth("let-me-in")
-        .send()
-        .await
-        .unwrap();
+    let admin = |method: reqwest::Method, path: &str, token: Option<&str>| {
+        let request = client.request(method, format!("{base}/admin/{path}"));
+        let request = match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        async move { request.send().await.unwrap() }
+    };
+    let reload = |name: &str, token| {
+        admin(
+            reqwest::Method::POST,
+            &format!("plugins/{name}/reload"),
+            token,
+        )
+    };
+    assert_eq!(reload("hostile", None).await.status(), 401);
+    assert_eq!(reload("hostile", Some("wrong")).await.status(), 401);
+    let r = reload("hostile", Some("let-me-in")).await;
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
     assert_eq!(body["outcome"], "unchanged");
-    let r = client
-        .post(format!("{base}/admin/plugins/nope/reload"))
-        .bearer_auth("let-me-in")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
-    let list = client
-        .get(format!("{base}/admin/plugins"))
-        .bearer_auth("let-me-in")
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(reload("nope", Some("let-me-in")).await.status(), 404);
+    let list = admin(reqwest::Method::GET, "plugins", Some("let-me-in")).await;
     let list: serde_json::Value = serde_json::from_slice(&list.bytes().await.unwrap()).unwrap();
     assert_eq!(list[0]["name"], "hostile");
     assert_eq!(list[0]["kind"], "provider");

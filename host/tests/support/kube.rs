@@ -498,15 +498,9 @@ async fn create(
     Path(ns): Path<String>,
     body: Bytes,
 ) -> Response {
-    let pod: Pod = match serde_json::from_slice(&body) {
-        Ok(pod) => pod,
-        Err(e) => {
-            return status(
-                400,
-                "BadRequest",
-                format!("the body of the request was in an unknown format: {e}"),
-            );
-        }
+    let pod: Pod = match decode(&body) {
+        Ok(v) => v,
+        Err(refused) => return *refused,
     };
     let Some(name) = pod.metadata.name.clone() else {
         return status(
@@ -672,15 +666,9 @@ async fn create_lease(
     Path(ns): Path<String>,
     body: Bytes,
 ) -> Response {
-    let lease: k8s_openapi::api::coordination::v1::Lease = match serde_json::from_slice(&body) {
-        Ok(lease) => lease,
-        Err(e) => {
-            return status(
-                400,
-                "BadRequest",
-                format!("the body of the request was in an unknown format: {e}"),
-            );
-        }
+    let lease: k8s_openapi::api::coordination::v1::Lease = match decode(&body) {
+        Ok(v) => v,
+        Err(refused) => return *refused,
     };
     let name = lease.metadata.name.clone().unwrap_or_default();
     let mut inner = shared.inner.lock().unwrap();
@@ -733,15 +721,9 @@ async fn replace_lease(
     Path((ns, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let lease: k8s_openapi::api::coordination::v1::Lease = match serde_json::from_slice(&body) {
-        Ok(lease) => lease,
-        Err(e) => {
-            return status(
-                400,
-                "BadRequest",
-                format!("the body of the request was in an unknown format: {e}"),
-            );
-        }
+    let lease: k8s_openapi::api::coordination::v1::Lease = match decode(&body) {
+        Ok(v) => v,
+        Err(refused) => return *refused,
     };
     let mut inner = shared.inner.lock().unwrap();
     let Some(stored) = inner.leases.get(&key(&ns, &name)) else {
@@ -865,4 +847,16 @@ fn streamed(rx: tokio::sync::mpsc::Receiver<Bytes>, content_type: &str) -> Respo
         .header("content-type", content_type)
         .body(Body::from_stream(body))
         .unwrap()
+}
+
+/// A request body as the API server decodes it; a 400 `BadRequest` status
+/// in the API server's words when it does not decode.
+fn decode<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Box<Response>> {
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(status(
+            400,
+            "BadRequest",
+            format!("the body of the request was in an unknown format: {e}"),
+        ))
+    })
 }

@@ -135,6 +135,12 @@ impl Service {
 }
 
 impl Service {
+    /// `/health`'s JSON body.
+    pub async fn health(&self) -> Value {
+        let health = reqwest::get(format!("{}/health", self.base)).await.unwrap();
+        health.json().await.unwrap()
+    }
+
     /// The digest of `image` in the registry the service pushes to, if it is there.
     pub async fn image_digest(&self, image: &str) -> Option<String> {
         self.state.pipeline.registry.lookup(image).await.unwrap()
