@@ -24,7 +24,7 @@ use bindery::launch::hub::HubLauncher;
 use bindery::metrics::Metrics;
 use bindery_runtime::PluginHost;
 use support::GitDaemon;
-use support::hub::PaginatedHub;
+use support::hub::{PaginatedHub, every_third_idle};
 use support::registry::OciRegistry;
 use support::service::{Service, git_spec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -186,23 +186,7 @@ async fn main() {
     let plugins = PluginHost::start(&c).await.unwrap();
     let (mut passes, mut requests) = (Vec::new(), 0);
     for _ in 0..CULL_RUNS {
-        let now = chrono::Utc::now();
-        let (old, fresh) = (
-            (now - chrono::Duration::hours(2)).to_rfc3339(),
-            now.to_rfc3339(),
-        );
-        let users = (0..1000)
-            .map(|i| {
-                (
-                    format!("user-{i}"),
-                    if i % 3 == 0 {
-                        old.clone()
-                    } else {
-                        fresh.clone()
-                    },
-                )
-            })
-            .collect();
+        let users = every_third_idle(1000, |i| format!("user-{i}"));
         let fake = PaginatedHub::start(users).await;
         c.hub.url = Some(fake.url.parse().unwrap());
         c.hub.api_token = Some(SecretSource::File(data.path().join("token")));

@@ -16,7 +16,7 @@ use bindery::launch::hub::HubLauncher;
 use bindery::launch::{LaunchRequest, Launched, Launcher};
 use bindery::metrics::Metrics;
 use bindery_runtime::PluginHost;
-use support::hub::{JupyterHub, PaginatedHub, built_repo};
+use support::hub::{JupyterHub, PaginatedHub, built_repo, every_third_idle};
 use support::kube::KubeApi;
 use support::registry::OciRegistry;
 
@@ -227,27 +227,14 @@ async fn idle_servers_are_culled_active_ones_kept_old_ones_stopped_and_hostile_p
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pass_pages_through_many_users_and_counts_slow_stops() {
-    let now = chrono::Utc::now();
-    let old = (now - chrono::Duration::hours(2)).to_rfc3339();
-    let fresh = now.to_rfc3339();
     // 450 users: every third idle for two hours, some of those slow to stop.
-    let users: Vec<(String, String)> = (0..450)
-        .map(|i| {
-            let name = if i % 30 == 0 {
-                format!("slow-{i}")
-            } else {
-                format!("user-{i}")
-            };
-            (
-                name,
-                if i % 3 == 0 {
-                    old.clone()
-                } else {
-                    fresh.clone()
-                },
-            )
-        })
-        .collect();
+    let users = every_third_idle(450, |i| {
+        if i % 30 == 0 {
+            format!("slow-{i}")
+        } else {
+            format!("user-{i}")
+        }
+    });
     let fake = PaginatedHub::start(users).await;
     let data = tempfile::tempdir().unwrap();
     let mut c = support::service::config(data.path(), None);

@@ -255,6 +255,26 @@ pub fn built_repo(
 /// `GET users?state=ready` paginated as JupyterHub 5+ does (`limit` at most
 /// 200, `_pagination.next`), `DELETE users/{name}/server` (204, or 202 for
 /// users named `slow-*`) and `DELETE users/{name}`. Counts every request.
+/// `n` users with a ready server each, named by `name`, every third last
+/// active two hours ago and the rest now: (name, last activity).
+pub fn every_third_idle(n: usize, name: impl Fn(usize) -> String) -> Vec<(String, String)> {
+    let now = chrono::Utc::now();
+    let old = (now - chrono::Duration::hours(2)).to_rfc3339();
+    let fresh = now.to_rfc3339();
+    (0..n)
+        .map(|i| {
+            (
+                name(i),
+                if i % 3 == 0 {
+                    old.clone()
+                } else {
+                    fresh.clone()
+                },
+            )
+        })
+        .collect()
+}
+
 pub struct PaginatedHub {
     pub url: String,
     pub requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
