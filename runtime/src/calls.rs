@@ -8,7 +8,7 @@ use super::bindings::{
 use super::capabilities::RepoFiles;
 use super::engine::Runtime;
 use super::error::CallError;
-use super::loader::{LoadedPlugin, WorldPre, kind_name};
+use super::plugin::{LoadedPlugin, WorldPre, kind_name};
 
 fn wrong_kind(plugin: &LoadedPlugin, wanted: &'static str) -> CallError {
     CallError::NotLoaded {

@@ -15,19 +15,8 @@ use wasmtime::{Config as WasmConfig, Engine, OptLevel, Store, Trap, UpdateDeadli
 use super::capabilities::{CallState, RepoFiles};
 use super::error::CallError;
 use super::limits::CallLimits;
-use super::loader::LoadedPlugin;
+use super::plugin::{CompileOutcome, LoadedPlugin};
 use crate::config::RuntimeConfig;
-
-/// How a component was obtained at load.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CompileOutcome {
-    /// Deserialized from the on-disk cache: no compilation.
-    FromCache,
-    /// Compiled, and written to the cache for the next start.
-    Compiled,
-    /// Compiled, but the cache could not be written (the reason was logged).
-    CompiledUncached,
-}
 
 /// The engine and everything shared by all plugins.
 pub struct Runtime {

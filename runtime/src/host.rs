@@ -14,8 +14,9 @@ use super::calls;
 use super::capabilities::RepoFiles;
 use super::engine::{Runtime, sha256_hex};
 use super::error::{CallError, LoadError};
-use super::loader::{self, LoadedPlugin, kind_name};
+use super::loader;
 use super::oci::OciPlugins;
+use super::plugin::{LoadedPlugin, kind_name};
 use crate::config::{PluginConfig, PluginSource, RuntimeConfig};
 
 /// What a reload did.

@@ -22,9 +22,11 @@ pub mod host;
 pub mod limits;
 pub mod loader;
 pub mod oci;
+pub mod plugin;
 
 pub use capabilities::{Capability, DirRepo, RepoFiles};
-pub use engine::{CompileOutcome, Runtime};
+pub use engine::Runtime;
 pub use error::{CallError, LoadError, error_chain};
 pub use host::{PluginHost, PluginSettings, Reloaded};
-pub use loader::{LoadedPlugin, WIT_VERSION, kind_name};
+pub use loader::WIT_VERSION;
+pub use plugin::{CompileOutcome, LoadedPlugin, kind_name};
