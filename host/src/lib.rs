@@ -2,9 +2,10 @@
 //! policies are sandboxed WebAssembly components.
 //!
 //! The crate is usable without the binary: [`config`] reads the configuration,
-//! [`plugins`] runs plugins, [`pipeline`] holds the launch steps (resolution
-//! first) over the sled [`cache`], [`api`] is the HTTP surface and [`serve`]
-//! wires them together.
+//! the plugin runtime is its own crate (`bindery_runtime`), [`pipeline`] holds
+//! the launch steps (resolution first) over the sled [`cache`], [`api`] is the
+//! HTTP surface, [`app`] builds every part and owns the background tasks, and
+//! [`serve`] runs them until a signal.
 #![deny(missing_docs)]
 
 pub mod api;
@@ -25,12 +26,7 @@ pub mod pipeline;
 pub mod registry;
 pub mod serve;
 
-/// Wall-clock milliseconds since the Unix epoch, as records and caches store time.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub use bindery_runtime::now_ms;
 
 /// Bindery's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,13 +1,13 @@
 //! The `bindery` command: the service and the plugin author's tools.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bindery::authoring::{self, cargo};
-use bindery::config::{Config, PluginConfig, PluginSource};
+use bindery::authoring;
+use bindery::config::Config;
 use bindery::registry::naming;
 use bindery_runtime::bindings::PluginKind;
-use bindery_runtime::{PluginHost, kind_name};
+use bindery_runtime::kind_name;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -216,7 +216,7 @@ async fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Plugin(PluginCommand::Build { dir }) => {
-            let path = build(&dir)?;
+            let path = authoring::build(&dir)?;
             println!("{}", path.display());
             Ok(())
         }
@@ -224,136 +224,24 @@ async fn run(command: Command) -> Result<(), String> {
             file,
             as_name,
             config,
-        }) => check(&file, as_name, config.as_deref()).await,
+        }) => {
+            let config = Config::load(config.as_deref()).map_err(|e| e.to_string())?;
+            print!("{}", authoring::check(&file, as_name, config).await?);
+            Ok(())
+        }
         Command::Plugin(PluginCommand::Push {
             file,
             reference,
             config,
         }) => {
             let config = Config::load(config.as_deref()).map_err(|e| e.to_string())?;
-            let wasm =
-                std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-            // Only a component of one of Bindery's worlds is pushed (grants are the deployment's business).
-            let runtime = bindery_runtime::engine::Runtime::new(
-                &config.plugin_runtime,
-                &config.data_dir,
-                false,
-            )?;
-            let kind =
-                bindery_runtime::loader::inspect(&runtime, &file.display().to_string(), &wasm)
-                    .map_err(|e| e.to_string())?;
-            eprintln!(
-                "pushing a {} plugin ({} bytes)",
-                kind_name(kind),
-                wasm.len()
-            );
-            let oci = bindery_runtime::oci::OciPlugins::new(
-                &config.plugin_runtime.oci,
-                &config.data_dir.join("plugin-oci"),
-            );
-            println!("{}", oci.push(wasm, &reference).await?);
+            println!("{}", authoring::push(&file, &reference, &config).await?);
             Ok(())
         }
         Command::Plugin(PluginCommand::List { config }) => {
             let config = Config::load(config.as_deref()).map_err(|e| e.to_string())?;
-            let host = PluginHost::start(&config).await.map_err(join_errors)?;
-            let all: Vec<_> = host.list().iter().map(|p| p.summary()).collect();
-            println!("{}", serde_json::to_string_pretty(&all).expect("json"));
+            println!("{}", authoring::list(&config).await?);
             Ok(())
         }
     }
-}
-
-fn join_errors(errors: Vec<bindery_runtime::LoadError>) -> String {
-    errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Builds the crate in `dir` and returns the component's path.
-fn build(dir: &Path) -> Result<PathBuf, String> {
-    let manifest = dir.join("Cargo.toml");
-    let text = std::fs::read_to_string(&manifest)
-        .map_err(|e| format!("cannot read {}: {e}", manifest.display()))?;
-    let package: toml::Table = text
-        .parse()
-        .map_err(|e| format!("{}: {e}", manifest.display()))?;
-    let name = package
-        .get("package")
-        .and_then(|p| p.get("name"))
-        .and_then(|n| n.as_str())
-        .ok_or_else(|| format!("{} has no [package] name", manifest.display()))?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| dir.join("target"), PathBuf::from);
-    let paths = cargo::build_plugins(&manifest, &[name], &target, "release")?;
-    Ok(paths.into_iter().next().expect("one package, one path"))
-}
-
-async fn check(file: &Path, as_name: Option<String>, config: Option<&Path>) -> Result<(), String> {
-    let mut config = Config::load(config).map_err(|e| e.to_string())?;
-    let name = as_name.unwrap_or_else(|| {
-        file.file_stem().map_or_else(
-            || "plugin".into(),
-            |s| s.to_string_lossy().replace('_', "-"),
-        )
-    });
-    let mut plugin: PluginConfig = config.plugins.get(&name).cloned().unwrap_or_default();
-    plugin.path = Some(file.to_path_buf());
-    plugin.bundled = None;
-    plugin.enabled = true;
-    config.plugins = [(name.clone(), plugin.clone())].into();
-    let host = PluginHost::start(&config).await.map_err(join_errors)?;
-    let p = host.get(&name).expect("the only configured plugin loaded");
-    let m = &p.metadata;
-    println!(
-        "{} {} ({} plugin, loaded as `{name}` from {})",
-        m.name,
-        m.version,
-        kind_name(m.kind),
-        PluginSource::Path(file.into())
-    );
-    println!("  {}", m.description);
-    println!("  sha256       {}", p.sha256);
-    println!(
-        "  load         {:.1} ms ({:?})",
-        p.load_time.as_secs_f64() * 1e3,
-        p.compiled
-    );
-    println!("  requests     hosts: {:?}", m.requests.hosts);
-    println!("               secrets: {:?}", m.requests.secrets);
-    for k in &m.requests.config_keys {
-        let set = plugin.config.contains_key(&k.name);
-        println!(
-            "               config `{}`{} {}: {}",
-            k.name,
-            if k.required { " (required)" } else { "" },
-            if set { "set" } else { "unset" },
-            k.description
-        );
-    }
-    println!(
-        "  granted      hosts: {:?}, private networks: {:?}, secrets: {:?}",
-        plugin.hosts,
-        plugin.private_networks,
-        plugin.secrets.keys().collect::<Vec<_>>()
-    );
-    println!(
-        "  linked       {}",
-        p.linked
-            .iter()
-            .map(|c| c.interface())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    if p.ungranted.is_empty() {
-        println!("  everything it requests is granted");
-    } else {
-        println!(
-            "  NOT granted  {} (add them under [plugins.{name}])",
-            p.ungranted.join(", ")
-        );
-    }
-    Ok(())
 }

@@ -24,6 +24,14 @@ pub mod loader;
 pub mod oci;
 pub mod plugin;
 
+/// Wall-clock milliseconds since the Unix epoch: what the `clock` capability
+/// tells plugins, and how the host stamps its records.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 pub use capabilities::{Capability, DirRepo, RepoFiles};
 pub use engine::Runtime;
 pub use error::{CallError, LoadError, error_chain};

@@ -1,7 +1,5 @@
 //! The always-granted capabilities: `log`, `clock` and `config`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use super::CallState;
 use crate::bindings::LogLevel;
 use crate::bindings::provider::bindery::plugin::{clock, config, log};
@@ -46,9 +44,7 @@ pub(crate) fn truncate(s: &str, max: usize) -> &str {
 
 impl clock::Host for CallState {
     fn now_ms(&mut self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
+        crate::now_ms()
     }
 }
 
