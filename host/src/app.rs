@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bindery_runtime::PluginHost;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -18,7 +19,6 @@ use crate::launch::hub::HubLauncher;
 use crate::metrics::Metrics;
 use crate::pipeline::{Flights, Pipeline, Resolver};
 use crate::registry::Registry;
-use bindery_runtime::PluginHost;
 
 /// Which build executor a service runs.
 pub enum Builds {

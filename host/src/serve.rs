@@ -4,13 +4,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use axum::serve::{ListenerExt, TapIo};
+use bindery_runtime::PluginHost;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::router;
 use crate::app::App;
 use crate::config::Config;
-use bindery_runtime::PluginHost;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]

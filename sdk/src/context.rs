@@ -4,12 +4,13 @@
 //! functions a plugin really calls are compiled in, so its component imports
 //! only those capabilities and the operator grants exactly what it uses.
 
+use std::str::FromStr;
+
 use crate::bindings::provider::bindery::plugin as host;
 use crate::git::{GitError, RemoteRef};
 use crate::http::{HttpError, Request, Response};
 use crate::secrets::SecretError;
 use crate::types::{LogLevel, PluginError};
-use std::str::FromStr;
 
 /// Capabilities every world has: logging, the clock and the plugin's config.
 pub trait Context {

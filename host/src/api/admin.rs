@@ -6,10 +6,10 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use bindery_runtime::{LoadError, Reloaded};
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
-use bindery_runtime::{LoadError, Reloaded};
 
 pub(super) fn routes(state: AppState) -> Router<AppState> {
     Router::new()

@@ -20,16 +20,15 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bindery_runtime::PluginHost;
 use tokio::sync::watch;
-
-use client::{RateLimiter, client_ip};
 
 use crate::config::{Config, ConfigError};
 use crate::health::HealthAnswer;
 use crate::jupyterhub::Hub;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, Resolver};
-use bindery_runtime::PluginHost;
+use client::{RateLimiter, client_ip};
 
 /// What every handler can reach.
 #[derive(Clone)]

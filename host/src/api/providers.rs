@@ -7,10 +7,10 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bindery_runtime::bindings::DisplayConfig;
 use serde_json::{Value, json};
 
 use super::AppState;
-use bindery_runtime::bindings::DisplayConfig;
 
 /// Upstream BinderHub's default providers, in the order it serves them.
 const UPSTREAM_ORDER: [&str; 9] = [

@@ -4,11 +4,13 @@
 //! A layer plan whose base is gone (the environment image deleted, its
 //! revision force-pushed away) is forgotten and the strategy asked again.
 
-use crate::now_ms;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bindery_runtime::PluginHost;
+use bindery_runtime::bindings::{BuildPlan, Executor, LayerPlan, Repo2dockerPlan};
+use bindery_runtime::egress::{EgressError, git_endpoint};
 use futures_util::future::BoxFuture;
 
 use super::checkout::{Checkout, CheckoutError, FetchLimits};
@@ -20,10 +22,8 @@ use super::{BuildExecutor, BuildFailure, BuildLogSender, BuildRequest, Built, sa
 use crate::cache::{BuildRecord, Environment, Environments};
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
+use crate::now_ms;
 use crate::registry::Registry;
-use bindery_runtime::PluginHost;
-use bindery_runtime::bindings::{BuildPlan, Executor, LayerPlan, Repo2dockerPlan};
-use bindery_runtime::egress::{EgressError, git_endpoint};
 
 /// Beside a local build: the environment hash its plan named.
 const ENVIRONMENT_FILE: &str = "environment-hash";

@@ -1,12 +1,12 @@
 //! Upstream's repo2docker command line and log relay, shared by the `local`
 //! executor (a process here) and the `kubernetes` one (a build pod).
 
+use bindery_runtime::bindings::{ContainerEngine, Repo2dockerPlan};
 use serde_json::json;
 
 use super::{BuildLogSender, BuildRequest};
 use crate::config::{RegistryConfig, SecretSource};
 use crate::events::Event;
-use bindery_runtime::bindings::{ContainerEngine, Repo2dockerPlan};
 
 /// How repo2docker is told to push.
 pub struct Repo2dockerCommand {

@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use std::pin::pin;
 use std::time::Duration;
 
+use bindery_runtime::bindings::Repo2dockerPlan;
 use blake2::Blake2bVar;
 use blake2::digest::{Update, VariableOutput};
 use futures_util::{AsyncBufReadExt, StreamExt, TryStreamExt};
@@ -27,7 +28,6 @@ use super::{BuildFailure, BuildLogSender, BuildRequest, say};
 use crate::config::{ConfigError, KubernetesBuildConfig, RegistryConfig};
 use crate::events::Event;
 use crate::now_ms;
-use bindery_runtime::bindings::Repo2dockerPlan;
 
 /// Upstream's label for build pods; the cleaner and anti-affinity select on it.
 pub const COMPONENT: &str = "binderhub-build";

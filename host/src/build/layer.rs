@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use bindery_runtime::bindings::LayerPlan;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use git2::{ObjectType, Oid, Repository, TreeWalkMode, TreeWalkResult};
@@ -22,7 +23,6 @@ use sha2::{Digest, Sha256};
 use super::checkout::Checkout;
 use super::dockerignore::IgnoreRules;
 use crate::registry::{Registry, RegistryError};
-use bindery_runtime::bindings::LayerPlan;
 
 /// Why a layer build did not produce an image.
 #[derive(Debug, thiserror::Error)]

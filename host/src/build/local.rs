@@ -13,13 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use bindery_runtime::bindings::Repo2dockerPlan;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 use super::command::{Repo2dockerCommand, relay_line};
 use super::{BuildFailure, BuildLogSender, BuildRequest};
 use crate::config::{LocalBuildConfig, RegistryConfig};
-use bindery_runtime::bindings::Repo2dockerPlan;
 
 const LOG_FILE: &str = "repo2docker.log";
 const PID_FILE: &str = "repo2docker.pid";

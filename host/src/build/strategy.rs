@@ -5,10 +5,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::BuildRequest;
-use crate::cache::Environment;
 use bindery_runtime::bindings::{BuildPlan, EnvironmentImage, PluginError, RepoFacts};
 use bindery_runtime::{DirRepo, PluginHost};
+
+use super::BuildRequest;
+use crate::cache::Environment;
 
 /// Why no plan came back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -12,6 +12,8 @@ pub mod leader;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bindery_runtime::PluginHost;
+use bindery_runtime::bindings::{Decision, Server, ServerState};
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use serde_json::Value;
@@ -21,8 +23,6 @@ use crate::config::{ConfigError, CullConfig};
 use crate::jupyterhub::{Hub, HubError, ServerModel, Stopped, timestamp_ms};
 use crate::metrics::Metrics;
 use crate::now_ms;
-use bindery_runtime::PluginHost;
-use bindery_runtime::bindings::{Decision, Server, ServerState};
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

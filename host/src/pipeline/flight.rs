@@ -7,7 +7,6 @@
 //! report builds that were in flight and watch them again where the executor
 //! can.
 
-use crate::now_ms;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 use crate::build::{BuildExecutor, BuildFailure, BuildRequest, Built};
 use crate::cache::{BuildLog, BuildRecord, BuildState, LOG_TAIL_LINES};
 use crate::events::Event;
+use crate::now_ms;
 use crate::registry::Registry;
 
 /// Log events kept in memory per build; a client joining later than this many

@@ -3,14 +3,14 @@
 //! and otherwise asks the provider plugin; the plugin decides everything about
 //! the spec itself.
 
-use crate::now_ms;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-
-use futures_util::FutureExt;
-use futures_util::future::{BoxFuture, Shared};
 use std::time::{Duration, Instant};
 
+use bindery_runtime::bindings::{self, PluginError, RefLifetime};
+use bindery_runtime::{CallError, PluginHost};
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -18,8 +18,7 @@ use super::policy::SpecPolicy;
 use crate::cache::{Freshness, RefCache};
 use crate::config::{Config, ConfigError, QuotaConfig};
 use crate::metrics::Metrics;
-use bindery_runtime::bindings::{self, PluginError, RefLifetime};
-use bindery_runtime::{CallError, PluginHost};
+use crate::now_ms;
 
 /// A spec resolved to an immutable revision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,6 @@ mod push;
 pub use lookup::StoredManifest;
 pub use push::digest;
 
-use crate::now_ms;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -23,6 +22,7 @@ use sha2::Digest as _;
 
 use crate::cache::ImageCache;
 use crate::config::{ConfigError, RegistryConfig};
+use crate::now_ms;
 
 /// A look-up that could not say whether the image exists.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
