@@ -10,6 +10,21 @@ use super::engine::Runtime;
 use super::error::CallError;
 use super::plugin::{LoadedPlugin, WorldPre, kind_name};
 
+/// Calls `method(args)` of an export interface on a fresh instance of the
+/// pre-linked component, within the plugin's limits (one instance per call).
+macro_rules! call {
+    ($rt:expr, $p:expr, $repo:expr, $pre:ident.$export:ident.$method:ident($($arg:expr),*)) => {
+        $rt.call($p, $repo, async |s| {
+            $pre.instantiate_async(&mut *s)
+                .await?
+                .$export()
+                .$method(s $(, $arg)*)
+                .await
+        })
+        .await
+    };
+}
+
 fn wrong_kind(plugin: &LoadedPlugin, wanted: &'static str) -> CallError {
     CallError::NotLoaded {
         plugin: format!(
@@ -25,34 +40,28 @@ fn wrong_kind(plugin: &LoadedPlugin, wanted: &'static str) -> CallError {
 pub(crate) async fn metadata(rt: &Runtime, p: &LoadedPlugin) -> Result<PluginMetadata, CallError> {
     match &p.pre {
         WorldPre::Provider(pre) => {
-            rt.call(p, None, async |s| {
-                pre.instantiate_async(&mut *s)
-                    .await?
-                    .bindery_plugin_repo_provider()
-                    .call_metadata(s)
-                    .await
-            })
-            .await
+            call!(
+                rt,
+                p,
+                None,
+                pre.bindery_plugin_repo_provider.call_metadata()
+            )
         }
         WorldPre::BuildStrategy(pre) => {
-            rt.call(p, None, async |s| {
-                pre.instantiate_async(&mut *s)
-                    .await?
-                    .bindery_plugin_build_strategy_plugin()
-                    .call_metadata(s)
-                    .await
-            })
-            .await
+            call!(
+                rt,
+                p,
+                None,
+                pre.bindery_plugin_build_strategy_plugin.call_metadata()
+            )
         }
         WorldPre::CullPolicy(pre) => {
-            rt.call(p, None, async |s| {
-                pre.instantiate_async(&mut *s)
-                    .await?
-                    .bindery_plugin_cull_policy_plugin()
-                    .call_metadata(s)
-                    .await
-            })
-            .await
+            call!(
+                rt,
+                p,
+                None,
+                pre.bindery_plugin_cull_policy_plugin.call_metadata()
+            )
         }
     }
 }
@@ -62,14 +71,7 @@ pub(crate) async fn display(rt: &Runtime, p: &LoadedPlugin) -> Result<DisplayCon
     let WorldPre::Provider(pre) = &p.pre else {
         return Err(wrong_kind(p, "provider"));
     };
-    rt.call(p, None, async |s| {
-        pre.instantiate_async(&mut *s)
-            .await?
-            .bindery_plugin_repo_provider()
-            .call_display(s)
-            .await
-    })
-    .await
+    call!(rt, p, None, pre.bindery_plugin_repo_provider.call_display())
 }
 
 /// A provider's resolution of `spec`.
@@ -81,14 +83,12 @@ pub(crate) async fn resolve(
     let WorldPre::Provider(pre) = &p.pre else {
         return Err(wrong_kind(p, "provider"));
     };
-    rt.call(p, None, async |s| {
-        pre.instantiate_async(&mut *s)
-            .await?
-            .bindery_plugin_repo_provider()
-            .call_resolve(s, spec)
-            .await
-    })
-    .await
+    call!(
+        rt,
+        p,
+        None,
+        pre.bindery_plugin_repo_provider.call_resolve(spec)
+    )
 }
 
 /// A build strategy's plan for the repository in `repo`.
@@ -101,14 +101,12 @@ pub(crate) async fn plan(
     let WorldPre::BuildStrategy(pre) = &p.pre else {
         return Err(wrong_kind(p, "build-strategy"));
     };
-    rt.call(p, Some(repo), async |s| {
-        pre.instantiate_async(&mut *s)
-            .await?
-            .bindery_plugin_build_strategy_plugin()
-            .call_plan(s, facts)
-            .await
-    })
-    .await
+    call!(
+        rt,
+        p,
+        Some(repo),
+        pre.bindery_plugin_build_strategy_plugin.call_plan(facts)
+    )
 }
 
 /// A cull policy's decisions, one per server.
