@@ -9,7 +9,6 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use bindery::app::Builds;
 use support::engine::{DOCKERFILE, TestRepo, build_config, noise};
 use support::registry::OciRegistry;
 use support::service::{Service, git_spec, sse};
@@ -45,12 +44,7 @@ async fn main() {
 
     // layer-first: the first build is full and becomes the environment image.
     let layered_data = tempfile::tempdir().unwrap();
-    let layered = Service::start_with(
-        build_config(layered_data.path(), &registry).await,
-        Builds::Planned,
-        None,
-    )
-    .await;
+    let layered = Service::planned(build_config(layered_data.path(), &registry).await).await;
     let first = timed(&layered, &repo, &base).await;
     // repo2docker only: every commit is a full rebuild (the engine's cache warm).
     let full_data = tempfile::tempdir().unwrap();
@@ -58,7 +52,7 @@ async fn main() {
     full_config.build.strategy = "repo2docker".into();
     full_config.plugins.get_mut("repo2docker").unwrap().enabled = true;
     full_config.registry.image_prefix = format!("{}/full-", registry.host());
-    let full = Service::start_with(full_config, Builds::Planned, None).await;
+    let full = Service::planned(full_config).await;
 
     let (mut layer_times, mut full_times) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {

@@ -13,7 +13,6 @@ mod support;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use bindery::app::Builds;
 use support::engine::{DOCKERFILE, TestRepo, build_config, engine};
 use support::faults::SmallDisk;
 use support::hub::{JupyterHub, built_repo, launch_config, launch_service};
@@ -121,12 +120,7 @@ async fn an_engine_killed_mid_build_fails_the_build_and_a_retry_builds() {
     let data = tempfile::tempdir().unwrap();
     let repo = TestRepo::new();
     let sha = repo.commit(&[("Dockerfile", &slow_dockerfile(&repo, 10))], &[]);
-    let s = Service::start_with(
-        build_config(data.path(), &registry).await,
-        Builds::Planned,
-        None,
-    )
-    .await;
+    let s = Service::planned(build_config(data.path(), &registry).await).await;
     let building = tokio::spawn({
         let url = format!(
             "{}/build/git/{}?build_only=true",
@@ -175,7 +169,7 @@ async fn a_full_data_disk_fails_builds_clearly_and_keeps_the_cache() {
     let repo = TestRepo::new();
     let first = repo.commit(&[("Dockerfile", DOCKERFILE)], &[]);
     let c = build_config(disk.path(), &registry).await;
-    let s = Service::start_with(c.clone(), Builds::Planned, None).await;
+    let s = Service::planned(c.clone()).await;
     let built = launch(&s, &repo, &first, "?build_only=true").await;
     assert_eq!(built.last()["phase"], "ready", "{}", built.raw);
 
@@ -200,7 +194,7 @@ async fn a_full_data_disk_fails_builds_clearly_and_keeps_the_cache() {
     // second revision builds (a layer on the first).
     std::fs::remove_file(disk.path().join("filler")).unwrap();
     drop(s);
-    let s = Service::start_with(c, Builds::Planned, None).await;
+    let s = Service::planned(c).await;
     let cached = launch(&s, &repo, &first, "?build_only=true").await;
     assert!(
         cached.events.iter().any(|e| e["message"]

@@ -10,7 +10,6 @@ use crate::support;
 
 use std::time::{Duration, Instant};
 
-use bindery::app::Builds;
 use support::engine::{DOCKERFILE, TestRepo, build_config, engine, noise};
 use support::faults::{CutProxy, SmallDisk};
 use support::registry::OciRegistry;
@@ -60,12 +59,7 @@ async fn a_full_build_then_a_content_only_commit_is_a_layer_that_runs() {
         ],
         &[],
     );
-    let s = Service::start_with(
-        build_config(data.path(), &registry).await,
-        Builds::Planned,
-        None,
-    )
-    .await;
+    let s = Service::planned(build_config(data.path(), &registry).await).await;
 
     let full = build(&s, &repo, &first).await;
     assert_eq!(full.last()["phase"], "ready", "{}", full.raw);
@@ -102,7 +96,7 @@ async fn a_full_build_then_a_content_only_commit_is_a_layer_that_runs() {
     let mut no_engine = build_config(data.path(), &registry).await;
     no_engine.build.local.docker_host = Some("unix:///nonexistent/docker.sock".into());
     drop(s);
-    let s = Service::start_with(no_engine, Builds::Planned, None).await;
+    let s = Service::planned(no_engine).await;
     let layered = build(&s, &repo, &second).await;
     assert_eq!(layered.last()["phase"], "ready", "{}", layered.raw);
     assert!(
@@ -202,12 +196,7 @@ async fn failing_and_overlong_builds_fail_with_their_log_and_nothing_is_pushed()
         )],
         &[],
     );
-    let s = Service::start_with(
-        build_config(data.path(), &registry).await,
-        Builds::Planned,
-        None,
-    )
-    .await;
+    let s = Service::planned(build_config(data.path(), &registry).await).await;
     let got = build(&s, &repo, &failing).await;
     assert_eq!(got.last()["phase"], "failed", "{}", got.raw);
     assert!(
@@ -235,7 +224,7 @@ async fn failing_and_overlong_builds_fail_with_their_log_and_nothing_is_pushed()
         .config
         .insert("timeout_secs".into(), "5".into());
     drop(s);
-    let s = Service::start_with(c, Builds::Planned, None).await;
+    let s = Service::planned(c).await;
     let started = Instant::now();
     let got = build(&s, &repo, &slow).await;
     assert_eq!(
@@ -254,12 +243,7 @@ async fn bad_input_gives_clear_failures() {
     let repo = TestRepo::new();
     let noise = noise(400_000, 0x2545_f491_4f6c_dd1d);
     // A revision that is not (any more) in the repository.
-    let s = Service::start_with(
-        build_config(data.path(), &registry).await,
-        Builds::Planned,
-        None,
-    )
-    .await;
+    let s = Service::planned(build_config(data.path(), &registry).await).await;
     let gone = "0123456789abcdef0123456789abcdef01234567";
     let got = build(&s, &repo, gone).await;
     assert_eq!(got.last()["phase"], "failed", "{}", got.raw);
@@ -279,7 +263,7 @@ async fn bad_input_gives_clear_failures() {
     let mut c = build_config(data.path(), &registry).await;
     c.build.max_repo_bytes = 100_000;
     drop(s);
-    let s = Service::start_with(c, Builds::Planned, None).await;
+    let s = Service::planned(c).await;
     let got = build(&s, &repo, &big).await;
     assert_eq!(
         got.last()["message"],
@@ -296,7 +280,7 @@ async fn bad_input_gives_clear_failures() {
     let mut c = build_config(data.path(), &registry).await;
     c.build.work_dir = Some(blocked.path().join("builds"));
     drop(s);
-    let s = Service::start_with(c, Builds::Planned, None).await;
+    let s = Service::planned(c).await;
     let ok = repo.commit(&[("requirements.txt", b"numpy\n")], &["noise.bin"]);
     let got = build(&s, &repo, &ok).await;
     assert!(
@@ -321,7 +305,7 @@ async fn a_registry_that_dies_mid_push_or_is_full_leaves_nothing_half_pushed() {
     c.registry.image_prefix = format!("127.0.0.1:{}/binder-", proxy.port);
     let direct = c.clone();
     c.registry.url = Some(format!("http://127.0.0.1:{}", proxy.port).parse().unwrap());
-    let s = Service::start_with(c, Builds::Planned, None).await;
+    let s = Service::planned(c).await;
     let environment = repo.commit(&[("Dockerfile", DOCKERFILE)], &[]);
     let got = build(&s, &repo, &environment).await;
     assert_eq!(got.last()["phase"], "ready", "{}", got.raw);
@@ -353,7 +337,7 @@ async fn a_registry_that_dies_mid_push_or_is_full_leaves_nothing_half_pushed() {
 
     // The registry's disk fills up mid-push (no proxy: the registry answers for itself).
     drop(s);
-    let s = Service::start_with(direct, Builds::Planned, None).await;
+    let s = Service::planned(direct).await;
     disk.resize(disk.used() + (64 << 10));
     let bigger = repo.commit(&[("data.bin", &noise(2 << 20, 3))], &[]);
     let got = build(&s, &repo, &bigger).await;
@@ -395,7 +379,7 @@ async fn a_full_build_directory_fails_clearly_and_is_left_empty() {
     );
     let mut c = build_config(data.path(), &registry).await;
     c.build.work_dir = Some(disk.path().to_path_buf());
-    let s = Service::start_with(c, Builds::Planned, None).await;
+    let s = Service::planned(c).await;
     let got = build(&s, &repo, &sha).await;
     assert_eq!(got.last()["phase"], "failed", "{}", got.raw);
     let message = got.last()["message"].as_str().unwrap();
@@ -428,7 +412,7 @@ async fn a_build_nobody_watches_is_stopped_when_the_config_says_so() {
     let mut c = build_config(data.path(), &registry).await;
     c.build.local.command = script.clone();
     c.build.cancel_abandoned_after_secs = Some(1);
-    let s = Service::start_with(c, Builds::Planned, None).await;
+    let s = Service::planned(c).await;
     let url = format!(
         "{}/build/git/{}?build_only=true",
         s.base,

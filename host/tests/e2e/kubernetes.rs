@@ -9,7 +9,6 @@ use crate::support;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use bindery::app::Builds;
 use bindery::config::{Config, KubernetesBuildConfig};
 use serde_json::json;
 use support::engine::{DOCKERFILE, TestRepo, build_config, engine};
@@ -88,7 +87,7 @@ async fn a_build_pod_as_upstream_makes_it_builds_pushes_and_is_deleted() {
     strategy
         .config
         .insert("memory_request".into(), "1073741824".into());
-    let s = Service::start_with(c, Builds::Planned, None).await;
+    let s = Service::planned(c).await;
 
     let got = build(&s, &repo, &sha).await;
     assert_eq!(got.last()["phase"], "ready", "{}", got.raw);
@@ -215,7 +214,7 @@ async fn sticky_builds_prefer_the_node_upstreams_rendezvous_hash_picks() {
     let sha = repo.commit(&[("Dockerfile", DOCKERFILE)], &[]);
     let mut c = config(data.path(), &registry, &api, "bindery-test/fails").await;
     c.build.kubernetes.as_mut().unwrap().sticky_builds = true;
-    let s = Service::start_with(c, Builds::Planned, None).await;
+    let s = Service::planned(c).await;
     build(&s, &repo, &sha).await;
     let nodes = ["node-a", "node-b", "node-c", "node-d"];
     let best = bindery::build::kubernetes::rendezvous_rank(nodes, &repo.url)[0];
@@ -249,12 +248,8 @@ async fn a_failing_pod_an_unpullable_builder_and_an_eviction_are_clear_failures(
 
     // repo2docker fails in the pod: its own failed line, the pod deleted, nothing pushed.
     let data = tempfile::tempdir().unwrap();
-    let s = Service::start_with(
-        config(data.path(), &registry, &api, "bindery-test/fails").await,
-        Builds::Planned,
-        None,
-    )
-    .await;
+    let s =
+        Service::planned(config(data.path(), &registry, &api, "bindery-test/fails").await).await;
     let got = build(&s, &repo, &sha).await;
     assert_eq!(got.last()["phase"], "failed", "{}", got.raw);
     assert!(
@@ -280,7 +275,7 @@ async fn a_failing_pod_an_unpullable_builder_and_an_eviction_are_clear_failures(
         .unwrap()
         .config
         .insert("timeout_secs".into(), "3".into());
-    let s = Service::start_with(c, Builds::Planned, None).await;
+    let s = Service::planned(c).await;
     let got = build(&s, &repo, &sha).await;
     assert_eq!(got.last()["phase"], "failed", "{}", got.raw);
     let said = got.messages();
@@ -294,12 +289,7 @@ async fn a_failing_pod_an_unpullable_builder_and_an_eviction_are_clear_failures(
 
     // The node evicts the pod mid-build.
     let data = tempfile::tempdir().unwrap();
-    let s = Service::start_with(
-        config(data.path(), &registry, &api, "bindery-test/slow").await,
-        Builds::Planned,
-        None,
-    )
-    .await;
+    let s = Service::planned(config(data.path(), &registry, &api, "bindery-test/slow").await).await;
     let url = format!(
         "{}/build/git/{}?build_only=true",
         s.base,
@@ -372,7 +362,7 @@ async fn the_cleaner_deletes_finished_and_over_age_build_pods_only() {
         "spec": { "containers": [{ "name": "notebook", "image": "x" }] }, "status": { "phase": "Succeeded" } }));
     let mut c = config(data.path(), &registry, &api, BUILDER).await;
     c.build.kubernetes.as_mut().unwrap().cleaner_interval_secs = 1;
-    let _s = Service::start_with(c, Builds::Planned, None).await;
+    let _s = Service::planned(c).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while api.pods(NS).len() > 2 {
         assert!(
@@ -441,12 +431,8 @@ async fn one_build_pod_across_hosts_and_a_sigkilled_restart() {
 
     // Host B (its own cache) asks for the same image: it follows the running pod.
     let b_dir = tempfile::tempdir().unwrap();
-    let b = Service::start_with(
-        config(b_dir.path(), &registry, &api, "bindery-test/gated").await,
-        Builds::Planned,
-        None,
-    )
-    .await;
+    let b =
+        Service::planned(config(b_dir.path(), &registry, &api, "bindery-test/gated").await).await;
     let b_url = format!(
         "{}/build/git/{}?build_only=true",
         b.base,

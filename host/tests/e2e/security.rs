@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bindery::app::{App, Builds};
+use bindery::app::App;
 use bindery::config::{Config, SecretSource};
 use bindery::pipeline::ResolveError;
 use bindery_runtime::PluginHost;
@@ -199,7 +199,7 @@ async fn the_git_import_fetches_only_from_addresses_its_provider_may_reach() {
     c.plugins.get_mut("git").unwrap().private_networks = vec!["127.0.0.2/32".parse().unwrap()];
     c.web.rate_limit.limit = 0;
     c.web.api_only = true;
-    let s = Service::start_with(c, Builds::Planned, None).await;
+    let s = Service::planned(c).await;
     // A sha is taken as is, so nothing is asked of the server before the fetch.
     let sha = "0123456789abcdef0123456789abcdef01234567";
     let build = |url: String| {

@@ -109,6 +109,12 @@ impl Service {
         Service::start_with(config, executor.map_or(Builds::Off, Builds::With), launcher).await
     }
 
+    /// A service that builds as its `[build]` says (the host's own builder),
+    /// with no launcher.
+    pub async fn planned(config: Config) -> Service {
+        Service::start_with(config, Builds::Planned, None).await
+    }
+
     pub async fn start_with(
         config: Config,
         builds: Builds,
