@@ -80,17 +80,34 @@ impl FromRequestParts<AppState> for Target {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Response> {
-        let (provider, spec) = parts
-            .uri
-            .path()
-            .strip_prefix("/build/")
-            .and_then(|rest| rest.split_once('/'))
-            .ok_or_else(|| refusal(404, "Not Found"))?;
+        let (provider, spec) = target(parts).ok_or_else(|| refusal(404, "Not Found"))?;
         Ok(Target {
             provider: provider.into(),
             spec: spec.into(),
         })
     }
+}
+
+/// `(provider, spec)` of the raw path.
+fn target(parts: &Parts) -> Option<(&str, &str)> {
+    parts
+        .uri
+        .path()
+        .strip_prefix("/build/")
+        .and_then(|rest| rest.split_once('/'))
+}
+
+/// The connection's peer and the client's address (`X-Forwarded-For` when
+/// the peer is a trusted proxy); a refusal when the server was not started
+/// with connection info.
+fn addresses(parts: &Parts, state: &AppState) -> Result<(IpAddr, IpAddr), Box<Response>> {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .ok_or_else(|| Box::new(refusal(500, "The connection's address is unknown")))?;
+    let ip = client_ip(&parts.headers, peer, &state.config.web.trusted_proxies);
+    Ok((peer, ip))
 }
 
 /// The client's address (`X-Forwarded-For` from a trusted proxy), refused
@@ -104,14 +121,8 @@ impl FromRequestParts<AppState> for Client {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let web = &state.config.web;
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-            .ok_or_else(|| refusal(500, "The connection's address is unknown"))?;
-        let ip = client_ip(&parts.headers, peer, &web.trusted_proxies);
-        if let Some(label) = banned(ip, &web.ban_networks) {
+        let (peer, ip) = addresses(parts, state).map_err(|r| *r)?;
+        if let Some(label) = banned(ip, &state.config.web.ban_networks) {
             return Err(refusal(
                 403,
                 &format!("Requests from {label} are not allowed"),
@@ -226,8 +237,8 @@ impl FromRequestParts<AppState> for Admitted {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let Target { provider, spec } = Target::from_request_parts(parts, state).await?;
         if let Some(token) = BuildQuery::of(parts).build_token {
+            let (provider, spec) = target(parts).ok_or_else(|| refusal(404, "Not Found"))?;
             let audience = format!("{provider}/{spec}");
             return match state
                 .web
@@ -245,7 +256,8 @@ impl FromRequestParts<AppState> for Admitted {
         if !state.web.limiter.enabled() {
             return Ok(Admitted(None));
         }
-        let Client { ip, .. } = Client::from_request_parts(parts, state).await?;
+        // `Client` has run (and refused banned networks) by now: only the address is needed.
+        let (_, ip) = addresses(parts, state).map_err(|r| *r)?;
         match state.web.limiter.check(ip) {
             Ok(quota) => Ok(Admitted(Some(quota))),
             Err(wait) => Err(refusal(
