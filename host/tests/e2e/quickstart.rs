@@ -18,17 +18,7 @@ use std::time::{Duration, Instant};
 
 use support::browser::Browser;
 use support::engine::engine;
-use support::{free_port, git};
-
-/// Four free ports in a row from the hub's: the hub, its API, the proxy's API.
-fn free_hub_port() -> u16 {
-    loop {
-        let p = free_port();
-        if p < 65000 && (1..3).all(|i| std::net::TcpListener::bind(("127.0.0.1", p + i)).is_ok()) {
-            return p;
-        }
-    }
-}
+use support::{free_port, free_ports, git};
 
 struct Ports {
     bindery: u16,
@@ -201,7 +191,8 @@ async fn a_click_builds_launches_and_shows_the_notebook_then_caches_and_layers()
     let state = tempfile::tempdir().unwrap();
     let ports = Ports {
         bindery: free_port(),
-        hub: free_hub_port(),
+        // The hub, its API, the proxy's API.
+        hub: free_ports(3),
         registry: free_port(),
         git: free_port(),
     };

@@ -94,6 +94,13 @@ impl Browser {
     }
 
     fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+        let reply = self.reply(session, method, params);
+        assert!(reply.get("error").is_none(), "{method}: {reply}");
+        reply["result"].clone()
+    }
+
+    /// The whole reply to `method`: its `result` or its `error`.
+    fn reply(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
         self.next_id += 1;
         let id = self.next_id;
         let mut message = json!({ "id": id, "method": method, "params": params });
@@ -111,8 +118,7 @@ impl Browser {
                 .recv_timeout(left)
                 .unwrap_or_else(|_| panic!("Chromium did not answer {method}"));
             if reply["id"] == id {
-                assert!(reply.get("error").is_none(), "{method}: {reply}");
-                return reply["result"].clone();
+                return reply;
             }
         }
     }
@@ -126,12 +132,17 @@ impl Browser {
     /// Evaluates `expression` in the page; its value as JSON (null while the page is between documents).
     pub fn eval(&mut self, expression: &str) -> Value {
         let session = self.session.clone();
-        let r = self.call(
+        let reply = self.reply(
             Some(&session),
             "Runtime.evaluate",
             json!({ "expression": expression, "returnByValue": true }),
         );
-        r["result"]["value"].clone()
+        // A navigation that starts during the evaluation ends it without a value.
+        if reply["error"]["message"] == "Inspected target navigated or closed" {
+            return Value::Null;
+        }
+        assert!(reply.get("error").is_none(), "Runtime.evaluate: {reply}");
+        reply["result"]["result"]["value"].clone()
     }
 
     /// Polls `expression` until `done` accepts its value; panics after `timeout`.

@@ -34,17 +34,45 @@ pub fn run_script(name: &str) -> std::collections::HashMap<String, String> {
         .collect()
 }
 
-/// A loopback port nothing listens on now (the kernel's pick).
+/// A loopback port nothing listens on now, for a server a test starts later.
+///
+/// Ports come from below the kernel's ephemeral range (32768–60999 on Linux),
+/// each at most once per test process: a port picked by `bind(0)` is handed out
+/// again to the next `bind(0)` or outgoing connection before the server meant
+/// for it binds it, and then two tests talk to each other's servers (a CI run
+/// hung on that).
 pub fn free_port() -> u16 {
-    free_addr().port()
+    free_ports(1)
 }
 
-/// A loopback address nothing listens on now.
+/// `count` loopback ports in a row, the first returned, as [`free_port`]
+/// hands them out (for programs that take the ports after the one given).
+pub fn free_ports(count: u16) -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const FIRST: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    // Processes started together (the tiers, a developer's second run) begin
+    // far apart.
+    static NEXT: OnceLock<AtomicU16> = OnceLock::new();
+    let next = NEXT.get_or_init(|| {
+        let offset = (std::process::id() % u32::from(SPAN / 200)) * 200;
+        AtomicU16::new(u16::try_from(offset).unwrap())
+    });
+    for _ in 0..SPAN {
+        let first = FIRST + next.fetch_add(count, Ordering::Relaxed) % (SPAN - count);
+        if (first..first + count).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return first;
+        }
+    }
+    panic!(
+        "no {count} free loopback ports in a row in {FIRST}..{}",
+        FIRST + SPAN
+    )
+}
+
+/// [`free_port`] on 127.0.0.1.
 pub fn free_addr() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    std::net::SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
 /// The bundled providers that resolve through an HTTP API: every one but `git`.

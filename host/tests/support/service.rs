@@ -220,7 +220,12 @@ pub async fn sse(url: &str) -> Stream {
 }
 
 pub async fn sse_with(url: &str, headers: &[(&str, &str)]) -> Stream {
-    let client = reqwest::Client::new();
+    // Longer than the slowest real build a test streams; a stream that never
+    // ends fails its test instead of the whole run's time budget.
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(480))
+        .build()
+        .unwrap();
     let mut request = client.get(url);
     for (k, v) in headers {
         request = request.header(*k, *v);
@@ -228,7 +233,10 @@ pub async fn sse_with(url: &str, headers: &[(&str, &str)]) -> Stream {
     let response = request.send().await.expect("the service answers");
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let raw = response.text().await.unwrap();
+    let raw = response
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("the stream from {url} did not end: {e}"));
     let events = raw
         .split("\n\n")
         .filter_map(|frame| frame.strip_prefix("data: "))
