@@ -63,6 +63,8 @@ impl Builder {
             work_dir: config.build_dir(),
             limits: FetchLimits {
                 max_bytes: b.max_repo_bytes,
+                max_files: b.max_repo_files,
+                max_file_bytes: b.max_file_bytes,
                 timeout: Duration::from_secs(b.fetch_timeout_secs),
             },
             default_timeout: Duration::from_secs(b.timeout_secs),

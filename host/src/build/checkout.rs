@@ -18,11 +18,31 @@ pub enum CheckoutError {
         /// The repository.
         url: String,
     },
-    /// The repository is bigger than `build.max_repo_bytes`.
-    #[error("The repository {url} is larger than this Bindery's limit of {:.1} MiB.", *.limit_bytes as f64 / 1048576.0)]
+    /// The repository, fetched or checked out, is bigger than `build.max_repo_bytes`.
+    #[error("The repository {url} is larger than this Bindery's limit of {} (build.max_repo_bytes).", mib(*.limit_bytes))]
     TooLarge {
         /// The repository.
         url: String,
+        /// The limit.
+        limit_bytes: u64,
+    },
+    /// The revision has more entries than `build.max_repo_files`.
+    #[error(
+        "The repository {url} has more than {limit} files and directories, this Bindery's limit (build.max_repo_files)."
+    )]
+    TooManyFiles {
+        /// The repository.
+        url: String,
+        /// The limit.
+        limit: u64,
+    },
+    /// One file is bigger than `build.max_file_bytes`.
+    #[error("{path} in {url} is larger than this Bindery's limit of {} for one file (build.max_file_bytes).", mib(*.limit_bytes))]
+    FileTooLarge {
+        /// The repository.
+        url: String,
+        /// The file, from the repository's root.
+        path: String,
         /// The limit.
         limit_bytes: u64,
     },
@@ -62,11 +82,19 @@ pub enum CheckoutError {
     },
 }
 
-/// How much a fetch may take.
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / 1_048_576.0)
+}
+
+/// How much a fetch may take, and what its checkout may expand to.
 #[derive(Debug, Clone, Copy)]
 pub struct FetchLimits {
-    /// Bytes received, in all.
+    /// Bytes received, and bytes the checkout writes.
     pub max_bytes: u64,
+    /// Files and directories in the checked-out revision.
+    pub max_files: u64,
+    /// The largest one file (libgit2 holds a file whole while writing it).
+    pub max_file_bytes: u64,
     /// Wall-clock time.
     pub timeout: Duration,
 }
@@ -134,6 +162,7 @@ impl Checkout {
                 url: url.into(),
             });
         };
+        measure(&repo, url, oid, limits)?;
         {
             let object = repo.find_object(oid, None).map_err(|e| disk(&e))?;
             let mut opts = git2::build::CheckoutBuilder::new();
@@ -153,6 +182,76 @@ impl Checkout {
     pub fn repo(&self) -> &Repository {
         &self.repo
     }
+}
+
+/// Refuses a revision whose checkout would exceed `limits`, from object
+/// headers alone: a few kilobytes of pack can hold a 300 MB file of zeros or a
+/// tree of ten million files, so what crossed the wire says nothing of what a
+/// checkout writes. Trees are read (each one checked first), blobs never.
+fn measure(
+    repo: &Repository,
+    url: &str,
+    commit: Oid,
+    limits: FetchLimits,
+) -> Result<(), CheckoutError> {
+    let unreadable = |e: git2::Error| CheckoutError::Fetch {
+        url: url.into(),
+        message: format!("the fetched revision cannot be read: {}", e.message()),
+    };
+    let odb = repo.odb().map_err(unreadable)?;
+    let root = repo
+        .find_commit(commit)
+        .and_then(|c| c.tree())
+        .map_err(unreadable)?
+        .id();
+    let (mut files, mut bytes) = (0u64, 0u64);
+    // Sizes count before anything of the object is inflated; trees count too,
+    // as each is held whole while it is walked.
+    let mut add = |path: &str, oid: Oid| -> Result<(), CheckoutError> {
+        let (size, _) = odb.read_header(oid).map_err(unreadable)?;
+        let size = size as u64;
+        if size > limits.max_file_bytes {
+            return Err(CheckoutError::FileTooLarge {
+                url: url.into(),
+                path: if path.is_empty() {
+                    "/".into()
+                } else {
+                    path.into()
+                },
+                limit_bytes: limits.max_file_bytes,
+            });
+        }
+        bytes += size;
+        if bytes > limits.max_bytes {
+            return Err(CheckoutError::TooLarge {
+                url: url.into(),
+                limit_bytes: limits.max_bytes,
+            });
+        }
+        Ok(())
+    };
+    let mut trees = vec![(String::new(), root)];
+    while let Some((dir, oid)) = trees.pop() {
+        add(&dir, oid)?;
+        let tree = repo.find_tree(oid).map_err(unreadable)?;
+        for entry in &tree {
+            files += 1;
+            if files > limits.max_files {
+                return Err(CheckoutError::TooManyFiles {
+                    url: url.into(),
+                    limit: limits.max_files,
+                });
+            }
+            let path = format!("{dir}{}", String::from_utf8_lossy(entry.name_bytes()));
+            match entry.kind() {
+                Some(git2::ObjectType::Tree) => trees.push((format!("{path}/"), entry.id())),
+                Some(git2::ObjectType::Blob) => add(&path, entry.id())?,
+                // Submodules are not fetched; a checkout leaves them empty.
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 fn fetch(

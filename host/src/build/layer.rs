@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use super::checkout::Checkout;
 use super::dockerignore::IgnoreRules;
-use crate::registry::{Registry, RegistryError};
+use crate::registry::{BlobSource, Registry, RegistryError};
 
 /// Why a layer build did not produce an image.
 #[derive(Debug, thiserror::Error)]
@@ -369,21 +369,25 @@ pub async fn push(
 
     registry.authorize_push(image).await?;
     for digest in &base_layers {
-        let missing = || {
-            Err(std::io::Error::other(
-                "a base layer is neither in the target repository nor mountable",
-            ))
-        };
         registry
-            .put_blob(image, Some(base), missing, digest)
+            .put_blob(image, Some(base), BlobSource::MountOnly, digest)
             .await?;
     }
-    let path = layer.path.clone();
     registry
-        .put_blob(image, None, move || std::fs::read(&path), &layer.digest)
+        .put_blob(
+            image,
+            None,
+            BlobSource::File(layer.path.clone()),
+            &layer.digest,
+        )
         .await?;
     registry
-        .put_blob(image, None, || Ok(config_bytes), &new_config_digest)
+        .put_blob(
+            image,
+            None,
+            BlobSource::Bytes(config_bytes),
+            &new_config_digest,
+        )
         .await?;
     let body = serde_json::to_vec(&manifest).map_err(|e| LayerError::Failed(e.to_string()))?;
     Ok(registry

@@ -13,8 +13,14 @@ pub struct BuildConfig {
     pub strategy: String,
     /// Where repositories are fetched and layers written; default `<data_dir>/builds`.
     pub work_dir: Option<PathBuf>,
-    /// A repository bigger than this (bytes fetched) is refused.
+    /// A repository bigger than this is refused: bytes fetched, and bytes its
+    /// checkout would write (counted before anything is written).
     pub max_repo_bytes: u64,
+    /// A revision with more files and directories than this is refused.
+    pub max_repo_files: u64,
+    /// A repository with one file bigger than this is refused: the host holds
+    /// a file whole in memory while checking it out. GitHub's own limit.
+    pub max_file_bytes: u64,
     /// Deadline of the host's fetch of a repository.
     pub fetch_timeout_secs: u64,
     /// A build's time limit when its plan gives none.
@@ -36,6 +42,8 @@ impl Default for BuildConfig {
             strategy: "layer-first".into(),
             work_dir: None,
             max_repo_bytes: 1 << 30,
+            max_repo_files: 100_000,
+            max_file_bytes: 100 << 20,
             fetch_timeout_secs: 300,
             timeout_secs: 3600,
             local: LocalBuildConfig::default(),

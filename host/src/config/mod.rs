@@ -153,9 +153,17 @@ impl Config {
             )));
         }
         let b = &self.build;
-        if b.timeout_secs == 0 || b.fetch_timeout_secs == 0 || b.max_repo_bytes == 0 {
+        if [
+            b.timeout_secs,
+            b.fetch_timeout_secs,
+            b.max_repo_bytes,
+            b.max_repo_files,
+            b.max_file_bytes,
+        ]
+        .contains(&0)
+        {
             return Err(ConfigError::Invalid(
-                "build: timeout_secs, fetch_timeout_secs and max_repo_bytes must be positive"
+                "build: timeout_secs, fetch_timeout_secs, max_repo_bytes, max_repo_files and max_file_bytes must be positive"
                     .into(),
             ));
         }

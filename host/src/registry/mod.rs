@@ -7,7 +7,7 @@ pub mod naming;
 mod push;
 
 pub use lookup::StoredManifest;
-pub use push::digest;
+pub use push::{BlobSource, digest};
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

@@ -268,7 +268,7 @@ async fn bad_input_gives_clear_failures() {
     assert_eq!(
         got.last()["message"],
         format!(
-            "The repository {} is larger than this Bindery's limit of 0.1 MiB.\n",
+            "The repository {} is larger than this Bindery's limit of 0.1 MiB (build.max_repo_bytes).\n",
             repo.url
         ),
         "{}",
@@ -393,6 +393,55 @@ async fn a_full_build_directory_fails_clearly_and_is_left_empty() {
     while !disk.files().is_empty() {
         assert!(Instant::now() < deadline, "left behind: {:?}", disk.files());
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decompression_bombs_are_refused_before_their_checkout() {
+    let registry = OciRegistry::start(None);
+    let (data, disk, repo) = (
+        tempfile::tempdir().unwrap(),
+        SmallDisk::mount(64 << 20),
+        TestRepo::new(),
+    );
+    // The figures: 300 MB of zeros, four 20 MB files under a 50 MiB
+    // limit, and ten million files; each packs to a few kilobytes.
+    let one_file = repo.zeros("one-file", 1, 300_000_000);
+    let four_files = repo.zeros("four-files", 4, 20_000_000);
+    let many_files = repo.tree_bomb("many-files", 6);
+    let mut c = build_config(data.path(), &registry).await;
+    c.build.work_dir = Some(disk.path().to_path_buf());
+    c.build.max_repo_bytes = 50 << 20;
+    let s = Service::planned(c).await;
+    let url = &repo.url;
+    for (sha, refusal) in [
+        (
+            &one_file,
+            format!(
+                "zeros-0.bin in {url} is larger than this Bindery's limit of 100.0 MiB for one file (build.max_file_bytes).\n"
+            ),
+        ),
+        (
+            &four_files,
+            format!(
+                "The repository {url} is larger than this Bindery's limit of 50.0 MiB (build.max_repo_bytes).\n"
+            ),
+        ),
+        (
+            &many_files,
+            format!(
+                "The repository {url} has more than 100000 files and directories, this Bindery's limit (build.max_repo_files).\n"
+            ),
+        ),
+    ] {
+        let got = build(&s, &repo, sha).await;
+        assert_eq!(got.last()["message"], refusal.as_str(), "{}", got.raw);
+        // Nothing of it stays in the build directory.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !disk.files().is_empty() {
+            assert!(Instant::now() < deadline, "left behind: {:?}", disk.files());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 

@@ -107,6 +107,78 @@ impl TestRepo {
     }
 }
 
+/// Decompression bombs, written straight into the served repository as
+/// commits on branches of their own: each packs to a few kilobytes.
+impl TestRepo {
+    fn bare(&self) -> std::path::PathBuf {
+        self.daemon.root.path().join("srv/repo.git")
+    }
+
+    /// A commit whose tree holds `files` files of `bytes` zeros each; its sha.
+    pub fn zeros(&self, branch: &str, files: usize, bytes: u64) -> String {
+        // Streamed into a pack by git itself: never whole in memory or on disk.
+        let hashed = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "head -c {bytes} /dev/zero | git -c core.bigFileThreshold=1m hash-object -w --stdin"
+            ))
+            .current_dir(self.bare())
+            .output()
+            .unwrap();
+        assert!(hashed.status.success(), "{hashed:?}");
+        let blob = String::from_utf8(hashed.stdout).unwrap().trim().to_string();
+        let entries: Vec<String> = (0..files)
+            .map(|i| format!("100644 blob {blob}\tzeros-{i}.bin"))
+            .collect();
+        self.commit_tree(branch, &entries)
+    }
+
+    /// A commit whose tree is `levels` levels of ten directories over ten
+    /// files each: 10^(levels+1) files from eight objects; its sha.
+    pub fn tree_bomb(&self, branch: &str, levels: usize) -> String {
+        let blob = self.git_with_input("hash-object", &["-w", "--stdin"], "x");
+        let mut entries: Vec<String> = (0..10)
+            .map(|i| format!("100644 blob {blob}\tf{i}"))
+            .collect();
+        for _ in 0..levels {
+            let tree = self.git_with_input("mktree", &[], &entries.join("\n"));
+            entries = (0..10)
+                .map(|i| format!("040000 tree {tree}\td{i}"))
+                .collect();
+        }
+        self.commit_tree(branch, &entries)
+    }
+
+    fn commit_tree(&self, branch: &str, entries: &[String]) -> String {
+        let tree = self.git_with_input("mktree", &[], &entries.join("\n"));
+        let sha = super::git(&self.bare(), &["commit-tree", &tree, "-m", branch]);
+        super::git(
+            &self.bare(),
+            &["update-ref", &format!("refs/heads/{branch}"), &sha],
+        );
+        sha
+    }
+
+    /// Runs `git <command> <args>` in the served repository with `input` on stdin.
+    fn git_with_input(&self, command: &str, args: &[&str], input: &str) -> String {
+        use std::io::Write;
+        let mut child = std::process::Command::new("git")
+            .arg(command)
+            .args(args)
+            .current_dir(self.bare())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "{input}").unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "git {command}: {out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+}
+
 /// Serves an empty list of Dataverse installations: repo2docker asks GitHub
 /// for one before picking a content provider, and GitHub is not reachable here.
 async fn dataverse_list() -> String {
