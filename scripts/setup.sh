@@ -15,6 +15,9 @@ command -v docker-registry >/dev/null || need_pkgs+=(docker-registry)
 command -v htpasswd >/dev/null || need_pkgs+=(apache2-utils)
 command -v openssl >/dev/null || need_pkgs+=(openssl)
 command -v chromium >/dev/null || need_pkgs+=(chromium)
+# Network namespaces for the tests that must send nothing off the machine.
+command -v ip >/dev/null || need_pkgs+=(iproute2)
+command -v nsenter >/dev/null || need_pkgs+=(util-linux)
 source "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
 apt_install setup "${need_pkgs[@]}"
 

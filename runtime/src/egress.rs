@@ -166,22 +166,67 @@ impl EgressPolicy {
     }
 }
 
-/// The port a git remote URL of `scheme` connects to by default; `None` for
-/// schemes other than http, https and git, which Bindery does not fetch.
-pub fn git_default_port(scheme: &str) -> Option<u16> {
-    match scheme {
-        "http" => Some(80),
-        "https" => Some(443),
-        "git" => Some(9418),
-        _ => None,
-    }
+/// A git remote URL, parsed once. The host and port checked are the ones
+/// connected to, because libgit2 and repo2docker are given this URL's
+/// serialisation, never the text it was parsed from.
+#[derive(Debug, Clone)]
+pub struct GitRemote {
+    url: url::Url,
+    port: u16,
 }
 
-/// The host and port a git remote URL connects to; `None` for a URL Bindery
-/// does not fetch (another scheme, or no host).
-pub fn git_endpoint(url: &url::Url) -> Option<(&str, u16)> {
-    let default_port = git_default_port(url.scheme())?;
-    Some((url.host_str()?, url.port().unwrap_or(default_port)))
+/// Why a text is not a git remote Bindery fetches.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GitUrlError {
+    /// Not a URL with a host.
+    #[error("not a URL with a host")]
+    Invalid,
+    /// A scheme other than http, https and git.
+    #[error("Bindery fetches git repositories over http, https and git, not {0}")]
+    Scheme(String),
+    /// A form parsers read differently.
+    #[error(
+        "a git URL has no query, fragment or backslash (parsers disagree on where its host ends)"
+    )]
+    Ambiguous,
+}
+
+impl GitRemote {
+    /// Parses `raw`. A query, a fragment or a backslash is refused, not
+    /// normalised away: in `http://a.example?@127.0.0.1/x` URL parsers find
+    /// the host `a.example`, while libgit2 found `127.0.0.1`.
+    pub fn parse(raw: &str) -> Result<GitRemote, GitUrlError> {
+        let url = url::Url::parse(raw).map_err(|_| GitUrlError::Invalid)?;
+        let port = match url.scheme() {
+            "http" => 80,
+            "https" => 443,
+            "git" => 9418,
+            other => return Err(GitUrlError::Scheme(other.into())),
+        };
+        if raw.contains('\\') || url.query().is_some() || url.fragment().is_some() {
+            return Err(GitUrlError::Ambiguous);
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(GitUrlError::Invalid);
+        }
+        let port = url.port().unwrap_or(port);
+        Ok(GitRemote { url, port })
+    }
+
+    /// The host connected to.
+    pub fn host(&self) -> &str {
+        self.url.host_str().unwrap_or_default()
+    }
+
+    /// The port connected to.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URL to hand to libgit2 and repo2docker.
+    pub fn as_str(&self) -> &str {
+        self.url.as_str()
+    }
 }
 
 /// Resolution failed or was refused.
@@ -236,6 +281,43 @@ pub fn is_public(addr: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn git_remotes_are_parsed_once_and_ambiguous_forms_refused() {
+        for raw in [
+            "http://public.example?@127.0.0.1:8585/x",
+            "http://public.example#@127.0.0.1:8585/x",
+            "http://public.example\\@127.0.0.1:8585/x",
+            "git://public.example\\@127.0.0.1:8585/x",
+            "https://public.example/x.git?ref=main",
+        ] {
+            assert_eq!(
+                GitRemote::parse(raw).unwrap_err(),
+                GitUrlError::Ambiguous,
+                "{raw}"
+            );
+        }
+        assert_eq!(
+            GitRemote::parse("file:///etc/x.git").unwrap_err(),
+            GitUrlError::Scheme("file".into())
+        );
+        assert_eq!(
+            GitRemote::parse("git:///x.git").unwrap_err(),
+            GitUrlError::Invalid
+        );
+        let r = GitRemote::parse("HTTPS://User@Example.ORG./x.git").unwrap();
+        assert_eq!((r.host(), r.port()), ("example.org.", 443));
+        assert_eq!(r.as_str(), "https://User@example.org./x.git");
+        let r = GitRemote::parse("git://127.0.0.1:9419/repo.git").unwrap();
+        assert_eq!(
+            (r.host(), r.port(), r.as_str()),
+            ("127.0.0.1", 9419, "git://127.0.0.1:9419/repo.git")
+        );
+        // The userinfo trick without a delimiter before it is plain userinfo:
+        // the host checked is the one connected to.
+        let r = GitRemote::parse("http://public.example:80@127.0.0.1:8585/x").unwrap();
+        assert_eq!((r.host(), r.port()), ("127.0.0.1", 8585));
+    }
 
     fn policy(hosts: &[&str], private: &[&str]) -> EgressPolicy {
         EgressPolicy::new(

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bindery_runtime::PluginHost;
 use bindery_runtime::bindings::{BuildPlan, Executor, LayerPlan, Repo2dockerPlan};
-use bindery_runtime::egress::{EgressError, git_endpoint};
+use bindery_runtime::egress::{EgressError, GitRemote, GitUrlError};
 use futures_util::future::BoxFuture;
 
 use super::checkout::{Checkout, CheckoutError, FetchLimits};
@@ -96,7 +96,12 @@ impl Builder {
             ),
         )
         .await;
-        self.check_egress(request).await?;
+        let remote = self.check_egress(request).await?;
+        // From here on the URL is the one checked, as it was parsed.
+        let request = &BuildRequest {
+            repo_url: remote.as_str().to_string(),
+            ..request.clone()
+        };
         let (url, reference, checkout_dir, limits) = (
             request.repo_url.clone(),
             request.resolved_ref.clone(),
@@ -200,26 +205,26 @@ impl Builder {
     /// The repository is fetched only from addresses its provider may reach:
     /// public ones, and the provider's `private_networks`. A spec cannot make
     /// the host fetch from loopback, cloud metadata or a private network.
-    async fn check_egress(&self, request: &BuildRequest) -> Result<(), BuildFailure> {
+    async fn check_egress(&self, request: &BuildRequest) -> Result<GitRemote, BuildFailure> {
         let refused = |why: String| {
             BuildFailure::new(format!(
                 "Bindery does not fetch {}: {why}",
                 request.repo_url
             ))
         };
-        let url = url::Url::parse(&request.repo_url).map_err(|e| refused(e.to_string()))?;
-        let Some((host, port)) = git_endpoint(&url) else {
-            return Err(BuildFailure::new(CheckoutError::NotGit {
+        let remote = GitRemote::parse(&request.repo_url).map_err(|e| match e {
+            GitUrlError::Scheme(_) => BuildFailure::new(CheckoutError::NotGit {
                 url: request.repo_url.clone(),
-            }));
-        };
+            }),
+            other => refused(other.to_string()),
+        })?;
         let egress = self
             .plugins
             .get(&request.provider)
             .map(|p| p.egress().clone())
             .unwrap_or_default();
-        match egress.resolve(host, port).await {
-            Ok(_) => Ok(()),
+        match egress.resolve(remote.host(), remote.port()).await {
+            Ok(_) => Ok(remote),
             Err(EgressError::Denied(d)) => Err(refused(format!(
                 "{d} (the `{}` provider's `private_networks` grants such networks)",
                 request.provider

@@ -510,3 +510,114 @@ async fn names_that_resolve_to_forbidden_addresses_are_refused() {
         "a name led Bindery to the victim"
     );
 }
+
+/// Every byte but the unreserved ones percent-encoded, as a spec carries a URL.
+fn percent_encoded(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_git_url_is_fetched_from_the_host_it_was_checked_as() {
+    // `bindery serve` runs in a network namespace of its own with only
+    // loopback up: `public.example` resolves (its hosts file) to a public
+    // address no route leads to, so no packet leaves the machine, and a
+    // victim git daemon on 127.0.0.1:8585 logs every connection it gets.
+    let data = tempfile::tempdir().unwrap();
+    let hosts = data.path().join("hosts");
+    std::fs::write(
+        &hosts,
+        "127.0.0.1 localhost\n93.184.216.34 public.example\n",
+    )
+    .unwrap();
+    let victim_log = data.path().join("victim.log");
+    let mut c = support::service::config(data.path(), None);
+    c.listen = "127.0.0.1:8080".parse().unwrap();
+    c.plugins.get_mut("git").unwrap().private_networks = Vec::new();
+    c.web.api_only = true;
+    c.web.rate_limit.limit = 0;
+    let script = format!(
+        "ip link set lo up && mount --bind {hosts} /etc/hosts && \
+         {{ git daemon --verbose --reuseaddr --listen=127.0.0.1 --port=8585 --base-path={base} 2>{log} & }} && \
+         exec \"$0\" \"$@\"",
+        hosts = hosts.display(),
+        base = data.path().display(),
+        log = victim_log.display(),
+    );
+    let bindery = Process::spawn_under(
+        &["unshare", "-n", "-m", "sh", "-c", &script],
+        &c,
+        data.path(),
+    );
+    let namespace = format!("--net=/proc/{}/ns/net", bindery.0.id());
+    let inside = move |url: String| {
+        let namespace = namespace.clone();
+        async move {
+            let out = tokio::process::Command::new("nsenter")
+                .args([namespace.as_str(), "curl", "-sN", "--max-time", "120"])
+                .args(["-H", "accept: text/event-stream", &url])
+                .output()
+                .await
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !inside("http://127.0.0.1:8080/versions".into())
+        .await
+        .contains("builder")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bindery serve did not start: {}",
+            std::fs::read_to_string(data.path().join("bindery.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let connections = || {
+        std::fs::read_to_string(&victim_log)
+            .unwrap_or_default()
+            .matches("Connection from")
+            .count()
+    };
+    let sha = "0123456789abcdef0123456789abcdef01234567";
+    for scheme in ["http", "https", "git"] {
+        for trick in ["?@", "#@", "\\@"] {
+            let url = format!("{scheme}://public.example{trick}127.0.0.1:8585/x.git");
+            // A branch is resolved by the provider's ls-remote; a sha is
+            // fetched by the host's git import.
+            for reference in ["main", sha] {
+                let spec = format!("{}/{reference}", percent_encoded(&url));
+                let raw = inside(format!(
+                    "http://127.0.0.1:8080/build/git/{spec}?build_only=true"
+                ))
+                .await;
+                let last = raw.trim_end().rsplit("data: ").next().unwrap_or_default();
+                let last: serde_json::Value = serde_json::from_str(last).unwrap_or_default();
+                assert_eq!(last["phase"], "failed", "{url} at {reference}: {raw}");
+                assert_eq!(
+                    connections(),
+                    0,
+                    "{url} at {reference} reached 127.0.0.1:8585: {raw}"
+                );
+            }
+        }
+    }
+    // The victim was listening all along.
+    let _ = inside("http://127.0.0.1:8585/".into()).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while connections() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the victim logs no connection"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

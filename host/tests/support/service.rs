@@ -54,6 +54,22 @@ impl Process {
     /// The same, run by `wrapper` (a command and its arguments, then
     /// Bindery's binary and its own arguments), e.g. in another namespace.
     pub async fn start_under(wrapper: &[&str], config: &Config, dir: &std::path::Path) -> Process {
+        let process = Process::spawn_under(wrapper, config, dir);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while std::net::TcpStream::connect(config.listen).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "bindery serve did not start: {}",
+                std::fs::read_to_string(dir.join("bindery.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        process
+    }
+
+    /// Starts it under `wrapper` without waiting: for a process this one
+    /// cannot reach, e.g. in a network namespace of its own.
+    pub fn spawn_under(wrapper: &[&str], config: &Config, dir: &std::path::Path) -> Process {
         let path = dir.join("bindery.toml");
         std::fs::write(&path, toml::to_string(config).unwrap()).unwrap();
         let bin = env!("CARGO_BIN_EXE_bindery");
@@ -71,17 +87,7 @@ impl Process {
             .stderr(std::fs::File::create(dir.join("bindery.log")).unwrap())
             .spawn()
             .unwrap();
-        let process = Process(child);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        while std::net::TcpStream::connect(config.listen).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "bindery serve did not start: {}",
-                std::fs::read_to_string(dir.join("bindery.log")).unwrap_or_default()
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        process
+        Process(child)
     }
 }
 

@@ -10,11 +10,9 @@
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
-use url::Url;
-
 use super::CallState;
 use crate::bindings::git::{GitError, Host, RemoteRef};
-use crate::egress::{EgressDenied, EgressError, EgressPolicy, git_default_port};
+use crate::egress::{EgressDenied, EgressError, EgressPolicy, GitRemote, GitUrlError};
 
 pub(super) struct GitClient {
     egress: Arc<EgressPolicy>,
@@ -42,19 +40,19 @@ impl GitClient {
     }
 
     pub(super) async fn ls_remote(&self, url: &str) -> Result<Vec<RemoteRef>, GitError> {
-        let parsed = Url::parse(url).map_err(|e| GitError::InvalidUrl(format!("{url}: {e}")))?;
-        let default_port = git_default_port(parsed.scheme())
-            .ok_or_else(|| GitError::ProtocolNotAllowed(parsed.scheme().to_string()))?;
-        let host = parsed
-            .host_str()
-            .ok_or_else(|| GitError::InvalidUrl(format!("{url}: no host")))?;
-        let port = parsed.port().unwrap_or(default_port);
-        self.egress.check_host(host).map_err(denied)?;
-        self.egress.resolve(host, port).await.map_err(|e| match e {
-            EgressError::Denied(d) => denied(d),
-            EgressError::Lookup(m) => GitError::Remote(m),
+        let remote = GitRemote::parse(url).map_err(|e| match e {
+            GitUrlError::Scheme(scheme) => GitError::ProtocolNotAllowed(scheme),
+            other => GitError::InvalidUrl(format!("{url}: {other}")),
         })?;
-        let url = url.to_string();
+        self.egress.check_host(remote.host()).map_err(denied)?;
+        self.egress
+            .resolve(remote.host(), remote.port())
+            .await
+            .map_err(|e| match e {
+                EgressError::Denied(d) => denied(d),
+                EgressError::Lookup(m) => GitError::Remote(m),
+            })?;
+        let url = remote.as_str().to_string();
         let listing = tokio::task::spawn_blocking(move || list_refs(&url));
         match tokio::time::timeout(self.timeout, listing).await {
             Err(_) => Err(GitError::Timeout),
