@@ -4,13 +4,17 @@
 //! (drawn for Bindery). One small HTML file
 //! with plain JavaScript: no framework, nothing fetched from elsewhere.
 
+use std::sync::LazyLock;
+
 use axum::Router;
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
+use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use base64::Engine as _;
 use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
 
 use super::{AppState, providers};
 
@@ -55,7 +59,7 @@ fn asset(content_type: &'static str, body: &'static [u8]) -> Response {
         .into_response()
 }
 
-fn page(state: &AppState, build_token: Option<String>) -> Html<String> {
+fn page(state: &AppState, build_token: Option<String>) -> Response {
     let web = &state.config.web;
     let mut config = json!({
         "baseUrl": web.base_url,
@@ -72,11 +76,30 @@ fn page(state: &AppState, build_token: Option<String>) -> Html<String> {
     }
     // `<` escaped so nothing in a spec can close the script element.
     let config = config.to_string().replace('<', "\\u003c");
-    Html(PAGE.replace("__PAGE_CONFIG__", &config))
+    (
+        [(CONTENT_SECURITY_POLICY, PAGE_POLICY.as_str())],
+        Html(PAGE.replace("__PAGE_CONFIG__", &config)),
+    )
+        .into_response()
 }
 
+/// The pages' Content-Security-Policy: the page's own script, by its hash,
+/// is the only one that runs in Bindery's origin: not a `javascript:` URL,
+/// not a script in the operator's banner or in anything a link carries.
+static PAGE_POLICY: LazyLock<String> = LazyLock::new(|| {
+    let script = PAGE
+        .split("<script>")
+        .nth(1)
+        .and_then(|s| s.split("</script>").next())
+        .expect("the page has its script");
+    let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(script));
+    format!(
+        "default-src 'none'; script-src 'sha256-{hash}'; style-src 'unsafe-inline'; img-src * data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
+    )
+});
+
 /// Upstream serves its single-page app, 200, for every other path.
-async fn form_page(State(state): State<AppState>) -> Html<String> {
+async fn form_page(State(state): State<AppState>) -> Response {
     page(&state, None)
 }
 
@@ -93,7 +116,7 @@ async fn launch_page(State(state): State<AppState>, uri: Uri, headers: HeaderMap
         .web
         .tokens
         .issue(audience, &super::build::request_origin(&headers));
-    page(&state, Some(token)).into_response()
+    page(&state, Some(token))
 }
 
 /// `/repo/<user>/<repo>[/path]` → `/v2/gh/<user>/<repo>/master`, without

@@ -478,9 +478,14 @@ async fn pages_redirects_badges_cors_and_bans() {
         home.headers()["access-control-allow-headers"],
         "cache-control"
     );
+    let policy = home.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        policy.starts_with("default-src 'none'; script-src 'sha256-"),
+        "{policy}"
+    );
     let html = home.text().await.unwrap();
     assert!(
-        html.contains("window.pageConfig = {\"baseUrl\":\"/\""),
+        html.contains("<script type=\"application/json\" id=\"page-config\">{\"baseUrl\":\"/\""),
         "{html}"
     );
     assert!(!html.contains("\"buildToken\":"));

@@ -101,3 +101,66 @@ async fn the_launch_page_shows_the_log_and_lands_on_the_server() {
         "/user/test-0/doc/tree/notebooks/intro%20one.ipynb?token=token-0"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_in_a_link_cannot_send_the_token_elsewhere_or_run_script() {
+    let (daemon, _) = GitDaemon::with_repo("repo.git");
+    let registry = OciRegistry::start(None);
+    let data = tempfile::tempdir().unwrap();
+    let (hub, hits) = landing().await;
+    let (evil, evil_hits) = landing().await;
+    let mut c = config(data.path(), Some(&registry));
+    c.web.rate_limit.limit = 0;
+    let builder = Arc::new(TestBuilder::new(&registry, 1));
+    let s = Service::start(c, Some(builder), Some(Arc::new(TestLauncher::new(&hub)))).await;
+    let spec = git_spec(&format!("git://127.0.0.1:{}/repo.git", daemon.port), "main");
+    let evil_host = evil.trim_start_matches("http://").to_string();
+    let hostile = [
+        format!("urlpath={evil}/steal"),
+        format!("urlpath=//{evil_host}/steal"),
+        format!("urlpath=%5C%5C{evil_host}/steal"),
+        format!("urlpath=/%5C{evil_host}/steal"),
+        "urlpath=javascript:document.title='pwned'".to_string(),
+        "urlpath=../../hub/admin".to_string(),
+        format!("labpath=../../../{evil_host}/steal"),
+        format!("filepath=//{evil_host}/steal"),
+    ];
+    let pages: Vec<String> = hostile
+        .iter()
+        .map(|q| format!("{}/v2/git/{spec}?{q}", s.base))
+        .collect();
+    let landed = tokio::task::spawn_blocking(move || {
+        let mut b = Browser::start();
+        let mut landed = Vec::new();
+        for page in pages {
+            b.navigate(&page);
+            b.wait_for(
+                "document.getElementById('landed')?.textContent",
+                Duration::from_secs(20),
+                |v| v == "Landed on the server",
+            );
+            assert_ne!(b.eval("document.title"), "pwned", "{page}");
+            landed.push(b.eval("location.href").as_str().unwrap().to_string());
+        }
+        landed
+    })
+    .await
+    .unwrap();
+    for (i, (query, href)) in hostile.iter().zip(&landed).enumerate() {
+        let user = format!("{hub}/user/test-{i}/");
+        assert!(href.starts_with(&user), "{query} landed on {href}");
+    }
+    assert!(
+        evil_hits.lock().unwrap().is_empty(),
+        "{:?}",
+        evil_hits.lock().unwrap()
+    );
+    // Each landing with the token (Chromium also asks for the favicon).
+    let with_token = hits
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|h| h.contains("token="))
+        .count();
+    assert_eq!(with_token, hostile.len());
+}
