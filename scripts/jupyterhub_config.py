@@ -57,11 +57,13 @@ c.JupyterHub.cookie_secret_file = f"{state}/cookie_secret"
 c.JupyterHub.pid_file = f"{state}/hub.pid"
 c.JupyterHub.last_activity_interval = 5
 c.JupyterHub.allow_named_servers = True
+# An admin of the hub, whose servers the culler must never touch.
+c.Authenticator.admin_users = {"hub-admin"}
 c.JupyterHub.services = [{"name": "binder", "api_token": env["HUB_SERVICE_TOKEN"]}]
 c.JupyterHub.load_roles = [{
     "name": "binder",
     "services": ["binder"],
-    "scopes": ["admin:users", "admin:servers", "tokens", "read:users:activity", "access:servers", "list:users"],
+    "scopes": ["admin:users", "admin:servers", "admin:groups", "groups", "tokens", "read:users:activity", "access:servers", "list:users"],
 }]
 c.JupyterHub.spawner_class = BinderSpawner
 c.DockerSpawner.cmd = ["jupyter-server"]

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{Path, State};
 use bindery::app::Builds;
 use bindery::config::SecretSource;
-use bindery::cull::Culler;
+use bindery::cull::{CullScope, Culler};
 use bindery::jupyterhub::Hub;
 use bindery::launch::Launcher;
 use bindery::launch::hub::HubLauncher;
@@ -192,7 +192,13 @@ async fn main() {
         c.hub.api_token = Some(SecretSource::File(data.path().join("token")));
         std::fs::write(data.path().join("token"), "t").unwrap();
         let hub = Arc::new(Hub::new(&c.hub).unwrap().unwrap());
-        let culler = Culler::new(hub, plugins.clone(), &c.cull, Arc::new(Metrics::default()));
+        let culler = Culler::new(
+            hub,
+            plugins.clone(),
+            &c.cull,
+            CullScope::of(&c.hub),
+            Arc::new(Metrics::default()),
+        );
         let started = Instant::now();
         let report = culler.pass().await.unwrap();
         passes.push(started.elapsed());

@@ -54,7 +54,13 @@ impl App {
         if let Some(hub) = hub.filter(|_| config.cull.enabled) {
             let plugins = app.state.plugins.clone();
             let metrics = app.state.metrics.clone();
-            let (culler, contender) = crate::cull::tasks(hub, plugins, &config.cull, metrics)?;
+            let (culler, contender) = crate::cull::tasks(
+                hub,
+                plugins,
+                &config.cull,
+                crate::cull::CullScope::of(&config.hub),
+                metrics,
+            )?;
             app.tasks.spawn("culler", culler);
             if let Some(contender) = contender {
                 app.tasks.spawn("culler lease", contender);

@@ -29,6 +29,10 @@ pub struct HubConfig {
     /// Launch for the hub user whose token the request carries, as a named
     /// server, instead of a temporary user (upstream's `auth_enabled`).
     pub auth_enabled: bool,
+    /// The hub group Bindery puts its temporary users in: the culler stops
+    /// only servers Bindery launched and deletes only this group's members,
+    /// never an admin (needs the `admin:groups` and `groups` scopes).
+    pub users_group: String,
 }
 
 impl Default for HubConfig {
@@ -43,6 +47,7 @@ impl Default for HubConfig {
             launch_timeout_secs: 600,
             page_size: 0,
             auth_enabled: false,
+            users_group: "binder-users".into(),
         }
     }
 }

@@ -19,7 +19,7 @@ use futures_util::{FutureExt, StreamExt};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::config::{ConfigError, CullConfig};
+use crate::config::{ConfigError, CullConfig, HubConfig};
 use crate::jupyterhub::{Hub, HubError, ServerModel, Stopped, timestamp_ms};
 use crate::metrics::Metrics;
 use crate::now_ms;
@@ -50,6 +50,7 @@ pub fn tasks(
     hub: Arc<Hub>,
     plugins: Arc<PluginHost>,
     config: &CullConfig,
+    scope: CullScope,
     metrics: Arc<Metrics>,
 ) -> Result<(BoxFuture<'static, ()>, Option<BoxFuture<'static, ()>>), ConfigError> {
     let (leading, follower) = watch::channel(config.leader.is_none());
@@ -57,8 +58,27 @@ pub fn tasks(
         Some(leader) => Some(leader::Leader::new(leader)?.run(leading).boxed()),
         None => None,
     };
-    let culler = Arc::new(Culler::new(hub, plugins, config, metrics)).run(follower);
+    let culler = Arc::new(Culler::new(hub, plugins, config, scope, metrics)).run(follower);
     Ok((culler.boxed(), contender))
+}
+
+/// What of a shared hub is Bindery's to cull.
+#[derive(Debug, Clone)]
+pub struct CullScope {
+    /// The group of Bindery's temporary users: only its members are deleted.
+    pub group: String,
+    /// False in authenticated mode: the users are people, not Bindery's.
+    pub delete_users: bool,
+}
+
+impl CullScope {
+    /// The scope `[hub]` sets.
+    pub fn of(hub: &HubConfig) -> CullScope {
+        CullScope {
+            group: hub.users_group.clone(),
+            delete_users: !hub.auth_enabled,
+        }
+    }
 }
 
 /// Culls one hub.
@@ -66,7 +86,16 @@ pub struct Culler {
     hub: Arc<Hub>,
     plugins: Arc<PluginHost>,
     config: CullConfig,
+    scope: CullScope,
     metrics: Arc<Metrics>,
+}
+
+/// Whether Bindery launched `server`: its launches carry `binder_request`.
+fn launched_by_bindery(server: &ServerModel) -> bool {
+    server
+        .user_options
+        .as_ref()
+        .is_some_and(|o| o.contains_key("binder_request"))
 }
 
 /// A ready server as the policies see it.
@@ -114,12 +143,14 @@ impl Culler {
         hub: Arc<Hub>,
         plugins: Arc<PluginHost>,
         config: &CullConfig,
+        scope: CullScope,
         metrics: Arc<Metrics>,
     ) -> Culler {
         Culler {
             hub,
             plugins,
             config: config.clone(),
+            scope,
             metrics,
         }
     }
@@ -142,23 +173,31 @@ impl Culler {
         }
     }
 
-    /// One pass over the hub's ready servers.
+    /// One pass over the ready servers Bindery launched; an admin's are never
+    /// culled, whoever launched them.
     pub async fn pass(&self) -> Result<PassReport, HubError> {
         let started = Instant::now();
         let now = now_ms();
         let users = self.hub.users("ready").await?;
-        let servers: Vec<Server> = users
+        let (servers, deletable): (Vec<Server>, Vec<bool>) = users
             .iter()
-            .flat_map(|u| u.servers.values().map(|s| record(&u.name, s)))
-            .collect();
+            .filter(|u| !u.admin)
+            .flat_map(|u| {
+                let deletable = self.scope.delete_users && u.groups.contains(&self.scope.group);
+                u.servers
+                    .values()
+                    .filter(|s| launched_by_bindery(s))
+                    .map(move |s| (record(&u.name, s), deletable))
+            })
+            .unzip();
         let mut report = PassReport {
             servers: servers.len(),
             ..PassReport::default()
         };
         let decisions = self.decide(now, &servers, &mut report).await;
         let outcomes: Vec<(&'static str, bool)> =
-            futures_util::stream::iter(servers.into_iter().zip(decisions))
-                .map(|(server, decision)| self.act(server, decision))
+            futures_util::stream::iter(servers.into_iter().zip(decisions).zip(deletable))
+                .map(|((server, decision), deletable)| self.act(server, decision, deletable))
                 .buffer_unordered(self.config.concurrency.max(1))
                 .collect()
                 .await;
@@ -222,8 +261,14 @@ impl Culler {
             .collect()
     }
 
-    /// Carries out one decision: the action for the metrics, and whether the user was deleted.
-    async fn act(&self, server: Server, decision: Decision) -> (&'static str, bool) {
+    /// Carries out one decision: the action for the metrics, and whether the
+    /// user was deleted. A user outside Bindery's group is only stopped.
+    async fn act(
+        &self,
+        server: Server,
+        decision: Decision,
+        deletable: bool,
+    ) -> (&'static str, bool) {
         let (reason, delete_user) = match decision {
             Decision::Pass | Decision::Keep => return ("kept", false),
             Decision::Warn(message) => {
@@ -231,7 +276,7 @@ impl Culler {
                 return ("warned", false);
             }
             Decision::Stop(reason) => (reason, false),
-            Decision::StopAndDeleteUser(reason) => (reason, true),
+            Decision::StopAndDeleteUser(reason) => (reason, deletable),
         };
         match self.hub.stop(&server.user, &server.server_name).await {
             Ok(Stopped::Pending) => {

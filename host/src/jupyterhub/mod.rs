@@ -94,6 +94,9 @@ pub struct UserModel {
     /// ISO 8601.
     #[serde(default)]
     pub last_activity: Option<String>,
+    /// The groups it is in.
+    #[serde(default)]
+    pub groups: Vec<String>,
     /// Its servers by name (`""`: the default one).
     #[serde(default)]
     pub servers: std::collections::BTreeMap<String, ServerModel>,
@@ -376,6 +379,28 @@ impl Hub {
             .is_none_or(|k| k == "user")
             .then(|| model["name"].as_str().map(String::from))
             .flatten())
+    }
+
+    /// Adds `user` to `group`, making the group first if the hub has none.
+    pub async fn add_to_group(&self, group: &str, user: &str) -> Result<(), HubError> {
+        let path = format!("groups/{}", segment(group));
+        let body = serde_json::json!({ "users": [user] });
+        match self
+            .request(Method::POST, &format!("{path}/users"), Some(&body))
+            .await
+        {
+            Err(HubError::Status { status: 404, .. }) => {
+                match self.request(Method::POST, &path, Some(&body)).await {
+                    // Made meanwhile by another launch: join it.
+                    Err(HubError::Status { status: 409, .. }) => self
+                        .request(Method::POST, &format!("{path}/users"), Some(&body))
+                        .await
+                        .map(drop),
+                    made => made.map(drop),
+                }
+            }
+            added => added.map(drop),
+        }
     }
 
     /// Deletes a user.

@@ -26,6 +26,7 @@ pub struct HubLauncher {
     retry_delay: Duration,
     launch_timeout: Duration,
     total_quota: Option<u32>,
+    users_group: String,
 }
 
 /// `n` random bytes from the operating system.
@@ -75,6 +76,7 @@ impl HubLauncher {
             retry_delay: Duration::from_millis(config.retry_delay_ms),
             launch_timeout: Duration::from_secs(config.launch_timeout_secs),
             total_quota: quota.total,
+            users_group: config.users_group.clone(),
         }
     }
 
@@ -146,20 +148,26 @@ impl HubLauncher {
         server: &str,
         progress: &mpsc::Sender<String>,
     ) -> Result<Launched, String> {
-        if request.user.is_none()
-            && let Err(e) = self
+        if request.user.is_none() {
+            let created = self
                 .hub
                 .request(
                     Method::POST,
                     &format!("users/{}", crate::jupyterhub::segment(user)),
                     None,
                 )
-                .await
-        {
-            return Err(format!(
-                "Failed to create temporary user for {}: {e}",
-                request.image
-            ));
+                .await;
+            // The group is what lets the culler delete this user later, and
+            // no user outside it.
+            if let Err(e) = match created {
+                Ok(_) => self.hub.add_to_group(&self.users_group, user).await,
+                Err(e) => Err(e),
+            } {
+                return Err(format!(
+                    "Failed to create temporary user for {}: {e}",
+                    request.image
+                ));
+            }
         }
         let token = server_token();
         let mut options = request.binder_fields();

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bindery::config::{Config, CullConfig, LeaderConfig, PluginConfig, SecretSource};
-use bindery::cull::Culler;
 use bindery::cull::leader::Leader;
+use bindery::cull::{CullScope, Culler};
 use bindery::jupyterhub::Hub;
 use bindery::launch::hub::HubLauncher;
 use bindery::launch::{LaunchRequest, Launched, Launcher};
@@ -63,7 +63,13 @@ fn culler(
             .collect(),
         ..CullConfig::default()
     };
-    Culler::new(hub.clone(), plugins.clone(), &config, metrics.clone())
+    Culler::new(
+        hub.clone(),
+        plugins.clone(),
+        &config,
+        CullScope::of(&bindery::config::HubConfig::default()),
+        metrics.clone(),
+    )
 }
 
 async fn launch(launcher: &HubLauncher, image: &str, repo_url: &str, sha: &str) -> Launched {
@@ -223,6 +229,112 @@ async fn idle_servers_are_culled_active_ones_kept_old_ones_stopped_and_hostile_p
         text.contains(r#"bindery_cull_servers_total{action="stopped"} 2"#),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_culler_touches_only_what_bindery_started_and_never_an_admin() {
+    let registry = OciRegistry::start(None);
+    let jupyterhub = JupyterHub::start().await;
+    let (repo, sha, image) = built_repo(&registry);
+    let data = tempfile::tempdir().unwrap();
+    let mut c = support::service::config(data.path(), Some(&registry));
+    hub_config(&mut c, &jupyterhub.url, &jupyterhub.token, data.path());
+    // Every server is past its age, and the policy asks to delete users.
+    c.plugins.insert(
+        "cull-all".into(),
+        bundled(
+            "idle",
+            &[
+                ("timeout_secs", 0.into()),
+                ("max_age_secs", 1.into()),
+                ("cull_users", true.into()),
+            ],
+        ),
+    );
+    let plugins = PluginHost::start(&c).await.unwrap();
+    let hub = Arc::new(Hub::new(&c.hub).unwrap().unwrap());
+    let metrics = Arc::new(Metrics::default());
+    let launcher = HubLauncher::new(hub.clone(), &c.hub, &c.quota);
+    let ours = user_of(&launch(&launcher, &image, &repo.url, &sha).await);
+    // An ordinary user's own server, and a server of the hub's admin
+    // (scripts/jupyterhub_config.py) that even carries Bindery's fields.
+    let post = |path: String, body: serde_json::Value| {
+        let hub = hub.clone();
+        async move {
+            hub.request(reqwest::Method::POST, &path, Some(&body))
+                .await
+                .unwrap()
+        }
+    };
+    post("users/alice".into(), serde_json::json!({})).await;
+    post(
+        "users/alice/server".into(),
+        serde_json::json!({ "image": image, "token": "t" }),
+    )
+    .await;
+    post(
+        "users/hub-admin/server".into(),
+        serde_json::json!({ "image": image, "token": "t", "binder_request": format!("v2/git/{sha}") }),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while running(&jupyterhub).await.len() < 3 {
+        assert!(Instant::now() < deadline, "{}", jupyterhub.log());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let pass = |scope: CullScope| {
+        let config = CullConfig {
+            policies: vec!["cull-all".into()],
+            ..CullConfig::default()
+        };
+        Culler::new(
+            hub.clone(),
+            plugins.clone(),
+            &config,
+            scope,
+            metrics.clone(),
+        )
+    };
+    let report = pass(CullScope::of(&c.hub)).pass().await.unwrap();
+    assert_eq!(
+        (report.servers, report.stopped, report.users_deleted),
+        (1, 1, 1),
+        "{report:?}"
+    );
+    let mut left = running(&jupyterhub).await;
+    left.sort();
+    assert_eq!(left, ["alice", "hub-admin"]);
+    let names: Vec<_> = jupyterhub
+        .users()
+        .await
+        .iter()
+        .map(|u| u["name"].clone())
+        .collect();
+    assert!(!names.contains(&ours.as_str().into()), "{names:?}");
+
+    // Authenticated mode: Bindery's server is stopped, its user kept.
+    let second = user_of(&launch(&launcher, &image, &repo.url, &sha).await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut authenticated = c.hub.clone();
+    authenticated.auth_enabled = true;
+    let report = pass(CullScope::of(&authenticated)).pass().await.unwrap();
+    assert_eq!(
+        (report.servers, report.stopped, report.users_deleted),
+        (1, 1, 0),
+        "{report:?}"
+    );
+    let names: Vec<_> = jupyterhub
+        .users()
+        .await
+        .iter()
+        .map(|u| u["name"].clone())
+        .collect();
+    assert!(names.contains(&second.as_str().into()), "{names:?}");
+    for user in ["alice", "hub-admin"] {
+        let _ = hub.stop(user, "").await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -324,7 +324,7 @@ impl PaginatedHub {
                 .skip(offset)
                 .take(limit)
                 .map(|(name, active)| {
-                    serde_json::json!({ "name": name, "admin": false, "created": "2026-01-01T00:00:00Z", "last_activity": active,
+                    serde_json::json!({ "name": name, "admin": false, "groups": ["binder-users"], "created": "2026-01-01T00:00:00Z", "last_activity": active,
                         "servers": { "": { "name": "", "ready": true, "pending": null, "url": format!("/user/{name}/"), "started": "2026-01-01T00:00:00Z", "last_activity": active,
                             "user_options": { "image": "reg/binder-x:1", "repo_url": "https://github.com/a/b", "binder_request": "v2/gh/a/b/HEAD" } } } })
                 })
