@@ -56,7 +56,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- with (include "bindery.hubApiUrl" .) }}{{ $_ := set $hub "api_url" . }}{{ end -}}
 {{- $quota := dict "per_repo" (int $v.quota.perRepo) "per_repo_higher" (int $v.quota.perRepoHigher) -}}
 {{- if not (kindIs "invalid" $v.quota.total) }}{{ $_ := set $quota "total" (int $v.quota.total) }}{{ end -}}
-{{- $build := dict "strategy" $v.build.strategy "timeout_secs" (int $v.build.timeoutSecs) -}}
+{{- $build := dict "strategy" $v.build.strategy "timeout_secs" (int $v.build.timeoutSecs) "allowed_builder_images" (list $v.build.builderImage) -}}
 {{- $r2d := dict "builder_image" $v.build.builderImage "executor" "local" -}}
 {{- if eq $v.build.executor "kubernetes" -}}
 {{- $_ := set $r2d "executor" "kubernetes" -}}

@@ -35,6 +35,7 @@ pub struct Builder {
     work_dir: PathBuf,
     limits: FetchLimits,
     default_timeout: Duration,
+    allowed_builder_images: Vec<String>,
     registry: Arc<Registry>,
     environments: Option<Environments>,
     local: LocalExecutor,
@@ -68,6 +69,7 @@ impl Builder {
                 timeout: Duration::from_secs(b.fetch_timeout_secs),
             },
             default_timeout: Duration::from_secs(b.timeout_secs),
+            allowed_builder_images: b.allowed_builder_images.clone(),
             registry,
             environments,
             local: LocalExecutor::new(&b.local, &config.registry),
@@ -270,6 +272,18 @@ impl Builder {
                         "The build strategy asked for a Kubernetes build pod, but this Bindery has no [build.kubernetes] executor configured.",
                     ));
                 };
+                if !self.allowed_builder_images.iter().any(|allowed| {
+                    allowed
+                        .strip_suffix('*')
+                        .map_or(allowed == &plan.builder_image, |prefix| {
+                            plan.builder_image.starts_with(prefix)
+                        })
+                }) {
+                    return Err(BuildFailure::new(format!(
+                        "The build strategy asked for the builder image {}, which is not in build.allowed_builder_images.",
+                        plan.builder_image
+                    )));
+                }
                 kubernetes.build(request, plan, timeout, log).await? == PodEnd::Gone
             }
         };

@@ -126,21 +126,28 @@ pub async fn plan(
     }
 }
 
-/// repo2docker arguments the host sets itself; a plan may not repeat them.
-const HOST_ARGS: &[&str] = &[
-    "--ref",
-    "--image",
-    "--image-name",
-    "--push",
-    "--no-run",
-    "--json-logs",
-    "--user-id",
-    "--user-name",
-    "--appendix",
-    "--engine",
+/// The repo2docker arguments a plan may add, each as `--name=value`, the name
+/// given exactly: repo2docker takes abbreviations (`--image-nam=`), and other
+/// options run code (`--config=` loads a Python file) or undo what the host
+/// sets (`--push`, `--user-id`, `--engine`).
+const PLAN_ARGS: &[&str] = &[
+    "--build-arg",
+    "--build-memory-limit",
+    "--cache-from",
+    "--label",
+    "--target-repo-dir",
+    "--Repo2Docker.default_buildpack",
 ];
-/// Environment variables the host sets for the builder.
-const HOST_ENV: &[&str] = &["DOCKER_HOST", "CONTAINER_ENGINE_REGISTRY_CREDENTIALS"];
+/// The environment a plan may give repo2docker: proxies. Others run code on
+/// the host in local builds (`LD_PRELOAD`, `PYTHONPATH`, `GIT_CONFIG_*`).
+const PLAN_ENV: &[&str] = &[
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+];
 /// No build may ask for more than a day.
 const MAX_TIMEOUT_SECS: u64 = 24 * 3600;
 
@@ -164,25 +171,23 @@ pub fn check(plan: &BuildPlan) -> Result<(), String> {
                 ));
             }
             if let Some(arg) = p.extra_args.iter().find(|a| {
-                HOST_ARGS
-                    .iter()
-                    .any(|h| a.as_str() == *h || a.starts_with(&format!("{h}=")))
+                a.split_once('=')
+                    .is_none_or(|(name, _)| !PLAN_ARGS.contains(&name))
             }) {
                 return Err(format!(
-                    "extra argument {arg:?} is one the host sets itself"
+                    "extra argument {arg:?} is not one a plan may give (as --name=value: {})",
+                    PLAN_ARGS.join(", ")
                 ));
             }
-            for (name, _) in &p.env {
-                let valid = name
-                    .chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                if !valid || HOST_ENV.contains(&name.as_str()) {
-                    return Err(format!(
-                        "environment variable {name:?} cannot be set by a plan"
-                    ));
-                }
+            if let Some((name, _)) = p
+                .env
+                .iter()
+                .find(|(name, _)| !PLAN_ENV.contains(&name.as_str()))
+            {
+                return Err(format!(
+                    "environment variable {name:?} is not one a plan may set ({})",
+                    PLAN_ENV.join(", ")
+                ));
             }
             if p.environment_hash
                 .as_ref()
@@ -247,8 +252,8 @@ mod tests {
             builder_image: "quay.io/jupyterhub/repo2docker:2024.07.0".into(),
             engine: ContainerEngine::Docker,
             buildpack: "PythonBuildPack".into(),
-            extra_args: vec![],
-            env: vec![("PIP_INDEX_URL".into(), "x".into())],
+            extra_args: vec!["--cache-from=reg/x:1".into(), "--label=a=b".into()],
+            env: vec![("HTTPS_PROXY".into(), "http://proxy:3128".into())],
             limits: ResourceLimits {
                 memory_limit: 0,
                 memory_request: 0,
@@ -287,6 +292,34 @@ mod tests {
                 "--image=evil",
             ),
             (|p| p.extra_args = vec!["--push".into()], "--push"),
+            // Abbreviations repo2docker would take for host-set options.
+            (
+                |p| p.extra_args = vec!["--image-nam=evil".into()],
+                "--image-nam=evil",
+            ),
+            (|p| p.extra_args = vec!["--re=x".into()], "--re=x"),
+            // Options that run code, or a known one not given as --name=value.
+            (
+                |p| p.extra_args = vec!["--config=/tmp/x.py".into()],
+                "--config",
+            ),
+            (|p| p.extra_args = vec!["--label".into()], "--label"),
+            (
+                |p| p.extra_args = vec!["--Repo2Docker.user_id=0".into()],
+                "user_id",
+            ),
+            (
+                |p| p.env = vec![("LD_PRELOAD".into(), "/tmp/x.so".into())],
+                "LD_PRELOAD",
+            ),
+            (
+                |p| p.env = vec![("PYTHONPATH".into(), "/tmp".into())],
+                "PYTHONPATH",
+            ),
+            (
+                |p| p.env = vec![("GIT_CONFIG_COUNT".into(), "1".into())],
+                "GIT_CONFIG_COUNT",
+            ),
             (
                 |p| p.env = vec![("DOCKER_HOST".into(), "tcp://x".into())],
                 "DOCKER_HOST",

@@ -25,6 +25,10 @@ pub struct BuildConfig {
     pub fetch_timeout_secs: u64,
     /// A build's time limit when its plan gives none.
     pub timeout_secs: u64,
+    /// The builder images a plan may run build pods of: references, or
+    /// prefixes ending in `*`. A plugin chooses the image; the operator says
+    /// which may run with the engine's socket.
+    pub allowed_builder_images: Vec<String>,
     /// The `local` executor: the repo2docker CLI against a container engine.
     pub local: LocalBuildConfig,
     /// The `kubernetes` executor: build pods. Absent: plans naming it fail.
@@ -46,6 +50,7 @@ impl Default for BuildConfig {
             max_file_bytes: 100 << 20,
             fetch_timeout_secs: 300,
             timeout_secs: 3600,
+            allowed_builder_images: vec!["quay.io/jupyterhub/repo2docker:*".into()],
             local: LocalBuildConfig::default(),
             kubernetes: None,
             cancel_abandoned_after_secs: None,

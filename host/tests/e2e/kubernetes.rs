@@ -28,6 +28,7 @@ async fn config(
     builder: &str,
 ) -> Config {
     let mut c = build_config(data, registry).await;
+    c.build.allowed_builder_images = vec![builder.into()];
     c.build.kubernetes = Some(KubernetesBuildConfig {
         api_url: Some(api.url.parse().unwrap()),
         namespace: Some(NS.into()),
@@ -283,6 +284,21 @@ async fn a_failing_pod_an_unpullable_builder_and_an_eviction_are_clear_failures(
     assert!(
         said.contains("The build took longer than its limit of 3 s and its pod was deleted."),
         "{said}"
+    );
+    assert!(api.pods(NS).is_empty());
+    drop(s);
+
+    // A builder image the operator did not allow: no pod at all.
+    let data = tempfile::tempdir().unwrap();
+    let mut c = config(data.path(), &registry, &api, "evil.example/r2d:1").await;
+    c.build.allowed_builder_images = vec!["quay.io/jupyterhub/repo2docker:*".into()];
+    let s = Service::planned(c).await;
+    let got = build(&s, &repo, &sha).await;
+    assert_eq!(
+        got.last()["message"],
+        "The build strategy asked for the builder image evil.example/r2d:1, which is not in build.allowed_builder_images.\n",
+        "{}",
+        got.raw
     );
     assert!(api.pods(NS).is_empty());
     drop(s);
