@@ -84,7 +84,7 @@ impl App {
         launcher: Option<Arc<dyn Launcher>>,
     ) -> Result<App, ConfigError> {
         let mut tasks = Tasks::default();
-        let trees = crate::cache::open(&config);
+        let trees = crate::cache::open(&config).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let metrics = Arc::new(Metrics::default());
         let resolver = Arc::new(Resolver::new(
             &config,

@@ -203,7 +203,7 @@ impl Metrics {
         let labels = Repo {
             status: status.into(),
             provider: provider.into(),
-            repo: repo.into(),
+            repo: without_credentials(repo),
         };
         self.build_count.get_or_create(&labels).inc();
     }
@@ -253,7 +253,7 @@ impl Metrics {
         let labels = Repo {
             status: status.into(),
             provider: provider.into(),
-            repo: repo.into(),
+            repo: without_credentials(repo),
         };
         self.launch_count.get_or_create(&labels).inc();
     }
@@ -309,9 +309,50 @@ impl Drop for InProgressGuard {
     }
 }
 
+/// `url` without its user name and password, as `/metrics`, logs and events
+/// show a repository: a token in a private repository's URL is a secret.
+pub fn without_credentials(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.into()
+        }
+        _ => url.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repository_urls_are_shown_without_credentials() {
+        let m = Metrics::default();
+        m.build_finished(
+            "success",
+            "git",
+            "https://me:ghp_secret@example.org/a/b.git",
+            Duration::ZERO,
+        );
+        m.launch_finished(
+            "success",
+            "git",
+            "https://ghp_secret@example.org/a/b.git",
+            Duration::ZERO,
+        );
+        let text = m.encode();
+        assert!(!text.contains("ghp_secret"), "{text}");
+        assert!(
+            text.contains("repo=\"https://example.org/a/b.git\""),
+            "{text}"
+        );
+        assert_eq!(
+            without_credentials("git://example.org/x"),
+            "git://example.org/x"
+        );
+        assert_eq!(without_credentials("not a url"), "not a url");
+    }
 
     #[test]
     fn upstream_names_and_buckets() {

@@ -2,7 +2,7 @@
 //! trusted proxy sent it), the operator's banned networks, and upstream's
 //! per-address rate limit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 
@@ -67,18 +67,25 @@ pub struct RateQuota {
 /// Upstream's fixed-window limiter: `limit` requests per `period` per address.
 pub struct RateLimiter {
     config: RateLimitConfig,
-    windows: Mutex<HashMap<IpAddr, (u64, u32)>>,
+    windows: Mutex<Windows>,
 }
 
-/// Addresses tracked before expired windows are swept.
-const SWEEP_AT: usize = 10_000;
+/// Each address's window, and the windows in the order they end: every
+/// window lasts one period from its start, so they end in the order they
+/// started, and expired ones are dropped from the front, O(1) per request
+/// however many addresses are tracked.
+#[derive(Default)]
+struct Windows {
+    by_address: HashMap<IpAddr, (u64, u32)>,
+    ending: VecDeque<(u64, IpAddr)>,
+}
 
 impl RateLimiter {
     /// A limiter; `config.limit == 0` lets everything through.
     pub fn new(config: RateLimitConfig) -> RateLimiter {
         RateLimiter {
             config,
-            windows: Mutex::new(HashMap::new()),
+            windows: Mutex::new(Windows::default()),
         }
     }
 
@@ -94,16 +101,28 @@ impl RateLimiter {
     }
 
     fn check_at(&self, ip: IpAddr, now: u64) -> Result<RateQuota, u64> {
+        // `::ffff:198.51.100.7` is the same client as `198.51.100.7`.
+        let ip = ip.to_canonical();
         let period = self.config.period_secs.max(1);
-        let mut windows = self.windows.lock().expect("rate limiter");
-        if windows.len() >= SWEEP_AT {
-            windows.retain(|_, (reset, _)| *reset > now);
+        let mut guard = self.windows.lock().expect("rate limiter");
+        let windows = &mut *guard;
+        while let Some(&(reset, old)) = windows.ending.front() {
+            if reset > now {
+                break;
+            }
+            windows.ending.pop_front();
+            if windows
+                .by_address
+                .get(&old)
+                .is_some_and(|(r, _)| *r == reset)
+            {
+                windows.by_address.remove(&old);
+            }
         }
-        let (reset, count) = windows.entry(ip).or_insert((now + period, 0));
-        if *reset <= now {
-            *reset = now + period;
-            *count = 0;
-        }
+        let (reset, count) = windows.by_address.entry(ip).or_insert_with(|| {
+            windows.ending.push_back((now + period, ip));
+            (now + period, 0)
+        });
         if *count >= self.config.limit {
             return Err(*reset - now);
         }
@@ -206,5 +225,28 @@ mod tests {
             Ok(1),
             "a new window"
         );
+        // The same client written as an IPv4-mapped IPv6 address.
+        let mapped: IpAddr = "::ffff:203.0.113.1".parse().unwrap();
+        assert_eq!(limiter.check_at(mapped, 1101).map(|q| q.remaining), Ok(0));
+        assert_eq!(limiter.check_at(mapped, 1102), Err(98));
+    }
+
+    #[test]
+    fn expired_windows_go_as_time_passes() {
+        let limiter = RateLimiter::new(RateLimitConfig {
+            limit: 1,
+            period_secs: 10,
+        });
+        for i in 0..50_000u32 {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            assert!(limiter.check_at(ip, 1000 + u64::from(i / 10_000)).is_ok());
+        }
+        // At 1012 the windows of the first 30,000 addresses (ending by 1012) are gone.
+        limiter
+            .check_at("192.0.2.1".parse().unwrap(), 1012)
+            .unwrap();
+        let windows = limiter.windows.lock().unwrap();
+        assert_eq!(windows.by_address.len(), 20_001);
+        assert_eq!(windows.ending.len(), 20_001);
     }
 }

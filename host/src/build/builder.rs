@@ -21,7 +21,7 @@ use super::strategy::{self, PlanError};
 use super::{BuildExecutor, BuildFailure, BuildLogSender, BuildRequest, Built, say};
 use crate::cache::{BuildRecord, Environment, Environments};
 use crate::config::{Config, ConfigError};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, without_credentials};
 use crate::now_ms;
 use crate::registry::Registry;
 
@@ -94,7 +94,8 @@ impl Builder {
             "fetching",
             format!(
                 "Fetching {} at {}\n",
-                request.repo_url, request.resolved_ref
+                without_credentials(&request.repo_url),
+                request.resolved_ref
             ),
         )
         .await;

@@ -33,7 +33,7 @@ pub struct Trees {
 }
 
 /// Opens the database and its trees, logging (not failing) when it cannot.
-pub fn open(config: &Config) -> Trees {
+pub fn open(config: &Config) -> Result<Trees, CacheError> {
     let opened = Cache::open(&config.data_dir).and_then(|c| {
         Ok(Trees {
             refs: Some(c.refs(&config.cache)?),
@@ -42,10 +42,16 @@ pub fn open(config: &Config) -> Trees {
             environments: Some(c.environments()?),
         })
     });
-    opened.unwrap_or_else(|e| {
-        tracing::error!("running without a cache: {e}");
-        Trees::default()
-    })
+    match opened {
+        // Two processes on one data directory would each think they own its
+        // builds: the second one does not start.
+        Err(e @ CacheError::Locked { .. }) => Err(e),
+        Err(e) => {
+            tracing::error!("running without a cache: {e}");
+            Ok(Trees::default())
+        }
+        trees => trees,
+    }
 }
 
 /// The cache could not be opened or written.
@@ -59,6 +65,12 @@ pub enum CacheError {
         /// What sled said.
         source: sled::Error,
     },
+    /// Another process holds the database.
+    #[error("the cache {} is in use by another Bindery process: give each process a data_dir of its own", .path.display())]
+    Locked {
+        /// The database directory.
+        path: PathBuf,
+    },
     /// An entry could not be encoded.
     #[error("cache entry: {0}")]
     Encode(#[from] serde_json::Error),
@@ -69,14 +81,15 @@ pub enum CacheError {
 /// dropped (a restart in the same process, or a predecessor still exiting).
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+fn is_locked(e: &std::io::Error) -> bool {
+    e.to_string().contains("could not acquire lock")
+}
+
 fn retry_while_locked(open: impl Fn() -> sled::Result<sled::Db>) -> sled::Result<sled::Db> {
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     loop {
         match open() {
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock")
-                    && std::time::Instant::now() < deadline =>
-            {
+            Err(sled::Error::Io(e)) if is_locked(&e) && std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
             other => return other,
@@ -105,6 +118,7 @@ impl Cache {
         };
         let db = match retry_while_locked(open) {
             Ok(db) => db,
+            Err(sled::Error::Io(e)) if is_locked(&e) => return Err(CacheError::Locked { path }),
             Err(source @ sled::Error::Io(_)) => return Err(database_error(&path, source)),
             Err(first) => {
                 let now = crate::now_ms() / 1000;
@@ -152,6 +166,30 @@ fn database_error(path: &Path, source: sled::Error) -> CacheError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_process_on_the_data_dir_does_not_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::load(None).unwrap();
+        config.data_dir = dir.path().to_path_buf();
+        let first = open(&config).unwrap();
+        assert!(first.images.is_some());
+        // sled's lock is a file lock: a second open in this process is refused
+        // as another process's would be.
+        let e = open(&config).err().expect("the second open is refused");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "the cache {} is in use by another Bindery process: give each process a data_dir of its own",
+                dir.path().join("cache").display()
+            )
+        );
+        drop(first);
+        assert!(
+            open(&config).unwrap().images.is_some(),
+            "free again once closed"
+        );
+    }
 
     #[test]
     fn a_database_closed_a_moment_ago_opens_again() {
