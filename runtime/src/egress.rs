@@ -8,7 +8,7 @@
 //! the name, is what stops DNS rebinding and `localtest.me`-style tricks.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use ipnet::IpNet;
 
@@ -166,6 +166,20 @@ impl EgressPolicy {
     }
 }
 
+/// A DNS resolver for reqwest that refuses forbidden addresses, so the
+/// addresses checked are the addresses connected to.
+pub(crate) struct PolicyResolver(pub(crate) Arc<EgressPolicy>);
+
+impl reqwest::dns::Resolve for PolicyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.0.clone();
+        Box::pin(async move {
+            let addrs = policy.resolve(name.as_str(), 0).await?;
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
 /// A git remote URL, parsed once. The host and port checked are the ones
 /// connected to, because libgit2 and repo2docker are given this URL's
 /// serialisation, never the text it was parsed from.
@@ -221,6 +235,16 @@ impl GitRemote {
     /// The port connected to.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// `http`, `https` or `git`.
+    pub fn scheme(&self) -> &str {
+        self.url.scheme()
+    }
+
+    /// The repository's path on its host.
+    pub fn path(&self) -> &str {
+        self.url.path()
     }
 
     /// The URL to hand to libgit2 and repo2docker.

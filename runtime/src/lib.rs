@@ -18,6 +18,7 @@ pub mod config;
 pub mod egress;
 pub mod engine;
 pub mod error;
+pub mod gitwire;
 pub mod host;
 pub mod limits;
 pub mod loader;

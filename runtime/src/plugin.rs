@@ -64,6 +64,11 @@ impl LoadedPlugin {
         self.grants.egress()
     }
 
+    /// Its git network: the host fetches the plugin's repositories over it.
+    pub fn git_wire(&self) -> &Arc<crate::gitwire::GitWire> {
+        self.grants.git_wire()
+    }
+
     /// Its kind.
     pub fn kind(&self) -> PluginKind {
         self.metadata.kind

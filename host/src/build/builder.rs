@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use bindery_runtime::PluginHost;
 use bindery_runtime::bindings::{BuildPlan, Executor, LayerPlan, Repo2dockerPlan};
 use bindery_runtime::egress::{EgressError, GitRemote, GitUrlError};
+use bindery_runtime::gitwire::{GitWire, WireLimits};
 use futures_util::future::BoxFuture;
 
 use super::checkout::{Checkout, CheckoutError, FetchLimits};
@@ -99,7 +100,7 @@ impl Builder {
             ),
         )
         .await;
-        let remote = self.check_egress(request).await?;
+        let (remote, wire) = self.check_egress(request).await?;
         // From here on the URL is the one checked, as it was parsed.
         let request = &BuildRequest {
             repo_url: remote.as_str().to_string(),
@@ -111,12 +112,17 @@ impl Builder {
             dir.join("repo"),
             self.limits,
         );
-        let mut checkout = tokio::task::spawn_blocking(move || {
-            Checkout::fetch(&url, &reference, &checkout_dir, limits)
-        })
-        .await
-        .map_err(BuildFailure::new)?
-        .map_err(|e: CheckoutError| BuildFailure::new(e))?;
+        let on_the_wire = WireLimits {
+            timeout: limits.timeout,
+            max_bytes: limits.max_bytes,
+        };
+        let mut checkout = wire
+            .run(&remote, on_the_wire, move || {
+                Checkout::fetch(&url, &reference, &checkout_dir, limits)
+            })
+            .await
+            .map_err(|e| BuildFailure::new(CheckoutError::at_wire(&request.repo_url, limits, e)))?
+            .map_err(BuildFailure::new)?;
         // At most one re-plan: after a base that is gone has been forgotten.
         for attempt in 0..2 {
             let environments = self.environments(&request.repo_url);
@@ -208,7 +214,13 @@ impl Builder {
     /// The repository is fetched only from addresses its provider may reach:
     /// public ones, and the provider's `private_networks`. A spec cannot make
     /// the host fetch from loopback, cloud metadata or a private network.
-    async fn check_egress(&self, request: &BuildRequest) -> Result<GitRemote, BuildFailure> {
+    /// The remote as parsed, and the provider's wire to fetch it over; an
+    /// address the provider may not reach is refused here, in words that
+    /// name the grant.
+    async fn check_egress(
+        &self,
+        request: &BuildRequest,
+    ) -> Result<(GitRemote, Arc<GitWire>), BuildFailure> {
         let refused = |why: String| {
             BuildFailure::new(format!(
                 "Bindery does not fetch {}: {why}",
@@ -221,13 +233,12 @@ impl Builder {
             }),
             other => refused(other.to_string()),
         })?;
-        let egress = self
+        let wire = self
             .plugins
             .get(&request.provider)
-            .map(|p| p.egress().clone())
-            .unwrap_or_default();
-        match egress.resolve(remote.host(), remote.port()).await {
-            Ok(_) => Ok(remote),
+            .map_or_else(|| GitWire::new(Arc::default()), |p| p.git_wire().clone());
+        match wire.egress().resolve(remote.host(), remote.port()).await {
+            Ok(_) => Ok((remote, wire)),
             Err(EgressError::Denied(d)) => Err(refused(format!(
                 "{d} (the `{}` provider's `private_networks` grants such networks)",
                 request.provider

@@ -4,10 +4,10 @@
 //! and says which of those, or which ref, made it fail.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use git2::{FetchOptions, Oid, RemoteCallbacks, Repository};
+use bindery_runtime::gitwire::WireError;
+use git2::{FetchOptions, Oid, Repository};
 
 /// Why a checkout failed, in words for the person who launched it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,6 +82,26 @@ pub enum CheckoutError {
     },
 }
 
+impl CheckoutError {
+    /// What a stop at the wire means for the person who launched `url`.
+    pub fn at_wire(url: &str, limits: FetchLimits, e: WireError) -> CheckoutError {
+        match e {
+            WireError::TimedOut(_) => CheckoutError::TimedOut {
+                url: url.into(),
+                secs: limits.timeout.as_secs(),
+            },
+            WireError::TooLarge(_) => CheckoutError::TooLarge {
+                url: url.into(),
+                limit_bytes: limits.max_bytes,
+            },
+            other => CheckoutError::Fetch {
+                url: url.into(),
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / 1_048_576.0)
 }
@@ -137,10 +157,10 @@ impl Checkout {
         let wanted = Oid::from_str(reference)
             .ok()
             .filter(|_| reference.len() == 40);
-        fetch(&repo, url, &refspecs, limits)?;
+        fetch(&repo, url, &refspecs)?;
         if wanted.is_none_or(|oid| repo.find_commit(oid).is_err()) {
             refspecs = vec![reference.to_string()];
-            if let Err(e) = fetch(&repo, url, &refspecs, limits)
+            if let Err(e) = fetch(&repo, url, &refspecs)
                 && matches!(
                     e,
                     CheckoutError::TooLarge { .. } | CheckoutError::TimedOut { .. }
@@ -254,32 +274,11 @@ fn measure(
     Ok(())
 }
 
-fn fetch(
-    repo: &Repository,
-    url: &str,
-    refspecs: &[String],
-    limits: FetchLimits,
-) -> Result<(), CheckoutError> {
-    let started = Instant::now();
-    let (too_large, timed_out) = (AtomicBool::new(false), AtomicBool::new(false));
-    let mut callbacks = RemoteCallbacks::new();
-    callbacks.transfer_progress(|p| {
-        if p.received_bytes() as u64 > limits.max_bytes {
-            too_large.store(true, Ordering::Relaxed);
-            return false;
-        }
-        if started.elapsed() > limits.timeout {
-            timed_out.store(true, Ordering::Relaxed);
-            return false;
-        }
-        true
-    });
+/// Fetches `refspecs`. The wire the caller runs this on holds the time and
+/// byte limits (see [`bindery_runtime::gitwire`]).
+fn fetch(repo: &Repository, url: &str, refspecs: &[String]) -> Result<(), CheckoutError> {
     let mut options = FetchOptions::new();
-    // The host checked the addresses of the URL's host, not of a redirect's.
-    options
-        .remote_callbacks(callbacks)
-        .download_tags(git2::AutotagOption::None)
-        .follow_redirects(git2::RemoteRedirect::None);
+    options.download_tags(git2::AutotagOption::None);
     let mut remote = repo
         .remote_anonymous(url)
         .map_err(|e| CheckoutError::Fetch {
@@ -287,18 +286,6 @@ fn fetch(
             message: e.message().into(),
         })?;
     let outcome = remote.fetch(refspecs, Some(&mut options), None);
-    if too_large.load(Ordering::Relaxed) {
-        return Err(CheckoutError::TooLarge {
-            url: url.into(),
-            limit_bytes: limits.max_bytes,
-        });
-    }
-    if timed_out.load(Ordering::Relaxed) {
-        return Err(CheckoutError::TimedOut {
-            url: url.into(),
-            secs: limits.timeout.as_secs(),
-        });
-    }
     outcome.map_err(|e| match e.class() {
         // Writing the pack failed: the build directory, not the remote.
         git2::ErrorClass::Os

@@ -17,7 +17,7 @@ pub struct Browser {
     from_browser: mpsc::Receiver<Value>,
     next_id: u64,
     session: String,
-    _profile: tempfile::TempDir,
+    profile: tempfile::TempDir,
 }
 
 impl Browser {
@@ -46,7 +46,7 @@ impl Browser {
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(std::fs::File::create(profile.path().join("stderr.log")).unwrap());
         // SAFETY: only async-signal-safe dup2 calls between fork and exec.
         unsafe {
             command.pre_exec(move || {
@@ -80,7 +80,7 @@ impl Browser {
             from_browser: rx,
             next_id: 0,
             session: String::new(),
-            _profile: profile,
+            profile,
         };
         let target = browser.call(None, "Target.createTarget", json!({ "url": "about:blank" }));
         let target_id = target["targetId"].as_str().unwrap().to_string();
@@ -109,18 +109,32 @@ impl Browser {
         }
         let mut bytes = serde_json::to_vec(&message).unwrap();
         bytes.push(0);
-        self.to_browser.write_all(&bytes).unwrap();
+        if let Err(e) = self.to_browser.write_all(&bytes) {
+            panic!(
+                "Chromium went away before {method} ({e}): {}",
+                self.post_mortem()
+            );
+        }
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let reply = self
-                .from_browser
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("Chromium did not answer {method}"));
+            let Ok(reply) = self.from_browser.recv_timeout(left) else {
+                panic!("Chromium did not answer {method}: {}", self.post_mortem());
+            };
             if reply["id"] == id {
                 return reply;
             }
         }
+    }
+
+    /// How Chromium ended, and the end of what it wrote to stderr.
+    fn post_mortem(&mut self) -> String {
+        let status = self.child.try_wait().ok().flatten();
+        let log =
+            std::fs::read_to_string(self.profile.path().join("stderr.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!("exit status {status:?}; stderr ends:\n{}", tail.join("\n"))
     }
 
     /// Opens `url` in the page.

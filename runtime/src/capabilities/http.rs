@@ -10,13 +10,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::Url;
 
 use super::CallState;
 use crate::bindings::http::{Host, HttpError, Method, Request, Response};
 use crate::config::HttpLimits;
-use crate::egress::{EgressDenied, EgressError, EgressPolicy};
+use crate::egress::{EgressDenied, EgressError, EgressPolicy, PolicyResolver};
 
 /// Cached bodies larger than this are not kept.
 const MAX_CACHED_BODY: usize = 256 * 1024;
@@ -29,19 +28,6 @@ pub(super) struct HttpClient {
     egress: Arc<EgressPolicy>,
     limits: HttpLimits,
     etags: Mutex<EtagCache>,
-}
-
-/// Resolves names for one plugin's client, refusing forbidden addresses.
-struct PolicyResolver(Arc<EgressPolicy>);
-
-impl Resolve for PolicyResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let policy = self.0.clone();
-        Box::pin(async move {
-            let addrs = policy.resolve(name.as_str(), 0).await?;
-            Ok(Box::new(addrs.into_iter()) as Addrs)
-        })
-    }
 }
 
 impl HttpClient {

@@ -20,6 +20,7 @@ use super::bindings::PluginKind;
 use super::bindings::provider::bindery::plugin as host;
 use super::limits::CallLimits;
 use crate::config::{PluginConfig, RuntimeConfig, SecretSource};
+use crate::gitwire::GitWire;
 
 pub use crate::egress::{EgressDenied, EgressPolicy};
 pub use repo_files::{DirRepo, RepoFiles};
@@ -104,17 +105,20 @@ pub struct Grants {
     egress: Arc<EgressPolicy>,
     http: http::HttpClient,
     git: git::GitClient,
+    wire: Arc<GitWire>,
 }
 
 impl Grants {
     /// The grants of `plugin` as configured.
     pub fn new(name: &str, plugin: &PluginConfig, runtime: &RuntimeConfig) -> Self {
         let egress = Arc::new(EgressPolicy::new(&plugin.hosts, &plugin.private_networks));
+        let wire = GitWire::new(egress.clone());
         Grants {
             config: plugin.config_strings(),
             secrets: plugin.secrets.clone(),
             http: http::HttpClient::new(name, egress.clone(), &runtime.http),
-            git: git::GitClient::new(egress.clone(), runtime.git_timeout_ms),
+            git: git::GitClient::new(wire.clone(), runtime.git_timeout_ms),
+            wire,
             egress,
         }
     }
@@ -144,6 +148,11 @@ impl Grants {
     /// The egress policy.
     pub fn egress(&self) -> &EgressPolicy {
         &self.egress
+    }
+
+    /// The git network under the egress policy.
+    pub fn git_wire(&self) -> &Arc<GitWire> {
+        &self.wire
     }
 }
 
