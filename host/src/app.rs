@@ -114,7 +114,12 @@ impl App {
             .build
             .cancel_abandoned_after_secs
             .map(Duration::from_secs);
-        let flights = Arc::new(Flights::new(trees.builds, registry.clone(), abandon));
+        let flights = Arc::new(Flights::new(
+            trees.builds,
+            registry.clone(),
+            abandon,
+            config.build.max_concurrent,
+        ));
         tasks.spawn("build recovery", flights.recover(executor.as_ref()));
         let pipeline = Arc::new(Pipeline {
             resolver,

@@ -37,6 +37,10 @@ pub struct RuntimeConfig {
     pub fuel: Option<u64>,
     /// Plugin instances alive at once; further calls wait for a slot.
     pub max_concurrent_calls: usize,
+    /// Calls into one plugin at once, so one provider whose upstream hangs
+    /// cannot take every slot from the others. A call waits for its slots at
+    /// most its own deadline.
+    pub max_calls_per_plugin: usize,
     /// Granularity of deadline checks.
     pub epoch_tick_ms: u64,
     /// How often plugin files, and the config file's `[plugins.*]` entries, are checked for changes; 0 turns watching off.
@@ -73,6 +77,7 @@ impl Default for RuntimeConfig {
             call_timeout_ms: 10_000,
             fuel: None,
             max_concurrent_calls: 64,
+            max_calls_per_plugin: 16,
             epoch_tick_ms: 5,
             reload_interval_ms: 2_000,
             http: HttpLimits::default(),

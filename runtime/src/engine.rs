@@ -145,12 +145,18 @@ impl Runtime {
         repo: Option<Arc<dyn RepoFiles>>,
         f: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .expect("the slot semaphore is never closed");
         let limits = plugin.limits;
+        // The plugin's own slot first, so its queue holds none of the shared ones.
+        let slots = async {
+            let own = plugin.slots.acquire().await;
+            (own, self.slots.acquire().await)
+        };
+        let _slots = tokio::time::timeout(limits.timeout, slots)
+            .await
+            .map_err(|_| CallError::Busy {
+                plugin: plugin.name.to_string(),
+                waited: limits.timeout,
+            })?;
         let state = CallState::new(
             plugin.name.clone(),
             plugin.grants.clone(),

@@ -93,6 +93,17 @@ pub enum CallError {
         /// The deadline.
         after: Duration,
     },
+    /// No call slot freed up within the call's deadline.
+    #[error(
+        "plugin `{plugin}` had no free call slot within {}ms (plugin_runtime.max_calls_per_plugin and max_concurrent_calls); try again in a moment",
+        .waited.as_millis()
+    )]
+    Busy {
+        /// The plugin's name.
+        plugin: String,
+        /// How long the call waited.
+        waited: Duration,
+    },
     /// The plugin tried to grow its memory past the cap.
     #[error("plugin `{plugin}` exceeded its memory limit of {} MiB", .limit_bytes >> 20)]
     OutOfMemory {

@@ -15,6 +15,8 @@ pub struct Limits {
     pub timeout: Duration,
     /// Instruction budget, where fuel metering is on.
     pub fuel: Option<u64>,
+    /// Calls at once.
+    pub calls: usize,
 }
 
 impl Limits {
@@ -27,6 +29,7 @@ impl Limits {
                 plugin.call_timeout_ms.unwrap_or(runtime.call_timeout_ms),
             ),
             fuel: plugin.fuel.or(runtime.fuel),
+            calls: runtime.max_calls_per_plugin,
         }
     }
 }

@@ -232,6 +232,7 @@ pub(crate) async fn load(
         }
     };
 
+    let limits = Limits::for_plugin(runtime_config, config);
     let mut plugin = LoadedPlugin {
         name: name.into(),
         source,
@@ -251,11 +252,12 @@ pub(crate) async fn load(
         display: None,
         linked,
         ungranted: Vec::new(),
-        limits: Limits::for_plugin(runtime_config, config),
+        limits,
         compiled,
         load_time: Duration::ZERO,
         grants,
         pre,
+        slots: tokio::sync::Semaphore::new(limits.calls),
     };
     let metadata = super::calls::metadata(runtime, &plugin)
         .await

@@ -55,6 +55,8 @@ pub struct LoadedPlugin {
     pub load_time: Duration,
     pub(crate) grants: Arc<Grants>,
     pub(crate) pre: WorldPre,
+    /// One permit per call allowed into this plugin at once.
+    pub(crate) slots: tokio::sync::Semaphore,
 }
 
 impl LoadedPlugin {

@@ -21,6 +21,10 @@ pub struct BuildConfig {
     /// A repository with one file bigger than this is refused: the host holds
     /// a file whole in memory while checking it out. GitHub's own limit.
     pub max_file_bytes: u64,
+    /// Builds running at once on this replica (upstream's
+    /// `concurrent_build_limit`); more wait, after upstream's "Waiting for
+    /// build to start...", for a slot.
+    pub max_concurrent: u64,
     /// Deadline of the host's fetch of a repository.
     pub fetch_timeout_secs: u64,
     /// A build's time limit when its plan gives none.
@@ -48,6 +52,7 @@ impl Default for BuildConfig {
             max_repo_bytes: 1 << 30,
             max_repo_files: 100_000,
             max_file_bytes: 100 << 20,
+            max_concurrent: 32,
             fetch_timeout_secs: 300,
             timeout_secs: 3600,
             allowed_builder_images: vec!["quay.io/jupyterhub/repo2docker:*".into()],

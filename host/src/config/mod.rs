@@ -130,9 +130,13 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let rt = &self.plugin_runtime;
-        if rt.call_timeout_ms == 0 || rt.epoch_tick_ms == 0 || rt.max_concurrent_calls == 0 {
+        if rt.call_timeout_ms == 0
+            || rt.epoch_tick_ms == 0
+            || rt.max_concurrent_calls == 0
+            || rt.max_calls_per_plugin == 0
+        {
             return Err(ConfigError::Invalid(
-                "plugin_runtime: call_timeout_ms, epoch_tick_ms and max_concurrent_calls must be positive"
+                "plugin_runtime: call_timeout_ms, epoch_tick_ms, max_concurrent_calls and max_calls_per_plugin must be positive"
                     .into(),
             ));
         }
@@ -159,11 +163,12 @@ impl Config {
             b.max_repo_bytes,
             b.max_repo_files,
             b.max_file_bytes,
+            b.max_concurrent,
         ]
         .contains(&0)
         {
             return Err(ConfigError::Invalid(
-                "build: timeout_secs, fetch_timeout_secs, max_repo_bytes, max_repo_files and max_file_bytes must be positive"
+                "build: timeout_secs, fetch_timeout_secs, max_repo_bytes, max_repo_files, max_file_bytes and max_concurrent must be positive"
                     .into(),
             ));
         }

@@ -3,6 +3,8 @@
 //! tail, and the same outcome. A client that leaves does not stop a build
 //! others watch. One nobody watches goes on (its image will be wanted again)
 //! unless `[build] cancel_abandoned_after_secs` says to stop it.
+//! At most `[build] max_concurrent` builds run at once; the rest wait for a
+//! slot, as upstream's build pool makes them.
 //! Builds are recorded in the sled `builds` tree, so a restarted host can
 //! report builds that were in flight and watch them again where the executor
 //! can.
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use futures_util::future::join_all;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::build::{BuildExecutor, BuildFailure, BuildRequest, Built};
 use crate::cache::{BuildLog, BuildRecord, BuildState, LOG_TAIL_LINES};
@@ -165,6 +167,9 @@ pub struct Flights {
     registry: Arc<Registry>,
     /// Stop a build nobody has read for this long.
     abandon: Option<Duration>,
+    /// One permit per build allowed to run at once.
+    slots: Semaphore,
+    max_concurrent: u64,
 }
 
 /// How [`Flights::join`] found the image.
@@ -177,18 +182,53 @@ pub enum Joined {
 
 impl Flights {
     /// No builds yet; records go to `records`, built images to `registry`;
-    /// builds nobody reads for `abandon` are stopped.
+    /// builds nobody reads for `abandon` are stopped; `max_concurrent` run
+    /// at once.
     pub fn new(
         records: Option<BuildLog>,
         registry: Arc<Registry>,
         abandon: Option<Duration>,
+        max_concurrent: u64,
     ) -> Flights {
+        let permits = usize::try_from(max_concurrent)
+            .unwrap_or(usize::MAX)
+            .min(Semaphore::MAX_PERMITS);
         Flights {
             running: Mutex::new(HashMap::new()),
             records,
             registry,
             abandon,
+            slots: Semaphore::new(permits),
+            max_concurrent,
         }
+    }
+
+    /// Runs `build` in a slot, telling its watchers when it has to wait for one.
+    async fn in_slot(
+        &self,
+        log: mpsc::Sender<Event>,
+        build: impl Future<Output = Outcome>,
+    ) -> Outcome {
+        let _slot = match self.slots.try_acquire() {
+            Ok(slot) => slot,
+            Err(_) => {
+                let waiting = Event::message(
+                    "waiting",
+                    format!(
+                        "All {} build slots are in use (build.max_concurrent); this build starts when one frees.\n",
+                        self.max_concurrent
+                    ),
+                );
+                let _ = log.send(waiting).await;
+                // The log ends when the executor's sender goes, not this one.
+                drop(log);
+                self.slots
+                    .acquire()
+                    .await
+                    .expect("the build slots are never closed")
+            }
+        };
+        build.await
     }
 
     /// The recorded state of `image`'s latest build.
@@ -233,9 +273,8 @@ impl Flights {
         let (flights, executor) = (self.clone(), executor.clone());
         tokio::spawn(async move {
             let (tx, rx) = mpsc::channel(LOG_BUFFER);
-            flights
-                .fly(&flight, record, rx, executor.build(&request, tx))
-                .await;
+            let build = flights.in_slot(tx.clone(), executor.build(&request, tx));
+            flights.fly(&flight, record, rx, build).await;
         });
         Joined::Started(reader)
     }
@@ -297,6 +336,8 @@ impl Flights {
                     return;
                 };
                 tracing::info!(image = %record.image, "watching a build that was running when Bindery stopped");
+                // It runs already: it takes a slot if one is free, and never waits for one.
+                let _slot = flights.slots.try_acquire().ok();
                 flights.fly(&flight, record.clone(), rx, watch).await;
             });
         }
@@ -384,5 +425,105 @@ impl Flights {
         {
             tracing::warn!(image = %record.image, "cannot record the build: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures_util::future::BoxFuture;
+
+    use super::*;
+    use crate::build::BuildLogSender;
+    use crate::config::RegistryConfig;
+
+    /// Builds that start, then wait for the test to let them finish.
+    struct Gated {
+        started: AtomicUsize,
+        finish: Semaphore,
+    }
+
+    impl BuildExecutor for Gated {
+        fn name(&self) -> &'static str {
+            "gated"
+        }
+
+        fn build<'a>(&'a self, _: &'a BuildRequest, _: BuildLogSender) -> BoxFuture<'a, Outcome> {
+            Box::pin(async move {
+                self.started.fetch_add(1, Ordering::SeqCst);
+                self.finish.acquire().await.unwrap().forget();
+                Ok(Built { digest: None })
+            })
+        }
+    }
+
+    fn request(image: &str) -> BuildRequest {
+        BuildRequest {
+            image: image.into(),
+            build_name: image.into(),
+            repo_url: "https://example.org/repo".into(),
+            resolved_ref: "0".repeat(40),
+            provider: "git".into(),
+            spec: "x".into(),
+            repo_config: serde_json::Map::new(),
+        }
+    }
+
+    async fn started(gated: &Gated, n: usize) {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while gated.started.load(Ordering::SeqCst) < n {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{n} builds did not start"));
+    }
+
+    fn started_reader(joined: Joined) -> Reader {
+        match joined {
+            Joined::Started(r) => r,
+            Joined::Watching(_) => panic!("the build was joined, not started"),
+        }
+    }
+
+    #[tokio::test]
+    async fn builds_beyond_max_concurrent_wait_for_a_slot_and_say_so() {
+        let registry = Registry::new(&RegistryConfig::default(), None).unwrap();
+        let flights = Arc::new(Flights::new(None, Arc::new(registry), None, 1));
+        let gated = Arc::new(Gated {
+            started: AtomicUsize::new(0),
+            finish: Semaphore::new(0),
+        });
+        let executor: Arc<dyn BuildExecutor> = gated.clone();
+        let mut first = started_reader(flights.join(&executor, request("first")));
+        started(&gated, 1).await;
+        let mut second = started_reader(flights.join(&executor, request("second")));
+        match second.next().await {
+            Item::Log(event) => {
+                assert_eq!(event.phase(), "waiting");
+                assert!(
+                    event
+                        .json()
+                        .contains("All 1 build slots are in use (build.max_concurrent)"),
+                    "{}",
+                    event.json()
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // A request for the image waiting joins it rather than queueing again.
+        assert!(matches!(
+            flights.join(&executor, request("second")),
+            Joined::Watching(_)
+        ));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(gated.started.load(Ordering::SeqCst), 1);
+
+        gated.finish.add_permits(1);
+        assert!(matches!(first.next().await, Item::Done(Ok(_))));
+        started(&gated, 2).await;
+        gated.finish.add_permits(1);
+        assert!(matches!(second.next().await, Item::Done(Ok(_))));
     }
 }

@@ -219,6 +219,66 @@ async fn granted_private_networks_are_reachable_and_responses_are_capped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_whose_upstream_hangs_takes_only_its_own_call_slots() {
+    let (slow, _) = http_server(b"late".to_vec(), Duration::from_secs(30)).await;
+    let data = tempfile::tempdir().unwrap();
+    let runtime = RuntimeConfig {
+        call_timeout_ms: 1_500,
+        max_concurrent_calls: 8,
+        max_calls_per_plugin: 4,
+        ..Default::default()
+    };
+    let mut config = config_with(
+        data.path(),
+        "stuck",
+        granted(&["127.0.0.1"], &["127.0.0.0/8"]),
+        runtime,
+    );
+    config
+        .plugins
+        .insert("hostile".into(), granted(&["api.example.org"], &[]));
+    let host = PluginHost::start(&config)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    // Twice the shared slots' worth of calls whose upstream never answers.
+    let stuck: Vec<_> = (0..16)
+        .map(|_| {
+            let host = host.clone();
+            let spec = format!("fetch/http://127.0.0.1:{slow}/");
+            tokio::spawn(async move { host.resolve("stuck", &spec).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t = Instant::now();
+    still_works(&host).await;
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "another plugin's call waited {:?} behind the stuck one",
+        t.elapsed()
+    );
+    let (mut timed_out, mut busy) = (0, 0);
+    for call in stuck {
+        match call.await.unwrap() {
+            Err(CallError::Timeout { .. }) => timed_out += 1,
+            Err(e @ CallError::Busy { .. }) => {
+                assert!(
+                    e.to_string()
+                        .contains("plugin_runtime.max_calls_per_plugin"),
+                    "{e}"
+                );
+                busy += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Four at a time ran into the deadline; the rest waited no longer than one.
+    assert!(
+        timed_out >= 4 && busy >= 4,
+        "{timed_out} timed out, {busy} busy"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_host_import_is_cut_by_the_call_deadline() {
     let (slow, _) = http_server(b"late".to_vec(), Duration::from_secs(5)).await;
     let runtime = RuntimeConfig {
