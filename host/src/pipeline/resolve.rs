@@ -150,13 +150,48 @@ pub struct Resolver {
 /// A resolution every request for the same spec awaits.
 type Pending = Shared<BoxFuture<'static, Result<Resolved, ResolveError>>>;
 
+/// A resolution under way and the requests waiting for it.
+struct InFlight {
+    id: u64,
+    pending: Pending,
+    waiters: usize,
+    task: tokio::task::AbortHandle,
+}
+
 /// What asks providers: the cache, and the resolutions under way, so that
 /// concurrent first requests for one spec make one plugin call (single flight).
 struct Asker {
     plugins: Arc<PluginHost>,
     cache: Option<RefCache>,
     metrics: Arc<Metrics>,
-    pending: Mutex<HashMap<(String, String), Pending>>,
+    pending: Mutex<HashMap<(String, String), InFlight>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+/// One request's claim on a resolution: the last one dropped before the
+/// resolution ends stops it, so specs nobody waits for any more hold no
+/// plugin slot (a client can open and drop requests far faster than
+/// providers answer).
+struct Waiting {
+    asker: Arc<Asker>,
+    key: (String, String),
+    id: u64,
+    pending: Pending,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let mut pending = self.asker.pending.lock().expect("pending resolutions");
+        if let Some(flight) = pending.get_mut(&self.key)
+            && flight.id == self.id
+        {
+            flight.waiters -= 1;
+            if flight.waiters == 0 {
+                flight.task.abort();
+                pending.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl Resolver {
@@ -176,6 +211,7 @@ impl Resolver {
             cache,
             metrics,
             pending: Mutex::new(HashMap::new()),
+            next_id: std::sync::atomic::AtomicU64::new(0),
         });
         Ok(Resolver {
             plugins,
@@ -220,7 +256,8 @@ impl Resolver {
                 Outcome::NotFound(hint) => Err(ResolveError::NotFound { key, hint }),
             };
         }
-        self.asker.join(provider, spec).await
+        let waiting = self.asker.join(provider, spec);
+        waiting.pending.clone().await
     }
 
     /// Upstream's `repo_config`: the quota that applies to this spec, plus any
@@ -235,24 +272,32 @@ impl Resolver {
 
 impl Asker {
     /// The resolution of (provider, spec) under way, or a new one. It runs as
-    /// its own task, so it finishes (and is cached) even when every client
-    /// waiting for it has left.
-    fn join(self: &Arc<Self>, provider: &str, spec: &str) -> Pending {
+    /// its own task, so one waiter leaving does not stop it for the others.
+    fn join(self: &Arc<Self>, provider: &str, spec: &str) -> Waiting {
         let mut pending = self.pending.lock().expect("pending resolutions");
         let key = (provider.to_string(), spec.to_string());
-        if let Some(p) = pending.get(&key) {
-            return p.clone();
+        if let Some(flight) = pending.get_mut(&key) {
+            flight.waiters += 1;
+            return Waiting {
+                asker: self.clone(),
+                key,
+                id: flight.id,
+                pending: flight.pending.clone(),
+            };
         }
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (asker, task_key) = (self.clone(), key.clone());
         let task = tokio::spawn(async move {
             let result = asker.ask(&task_key.0, &task_key.1).await;
-            asker
-                .pending
-                .lock()
-                .expect("pending resolutions")
-                .remove(&task_key);
+            let mut pending = asker.pending.lock().expect("pending resolutions");
+            if pending.get(&task_key).is_some_and(|f| f.id == id) {
+                pending.remove(&task_key);
+            }
             result
         });
+        let abort = task.abort_handle();
         let shared_key = format!("{provider}:{spec}");
         let p = async move {
             task.await.unwrap_or_else(|e| {
@@ -264,8 +309,21 @@ impl Asker {
         }
         .boxed()
         .shared();
-        pending.insert(key, p.clone());
-        p
+        pending.insert(
+            key.clone(),
+            InFlight {
+                id,
+                pending: p.clone(),
+                waiters: 1,
+                task: abort,
+            },
+        );
+        Waiting {
+            asker: self.clone(),
+            key,
+            id,
+            pending: p,
+        }
     }
 
     /// One plugin call, its outcome stored in the cache.

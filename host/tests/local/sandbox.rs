@@ -279,6 +279,54 @@ async fn a_plugin_whose_upstream_hangs_takes_only_its_own_call_slots() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolution_nobody_waits_for_any_more_is_stopped() {
+    let (slow, asked) = http_server(b"late".to_vec(), Duration::from_secs(30)).await;
+    let data = tempfile::tempdir().unwrap();
+    let runtime = RuntimeConfig {
+        call_timeout_ms: 5_000,
+        max_calls_per_plugin: 1,
+        ..Default::default()
+    };
+    let config = config_with(
+        data.path(),
+        "hostile",
+        granted(&["127.0.0.1"], &["127.0.0.0/8"]),
+        runtime,
+    );
+    let plugins = PluginHost::start(&config)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let app = bindery::app::App::new(config, plugins).unwrap();
+    let resolver = app.state.pipeline.resolver.clone();
+    let spec = format!("fetch/http://127.0.0.1:{slow}/");
+    // Two clients wait for one resolution whose upstream hangs; the first to
+    // leave does not stop it for the second, who gets its answer.
+    let (a, b) = tokio::join!(
+        tokio::time::timeout(
+            Duration::from_millis(300),
+            resolver.resolve("hostile", &spec)
+        ),
+        tokio::time::timeout(
+            Duration::from_millis(900),
+            resolver.resolve("hostile", &spec)
+        ),
+    );
+    assert!(a.is_err() && b.is_err(), "{a:?} {b:?}");
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Once both have left, the call is stopped and its one slot is free.
+    let t = Instant::now();
+    match resolver.resolve("hostile", "ok/after").await {
+        Ok(r) => assert_eq!(r.resolved_ref, "ok-after"),
+        Err(e) => panic!("{e}"),
+    }
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "the next call waited {:?} for the abandoned one",
+        t.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_host_import_is_cut_by_the_call_deadline() {
     let (slow, _) = http_server(b"late".to_vec(), Duration::from_secs(5)).await;
     let runtime = RuntimeConfig {
