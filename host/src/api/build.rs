@@ -110,6 +110,23 @@ fn addresses(parts: &Parts, state: &AppState) -> Result<(IpAddr, IpAddr), Box<Re
     Ok((peer, ip))
 }
 
+/// Whether the rate limit lets `/v2`'s page have a build token: its page
+/// load is counted as the launch, so the token it carries is not a way
+/// round the limit.
+pub(super) struct MayHaveToken(pub(super) bool);
+
+impl FromRequestParts<AppState> for MayHaveToken {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        if !state.web.limiter.enabled() {
+            return Ok(MayHaveToken(true));
+        }
+        let (_, ip) = addresses(parts, state).map_err(|r| *r)?;
+        Ok(MayHaveToken(state.web.limiter.check(ip).is_ok()))
+    }
+}
+
 /// The client's address (`X-Forwarded-For` from a trusted proxy), refused
 /// when it is in a banned network; and the `binder_launch_host` it reached.
 pub(super) struct Client {
@@ -229,8 +246,9 @@ impl FromRequestParts<AppState> for BuildOnly {
     }
 }
 
-/// Let through by a valid build token for this spec and origin, else by the
-/// per-address rate limit (whose state goes into the response's headers).
+/// Let through by a valid build token for this spec and origin that is not
+/// spent, else by the per-address rate limit (whose state goes into the
+/// response's headers).
 pub(super) struct Admitted(Option<RateQuota>);
 
 impl FromRequestParts<AppState> for Admitted {
@@ -240,18 +258,22 @@ impl FromRequestParts<AppState> for Admitted {
         if let Some(token) = BuildQuery::of(parts).build_token {
             let (provider, spec) = target(parts).ok_or_else(|| refusal(404, "Not Found"))?;
             let audience = format!("{provider}/{spec}");
-            return match state
+            match state
                 .web
                 .tokens
-                .verify(&token, &audience, &request_origin(&parts.headers))
+                .admit(&token, &audience, &request_origin(&parts.headers))
             {
-                Ok(()) => Ok(Admitted(None)),
-                Err(TokenError::Invalid) => Err(refusal(403, "Invalid build token")),
-                Err(TokenError::WrongOrigin) => Err(refusal(
-                    403,
-                    "Invalid build token: it was issued to another origin",
-                )),
-            };
+                Ok(()) => return Ok(Admitted(None)),
+                Err(TokenError::Invalid) => return Err(refusal(403, "Invalid build token")),
+                Err(TokenError::WrongOrigin) => {
+                    return Err(refusal(
+                        403,
+                        "Invalid build token: it was issued to another origin",
+                    ));
+                }
+                // Counted like a request without one.
+                Err(TokenError::Spent) => {}
+            }
         }
         if !state.web.limiter.enabled() {
             return Ok(Admitted(None));

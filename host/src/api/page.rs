@@ -16,6 +16,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
+use super::build::MayHaveToken;
 use super::{AppState, providers};
 
 const PAGE: &str = include_str!("assets/page.html");
@@ -103,7 +104,12 @@ async fn form_page(State(state): State<AppState>) -> Response {
     page(&state, None)
 }
 
-async fn launch_page(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+async fn launch_page(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    MayHaveToken(may): MayHaveToken,
+) -> Response {
     // The token's audience is the raw path, as the page's /build request will send it.
     let Some(audience) = uri.path().strip_prefix("/v2/") else {
         return StatusCode::NOT_FOUND.into_response();
@@ -112,11 +118,15 @@ async fn launch_page(State(state): State<AppState>, uri: Uri, headers: HeaderMap
     if !state.resolver.knows(provider) {
         return (StatusCode::NOT_FOUND, page(&state, None)).into_response();
     }
-    let token = state
-        .web
-        .tokens
-        .issue(audience, &super::build::request_origin(&headers));
-    page(&state, Some(token))
+    // Over the limit, the page goes without a token, and its `/build`
+    // request hears why from the rate limit.
+    let token = may.then(|| {
+        state
+            .web
+            .tokens
+            .issue(audience, &super::build::request_origin(&headers))
+    });
+    page(&state, token)
 }
 
 /// `/repo/<user>/<repo>[/path]` → `/v2/gh/<user>/<repo>/master`, without
