@@ -403,6 +403,21 @@ impl Hub {
         }
     }
 
+    /// A user's model; `None` when the hub has no such user.
+    pub async fn user(&self, user: &str) -> Result<Option<UserModel>, HubError> {
+        let path = format!("users/{}", segment(user));
+        match self.json(Method::GET, &path, None).await {
+            Ok(model) => serde_json::from_value(model)
+                .map(Some)
+                .map_err(|e| HubError::Invalid {
+                    what: format!("GET {path}"),
+                    reason: e.to_string(),
+                }),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Deletes a user.
     pub async fn delete_user(&self, user: &str) -> Result<(), HubError> {
         self.request(Method::DELETE, &format!("users/{}", segment(user)), None)

@@ -249,6 +249,91 @@ impl HubLauncher {
     }
 }
 
+/// What a launch has made on the hub until it is ready: the temporary user,
+/// or the named server of an authenticated one. Of no use to anyone if the
+/// launch fails, or if its client leaves before it ends (the launch is
+/// dropped then): dropped before [`Leftovers::keep`], it is removed in the
+/// background.
+struct Leftovers {
+    hub: Arc<Hub>,
+    user: String,
+    server: String,
+    temporary: bool,
+    /// How long a spawn may stay pending, which the hub will not cut short.
+    patience: Duration,
+    armed: bool,
+}
+
+impl Leftovers {
+    /// The launch is ready: its user and server stay for the culler.
+    fn keep(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(user = %self.user, "a launch was dropped outside the runtime; its user stays until the culler removes it");
+            return;
+        };
+        tracing::info!(user = %self.user, server = %self.server, "a launch ended unfinished (it failed, or its client left); removing what it made");
+        runtime.spawn(remove(
+            self.hub.clone(),
+            std::mem::take(&mut self.user),
+            std::mem::take(&mut self.server),
+            self.temporary,
+            self.patience,
+        ));
+    }
+}
+
+/// Deletes the temporary `user` (its server with it), or stops and removes
+/// an authenticated user's named `server`, once the hub has finished
+/// spawning it: the hub cannot stop a spawn under way (it answers 400 or
+/// 500), so this waits up to `patience` for the spawn to end.
+async fn remove(hub: Arc<Hub>, user: String, server: String, temporary: bool, patience: Duration) {
+    let give_up = tokio::time::Instant::now() + patience;
+    loop {
+        let pending = match hub.user(&user).await {
+            Ok(None) => return,
+            Ok(Some(model)) => model
+                .servers
+                .get(&server)
+                .is_some_and(|s| s.pending.is_some()),
+            Err(_) => false,
+        };
+        if pending && tokio::time::Instant::now() < give_up {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        let removed = if temporary {
+            hub.delete_user(&user).await
+        } else {
+            hub.stop(&user, &server).await.map(drop)
+        };
+        match removed {
+            Ok(()) => return,
+            Err(e) if e.status() == Some(404) => return,
+            Err(e) if e.status() == Some(400) && tokio::time::Instant::now() < give_up => {
+                tracing::debug!(user, server, "not removable yet: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => {
+                tracing::warn!(
+                    user,
+                    server,
+                    "cannot remove what an unfinished launch made; it stays until the culler or an admin removes it: {e}"
+                );
+                return;
+            }
+        }
+    }
+}
+
 impl Launcher for HubLauncher {
     fn admit<'a>(&'a self, request: &'a LaunchRequest) -> BoxFuture<'a, Result<(), LaunchError>> {
         Box::pin(self.check_quota(request))
@@ -269,23 +354,24 @@ impl Launcher for HubLauncher {
                     Some(user) => (user.clone(), user_name_for(&request.repo_url)),
                     None => (user_name_for(&request.repo_url), String::new()),
                 };
+                let leftovers = Leftovers {
+                    hub: self.hub.clone(),
+                    user: user.clone(),
+                    server: server.clone(),
+                    temporary: request.user.is_none(),
+                    patience: self.launch_timeout,
+                    armed: true,
+                };
                 match self.attempt(request, &user, &server, &progress).await {
-                    Ok(launched) => return Ok(launched),
+                    Ok(launched) => {
+                        leftovers.keep();
+                        return Ok(launched);
+                    }
                     Err(e) => {
                         tracing::warn!(image = %request.image, user, server, attempt, "launch failed: {e}");
-                        // What the failed launch made is of no use to anyone: the temporary user, or the named server.
-                        let cleaned = if request.user.is_some() {
-                            self.hub.stop(&user, &server).await.map(drop)
-                        } else {
-                            self.hub.delete_user(&user).await
-                        };
-                        if let Err(e) = cleaned {
-                            tracing::debug!(
-                                user,
-                                server,
-                                "cannot clean up after the failed launch: {e}"
-                            );
-                        }
+                        // Removed in the background: a spawn still pending
+                        // must end first, and the retry need not wait for it.
+                        drop(leftovers);
                         if attempt == self.retries {
                             return Err(LaunchError::Failed(e));
                         }

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use serde_json::Value;
+
 use support::engine::{TestRepo, engine};
 use support::hub::{JupyterHub, built_repo, launch_config, launch_service};
 use support::registry::OciRegistry;
@@ -98,6 +100,47 @@ async fn a_launch_runs_the_image_on_the_hub_and_quotas_refuse_with_upstreams_wor
             .any(|c| c["service"] == "JupyterHub API" && c["ok"] == true),
         "{health}"
     );
+
+    // A client that leaves mid-launch leaves no user or server behind.
+    let mut stream = reqwest::Client::new()
+        .get(format!(
+            "{}/build/git/{}",
+            s.base,
+            git_spec(&repo.url, &sha)
+        ))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    while !seen.contains("Launching server...") {
+        let chunk = tokio::time::timeout(Duration::from_secs(60), stream.chunk())
+            .await
+            .expect("the launch goes quiet")
+            .unwrap()
+            .unwrap_or_else(|| panic!("the stream ended: {seen}"));
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    // Left once the temporary user exists, while the hub spawns its server.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while hub.users().await.len() == users.len() {
+        assert!(std::time::Instant::now() < deadline, "no temporary user");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(stream);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now: Vec<Value> = hub.users().await;
+        if now.len() == users.len() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left behind by a launch nobody waits for: {now:?}\n{}",
+            hub.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 
     // Quotas count the hub's running servers.
     drop(s);
@@ -275,7 +318,12 @@ async fn a_hub_that_is_down_or_failing_gets_retries_then_a_clear_failure() {
             && message.contains("Unhandled error in the hub"),
         "{message}"
     );
-    // 2 launch attempts × (create user: 1 + 2 retries, then delete the user: 1 + 2 retries).
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(requests.load(Ordering::SeqCst), 12);
+    // 2 launch attempts × (create user, then, in the background, ask whether
+    // its spawn is pending and delete it: each request 1 + 2 retries).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while requests.load(Ordering::SeqCst) < 18 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(requests.load(Ordering::SeqCst), 18);
 }
