@@ -85,6 +85,10 @@ impl App {
     ) -> Result<App, ConfigError> {
         let mut tasks = Tasks::default();
         let trees = crate::cache::open(&config).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        tasks.spawn(
+            "cache janitor",
+            crate::cache::janitor::Janitor::new(&trees, &config).run(),
+        );
         let metrics = Arc::new(Metrics::default());
         let resolver = Arc::new(Resolver::new(
             &config,

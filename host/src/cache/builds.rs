@@ -47,7 +47,11 @@ pub struct BuildRecord {
     pub log_tail: Vec<String>,
 }
 
+/// How long a finished build's record is kept.
+pub const RECORD_RETENTION_MS: u64 = 24 * 3600 * 1000;
+
 /// Build records.
+#[derive(Clone)]
 pub struct BuildLog {
     tree: JsonTree,
 }
@@ -85,16 +89,9 @@ impl BuildLog {
 
     /// Drops finished records last changed before `before_ms`.
     pub fn prune(&self, before_ms: u64) -> Result<usize, CacheError> {
-        let old: Vec<String> = self
-            .all()?
-            .into_iter()
-            .filter(|r| r.state != BuildState::Running && r.updated_at_ms < before_ms)
-            .map(|r| r.image)
-            .collect();
-        for image in &old {
-            self.tree.remove(image)?;
-        }
-        Ok(old.len())
+        self.tree.remove_where(|r: &BuildRecord| {
+            r.state != BuildState::Running && r.updated_at_ms < before_ms
+        })
     }
 }
 

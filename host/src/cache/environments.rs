@@ -25,6 +25,7 @@ pub struct Environment {
 }
 
 /// Environment images by repository URL.
+#[derive(Clone)]
 pub struct Environments {
     tree: JsonTree,
 }
@@ -55,6 +56,27 @@ impl Environments {
         self.update(repo_url, |list| list.retain(|e| e.image != image))
     }
 
+    /// Keeps the `max_repos` repositories built most recently, forgetting
+    /// the rest (their next build is a full one); how many went.
+    pub fn prune(&self, max_repos: usize) -> Result<usize, CacheError> {
+        let len = self.tree.len();
+        if len <= max_repos {
+            return Ok(0);
+        }
+        let mut newest: Vec<u64> = self
+            .tree
+            .values::<Vec<Environment>>()?
+            .iter()
+            .map(|list| newest_build(list))
+            .collect();
+        newest.sort_unstable();
+        let Some(&cutoff) = newest.get((len - max_repos).saturating_sub(1)) else {
+            return Ok(0);
+        };
+        self.tree
+            .remove_where(|list: &Vec<Environment>| newest_build(list) <= cutoff)
+    }
+
     fn update(
         &self,
         repo_url: &str,
@@ -65,6 +87,10 @@ impl Environments {
             (!list.is_empty()).then_some(list)
         })
     }
+}
+
+fn newest_build(list: &[Environment]) -> u64 {
+    list.iter().map(|e| e.built_ms).max().unwrap_or(0)
 }
 
 #[cfg(test)]

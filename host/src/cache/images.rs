@@ -13,6 +13,7 @@ struct Entry {
 }
 
 /// Known images.
+#[derive(Clone)]
 pub struct ImageCache {
     tree: JsonTree,
 }
@@ -39,6 +40,13 @@ impl ImageCache {
             checked_at_ms: now_ms,
         };
         self.tree.put(image, &entry)
+    }
+
+    /// Forgets images last seen before `before_ms`: they are asked of the
+    /// registry again anyway.
+    pub fn prune(&self, before_ms: u64) -> Result<usize, CacheError> {
+        self.tree
+            .remove_where(|e: &Entry| e.checked_at_ms < before_ms)
     }
 
     /// Forgets `image` (the registry no longer has it).

@@ -5,12 +5,13 @@
 mod builds;
 mod environments;
 mod images;
+pub mod janitor;
 mod refs;
 mod tree;
 
 use std::path::{Path, PathBuf};
 
-pub use builds::{BuildLog, BuildRecord, BuildState, LOG_TAIL_LINES};
+pub use builds::{BuildLog, BuildRecord, BuildState, LOG_TAIL_LINES, RECORD_RETENTION_MS};
 pub use environments::{Environment, Environments};
 pub use images::ImageCache;
 pub use refs::{Freshness, RefCache};

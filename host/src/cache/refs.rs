@@ -195,6 +195,7 @@ mod tests {
             moving_ref_ttl_secs: 60,
             not_found_ttl_secs: 300,
             max_refs,
+            ..CacheConfig::default()
         };
         Cache::open(dir).unwrap().refs(&config).unwrap()
     }

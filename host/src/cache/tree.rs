@@ -11,6 +11,7 @@ use super::{CacheError, database_error};
 
 /// A tree whose values are JSON. A value that no longer decodes (written by
 /// an older version) reads as absent: the cache is never the only copy.
+#[derive(Clone)]
 pub(super) struct JsonTree {
     pub(super) tree: Tree,
     path: PathBuf,
@@ -66,6 +67,30 @@ impl JsonTree {
             values.extend(serde_json::from_slice(&v).ok());
         }
         Ok(values)
+    }
+
+    /// Removes every entry `doomed` says should go, and every entry that no
+    /// longer decodes (it reads as absent anyway); how many went.
+    pub(super) fn remove_where<T: DeserializeOwned>(
+        &self,
+        doomed: impl Fn(&T) -> bool,
+    ) -> Result<usize, CacheError> {
+        let mut gone = Vec::new();
+        for item in &self.tree {
+            let (k, v) = item.map_err(|e| self.error(e))?;
+            if serde_json::from_slice::<T>(&v).map_or(true, |value| doomed(&value)) {
+                gone.push(k);
+            }
+        }
+        for k in &gone {
+            self.tree.remove(k).map_err(|e| self.error(e))?;
+        }
+        Ok(gone.len())
+    }
+
+    /// How many entries (sled counts them by a full scan).
+    pub(super) fn len(&self) -> usize {
+        self.tree.len()
     }
 
     /// Replaces the value at `key` atomically with `change` of the current

@@ -57,6 +57,9 @@ pub struct CacheConfig {
     pub not_found_ttl_secs: u64,
     /// Resolutions kept; the oldest are evicted past this.
     pub max_refs: usize,
+    /// Repositories whose environment images are remembered for layer
+    /// builds; those built least recently are forgotten past this.
+    pub max_environment_repos: usize,
 }
 
 impl Default for CacheConfig {
@@ -65,6 +68,7 @@ impl Default for CacheConfig {
             moving_ref_ttl_secs: 60,
             not_found_ttl_secs: 300,
             max_refs: 100_000,
+            max_environment_repos: 10_000,
         }
     }
 }

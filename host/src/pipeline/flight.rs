@@ -30,8 +30,6 @@ const MAX_LOG_EVENTS: usize = 10_000;
 const LOG_BUFFER: usize = 256;
 /// How often a running build's record is written.
 const RECORD_INTERVAL: Duration = Duration::from_secs(1);
-/// Finished records are kept this long.
-const RECORD_RETENTION_MS: u64 = 24 * 3600 * 1000;
 /// How often a flight counts its readers, when abandoned builds are stopped.
 const ABANDON_CHECK: Duration = Duration::from_millis(500);
 
@@ -290,9 +288,6 @@ impl Flights {
         let Some(records) = &self.records else {
             return join_all(watches).map(drop);
         };
-        if let Err(e) = records.prune(now_ms().saturating_sub(RECORD_RETENTION_MS)) {
-            tracing::warn!("cannot prune old build records: {e}");
-        }
         let all = match records.all() {
             Ok(all) => all,
             Err(e) => {
@@ -364,6 +359,14 @@ impl Flights {
                 }
             }
         };
+        // A panic in the executor fails this build, not the flight: its
+        // watchers hear of it, and the next request builds again.
+        let build = async {
+            match std::panic::AssertUnwindSafe(build).catch_unwind().await {
+                Ok(outcome) => outcome,
+                Err(panic) => Err(panicked(flight.image(), panic.as_ref())),
+            }
+        };
         let (outcome, record) = tokio::join!(build, self.drive(flight, record, log));
         self.land(flight, outcome, record);
     }
@@ -428,6 +431,19 @@ impl Flights {
     }
 }
 
+/// The failure watchers of a build whose task panicked see.
+fn panicked(image: &str, panic: &(dyn std::any::Any + Send)) -> BuildFailure {
+    let why = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(image, "the build task panicked: {why}");
+    BuildFailure::new(format!(
+        "Bindery failed while building ({why}); try again, and tell the operators if it happens again."
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -485,6 +501,51 @@ mod tests {
             Joined::Started(r) => r,
             Joined::Watching(_) => panic!("the build was joined, not started"),
         }
+    }
+
+    /// Panics on its first build, then builds.
+    struct PanicsOnce(AtomicUsize);
+
+    impl BuildExecutor for PanicsOnce {
+        fn name(&self) -> &'static str {
+            "panics-once"
+        }
+
+        fn build<'a>(&'a self, _: &'a BuildRequest, _: BuildLogSender) -> BoxFuture<'a, Outcome> {
+            Box::pin(async move {
+                assert!(
+                    self.0.fetch_add(1, Ordering::SeqCst) > 0,
+                    "a bug in an executor"
+                );
+                Ok(Built { digest: None })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_build_fails_its_watchers_and_the_next_request_builds_again() {
+        let registry = Registry::new(&RegistryConfig::default(), None).unwrap();
+        let flights = Arc::new(Flights::new(None, Arc::new(registry), None, 1));
+        let executor: Arc<dyn BuildExecutor> = Arc::new(PanicsOnce(AtomicUsize::new(0)));
+        let mut first = started_reader(flights.join(&executor, request("i")));
+        let watcher = match flights.join(&executor, request("i")) {
+            Joined::Watching(r) => Some(r),
+            // The build may already have ended.
+            Joined::Started(_) => None,
+        };
+        let done = tokio::time::timeout(Duration::from_secs(5), first.next())
+            .await
+            .expect("the watchers of a panicked build wait for ever");
+        match done {
+            Item::Done(Err(f)) => assert!(f.message.contains("a bug in an executor"), "{f:?}"),
+            other => panic!("{other:?}"),
+        }
+        if let Some(mut watcher) = watcher {
+            assert!(matches!(watcher.next().await, Item::Done(Err(_))));
+        }
+        // Its slot is free again, and the image builds.
+        let mut again = started_reader(flights.join(&executor, request("i")));
+        assert!(matches!(again.next().await, Item::Done(Ok(_))));
     }
 
     #[tokio::test]
