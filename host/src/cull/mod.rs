@@ -98,9 +98,11 @@ fn launched_by_bindery(server: &ServerModel) -> bool {
         .is_some_and(|o| o.contains_key("binder_request"))
 }
 
-/// A ready server as the policies see it.
+/// A ready server as the policies see it: without the server's token, which
+/// opens the server to whoever holds it and which no cull decision needs.
 fn record(user: &str, server: &ServerModel) -> Server {
-    let options = server.user_options.clone().unwrap_or_default();
+    let mut options = server.user_options.clone().unwrap_or_default();
+    options.remove("token");
     let text = |key: &str| {
         options
             .get(key)
@@ -327,6 +329,9 @@ mod tests {
             (1795428000000, Some(1795428300000))
         );
         assert_eq!(s.state, ServerState::Ready);
+        let options: Value = serde_json::from_str(&s.user_options_json).unwrap();
+        assert_eq!(options["binder_request"], "v2/gh/a/b/HEAD");
+        assert!(options.get("token").is_none(), "{options}");
         let bare: ServerModel = serde_json::from_value(
             serde_json::json!({ "name": "x", "ready": false, "pending": "spawn" }),
         )

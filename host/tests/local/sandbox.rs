@@ -366,6 +366,60 @@ async fn secrets_are_given_only_by_name() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_do_not_follow_a_redirect_to_another_origin() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let redirect = |to: String| {
+        move || async move {
+            (
+                axum::http::StatusCode::FOUND,
+                [(axum::http::header::LOCATION, to)],
+            )
+        }
+    };
+    let app = axum::Router::new()
+        .route(
+            "/echo",
+            axum::routing::get(|headers: axum::http::HeaderMap| async move {
+                match headers.get("authorization") {
+                    Some(v) => format!("auth-{}", v.to_str().unwrap().replace(' ', "-")),
+                    None => "none".to_string(),
+                }
+            }),
+        )
+        .route("/same", axum::routing::get(redirect("/echo".into())))
+        .route(
+            "/away",
+            axum::routing::get(redirect(format!("http://localhost:{port}/echo"))),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let data = tempfile::tempdir().unwrap();
+    let secret = data.path().join("token");
+    std::fs::write(&secret, "s3cret").unwrap();
+    let plugin = PluginConfig {
+        secrets: [("token".to_string(), SecretSource::File(secret))].into(),
+        ..granted(&["127.0.0.1", "localhost"], &["127.0.0.0/8", "::1/128"])
+    };
+    let (host, _data) = hostile(plugin, RuntimeConfig::default()).await;
+    let fetched = |path: &str| {
+        let (host, spec) = (
+            host.clone(),
+            format!("fetch-authorized/http://127.0.0.1:{port}{path}"),
+        );
+        async move {
+            host.resolve("hostile", &spec)
+                .await
+                .unwrap()
+                .unwrap()
+                .resolved_ref
+        }
+    };
+    assert_eq!(fetched("/echo").await, "auth-token-s3cret");
+    assert_eq!(fetched("/same").await, "auth-token-s3cret", "same origin");
+    assert_eq!(fetched("/away").await, "none", "another host");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn output_and_logs_do_not_break_the_call() {
     let (host, _data) = hostile(granted(&["api.example.org"], &[]), RuntimeConfig::default()).await;
     let long = "x".repeat(100_000);

@@ -92,13 +92,22 @@ impl HttpClient {
 
         let client = self.client()?;
         let mut url = self.check_url(&req.url)?;
+        let origin = url.origin();
         let mut method = req.method;
         let mut body = req.body;
         let mut hops = 0;
         let work = async {
             loop {
                 let mut rb = client.request(to_reqwest(method), url.clone());
-                for (k, v) in req.headers.iter().filter(|(k, _)| !is_host_controlled(k)) {
+                // Credentials go only to the origin they were written for:
+                // a redirect elsewhere (an API to its CDN, or to a host an
+                // attacker controls) does not carry them.
+                let elsewhere = url.origin() != origin;
+                for (k, v) in req
+                    .headers
+                    .iter()
+                    .filter(|(k, _)| !(is_host_controlled(k) || elsewhere && is_credential(k)))
+                {
                     rb = rb.header(k.as_str(), v.as_str());
                 }
                 if let (Some(c), false) = (&cached, has_conditional) {
@@ -210,6 +219,13 @@ fn is_host_controlled(name: &str) -> bool {
     ]
     .iter()
     .any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// Headers that prove who the plugin is, dropped on a redirect to another origin.
+fn is_credential(name: &str) -> bool {
+    ["authorization", "cookie", "private-token", "x-api-key"]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h))
 }
 
 fn to_reqwest(m: Method) -> reqwest::Method {

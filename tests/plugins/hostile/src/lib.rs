@@ -5,6 +5,8 @@
 //! - `bomb`: allocates until memory runs out.
 //! - `panic`: panics.
 //! - `fetch/<url>`: fetches the URL and reports the body length as the ref.
+//! - `fetch-authorized/<url>`: fetches the URL with the `token` secret as its
+//!   `Authorization` header and reports the body as the ref.
 //! - `secret/<name>`: reads a secret and reports its length.
 //! - `log/<text>`: logs the text and writes it to stdout and stderr.
 //! - `env/<name>`: reads an environment variable; `env` counts them.
@@ -82,6 +84,17 @@ impl Provider for Hostile {
                     response.status,
                     response.body.len()
                 )))
+            }
+            "fetch-authorized" => {
+                let token = ctx
+                    .secret("token")
+                    .map_err(|e| PluginError::Unauthorized(format!("{e:?}")))?;
+                let response = ctx
+                    .fetch(&Request::get(arg).header("authorization", format!("token {token}")))
+                    .map_err(|e| PluginError::Internal(format!("{e:?}")))?;
+                Ok(resolution(
+                    String::from_utf8_lossy(&response.body).into_owned(),
+                ))
             }
             "secret" => {
                 let value = ctx
