@@ -17,6 +17,7 @@ pub mod cache;
 pub mod cluster;
 pub mod config;
 pub mod cull;
+pub mod edge;
 pub mod events;
 pub mod health;
 pub mod jupyterhub;

@@ -3,14 +3,13 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use axum::serve::{ListenerExt, TapIo};
 use bindery_runtime::PluginHost;
-use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::router;
 use crate::app::App;
 use crate::config::Config;
+use crate::edge::Edge;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -80,9 +79,8 @@ pub async fn serve(config: Config, file: Option<PathBuf>) -> Result<(), ServeErr
             stop.cancel();
         }
     });
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let serving = axum::serve(no_delay(listener), app)
-        .with_graceful_shutdown(stopping.clone().cancelled_owned());
+    let edge = Edge::new(&state.config.web);
+    let serving = edge.serve(listener, router(state), stopping.clone().cancelled_owned());
     // Event streams last as long as their builds: they are not waited for
     // beyond the grace period. Their builds go on where they run (a build
     // pod), and a client that comes back to the next process finds them.
@@ -90,15 +88,14 @@ pub async fn serve(config: Config, file: Option<PathBuf>) -> Result<(), ServeErr
         stopping.cancelled().await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
-    let served = tokio::select! {
-        served = serving.into_future() => served.map_err(ServeError::Server),
+    tokio::select! {
+        () = serving => {}
         () = grace => {
             tracing::warn!("connections still open {} s after the signal (event streams); closing them", SHUTDOWN_GRACE.as_secs());
-            Ok(())
         }
-    };
+    }
     tasks.shutdown().await;
-    served
+    Ok(())
 }
 
 /// How long a stopping service waits for open connections to end.
@@ -146,17 +143,6 @@ async fn follow_config(
         }
         current = config;
     }
-}
-
-/// The listener with Nagle's algorithm off on every connection: events are
-/// small writes that must leave at once, not wait for the previous one's ACK.
-pub fn no_delay(listener: TcpListener) -> TapIo<TcpListener, fn(&mut TcpStream)> {
-    fn set(tcp: &mut TcpStream) {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
-        }
-    }
-    listener.tap_io(set as fn(&mut TcpStream))
 }
 
 async fn shutdown() {

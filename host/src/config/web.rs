@@ -33,6 +33,12 @@ pub struct WebConfig {
     pub build_token_check_origin: bool,
     /// Seconds between `:keepalive` comments on an event stream.
     pub keepalive_secs: u64,
+    /// A client must send a request's headers within this many seconds, so
+    /// a connection that trickles them (slowloris) is closed.
+    pub header_read_timeout_secs: u64,
+    /// Connections open at once; more wait to be accepted. Each event
+    /// stream holds one for its launch.
+    pub max_connections: usize,
     /// Text above the launch form (HTML, trusted: it is the operator's).
     pub banner_html: String,
 }
@@ -53,6 +59,8 @@ impl Default for WebConfig {
             build_token_secret: None,
             build_token_check_origin: true,
             keepalive_secs: 25,
+            header_read_timeout_secs: 10,
+            max_connections: 12_000,
             banner_html: String::new(),
         }
     }

@@ -3,7 +3,6 @@
 //! the real test registry; the launcher stands in for JupyterHub, whose
 //! launcher is its own piece of work and has its own tests.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -132,11 +131,9 @@ impl Service {
         let App { state, tasks } = App::with(config, plugins, builds, launcher).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let listener = bindery::serve::no_delay(listener);
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        let edge = bindery::edge::Edge::new(&state.config.web);
+        let server =
+            tokio::spawn(edge.serve(listener, router(state.clone()), std::future::pending()));
         Service {
             base: format!("http://127.0.0.1:{port}"),
             state,
