@@ -35,6 +35,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "bindery.secretName" -}}{{ include "bindery.fullname" . }}{{- end -}}
 
 {{- define "bindery.hubTokenSecret" -}}{{ default (include "bindery.secretName" .) .Values.hub.existingSecret }}{{- end -}}
+{{- define "bindery.buildTokenSecret" -}}{{ default (include "bindery.secretName" .) .Values.buildToken.existingSecret }}{{- end -}}
 {{- define "bindery.registrySecret" -}}{{ default (include "bindery.secretName" .) .Values.registry.existingSecret }}{{- end -}}
 
 {{/* Whether more than one replica contends for the culler's Lease. */}}
@@ -45,7 +46,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{/* bindery.toml, from the values; extraConfig is merged over it. */}}
 {{- define "bindery.config" -}}
 {{- $v := .Values -}}
-{{- $web := dict "base_url" $v.web.baseUrl -}}
+{{- $web := dict "base_url" $v.web.baseUrl "max_connections" (int $v.web.maxConnections) "header_read_timeout_secs" (int $v.web.headerReadTimeoutSecs) "build_token_secret" (dict "env" "BINDERHUB_BUILD_TOKEN_SECRET") -}}
+{{- with $v.web.trustedProxies }}{{ $_ := set $web "trusted_proxies" . }}{{ end -}}
 {{- with $v.web.badgeBaseUrl }}{{ $_ := set $web "badge_base_url" . }}{{ end -}}
 {{- with $v.web.corsAllowOrigin }}{{ $_ := set $web "cors_allow_origin" . }}{{ end -}}
 {{- $registry := dict "image_prefix" $v.registry.imagePrefix -}}

@@ -334,6 +334,10 @@ impl KubernetesExecutor {
                 "nodeSelector": c.node_selector,
                 "volumes": volumes,
                 "restartPolicy": "Never",
+                // The repository's code runs here: no API credentials, and no
+                // environment naming the namespace's services.
+                "automountServiceAccountToken": false,
+                "enableServiceLinks": false,
                 "affinity": self.affinity(&request.repo_url).await,
                 "imagePullSecrets": c.image_pull_secrets.iter().map(|s| json!({ "name": s })).collect::<Vec<_>>(),
             },

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use bindery::config::{Config, PluginSource};
+use bindery::config::{Config, PluginSource, SecretSource};
 use serde_json::{Value, json};
 
 fn python() -> &'static PathBuf {
@@ -29,6 +29,19 @@ fn python() -> &'static PathBuf {
 
 /// The chart rendered with `values`: its manifests, or why the values were refused.
 fn render(values: Value) -> Result<Vec<Value>, String> {
+    rendered(values).map(|answer| answer["manifests"].as_array().unwrap().clone())
+}
+
+/// The chart's NOTES.txt for `values`.
+fn notes(values: Value) -> String {
+    rendered(values).unwrap()["notes"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// render.py's answer: manifests and notes.
+fn rendered(values: Value) -> Result<Value, String> {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), values.to_string()).unwrap();
     let chart = support::workspace().join("charts/bindery");
@@ -53,7 +66,22 @@ fn render(values: Value) -> Result<Vec<Value>, String> {
         json!([]),
         "manifests that the Kubernetes schemas refuse"
     );
-    Ok(answer["manifests"].as_array().unwrap().clone())
+    Ok(answer)
+}
+
+fn named<'a>(manifests: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
+    manifests
+        .iter()
+        .find(|m| m["kind"] == kind && m["metadata"]["name"] == name)
+}
+
+fn env_names(container: &Value) -> Vec<&str> {
+    container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect()
 }
 
 fn kind<'a>(manifests: &'a [Value], kind: &str) -> Option<&'a Value> {
@@ -151,10 +179,52 @@ fn default_values_build_pods_with_only_the_rights_they_use() {
         0,
         "upgrades without downtime"
     );
+    assert!(kind(&m, "Ingress").is_none() && kind(&m, "PersistentVolumeClaim").is_none());
+    // One build-token key for every replica, generated into the chart's Secret.
+    let secret = kind(&m, "Secret").unwrap();
+    let key = secret["stringData"]["build-token-secret"].as_str().unwrap();
     assert!(
-        kind(&m, "Secret").is_none()
-            && kind(&m, "Ingress").is_none()
-            && kind(&m, "PersistentVolumeClaim").is_none()
+        key.len() == 64 && key.chars().all(|c| c.is_ascii_hexdigit()),
+        "{key}"
+    );
+    assert_eq!(
+        secret["stringData"].as_object().unwrap().len(),
+        1,
+        "{secret}"
+    );
+    assert_eq!(
+        env_names(container(&m)),
+        ["BINDERY_LOG", "BINDERHUB_BUILD_TOKEN_SECRET"]
+    );
+    // Build pods take no connections and reach DNS and the Internet only.
+    let builds = named(&m, "NetworkPolicy", "bindery-build-pods").unwrap();
+    assert_eq!(
+        builds["spec"]["podSelector"]["matchLabels"]["component"],
+        "binderhub-build"
+    );
+    assert_eq!(builds["spec"]["ingress"], json!([]));
+    let egress = builds["spec"]["egress"].as_array().unwrap();
+    assert_eq!(egress[0]["ports"][0]["port"], 53);
+    let except = &egress[1]["to"][0]["ipBlock"]["except"];
+    for private in [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "169.254.0.0/16",
+    ] {
+        assert!(
+            except.as_array().unwrap().contains(&json!(private)),
+            "{except}"
+        );
+    }
+    let own = named(&m, "NetworkPolicy", "bindery").unwrap();
+    assert_eq!(
+        own["spec"]["ingress"],
+        json!([{ "ports": [{ "port": "http" }] }])
+    );
+    assert_eq!(
+        own["spec"]["egress"][0]["to"][0]["ipBlock"]["except"],
+        json!(["169.254.169.254/32"])
     );
     // The config Bindery reads.
     let c = config(&m);
@@ -174,6 +244,50 @@ fn default_values_build_pods_with_only_the_rights_they_use() {
     assert_eq!(c.plugins["idle"].config_strings()["timeout_secs"], "600");
     assert!(c.cull.leader.is_none());
     assert_eq!(c.data_dir, PathBuf::from("/var/lib/bindery"));
+    assert!(
+        matches!(&c.web.build_token_secret, Some(SecretSource::Env(v)) if v == "BINDERHUB_BUILD_TOKEN_SECRET")
+    );
+    assert_eq!(
+        (c.web.max_connections, c.web.header_read_timeout_secs),
+        (6000, 10),
+        "sized to the 512Mi limit"
+    );
+}
+
+#[test]
+fn behind_an_ingress_the_proxies_and_the_build_token_key_are_the_operators() {
+    let values = json!({
+        "ingress": { "enabled": true, "className": "nginx", "hosts": ["binder.example.org"] },
+        "web": { "trustedProxies": ["10.42.0.0/16"] },
+        "buildToken": { "existingSecret": "binder-build-token" },
+        "networkPolicy": { "enabled": false },
+    });
+    let m = render(values.clone()).unwrap();
+    let c = config(&m);
+    assert_eq!(
+        c.web.trusted_proxies,
+        ["10.42.0.0/16".parse::<ipnet::IpNet>().unwrap()]
+    );
+    let token = container(&m)["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "BINDERHUB_BUILD_TOKEN_SECRET")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        token["valueFrom"]["secretKeyRef"],
+        json!({ "name": "binder-build-token", "key": "build-token-secret" })
+    );
+    assert!(
+        kind(&m, "Secret").is_none(),
+        "nothing left for the chart's Secret"
+    );
+    assert!(kind(&m, "NetworkPolicy").is_none());
+    assert!(!notes(values).contains("trustedProxies is empty"));
+    // Without the proxies, the notes say what goes wrong.
+    let warned = notes(json!({ "ingress": { "enabled": true, "hosts": ["binder.example.org"] } }));
+    assert!(warned.contains("web.trustedProxies is empty"), "{warned}");
 }
 
 #[test]
@@ -223,13 +337,15 @@ fn a_local_executor_with_dind_and_replicas_mounts_the_socket_and_elects_a_culler
         [
             "BINDERY_LOG",
             "JUPYTERHUB_API_TOKEN",
+            "BINDERHUB_BUILD_TOKEN_SECRET",
             "REGISTRY_PASSWORD",
             "CAMPUS_TOKEN"
         ]
     );
-    let secret = kind(&m, "Secret").unwrap();
+    let mut secret = kind(&m, "Secret").unwrap()["stringData"].clone();
+    secret.as_object_mut().unwrap().remove("build-token-secret");
     assert_eq!(
-        secret["stringData"],
+        secret,
         json!({ "hub-token": "hub-secret", "registry-password": "pw", "env-CAMPUS_TOKEN": "campus-secret" })
     );
     assert_eq!(

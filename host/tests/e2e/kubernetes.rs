@@ -184,6 +184,14 @@ async fn a_build_pod_as_upstream_makes_it_builds_pushes_and_is_deleted() {
     );
     assert_eq!(spec["restartPolicy"], "Never");
     assert_eq!(
+        (
+            &spec["automountServiceAccountToken"],
+            &spec["enableServiceLinks"]
+        ),
+        (&json!(false), &json!(false)),
+        "a build runs the repository's code: no API token in the pod"
+    );
+    assert_eq!(
         spec["nodeSelector"],
         json!({ "hub.jupyter.org/node-purpose": "user" })
     );
