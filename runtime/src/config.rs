@@ -30,6 +30,11 @@ pub struct SpecConfig {
 pub struct RuntimeConfig {
     /// Linear-memory cap per call, in MiB.
     pub memory_limit_mib: u64,
+    /// Memory of all plugin calls together (guests' linear memory and the
+    /// host's response buffers for them), in MiB; growth past it fails the
+    /// call that asked. This, not slots × the per-call cap, is what plugins
+    /// can cost the host.
+    pub memory_budget_mib: u64,
     /// Wall-clock deadline per call (guest code and host imports together).
     pub call_timeout_ms: u64,
     /// Instruction budget per call; off when unset. Setting it anywhere turns on
@@ -74,6 +79,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             memory_limit_mib: 64,
+            memory_budget_mib: 128,
             call_timeout_ms: 10_000,
             fuel: None,
             max_concurrent_calls: 64,
@@ -102,6 +108,8 @@ pub struct HttpLimits {
     pub max_redirects: u32,
     /// Entries of the per-plugin ETag cache.
     pub etag_cache_entries: usize,
+    /// Bytes of the per-plugin ETag cache, in MiB.
+    pub etag_cache_mib: u64,
 }
 
 impl Default for HttpLimits {
@@ -112,6 +120,7 @@ impl Default for HttpLimits {
             max_response_bytes: 8 << 20,
             max_redirects: 5,
             etag_cache_entries: 1024,
+            etag_cache_mib: 2,
         }
     }
 }

@@ -14,7 +14,7 @@ use wasmtime::{Config as WasmConfig, Engine, OptLevel, Store, Trap, UpdateDeadli
 
 use super::capabilities::{CallState, RepoFiles};
 use super::error::CallError;
-use super::limits::CallLimits;
+use super::limits::{CallLimits, MemoryBudget, Refused};
 use super::plugin::{CompileOutcome, LoadedPlugin};
 use crate::config::RuntimeConfig;
 
@@ -24,6 +24,7 @@ pub struct Runtime {
     cache_dir: PathBuf,
     engine_key: String,
     slots: Semaphore,
+    memory: Arc<MemoryBudget>,
     fuel_metering: bool,
     ticker: Arc<AtomicBool>,
 }
@@ -79,9 +80,18 @@ impl Runtime {
             cache_dir,
             engine_key,
             slots: Semaphore::new(config.max_concurrent_calls),
+            memory: MemoryBudget::new(
+                usize::try_from(config.memory_budget_mib.saturating_mul(1 << 20))
+                    .unwrap_or(usize::MAX),
+            ),
             fuel_metering,
             ticker,
         })
+    }
+
+    /// The memory every live call shares.
+    pub fn memory(&self) -> &MemoryBudget {
+        &self.memory
     }
 
     /// The wasmtime engine.
@@ -161,7 +171,7 @@ impl Runtime {
             plugin.name.clone(),
             plugin.grants.clone(),
             repo,
-            CallLimits::new(&limits),
+            CallLimits::new(&limits, self.memory.clone()),
         );
         let output = state.output.clone();
         let mut store = Store::new(&self.engine, state);
@@ -192,10 +202,16 @@ impl Runtime {
             }),
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => {
-                let err = if store.data().limits.memory_refused.is_some() {
-                    CallError::OutOfMemory {
-                        plugin: name,
-                        limit_bytes: limits.memory_bytes,
+                let err = if let Some(refused) = store.data().limits.memory_refused {
+                    match refused {
+                        Refused::Own => CallError::OutOfMemory {
+                            plugin: name,
+                            limit_bytes: limits.memory_bytes,
+                        },
+                        Refused::Shared => CallError::MemoryBudget {
+                            plugin: name,
+                            budget_bytes: self.memory.limit(),
+                        },
                     }
                 } else {
                     match e.downcast_ref::<Trap>() {

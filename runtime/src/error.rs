@@ -112,6 +112,17 @@ pub enum CallError {
         /// The cap.
         limit_bytes: usize,
     },
+    /// The plugins together held the whole shared memory budget.
+    #[error(
+        "plugin `{plugin}` could not get more memory: plugin calls together hold the whole plugin_runtime.memory_budget_mib ({} MiB); try again in a moment",
+        .budget_bytes >> 20
+    )]
+    MemoryBudget {
+        /// The plugin's name.
+        plugin: String,
+        /// The shared budget.
+        budget_bytes: usize,
+    },
     /// The plugin used up its instruction budget.
     #[error("plugin `{plugin}` ran out of fuel ({budget} units)")]
     OutOfFuel {

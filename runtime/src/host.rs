@@ -91,6 +91,13 @@ pub struct PluginHost {
 }
 
 impl PluginHost {
+    /// Bytes the live plugin calls hold (guest memory and host buffers), and
+    /// the shared budget (`plugin_runtime.memory_budget_mib`).
+    pub fn memory_in_use(&self) -> (usize, usize) {
+        let memory = self.runtime.memory();
+        (memory.used(), memory.limit())
+    }
+
     /// Starts the runtime and loads every enabled plugin. All failures are
     /// reported together, so an operator fixes a config in one pass.
     pub async fn start(settings: &impl PluginSettings) -> Result<Arc<Self>, Vec<LoadError>> {

@@ -3,6 +3,7 @@
 
 use bindery_runtime::bindings::{ContainerEngine, Repo2dockerPlan};
 use serde_json::json;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 use super::{BuildLogSender, BuildRequest};
 use crate::config::{RegistryConfig, SecretSource};
@@ -72,13 +73,66 @@ impl Repo2dockerCommand {
     }
 }
 
+/// The longest build-log line kept: the rest of a longer one is dropped, so
+/// a build that prints without newlines cannot fill Bindery's memory.
+pub const MAX_LINE_BYTES: usize = 4 << 10;
+
+/// Reads the next line of a build log into `line`, up to and including its
+/// newline, keeping at most [`MAX_LINE_BYTES`] of it; bytes read, 0 at the
+/// end. A line cut short still ends in its newline once that arrives, and
+/// `cut` says it was cut. Called again after a partial line (no newline
+/// yet), it goes on with the same line.
+pub async fn read_log_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+    cut: &mut bool,
+) -> std::io::Result<usize> {
+    let mut read = 0;
+    loop {
+        let buffer = reader.fill_buf().await?;
+        if buffer.is_empty() {
+            return Ok(read);
+        }
+        let (take, ended) = match buffer.iter().position(|&b| b == b'\n') {
+            Some(at) => (at + 1, true),
+            None => (buffer.len(), false),
+        };
+        let room = MAX_LINE_BYTES.saturating_sub(line.len());
+        let kept = &buffer[..take.min(room)];
+        line.extend_from_slice(kept);
+        if take > room {
+            *cut = true;
+            if ended && !line.ends_with(b"\n") {
+                line.push(b'\n');
+            }
+        }
+        reader.consume(take);
+        read += take;
+        if ended {
+            return Ok(read);
+        }
+    }
+}
+
 /// Sends one line of repo2docker's output as an event (its `--json-logs`
-/// objects verbatim, other lines as `unknown`); whether it said the build failed.
-pub async fn relay_line(line: &str, log: &BuildLogSender) -> bool {
+/// objects verbatim, other lines as `unknown`, a line [`read_log_line`] cut
+/// short as `unknown` saying so); whether it said the build failed.
+pub async fn relay_line(line: &str, cut: bool, log: &BuildLogSender) -> bool {
     if line.trim().is_empty() {
         return false;
     }
-    let event = Event::log_line(line);
+    let event = if cut {
+        Event::message(
+            "unknown",
+            format!(
+                "{} [line cut at {} KiB]\n",
+                line.trim_end(),
+                MAX_LINE_BYTES >> 10
+            ),
+        )
+    } else {
+        Event::log_line(line)
+    };
     let failed = matches!(event.phase(), "failed" | "failure");
     // The flight may be gone (nobody to tell); the caller keeps draining so the builder is not blocked.
     let _ = log.send(event).await;
@@ -89,6 +143,51 @@ pub async fn relay_line(line: &str, log: &BuildLogSender) -> bool {
 mod tests {
     use super::*;
     use bindery_runtime::bindings::{Executor, ResourceLimits};
+
+    #[tokio::test]
+    async fn a_log_line_longer_than_the_cap_is_cut_and_the_next_one_whole() {
+        // A gigabyte without a newline would be held whole by `read_until`.
+        let huge = vec![b'x'; 3 << 20];
+        let input = [
+            b"first\n".as_slice(),
+            &huge,
+            b"\n{\"phase\":\"building\",\"message\":\"ok\\n\"}\n",
+        ]
+        .concat();
+        // A small buffer, as a pipe delivers it.
+        let mut reader = tokio::io::BufReader::with_capacity(1024, input.as_slice());
+        let (mut line, mut cut) = (Vec::new(), false);
+        let mut lines = Vec::new();
+        loop {
+            let n = read_log_line(&mut reader, &mut line, &mut cut)
+                .await
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+            assert!(
+                line.len() <= MAX_LINE_BYTES + 1,
+                "{} bytes held",
+                line.len()
+            );
+            lines.push((String::from_utf8_lossy(&line).into_owned(), cut));
+            line.clear();
+            cut = false;
+        }
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0], ("first\n".to_string(), false));
+        assert!(lines[1].1 && lines[1].0.ends_with('\n'));
+        assert!(!lines[2].1);
+
+        let (log, mut rx) = tokio::sync::mpsc::channel(4);
+        relay_line(lines[1].0.trim_end(), true, &log).await;
+        let event = rx.recv().await.unwrap();
+        assert_eq!(event.phase(), "unknown");
+        assert!(event.json().len() < MAX_LINE_BYTES + 100);
+        assert!(event.json().contains("[line cut at 4 KiB]"));
+        relay_line(lines[2].0.trim_end(), false, &log).await;
+        assert_eq!(rx.recv().await.unwrap().phase(), "building");
+    }
 
     #[test]
     fn upstreams_command() {

@@ -16,14 +16,14 @@ use std::time::Duration;
 use bindery_runtime::bindings::Repo2dockerPlan;
 use blake2::Blake2bVar;
 use blake2::digest::{Update, VariableOutput};
-use futures_util::{AsyncBufReadExt, StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
 use kube::runtime::watcher::watch_object;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use super::command::{Repo2dockerCommand, relay_line};
+use super::command::{Repo2dockerCommand, read_log_line, relay_line};
 use super::{BuildFailure, BuildLogSender, BuildRequest, say};
 use crate::config::{ConfigError, KubernetesBuildConfig, RegistryConfig};
 use crate::events::Event;
@@ -483,12 +483,26 @@ async fn follow_log(pods: Api<Pod>, name: String, tail: Option<i64>, log: BuildL
             return false;
         }
     };
-    let mut lines = pin!(stream.lines());
-    let mut failed = false;
+    // kube's reader is a futures one; the line reader is tokio's.
+    let mut stream = tokio::io::BufReader::new(
+        tokio_util::compat::FuturesAsyncReadCompatExt::compat(stream),
+    );
+    let (mut line, mut cut, mut failed) = (Vec::new(), false, false);
     loop {
-        match lines.try_next().await {
-            Ok(Some(line)) => failed |= relay_line(&line, &log).await,
-            Ok(None) => return failed,
+        match read_log_line(&mut stream, &mut line, &mut cut).await {
+            Ok(0) => {
+                if !line.is_empty() {
+                    failed |= relay_line(&String::from_utf8_lossy(&line), cut, &log).await;
+                }
+                return failed;
+            }
+            Ok(_) if line.ends_with(b"\n") => {
+                let text = String::from_utf8_lossy(&line);
+                failed |= relay_line(text.trim_end_matches('\n'), cut, &log).await;
+                line.clear();
+                cut = false;
+            }
+            Ok(_) => {}
             Err(e) => {
                 tracing::warn!(pod = %name, "the build pod's log stream broke: {e}");
                 return failed;

@@ -14,10 +14,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use bindery_runtime::bindings::Repo2dockerPlan;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::BufReader;
 use tokio::process::Command;
 
-use super::command::{Repo2dockerCommand, relay_line};
+use super::command::{Repo2dockerCommand, read_log_line, relay_line};
 use super::{BuildFailure, BuildLogSender, BuildRequest};
 use crate::config::{LocalBuildConfig, RegistryConfig};
 
@@ -233,24 +233,25 @@ async fn follow(
         return false;
     }
     let mut reader = BufReader::new(file);
-    let (mut line, mut failed) = (Vec::new(), false);
+    let (mut line, mut cut, mut failed) = (Vec::new(), false, false);
     loop {
         // Checked before reading: what the writer wrote before it ended is read after.
         let done = !running();
-        match reader.read_until(b'\n', &mut line).await {
+        match read_log_line(&mut reader, &mut line, &mut cut).await {
             Ok(0) | Err(_) if done => break,
             Ok(0) | Err(_) => tokio::time::sleep(POLL).await,
             // A line still being written waits for its end.
             Ok(_) if !line.ends_with(b"\n") && !done => {}
             Ok(_) => {
-                failed |=
-                    relay_line(String::from_utf8_lossy(&line).trim_end_matches('\n'), log).await;
+                let text = String::from_utf8_lossy(&line);
+                failed |= relay_line(text.trim_end_matches('\n'), cut, log).await;
                 line.clear();
+                cut = false;
             }
         }
     }
     if !line.is_empty() {
-        failed |= relay_line(&String::from_utf8_lossy(&line), log).await;
+        failed |= relay_line(&String::from_utf8_lossy(&line), cut, log).await;
     }
     failed
 }

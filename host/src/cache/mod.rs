@@ -77,6 +77,9 @@ pub enum CacheError {
     Encode(#[from] serde_json::Error),
 }
 
+/// Bytes of sled's page cache.
+const CACHE_CAPACITY: u64 = 32 << 20;
+
 /// How long opening waits for a lock held by a database being closed: sled's
 /// flusher thread lets go of the file shortly after the last handle is
 /// dropped (a restart in the same process, or a predecessor still exiting).
@@ -115,6 +118,9 @@ impl Cache {
             sled::Config::new()
                 .path(&path)
                 .mode(sled::Mode::HighThroughput)
+                // sled's page cache defaults to 1 GiB; this is its share of
+                // the memory budget (README, "Memory budget").
+                .cache_capacity(CACHE_CAPACITY)
                 .open()
         };
         let db = match retry_while_locked(open) {

@@ -134,11 +134,18 @@ impl Config {
             || rt.epoch_tick_ms == 0
             || rt.max_concurrent_calls == 0
             || rt.max_calls_per_plugin == 0
+            || rt.memory_budget_mib == 0
         {
             return Err(ConfigError::Invalid(
-                "plugin_runtime: call_timeout_ms, epoch_tick_ms, max_concurrent_calls and max_calls_per_plugin must be positive"
+                "plugin_runtime: call_timeout_ms, epoch_tick_ms, max_concurrent_calls, max_calls_per_plugin and memory_budget_mib must be positive"
                     .into(),
             ));
+        }
+        if rt.memory_limit_mib > rt.memory_budget_mib {
+            return Err(ConfigError::Invalid(format!(
+                "plugin_runtime.memory_limit_mib ({}) is more than memory_budget_mib ({}), which all plugin calls share",
+                rt.memory_limit_mib, rt.memory_budget_mib
+            )));
         }
         for (name, p) in &self.plugins {
             p.source(name)?;

@@ -23,9 +23,11 @@ use crate::events::Event;
 use crate::now_ms;
 use crate::registry::Registry;
 
-/// Log events kept in memory per build; a client joining later than this many
-/// lines in is told how many it missed.
+/// Log events kept in memory per build, by count and by bytes (lines are at
+/// most `build::command::MAX_LINE_BYTES`); a client joining later than that
+/// is told how many lines it missed.
 const MAX_LOG_EVENTS: usize = 10_000;
+const MAX_LOG_BYTES: usize = 1 << 20;
 /// Log events an executor may send ahead of the flight taking them.
 const LOG_BUFFER: usize = 256;
 /// How often a running build's record is written.
@@ -38,6 +40,8 @@ pub type Outcome = Result<Built, BuildFailure>;
 
 struct Log {
     events: VecDeque<Event>,
+    /// Bytes of `events`' JSON.
+    bytes: usize,
     /// Index of `events[0]` in the whole log.
     first: usize,
     outcome: Option<Outcome>,
@@ -56,6 +60,7 @@ impl Flight {
         Arc::new(Flight {
             image: image.into(),
             log: Mutex::new(Log {
+                bytes: history.iter().map(|e| e.json().len()).sum(),
                 events: history.into(),
                 first: 0,
                 outcome: None,
@@ -66,9 +71,13 @@ impl Flight {
 
     fn push(&self, event: Event) {
         let mut log = self.log.lock().expect("flight log");
+        log.bytes += event.json().len();
         log.events.push_back(event);
-        if log.events.len() > MAX_LOG_EVENTS {
-            log.events.pop_front();
+        while log.events.len() > MAX_LOG_EVENTS || log.bytes > MAX_LOG_BYTES {
+            let Some(gone) = log.events.pop_front() else {
+                break;
+            };
+            log.bytes -= gone.json().len();
             log.first += 1;
         }
         drop(log);
@@ -520,6 +529,29 @@ mod tests {
                 Ok(Built { digest: None })
             })
         }
+    }
+
+    #[test]
+    fn a_builds_log_in_memory_is_bounded_in_bytes_and_late_readers_are_told() {
+        let flight = Flight::new("i", Vec::new());
+        let line = "x".repeat(4000);
+        for _ in 0..1000 {
+            flight.push(Event::message("building", line.clone()));
+        }
+        let log = flight.log.lock().unwrap();
+        assert!(log.bytes <= MAX_LOG_BYTES, "{} bytes", log.bytes);
+        assert_eq!(
+            log.bytes,
+            log.events.iter().map(|e| e.json().len()).sum::<usize>()
+        );
+        assert!(log.first > 700, "{} lines dropped", log.first);
+        drop(log);
+        let mut late = flight.subscribe();
+        let missed = futures_util::FutureExt::now_or_never(late.next()).unwrap();
+        assert!(
+            matches!(&missed, Item::Log(e) if e.json().contains("earlier log lines not shown")),
+            "{missed:?}"
+        );
     }
 
     #[tokio::test]

@@ -51,8 +51,9 @@ pub struct Pipeline {
     pub metrics: Arc<Metrics>,
 }
 
-/// Events buffered per client; a slow client holds only its own launch back.
-const CLIENT_BUFFER: usize = 64;
+/// Events buffered per client; a slow client holds only its own launch back,
+/// and at most this many log lines (each at most 4 KiB) in memory.
+const CLIENT_BUFFER: usize = 16;
 
 impl Pipeline {
     /// Starts `launch`; its events arrive on the receiver, ending with a

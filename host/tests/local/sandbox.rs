@@ -100,6 +100,61 @@ async fn an_infinite_loop_fails_within_the_deadline_while_other_calls_succeed() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_calls_together_stay_within_the_shared_memory_budget() {
+    let (slow, _) = http_server(b"late".to_vec(), Duration::from_secs(30)).await;
+    let runtime = RuntimeConfig {
+        memory_budget_mib: 24,
+        call_timeout_ms: 5_000,
+        ..Default::default()
+    };
+    let (host, _data) = hostile(granted(&["127.0.0.1"], &["127.0.0.0/8"]), runtime).await;
+    assert_eq!(
+        host.memory_in_use(),
+        (0, 24 << 20),
+        "nothing held between calls"
+    );
+    // A call waiting on its upstream holds its instance's memory.
+    let hanging = {
+        let host = host.clone();
+        let spec = format!("fetch/http://127.0.0.1:{slow}/");
+        tokio::spawn(async move { host.resolve("hostile", &spec).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while host.memory_in_use().0 == 0 {
+        assert!(Instant::now() < deadline, "the call holds no memory");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!(
+        "one waiting call holds {} KiB",
+        host.memory_in_use().0 >> 10
+    );
+    // A bomb stops at what the budget has left, well before its own 64 MiB.
+    match host.resolve("hostile", "bomb").await {
+        Err(e @ CallError::MemoryBudget { .. }) => {
+            assert!(
+                e.to_string()
+                    .contains("plugin_runtime.memory_budget_mib (24 MiB)"),
+                "{e}"
+            );
+        }
+        other => panic!("expected the shared budget to stop it, got {other:?}"),
+    }
+    // Everything a call held comes back when it ends, however it ends.
+    hanging.abort();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while host.memory_in_use().0 != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{:?} still held",
+            host.memory_in_use()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    still_works(&host).await;
+    assert_eq!(host.memory_in_use().0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_bomb_hits_the_memory_cap() {
     let runtime = RuntimeConfig {
         memory_limit_mib: 32,

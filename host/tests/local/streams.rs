@@ -71,6 +71,9 @@ fn config(data: &std::path::Path) -> Config {
     c.data_dir = data.to_path_buf();
     c.web.keepalive_secs = 1;
     c.web.rate_limit.limit = 0;
+    // Past the default, sized to the chart's memory limit in the worst case:
+    // idle streams cost far less than that worst case.
+    c.web.max_connections = STREAMS + 100;
     c.plugin_runtime.call_timeout_ms = 300_000;
     c.plugin_runtime.git_timeout_ms = 300_000;
     c.plugin_runtime.reload_interval_ms = 0;

@@ -16,6 +16,7 @@ use super::CallState;
 use crate::bindings::http::{Host, HttpError, Method, Request, Response};
 use crate::config::HttpLimits;
 use crate::egress::{EgressDenied, EgressError, EgressPolicy, PolicyResolver};
+use crate::limits::CallLimits;
 
 /// Cached bodies larger than this are not kept.
 const MAX_CACHED_BODY: usize = 256 * 1024;
@@ -37,7 +38,11 @@ impl HttpClient {
             user_agent: format!("bindery/{} (plugin {plugin})", env!("CARGO_PKG_VERSION")),
             egress,
             limits: limits.clone(),
-            etags: Mutex::new(EtagCache::new(limits.etag_cache_entries)),
+            etags: Mutex::new(EtagCache::new(
+                limits.etag_cache_entries,
+                usize::try_from(limits.etag_cache_mib.saturating_mul(1 << 20))
+                    .unwrap_or(usize::MAX),
+            )),
         }
     }
 
@@ -75,7 +80,13 @@ impl HttpClient {
         Ok(url)
     }
 
-    pub(super) async fn fetch(&self, req: Request) -> Result<Response, HttpError> {
+    /// Fetches `req`; its body counts against the call's `limits` while the
+    /// call lasts.
+    pub(super) async fn fetch(
+        &self,
+        req: Request,
+        limits: &mut CallLimits,
+    ) -> Result<Response, HttpError> {
         let timeout = Duration::from_millis(
             req.timeout_ms
                 .map_or(self.limits.default_timeout_ms, u64::from)
@@ -122,7 +133,7 @@ impl HttpClient {
                     let Some(location) =
                         resp.headers().get("location").and_then(|l| l.to_str().ok())
                     else {
-                        return self.read(resp, &url).await;
+                        return self.read(resp, &url, limits).await;
                     };
                     hops += 1;
                     if hops > self.limits.max_redirects {
@@ -141,13 +152,17 @@ impl HttpClient {
                 if status == 304
                     && let Some(c) = &cached
                 {
+                    let size = c.response.body.len();
+                    limits
+                        .hold(size)
+                        .map_err(|_| HttpError::TooLarge(size as u64))?;
                     return Ok(Response {
                         revalidated: true,
                         final_url: url.to_string(),
                         ..c.response.clone()
                     });
                 }
-                return self.read(resp, &url).await;
+                return self.read(resp, &url, limits).await;
             }
         };
         let response = tokio::time::timeout(timeout, work)
@@ -171,7 +186,12 @@ impl HttpClient {
         Ok(response)
     }
 
-    async fn read(&self, mut resp: reqwest::Response, url: &Url) -> Result<Response, HttpError> {
+    async fn read(
+        &self,
+        mut resp: reqwest::Response,
+        url: &Url,
+        limits: &mut CallLimits,
+    ) -> Result<Response, HttpError> {
         let cap = self.limits.max_response_bytes;
         if resp.content_length().is_some_and(|n| n > cap) {
             return Err(HttpError::TooLarge(cap));
@@ -192,6 +212,10 @@ impl HttpClient {
             if body.len() as u64 + chunk.len() as u64 > cap {
                 return Err(HttpError::TooLarge(cap));
             }
+            // Past the call's memory: the call fails with which limit it hit.
+            limits
+                .hold(chunk.len())
+                .map_err(|_| HttpError::TooLarge((body.len() + chunk.len()) as u64))?;
             body.extend_from_slice(&chunk);
         }
         Ok(Response {
@@ -280,12 +304,16 @@ struct CachedResponse {
     etag: String,
     response: Response,
     used: u64,
+    size: usize,
 }
 
-/// A small least-recently-used map of ETag-validated responses.
+/// A small least-recently-used map of ETag-validated responses, bounded in
+/// entries and in bytes.
 struct EtagCache {
     entries: HashMap<String, CachedResponse>,
     capacity: usize,
+    max_bytes: usize,
+    bytes: usize,
     clock: u64,
 }
 
@@ -296,10 +324,12 @@ struct Hit {
 }
 
 impl EtagCache {
-    fn new(capacity: usize) -> Self {
+    fn new(capacity: usize, max_bytes: usize) -> Self {
         EtagCache {
             entries: HashMap::new(),
             capacity,
+            max_bytes,
+            bytes: 0,
             clock: 0,
         }
     }
@@ -315,26 +345,43 @@ impl EtagCache {
     }
 
     fn put(&mut self, key: String, etag: String, response: Response) {
-        if self.capacity == 0 {
+        let size = key.len()
+            + etag.len()
+            + response.body.len()
+            + response.final_url.len()
+            + response
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        if self.capacity == 0 || size > self.max_bytes {
             return;
         }
         self.clock += 1;
-        if self.entries.len() >= self.capacity
-            && !self.entries.contains_key(&key)
-            && let Some(oldest) = self
+        if let Some(old) = self.entries.remove(&key) {
+            self.bytes -= old.size;
+        }
+        while self.entries.len() >= self.capacity || self.bytes + size > self.max_bytes {
+            let Some(oldest) = self
                 .entries
                 .iter()
                 .min_by_key(|(_, e)| e.used)
                 .map(|(k, _)| k.clone())
-        {
-            self.entries.remove(&oldest);
+            else {
+                break;
+            };
+            if let Some(gone) = self.entries.remove(&oldest) {
+                self.bytes -= gone.size;
+            }
         }
+        self.bytes += size;
         self.entries.insert(
             key,
             CachedResponse {
                 etag,
                 response,
                 used: self.clock,
+                size,
             },
         );
     }
@@ -342,10 +389,44 @@ impl EtagCache {
 
 impl Host for CallState {
     async fn fetch(&mut self, req: Request) -> Result<Response, HttpError> {
-        let result = self.grants.http.fetch(req).await;
+        let result = self.grants.http.fetch(req, &mut self.limits).await;
         if let Err(e) = &result {
             tracing::debug!(plugin = %self.plugin, "http fetch failed: {e:?}");
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(body: usize) -> Response {
+        Response {
+            status: 200,
+            headers: vec![("etag".into(), "\"x\"".into())],
+            body: vec![b'x'; body],
+            final_url: "https://api.example.org/x".into(),
+            revalidated: false,
+        }
+    }
+
+    #[test]
+    fn the_etag_cache_is_bounded_in_bytes_as_well_as_entries() {
+        let mut cache = EtagCache::new(1024, 100 << 10);
+        for i in 0..50 {
+            cache.put(format!("k{i}"), "e".into(), response(10 << 10));
+            assert!(cache.bytes <= 100 << 10, "{} bytes held", cache.bytes);
+        }
+        assert!(cache.entries.len() < 10, "{}", cache.entries.len());
+        assert!(cache.get("k49").is_some() && cache.get("k0").is_none());
+        // Replacing an entry does not count it twice; one too big is not kept.
+        cache.put("k49".into(), "e2".into(), response(10 << 10));
+        assert_eq!(
+            cache.bytes,
+            cache.entries.values().map(|e| e.size).sum::<usize>()
+        );
+        cache.put("huge".into(), "e".into(), response(200 << 10));
+        assert!(cache.get("huge").is_none());
     }
 }
