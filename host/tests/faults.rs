@@ -147,7 +147,8 @@ async fn an_engine_killed_mid_build_fails_the_build_and_a_retry_builds() {
     // repo2docker's own words, relayed as upstream relays them.
     assert!(
         m.starts_with("Error during build: ") && m.contains("Connection broken"),
-        "the failure says what failed: {m}"
+        "the failure says what failed: {m}\n{}",
+        got.raw
     );
     let slug =
         bindery::registry::naming::safe_build_slug(&repo.url, 255 - registry.host().len() - 7, 6);

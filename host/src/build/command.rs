@@ -73,9 +73,13 @@ impl Repo2dockerCommand {
     }
 }
 
-/// The longest build-log line kept: the rest of a longer one is dropped, so
+/// The longest build-log line read: the rest of a longer one is dropped, so
 /// a build that prints without newlines cannot fill Bindery's memory.
-pub const MAX_LINE_BYTES: usize = 4 << 10;
+/// repo2docker's failure line carries a traceback, hence more than an event.
+pub const MAX_LINE_BYTES: usize = 64 << 10;
+/// The largest event a log line becomes: its message is cut to fit, and a
+/// JSON line keeps only its `phase` and `message`.
+pub const MAX_EVENT_BYTES: usize = 4 << 10;
 
 /// Reads the next line of a build log into `line`, up to and including its
 /// newline, keeping at most [`MAX_LINE_BYTES`] of it; bytes read, 0 at the
@@ -121,22 +125,38 @@ pub async fn relay_line(line: &str, cut: bool, log: &BuildLogSender) -> bool {
     if line.trim().is_empty() {
         return false;
     }
-    let event = if cut {
-        Event::message(
-            "unknown",
-            format!(
-                "{} [line cut at {} KiB]\n",
-                line.trim_end(),
-                MAX_LINE_BYTES >> 10
-            ),
-        )
-    } else {
-        Event::log_line(line)
-    };
+    let event = bounded_event(line, cut);
     let failed = matches!(event.phase(), "failed" | "failure");
     // The flight may be gone (nobody to tell); the caller keeps draining so the builder is not blocked.
     let _ = log.send(event).await;
     failed
+}
+
+/// `line` as an event of at most about [`MAX_EVENT_BYTES`].
+fn bounded_event(line: &str, cut: bool) -> Event {
+    let event = Event::log_line(line);
+    if !cut && event.json().len() <= MAX_EVENT_BYTES {
+        return event;
+    }
+    let parsed = (!cut)
+        .then(|| serde_json::from_str::<serde_json::Value>(line.trim_end()).ok())
+        .flatten();
+    let (phase, message) = match &parsed {
+        Some(object) => (
+            object["phase"].as_str().unwrap_or("unknown"),
+            object["message"].as_str().unwrap_or_default(),
+        ),
+        None => ("unknown", line),
+    };
+    let mut end = MAX_EVENT_BYTES.min(message.len());
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let message = message[..end].trim_end();
+    Event::message(
+        phase,
+        format!("{message} [cut at {} KiB]\n", MAX_EVENT_BYTES >> 10),
+    )
 }
 
 #[cfg(test)]
@@ -183,10 +203,32 @@ mod tests {
         relay_line(lines[1].0.trim_end(), true, &log).await;
         let event = rx.recv().await.unwrap();
         assert_eq!(event.phase(), "unknown");
-        assert!(event.json().len() < MAX_LINE_BYTES + 100);
-        assert!(event.json().contains("[line cut at 4 KiB]"));
+        assert!(event.json().len() < MAX_EVENT_BYTES + 100);
+        assert!(event.json().contains("[cut at 4 KiB]"));
         relay_line(lines[2].0.trim_end(), false, &log).await;
         assert_eq!(rx.recv().await.unwrap().phase(), "building");
+        // repo2docker's failure, traceback and all: its phase and message stay.
+        let failure = serde_json::json!({
+            "phase": "failed",
+            "message": format!("Error during build: boom {}", "é".repeat(3000)),
+            "exc_info": "x".repeat(20_000),
+        })
+        .to_string();
+        assert!(
+            relay_line(&failure, false, &log).await,
+            "it says the build failed"
+        );
+        let event = rx.recv().await.unwrap();
+        assert_eq!(event.phase(), "failed");
+        assert!(event.json().len() < MAX_EVENT_BYTES + 100);
+        assert!(!event.json().contains("exc_info"));
+        let message = serde_json::from_str::<serde_json::Value>(event.json()).unwrap();
+        assert!(
+            message["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Error during build: boom")
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::now_ms;
 use crate::registry::Registry;
 
 /// Log events kept in memory per build, by count and by bytes (lines are at
-/// most `build::command::MAX_LINE_BYTES`); a client joining later than that
+/// most `build::command::MAX_EVENT_BYTES`); a client joining later than that
 /// is told how many lines it missed.
 const MAX_LOG_EVENTS: usize = 10_000;
 const MAX_LOG_BYTES: usize = 1 << 20;
