@@ -96,11 +96,12 @@ impl BuildLog {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::cache::Cache;
 
-    fn record(image: &str, state: BuildState, at: u64) -> BuildRecord {
+    /// A record of `image` in `state`, last changed `at`.
+    pub(crate) fn record(image: &str, state: BuildState, at: u64) -> BuildRecord {
         BuildRecord {
             image: image.into(),
             executor: "local".into(),

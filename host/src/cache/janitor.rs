@@ -81,23 +81,10 @@ impl Janitor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::{BuildRecord, BuildState, Cache, Environment};
+    use crate::cache::builds::tests::record;
+    use crate::cache::{BuildState, Cache, Environment};
 
     const HOUR: u64 = 3600 * 1000;
-
-    fn record(image: &str, state: BuildState, at: u64) -> BuildRecord {
-        BuildRecord {
-            image: image.into(),
-            executor: "local".into(),
-            handle: None,
-            repo_url: "https://example.org/r".into(),
-            resolved_ref: "abc".into(),
-            state,
-            started_at_ms: at,
-            updated_at_ms: at,
-            log_tail: Vec::new(),
-        }
-    }
 
     fn environment(image: &str, at: u64) -> Environment {
         Environment {
