@@ -79,7 +79,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             memory_limit_mib: 64,
-            memory_budget_mib: 128,
+            memory_budget_mib: 96,
             call_timeout_ms: 10_000,
             fuel: None,
             max_concurrent_calls: 64,
@@ -120,7 +120,7 @@ impl Default for HttpLimits {
             max_response_bytes: 8 << 20,
             max_redirects: 5,
             etag_cache_entries: 1024,
-            etag_cache_mib: 2,
+            etag_cache_mib: 1,
         }
     }
 }

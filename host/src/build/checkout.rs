@@ -8,6 +8,16 @@ use std::time::Duration;
 
 use bindery_runtime::gitwire::WireError;
 use git2::{FetchOptions, Oid, Repository};
+use tokio::sync::Semaphore;
+
+/// MiB of files checkouts may hold at once, process-wide: libgit2 holds each
+/// file whole while writing it, so a checkout takes as much of this as its
+/// largest file before it starts (README, "Memory budget").
+pub const CHECKOUT_MEMORY_MIB: u32 = 100;
+static CHECKOUT_MEMORY: Semaphore = Semaphore::const_new(CHECKOUT_MEMORY_MIB as usize);
+
+/// The object cache libgit2 keeps per process (its default is 256 MiB).
+const LIBGIT2_CACHE_BYTES: usize = 16 << 20;
 
 /// Why a checkout failed, in words for the person who launched it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -182,8 +192,9 @@ impl Checkout {
                 url: url.into(),
             });
         };
-        measure(&repo, url, oid, limits)?;
+        let largest = measure(&repo, url, oid, limits)?;
         {
+            let _memory = checkout_memory(largest);
             let object = repo.find_object(oid, None).map_err(|e| disk(&e))?;
             let mut opts = git2::build::CheckoutBuilder::new();
             opts.force();
@@ -204,16 +215,39 @@ impl Checkout {
     }
 }
 
+/// Waits, on a blocking thread of the runtime, for `largest` bytes of the
+/// checkout memory (at most all of it, so a file larger than the budget
+/// still goes, alone).
+fn checkout_memory(largest: u64) -> tokio::sync::SemaphorePermit<'static> {
+    static LIBGIT2_CACHE: std::sync::Once = std::sync::Once::new();
+    LIBGIT2_CACHE.call_once(|| {
+        // SAFETY: a process-wide setting, made once before any checkout reads objects.
+        let bounded =
+            unsafe { git2::opts::set_cache_max_size(LIBGIT2_CACHE_BYTES as libc::ssize_t) };
+        if let Err(e) = bounded {
+            tracing::warn!("cannot bound libgit2's object cache: {e}");
+        }
+    });
+    let mib = u32::try_from(largest.div_ceil(1 << 20))
+        .unwrap_or(u32::MAX)
+        .clamp(1, CHECKOUT_MEMORY_MIB);
+    // Checkouts run on the runtime's blocking threads (`GitWire::run`).
+    tokio::runtime::Handle::current()
+        .block_on(CHECKOUT_MEMORY.acquire_many(mib))
+        .expect("the checkout memory is never closed")
+}
+
 /// Refuses a revision whose checkout would exceed `limits`, from object
 /// headers alone: a few kilobytes of pack can hold a 300 MB file of zeros or a
 /// tree of ten million files, so what crossed the wire says nothing of what a
 /// checkout writes. Trees are read (each one checked first), blobs never.
+/// The size of its largest file.
 fn measure(
     repo: &Repository,
     url: &str,
     commit: Oid,
     limits: FetchLimits,
-) -> Result<(), CheckoutError> {
+) -> Result<u64, CheckoutError> {
     let unreadable = |e: git2::Error| CheckoutError::Fetch {
         url: url.into(),
         message: format!("the fetched revision cannot be read: {}", e.message()),
@@ -224,7 +258,7 @@ fn measure(
         .and_then(|c| c.tree())
         .map_err(unreadable)?
         .id();
-    let (mut files, mut bytes) = (0u64, 0u64);
+    let (mut files, mut bytes, mut largest) = (0u64, 0u64, 0u64);
     // Sizes count before anything of the object is inflated; trees count too,
     // as each is held whole while it is walked.
     let mut add = |path: &str, oid: Oid| -> Result<(), CheckoutError> {
@@ -242,6 +276,7 @@ fn measure(
             });
         }
         bytes += size;
+        largest = largest.max(size);
         if bytes > limits.max_bytes {
             return Err(CheckoutError::TooLarge {
                 url: url.into(),
@@ -271,7 +306,7 @@ fn measure(
             }
         }
     }
-    Ok(())
+    Ok(largest)
 }
 
 /// Fetches `refspecs`. The wire the caller runs this on holds the time and
@@ -300,4 +335,26 @@ fn fetch(repo: &Repository, url: &str, refspecs: &[String]) -> Result<(), Checko
             message: e.message().into(),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_checkout_waits_for_the_memory_its_largest_file_needs() {
+        let big = tokio::task::spawn_blocking(|| checkout_memory(150 << 20))
+            .await
+            .unwrap();
+        assert_eq!(
+            big.num_permits(),
+            CHECKOUT_MEMORY_MIB as usize,
+            "a file past the budget takes all of it, and goes alone"
+        );
+        let small = tokio::task::spawn_blocking(|| checkout_memory(10).num_permits());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!small.is_finished(), "a second checkout started beside it");
+        drop(big);
+        assert_eq!(small.await.unwrap(), 1, "a small file takes 1 MiB");
+    }
 }

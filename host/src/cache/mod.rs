@@ -78,7 +78,7 @@ pub enum CacheError {
 }
 
 /// Bytes of sled's page cache.
-const CACHE_CAPACITY: u64 = 32 << 20;
+const CACHE_CAPACITY: u64 = 16 << 20;
 
 /// How long opening waits for a lock held by a database being closed: sled's
 /// flusher thread lets go of the file shortly after the last handle is

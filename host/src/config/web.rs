@@ -60,7 +60,7 @@ impl Default for WebConfig {
             build_token_check_origin: true,
             keepalive_secs: 25,
             header_read_timeout_secs: 10,
-            max_connections: 2_000,
+            max_connections: 1_500,
             banner_html: String::new(),
         }
     }

@@ -249,7 +249,7 @@ fn default_values_build_pods_with_only_the_rights_they_use() {
     );
     assert_eq!(
         (c.web.max_connections, c.web.header_read_timeout_secs),
-        (2000, 10),
+        (1500, 10),
         "sized to the 512Mi limit"
     );
 }
