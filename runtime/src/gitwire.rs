@@ -64,6 +64,9 @@ pub struct GitWire {
     egress: Arc<EgressPolicy>,
     /// Built at first use, as the `http` capability's is.
     client: OnceLock<Result<reqwest::Client, String>>,
+    /// A test server's certificate, trusted beside the system's roots.
+    #[cfg(test)]
+    trusted: Option<reqwest::Certificate>,
 }
 
 impl GitWire {
@@ -73,6 +76,8 @@ impl GitWire {
         Arc::new(GitWire {
             egress,
             client: OnceLock::new(),
+            #[cfg(test)]
+            trusted: None,
         })
     }
 
@@ -138,12 +143,18 @@ impl GitWire {
     fn client(&self) -> io::Result<&reqwest::Client> {
         self.client
             .get_or_init(|| {
-                reqwest::Client::builder()
+                let builder = reqwest::Client::builder()
                     // A proxy would connect on our behalf to addresses we never checked.
                     .no_proxy()
                     .redirect(reqwest::redirect::Policy::none())
                     .user_agent(concat!("git/2.0 (bindery/", env!("CARGO_PKG_VERSION"), ")"))
-                    .dns_resolver(PolicyResolver(self.egress.clone()))
+                    .dns_resolver(PolicyResolver(self.egress.clone()));
+                #[cfg(test)]
+                let builder = match &self.trusted {
+                    Some(cert) => builder.add_root_certificate(cert.clone()),
+                    None => builder,
+                };
+                builder
                     .build()
                     .map_err(|e| format!("cannot build the git HTTP client: {e}"))
             })
@@ -743,72 +754,90 @@ mod tests {
     /// git's own smart-HTTP server, `git http-backend`, run as CGI: one
     /// request per connection.
     fn http_backend(root: PathBuf) -> impl Fn(TcpStream) + Send + Sync + 'static {
+        move |mut conn| git_http_backend(&mut conn, &root)
+    }
+
+    /// The same behind TLS, with `identity`'s certificate.
+    fn https_backend(
+        root: PathBuf,
+        identity: native_tls::Identity,
+    ) -> impl Fn(TcpStream) + Send + Sync + 'static {
+        let acceptor = native_tls::TlsAcceptor::new(identity).unwrap();
         move |conn| {
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            let mut words = line.split_whitespace();
-            let (method, target) = (words.next().unwrap(), words.next().unwrap());
-            let (path, query) = target.split_once('?').unwrap_or((target, ""));
-            let (mut length, mut content_type) = (0, String::new());
-            loop {
-                let mut header = String::new();
-                reader.read_line(&mut header).unwrap();
-                let Some((name, value)) = header.trim_end().split_once(':') else {
-                    break;
-                };
-                match name.to_ascii_lowercase().as_str() {
-                    "content-length" => length = value.trim().parse().unwrap(),
-                    "content-type" => content_type = value.trim().to_string(),
-                    _ => {}
-                }
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            let backend = Path::new(
-                String::from_utf8(
-                    std::process::Command::new("git")
-                        .arg("--exec-path")
-                        .output()
-                        .unwrap()
-                        .stdout,
-                )
-                .unwrap()
-                .trim(),
-            )
-            .join("git-http-backend");
-            let mut child = std::process::Command::new(backend)
-                .env("GIT_PROJECT_ROOT", &root)
-                .env("GIT_HTTP_EXPORT_ALL", "1")
-                .env("REQUEST_METHOD", method)
-                .env("PATH_INFO", path)
-                .env("QUERY_STRING", query)
-                .env("CONTENT_TYPE", content_type)
-                .env("CONTENT_LENGTH", length.to_string())
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            child.stdin.take().unwrap().write_all(&body).unwrap();
-            let out = child.wait_with_output().unwrap().stdout;
-            let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-            let (cgi_head, cgi_body) = (&out[..split], &out[split + 4..]);
-            let mut status = "200 OK".to_string();
-            let mut head = String::new();
-            for header in String::from_utf8_lossy(cgi_head).lines() {
-                match header.strip_prefix("Status: ") {
-                    Some(s) => status = s.to_string(),
-                    None => head += &format!("{header}\r\n"),
-                }
-            }
-            let mut conn = conn;
-            let response = format!(
-                "HTTP/1.1 {status}\r\n{head}Content-Length: {}\r\nConnection: close\r\n\r\n",
-                cgi_body.len()
-            );
-            conn.write_all(response.as_bytes()).unwrap();
-            conn.write_all(cgi_body).unwrap();
+            let Ok(mut tls) = acceptor.accept(conn) else {
+                return;
+            };
+            git_http_backend(&mut tls, &root);
+            let _ = tls.shutdown();
         }
+    }
+
+    /// Answers one HTTP request on `conn` with `git http-backend` over `root`.
+    fn git_http_backend(conn: &mut (impl Read + Write), root: &Path) {
+        let mut reader = BufReader::new(&mut *conn);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let mut words = line.split_whitespace();
+        let (method, target) = (words.next().unwrap(), words.next().unwrap());
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let (mut length, mut content_type) = (0, String::new());
+        loop {
+            let mut header = String::new();
+            reader.read_line(&mut header).unwrap();
+            let Some((name, value)) = header.trim_end().split_once(':') else {
+                break;
+            };
+            match name.to_ascii_lowercase().as_str() {
+                "content-length" => length = value.trim().parse().unwrap(),
+                "content-type" => content_type = value.trim().to_string(),
+                _ => {}
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        drop(reader);
+        let backend = Path::new(
+            String::from_utf8(
+                std::process::Command::new("git")
+                    .arg("--exec-path")
+                    .output()
+                    .unwrap()
+                    .stdout,
+            )
+            .unwrap()
+            .trim(),
+        )
+        .join("git-http-backend");
+        let mut child = std::process::Command::new(backend)
+            .env("GIT_PROJECT_ROOT", root)
+            .env("GIT_HTTP_EXPORT_ALL", "1")
+            .env("REQUEST_METHOD", method)
+            .env("PATH_INFO", path)
+            .env("QUERY_STRING", query)
+            .env("CONTENT_TYPE", content_type)
+            .env("CONTENT_LENGTH", length.to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&body).unwrap();
+        let out = child.wait_with_output().unwrap().stdout;
+        let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let (cgi_head, cgi_body) = (&out[..split], &out[split + 4..]);
+        let mut status = "200 OK".to_string();
+        let mut head = String::new();
+        for header in String::from_utf8_lossy(cgi_head).lines() {
+            match header.strip_prefix("Status: ") {
+                Some(s) => status = s.to_string(),
+                None => head += &format!("{header}\r\n"),
+            }
+        }
+        let response = format!(
+            "HTTP/1.1 {status}\r\n{head}Content-Length: {}\r\nConnection: close\r\n\r\n",
+            cgi_body.len()
+        );
+        conn.write_all(response.as_bytes()).unwrap();
+        conn.write_all(cgi_body).unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -827,6 +856,65 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(fetched, head);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn fetches_over_https_as_from_a_public_forge() {
+        let root = tempfile::tempdir().unwrap();
+        let head = bare_repo(root.path());
+        // A certificate for 127.0.0.1, which only this test's wire trusts.
+        let (key, cert) = (root.path().join("key.pem"), root.path().join("cert.pem"));
+        let made = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args([
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl");
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let (key, cert) = (std::fs::read(&key).unwrap(), std::fs::read(&cert).unwrap());
+        let identity = native_tls::Identity::from_pkcs8(&cert, &key).unwrap();
+        let port = serve(https_backend(root.path().to_path_buf(), identity));
+        let loopback = ["127.0.0.0/8".parse().unwrap()];
+        let policy = Arc::new(EgressPolicy::new(&["*".into()], &loopback));
+        let trusting = Arc::new(GitWire {
+            egress: policy,
+            client: OnceLock::new(),
+            trusted: Some(reqwest::Certificate::from_pem(&cert).unwrap()),
+        });
+        register();
+        let url = format!("https://127.0.0.1:{port}/repo.git");
+        let scratch = tempfile::tempdir().unwrap();
+        let into = scratch.path().join("clone");
+        let fetched = trusting
+            .run(&GitRemote::parse(&url).unwrap(), LIMITS, move || {
+                fetch(&url, &into)
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(fetched, head);
+        // The system's roots alone do not trust it: TLS is checked.
+        let url = format!("https://127.0.0.1:{port}/repo.git");
+        let listed = loopback_wire()
+            .run(&GitRemote::parse(&url).unwrap(), LIMITS, move || list(&url))
+            .await
+            .unwrap();
+        let err = listed.unwrap_err();
+        assert!(err.message().contains("certificate"), "{err}");
     }
 
     #[tokio::test(flavor = "multi_thread")]
