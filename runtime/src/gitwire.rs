@@ -576,9 +576,13 @@ mod tests {
         (outcome, started.elapsed())
     }
 
-    /// Where a test's deadline must have stopped the work: past the deadline,
+    /// The work was stopped by its deadline: timed out, past the deadline,
     /// and well before libgit2's own per-read timeouts would have.
-    fn stopped_at_deadline(took: Duration) {
+    fn stopped_at_deadline<T: std::fmt::Debug>(outcome: &Result<T, WireError>, took: Duration) {
+        assert!(
+            matches!(outcome, Err(WireError::TimedOut(_))),
+            "{outcome:?}"
+        );
         assert!(
             took >= LIMITS.timeout && took < LIMITS.timeout * 4,
             "stopped after {took:?}"
@@ -593,11 +597,7 @@ mod tests {
             trickle(conn, b"a", Duration::from_millis(50));
         });
         let (outcome, took) = run_list(&format!("git://127.0.0.1:{port}/x.git")).await;
-        assert!(
-            matches!(outcome, Err(WireError::TimedOut(_))),
-            "{outcome:?}"
-        );
-        stopped_at_deadline(took);
+        stopped_at_deadline(&outcome, took);
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -613,11 +613,7 @@ mod tests {
             trickle(conn, b"1\r\na\r\n", Duration::from_millis(50));
         });
         let (outcome, took) = run_list(&format!("http://127.0.0.1:{port}/x.git")).await;
-        assert!(
-            matches!(outcome, Err(WireError::TimedOut(_))),
-            "{outcome:?}"
-        );
-        stopped_at_deadline(took);
+        stopped_at_deadline(&outcome, took);
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -645,11 +641,7 @@ mod tests {
         let outcome = loopback_wire()
             .run(&remote, LIMITS, move || fetch(&url, &into).map(|_| ()))
             .await;
-        assert!(
-            matches!(outcome, Err(WireError::TimedOut(_))),
-            "{outcome:?}"
-        );
-        stopped_at_deadline(started.elapsed());
+        stopped_at_deadline(&outcome, started.elapsed());
     }
 
     #[tokio::test(flavor = "multi_thread")]

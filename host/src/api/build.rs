@@ -119,12 +119,23 @@ impl FromRequestParts<AppState> for MayHaveToken {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        if !state.web.limiter.enabled() {
-            return Ok(MayHaveToken(true));
-        }
-        let (_, ip) = addresses(parts, state).map_err(|r| *r)?;
-        Ok(MayHaveToken(state.web.limiter.check(ip).is_ok()))
+        let counted = count_request(parts, state).map_err(|r| *r)?;
+        Ok(MayHaveToken(counted.is_none_or(|within| within.is_ok())))
     }
+}
+
+/// Counts the request against its client address's rate limit: the quota
+/// left, or the seconds until the window ends; `None` with the limiter off.
+fn count_request(
+    parts: &Parts,
+    state: &AppState,
+) -> Result<Option<Result<RateQuota, u64>>, Box<Response>> {
+    if !state.web.limiter.enabled() {
+        return Ok(None);
+    }
+    // `Client` has run (and refused banned networks) by now: only the address is needed.
+    let (_, ip) = addresses(parts, state)?;
+    Ok(Some(state.web.limiter.check(ip)))
 }
 
 /// The client's address (`X-Forwarded-For` from a trusted proxy), refused
@@ -275,14 +286,10 @@ impl FromRequestParts<AppState> for Admitted {
                 Err(TokenError::Spent) => {}
             }
         }
-        if !state.web.limiter.enabled() {
-            return Ok(Admitted(None));
-        }
-        // `Client` has run (and refused banned networks) by now: only the address is needed.
-        let (_, ip) = addresses(parts, state).map_err(|r| *r)?;
-        match state.web.limiter.check(ip) {
-            Ok(quota) => Ok(Admitted(Some(quota))),
-            Err(wait) => Err(refusal(
+        match count_request(parts, state).map_err(|r| *r)? {
+            None => Ok(Admitted(None)),
+            Some(Ok(quota)) => Ok(Admitted(Some(quota))),
+            Some(Err(wait)) => Err(refusal(
                 429,
                 &format!("Rate limit exceeded. Try again in {wait} seconds."),
             )),
