@@ -554,6 +554,18 @@ mod tests {
             .collect())
     }
 
+    /// `url` fetched over `wire` into a scratch clone: the head it got.
+    async fn fetch_over(wire: &Arc<GitWire>, url: String) -> git2::Oid {
+        let scratch = tempfile::tempdir().unwrap();
+        let into = scratch.path().join("clone");
+        wire.run(&GitRemote::parse(&url).unwrap(), LIMITS, move || {
+            fetch(&url, &into)
+        })
+        .await
+        .unwrap()
+        .unwrap()
+    }
+
     fn fetch(url: &str, into: &Path) -> Result<git2::Oid, git2::Error> {
         let repo = git2::Repository::init_bare(into)?;
         repo.remote_anonymous(url)?
@@ -838,16 +850,7 @@ mod tests {
         let head = bare_repo(root.path());
         let port = serve(http_backend(root.path().to_path_buf()));
         let url = format!("http://127.0.0.1:{port}/repo.git");
-        let scratch = tempfile::tempdir().unwrap();
-        let into = scratch.path().join("clone");
-        let fetched = loopback_wire()
-            .run(&GitRemote::parse(&url).unwrap(), LIMITS, move || {
-                fetch(&url, &into)
-            })
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(fetched, head);
+        assert_eq!(fetch_over(&loopback_wire(), url).await, head);
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -889,16 +892,7 @@ mod tests {
         });
         register();
         let url = format!("https://127.0.0.1:{port}/repo.git");
-        let scratch = tempfile::tempdir().unwrap();
-        let into = scratch.path().join("clone");
-        let fetched = trusting
-            .run(&GitRemote::parse(&url).unwrap(), LIMITS, move || {
-                fetch(&url, &into)
-            })
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(fetched, head);
+        assert_eq!(fetch_over(&trusting, url).await, head);
         // The system's roots alone do not trust it: TLS is checked.
         let url = format!("https://127.0.0.1:{port}/repo.git");
         let listed = loopback_wire()
