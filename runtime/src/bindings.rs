@@ -60,5 +60,6 @@ pub use provider::bindery::plugin::types::{
 };
 pub use provider::bindery::plugin::{git, http, secrets};
 pub use provider::exports::bindery::plugin::repo_provider::{
-    DisplayConfig, Notice, RefFallback, RefLifetime, Resolution,
+    BasicAuth, ContentSource, Credential, DisplayConfig, Download, FilesContent, GitContent,
+    HeaderAuth, Notice, RefFallback, RefLifetime, Resolution, SwhVaultContent, Unpack,
 };

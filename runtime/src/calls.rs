@@ -2,76 +2,58 @@
 
 use std::sync::Arc;
 
+use wasmtime::component::{ComponentNamedList, Lift, Lower};
+
 use super::bindings::{
-    BuildPlan, Decision, DisplayConfig, PluginError, PluginMetadata, RepoFacts, Resolution, Server,
+    BuildPlan, ContentSource, Decision, DisplayConfig, GitContent, PluginError, PluginMetadata,
+    RepoFacts, Resolution, Server,
 };
 use super::capabilities::RepoFiles;
 use super::engine::Runtime;
 use super::error::CallError;
-use super::plugin::{LoadedPlugin, WorldPre, kind_name};
+use super::plugin::{LoadedPlugin, kind_name};
 
-/// Calls `method(args)` of an export interface on a fresh instance of the
-/// pre-linked component, within the plugin's limits (one instance per call).
-macro_rules! call {
-    ($rt:expr, $p:expr, $repo:expr, $pre:ident.$export:ident.$method:ident($($arg:expr),*)) => {
-        $rt.call($p, $repo, async |s| {
-            $pre.instantiate_async(&mut *s)
-                .await?
-                .$export()
-                .$method(s $(, $arg)*)
-                .await
-        })
-        .await
+/// Calls the world's export `func` with `params` on a fresh instance of the
+/// pre-linked component, within the plugin's limits. The types are checked
+/// against the component's own when the function is looked up, so a
+/// component of an older `bindery:plugin` whose records are the same is
+/// called with the current types.
+async fn call<P, R>(
+    rt: &Runtime,
+    p: &LoadedPlugin,
+    repo: Option<Arc<dyn RepoFiles>>,
+    func: &'static str,
+    params: P,
+) -> Result<R, CallError>
+where
+    P: ComponentNamedList + Lower + Send + Sync,
+    R: ComponentNamedList + Lift + Send + Sync + 'static,
+{
+    // The host looks plugins up by kind, so this is a wrong kind.
+    let Some(index) = p.pre.funcs.get(func) else {
+        return Err(CallError::NotLoaded {
+            plugin: format!("{} (it is a {} plugin)", p.name, kind_name(p.kind())),
+            kind: "matching",
+        });
     };
-}
-
-fn wrong_kind(plugin: &LoadedPlugin, wanted: &'static str) -> CallError {
-    CallError::NotLoaded {
-        plugin: format!(
-            "{} (it is a {} plugin)",
-            plugin.name,
-            kind_name(plugin.kind())
-        ),
-        kind: wanted,
-    }
+    rt.call(p, repo, async |s| {
+        let instance = p.pre.instance.instantiate_async(&mut *s).await?;
+        let f = instance.get_typed_func::<P, R>(&mut *s, index)?;
+        f.call_async(&mut *s, params).await
+    })
+    .await
 }
 
 /// The plugin's metadata.
 pub(crate) async fn metadata(rt: &Runtime, p: &LoadedPlugin) -> Result<PluginMetadata, CallError> {
-    match &p.pre {
-        WorldPre::Provider(pre) => {
-            call!(
-                rt,
-                p,
-                None,
-                pre.bindery_plugin_repo_provider.call_metadata()
-            )
-        }
-        WorldPre::BuildStrategy(pre) => {
-            call!(
-                rt,
-                p,
-                None,
-                pre.bindery_plugin_build_strategy_plugin.call_metadata()
-            )
-        }
-        WorldPre::CullPolicy(pre) => {
-            call!(
-                rt,
-                p,
-                None,
-                pre.bindery_plugin_cull_policy_plugin.call_metadata()
-            )
-        }
-    }
+    let (metadata,) = call(rt, p, None, "metadata", ()).await?;
+    Ok(metadata)
 }
 
 /// A provider's display configuration.
 pub(crate) async fn display(rt: &Runtime, p: &LoadedPlugin) -> Result<DisplayConfig, CallError> {
-    let WorldPre::Provider(pre) = &p.pre else {
-        return Err(wrong_kind(p, "provider"));
-    };
-    call!(rt, p, None, pre.bindery_plugin_repo_provider.call_display())
+    let (display,) = call(rt, p, None, "display", ()).await?;
+    Ok(display)
 }
 
 /// A provider's resolution of `spec`.
@@ -80,15 +62,26 @@ pub(crate) async fn resolve(
     p: &LoadedPlugin,
     spec: &str,
 ) -> Result<Result<Resolution, PluginError>, CallError> {
-    let WorldPre::Provider(pre) = &p.pre else {
-        return Err(wrong_kind(p, "provider"));
-    };
-    call!(
-        rt,
-        p,
-        None,
-        pre.bindery_plugin_repo_provider.call_resolve(spec)
-    )
+    let (resolution,) = call(rt, p, None, "resolve", (spec,)).await?;
+    Ok(resolution)
+}
+
+/// How a provider's `resolution` is fetched. A provider built before
+/// `content` existed is a git provider: its `repo-url` at `resolved-ref`.
+pub(crate) async fn content(
+    rt: &Runtime,
+    p: &LoadedPlugin,
+    resolution: &Resolution,
+) -> Result<Result<ContentSource, PluginError>, CallError> {
+    if !p.pre.funcs.contains_key("content") {
+        return Ok(Ok(ContentSource::Git(GitContent {
+            url: resolution.repo_url.clone(),
+            revision: resolution.resolved_ref.clone(),
+            auth: None,
+        })));
+    }
+    let (source,) = call(rt, p, None, "content", (resolution,)).await?;
+    Ok(source)
 }
 
 /// A build strategy's plan for the repository in `repo`.
@@ -98,15 +91,8 @@ pub(crate) async fn plan(
     facts: &RepoFacts,
     repo: Arc<dyn RepoFiles>,
 ) -> Result<Result<BuildPlan, PluginError>, CallError> {
-    let WorldPre::BuildStrategy(pre) = &p.pre else {
-        return Err(wrong_kind(p, "build-strategy"));
-    };
-    call!(
-        rt,
-        p,
-        Some(repo),
-        pre.bindery_plugin_build_strategy_plugin.call_plan(facts)
-    )
+    let (plan,) = call(rt, p, Some(repo), "plan", (facts,)).await?;
+    Ok(plan)
 }
 
 /// A cull policy's decisions, one per server.
@@ -116,18 +102,8 @@ pub(crate) async fn decide(
     now_ms: u64,
     servers: &[Server],
 ) -> Result<Result<Vec<Decision>, PluginError>, CallError> {
-    let WorldPre::CullPolicy(pre) = &p.pre else {
-        return Err(wrong_kind(p, "cull-policy"));
-    };
-    let decisions = rt
-        .call(p, None, async |s| {
-            pre.instantiate_async(&mut *s)
-                .await?
-                .bindery_plugin_cull_policy_plugin()
-                .call_decide(s, now_ms, servers)
-                .await
-        })
-        .await?;
+    let (decisions,): (Result<Vec<Decision>, PluginError>,) =
+        call(rt, p, None, "decide", (now_ms, servers)).await?;
     // A policy that answers for the wrong number of servers cannot be trusted with any.
     Ok(decisions.and_then(|d| {
         if d.len() == servers.len() {

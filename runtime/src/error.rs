@@ -25,7 +25,7 @@ pub enum LoadError {
     },
     /// Built against a `bindery:plugin` version this host does not speak.
     #[error(
-        "plugin `{plugin}` was built against `{item}`, but this host implements bindery:plugin@{host_version}; rebuild it with a matching bindery-sdk"
+        "plugin `{plugin}` was built against `{item}`, but this host implements bindery:plugin@{host_version} (and loads 0.1.0 components); rebuild it with a matching bindery-sdk"
     )]
     IncompatibleWit {
         /// The plugin's configured name.

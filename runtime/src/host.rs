@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use super::bindings::{
-    BuildPlan, Decision, DisplayConfig, PluginError, PluginKind, RepoFacts, Resolution, Server,
+    BuildPlan, ContentSource, Decision, DisplayConfig, PluginError, PluginKind, RepoFacts,
+    Resolution, Server,
 };
 use super::calls;
 use super::capabilities::RepoFiles;
@@ -382,6 +383,16 @@ impl PluginHost {
     ) -> Result<Result<Resolution, PluginError>, CallError> {
         let p = self.expect(name, PluginKind::Provider)?;
         calls::resolve(&self.runtime, &p, spec).await
+    }
+
+    /// How provider `name` fetches `resolution`'s content for a build.
+    pub async fn content(
+        &self,
+        name: &str,
+        resolution: &Resolution,
+    ) -> Result<Result<ContentSource, PluginError>, CallError> {
+        let p = self.expect(name, PluginKind::Provider)?;
+        calls::content(&self.runtime, &p, resolution).await
     }
 
     /// Provider `name`'s form configuration.

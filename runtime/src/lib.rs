@@ -38,4 +38,4 @@ pub use engine::Runtime;
 pub use error::{CallError, LoadError, error_chain};
 pub use host::{PluginHost, PluginSettings, Reloaded};
 pub use loader::WIT_VERSION;
-pub use plugin::{CompileOutcome, LoadedPlugin, kind_name};
+pub use plugin::{CompileOutcome, LoadedPlugin, WitVersion, kind_name};

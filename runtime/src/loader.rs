@@ -1,42 +1,40 @@
 //! Loading one plugin: read, compile (or take from the cache), check what it
 //! imports and exports against what it was granted, pre-link, ask its metadata.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker};
 
-use super::bindings::{PluginKind, PluginMetadata, build_strategy, cull_policy, provider};
+use super::bindings::{PluginKind, PluginMetadata};
 use super::capabilities::{self, CallState, Capability, Grants, WasiInterface};
 use super::engine::{Runtime, sha256_hex};
 use super::error::LoadError;
 use super::limits::Limits;
-use super::plugin::{LoadedPlugin, WorldPre, kind_name};
+use super::plugin::{LoadedPlugin, WitVersion, WorldPre, kind_name};
 use crate::config::{PluginConfig, PluginSource, RuntimeConfig};
 
-/// The `bindery:plugin` version this host implements.
-pub const WIT_VERSION: &str = "0.1.0";
+/// The `bindery:plugin` version this host implements (it loads older ones too).
+pub const WIT_VERSION: &str = WitVersion::CURRENT.as_str();
 const WIT_PACKAGE: &str = "bindery:plugin";
 
-/// The exported interface that marks each world.
-fn world_export(kind: PluginKind) -> &'static str {
+/// The exported interface that marks each world, and the functions the host
+/// calls in it: (name, required in `since` and later).
+fn world_exports(kind: PluginKind) -> (&'static str, &'static [(&'static str, WitVersion)]) {
+    use WitVersion::V0_1;
     match kind {
-        PluginKind::Provider => "repo-provider",
-        PluginKind::BuildStrategy => "build-strategy-plugin",
-        PluginKind::CullPolicy => "cull-policy-plugin",
-    }
-}
-
-/// Compatible under semver's 0.x rule: same major, and same minor while major is 0.
-fn version_compatible(version: &str) -> bool {
-    let parse = |v: &str| -> Option<(u64, u64)> {
-        let mut it = v.split(['.', '-', '+']);
-        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
-    };
-    match (parse(version), parse(WIT_VERSION)) {
-        (Some((0, m)), Some((0, hm))) => m == hm,
-        (Some((maj, _)), Some((hmaj, _))) => maj == hmaj,
-        _ => false,
+        PluginKind::Provider => (
+            "repo-provider",
+            &[
+                ("metadata", V0_1),
+                ("display", V0_1),
+                ("resolve", V0_1),
+                ("content", WitVersion::V0_2),
+            ],
+        ),
+        PluginKind::BuildStrategy => ("build-strategy-plugin", &[("metadata", V0_1), ("plan", V0_1)]),
+        PluginKind::CullPolicy => ("cull-policy-plugin", &[("metadata", V0_1), ("decide", V0_1)]),
     }
 }
 
@@ -49,28 +47,35 @@ fn split_name(name: &str) -> Option<(&str, &str, Option<&str>)> {
     })
 }
 
-/// Refuses a component built against another major version of
-/// `bindery:plugin`, naming the first import (else export) that shows it.
+/// The one `bindery:plugin` version all of a component's imports and
+/// exports name; a version this host does not load, or a mix, is refused,
+/// naming the first import (else export) that shows it.
 fn check_wit_version(
     plugin: &str,
     component: &Component,
     runtime: &Runtime,
-) -> Result<(), LoadError> {
+) -> Result<WitVersion, LoadError> {
     let ty = component.component_type();
     let imports = ty.imports(runtime.engine()).map(|(n, _)| n.to_string());
     let exports = ty.exports(runtime.engine()).map(|(n, _)| n.to_string());
+    let mut found = None;
     for name in imports.chain(exports) {
-        if let Some((WIT_PACKAGE, _, version)) = split_name(&name)
-            && !version.is_some_and(version_compatible)
-        {
-            return Err(LoadError::IncompatibleWit {
-                plugin: plugin.into(),
-                item: name,
-                host_version: WIT_VERSION,
-            });
+        let Some((WIT_PACKAGE, _, version)) = split_name(&name) else {
+            continue;
+        };
+        match (version.and_then(WitVersion::matching), found) {
+            (Some(v), None) => found = Some(v),
+            (Some(v), Some(first)) if v == first => {}
+            _ => {
+                return Err(LoadError::IncompatibleWit {
+                    plugin: plugin.into(),
+                    item: name,
+                    host_version: WIT_VERSION,
+                });
+            }
         }
     }
-    Ok(())
+    Ok(found.unwrap_or(WitVersion::CURRENT))
 }
 
 /// Which world the component implements, from its exports.
@@ -94,7 +99,7 @@ fn detect_kind(
             PluginKind::CullPolicy,
         ]
         .into_iter()
-        .find(|k| world_export(*k) == iface);
+        .find(|k| world_exports(*k).0 == iface);
         if let Some(kind) = kind {
             return Ok(kind);
         }
@@ -137,7 +142,7 @@ fn check_imports(
                 None => {
                     return Err(refuse(
                         name,
-                        format!("bindery:plugin@{WIT_VERSION} has no host interface `{iface}`"),
+                        format!("bindery:plugin has no host interface `{iface}`"),
                     ));
                 }
                 Some(cap) if !cap.offered_to(kind) => {
@@ -201,35 +206,47 @@ pub(crate) async fn load(
                 plugin: name.into(),
                 reason: format!("{e:#}"),
             })?;
-    check_wit_version(name, &component, runtime)?;
+    let wit = check_wit_version(name, &component, runtime)?;
     let kind = detect_kind(name, &component, runtime)?;
 
     let grants = Arc::new(Grants::new(name, config, runtime_config));
     let mut linker = Linker::<CallState>::new(runtime.engine());
     let linked =
-        capabilities::link(&mut linker, kind, &grants).map_err(|e| LoadError::Rejected {
+        capabilities::link(&mut linker, kind, &grants, wit).map_err(|e| LoadError::Rejected {
             plugin: name.into(),
             reason: format!("linking host imports: {e:#}"),
         })?;
     check_imports(name, &component, runtime, kind, &linked)?;
-    let mismatch = |e: wasmtime::Error| LoadError::Rejected {
+    let mismatch = |why: String| LoadError::Rejected {
         plugin: name.into(),
         reason: format!(
-            "does not match the {} world of bindery:plugin@{WIT_VERSION}: {e:#}",
-            kind_name(kind)
+            "does not match the {} world of bindery:plugin@{}: {why}",
+            kind_name(kind),
+            wit.as_str()
         ),
     };
-    let instance_pre = linker.instantiate_pre(&component).map_err(mismatch)?;
-    let pre = match kind {
-        PluginKind::Provider => {
-            WorldPre::Provider(provider::ProviderPre::new(instance_pre).map_err(mismatch)?)
+    let instance = linker
+        .instantiate_pre(&component)
+        .map_err(|e| mismatch(format!("{e:#}")))?;
+    let (interface, functions) = world_exports(kind);
+    let interface_name = wit.interface(interface);
+    let exported = component
+        .get_export_index(None, &interface_name)
+        .ok_or_else(|| mismatch(format!("it does not export `{interface_name}`")))?;
+    let mut funcs = BTreeMap::new();
+    for &(func, since) in functions {
+        match component.get_export_index(Some(&exported), func) {
+            Some(index) => {
+                funcs.insert(func, index);
+            }
+            None if since > wit => {}
+            None => return Err(mismatch(format!("`{interface_name}` has no `{func}`"))),
         }
-        PluginKind::BuildStrategy => WorldPre::BuildStrategy(
-            build_strategy::BuildStrategyPre::new(instance_pre).map_err(mismatch)?,
-        ),
-        PluginKind::CullPolicy => {
-            WorldPre::CullPolicy(cull_policy::CullPolicyPre::new(instance_pre).map_err(mismatch)?)
-        }
+    }
+    let pre = WorldPre {
+        instance,
+        wit,
+        funcs,
     };
 
     let limits = Limits::for_plugin(runtime_config, config);
@@ -336,11 +353,14 @@ mod tests {
 
     #[test]
     fn wit_versions() {
-        assert!(version_compatible("0.1.0"));
-        assert!(version_compatible("0.1.7"));
-        assert!(!version_compatible("0.2.0"));
-        assert!(!version_compatible("1.0.0"));
-        assert!(!version_compatible("garbage"));
+        assert_eq!(WitVersion::matching("0.1.0"), Some(WitVersion::V0_1));
+        assert_eq!(WitVersion::matching("0.1.7"), Some(WitVersion::V0_1));
+        assert_eq!(WitVersion::matching("0.2.0"), Some(WitVersion::V0_2));
+        assert_eq!(WitVersion::matching("0.2.3-rc1"), Some(WitVersion::V0_2));
+        assert_eq!(WitVersion::matching("0.3.0"), None);
+        assert_eq!(WitVersion::matching("1.0.0"), None);
+        assert_eq!(WitVersion::matching("garbage"), None);
+        assert_eq!(WIT_VERSION, "0.2.0");
         assert_eq!(
             split_name("bindery:plugin/http@0.1.0"),
             Some(("bindery:plugin", "http", Some("0.1.0")))

@@ -2,12 +2,13 @@
 //! Its own module so that the engine, the loader and the typed calls depend
 //! on it, and not on each other.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::bindings::{
-    DisplayConfig, PluginKind, PluginMetadata, build_strategy, cull_policy, provider,
-};
+use wasmtime::component::{ComponentExportIndex, InstancePre};
+
+use super::bindings::{DisplayConfig, PluginKind, PluginMetadata};
 use super::capabilities::{CallState, Capability, Grants};
 use super::limits::Limits;
 use crate::config::PluginSource;
@@ -23,11 +24,58 @@ pub enum CompileOutcome {
     CompiledUncached,
 }
 
-/// A pre-linked component of one world.
-pub(crate) enum WorldPre {
-    Provider(provider::ProviderPre<CallState>),
-    BuildStrategy(build_strategy::BuildStrategyPre<CallState>),
-    CullPolicy(cull_policy::CullPolicyPre<CallState>),
+/// The versions of `bindery:plugin` this host links. A component names one
+/// in every import and export; its calls go through that version's names,
+/// with the current version's Rust types, which are structurally the same
+/// for everything an older version has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WitVersion {
+    /// The first release: providers have no `content` export.
+    V0_1,
+    /// Providers say how their content is fetched (`content`).
+    V0_2,
+}
+
+impl WitVersion {
+    /// The version this host's WIT files and the SDK define.
+    pub const CURRENT: WitVersion = WitVersion::V0_2;
+
+    /// Every version this host loads, oldest first.
+    pub const ALL: [WitVersion; 2] = [WitVersion::V0_1, WitVersion::V0_2];
+
+    /// The version as it appears in interface names.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            WitVersion::V0_1 => "0.1.0",
+            WitVersion::V0_2 => "0.2.0",
+        }
+    }
+
+    /// The version a component's `version` is compatible with, under
+    /// semver's 0.x rule (same minor while the major is 0), if any.
+    pub fn matching(version: &str) -> Option<WitVersion> {
+        let parse = |v: &str| -> Option<(u64, u64)> {
+            let mut it = v.split(['.', '-', '+']);
+            Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+        };
+        let wanted = parse(version)?;
+        WitVersion::ALL
+            .into_iter()
+            .find(|v| parse(v.as_str()) == Some(wanted))
+    }
+
+    /// `bindery:plugin/<interface>@<version>`.
+    pub fn interface(self, interface: &str) -> String {
+        format!("bindery:plugin/{interface}@{}", self.as_str())
+    }
+}
+
+/// A pre-linked component and the exports its calls use, found once at load.
+pub(crate) struct WorldPre {
+    pub(crate) instance: InstancePre<CallState>,
+    pub(crate) wit: WitVersion,
+    /// The world's exported functions by WIT name.
+    pub(crate) funcs: BTreeMap<&'static str, ComponentExportIndex>,
 }
 
 /// A plugin ready for calls. Replacing a plugin swaps the `Arc`; calls in
@@ -71,6 +119,11 @@ impl LoadedPlugin {
         self.grants.git_wire()
     }
 
+    /// The `bindery:plugin` version it was built against.
+    pub fn wit_version(&self) -> WitVersion {
+        self.pre.wit
+    }
+
     /// Its kind.
     pub fn kind(&self) -> PluginKind {
         self.metadata.kind
@@ -86,6 +139,7 @@ impl LoadedPlugin {
             "description": self.metadata.description,
             "source": self.source.to_string(),
             "sha256": self.sha256,
+            "wit": self.pre.wit.as_str(),
             "capabilities": self.linked.iter().map(|c| c.interface()).collect::<Vec<_>>(),
             "requests": {
                 "hosts": self.metadata.requests.hosts,

@@ -57,10 +57,10 @@ pub mod bindings {
                 default_bindings_module: $module,
                 export_macro_name: $export,
                 with: {
-                    "bindery:plugin/types@0.1.0": crate::bindings::provider::bindery::plugin::types,
-                    "bindery:plugin/log@0.1.0": crate::bindings::provider::bindery::plugin::log,
-                    "bindery:plugin/clock@0.1.0": crate::bindings::provider::bindery::plugin::clock,
-                    "bindery:plugin/config@0.1.0": crate::bindings::provider::bindery::plugin::config,
+                    "bindery:plugin/types@0.2.0": crate::bindings::provider::bindery::plugin::types,
+                    "bindery:plugin/log@0.2.0": crate::bindings::provider::bindery::plugin::log,
+                    "bindery:plugin/clock@0.2.0": crate::bindings::provider::bindery::plugin::clock,
+                    "bindery:plugin/config@0.2.0": crate::bindings::provider::bindery::plugin::config,
                 },
             });
         };
@@ -96,8 +96,27 @@ pub mod types {
 /// The provider world's records.
 pub mod provider {
     pub use crate::bindings::provider::exports::bindery::plugin::repo_provider::{
-        DisplayConfig, Notice, RefFallback, RefLifetime, Resolution,
+        BasicAuth, ContentSource, Credential, DisplayConfig, Download, FilesContent, GitContent,
+        HeaderAuth, Notice, RefFallback, RefLifetime, Resolution, SwhVaultContent, Unpack,
     };
+
+    impl ContentSource {
+        /// The resolution's `repo-url` fetched with git at its `resolved-ref`:
+        /// what a provider of git repositories returns, and the default.
+        pub fn git_at(resolution: &Resolution) -> ContentSource {
+            ContentSource::git_with(resolution, None)
+        }
+
+        /// [`ContentSource::git_at`], authenticated with `auth` (see
+        /// [`crate::upstream::basic_auth`]).
+        pub fn git_with(resolution: &Resolution, auth: Option<BasicAuth>) -> ContentSource {
+            ContentSource::Git(GitContent {
+                url: resolution.repo_url.clone(),
+                revision: resolution.resolved_ref.clone(),
+                auth,
+            })
+        }
+    }
 }
 
 /// The build-strategy world's records.

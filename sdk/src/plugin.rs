@@ -6,7 +6,7 @@ use crate::bindings::{build_strategy as bs, cull_policy as cp, provider as pv};
 use crate::build_strategy::{BuildPlan, RepoFacts};
 use crate::context::{BuildStrategyContext, Context, HostContext, ProviderContext};
 use crate::cull_policy::{Decision, Server};
-use crate::provider::{DisplayConfig, Resolution};
+use crate::provider::{ContentSource, DisplayConfig, Resolution};
 use crate::types::{PluginError, PluginMetadata};
 
 /// A repository provider: turns a launch spec into an immutable revision.
@@ -17,6 +17,16 @@ pub trait Provider {
     fn display_config() -> DisplayConfig;
     /// Resolves the spec (the launch URL after the provider prefix).
     fn resolve(ctx: &impl ProviderContext, spec: &str) -> Result<Resolution, PluginError>;
+    /// How the host fetches a resolution this provider returned, when an
+    /// image must be built. The default fetches `repo_url` with git at
+    /// `resolved_ref`, anonymously.
+    fn content(
+        ctx: &impl ProviderContext,
+        resolution: Resolution,
+    ) -> Result<ContentSource, PluginError> {
+        let _ = ctx;
+        Ok(ContentSource::git_at(&resolution))
+    }
 }
 
 /// A build strategy: decides how a resolved repository is built.
@@ -53,6 +63,9 @@ impl<T: Provider> pv::exports::bindery::plugin::repo_provider::Guest for Provide
     fn resolve(spec: String) -> Result<Resolution, PluginError> {
         T::resolve(&HostContext, &spec)
     }
+    fn content(resolution: Resolution) -> Result<ContentSource, PluginError> {
+        T::content(&HostContext, resolution)
+    }
 }
 
 /// Connects a [`BuildStrategy`] to the build-strategy world's exports.
@@ -87,7 +100,7 @@ impl<T: CullPolicy> cp::exports::bindery::plugin::cull_policy_plugin::Guest
 
 // The exports exist only in the wasm component: native builds (the plugin's
 // own `cargo test`) would otherwise hand the linker symbol names like
-// `bindery:plugin/repo-provider@0.1.0#resolve`, which it rejects.
+// `bindery:plugin/repo-provider@0.2.0#resolve`, which it rejects.
 
 /// Exports a [`Provider`] implementation as the component's provider world.
 #[macro_export]

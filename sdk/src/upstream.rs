@@ -190,6 +190,38 @@ pub fn json<T: DeserializeOwned>(service: &str, response: &Response) -> Result<T
     })
 }
 
+/// Basic authentication of the host's fetch with `username` and the secret
+/// `secret` as the password, when that secret is granted and set. The plugin
+/// names the secret; the host reads it, so its value is in no content source.
+pub fn basic_auth(
+    ctx: &impl ProviderContext,
+    username: &str,
+    secret: &str,
+) -> Option<crate::provider::BasicAuth> {
+    optional_secret(ctx, secret).map(|_| crate::provider::BasicAuth {
+        username: username.into(),
+        password_secret: secret.into(),
+    })
+}
+
+/// GETs `url` as JSON (`Accept: application/json`, redirects followed) and
+/// parses the answer into `T`. A 404 is [`PluginError::NotFound`] with
+/// `missing` as its hint; any other non-2xx status is [`status_error`].
+pub fn get_json<T: DeserializeOwned>(
+    ctx: &impl ProviderContext,
+    service: &str,
+    url: &str,
+    missing: &str,
+) -> Result<T, PluginError> {
+    let request = Request::get(url).header("Accept", "application/json");
+    let response = send(ctx, service, &request)?;
+    match response.status {
+        200..=299 => json(service, &response),
+        404 => Err(PluginError::NotFound(missing.into())),
+        _ => Err(status_error(ctx, service, &response)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,7 +40,7 @@ async fn an_import_that_was_not_granted_fails_the_load() {
     .await;
     assert_eq!(
         e.to_string(),
-        "plugin `candidate` imports `bindery:plugin/http@0.1.0`, which is not granted: in [plugins.candidate], \
+        "plugin `candidate` imports `bindery:plugin/http@0.2.0`, which is not granted: in [plugins.candidate], \
          list the hosts it may reach under `hosts`, e.g. `hosts = [\"api.example.org\"]`"
     );
 }
@@ -73,7 +73,7 @@ fn component_for_wit_version(version: &str) -> std::path::PathBuf {
         let entry = entry.unwrap();
         let text = std::fs::read_to_string(entry.path())
             .unwrap()
-            .replace("@0.1.0", &format!("@{version}"));
+            .replace("@0.2.0", &format!("@{version}"));
         std::fs::write(wit.join(entry.file_name()), text).unwrap();
     }
     std::fs::create_dir_all(dir.join("src")).unwrap();
@@ -94,7 +94,7 @@ wit-bindgen = { version = "0.61", default-features = false, features = ["macros"
     std::fs::write(
         dir.join("src/lib.rs"),
         r#"wit_bindgen::generate!({ world: "provider", path: "wit" });
-use exports::bindery::plugin::repo_provider::{DisplayConfig, Guest, Resolution};
+use exports::bindery::plugin::repo_provider::{ContentSource, DisplayConfig, Guest, Resolution};
 use bindery::plugin::types::*;
 struct P;
 impl Guest for P {
@@ -107,6 +107,7 @@ impl Guest for P {
         bindery::plugin::log::log(LogLevel::Info, &spec);
         Err(PluginError::NotFound(spec))
     }
+    fn content(_: Resolution) -> Result<ContentSource, PluginError> { unreachable!() }
 }
 export!(P);
 "#,
@@ -128,7 +129,7 @@ async fn a_component_built_against_another_wit_major_fails_the_load() {
     assert_eq!(
         e.to_string(),
         "plugin `candidate` was built against `bindery:plugin/types@1.0.0`, but this host implements \
-         bindery:plugin@0.1.0; rebuild it with a matching bindery-sdk"
+         bindery:plugin@0.2.0 (and loads 0.1.0 components); rebuild it with a matching bindery-sdk"
     );
 }
 

@@ -12,6 +12,8 @@ use bindery::app::App;
 use bindery::config::Config;
 use bindery::pipeline::{Notice, ResolveError, Resolved};
 use bindery_runtime::PluginHost;
+use bindery_runtime::WitVersion;
+use bindery_runtime::bindings::{ContentSource, GitContent};
 use support::forges::{Forges, HYDROSHARE_ID, OLD_SHA, SHA, SWH_DIR, SWH_REL, SWH_SNP};
 use support::{API_PROVIDERS, test_target_dir};
 
@@ -684,6 +686,35 @@ async fn repoproviders_lists_display_configs_in_upstream_order() {
 /// into this already-built host, beside the bundled ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_institution_provider_loads_from_a_path() {
+    let (app, _forges, _data) = forgejo_at(&support::fixture("bindery-example-forgejo")).await;
+    assert_eq!(
+        app.state.plugins.get("forge").unwrap().wit_version(),
+        WitVersion::CURRENT
+    );
+}
+
+/// A provider built with the SDK of `bindery:plugin@0.1.0` (kept in
+/// `tests/fixtures/wit-0.1.0`) loads and resolves unchanged, and its content
+/// is its `repo-url` at `resolved-ref`, fetched with git.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wit_0_1_0_provider_loads_resolves_and_builds_with_git() {
+    let fixture = support::workspace().join("tests/fixtures/wit-0.1.0/forgejo-provider.wasm");
+    let (app, _forges, _data) = forgejo_at(&fixture).await;
+    let plugins = &app.state.plugins;
+    assert_eq!(plugins.get("forge").unwrap().wit_version(), WitVersion::V0_1);
+    let resolution = plugins.resolve("forge", "lab/analysis/main").await.unwrap().unwrap();
+    let content = plugins.content("forge", &resolution).await.unwrap().unwrap();
+    assert!(
+        matches!(&content, ContentSource::Git(GitContent { url, revision, auth: None })
+            if *url == resolution.repo_url && revision == SHA),
+        "{content:?}"
+    );
+}
+
+/// Starts a host with the forgejo example at `wasm` loaded as `forge`, and
+/// checks that it resolves against the test forge as it always has. The forge
+/// and the data directory live as long as the caller keeps them.
+async fn forgejo_at(wasm: &Path) -> (App, Forges, tempfile::TempDir) {
     let forges = Forges::start().await;
     let data = tempfile::tempdir().unwrap();
     let mut c = config(&forges, data.path());
@@ -697,7 +728,7 @@ async fn an_institution_provider_loads_from_a_path() {
                 toml::Value::String(format!("{}/forgejo", forges.base)),
             )]
             .into(),
-            ..support::plugin_at(&support::fixture("bindery-example-forgejo"))
+            ..support::plugin_at(wasm)
         },
     );
     let app = start(c).await;
@@ -726,4 +757,5 @@ async fn an_institution_provider_loads_from_a_path() {
     ));
     let loaded = state.plugins.get("forge").unwrap();
     assert_eq!(loaded.display.as_ref().unwrap().display_name, "Forgejo");
+    (app, forges, data)
 }

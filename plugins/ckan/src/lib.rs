@@ -82,6 +82,39 @@ struct Answer {
 #[derive(Deserialize)]
 struct Package {
     metadata_modified: String,
+    #[serde(default)]
+    resources: Vec<Resource>,
+}
+
+#[derive(Deserialize)]
+struct Resource {
+    id: String,
+    #[serde(default)]
+    url: String,
+    size: Option<u64>,
+}
+
+/// The dataset (or the activity's copy of it) from the action API.
+fn package(ctx: &impl ProviderContext, s: &Spec) -> Result<Package, PluginError> {
+    let api = format!("{}/api/3/action", s.site.trim_end_matches('/'));
+    let url = match &s.activity {
+        Some(a) => format!(
+            "{api}/activity_data_show?id={}&object_type=package",
+            quote(a, "")
+        ),
+        None => format!("{api}/package_show?id={}", quote(&s.dataset, "")),
+    };
+    let response = upstream::send(ctx, SERVICE, &Request::get(url))?;
+    let answer: Answer = match response.status {
+        200 => upstream::json(SERVICE, &response)?,
+        // Upstream treats any HTTP error as "no such dataset".
+        400..=499 => return Err(PluginError::NotFound(String::new())),
+        _ => return Err(upstream::status_error(ctx, SERVICE, &response)),
+    };
+    answer
+        .result
+        .filter(|_| answer.success)
+        .ok_or_else(|| PluginError::NotFound(String::new()))
 }
 
 impl Provider for Ckan {
@@ -115,25 +148,7 @@ impl Provider for Ckan {
 
     fn resolve(ctx: &impl ProviderContext, spec: &str) -> Result<Resolution, PluginError> {
         let s = parse(spec)?;
-        let api = format!("{}/api/3/action", s.site.trim_end_matches('/'));
-        let url = match &s.activity {
-            Some(a) => format!(
-                "{api}/activity_data_show?id={}&object_type=package",
-                quote(a, "")
-            ),
-            None => format!("{api}/package_show?id={}", quote(&s.dataset, "")),
-        };
-        let response = upstream::send(ctx, SERVICE, &Request::get(url))?;
-        let answer: Answer = match response.status {
-            200 => upstream::json(SERVICE, &response)?,
-            // Upstream treats any HTTP error as "no such dataset".
-            400..=499 => return Err(PluginError::NotFound(String::new())),
-            _ => return Err(upstream::status_error(ctx, SERVICE, &response)),
-        };
-        let package = answer
-            .result
-            .filter(|_| answer.success)
-            .ok_or_else(|| PluginError::NotFound(String::new()))?;
+        let package = package(ctx, &s)?;
         let modified = upstream::iso8601_epoch(&package.metadata_modified).ok_or_else(|| {
             upstream::failure(
                 SERVICE,
@@ -158,6 +173,38 @@ impl Provider for Ckan {
             notices: vec![],
         })
     }
+
+    /// repo2docker's fetch: every resource with a URL, saved flat in the root
+    /// under its URL's last segment (or its id); a later resource of the same
+    /// name replaces an earlier one, as upstream's overwrite does.
+    fn content(
+        ctx: &impl ProviderContext,
+        resolution: Resolution,
+    ) -> Result<ContentSource, PluginError> {
+        let s = parse(&quote(&resolution.repo_url, ""))?;
+        let mut downloads: Vec<Download> = Vec::new();
+        for r in package(ctx, &s)?.resources {
+            if r.url.is_empty() {
+                continue;
+            }
+            let path = r.url.split(['?', '#']).next().unwrap_or_default();
+            let name = match path.rsplit('/').next() {
+                Some(last) if !last.is_empty() => last.to_string(),
+                _ => r.id,
+            };
+            downloads.retain(|d| d.path != name);
+            downloads.push(Download {
+                path: name,
+                url: r.url,
+                size: r.size,
+            });
+        }
+        Ok(ContentSource::Files(FilesContent {
+            downloads,
+            unpack: Unpack::AsIs,
+            auth: None,
+        }))
+    }
 }
 
 bindery_sdk::export_provider!(Ckan);
@@ -165,6 +212,26 @@ bindery_sdk::export_provider!(Ckan);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_is_every_resource_flat_in_the_root() {
+        let body = r#"{"success": true, "result": {"metadata_modified": "2024-04-01T12:10:31.000000", "resources": [
+            {"id": "r1", "url": "https://demo.ckan.org/dataset/d/resource/r1/download/environment.yml", "size": 20},
+            {"id": "r2", "url": ""},
+            {"id": "r3", "url": "https://files.example.org/"},
+            {"id": "r4", "url": "https://files.example.org/data.csv?x=1"},
+            {"id": "r5", "url": "https://mirror.example.org/environment.yml"}]}}"#;
+        let ctx = bindery_sdk::testing::MockContext::new()
+            .with_json("https://demo.ckan.org/api/3/action/package_show?id=d", 200, body);
+        let r = Ckan::resolve(&ctx, &quote("https://demo.ckan.org/dataset/d", "")).unwrap();
+        let ContentSource::Files(files) = Ckan::content(&ctx, r).unwrap() else {
+            panic!("not files");
+        };
+        let paths: Vec<&str> = files.downloads.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(paths, ["r3", "data.csv", "environment.yml"]);
+        assert_eq!(files.downloads[2].url, "https://mirror.example.org/environment.yml");
+        assert_eq!(files.unpack, Unpack::AsIs);
+    }
     use bindery_sdk::testing::MockContext;
     use proptest::prelude::*;
 

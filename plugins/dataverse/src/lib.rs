@@ -38,11 +38,9 @@ struct LatestVersion {
     minor: Option<u64>,
 }
 
-/// `{scheme}://{host}/api/datasets/:persistentId?{query}` from the landing page.
-fn api_url(landing: &str) -> Result<String, PluginError> {
-    let (origin_and_path, query) = landing.split_once('?').unwrap_or((landing, ""));
-    let query = query.split('#').next().unwrap_or_default();
-    let (scheme, rest) = origin_and_path
+/// `{scheme}://{host}` of the landing page: the installation.
+fn origin(landing: &str) -> Result<String, PluginError> {
+    let (scheme, rest) = landing
         .split_once("://")
         .filter(|(s, _)| matches!(*s, "http" | "https"))
         .ok_or_else(|| {
@@ -52,11 +50,52 @@ fn api_url(landing: &str) -> Result<String, PluginError> {
                 format!("the DOI leads to {landing}, which is not a web page"),
             )
         })?;
-    let host = rest.split('/').next().unwrap_or_default();
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    Ok(format!("{scheme}://{host}"))
+}
+
+/// `{scheme}://{host}/api/datasets/:persistentId?{query}` from the landing page.
+fn api_url(landing: &str) -> Result<String, PluginError> {
+    let query = landing.split_once('?').map_or("", |(_, q)| q);
+    let query = query.split('#').next().unwrap_or_default();
     Ok(format!(
-        "{scheme}://{host}/api/datasets/:persistentId?{query}"
+        "{}/api/datasets/:persistentId?{query}",
+        origin(landing)?
     ))
 }
+
+/// One version's file list (`GET /api/datasets/{id}/versions/{major}.{minor}`).
+#[derive(Deserialize)]
+struct VersionAnswer {
+    data: VersionFiles,
+}
+
+#[derive(Deserialize)]
+struct VersionFiles {
+    files: Vec<FileEntry>,
+}
+
+#[derive(Deserialize)]
+struct FileEntry {
+    label: String,
+    #[serde(rename = "directoryLabel")]
+    directory_label: Option<String>,
+    #[serde(rename = "dataFile")]
+    data_file: DataFile,
+}
+
+#[derive(Deserialize)]
+struct DataFile {
+    id: u64,
+    #[serde(rename = "originalFileName")]
+    original_file_name: Option<String>,
+    filesize: Option<u64>,
+    #[serde(rename = "originalFileSize")]
+    original_file_size: Option<u64>,
+}
+
+/// The API token that reads unpublished or restricted files, when granted.
+const TOKEN_SECRET: &str = "api_token";
 
 /// Python `escapism.escape(s, escape_char="-")`: ASCII letters and digits stay,
 /// every other byte becomes `-XX`.
@@ -82,7 +121,7 @@ impl Provider for Dataverse {
             requests: CapabilityRequests {
                 hosts: vec!["*".into()],
                 config_keys: vec![bindery_sdk::doi::resolver_config_key()],
-                secrets: vec![],
+                secrets: vec![TOKEN_SECRET.into()],
             },
         }
     }
@@ -126,6 +165,52 @@ impl Provider for Dataverse {
             notices: vec![],
         })
     }
+
+    /// repo2docker's fetch, of the resolved version rather than whatever is
+    /// latest at build time: every file under its `directoryLabel`, tabular
+    /// files in their original format (`?format=original`), nothing unzipped.
+    fn content(
+        ctx: &impl ProviderContext,
+        resolution: Resolution,
+    ) -> Result<ContentSource, PluginError> {
+        let landing = bindery_sdk::doi::landing_page(ctx, &resolution.repo_url, "10.7910/DVN/TJCLKP")?;
+        let base = origin(&landing)?;
+        let (id, version) = resolution
+            .resolved_ref
+            .split_once(".v")
+            .ok_or_else(|| PluginError::Internal(format!("not a Dataverse version: {}", resolution.resolved_ref)))?;
+        let url = format!("{base}/api/datasets/{id}/versions/{version}");
+        let missing = format!("{} has no version {version} any more.", resolution.resolved_spec);
+        let answer: VersionAnswer = upstream::get_json(ctx, SERVICE, &url, &missing)?;
+        let downloads = answer
+            .data
+            .files
+            .into_iter()
+            .map(|f| {
+                let name = f.data_file.original_file_name.unwrap_or(f.label);
+                Download {
+                    path: match f.directory_label {
+                        Some(dir) if !dir.is_empty() => format!("{}/{name}", dir.trim_matches('/')),
+                        _ => name,
+                    },
+                    url: format!("{base}/api/access/datafile/{}?format=original", f.data_file.id),
+                    size: f.data_file.original_file_size.or(f.data_file.filesize),
+                }
+            })
+            .collect();
+        let auth = upstream::optional_secret(ctx, TOKEN_SECRET).map(|_| {
+            Credential::Header(HeaderAuth {
+                name: "X-Dataverse-key".into(),
+                prefix: String::new(),
+                secret: TOKEN_SECRET.into(),
+            })
+        });
+        Ok(ContentSource::Files(FilesContent {
+            downloads,
+            unpack: Unpack::AsIs,
+            auth,
+        }))
+    }
 }
 
 bindery_sdk::export_provider!(Dataverse);
@@ -152,6 +237,42 @@ mod tests {
         assert_eq!(r.resolved_spec, "10.7910/DVN/TJCLKP");
         assert_eq!(r.ref_url, "https://doi.org/10.7910/DVN/TJCLKP");
         assert_eq!(r.repo_url, "10.7910/DVN/TJCLKP");
+    }
+
+    #[test]
+    fn content_keeps_folders_and_original_formats() {
+        let files = r#"{"status":"OK","data":{"files":[
+            {"label":"2023-01-03.tab","directoryLabel":"data/raw","dataFile":{"id":7,"originalFileName":"2023-01-03.tsv","filesize":9,"originalFileSize":12}},
+            {"label":"environment.yml","dataFile":{"id":8,"filesize":30}}]}}"#;
+        let ctx = MockContext::new()
+            .with_redirect("https://doi.org/10.7910/DVN/TJCLKP", LANDING)
+            .with_json("https://dataverse.harvard.edu/api/datasets/:persistentId?persistentId=doi:10.7910/DVN/TJCLKP", 200, DATASET)
+            .with_json("https://dataverse.harvard.edu/api/datasets/3035124/versions/3.0", 200, files);
+        let r = Dataverse::resolve(&ctx, "10.7910/DVN/TJCLKP").unwrap();
+        let ContentSource::Files(content) = Dataverse::content(&ctx, r.clone()).unwrap() else {
+            panic!("not files");
+        };
+        assert_eq!(content.unpack, Unpack::AsIs);
+        assert_eq!(content.auth, None);
+        assert_eq!(
+            content.downloads,
+            vec![
+                Download {
+                    path: "data/raw/2023-01-03.tsv".into(),
+                    url: "https://dataverse.harvard.edu/api/access/datafile/7?format=original".into(),
+                    size: Some(12),
+                },
+                Download {
+                    path: "environment.yml".into(),
+                    url: "https://dataverse.harvard.edu/api/access/datafile/8?format=original".into(),
+                    size: Some(30),
+                },
+            ]
+        );
+        let ContentSource::Files(content) = Dataverse::content(&ctx.with_secret(TOKEN_SECRET, "t"), r).unwrap() else {
+            panic!("not files");
+        };
+        assert!(matches!(content.auth, Some(Credential::Header(h)) if h.name == "X-Dataverse-key" && h.secret == TOKEN_SECRET));
     }
 
     #[test]

@@ -40,6 +40,26 @@ struct Version {
     version: u64,
 }
 
+#[derive(Deserialize)]
+struct Article {
+    files: Vec<ArticleFile>,
+}
+
+#[derive(Deserialize)]
+struct ArticleFile {
+    name: String,
+    download_url: String,
+    size: Option<u64>,
+    is_link_only: bool,
+}
+
+fn api_base(ctx: &impl ProviderContext) -> String {
+    ctx.config("api_base_url")
+        .unwrap_or_else(|| "https://api.figshare.com/v2".into())
+        .trim_end_matches('/')
+        .to_string()
+}
+
 impl Provider for Figshare {
     fn metadata() -> PluginMetadata {
         PluginMetadata {
@@ -80,16 +100,10 @@ impl Provider for Figshare {
         let (version, lifetime) = match version {
             Some(v) => (v, RefLifetime::Immutable),
             None => {
-                let api = ctx
-                    .config("api_base_url")
-                    .unwrap_or_else(|| "https://api.figshare.com/v2".into());
                 let response = upstream::send(
                     ctx,
                     SERVICE,
-                    &Request::get(format!(
-                        "{}/articles/{id}/versions",
-                        api.trim_end_matches('/')
-                    )),
+                    &Request::get(format!("{}/articles/{id}/versions", api_base(ctx))),
                 )?;
                 if response.status != 200 {
                     return Err(upstream::status_error(ctx, SERVICE, &response));
@@ -114,6 +128,38 @@ impl Provider for Figshare {
             notices: vec![],
         })
     }
+
+    /// repo2docker's fetch: the version's `files`, link-only ones left out,
+    /// each `download_url` saved as its `name`; one `.zip` alone is unpacked.
+    fn content(
+        ctx: &impl ProviderContext,
+        resolution: Resolution,
+    ) -> Result<ContentSource, PluginError> {
+        let (id, version) = resolution
+            .resolved_ref
+            .split_once(".v")
+            .ok_or_else(|| PluginError::Internal(format!("not a Figshare version: {}", resolution.resolved_ref)))?;
+        let url = format!("{}/articles/{id}/versions/{version}", api_base(ctx));
+        let missing = format!("Figshare has no version {version} of article {id}.");
+        let article: Article = upstream::get_json(ctx, SERVICE, &url, &missing)?;
+        let files: Vec<ArticleFile> = article.files.into_iter().filter(|f| !f.is_link_only).collect();
+        let unpack = match files.as_slice() {
+            [one] if one.name.ends_with(".zip") => Unpack::Zip,
+            _ => Unpack::AsIs,
+        };
+        Ok(ContentSource::Files(FilesContent {
+            downloads: files
+                .into_iter()
+                .map(|f| Download {
+                    path: f.name,
+                    url: f.download_url,
+                    size: f.size,
+                })
+                .collect(),
+            unpack,
+            auth: None,
+        }))
+    }
 }
 
 bindery_sdk::export_provider!(Figshare);
@@ -121,6 +167,35 @@ bindery_sdk::export_provider!(Figshare);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_is_the_versions_files_without_link_only_ones() {
+        let ctx = MockContext::new()
+            .with_redirect(
+                "https://doi.org/10.6084/m9.figshare.9782777.v1",
+                "https://figshare.com/articles/code/title/9782777/1",
+            )
+            .with_json(
+                "https://api.figshare.com/v2/articles/9782777/versions/1",
+                200,
+                r#"{"files": [
+                    {"name": "binder.zip", "download_url": "https://ndownloader.figshare.com/files/1", "size": 3, "is_link_only": false},
+                    {"name": "elsewhere", "download_url": "https://example.org/x", "size": 0, "is_link_only": true}]}"#,
+            );
+        let r = Figshare::resolve(&ctx, "10.6084/m9.figshare.9782777.v1").unwrap();
+        let ContentSource::Files(files) = Figshare::content(&ctx, r).unwrap() else {
+            panic!("not files");
+        };
+        assert_eq!(files.unpack, Unpack::Zip);
+        assert_eq!(
+            files.downloads,
+            vec![Download {
+                path: "binder.zip".into(),
+                url: "https://ndownloader.figshare.com/files/1".into(),
+                size: Some(3),
+            }]
+        );
+    }
     use bindery_sdk::testing::MockContext;
     use proptest::prelude::*;
 

@@ -216,6 +216,16 @@ impl Provider for GitHub {
             notices,
         })
     }
+
+    /// The repository with git; a granted `access_token` authenticates the
+    /// fetch (private repositories), as upstream's `git_credentials`.
+    fn content(
+        ctx: &impl ProviderContext,
+        resolution: Resolution,
+    ) -> Result<ContentSource, PluginError> {
+        let auth = upstream::basic_auth(ctx, "x-access-token", "access_token");
+        Ok(ContentSource::git_with(&resolution, auth))
+    }
 }
 
 bindery_sdk::export_provider!(GitHub);
@@ -237,6 +247,27 @@ mod tests {
                 &format!(r#"{{"sha":"{SHA}"}}"#),
             )
         })
+    }
+
+    #[test]
+    fn content_is_the_repository_authenticated_with_a_granted_token() {
+        let ctx = commits(&[("main", 200)]);
+        let r = GitHub::resolve(&ctx, "binder-examples/requirements/main").unwrap();
+        let ContentSource::Git(git) = GitHub::content(&ctx, r.clone()).unwrap() else {
+            panic!("not git");
+        };
+        assert_eq!((git.url.as_str(), git.revision.as_str(), git.auth), (r.repo_url.as_str(), SHA, None));
+        let ctx = ctx.with_secret("access_token", "t0k");
+        let ContentSource::Git(git) = GitHub::content(&ctx, r).unwrap() else {
+            panic!("not git");
+        };
+        assert_eq!(
+            git.auth,
+            Some(BasicAuth {
+                username: "x-access-token".into(),
+                password_secret: "access_token".into()
+            })
+        );
     }
 
     #[test]

@@ -160,6 +160,15 @@ impl Provider for Gist {
             notices: vec![],
         })
     }
+
+    /// The gist with git; a granted `access_token` authenticates the fetch.
+    fn content(
+        ctx: &impl ProviderContext,
+        resolution: Resolution,
+    ) -> Result<ContentSource, PluginError> {
+        let auth = upstream::basic_auth(ctx, "x-access-token", "access_token");
+        Ok(ContentSource::git_with(&resolution, auth))
+    }
 }
 
 bindery_sdk::export_provider!(Gist);

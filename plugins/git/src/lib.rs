@@ -8,6 +8,7 @@
 use bindery_sdk::git;
 use bindery_sdk::prelude::*;
 use bindery_sdk::spec::{self, invalid, is_sha1, unquote};
+use bindery_sdk::upstream;
 
 pub struct Git;
 
@@ -78,8 +79,11 @@ impl Provider for Git {
             description: "Any git repository by URL, resolved with git ls-remote".into(),
             requests: CapabilityRequests {
                 hosts: vec!["*".into()],
-                config_keys: vec![],
-                secrets: vec![],
+                config_keys: vec![ConfigKey::optional(
+                    "username",
+                    "The user name the `password` secret goes with, for private repositories; default git",
+                )],
+                secrets: vec!["password".into()],
             },
         }
     }
@@ -129,6 +133,18 @@ impl Provider for Git {
             lifetime,
             notices: vec![],
         })
+    }
+
+    /// The repository with git; a granted `password` secret (with the
+    /// `username` config key, default `git`) authenticates the fetch, as
+    /// upstream's `GitRepoProvider.git_credentials`.
+    fn content(
+        ctx: &impl ProviderContext,
+        resolution: Resolution,
+    ) -> Result<ContentSource, PluginError> {
+        let username = ctx.config("username").unwrap_or_else(|| "git".into());
+        let auth = upstream::basic_auth(ctx, &username, "password");
+        Ok(ContentSource::git_with(&resolution, auth))
     }
 }
 

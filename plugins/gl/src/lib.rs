@@ -147,6 +147,17 @@ impl Provider for GitLab {
             notices: vec![],
         })
     }
+
+    /// The repository with git. As upstream, a `private_token` authenticates
+    /// the fetch; an OAuth `access_token` does too, as GitLab takes it.
+    fn content(
+        ctx: &impl ProviderContext,
+        resolution: Resolution,
+    ) -> Result<ContentSource, PluginError> {
+        let auth = upstream::basic_auth(ctx, "binderhub", "private_token")
+            .or_else(|| upstream::basic_auth(ctx, "oauth2", "access_token"));
+        Ok(ContentSource::git_with(&resolution, auth))
+    }
 }
 
 bindery_sdk::export_provider!(GitLab);

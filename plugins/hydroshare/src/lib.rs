@@ -46,7 +46,8 @@ impl Provider for HydroShare {
             kind: PluginKind::Provider,
             description: "HydroShare resources by id or URL".into(),
             requests: CapabilityRequests {
-                hosts: vec!["www.hydroshare.org".into()],
+                // The bags are served from S3 once prepared.
+                hosts: vec!["www.hydroshare.org".into(), "s3.hydroshare.org".into()],
                 config_keys: vec![ConfigKey::optional(
                     "base_url",
                     "The HydroShare site; default https://www.hydroshare.org",
@@ -117,6 +118,64 @@ impl Provider for HydroShare {
             notices: vec![],
         })
     }
+
+    /// repo2docker's fetch: the resource's BagIt zip, of which only
+    /// `{id}/data/contents` is the content. HydroShare prepares a bag on
+    /// demand and redirects to it on S3 once it is ready.
+    fn content(
+        ctx: &impl ProviderContext,
+        resolution: Resolution,
+    ) -> Result<ContentSource, PluginError> {
+        let (id, _) = resolution.resolved_ref.split_once(".v").ok_or_else(|| {
+            PluginError::Internal(format!("not a HydroShare version: {}", resolution.resolved_ref))
+        })?;
+        let base = ctx
+            .config("base_url")
+            .unwrap_or_else(|| "https://www.hydroshare.org".into());
+        let bag = format!("{}/django_s3/download/bags/{id}.zip", base.trim_end_matches('/'));
+        let request = Request {
+            follow_redirects: false,
+            ..Request::get(bag.as_str())
+        };
+        let response = upstream::send(ctx, SERVICE, &request)?;
+        let url = match response.status {
+            301..=303 | 307 | 308 => match response.header("location") {
+                Some(to) if to.starts_with("https://") || to.starts_with("http://") => to.to_string(),
+                Some(to) if to.starts_with('/') => format!("{}{to}", origin(&bag)),
+                _ => {
+                    return Err(upstream::failure(SERVICE, Some(response.status), "the bag redirect has no usable Location"));
+                }
+            },
+            // Upstream polls for up to 120 s here; a build asks again instead.
+            200 => {
+                return Err(PluginError::RateLimited(RateLimit {
+                    retry_after_secs: 10,
+                    message: format!(
+                        "HydroShare is preparing the download of resource {id}. Try again in a minute."
+                    ),
+                }));
+            }
+            404 => return Err(PluginError::NotFound(format!("HydroShare has no bag for resource {id}."))),
+            _ => return Err(upstream::status_error(ctx, SERVICE, &response)),
+        };
+        Ok(ContentSource::Files(FilesContent {
+            downloads: vec![Download {
+                path: format!("{id}.zip"),
+                url,
+                size: None,
+            }],
+            unpack: Unpack::ZipFolder(format!("{id}/data/contents")),
+            auth: None,
+        }))
+    }
+}
+
+/// `{scheme}://{host}` of an absolute URL.
+fn origin(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    url[after_scheme..]
+        .find('/')
+        .map_or(url, |end| &url[..after_scheme + end])
 }
 
 bindery_sdk::export_provider!(HydroShare);
@@ -128,6 +187,57 @@ mod tests {
     use proptest::prelude::*;
 
     const ID: &str = "b8f6eae9d89241cf8b5904033460af61";
+
+    fn bag(status: u16, location: Option<&str>) -> MockContext {
+        let response = bindery_sdk::http::Response {
+            status,
+            headers: location.map(|l| ("location".to_string(), l.to_string())).into_iter().collect(),
+            body: vec![],
+            final_url: String::new(),
+            revalidated: false,
+        };
+        MockContext::new().with_response(
+            &format!("https://www.hydroshare.org/django_s3/download/bags/{ID}.zip"),
+            Ok(response),
+        )
+    }
+
+    fn resolution() -> Resolution {
+        Resolution {
+            resolved_ref: format!("{ID}.v1568655557"),
+            repo_url: format!("https://www.hydroshare.org/resource/{ID}"),
+            build_slug: String::new(),
+            resolved_spec: String::new(),
+            ref_url: String::new(),
+            lifetime: RefLifetime::Moving,
+            notices: vec![],
+        }
+    }
+
+    #[test]
+    fn content_is_the_bags_data_contents_once_it_is_ready() {
+        let s3 = format!("https://s3.hydroshare.org/bags/{ID}.zip?sig=1");
+        let ctx = bag(302, Some(&s3));
+        let ContentSource::Files(files) = HydroShare::content(&ctx, resolution()).unwrap() else {
+            panic!("not files");
+        };
+        assert_eq!(files.unpack, Unpack::ZipFolder(format!("{ID}/data/contents")));
+        assert_eq!(files.downloads[0].url, s3);
+        assert!(!ctx.requests()[0].follow_redirects);
+        let relative = bag(302, Some("/bags/x.zip"));
+        let ContentSource::Files(files) = HydroShare::content(&relative, resolution()).unwrap() else {
+            panic!("not files");
+        };
+        assert_eq!(files.downloads[0].url, "https://www.hydroshare.org/bags/x.zip");
+        assert!(matches!(
+            HydroShare::content(&bag(200, None), resolution()),
+            Err(PluginError::RateLimited(r)) if r.message.contains("preparing")
+        ));
+        assert!(matches!(
+            HydroShare::content(&bag(404, None), resolution()),
+            Err(PluginError::NotFound(_))
+        ));
+    }
 
     #[test]
     fn ids_and_urls_resolve_to_the_modification_time() {

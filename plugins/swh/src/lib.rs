@@ -100,11 +100,20 @@ struct Branch {
     target_type: String,
 }
 
+#[derive(Deserialize)]
+struct Revision {
+    directory: String,
+}
+
+fn api_base(ctx: &impl ProviderContext) -> String {
+    ctx.config("api_base_url")
+        .unwrap_or_else(|| "https://archive.softwareheritage.org/api/1".into())
+        .trim_end_matches('/')
+        .to_string()
+}
+
 fn get(ctx: &impl ProviderContext, path: &str) -> Result<bindery_sdk::http::Response, PluginError> {
-    let api = ctx
-        .config("api_base_url")
-        .unwrap_or_else(|| "https://archive.softwareheritage.org/api/1".into());
-    let mut request = Request::get(format!("{}/{path}", api.trim_end_matches('/')));
+    let mut request = Request::get(format!("{}/{path}", api_base(ctx)));
     if let Some(token) = upstream::optional_secret(ctx, "token") {
         request = request.header("Authorization", format!("Bearer {token}"));
     }
@@ -238,6 +247,36 @@ impl Provider for SoftwareHeritage {
             notices: vec![],
         })
     }
+
+    /// repo2docker's fetch: the directory (a revision's own), cooked by the
+    /// vault and downloaded as a tarball.
+    fn content(
+        ctx: &impl ProviderContext,
+        resolution: Resolution,
+    ) -> Result<ContentSource, PluginError> {
+        let id = resolution.resolved_ref;
+        let directory = if resolution.repo_url.starts_with("swh:1:rev:") {
+            let rev: Revision = upstream::json(SERVICE, &get(ctx, &format!("revision/{id}/"))?)?;
+            rev.directory
+        } else {
+            id
+        };
+        if !spec::is_sha1(&directory) {
+            return Err(upstream::failure(SERVICE, Some(200), format!("{directory:?} is not a directory id")));
+        }
+        let auth = upstream::optional_secret(ctx, "token").map(|_| {
+            Credential::Header(HeaderAuth {
+                name: "Authorization".into(),
+                prefix: "Bearer ".into(),
+                secret: "token".into(),
+            })
+        });
+        Ok(ContentSource::SwhVault(SwhVaultContent {
+            api: api_base(ctx),
+            directory,
+            auth,
+        }))
+    }
 }
 
 bindery_sdk::export_provider!(SoftwareHeritage);
@@ -247,6 +286,28 @@ mod tests {
     use super::*;
     use bindery_sdk::testing::MockContext;
     use proptest::prelude::*;
+
+    #[test]
+    fn content_is_the_revisions_directory_from_the_vault() {
+        let rev = "309cf2674ee7a0749978cf8265ab91a60aea0f7d";
+        let dir = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
+        let ctx = MockContext::new()
+            .with_json(&format!("https://archive.softwareheritage.org/api/1/revision/{rev}/"), 200, &format!(r#"{{"directory": "{dir}"}}"#))
+            .with_json(&format!("https://archive.softwareheritage.org/api/1/directory/{dir}/"), 200, "[]")
+            .with_secret("token", "t");
+        let r = SoftwareHeritage::resolve(&ctx, &format!("swh:1:rev:{rev}")).unwrap();
+        let ContentSource::SwhVault(vault) = SoftwareHeritage::content(&ctx, r).unwrap() else {
+            panic!("not the vault");
+        };
+        assert_eq!(vault.directory, dir);
+        assert_eq!(vault.api, "https://archive.softwareheritage.org/api/1");
+        assert!(matches!(vault.auth, Some(Credential::Header(h)) if h.prefix == "Bearer " && h.secret == "token"));
+        let r = SoftwareHeritage::resolve(&ctx, &format!("swh:1:dir:{dir}")).unwrap();
+        let ContentSource::SwhVault(vault) = SoftwareHeritage::content(&ctx, r).unwrap() else {
+            panic!("not the vault");
+        };
+        assert_eq!(vault.directory, dir);
+    }
 
     const API: &str = "https://archive.softwareheritage.org/api/1";
     const REV: &str = "309cf2674ee7a0749978cf8265ab91a60aea0f7d";

@@ -9,6 +9,60 @@ use bindery_sdk::upstream;
 
 pub struct Zenodo;
 
+/// The Invenio records API behind a landing page: `https://zenodo.org/records/1`
+/// (or `/record/1`, `/doi/…`) answers at `https://zenodo.org/api/records/1`,
+/// and an instance under a path prefix keeps it.
+fn records_api(landing: &str, record: &str) -> Result<String, PluginError> {
+    let path_start = landing
+        .find("://")
+        .and_then(|i| landing[i + 3..].find('/').map(|j| i + 3 + j))
+        .unwrap_or(landing.len());
+    let path = &landing[path_start..];
+    let prefix = ["/records/", "/record/", "/doi/"]
+        .iter()
+        .filter_map(|marker| path.find(marker))
+        .min()
+        .ok_or_else(|| {
+            upstream::failure(
+                "Zenodo",
+                None,
+                format!("{landing} is not a record page of an Invenio repository"),
+            )
+        })?;
+    Ok(format!(
+        "{}{}/api/records/{record}",
+        &landing[..path_start],
+        &path[..prefix]
+    ))
+}
+
+#[derive(serde::Deserialize)]
+struct Record {
+    links: RecordLinks,
+}
+
+#[derive(serde::Deserialize)]
+struct RecordLinks {
+    files: String,
+}
+
+#[derive(serde::Deserialize)]
+struct Files {
+    entries: Vec<FileEntry>,
+}
+
+#[derive(serde::Deserialize)]
+struct FileEntry {
+    key: String,
+    size: Option<u64>,
+    links: FileLinks,
+}
+
+#[derive(serde::Deserialize)]
+struct FileLinks {
+    content: String,
+}
+
 /// The last path segment of the landing page: the record id.
 fn record_id(landing: &str) -> Result<&str, PluginError> {
     let path = landing.split(['?', '#']).next().unwrap_or_default();
@@ -71,6 +125,42 @@ impl Provider for Zenodo {
             notices: vec![],
         })
     }
+
+    /// repo2docker's fetch: the record, then its `links.files`; every entry's
+    /// `links.content` saved as its `key`, and a record of one zip unpacked.
+    fn content(
+        ctx: &impl ProviderContext,
+        resolution: Resolution,
+    ) -> Result<ContentSource, PluginError> {
+        let landing = bindery_sdk::doi::landing_page(
+            ctx,
+            &resolution.resolved_spec,
+            "10.5281/zenodo.3242074",
+        )?;
+        let record = &resolution.resolved_ref;
+        let api = records_api(&landing, record)?;
+        let missing = format!("Zenodo has no record {record}.");
+        let found: Record = upstream::get_json(ctx, "Zenodo", &api, &missing)?;
+        let files: Files = upstream::get_json(ctx, "Zenodo", &found.links.files, &missing)?;
+        let unpack = if files.entries.len() == 1 {
+            Unpack::Zip
+        } else {
+            Unpack::AsIs
+        };
+        Ok(ContentSource::Files(FilesContent {
+            downloads: files
+                .entries
+                .into_iter()
+                .map(|e| Download {
+                    path: e.key,
+                    url: e.links.content,
+                    size: e.size,
+                })
+                .collect(),
+            unpack,
+            auth: None,
+        }))
+    }
 }
 
 bindery_sdk::export_provider!(Zenodo);
@@ -111,6 +201,68 @@ mod tests {
         .unwrap();
         assert_eq!(r.resolved_spec, "10.5281/zenodo.3242074");
         assert_eq!(r.lifetime, RefLifetime::Moving);
+    }
+
+    #[test]
+    fn records_api_follows_the_landing_page() {
+        for (landing, api) in [
+            ("https://zenodo.org/records/7", "https://zenodo.org/api/records/7"),
+            ("https://zenodo.org/record/7", "https://zenodo.org/api/records/7"),
+            (
+                "https://sandbox.zenodo.org/doi/10.5072/zenodo.7",
+                "https://sandbox.zenodo.org/api/records/7",
+            ),
+            (
+                "http://127.0.0.1:9/zenodo/records/7",
+                "http://127.0.0.1:9/zenodo/api/records/7",
+            ),
+        ] {
+            assert_eq!(records_api(landing, "7").unwrap(), api);
+        }
+        assert!(records_api("https://zenodo.org/search?q=7", "7").is_err());
+    }
+
+    #[test]
+    fn content_lists_the_record_files_and_unpacks_a_lone_zip() {
+        let resolution = |ctx: &MockContext| Zenodo::resolve(ctx, "10.5281/zenodo.7").unwrap();
+        let record = r#"{"links": {"files": "https://zenodo.org/api/records/7/files"}}"#;
+        let one = r#"{"entries": [{"key": "code.zip", "size": 10,
+            "links": {"content": "https://zenodo.org/api/records/7/files/code.zip/content"}}]}"#;
+        let ctx = landing("10.5281/zenodo.7", "https://zenodo.org/records/7")
+            .with_json("https://zenodo.org/api/records/7", 200, record)
+            .with_json("https://zenodo.org/api/records/7/files", 200, one);
+        let r = resolution(&ctx);
+        let ContentSource::Files(files) = Zenodo::content(&ctx, r).unwrap() else {
+            panic!("not files");
+        };
+        assert_eq!(files.unpack, Unpack::Zip);
+        assert_eq!(
+            files.downloads,
+            vec![Download {
+                path: "code.zip".into(),
+                url: "https://zenodo.org/api/records/7/files/code.zip/content".into(),
+                size: Some(10),
+            }]
+        );
+        let two = r#"{"entries": [
+            {"key": "a.zip", "links": {"content": "https://zenodo.org/a"}},
+            {"key": "environment.yml", "links": {"content": "https://zenodo.org/e"}}]}"#;
+        let ctx = landing("10.5281/zenodo.7", "https://zenodo.org/records/7")
+            .with_json("https://zenodo.org/api/records/7", 200, record)
+            .with_json("https://zenodo.org/api/records/7/files", 200, two);
+        let r = resolution(&ctx);
+        let ContentSource::Files(files) = Zenodo::content(&ctx, r).unwrap() else {
+            panic!("not files");
+        };
+        assert_eq!(files.unpack, Unpack::AsIs);
+        assert_eq!(files.downloads.len(), 2);
+        let gone = landing("10.5281/zenodo.7", "https://zenodo.org/records/7")
+            .with_json("https://zenodo.org/api/records/7", 404, "{}");
+        let r = resolution(&gone);
+        assert!(matches!(
+            Zenodo::content(&gone, r),
+            Err(PluginError::NotFound(_))
+        ));
     }
 
     #[test]

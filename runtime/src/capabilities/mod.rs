@@ -13,7 +13,7 @@ mod wasi;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::PluginKind;
@@ -21,6 +21,7 @@ use super::bindings::provider::bindery::plugin as host;
 use super::limits::CallLimits;
 use crate::config::{PluginConfig, RuntimeConfig, SecretSource};
 use crate::gitwire::GitWire;
+use crate::plugin::WitVersion;
 
 pub use crate::egress::{EgressDenied, EgressPolicy};
 pub use repo_files::{DirRepo, RepoFiles};
@@ -200,36 +201,77 @@ impl WasiView for CallState {
 }
 
 /// Adds the WASI subset and every capability that `kind`'s world offers and
-/// `grants` grants. Returns the capabilities linked.
+/// `grants` grants, under `wit`'s interface names. Returns the capabilities
+/// linked.
+///
+/// Linked by hand rather than through bindgen's `add_to_linker`, which names
+/// only the current version: the host interfaces have not changed since
+/// 0.1.0, so one implementation serves every version's names.
 pub(crate) fn link(
     linker: &mut Linker<CallState>,
     kind: PluginKind,
     grants: &Grants,
+    wit: WitVersion,
 ) -> wasmtime::Result<Vec<Capability>> {
     wasi::add_to_linker(linker)?;
-    host::types::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?;
+    // Types only: nothing to define, but components import the instance.
+    linker.instance(&wit.interface("types"))?;
     let mut linked = Vec::new();
     for cap in Capability::ALL {
         if !cap.offered_to(kind) || !grants.grants(cap) {
             continue;
         }
+        let mut instance = linker.instance(&wit.interface(cap.interface()))?;
         match cap {
-            Capability::Log => host::log::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
-            Capability::Clock => host::clock::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
-            Capability::Config => host::config::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
-            Capability::Secrets => host::secrets::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
-            Capability::Http => host::http::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
-            Capability::Git => host::git::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
+            Capability::Log => instance.func_wrap(
+                "log",
+                |mut s: Store<'_>, (level, message): (host::types::LogLevel, String)| {
+                    host::log::Host::log(s.data_mut(), level, message);
+                    Ok(())
+                },
+            )?,
+            Capability::Clock => instance.func_wrap("now-ms", |mut s: Store<'_>, (): ()| {
+                Ok((host::clock::Host::now_ms(s.data_mut()),))
+            })?,
+            Capability::Config => {
+                instance.func_wrap("get", |mut s: Store<'_>, (key,): (String,)| {
+                    Ok((host::config::Host::get(s.data_mut(), key),))
+                })?;
+            }
+            Capability::Secrets => {
+                instance.func_wrap("get", |mut s: Store<'_>, (name,): (String,)| {
+                    Ok((host::secrets::Host::get(s.data_mut(), name),))
+                })?;
+            }
+            Capability::Http => instance.func_wrap_async(
+                "fetch",
+                |mut s: Store<'_>, (request,): (host::http::Request,)| {
+                    Box::new(async move {
+                        Ok((host::http::Host::fetch(s.data_mut(), request).await,))
+                    })
+                },
+            )?,
+            Capability::Git => {
+                instance.func_wrap_async("ls-remote", |mut s: Store<'_>, (url,): (String,)| {
+                    Box::new(async move { Ok((host::git::Host::ls_remote(s.data_mut(), url).await,)) })
+                })?;
+            }
             Capability::RepoFiles => {
-                super::bindings::build_strategy::bindery::plugin::repo_files::add_to_linker::<
-                    _,
-                    HasSelf<_>,
-                >(linker, |s| s)?;
+                instance.func_wrap("read", |mut s: Store<'_>, (path,): (String,)| {
+                    Ok((
+                        crate::bindings::build_strategy::bindery::plugin::repo_files::Host::read(
+                            s.data_mut(),
+                            path,
+                        ),
+                    ))
+                })?;
             }
         }
         linked.push(cap);
     }
     Ok(linked)
 }
+
+type Store<'a> = wasmtime::StoreContextMut<'a, CallState>;
 
 impl host::types::Host for CallState {}
