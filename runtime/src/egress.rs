@@ -166,6 +166,14 @@ impl EgressPolicy {
     }
 }
 
+/// Our resolver's refusal, found in an error's chain (reqwest wraps it).
+pub(crate) fn denial_in(e: &(dyn std::error::Error + 'static)) -> Option<EgressDenied> {
+    std::iter::successors(Some(e), |s| s.source()).find_map(|s| match s.downcast_ref::<EgressError>() {
+        Some(EgressError::Denied(d)) => Some(d.clone()),
+        _ => None,
+    })
+}
+
 /// A DNS resolver for reqwest that refuses forbidden addresses, so the
 /// addresses checked are the addresses connected to.
 pub(crate) struct PolicyResolver(pub(crate) Arc<EgressPolicy>);
@@ -183,10 +191,21 @@ impl reqwest::dns::Resolve for PolicyResolver {
 /// A git remote URL, parsed once. The host and port checked are the ones
 /// connected to, because libgit2 and repo2docker are given this URL's
 /// serialisation, never the text it was parsed from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GitRemote {
     url: url::Url,
     port: u16,
+    /// Basic credentials the wire sends with every request (HTTP only).
+    auth: Option<Arc<(String, String)>>,
+}
+
+impl std::fmt::Debug for GitRemote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitRemote")
+            .field("url", &self.url.as_str())
+            .field("authenticated", &self.auth.is_some())
+            .finish()
+    }
 }
 
 /// Why a text is not a git remote Bindery fetches.
@@ -224,7 +243,25 @@ impl GitRemote {
             return Err(GitUrlError::Invalid);
         }
         let port = url.port().unwrap_or(port);
-        Ok(GitRemote { url, port })
+        Ok(GitRemote {
+            url,
+            port,
+            auth: None,
+        })
+    }
+
+    /// The remote, fetched with HTTP basic authentication. The wire sends
+    /// the credentials to this remote only (it follows no redirects); they
+    /// are in no URL, so neither libgit2's messages nor a repository's
+    /// config can show them.
+    pub fn with_basic_auth(mut self, username: String, password: String) -> GitRemote {
+        self.auth = Some(Arc::new((username, password)));
+        self
+    }
+
+    /// The basic credentials, if any.
+    pub fn basic_auth(&self) -> Option<(&str, &str)> {
+        self.auth.as_deref().map(|(u, p)| (u.as_str(), p.as_str()))
     }
 
     /// The host connected to.

@@ -152,3 +152,21 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     }
     parts.join(": ")
 }
+
+/// A plugin's error in words for the person who launched the repository.
+pub fn plugin_error_text(e: &crate::bindings::PluginError) -> String {
+    use crate::bindings::PluginError;
+    match e {
+        PluginError::Upstream(u) => match u.status {
+            Some(s) => format!("{} answered {s}: {}", u.service, u.message),
+            None => format!("{}: {}", u.service, u.message),
+        },
+        PluginError::InvalidConfig(m) => format!("the provider is misconfigured: {m}"),
+        PluginError::Internal(m) => format!("the provider failed: {m}"),
+        PluginError::RateLimited(r) => r.message.clone(),
+        PluginError::InvalidSpec(m)
+        | PluginError::Banned(m)
+        | PluginError::Unauthorized(m)
+        | PluginError::NotFound(m) => m.clone(),
+    }
+}

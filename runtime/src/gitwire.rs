@@ -422,6 +422,10 @@ impl HttpStream {
                 )
                 .body(std::mem::take(&mut self.request)),
         };
+        let request = match session.remote.basic_auth() {
+            Some((user, password)) => request.basic_auth(user, Some(password)),
+            None => request,
+        };
         let response = session
             .block_on(request.send())?
             .map_err(|e| io::Error::other(crate::error_chain(&e)))?;
@@ -434,6 +438,16 @@ impl HttpStream {
                 .unwrap_or("another URL");
             return Err(io::Error::other(format!(
                 "{base} redirects to {to}: Bindery does not follow a repository's redirects, launch the repository at its new address"
+            )));
+        }
+        if matches!(status.as_u16(), 401 | 403) {
+            let why = if session.remote.basic_auth().is_some() {
+                "the provider's credential was refused"
+            } else {
+                "it needs credentials, and the provider gave none (grant it a token for private repositories)"
+            };
+            return Err(io::Error::other(format!(
+                "{base} refused access (HTTP {status}): {why}"
             )));
         }
         if !status.is_success() {

@@ -15,6 +15,7 @@ pub mod bindings;
 mod calls;
 pub mod capabilities;
 pub mod config;
+pub mod download;
 pub mod egress;
 pub mod engine;
 pub mod error;
@@ -35,7 +36,7 @@ pub fn now_ms() -> u64 {
 
 pub use capabilities::{Capability, DirRepo, RepoFiles};
 pub use engine::Runtime;
-pub use error::{CallError, LoadError, error_chain};
+pub use error::{CallError, LoadError, error_chain, plugin_error_text};
 pub use host::{PluginHost, PluginSettings, Reloaded};
 pub use loader::WIT_VERSION;
 pub use plugin::{CompileOutcome, LoadedPlugin, WitVersion, kind_name};

@@ -119,6 +119,12 @@ impl LoadedPlugin {
         self.grants.git_wire()
     }
 
+    /// The value of a secret granted to it, for the host's fetches it
+    /// authenticates (never for anything the plugin or a user sees).
+    pub fn secret(&self, name: &str) -> Result<String, crate::bindings::secrets::SecretError> {
+        self.grants.secret(&self.name, name)
+    }
+
     /// The `bindery:plugin` version it was built against.
     pub fn wit_version(&self) -> WitVersion {
         self.pre.wit

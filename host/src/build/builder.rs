@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bindery_runtime::PluginHost;
-use bindery_runtime::bindings::{BuildPlan, Executor, LayerPlan, Repo2dockerPlan};
+use bindery_runtime::bindings::{
+    BuildPlan, ContentSource, Executor, GitContent, LayerPlan, RefLifetime, Repo2dockerPlan,
+    Resolution, secrets,
+};
 use bindery_runtime::egress::{EgressError, GitRemote, GitUrlError};
 use bindery_runtime::gitwire::{GitWire, WireLimits};
 use futures_util::future::BoxFuture;
@@ -28,6 +31,24 @@ use crate::registry::Registry;
 
 /// Beside a local build: the environment hash its plan named.
 const ENVIRONMENT_FILE: &str = "environment-hash";
+
+/// How the executors read fetched content.
+enum Source {
+    /// repo2docker fetches the git remote itself, as upstream's does.
+    Remote,
+    /// repo2docker builds the host's fetched directory: data records, and
+    /// private repositories (whose credential stays with the host).
+    Directory,
+}
+
+/// A revision fetched for a build.
+struct Fetched {
+    checkout: Checkout,
+    source: Source,
+    /// Whose environment images a layer build may start from: the git
+    /// remote, or the data record's series.
+    environments: String,
+}
 
 /// Plans with a strategy plugin, builds with the executor the plan names.
 pub struct Builder {
@@ -100,32 +121,16 @@ impl Builder {
             ),
         )
         .await;
-        let (remote, wire) = self.check_egress(request).await?;
-        // From here on the URL is the one checked, as it was parsed.
-        let request = &BuildRequest {
-            repo_url: remote.as_str().to_string(),
-            ..request.clone()
-        };
-        let (url, reference, checkout_dir, limits) = (
-            request.repo_url.clone(),
-            request.resolved_ref.clone(),
-            dir.join("repo"),
-            self.limits,
-        );
-        let on_the_wire = WireLimits {
-            timeout: limits.timeout,
-            max_bytes: limits.max_bytes,
-        };
-        let mut checkout = wire
-            .run(&remote, on_the_wire, move || {
-                Checkout::fetch(&url, &reference, &checkout_dir, limits)
-            })
-            .await
-            .map_err(|e| BuildFailure::new(CheckoutError::at_wire(&request.repo_url, limits, e)))?
-            .map_err(BuildFailure::new)?;
+        let (request, fetched) = self.fetch(request, dir).await?;
+        let request = &request;
+        let Fetched {
+            mut checkout,
+            source,
+            environments: key,
+        } = fetched;
         // At most one re-plan: after a base that is gone has been forgotten.
         for attempt in 0..2 {
-            let environments = self.environments(&request.repo_url);
+            let environments = self.environments(&key);
             let plan = strategy::plan(
                 &self.plugins,
                 &self.strategy,
@@ -141,12 +146,29 @@ impl Builder {
             let started = Instant::now();
             match plan {
                 BuildPlan::Repo2docker(plan) => {
-                    let built = self.repo2docker(request, &plan, dir, log).await;
+                    let listing = match source {
+                        Source::Directory => Some(layer::listing(&checkout)),
+                        Source::Remote => None,
+                    };
+                    let content = match source {
+                        Source::Directory => Some(checkout.dir.clone()),
+                        Source::Remote => None,
+                    };
+                    let built = self.repo2docker(request, &plan, content.as_deref(), dir, log).await;
                     self.observe(executor_name(plan.executor), started, built.is_ok());
+                    if built.is_ok()
+                        && let Some(hash) = &plan.environment_hash
+                    {
+                        self.remember_environment(&key, request, hash, listing.and_then(Result::ok));
+                    }
                     return built;
                 }
                 BuildPlan::Layer(plan) => {
-                    let (built, back) = self.layer(request, &plan, checkout, dir, log).await;
+                    let base = environments
+                        .iter()
+                        .find(|e| e.image == plan.environment_image)
+                        .and_then(|e| e.listing.clone());
+                    let (built, back) = self.layer(request, &plan, checkout, base, dir, log).await;
                     self.observe("layer", started, built.is_ok());
                     match built {
                         Ok(built) => return Ok(built),
@@ -160,7 +182,7 @@ impl Builder {
                                 ),
                             )
                             .await;
-                            self.forget(&request.repo_url, &plan.environment_image);
+                            self.forget(&key, &plan.environment_image);
                             checkout = back;
                         }
                         Err(e) => {
@@ -172,6 +194,121 @@ impl Builder {
         }
         Err(BuildFailure::new(
             "The build strategy planned a layer build on an image that is gone, twice.",
+        ))
+    }
+
+    /// Asks the provider how the revision is fetched, and fetches it: a git
+    /// remote over the provider's wire, anything else through its grants
+    /// (see [`super::fetch`]). The request comes back with a git remote's
+    /// URL as checked, and how the executors should read the content.
+    async fn fetch(
+        &self,
+        request: &BuildRequest,
+        dir: &Path,
+    ) -> Result<(BuildRequest, Fetched), BuildFailure> {
+        let plugin = self.plugins.get(&request.provider);
+        let source = match &plugin {
+            Some(_) => {
+                let resolution = Resolution {
+                    resolved_ref: request.resolved_ref.clone(),
+                    repo_url: request.repo_url.clone(),
+                    build_slug: request.build_slug.clone(),
+                    resolved_spec: request.resolved_spec.clone(),
+                    ref_url: request.ref_url.clone(),
+                    lifetime: if request.immutable {
+                        RefLifetime::Immutable
+                    } else {
+                        RefLifetime::Moving
+                    },
+                    notices: Vec::new(),
+                };
+                match self.plugins.content(&request.provider, &resolution).await {
+                    Ok(Ok(source)) => source,
+                    Ok(Err(e)) => {
+                        return Err(BuildFailure::new(format!(
+                            "The {} provider cannot say how to fetch {}: {}",
+                            request.provider,
+                            request.repo_url,
+                            bindery_runtime::plugin_error_text(&e)
+                        )));
+                    }
+                    Err(e) => return Err(BuildFailure::new(format!("The {} provider failed: {e}", request.provider))),
+                }
+            }
+            // A provider unloaded since the resolution: its repository is a git remote, as before 0.2.0.
+            None => ContentSource::Git(GitContent {
+                url: request.repo_url.clone(),
+                revision: request.resolved_ref.clone(),
+                auth: None,
+            }),
+        };
+        let limits = self.limits;
+        let data = |series: Option<&String>| match series {
+            Some(series) => format!("{}:{series}", request.provider),
+            None => request.repo_url.clone(),
+        };
+        let (checkout, source, key) = match source {
+            ContentSource::Git(git) => {
+                let (remote, wire) = self.check_egress(request, &git).await?;
+                let authenticated = remote.basic_auth().is_some();
+                let (url, reference, checkout_dir) =
+                    (remote.as_str().to_string(), git.revision.clone(), dir.join("repo"));
+                let on_the_wire = WireLimits {
+                    timeout: limits.timeout,
+                    max_bytes: limits.max_bytes,
+                };
+                let checkout = wire
+                    .run(&remote, on_the_wire, move || {
+                        Checkout::fetch(&url, &reference, &checkout_dir, limits)
+                    })
+                    .await
+                    .map_err(|e| BuildFailure::new(CheckoutError::at_wire(remote.as_str(), limits, e)))?
+                    .map_err(BuildFailure::new)?;
+                // From here on the URL is the one checked, as it was parsed.
+                let request = BuildRequest {
+                    repo_url: remote.as_str().to_string(),
+                    resolved_ref: git.revision,
+                    ..request.clone()
+                };
+                // A private repository is built from the host's checkout, so
+                // its credential never reaches repo2docker.
+                let source = if authenticated {
+                    Source::Directory
+                } else {
+                    Source::Remote
+                };
+                let key = request.repo_url.clone();
+                return Ok((
+                    request,
+                    Fetched {
+                        checkout,
+                        source,
+                        environments: key,
+                    },
+                ));
+            }
+            ContentSource::Files(files) => {
+                let plugin = plugin.as_deref().expect("only a loaded provider returns files");
+                let checkout = super::fetch::files(plugin, &files, &request.repo_url, dir, limits)
+                    .await
+                    .map_err(BuildFailure::new)?;
+                (checkout, Source::Directory, data(files.series.as_ref()))
+            }
+            ContentSource::SwhVault(vault) => {
+                let plugin = plugin.as_deref().expect("only a loaded provider returns a vault");
+                let checkout = super::fetch::vault(plugin, &vault, &request.repo_url, dir, limits)
+                    .await
+                    .map_err(BuildFailure::new)?;
+                (checkout, Source::Directory, data(None))
+            }
+        };
+        Ok((
+            request.clone(),
+            Fetched {
+                checkout,
+                source,
+                environments: key,
+            },
         ))
     }
 
@@ -195,13 +332,19 @@ impl Builder {
         let said_failed = orphan.follow(&log, self.default_timeout).await?;
         match self.verify(&record.image).await {
             Ok(built) if !said_failed => {
-                if let Ok(hash) = std::fs::read_to_string(orphan.dir().join(ENVIRONMENT_FILE)) {
-                    self.remember_environment(
-                        &record.repo_url,
-                        &record.image,
-                        &hash,
-                        &record.resolved_ref,
-                    );
+                if let Ok(hash) = std::fs::read_to_string(orphan.dir().join(ENVIRONMENT_FILE))
+                    && let Some(environments) = &self.environments
+                {
+                    let environment = Environment {
+                        image: record.image.clone(),
+                        hash,
+                        resolved_ref: record.resolved_ref.clone(),
+                        built_ms: now_ms(),
+                        listing: None,
+                    };
+                    if let Err(e) = environments.put(&record.repo_url, environment) {
+                        tracing::warn!(image = %record.image, "cannot remember the environment image: {e}");
+                    }
                 }
                 Ok(built)
             }
@@ -220,23 +363,40 @@ impl Builder {
     async fn check_egress(
         &self,
         request: &BuildRequest,
+        git: &GitContent,
     ) -> Result<(GitRemote, Arc<GitWire>), BuildFailure> {
         let refused = |why: String| {
             BuildFailure::new(format!(
                 "Bindery does not fetch {}: {why}",
-                request.repo_url
+                without_credentials(&git.url)
             ))
         };
-        let remote = GitRemote::parse(&request.repo_url).map_err(|e| match e {
+        let mut remote = GitRemote::parse(&git.url).map_err(|e| match e {
             GitUrlError::Scheme(_) => BuildFailure::new(CheckoutError::NotGit {
-                url: request.repo_url.clone(),
+                url: git.url.clone(),
             }),
             other => refused(other.to_string()),
         })?;
-        let wire = self
-            .plugins
-            .get(&request.provider)
-            .map_or_else(|| GitWire::new(Arc::default()), |p| p.git_wire().clone());
+        let plugin = self.plugins.get(&request.provider);
+        if let Some(auth) = &git.auth {
+            let plugin = plugin.as_deref().expect("only a loaded provider names a credential");
+            if remote.scheme() == "git" {
+                return Err(refused("the git protocol carries no credentials; use https".into()));
+            }
+            let password = plugin.secret(&auth.password_secret).map_err(|e| {
+                BuildFailure::new(format!(
+                    "The {} provider's credential for {} cannot be used: {}",
+                    request.provider,
+                    without_credentials(&git.url),
+                    match e {
+                        secrets::SecretError::NotGranted(n) => format!("the secret `{n}` is not granted to it"),
+                        secrets::SecretError::Missing(n) => format!("the secret `{n}` has no value"),
+                    }
+                ))
+            })?;
+            remote = remote.with_basic_auth(auth.username.clone(), password);
+        }
+        let wire = plugin.map_or_else(|| GitWire::new(Arc::default()), |p| p.git_wire().clone());
         match wire.egress().resolve(remote.host(), remote.port()).await {
             Ok(_) => Ok((remote, wire)),
             Err(EgressError::Denied(d)) => Err(refused(format!(
@@ -251,6 +411,7 @@ impl Builder {
         &self,
         request: &BuildRequest,
         plan: &Repo2dockerPlan,
+        content: Option<&Path>,
         dir: &Path,
         log: &BuildLogSender,
     ) -> Result<Built, BuildFailure> {
@@ -274,7 +435,7 @@ impl Builder {
                     tracing::warn!(image = %request.image, "cannot note the environment hash beside the build: {e}");
                 }
                 self.local
-                    .build(request, plan, dir, timeout, log)
+                    .build(request, plan, content, dir, timeout, log)
                     .await
                     .map(|()| false)?
             }
@@ -308,31 +469,32 @@ impl Builder {
             }
             verified => verified?,
         };
-        if let Some(hash) = &plan.environment_hash {
-            self.remember_environment(
-                &request.repo_url,
-                &request.image,
-                hash,
-                &request.resolved_ref,
-            );
-        }
         Ok(built)
     }
 
-    /// Remembers `image` as the repository's environment for `hash`: what a
-    /// later content-only commit is layered on.
-    fn remember_environment(&self, repo_url: &str, image: &str, hash: &str, resolved_ref: &str) {
+    /// Remembers `request.image` as the environment for `hash` under `key`:
+    /// what a later content-only revision is layered on. `listing` is the
+    /// content's paths, for content that is no git history (the layer
+    /// builder whites out what a later version lacks).
+    fn remember_environment(
+        &self,
+        key: &str,
+        request: &BuildRequest,
+        hash: &str,
+        listing: Option<Vec<String>>,
+    ) {
         let Some(environments) = &self.environments else {
             return;
         };
         let environment = Environment {
-            image: image.into(),
+            image: request.image.clone(),
             hash: hash.into(),
-            resolved_ref: resolved_ref.into(),
+            resolved_ref: request.resolved_ref.clone(),
             built_ms: now_ms(),
+            listing,
         };
-        if let Err(e) = environments.put(repo_url, environment) {
-            tracing::warn!(image, "cannot remember the environment image: {e}");
+        if let Err(e) = environments.put(key, environment) {
+            tracing::warn!(image = %request.image, "cannot remember the environment image: {e}");
         }
     }
 
@@ -342,6 +504,7 @@ impl Builder {
         request: &BuildRequest,
         plan: &LayerPlan,
         checkout: Checkout,
+        base_listing: Option<Vec<String>>,
         dir: &Path,
         log: &BuildLogSender,
     ) -> (Result<Built, LayerError>, Checkout) {
@@ -364,7 +527,7 @@ impl Builder {
         .await;
         let (owned_plan, out) = (plan.clone(), dir.join("layer.tar.gz"));
         let written = tokio::task::spawn_blocking(move || {
-            let layer = layer::write_layer(&checkout, &owned_plan, &out);
+            let layer = layer::write_layer(&checkout, &owned_plan, base_listing.as_deref(), &out);
             (layer, checkout)
         });
         let (layer, checkout) = match written.await {

@@ -209,6 +209,27 @@ impl Checkout {
         })
     }
 
+    /// Records the files under `dir` as one commit of a repository kept
+    /// beside it (`<dir>.git`), so that `dir` holds no git metadata for a
+    /// build to copy. `.gitignore` files are content here, not rules.
+    /// Blocking.
+    pub fn commit_tree(dir: &Path) -> Result<Checkout, git2::Error> {
+        let repo = Repository::init_bare(dir.with_extension("git"))?;
+        repo.set_workdir(dir, false)?;
+        let commit = {
+            let mut index = repo.index()?;
+            index.add_all(["*"], git2::IndexAddOption::FORCE, None)?;
+            let tree = repo.find_tree(index.write_tree()?)?;
+            let signature = git2::Signature::now("Bindery", "bindery@localhost")?;
+            repo.commit(None, &signature, &signature, "content", &tree, &[])?
+        };
+        Ok(Checkout {
+            dir: dir.to_path_buf(),
+            repo,
+            commit,
+        })
+    }
+
     /// The git repository (for reading trees and blobs).
     pub fn repo(&self) -> &Repository {
         &self.repo

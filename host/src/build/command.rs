@@ -44,16 +44,26 @@ impl Repo2dockerCommand {
 
     /// BinderHub's arguments: `--ref --image --no-clean --no-run --json-logs
     /// --user-name=jovyan --user-id=1000 [--appendix] [--push] <extra> <repo>`.
-    pub fn args(&self, request: &BuildRequest, plan: &Repo2dockerPlan) -> Vec<String> {
-        let mut args = vec![
-            format!("--ref={}", request.resolved_ref),
+    /// With `content`, repo2docker builds that directory (the host fetched
+    /// it) instead of fetching the repository, and `--ref` has no use.
+    pub fn args(
+        &self,
+        request: &BuildRequest,
+        plan: &Repo2dockerPlan,
+        content: Option<&std::path::Path>,
+    ) -> Vec<String> {
+        let mut args = Vec::new();
+        if content.is_none() {
+            args.push(format!("--ref={}", request.resolved_ref));
+        }
+        args.extend([
             format!("--image={}", request.image),
             "--no-clean".into(),
             "--no-run".into(),
             "--json-logs".into(),
             "--user-name=jovyan".into(),
             "--user-id=1000".into(),
-        ];
+        ]);
         if let Some(appendix) = &plan.appendix {
             args.push(format!("--appendix={appendix}"));
         }
@@ -68,7 +78,10 @@ impl Repo2dockerCommand {
         };
         args.extend(engine.map(|e| format!("--engine={e}")));
         args.extend(plan.extra_args.iter().cloned());
-        args.push(request.repo_url.clone());
+        args.push(content.map_or_else(
+            || request.repo_url.clone(),
+            |dir| dir.display().to_string(),
+        ));
         args
     }
 }
@@ -240,6 +253,10 @@ mod tests {
             resolved_ref: "abc".into(),
             provider: "git".into(),
             spec: "x/abc".into(),
+            build_slug: "x".into(),
+            resolved_spec: "x".into(),
+            ref_url: "x".into(),
+            immutable: true,
             repo_config: Default::default(),
         };
         let plan = Repo2dockerPlan {
@@ -266,7 +283,7 @@ mod tests {
         };
         let command = Repo2dockerCommand::new(&registry);
         assert_eq!(
-            command.args(&request, &plan),
+            command.args(&request, &plan, None),
             [
                 "--ref=abc",
                 "--image=reg:5000/binder-x:abc",
@@ -289,8 +306,12 @@ mod tests {
         let unpushed = Repo2dockerCommand::new(&RegistryConfig::default());
         assert!(
             !unpushed
-                .args(&request, &plan)
+                .args(&request, &plan, None)
                 .contains(&"--push".to_string())
         );
+        // Fetched by the host: the directory, and no ref to check out.
+        let fetched = command.args(&request, &plan, Some(std::path::Path::new("/b/repo")));
+        assert_eq!(fetched.last().map(String::as_str), Some("/b/repo"));
+        assert!(!fetched.iter().any(|a| a.starts_with("--ref")));
     }
 }

@@ -280,7 +280,7 @@ impl KubernetesExecutor {
     ) -> Result<Pod, BuildFailure> {
         let c = &self.config;
         let mut args = vec!["jupyter-repo2docker".to_string()];
-        args.extend(self.command.args(request, plan));
+        args.extend(self.command.args(request, plan, None));
         let (mut mounts, mut volumes) = (Vec::new(), Vec::new());
         let socket = c
             .docker_host

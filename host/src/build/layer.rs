@@ -146,22 +146,66 @@ fn sha256(hash: Sha256) -> String {
     format!("sha256:{}", hex::encode(hash.finalize()))
 }
 
-/// Writes the layer for `checkout`'s revision to `out`. Blocking.
-pub fn write_layer(checkout: &Checkout, plan: &LayerPlan, out: &Path) -> Result<Layer, LayerError> {
+/// The most paths a listing keeps (see [`listing`]): a record of more is
+/// built in full when its next version comes.
+const MAX_LISTING_PATHS: usize = 20_000;
+/// The most bytes of paths a listing keeps.
+const MAX_LISTING_BYTES: usize = 1 << 20;
+
+/// `checkout`'s paths as a layer on it would see them (ignore files applied),
+/// folders ending in `/`: what a layer for a later version of content that
+/// has no git history whites out. Too many to keep is an error.
+pub fn listing(checkout: &Checkout) -> Result<Vec<String>, String> {
+    let entries = tree_entries(checkout.repo(), checkout.commit)?;
+    let bytes: usize = entries.keys().map(|p| p.len() + 1).sum();
+    if entries.len() > MAX_LISTING_PATHS || bytes > MAX_LISTING_BYTES {
+        return Err(format!("{} paths are too many to remember", entries.len()));
+    }
+    Ok(entries
+        .into_iter()
+        .map(|(path, kind)| match kind {
+            Kind::Dir => format!("{path}/"),
+            _ => path,
+        })
+        .collect())
+}
+
+/// Writes the layer for `checkout`'s revision to `out`. Files of the base
+/// revision this one lacks are whited out: the base is read from the
+/// repository, or from `base_listing` (see [`listing`]) when it is not in it.
+/// Blocking.
+pub fn write_layer(
+    checkout: &Checkout,
+    plan: &LayerPlan,
+    base_listing: Option<&[String]>,
+    out: &Path,
+) -> Result<Layer, LayerError> {
     let repo = checkout.repo();
     let new = tree_entries(repo, checkout.commit).map_err(LayerError::Failed)?;
     let gone = match &plan.base_ref {
         None => Vec::new(),
-        Some(base) => {
-            let oid = Oid::from_str(base).ok().filter(|oid| repo.find_commit(*oid).is_ok()).ok_or_else(|| {
-                LayerError::BaseGone(format!("the revision {base} the environment image carries is no longer in the repository"))
-            })?;
-            let mut gone = removed(&tree_entries(repo, oid).map_err(LayerError::Failed)?, &new);
-            // A build of the base revision copied its git metadata too: it
-            // describes that revision, not this one.
-            gone.push(".git".into());
-            gone
-        }
+        Some(base) => match Oid::from_str(base).ok().filter(|oid| repo.find_commit(*oid).is_ok()) {
+            Some(oid) => {
+                let mut gone = removed(&tree_entries(repo, oid).map_err(LayerError::Failed)?, &new);
+                // A build of the base revision copied its git metadata too: it
+                // describes that revision, not this one.
+                gone.push(".git".into());
+                gone
+            }
+            None => {
+                let listed = base_listing.ok_or_else(|| {
+                    LayerError::BaseGone(format!("the revision {base} the environment image carries is no longer in the repository"))
+                })?;
+                let base = listed
+                    .iter()
+                    .map(|p| match p.strip_suffix('/') {
+                        Some(dir) => (dir.to_string(), Kind::Dir),
+                        None => (p.clone(), Kind::File { executable: false, blob: Oid::ZERO_SHA1 }),
+                    })
+                    .collect();
+                removed(&base, &new)
+            }
+        },
     };
     let mtime = repo
         .find_commit(checkout.commit)

@@ -42,11 +42,13 @@ impl LocalExecutor {
     }
 
     /// Runs the build in `dir` to its end, its time limit, or until the
-    /// future is dropped (which kills it).
+    /// future is dropped (which kills it). repo2docker fetches the repository
+    /// itself, or builds `content` when the host fetched it.
     pub async fn build(
         &self,
         request: &BuildRequest,
         plan: &Repo2dockerPlan,
+        content: Option<&Path>,
         dir: &Path,
         timeout: Duration,
         log: &BuildLogSender,
@@ -66,7 +68,7 @@ impl LocalExecutor {
         })?;
         let mut command = Command::new(&self.config.command);
         command
-            .args(self.command.args(request, plan))
+            .args(self.command.args(request, plan, content))
             .envs(&self.config.env)
             .envs(plan.env.iter().map(|(k, v)| (k, v)));
         if let Some(host) = &self.config.docker_host {

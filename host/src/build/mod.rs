@@ -8,6 +8,7 @@ mod builder;
 pub mod checkout;
 mod command;
 mod dockerignore;
+pub mod fetch;
 pub mod kubernetes;
 pub mod layer;
 pub mod local;
@@ -29,7 +30,7 @@ pub struct BuildRequest {
     pub image: String,
     /// Upstream's build pod name for it.
     pub build_name: String,
-    /// What the builder fetches.
+    /// The repository as the provider names it (a git remote, a DOI).
     pub repo_url: String,
     /// The revision.
     pub resolved_ref: String,
@@ -37,6 +38,15 @@ pub struct BuildRequest {
     pub provider: String,
     /// The spec.
     pub spec: String,
+    /// The rest of the provider's resolution, handed back to its `content`
+    /// to learn how the revision is fetched.
+    pub build_slug: String,
+    /// The spec pinned to the revision.
+    pub resolved_spec: String,
+    /// Where a person sees the revision.
+    pub ref_url: String,
+    /// Whether the resolution is immutable.
+    pub immutable: bool,
     /// Per-repository settings (`repo_config`).
     pub repo_config: Map<String, Value>,
 }

@@ -22,6 +22,11 @@ pub struct Environment {
     pub resolved_ref: String,
     /// When it was built.
     pub built_ms: u64,
+    /// The content's paths (folders end in `/`), for content that is no git
+    /// history: what a layer on this image whites out when a later version
+    /// lacks it. None for git repositories, and for listings too long to keep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listing: Option<Vec<String>>,
 }
 
 /// Environment images by repository URL.
@@ -104,6 +109,7 @@ mod tests {
             hash: hash.into(),
             resolved_ref: "a".repeat(40),
             built_ms: at,
+            listing: None,
         }
     }
 

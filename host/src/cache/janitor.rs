@@ -92,6 +92,7 @@ mod tests {
             hash: image.into(),
             resolved_ref: "a".repeat(40),
             built_ms: at,
+            listing: None,
         }
     }
 

@@ -491,6 +491,10 @@ mod tests {
             resolved_ref: "0".repeat(40),
             provider: "git".into(),
             spec: "x".into(),
+            build_slug: "x".into(),
+            resolved_spec: "x".into(),
+            ref_url: "x".into(),
+            immutable: true,
             repo_config: serde_json::Map::new(),
         }
     }

@@ -419,30 +419,20 @@ fn call_failed(key: &str, e: CallError) -> ResolveError {
 }
 
 fn plugin_failed(provider: &str, key: String, e: PluginError) -> ResolveError {
-    let message = match e {
+    match &e {
         PluginError::RateLimited(r) => {
             return ResolveError::RateLimited {
                 key,
                 retry_after: Duration::from_secs(r.retry_after_secs),
-                message: r.message,
+                message: r.message.clone(),
             };
         }
-        PluginError::Upstream(u) => match u.status {
-            Some(s) => format!("{} answered {s}: {}", u.service, u.message),
-            None => format!("{}: {}", u.service, u.message),
-        },
-        PluginError::InvalidConfig(m) => {
-            tracing::error!(provider, "provider is misconfigured: {m}");
-            format!("the provider is misconfigured: {m}")
-        }
-        PluginError::Internal(m) => {
-            tracing::error!(provider, "provider failed: {m}");
-            format!("the provider failed: {m}")
-        }
-        PluginError::InvalidSpec(m)
-        | PluginError::Banned(m)
-        | PluginError::Unauthorized(m)
-        | PluginError::NotFound(m) => m,
-    };
-    ResolveError::Failed { key, message }
+        PluginError::InvalidConfig(m) => tracing::error!(provider, "provider is misconfigured: {m}"),
+        PluginError::Internal(m) => tracing::error!(provider, "provider failed: {m}"),
+        _ => {}
+    }
+    ResolveError::Failed {
+        key,
+        message: bindery_runtime::plugin_error_text(&e),
+    }
 }

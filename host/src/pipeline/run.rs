@@ -170,6 +170,10 @@ impl Pipeline {
             resolved_ref: resolved.resolved_ref.clone(),
             provider: resolved.provider.clone(),
             spec: resolved.spec.clone(),
+            build_slug: resolved.build_slug.clone(),
+            resolved_spec: resolved.resolved_spec.clone(),
+            ref_url: resolved.ref_url.clone(),
+            immutable: resolved.immutable,
             repo_config: repo_config.clone(),
         };
         out.send(Event::message("waiting", "Waiting for build to start...\n"))

@@ -8,6 +8,7 @@ mod support;
 
 mod authoring;
 mod bundled;
+mod content;
 mod docs;
 mod loading;
 mod providers;

@@ -22,31 +22,7 @@ fn config(forges: &Forges, data: &Path) -> Config {
     let mut config = Config::load(None).unwrap();
     config.data_dir = data.to_path_buf();
     config.plugin_runtime.compile_cache_dir = Some(test_target_dir().join("compile-cache"));
-    let base = &forges.base;
-    for name in API_PROVIDERS {
-        let p = config
-            .plugins
-            .get_mut(name)
-            .unwrap_or_else(|| panic!("{name} is bundled by default"));
-        p.hosts = vec!["127.0.0.1".into()];
-        p.private_networks = vec!["127.0.0.0/8".parse().unwrap()];
-        let settings: &[(&str, String)] = match name {
-            "gh" | "gist" => &[("api_base_url", format!("{base}/github"))],
-            "gl" => &[("api_base_url", format!("{base}/gitlab"))],
-            "zenodo" | "dataverse" => &[("doi_resolver", format!("{base}/doi"))],
-            "figshare" => &[
-                ("doi_resolver", format!("{base}/doi")),
-                ("api_base_url", format!("{base}/figshare-api")),
-            ],
-            "hydroshare" => &[("base_url", format!("{base}/hydroshare"))],
-            "swh" => &[("api_base_url", format!("{base}/swh/api/1"))],
-            _ => &[],
-        };
-        for (k, v) in settings {
-            p.config
-                .insert(k.to_string(), toml::Value::String(v.clone()));
-        }
-    }
+    forges.grant_providers(&mut config);
     config
 }
 

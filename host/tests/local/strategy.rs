@@ -20,6 +20,10 @@ fn resolved() -> BuildRequest {
         spec: "a/b/HEAD".into(),
         resolved_ref: "0123456789abcdef0123456789abcdef01234567".into(),
         repo_url: "https://github.com/a/b".into(),
+        build_slug: "x".into(),
+        resolved_spec: "x".into(),
+        ref_url: "x".into(),
+        immutable: true,
         repo_config: Default::default(),
     }
 }
@@ -169,6 +173,7 @@ async fn layer_first_plans_a_layer_for_a_known_environment_and_invalid_plans_are
         hash: hash.clone(),
         resolved_ref: "a".repeat(40),
         built_ms: 1,
+        listing: None,
     }];
     let second = checkout(&[("requirements.txt", "numpy\n"), ("b.ipynb", "{}")]);
     match plan(&plugins, "layer-first", &resolved(), second.path(), &known).await {

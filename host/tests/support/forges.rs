@@ -1,8 +1,12 @@
 //! Stand-ins for the forges and archives the bundled providers call. None can
 //! be installed here, so one loopback server answers as their APIs document it:
 //! the JSON shapes, status codes, ETag and 304, GitHub's rate-limit headers,
-//! and doi.org's redirects to landing pages. It records every request.
+//! doi.org's redirects to landing pages, and the data services' file lists
+//! and downloads (zips and tarballs as the services serve them). It records
+//! every request.
 
+use std::io::Write;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
@@ -44,13 +48,17 @@ impl Forges {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
+        let vault_polls: Arc<AtomicU32> = Arc::default();
         let (log, origin) = (hits.clone(), base.clone());
         let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
-            let (log, origin) = (log.clone(), origin.clone());
+            let (log, origin, vault_polls) = (log.clone(), origin.clone(), vault_polls.clone());
             async move {
                 let path = req.uri().path().to_string();
                 let query = req.uri().query().unwrap_or("").to_string();
-                let response = answer(&origin, &path, &query, req.headers());
+                let response = match data(&origin, req.method().as_str(), &path, &query, &vault_polls) {
+                    Some(r) => r,
+                    None => answer(&origin, &path, &query, req.headers()),
+                };
                 let header = |n: &str| {
                     req.headers()
                         .get(n)
@@ -82,6 +90,36 @@ impl Forges {
             .filter(|h| h.path.starts_with(prefix))
             .cloned()
             .collect()
+    }
+
+    /// Points every API provider of `config` at this server, and lets it
+    /// reach loopback.
+    pub fn grant_providers(&self, config: &mut bindery::config::Config) {
+        let base = &self.base;
+        for name in super::API_PROVIDERS {
+            let p = config
+                .plugins
+                .get_mut(name)
+                .unwrap_or_else(|| panic!("{name} is bundled by default"));
+            p.hosts = vec!["127.0.0.1".into()];
+            p.private_networks = vec!["127.0.0.0/8".parse().unwrap()];
+            let settings: &[(&str, String)] = match name {
+                "gh" | "gist" => &[("api_base_url", format!("{base}/github"))],
+                "gl" => &[("api_base_url", format!("{base}/gitlab"))],
+                "zenodo" | "dataverse" => &[("doi_resolver", format!("{base}/doi"))],
+                "figshare" => &[
+                    ("doi_resolver", format!("{base}/doi")),
+                    ("api_base_url", format!("{base}/figshare-api")),
+                ],
+                "hydroshare" => &[("base_url", format!("{base}/hydroshare"))],
+                "swh" => &[("api_base_url", format!("{base}/swh/api/1"))],
+                _ => &[],
+            };
+            for (k, v) in settings {
+                p.config
+                    .insert(k.to_string(), toml::Value::String(v.clone()));
+            }
+        }
     }
 
     /// Every request so far.
@@ -164,6 +202,11 @@ fn answer(base: &str, path: &str, query: &str, headers: &HeaderMap) -> Response<
     if let Some(doi) = path.strip_prefix("/doi/") {
         return match doi {
             "10.5281/zenodo.3242074" => redirect(format!("{base}/zenodo/records/3242074")),
+            "10.5281/zenodo.3242075" => redirect(format!("{base}/zenodo/records/3242075")),
+            // Hostile records: a zip bomb, a path out of the build, a size that lies.
+            "10.5281/zenodo.666" | "10.5281/zenodo.667" | "10.5281/zenodo.668" => {
+                redirect(format!("{base}/zenodo/records/{}", &doi[15..]))
+            }
             // A concept DOI: two hops, to the latest version.
             "10.5281/zenodo.3242073" => {
                 redirect(format!("{base}/zenodo/doi/10.5281/zenodo.3242073"))
@@ -354,4 +397,210 @@ fn software_heritage(rest: &str) -> Response<Body> {
             json!({ "exception": "NotFoundExc", "reason": format!("{kind} {id} not found") }),
         ),
     }
+}
+
+/// The environment of every test record: a Dockerfile repo2docker builds
+/// fast on the test engine's Jupyter image, copying the content home.
+pub const RECORD_DOCKERFILE: &[u8] =
+    b"FROM bindery-test/jupyter:1\nCOPY --chown=1000:1000 . /home/jovyan/\n";
+
+/// A zip of `(path, bytes)` entries, as the services serve them.
+pub fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut out);
+    let options = zip::write::SimpleFileOptions::default();
+    for (path, bytes) in entries {
+        if let Some(dir) = path.strip_suffix('/') {
+            zip.add_directory(dir, options).unwrap();
+        } else {
+            zip.start_file(*path, options).unwrap();
+            zip.write_all(bytes).unwrap();
+        }
+    }
+    zip.finish().unwrap();
+    out.into_inner()
+}
+
+/// A gzipped tarball of `(path, bytes)` files, as Software Heritage's vault
+/// serves a directory: everything under one folder named after its id.
+pub fn tarball_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    for (path, bytes) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(if path.ends_with(".sh") { 0o755 } else { 0o644 });
+        header.set_cksum();
+        tar.append_data(&mut header, path, *bytes).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+fn bytes(body: Vec<u8>, content_type: &str) -> Response<Body> {
+    Response::builder()
+        .header("content-type", content_type)
+        .body(Body::from(body))
+        .unwrap()
+}
+
+/// A zip of 4 GiB of zeros declared as 4 KiB: what a hostile record serves.
+fn zip_bomb() -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut out);
+    let options = zip::write::SimpleFileOptions::default().large_file(true);
+    zip.start_file("bomb/zeros", options).unwrap();
+    let chunk = vec![0u8; 1 << 20];
+    for _ in 0..64 {
+        zip.write_all(&chunk).unwrap();
+    }
+    zip.finish().unwrap();
+    out.into_inner()
+}
+
+/// The data services' file lists and downloads, and Software Heritage's
+/// vault (`new`, then `pending`, then `done`).
+fn data(base: &str, method: &str, path: &str, query: &str, vault_polls: &AtomicU32) -> Option<Response<Body>> {
+    Some(match (method, path) {
+        // Zenodo: a record of one zip, its single folder flattened; the next
+        // version changes only data.
+        ("GET", "/zenodo/api/records/3242074" | "/zenodo/api/records/3242075") => {
+            let id = path.rsplit('/').next().unwrap();
+            json_response(
+                200,
+                json!({ "id": id.parse::<u64>().unwrap(), "conceptrecid": "3242073",
+                    "links": { "files": format!("{base}/zenodo/api/records/{id}/files") } }),
+                &[],
+            )
+        }
+        ("GET", "/zenodo/api/records/3242074/files" | "/zenodo/api/records/3242075/files") => {
+            let id = path.split('/').nth(4).unwrap();
+            json_response(
+                200,
+                json!({ "entries": [{ "key": "binder.zip", "size": null,
+                    "links": { "content": format!("{base}/zenodo/api/records/{id}/files/binder.zip/content") } }] }),
+                &[],
+            )
+        }
+        ("GET", "/zenodo/api/records/3242074/files/binder.zip/content") => bytes(
+            zip_of(&[
+                ("binder-1/", b""),
+                ("binder-1/Dockerfile", RECORD_DOCKERFILE),
+                ("binder-1/data/a.csv", b"x,y\n1,2\n"),
+            ]),
+            "application/zip",
+        ),
+        ("GET", "/zenodo/api/records/3242075/files/binder.zip/content") => bytes(
+            zip_of(&[
+                ("binder-2/Dockerfile", RECORD_DOCKERFILE),
+                ("binder-2/data/b.csv", b"x,y\n3,4\n"),
+            ]),
+            "application/zip",
+        ),
+        // Figshare: every file not link-only, flat.
+        ("GET", "/figshare-api/articles/9782777/versions/1") => json_response(
+            200,
+            json!({ "id": 9782777, "version": 1, "files": [
+                { "name": "Dockerfile", "size": RECORD_DOCKERFILE.len(), "is_link_only": false,
+                  "download_url": format!("{base}/figshare-files/1") },
+                { "name": "analysis.ipynb", "size": 2, "is_link_only": false,
+                  "download_url": format!("{base}/figshare-files/2") },
+                { "name": "elsewhere", "size": 0, "is_link_only": true,
+                  "download_url": "https://example.org/elsewhere" } ] }),
+            &[],
+        ),
+        ("GET", "/figshare-files/1") => bytes(RECORD_DOCKERFILE.to_vec(), "application/octet-stream"),
+        ("GET", "/figshare-files/2") => bytes(b"{}".to_vec(), "application/octet-stream"),
+        // Dataverse: folders from directoryLabel, tabular originals, zips kept.
+        ("GET", "/api/datasets/3035124/versions/3.0") => json_response(
+            200,
+            json!({ "status": "OK", "data": { "versionNumber": 3, "versionMinorNumber": 0, "files": [
+                { "label": "Dockerfile", "restricted": false,
+                  "dataFile": { "id": 11, "filename": "Dockerfile", "filesize": RECORD_DOCKERFILE.len() } },
+                { "label": "table.tab", "directoryLabel": "data/raw", "restricted": false,
+                  "dataFile": { "id": 12, "filename": "table.tab", "originalFileName": "table.tsv",
+                                "filesize": 4, "originalFileSize": 8 } },
+                { "label": "results.zip", "directoryLabel": "data", "restricted": false,
+                  "dataFile": { "id": 13, "filename": "results.zip" } } ] } }),
+            &[],
+        ),
+        ("GET", "/api/access/datafile/11") if query == "format=original" => {
+            bytes(RECORD_DOCKERFILE.to_vec(), "application/octet-stream")
+        }
+        ("GET", "/api/access/datafile/12") if query == "format=original" => {
+            bytes(b"a\tb\n1\t2\n".to_vec(), "text/tab-separated-values")
+        }
+        ("GET", "/api/access/datafile/13") if query == "format=original" => {
+            bytes(zip_of(&[("r/out.txt", b"42")]), "application/zip")
+        }
+        // HydroShare: the bag redirects to S3 once prepared; only data/contents counts.
+        ("GET", p) if p == format!("/hydroshare/django_s3/download/bags/{HYDROSHARE_ID}.zip") => {
+            redirect(format!("{base}/hydroshare-s3/bags/{HYDROSHARE_ID}.zip?sig=x"))
+        }
+        ("GET", p) if p == format!("/hydroshare-s3/bags/{HYDROSHARE_ID}.zip") => bytes(
+            zip_of(&[
+                (&format!("{HYDROSHARE_ID}/bagit.txt"), b"BagIt-Version: 0.97\n"),
+                (&format!("{HYDROSHARE_ID}/manifest-md5.txt"), b"..."),
+                (&format!("{HYDROSHARE_ID}/data/resourcemap.xml"), b"<rdf/>"),
+                (&format!("{HYDROSHARE_ID}/data/contents/Dockerfile"), RECORD_DOCKERFILE),
+                (&format!("{HYDROSHARE_ID}/data/contents/model/run.txt"), b"run"),
+            ]),
+            "application/zip",
+        ),
+        // CKAN: each resource's URL, flat in the root.
+        ("GET", "/ckan/api/3/action/package_show") if query == "id=sample" => json_response(
+            200,
+            json!({ "help": "…", "success": true, "result": { "id": "d1", "name": "sample",
+                "metadata_modified": "2021-01-12T15:28:15.123456", "resources": [
+                { "id": "r1", "url": format!("{base}/ckan/files/Dockerfile") },
+                { "id": "r2", "url": format!("{base}/ckan/files/measurements.csv?download=1") },
+                { "id": "r3", "url": "" } ] } }),
+            &[],
+        ),
+        ("GET", "/ckan/files/Dockerfile") => bytes(RECORD_DOCKERFILE.to_vec(), "text/plain"),
+        ("GET", "/ckan/files/measurements.csv") => bytes(b"t,v\n0,1\n".to_vec(), "text/csv"),
+        // Software Heritage's vault: cooked on request, ready on the second poll.
+        ("POST", p) if p == format!("/swh/api/1/vault/directory/{SWH_DIR}/") => {
+            vault_polls.store(0, Ordering::SeqCst);
+            json_response(200, json!({ "status": "new", "id": 1, "swhid": format!("swh:1:dir:{SWH_DIR}") }), &[])
+        }
+        ("GET", p) if p == format!("/swh/api/1/vault/directory/{SWH_DIR}/") => {
+            let status = if vault_polls.fetch_add(1, Ordering::SeqCst) == 0 { "pending" } else { "done" };
+            json_response(200, json!({ "status": status,
+                "fetch_url": format!("{base}/swh/api/1/vault/directory/{SWH_DIR}/raw") }), &[])
+        }
+        ("GET", p) if p == format!("/swh/api/1/vault/directory/{SWH_DIR}/raw/") => bytes(
+            tarball_of(&[
+                (&format!("{SWH_DIR}/Dockerfile"), RECORD_DOCKERFILE),
+                (&format!("{SWH_DIR}/src/main.py"), b"print(1)\n"),
+                (&format!("{SWH_DIR}/run.sh"), b"#!/bin/sh\n"),
+            ]),
+            "application/gzip",
+        ),
+        // Hostile records, for the limits.
+        ("GET", "/zenodo/api/records/666" | "/zenodo/api/records/667" | "/zenodo/api/records/668") => {
+            let id = path.rsplit('/').next().unwrap();
+            json_response(200, json!({ "id": 1, "links": { "files": format!("{base}/zenodo/api/records/{id}/files") } }), &[])
+        }
+        ("GET", "/zenodo/api/records/666/files") => json_response(
+            200,
+            json!({ "entries": [{ "key": "bomb.zip", "links": { "content": format!("{base}/hostile/bomb.zip") } }] }),
+            &[],
+        ),
+        ("GET", "/zenodo/api/records/667/files") => json_response(
+            200,
+            json!({ "entries": [
+                { "key": "Dockerfile", "links": { "content": format!("{base}/figshare-files/1") } },
+                { "key": "../../escaped", "links": { "content": format!("{base}/figshare-files/2") } }] }),
+            &[],
+        ),
+        ("GET", "/zenodo/api/records/668/files") => json_response(
+            200,
+            json!({ "entries": [
+                { "key": "Dockerfile", "size": 3, "links": { "content": format!("{base}/figshare-files/1") } },
+                { "key": "more", "links": { "content": format!("{base}/figshare-files/2") } }] }),
+            &[],
+        ),
+        ("GET", "/hostile/bomb.zip") => bytes(zip_bomb(), "application/zip"),
+        _ => return None,
+    })
 }

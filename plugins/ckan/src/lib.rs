@@ -203,6 +203,7 @@ impl Provider for Ckan {
             downloads,
             unpack: Unpack::AsIs,
             auth: None,
+            series: Some(format!("{}/dataset/{}", s.site, s.dataset)),
         }))
     }
 }

@@ -209,6 +209,7 @@ impl Provider for Dataverse {
             downloads,
             unpack: Unpack::AsIs,
             auth,
+            series: Some(format!("{base}/dataset/{id}")),
         }))
     }
 }

@@ -158,6 +158,7 @@ impl Provider for Figshare {
                 .collect(),
             unpack,
             auth: None,
+            series: Some(format!("article/{id}")),
         }))
     }
 }

@@ -166,6 +166,7 @@ impl Provider for HydroShare {
             }],
             unpack: Unpack::ZipFolder(format!("{id}/data/contents")),
             auth: None,
+            series: Some(format!("{base}/resource/{id}")),
         }))
     }
 }

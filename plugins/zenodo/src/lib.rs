@@ -39,6 +39,7 @@ fn records_api(landing: &str, record: &str) -> Result<String, PluginError> {
 #[derive(serde::Deserialize)]
 struct Record {
     links: RecordLinks,
+    conceptrecid: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -159,6 +160,8 @@ impl Provider for Zenodo {
                 .collect(),
             unpack,
             auth: None,
+            // Every version of a record shares its concept record.
+            series: found.conceptrecid.map(|c| format!("{}/{c}", api.rsplit_once('/').map_or("", |(base, _)| base))),
         }))
     }
 }
@@ -225,7 +228,7 @@ mod tests {
     #[test]
     fn content_lists_the_record_files_and_unpacks_a_lone_zip() {
         let resolution = |ctx: &MockContext| Zenodo::resolve(ctx, "10.5281/zenodo.7").unwrap();
-        let record = r#"{"links": {"files": "https://zenodo.org/api/records/7/files"}}"#;
+        let record = r#"{"conceptrecid": "6", "links": {"files": "https://zenodo.org/api/records/7/files"}}"#;
         let one = r#"{"entries": [{"key": "code.zip", "size": 10,
             "links": {"content": "https://zenodo.org/api/records/7/files/code.zip/content"}}]}"#;
         let ctx = landing("10.5281/zenodo.7", "https://zenodo.org/records/7")
@@ -236,6 +239,7 @@ mod tests {
             panic!("not files");
         };
         assert_eq!(files.unpack, Unpack::Zip);
+        assert_eq!(files.series.as_deref(), Some("https://zenodo.org/api/records/6"));
         assert_eq!(
             files.downloads,
             vec![Download {

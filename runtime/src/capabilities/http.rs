@@ -15,7 +15,7 @@ use url::Url;
 use super::CallState;
 use crate::bindings::http::{Host, HttpError, Method, Request, Response};
 use crate::config::HttpLimits;
-use crate::egress::{EgressDenied, EgressError, EgressPolicy, PolicyResolver};
+use crate::egress::{EgressDenied, EgressPolicy, PolicyResolver};
 use crate::limits::CallLimits;
 
 /// Cached bodies larger than this are not kept.
@@ -276,13 +276,7 @@ fn transport_error(e: reqwest::Error) -> HttpError {
     if e.is_timeout() {
         return HttpError::Timeout;
     }
-    let denial = std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |s| {
-        s.source()
-    })
-    .find_map(|s| match s.downcast_ref::<EgressError>() {
-        Some(EgressError::Denied(d)) => Some(d.clone()),
-        _ => None,
-    });
+    let denial = crate::egress::denial_in(&e);
     match denial {
         Some(d) => denied(d),
         None => HttpError::Connect(crate::error_chain(&e)),

@@ -151,6 +151,11 @@ impl Grants {
         &self.egress
     }
 
+    /// The egress policy, shared.
+    pub(crate) fn egress_arc(&self) -> Arc<EgressPolicy> {
+        self.egress.clone()
+    }
+
     /// The git network under the egress policy.
     pub fn git_wire(&self) -> &Arc<GitWire> {
         &self.wire

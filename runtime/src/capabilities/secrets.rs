@@ -5,16 +5,21 @@ use crate::bindings::secrets::{Host, SecretError};
 
 impl Host for CallState {
     fn get(&mut self, name: String) -> Result<String, SecretError> {
-        let Some(source) = self.grants.secrets.get(&name) else {
-            return Err(SecretError::NotGranted(name));
+        self.grants.secret(&self.plugin, &name)
+    }
+}
+
+impl super::Grants {
+    /// The value of secret `name`, read at each use so that a rotated secret
+    /// needs no restart: for the plugin's calls, and for the host's fetches
+    /// that the plugin authenticates with a secret it names.
+    pub fn secret(&self, plugin: &str, name: &str) -> Result<String, SecretError> {
+        let Some(source) = self.secrets.get(name) else {
+            return Err(SecretError::NotGranted(name.into()));
         };
-        // Read at each use, so a rotated secret needs no restart.
-        match source.read() {
-            Some(v) => Ok(v),
-            None => {
-                tracing::warn!(plugin = %self.plugin, secret = %name, "granted secret has no value ({source:?})");
-                Err(SecretError::Missing(name))
-            }
-        }
+        source.read().ok_or_else(|| {
+            tracing::warn!(plugin, secret = name, "granted secret has no value ({source:?})");
+            SecretError::Missing(name.into())
+        })
     }
 }
