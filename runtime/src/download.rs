@@ -113,10 +113,11 @@ pub struct Downloads {
 impl Downloads {
     /// Downloads for `plugin`, authenticated with `credential` (its secret
     /// read now from the plugin's grants).
-    pub fn new(plugin: &LoadedPlugin, credential: Option<&Credential>) -> Result<Self, DownloadError> {
-        let auth = credential
-            .map(|c| credential_auth(plugin, c))
-            .transpose()?;
+    pub fn new(
+        plugin: &LoadedPlugin,
+        credential: Option<&Credential>,
+    ) -> Result<Self, DownloadError> {
+        let auth = credential.map(|c| credential_auth(plugin, c)).transpose()?;
         let egress = plugin.grants.egress_arc();
         let client = reqwest::Client::builder()
             // A proxy would connect on our behalf to addresses we never checked.
@@ -145,15 +146,17 @@ impl Downloads {
         let host = parsed
             .host_str()
             .ok_or_else(|| DownloadError::InvalidUrl(url.into()))?;
-        self.egress
-            .check_host(host)
-            .map_err(|d| refused(url, &d))?;
+        self.egress.check_host(host).map_err(|d| refused(url, &d))?;
         Ok(parsed)
     }
 
     /// Sends `method` to `url`, following redirects (a POST becomes a GET
     /// after a 301-303), and returns the final answer, whatever its status.
-    async fn send(&self, method: reqwest::Method, url: &str) -> Result<reqwest::Response, DownloadError> {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+    ) -> Result<reqwest::Response, DownloadError> {
         let mut at = self.check(url)?;
         let origin = at.origin();
         let mut method = method;
@@ -167,7 +170,10 @@ impl Downloads {
                     None => request,
                 };
             }
-            let response = request.send().await.map_err(|e| transport(at.as_str(), &e))?;
+            let response = request
+                .send()
+                .await
+                .map_err(|e| transport(at.as_str(), &e))?;
             let location = response
                 .headers()
                 .get("location")
@@ -209,7 +215,9 @@ impl Downloads {
             url: url.into(),
             limit: budget,
         };
-        if response.content_length().is_some_and(|n| n > budget) || expected.is_some_and(|n| n > budget) {
+        if response.content_length().is_some_and(|n| n > budget)
+            || expected.is_some_and(|n| n > budget)
+        {
             return Err(too_large());
         }
         let disk = |e: std::io::Error| DownloadError::Disk {
@@ -238,8 +246,16 @@ impl Downloads {
 
     /// A small JSON answer to a GET (or a POST without a body) of `url`,
     /// with its status.
-    pub async fn json(&self, post: bool, url: &str) -> Result<(u16, serde_json::Value), DownloadError> {
-        let method = if post { reqwest::Method::POST } else { reqwest::Method::GET };
+    pub async fn json(
+        &self,
+        post: bool,
+        url: &str,
+    ) -> Result<(u16, serde_json::Value), DownloadError> {
+        let method = if post {
+            reqwest::Method::POST
+        } else {
+            reqwest::Method::GET
+        };
         let mut response = self.send(method, url).await?;
         let status = response.status().as_u16();
         let mut body = Vec::new();
@@ -265,18 +281,28 @@ fn credential_auth(plugin: &LoadedPlugin, credential: &Credential) -> Result<Aut
     let read = |name: &str| {
         plugin.secret(name).map_err(|e| {
             DownloadError::Credential(match e {
-                SecretError::NotGranted(n) => format!("the secret `{n}` is not granted to `{}`", plugin.name),
-                SecretError::Missing(n) => format!("the secret `{n}` of `{}` has no value", plugin.name),
+                SecretError::NotGranted(n) => {
+                    format!("the secret `{n}` is not granted to `{}`", plugin.name)
+                }
+                SecretError::Missing(n) => {
+                    format!("the secret `{n}` of `{}` has no value", plugin.name)
+                }
             })
         })
     };
     match credential {
         Credential::Basic(b) => Ok(Auth::Basic(b.username.clone(), read(&b.password_secret)?)),
         Credential::Header(h) => {
-            let name = HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|_| DownloadError::Credential(format!("{:?} is not a header name", h.name)))?;
+            let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| {
+                DownloadError::Credential(format!("{:?} is not a header name", h.name))
+            })?;
             let mut value = HeaderValue::from_str(&format!("{}{}", h.prefix, read(&h.secret)?))
-                .map_err(|_| DownloadError::Credential(format!("the secret `{}` cannot be sent in a header", h.secret)))?;
+                .map_err(|_| {
+                    DownloadError::Credential(format!(
+                        "the secret `{}` cannot be sent in a header",
+                        h.secret
+                    ))
+                })?;
             value.set_sensitive(true);
             Ok(Auth::Header(name, value))
         }

@@ -168,9 +168,11 @@ impl EgressPolicy {
 
 /// Our resolver's refusal, found in an error's chain (reqwest wraps it).
 pub(crate) fn denial_in(e: &(dyn std::error::Error + 'static)) -> Option<EgressDenied> {
-    std::iter::successors(Some(e), |s| s.source()).find_map(|s| match s.downcast_ref::<EgressError>() {
-        Some(EgressError::Denied(d)) => Some(d.clone()),
-        _ => None,
+    std::iter::successors(Some(e), |s| s.source()).find_map(|s| {
+        match s.downcast_ref::<EgressError>() {
+            Some(EgressError::Denied(d)) => Some(d.clone()),
+            _ => None,
+        }
     })
 }
 

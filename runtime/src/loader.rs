@@ -33,8 +33,14 @@ fn world_exports(kind: PluginKind) -> (&'static str, &'static [(&'static str, Wi
                 ("content", WitVersion::V0_2),
             ],
         ),
-        PluginKind::BuildStrategy => ("build-strategy-plugin", &[("metadata", V0_1), ("plan", V0_1)]),
-        PluginKind::CullPolicy => ("cull-policy-plugin", &[("metadata", V0_1), ("decide", V0_1)]),
+        PluginKind::BuildStrategy => (
+            "build-strategy-plugin",
+            &[("metadata", V0_1), ("plan", V0_1)],
+        ),
+        PluginKind::CullPolicy => (
+            "cull-policy-plugin",
+            &[("metadata", V0_1), ("decide", V0_1)],
+        ),
     }
 }
 

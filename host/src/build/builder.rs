@@ -154,12 +154,19 @@ impl Builder {
                         Source::Directory => Some(checkout.dir.clone()),
                         Source::Remote => None,
                     };
-                    let built = self.repo2docker(request, &plan, content.as_deref(), dir, log).await;
+                    let built = self
+                        .repo2docker(request, &plan, content.as_deref(), dir, log)
+                        .await;
                     self.observe(executor_name(plan.executor), started, built.is_ok());
                     if built.is_ok()
                         && let Some(hash) = &plan.environment_hash
                     {
-                        self.remember_environment(&key, request, hash, listing.and_then(Result::ok));
+                        self.remember_environment(
+                            &key,
+                            request,
+                            hash,
+                            listing.and_then(Result::ok),
+                        );
                     }
                     return built;
                 }
@@ -232,7 +239,12 @@ impl Builder {
                             bindery_runtime::plugin_error_text(&e)
                         )));
                     }
-                    Err(e) => return Err(BuildFailure::new(format!("The {} provider failed: {e}", request.provider))),
+                    Err(e) => {
+                        return Err(BuildFailure::new(format!(
+                            "The {} provider failed: {e}",
+                            request.provider
+                        )));
+                    }
                 }
             }
             // A provider unloaded since the resolution: its repository is a git remote, as before 0.2.0.
@@ -251,8 +263,11 @@ impl Builder {
             ContentSource::Git(git) => {
                 let (remote, wire) = self.check_egress(request, &git).await?;
                 let authenticated = remote.basic_auth().is_some();
-                let (url, reference, checkout_dir) =
-                    (remote.as_str().to_string(), git.revision.clone(), dir.join("repo"));
+                let (url, reference, checkout_dir) = (
+                    remote.as_str().to_string(),
+                    git.revision.clone(),
+                    dir.join("repo"),
+                );
                 let on_the_wire = WireLimits {
                     timeout: limits.timeout,
                     max_bytes: limits.max_bytes,
@@ -262,7 +277,9 @@ impl Builder {
                         Checkout::fetch(&url, &reference, &checkout_dir, limits)
                     })
                     .await
-                    .map_err(|e| BuildFailure::new(CheckoutError::at_wire(remote.as_str(), limits, e)))?
+                    .map_err(|e| {
+                        BuildFailure::new(CheckoutError::at_wire(remote.as_str(), limits, e))
+                    })?
                     .map_err(BuildFailure::new)?;
                 // From here on the URL is the one checked, as it was parsed.
                 let request = BuildRequest {
@@ -288,14 +305,18 @@ impl Builder {
                 ));
             }
             ContentSource::Files(files) => {
-                let plugin = plugin.as_deref().expect("only a loaded provider returns files");
+                let plugin = plugin
+                    .as_deref()
+                    .expect("only a loaded provider returns files");
                 let checkout = super::fetch::files(plugin, &files, &request.repo_url, dir, limits)
                     .await
                     .map_err(BuildFailure::new)?;
                 (checkout, Source::Directory, data(files.series.as_ref()))
             }
             ContentSource::SwhVault(vault) => {
-                let plugin = plugin.as_deref().expect("only a loaded provider returns a vault");
+                let plugin = plugin
+                    .as_deref()
+                    .expect("only a loaded provider returns a vault");
                 let checkout = super::fetch::vault(plugin, &vault, &request.repo_url, dir, limits)
                     .await
                     .map_err(BuildFailure::new)?;
@@ -379,9 +400,13 @@ impl Builder {
         })?;
         let plugin = self.plugins.get(&request.provider);
         if let Some(auth) = &git.auth {
-            let plugin = plugin.as_deref().expect("only a loaded provider names a credential");
+            let plugin = plugin
+                .as_deref()
+                .expect("only a loaded provider names a credential");
             if remote.scheme() == "git" {
-                return Err(refused("the git protocol carries no credentials; use https".into()));
+                return Err(refused(
+                    "the git protocol carries no credentials; use https".into(),
+                ));
             }
             let password = plugin.secret(&auth.password_secret).map_err(|e| {
                 BuildFailure::new(format!(
@@ -389,8 +414,10 @@ impl Builder {
                     request.provider,
                     without_credentials(&git.url),
                     match e {
-                        secrets::SecretError::NotGranted(n) => format!("the secret `{n}` is not granted to it"),
-                        secrets::SecretError::Missing(n) => format!("the secret `{n}` has no value"),
+                        secrets::SecretError::NotGranted(n) =>
+                            format!("the secret `{n}` is not granted to it"),
+                        secrets::SecretError::Missing(n) =>
+                            format!("the secret `{n}` has no value"),
                     }
                 ))
             })?;

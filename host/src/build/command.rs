@@ -78,10 +78,9 @@ impl Repo2dockerCommand {
         };
         args.extend(engine.map(|e| format!("--engine={e}")));
         args.extend(plan.extra_args.iter().cloned());
-        args.push(content.map_or_else(
-            || request.repo_url.clone(),
-            |dir| dir.display().to_string(),
-        ));
+        args.push(
+            content.map_or_else(|| request.repo_url.clone(), |dir| dir.display().to_string()),
+        );
         args
     }
 }

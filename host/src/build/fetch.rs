@@ -100,7 +100,9 @@ pub async fn files(
         let mut paths = std::collections::BTreeSet::new();
         let mut left = limits.max_bytes;
         for d in &files.downloads {
-            let relative = safe_path(&d.path).map_err(|why| fetch.fail(format!("the provider named a file {:?}: {why}", d.path)))?;
+            let relative = safe_path(&d.path).map_err(|why| {
+                fetch.fail(format!("the provider named a file {:?}: {why}", d.path))
+            })?;
             if !paths.insert(relative.clone()) {
                 return Err(fetch.fail(format!("the provider named {:?} twice", d.path)));
             }
@@ -117,7 +119,9 @@ pub async fn files(
             left -= got;
         }
         let single = || match files.downloads.as_slice() {
-            [one] => Ok(fetch.root.join(safe_path(&one.path).expect("checked above"))),
+            [one] => Ok(fetch
+                .root
+                .join(safe_path(&one.path).expect("checked above"))),
             _ => Err(fetch.fail(format!(
                 "the provider asked to unpack one archive but listed {} files",
                 files.downloads.len()
@@ -134,7 +138,8 @@ pub async fn files(
             }
             Unpack::ZipFolder(folder) => {
                 let archive = single()?;
-                let folder = safe_path(folder).map_err(|why| fetch.fail(format!("the folder {folder:?} to unpack: {why}")))?;
+                let folder = safe_path(folder)
+                    .map_err(|why| fetch.fail(format!("the folder {folder:?} to unpack: {why}")))?;
                 if !is_zip(&archive) {
                     return Err(fetch.fail("the download is not a zip archive"));
                 }
@@ -161,18 +166,33 @@ pub async fn vault(
         root: dir.join("repo"),
     };
     within(&fetch, async {
-        if !(vault.directory.len() == 40 && vault.directory.bytes().all(|b| b.is_ascii_hexdigit())) {
+        if !(vault.directory.len() == 40 && vault.directory.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
             return Err(fetch.fail(format!("{:?} is not a directory id", vault.directory)));
         }
         let downloads = Downloads::new(plugin, vault.auth.as_ref()).map_err(|e| fetch.fail(e))?;
-        let cook = format!("{}/vault/directory/{}/", vault.api.trim_end_matches('/'), vault.directory);
+        let cook = format!(
+            "{}/vault/directory/{}/",
+            vault.api.trim_end_matches('/'),
+            vault.directory
+        );
         let mut pause = Duration::from_millis(500);
         let mut post = true;
         let fetch_url = loop {
-            let (status, answer) = downloads.json(post, &cook).await.map_err(|e| fetch.fail(e))?;
+            let (status, answer) = downloads
+                .json(post, &cook)
+                .await
+                .map_err(|e| fetch.fail(e))?;
             post = false;
             if !(200..300).contains(&status) {
-                return Err(fetch.fail(format!("the vault answered HTTP {status}: {}", answer.get("reason").or(answer.get("detail")).and_then(|r| r.as_str()).unwrap_or("no reason given"))));
+                return Err(fetch.fail(format!(
+                    "the vault answered HTTP {status}: {}",
+                    answer
+                        .get("reason")
+                        .or(answer.get("detail"))
+                        .and_then(|r| r.as_str())
+                        .unwrap_or("no reason given")
+                )));
             }
             match answer.get("status").and_then(|s| s.as_str()) {
                 Some("done") => {
@@ -182,18 +202,31 @@ pub async fn vault(
                     break url.to_string();
                 }
                 Some("failed") => {
-                    let why = answer.get("progress_message").and_then(|m| m.as_str()).unwrap_or("no reason given");
-                    return Err(fetch.fail(format!("the vault could not prepare the directory: {why}")));
+                    let why = answer
+                        .get("progress_message")
+                        .and_then(|m| m.as_str())
+                        .unwrap_or("no reason given");
+                    return Err(
+                        fetch.fail(format!("the vault could not prepare the directory: {why}"))
+                    );
                 }
                 Some("new" | "pending") => {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(VAULT_POLL_MAX);
                 }
-                other => return Err(fetch.fail(format!("the vault answered an unknown status {other:?}"))),
+                other => {
+                    return Err(
+                        fetch.fail(format!("the vault answered an unknown status {other:?}"))
+                    );
+                }
             }
         };
         // As upstream: every API URL ends in `/`, the fetch URL too.
-        let fetch_url = if fetch_url.ends_with('/') { fetch_url } else { format!("{fetch_url}/") };
+        let fetch_url = if fetch_url.ends_with('/') {
+            fetch_url
+        } else {
+            format!("{fetch_url}/")
+        };
         std::fs::create_dir_all(&fetch.root).map_err(|e| fetch.disk(e))?;
         let tarball = dir.join("vault.tar");
         downloads
@@ -274,9 +307,15 @@ impl Budget<'_> {
             std::fs::create_dir_all(parent).map_err(|e| self.fetch.disk(e))?;
         }
         let mut out = std::fs::File::create(to).map_err(|e| self.fetch.disk(e))?;
-        let cap = self.fetch.limits.max_file_bytes.min(self.fetch.limits.max_bytes - self.bytes);
-        let written = std::io::copy(&mut (&mut from).take(cap + 1), &mut out)
-            .map_err(|e| self.fetch.fail(format!("{name} in the archive cannot be read: {e}")))?;
+        let cap = self
+            .fetch
+            .limits
+            .max_file_bytes
+            .min(self.fetch.limits.max_bytes - self.bytes);
+        let written = std::io::copy(&mut (&mut from).take(cap + 1), &mut out).map_err(|e| {
+            self.fetch
+                .fail(format!("{name} in the archive cannot be read: {e}"))
+        })?;
         if written > cap {
             return Err(if cap < self.fetch.limits.max_file_bytes {
                 self.fetch.too_large()
@@ -291,22 +330,36 @@ impl Budget<'_> {
 
 /// Unpacks the zip at `archive` into the root (only what is under `folder`,
 /// lifted to the root, when one is given), then deletes it.
-async fn unpack_zip(fetch: &Fetch<'_>, archive: PathBuf, folder: Option<PathBuf>) -> Result<(), CheckoutError> {
+async fn unpack_zip(
+    fetch: &Fetch<'_>,
+    archive: PathBuf,
+    folder: Option<PathBuf>,
+) -> Result<(), CheckoutError> {
     let (what, limits, root) = (fetch.what.to_string(), fetch.limits, fetch.root.clone());
     tokio::task::spawn_blocking(move || {
-        let fetch = Fetch { what: &what, limits, root };
+        let fetch = Fetch {
+            what: &what,
+            limits,
+            root,
+        };
         let file = std::fs::File::open(&archive).map_err(|e| fetch.disk(e))?;
         let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
             .map_err(|e| fetch.fail(format!("the zip archive cannot be read: {e}")))?;
         std::fs::remove_file(&archive).map_err(|e| fetch.disk(e))?;
-        let mut budget = Budget { fetch: &fetch, files: 0, bytes: 0 };
+        let mut budget = Budget {
+            fetch: &fetch,
+            files: 0,
+            bytes: 0,
+        };
         for i in 0..zip.len() {
             let mut entry = zip
                 .by_index(i)
                 .map_err(|e| fetch.fail(format!("the zip archive cannot be read: {e}")))?;
             let name = String::from_utf8_lossy(entry.name_raw()).into_owned();
             let Some(inside) = entry.enclosed_name() else {
-                return Err(fetch.fail(format!("the zip archive holds {name:?}, which leads out of it")));
+                return Err(fetch.fail(format!(
+                    "the zip archive holds {name:?}, which leads out of it"
+                )));
             };
             let relative = match &folder {
                 None => inside,
@@ -345,27 +398,37 @@ async fn unpack_zip(fetch: &Fetch<'_>, archive: PathBuf, folder: Option<PathBuf>
 async fn unpack_tar(fetch: &Fetch<'_>, archive: PathBuf) -> Result<(), CheckoutError> {
     let (what, limits, root) = (fetch.what.to_string(), fetch.limits, fetch.root.clone());
     tokio::task::spawn_blocking(move || {
-        let fetch = Fetch { what: &what, limits, root };
+        let fetch = Fetch {
+            what: &what,
+            limits,
+            root,
+        };
         let gzipped = {
             let mut magic = [0u8; 2];
             std::fs::File::open(&archive)
                 .and_then(|mut f| f.read_exact(&mut magic))
                 .is_ok_and(|()| magic == [0x1f, 0x8b])
         };
-        let file = std::io::BufReader::new(std::fs::File::open(&archive).map_err(|e| fetch.disk(e))?);
+        let file =
+            std::io::BufReader::new(std::fs::File::open(&archive).map_err(|e| fetch.disk(e))?);
         let reader: Box<dyn Read> = if gzipped {
             Box::new(flate2::read::GzDecoder::new(file))
         } else {
             Box::new(file)
         };
         let mut tar = tar::Archive::new(reader);
-        let mut budget = Budget { fetch: &fetch, files: 0, bytes: 0 };
+        let mut budget = Budget {
+            fetch: &fetch,
+            files: 0,
+            bytes: 0,
+        };
         let mut links = Vec::new();
         let unreadable = |e: std::io::Error| fetch.fail(format!("the tarball cannot be read: {e}"));
         for entry in tar.entries().map_err(unreadable)? {
             let mut entry = entry.map_err(unreadable)?;
             let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            let relative = safe_path(&name).map_err(|why| fetch.fail(format!("the tarball holds {name:?}: {why}")))?;
+            let relative = safe_path(&name)
+                .map_err(|why| fetch.fail(format!("the tarball holds {name:?}: {why}")))?;
             let target = fetch.root.join(&relative);
             match entry.header().entry_type() {
                 tar::EntryType::Directory => {
@@ -380,7 +443,8 @@ async fn unpack_tar(fetch: &Fetch<'_>, archive: PathBuf) -> Result<(), CheckoutE
                     budget.copy(&name, &mut entry, &target)?;
                     if executable {
                         use std::os::unix::fs::PermissionsExt;
-                        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).map_err(|e| fetch.disk(e))?;
+                        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))
+                            .map_err(|e| fetch.disk(e))?;
                     }
                 }
                 tar::EntryType::Symlink => {
@@ -440,11 +504,25 @@ mod tests {
 
     #[test]
     fn paths_stay_inside_and_hold_no_git_metadata() {
-        assert_eq!(safe_path("a/./b//c.txt").unwrap(), PathBuf::from("a/b/c.txt"));
-        for bad in ["../x", "a/../../x", "", "/", ".git/config", "a/.GIT/hooks/x", "a\\b"] {
+        assert_eq!(
+            safe_path("a/./b//c.txt").unwrap(),
+            PathBuf::from("a/b/c.txt")
+        );
+        for bad in [
+            "../x",
+            "a/../../x",
+            "",
+            "/",
+            ".git/config",
+            "a/.GIT/hooks/x",
+            "a\\b",
+        ] {
             assert!(safe_path(bad).is_err(), "{bad}");
         }
-        assert_eq!(safe_path("/etc/passwd").unwrap(), PathBuf::from("etc/passwd"));
+        assert_eq!(
+            safe_path("/etc/passwd").unwrap(),
+            PathBuf::from("etc/passwd")
+        );
     }
 
     #[test]

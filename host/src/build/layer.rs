@@ -184,7 +184,10 @@ pub fn write_layer(
     let new = tree_entries(repo, checkout.commit).map_err(LayerError::Failed)?;
     let gone = match &plan.base_ref {
         None => Vec::new(),
-        Some(base) => match Oid::from_str(base).ok().filter(|oid| repo.find_commit(*oid).is_ok()) {
+        Some(base) => match Oid::from_str(base)
+            .ok()
+            .filter(|oid| repo.find_commit(*oid).is_ok())
+        {
             Some(oid) => {
                 let mut gone = removed(&tree_entries(repo, oid).map_err(LayerError::Failed)?, &new);
                 // A build of the base revision copied its git metadata too: it
@@ -200,7 +203,13 @@ pub fn write_layer(
                     .iter()
                     .map(|p| match p.strip_suffix('/') {
                         Some(dir) => (dir.to_string(), Kind::Dir),
-                        None => (p.clone(), Kind::File { executable: false, blob: Oid::ZERO_SHA1 }),
+                        None => (
+                            p.clone(),
+                            Kind::File {
+                                executable: false,
+                                blob: Oid::ZERO_SHA1,
+                            },
+                        ),
                     })
                     .collect();
                 removed(&base, &new)

@@ -225,12 +225,15 @@ pub fn check(plan: &BuildPlan) -> Result<(), String> {
             if p.environment_hash.is_empty() {
                 return Err("environment_hash is empty".into());
             }
-            if p.base_ref
-                .as_ref()
-                .is_some_and(|r| r.len() != 40 || !r.chars().all(|c| c.is_ascii_hexdigit()))
-            {
+            // A commit sha, or a record version (read from the environment's
+            // listing, never handed to git as a revision expression).
+            if p.base_ref.as_ref().is_some_and(|r| {
+                r.is_empty()
+                    || r.len() > 256
+                    || r.contains(|c: char| c.is_whitespace() || c.is_control())
+            }) {
                 return Err(format!(
-                    "base_ref {:?} is not a commit sha",
+                    "base_ref {:?} is not a revision",
                     p.base_ref.as_deref().unwrap_or_default()
                 ));
             }
@@ -346,7 +349,7 @@ mod tests {
             (|p| p.target_dir = "/home/../etc".into(), "target_dir"),
             (|p| p.target_dir = "/".into(), "target_dir"),
             (|p| p.uid = 0, "root"),
-            (|p| p.base_ref = Some("main".into()), "base_ref"),
+            (|p| p.base_ref = Some("main branch".into()), "base_ref"),
             (|p| p.environment_hash = String::new(), "environment_hash"),
         ];
         for (spoil, named) in bad_layer {

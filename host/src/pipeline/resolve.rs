@@ -427,7 +427,9 @@ fn plugin_failed(provider: &str, key: String, e: PluginError) -> ResolveError {
                 message: r.message.clone(),
             };
         }
-        PluginError::InvalidConfig(m) => tracing::error!(provider, "provider is misconfigured: {m}"),
+        PluginError::InvalidConfig(m) => {
+            tracing::error!(provider, "provider is misconfigured: {m}")
+        }
         PluginError::Internal(m) => tracing::error!(provider, "provider failed: {m}"),
         _ => {}
     }

@@ -10,40 +10,13 @@ use crate::support;
 
 use std::time::{Duration, Instant};
 
-use support::engine::{DOCKERFILE, TestRepo, build_config, engine, noise};
+use support::engine::{DOCKERFILE, TestRepo, build_config, engine, noise, run_in};
 use support::faults::{CutProxy, SmallDisk};
 use support::registry::OciRegistry;
 use support::service::{Service, Stream, build_only, git_spec};
 
 async fn build(s: &Service, repo: &TestRepo, reference: &str) -> Stream {
     build_only(&s.base, &repo.url, reference).await
-}
-
-/// Runs `script` in `image`, pulled from the registry by the engine.
-fn run_in(image: &str, script: &str) -> String {
-    let e = engine();
-    let pulled = e.docker(&["pull", "-q", image]);
-    assert!(
-        pulled.status.success(),
-        "pull {image}: {}",
-        String::from_utf8_lossy(&pulled.stderr)
-    );
-    let out = e.docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "host",
-        image,
-        "sh",
-        "-c",
-        script,
-    ]);
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,7 @@ mod browser;
 mod builds;
 mod chart;
 mod cull;
+mod data;
 mod image;
 mod kubernetes;
 mod launch;

@@ -677,9 +677,20 @@ async fn a_wit_0_1_0_provider_loads_resolves_and_builds_with_git() {
     let fixture = support::workspace().join("tests/fixtures/wit-0.1.0/forgejo-provider.wasm");
     let (app, _forges, _data) = forgejo_at(&fixture).await;
     let plugins = &app.state.plugins;
-    assert_eq!(plugins.get("forge").unwrap().wit_version(), WitVersion::V0_1);
-    let resolution = plugins.resolve("forge", "lab/analysis/main").await.unwrap().unwrap();
-    let content = plugins.content("forge", &resolution).await.unwrap().unwrap();
+    assert_eq!(
+        plugins.get("forge").unwrap().wit_version(),
+        WitVersion::V0_1
+    );
+    let resolution = plugins
+        .resolve("forge", "lab/analysis/main")
+        .await
+        .unwrap()
+        .unwrap();
+    let content = plugins
+        .content("forge", &resolution)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
         matches!(&content, ContentSource::Git(GitContent { url, revision, auth: None })
             if *url == resolution.repo_url && revision == SHA),

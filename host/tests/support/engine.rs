@@ -213,3 +213,30 @@ pub async fn build_config(data: &std::path::Path, registry: &OciRegistry) -> Con
     c.registry.timeout_ms = 30_000;
     c
 }
+
+/// Runs `script` in `image`, pulled from the registry by the engine.
+pub fn run_in(image: &str, script: &str) -> String {
+    let e = engine();
+    let pulled = e.docker(&["pull", "-q", image]);
+    assert!(
+        pulled.status.success(),
+        "pull {image}: {}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    let out = e.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        image,
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}

@@ -55,10 +55,11 @@ impl Forges {
             async move {
                 let path = req.uri().path().to_string();
                 let query = req.uri().query().unwrap_or("").to_string();
-                let response = match data(&origin, req.method().as_str(), &path, &query, &vault_polls) {
-                    Some(r) => r,
-                    None => answer(&origin, &path, &query, req.headers()),
-                };
+                let response =
+                    match data(&origin, req.method().as_str(), &path, &query, &vault_polls) {
+                        Some(r) => r,
+                        None => answer(&origin, &path, &query, req.headers()),
+                    };
                 let header = |n: &str| {
                     req.headers()
                         .get(n)
@@ -459,7 +460,13 @@ fn zip_bomb() -> Vec<u8> {
 
 /// The data services' file lists and downloads, and Software Heritage's
 /// vault (`new`, then `pending`, then `done`).
-fn data(base: &str, method: &str, path: &str, query: &str, vault_polls: &AtomicU32) -> Option<Response<Body>> {
+fn data(
+    base: &str,
+    method: &str,
+    path: &str,
+    query: &str,
+    vault_polls: &AtomicU32,
+) -> Option<Response<Body>> {
     Some(match (method, path) {
         // Zenodo: a record of one zip, its single folder flattened; the next
         // version changes only data.
@@ -508,7 +515,9 @@ fn data(base: &str, method: &str, path: &str, query: &str, vault_polls: &AtomicU
                   "download_url": "https://example.org/elsewhere" } ] }),
             &[],
         ),
-        ("GET", "/figshare-files/1") => bytes(RECORD_DOCKERFILE.to_vec(), "application/octet-stream"),
+        ("GET", "/figshare-files/1") => {
+            bytes(RECORD_DOCKERFILE.to_vec(), "application/octet-stream")
+        }
         ("GET", "/figshare-files/2") => bytes(b"{}".to_vec(), "application/octet-stream"),
         // Dataverse: folders from directoryLabel, tabular originals, zips kept.
         ("GET", "/api/datasets/3035124/versions/3.0") => json_response(
@@ -534,15 +543,26 @@ fn data(base: &str, method: &str, path: &str, query: &str, vault_polls: &AtomicU
         }
         // HydroShare: the bag redirects to S3 once prepared; only data/contents counts.
         ("GET", p) if p == format!("/hydroshare/django_s3/download/bags/{HYDROSHARE_ID}.zip") => {
-            redirect(format!("{base}/hydroshare-s3/bags/{HYDROSHARE_ID}.zip?sig=x"))
+            redirect(format!(
+                "{base}/hydroshare-s3/bags/{HYDROSHARE_ID}.zip?sig=x"
+            ))
         }
         ("GET", p) if p == format!("/hydroshare-s3/bags/{HYDROSHARE_ID}.zip") => bytes(
             zip_of(&[
-                (&format!("{HYDROSHARE_ID}/bagit.txt"), b"BagIt-Version: 0.97\n"),
+                (
+                    &format!("{HYDROSHARE_ID}/bagit.txt"),
+                    b"BagIt-Version: 0.97\n",
+                ),
                 (&format!("{HYDROSHARE_ID}/manifest-md5.txt"), b"..."),
                 (&format!("{HYDROSHARE_ID}/data/resourcemap.xml"), b"<rdf/>"),
-                (&format!("{HYDROSHARE_ID}/data/contents/Dockerfile"), RECORD_DOCKERFILE),
-                (&format!("{HYDROSHARE_ID}/data/contents/model/run.txt"), b"run"),
+                (
+                    &format!("{HYDROSHARE_ID}/data/contents/Dockerfile"),
+                    RECORD_DOCKERFILE,
+                ),
+                (
+                    &format!("{HYDROSHARE_ID}/data/contents/model/run.txt"),
+                    b"run",
+                ),
             ]),
             "application/zip",
         ),
@@ -561,12 +581,24 @@ fn data(base: &str, method: &str, path: &str, query: &str, vault_polls: &AtomicU
         // Software Heritage's vault: cooked on request, ready on the second poll.
         ("POST", p) if p == format!("/swh/api/1/vault/directory/{SWH_DIR}/") => {
             vault_polls.store(0, Ordering::SeqCst);
-            json_response(200, json!({ "status": "new", "id": 1, "swhid": format!("swh:1:dir:{SWH_DIR}") }), &[])
+            json_response(
+                200,
+                json!({ "status": "new", "id": 1, "swhid": format!("swh:1:dir:{SWH_DIR}") }),
+                &[],
+            )
         }
         ("GET", p) if p == format!("/swh/api/1/vault/directory/{SWH_DIR}/") => {
-            let status = if vault_polls.fetch_add(1, Ordering::SeqCst) == 0 { "pending" } else { "done" };
-            json_response(200, json!({ "status": status,
-                "fetch_url": format!("{base}/swh/api/1/vault/directory/{SWH_DIR}/raw") }), &[])
+            let status = if vault_polls.fetch_add(1, Ordering::SeqCst) == 0 {
+                "pending"
+            } else {
+                "done"
+            };
+            json_response(
+                200,
+                json!({ "status": status,
+                "fetch_url": format!("{base}/swh/api/1/vault/directory/{SWH_DIR}/raw") }),
+                &[],
+            )
         }
         ("GET", p) if p == format!("/swh/api/1/vault/directory/{SWH_DIR}/raw/") => bytes(
             tarball_of(&[
@@ -577,9 +609,16 @@ fn data(base: &str, method: &str, path: &str, query: &str, vault_polls: &AtomicU
             "application/gzip",
         ),
         // Hostile records, for the limits.
-        ("GET", "/zenodo/api/records/666" | "/zenodo/api/records/667" | "/zenodo/api/records/668") => {
+        (
+            "GET",
+            "/zenodo/api/records/666" | "/zenodo/api/records/667" | "/zenodo/api/records/668",
+        ) => {
             let id = path.rsplit('/').next().unwrap();
-            json_response(200, json!({ "id": 1, "links": { "files": format!("{base}/zenodo/api/records/{id}/files") } }), &[])
+            json_response(
+                200,
+                json!({ "id": 1, "links": { "files": format!("{base}/zenodo/api/records/{id}/files") } }),
+                &[],
+            )
         }
         ("GET", "/zenodo/api/records/666/files") => json_response(
             200,

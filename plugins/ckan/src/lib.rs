@@ -222,15 +222,21 @@ mod tests {
             {"id": "r3", "url": "https://files.example.org/"},
             {"id": "r4", "url": "https://files.example.org/data.csv?x=1"},
             {"id": "r5", "url": "https://mirror.example.org/environment.yml"}]}}"#;
-        let ctx = bindery_sdk::testing::MockContext::new()
-            .with_json("https://demo.ckan.org/api/3/action/package_show?id=d", 200, body);
+        let ctx = bindery_sdk::testing::MockContext::new().with_json(
+            "https://demo.ckan.org/api/3/action/package_show?id=d",
+            200,
+            body,
+        );
         let r = Ckan::resolve(&ctx, &quote("https://demo.ckan.org/dataset/d", "")).unwrap();
         let ContentSource::Files(files) = Ckan::content(&ctx, r).unwrap() else {
             panic!("not files");
         };
         let paths: Vec<&str> = files.downloads.iter().map(|d| d.path.as_str()).collect();
         assert_eq!(paths, ["r3", "data.csv", "environment.yml"]);
-        assert_eq!(files.downloads[2].url, "https://mirror.example.org/environment.yml");
+        assert_eq!(
+            files.downloads[2].url,
+            "https://mirror.example.org/environment.yml"
+        );
         assert_eq!(files.unpack, Unpack::AsIs);
     }
     use bindery_sdk::testing::MockContext;

@@ -173,14 +173,20 @@ impl Provider for Dataverse {
         ctx: &impl ProviderContext,
         resolution: Resolution,
     ) -> Result<ContentSource, PluginError> {
-        let landing = bindery_sdk::doi::landing_page(ctx, &resolution.repo_url, "10.7910/DVN/TJCLKP")?;
+        let landing =
+            bindery_sdk::doi::landing_page(ctx, &resolution.repo_url, "10.7910/DVN/TJCLKP")?;
         let base = origin(&landing)?;
-        let (id, version) = resolution
-            .resolved_ref
-            .split_once(".v")
-            .ok_or_else(|| PluginError::Internal(format!("not a Dataverse version: {}", resolution.resolved_ref)))?;
+        let (id, version) = resolution.resolved_ref.split_once(".v").ok_or_else(|| {
+            PluginError::Internal(format!(
+                "not a Dataverse version: {}",
+                resolution.resolved_ref
+            ))
+        })?;
         let url = format!("{base}/api/datasets/{id}/versions/{version}");
-        let missing = format!("{} has no version {version} any more.", resolution.resolved_spec);
+        let missing = format!(
+            "{} has no version {version} any more.",
+            resolution.resolved_spec
+        );
         let answer: VersionAnswer = upstream::get_json(ctx, SERVICE, &url, &missing)?;
         let downloads = answer
             .data
@@ -193,7 +199,10 @@ impl Provider for Dataverse {
                         Some(dir) if !dir.is_empty() => format!("{}/{name}", dir.trim_matches('/')),
                         _ => name,
                     },
-                    url: format!("{base}/api/access/datafile/{}?format=original", f.data_file.id),
+                    url: format!(
+                        "{base}/api/access/datafile/{}?format=original",
+                        f.data_file.id
+                    ),
                     size: f.data_file.original_file_size.or(f.data_file.filesize),
                 }
             })
@@ -260,20 +269,26 @@ mod tests {
             vec![
                 Download {
                     path: "data/raw/2023-01-03.tsv".into(),
-                    url: "https://dataverse.harvard.edu/api/access/datafile/7?format=original".into(),
+                    url: "https://dataverse.harvard.edu/api/access/datafile/7?format=original"
+                        .into(),
                     size: Some(12),
                 },
                 Download {
                     path: "environment.yml".into(),
-                    url: "https://dataverse.harvard.edu/api/access/datafile/8?format=original".into(),
+                    url: "https://dataverse.harvard.edu/api/access/datafile/8?format=original"
+                        .into(),
                     size: Some(30),
                 },
             ]
         );
-        let ContentSource::Files(content) = Dataverse::content(&ctx.with_secret(TOKEN_SECRET, "t"), r).unwrap() else {
+        let ContentSource::Files(content) =
+            Dataverse::content(&ctx.with_secret(TOKEN_SECRET, "t"), r).unwrap()
+        else {
             panic!("not files");
         };
-        assert!(matches!(content.auth, Some(Credential::Header(h)) if h.name == "X-Dataverse-key" && h.secret == TOKEN_SECRET));
+        assert!(
+            matches!(content.auth, Some(Credential::Header(h)) if h.name == "X-Dataverse-key" && h.secret == TOKEN_SECRET)
+        );
     }
 
     #[test]

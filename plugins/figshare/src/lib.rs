@@ -135,14 +135,20 @@ impl Provider for Figshare {
         ctx: &impl ProviderContext,
         resolution: Resolution,
     ) -> Result<ContentSource, PluginError> {
-        let (id, version) = resolution
-            .resolved_ref
-            .split_once(".v")
-            .ok_or_else(|| PluginError::Internal(format!("not a Figshare version: {}", resolution.resolved_ref)))?;
+        let (id, version) = resolution.resolved_ref.split_once(".v").ok_or_else(|| {
+            PluginError::Internal(format!(
+                "not a Figshare version: {}",
+                resolution.resolved_ref
+            ))
+        })?;
         let url = format!("{}/articles/{id}/versions/{version}", api_base(ctx));
         let missing = format!("Figshare has no version {version} of article {id}.");
         let article: Article = upstream::get_json(ctx, SERVICE, &url, &missing)?;
-        let files: Vec<ArticleFile> = article.files.into_iter().filter(|f| !f.is_link_only).collect();
+        let files: Vec<ArticleFile> = article
+            .files
+            .into_iter()
+            .filter(|f| !f.is_link_only)
+            .collect();
         let unpack = match files.as_slice() {
             [one] if one.name.ends_with(".zip") => Unpack::Zip,
             _ => Unpack::AsIs,

@@ -256,7 +256,10 @@ mod tests {
         let ContentSource::Git(git) = GitHub::content(&ctx, r.clone()).unwrap() else {
             panic!("not git");
         };
-        assert_eq!((git.url.as_str(), git.revision.as_str(), git.auth), (r.repo_url.as_str(), SHA, None));
+        assert_eq!(
+            (git.url.as_str(), git.revision.as_str(), git.auth),
+            (r.repo_url.as_str(), SHA, None)
+        );
         let ctx = ctx.with_secret("access_token", "t0k");
         let ContentSource::Git(git) = GitHub::content(&ctx, r).unwrap() else {
             panic!("not git");

@@ -127,12 +127,18 @@ impl Provider for HydroShare {
         resolution: Resolution,
     ) -> Result<ContentSource, PluginError> {
         let (id, _) = resolution.resolved_ref.split_once(".v").ok_or_else(|| {
-            PluginError::Internal(format!("not a HydroShare version: {}", resolution.resolved_ref))
+            PluginError::Internal(format!(
+                "not a HydroShare version: {}",
+                resolution.resolved_ref
+            ))
         })?;
         let base = ctx
             .config("base_url")
             .unwrap_or_else(|| "https://www.hydroshare.org".into());
-        let bag = format!("{}/django_s3/download/bags/{id}.zip", base.trim_end_matches('/'));
+        let bag = format!(
+            "{}/django_s3/download/bags/{id}.zip",
+            base.trim_end_matches('/')
+        );
         let request = Request {
             follow_redirects: false,
             ..Request::get(bag.as_str())
@@ -140,10 +146,16 @@ impl Provider for HydroShare {
         let response = upstream::send(ctx, SERVICE, &request)?;
         let url = match response.status {
             301..=303 | 307 | 308 => match response.header("location") {
-                Some(to) if to.starts_with("https://") || to.starts_with("http://") => to.to_string(),
+                Some(to) if to.starts_with("https://") || to.starts_with("http://") => {
+                    to.to_string()
+                }
                 Some(to) if to.starts_with('/') => format!("{}{to}", origin(&bag)),
                 _ => {
-                    return Err(upstream::failure(SERVICE, Some(response.status), "the bag redirect has no usable Location"));
+                    return Err(upstream::failure(
+                        SERVICE,
+                        Some(response.status),
+                        "the bag redirect has no usable Location",
+                    ));
                 }
             },
             // Upstream polls for up to 120 s here; a build asks again instead.
@@ -155,7 +167,11 @@ impl Provider for HydroShare {
                     ),
                 }));
             }
-            404 => return Err(PluginError::NotFound(format!("HydroShare has no bag for resource {id}."))),
+            404 => {
+                return Err(PluginError::NotFound(format!(
+                    "HydroShare has no bag for resource {id}."
+                )));
+            }
             _ => return Err(upstream::status_error(ctx, SERVICE, &response)),
         };
         Ok(ContentSource::Files(FilesContent {
@@ -192,7 +208,10 @@ mod tests {
     fn bag(status: u16, location: Option<&str>) -> MockContext {
         let response = bindery_sdk::http::Response {
             status,
-            headers: location.map(|l| ("location".to_string(), l.to_string())).into_iter().collect(),
+            headers: location
+                .map(|l| ("location".to_string(), l.to_string()))
+                .into_iter()
+                .collect(),
             body: vec![],
             final_url: String::new(),
             revalidated: false,
@@ -222,14 +241,21 @@ mod tests {
         let ContentSource::Files(files) = HydroShare::content(&ctx, resolution()).unwrap() else {
             panic!("not files");
         };
-        assert_eq!(files.unpack, Unpack::ZipFolder(format!("{ID}/data/contents")));
+        assert_eq!(
+            files.unpack,
+            Unpack::ZipFolder(format!("{ID}/data/contents"))
+        );
         assert_eq!(files.downloads[0].url, s3);
         assert!(!ctx.requests()[0].follow_redirects);
         let relative = bag(302, Some("/bags/x.zip"));
-        let ContentSource::Files(files) = HydroShare::content(&relative, resolution()).unwrap() else {
+        let ContentSource::Files(files) = HydroShare::content(&relative, resolution()).unwrap()
+        else {
             panic!("not files");
         };
-        assert_eq!(files.downloads[0].url, "https://www.hydroshare.org/bags/x.zip");
+        assert_eq!(
+            files.downloads[0].url,
+            "https://www.hydroshare.org/bags/x.zip"
+        );
         assert!(matches!(
             HydroShare::content(&bag(200, None), resolution()),
             Err(PluginError::RateLimited(r)) if r.message.contains("preparing")

@@ -262,7 +262,11 @@ impl Provider for SoftwareHeritage {
             id
         };
         if !spec::is_sha1(&directory) {
-            return Err(upstream::failure(SERVICE, Some(200), format!("{directory:?} is not a directory id")));
+            return Err(upstream::failure(
+                SERVICE,
+                Some(200),
+                format!("{directory:?} is not a directory id"),
+            ));
         }
         let auth = upstream::optional_secret(ctx, "token").map(|_| {
             Credential::Header(HeaderAuth {
@@ -292,8 +296,16 @@ mod tests {
         let rev = "309cf2674ee7a0749978cf8265ab91a60aea0f7d";
         let dir = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
         let ctx = MockContext::new()
-            .with_json(&format!("https://archive.softwareheritage.org/api/1/revision/{rev}/"), 200, &format!(r#"{{"directory": "{dir}"}}"#))
-            .with_json(&format!("https://archive.softwareheritage.org/api/1/directory/{dir}/"), 200, "[]")
+            .with_json(
+                &format!("https://archive.softwareheritage.org/api/1/revision/{rev}/"),
+                200,
+                &format!(r#"{{"directory": "{dir}"}}"#),
+            )
+            .with_json(
+                &format!("https://archive.softwareheritage.org/api/1/directory/{dir}/"),
+                200,
+                "[]",
+            )
             .with_secret("token", "t");
         let r = SoftwareHeritage::resolve(&ctx, &format!("swh:1:rev:{rev}")).unwrap();
         let ContentSource::SwhVault(vault) = SoftwareHeritage::content(&ctx, r).unwrap() else {
@@ -301,7 +313,9 @@ mod tests {
         };
         assert_eq!(vault.directory, dir);
         assert_eq!(vault.api, "https://archive.softwareheritage.org/api/1");
-        assert!(matches!(vault.auth, Some(Credential::Header(h)) if h.prefix == "Bearer " && h.secret == "token"));
+        assert!(
+            matches!(vault.auth, Some(Credential::Header(h)) if h.prefix == "Bearer " && h.secret == "token")
+        );
         let r = SoftwareHeritage::resolve(&ctx, &format!("swh:1:dir:{dir}")).unwrap();
         let ContentSource::SwhVault(vault) = SoftwareHeritage::content(&ctx, r).unwrap() else {
             panic!("not the vault");

@@ -161,7 +161,9 @@ impl Provider for Zenodo {
             unpack,
             auth: None,
             // Every version of a record shares its concept record.
-            series: found.conceptrecid.map(|c| format!("{}/{c}", api.rsplit_once('/').map_or("", |(base, _)| base))),
+            series: found
+                .conceptrecid
+                .map(|c| format!("{}/{c}", api.rsplit_once('/').map_or("", |(base, _)| base))),
         }))
     }
 }
@@ -209,8 +211,14 @@ mod tests {
     #[test]
     fn records_api_follows_the_landing_page() {
         for (landing, api) in [
-            ("https://zenodo.org/records/7", "https://zenodo.org/api/records/7"),
-            ("https://zenodo.org/record/7", "https://zenodo.org/api/records/7"),
+            (
+                "https://zenodo.org/records/7",
+                "https://zenodo.org/api/records/7",
+            ),
+            (
+                "https://zenodo.org/record/7",
+                "https://zenodo.org/api/records/7",
+            ),
             (
                 "https://sandbox.zenodo.org/doi/10.5072/zenodo.7",
                 "https://sandbox.zenodo.org/api/records/7",
@@ -239,7 +247,10 @@ mod tests {
             panic!("not files");
         };
         assert_eq!(files.unpack, Unpack::Zip);
-        assert_eq!(files.series.as_deref(), Some("https://zenodo.org/api/records/6"));
+        assert_eq!(
+            files.series.as_deref(),
+            Some("https://zenodo.org/api/records/6")
+        );
         assert_eq!(
             files.downloads,
             vec![Download {
@@ -260,8 +271,11 @@ mod tests {
         };
         assert_eq!(files.unpack, Unpack::AsIs);
         assert_eq!(files.downloads.len(), 2);
-        let gone = landing("10.5281/zenodo.7", "https://zenodo.org/records/7")
-            .with_json("https://zenodo.org/api/records/7", 404, "{}");
+        let gone = landing("10.5281/zenodo.7", "https://zenodo.org/records/7").with_json(
+            "https://zenodo.org/api/records/7",
+            404,
+            "{}",
+        );
         let r = resolution(&gone);
         assert!(matches!(
             Zenodo::content(&gone, r),

@@ -251,14 +251,16 @@ pub(crate) fn link(
             Capability::Http => instance.func_wrap_async(
                 "fetch",
                 |mut s: Store<'_>, (request,): (host::http::Request,)| {
-                    Box::new(async move {
-                        Ok((host::http::Host::fetch(s.data_mut(), request).await,))
-                    })
+                    Box::new(
+                        async move { Ok((host::http::Host::fetch(s.data_mut(), request).await,)) },
+                    )
                 },
             )?,
             Capability::Git => {
                 instance.func_wrap_async("ls-remote", |mut s: Store<'_>, (url,): (String,)| {
-                    Box::new(async move { Ok((host::git::Host::ls_remote(s.data_mut(), url).await,)) })
+                    Box::new(
+                        async move { Ok((host::git::Host::ls_remote(s.data_mut(), url).await,)) },
+                    )
                 })?;
             }
             Capability::RepoFiles => {

@@ -18,7 +18,11 @@ impl super::Grants {
             return Err(SecretError::NotGranted(name.into()));
         };
         source.read().ok_or_else(|| {
-            tracing::warn!(plugin, secret = name, "granted secret has no value ({source:?})");
+            tracing::warn!(
+                plugin,
+                secret = name,
+                "granted secret has no value ({source:?})"
+            );
             SecretError::Missing(name.into())
         })
     }
