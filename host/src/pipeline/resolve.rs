@@ -428,9 +428,11 @@ fn plugin_failed(provider: &str, key: String, e: PluginError) -> ResolveError {
             };
         }
         PluginError::InvalidConfig(m) => {
-            tracing::error!(provider, "provider is misconfigured: {m}")
+            tracing::error!(provider, "provider is misconfigured: {m}");
         }
-        PluginError::Internal(m) => tracing::error!(provider, "provider failed: {m}"),
+        PluginError::Internal(m) => {
+            tracing::error!(provider, "provider failed: {m}");
+        }
         _ => {}
     }
     ResolveError::Failed {

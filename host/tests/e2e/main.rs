@@ -16,6 +16,7 @@ mod image;
 mod kubernetes;
 mod launch;
 mod oci;
+mod private;
 mod quickstart;
 mod registry;
 mod security;

@@ -85,25 +85,7 @@ impl TestRepo {
     /// Writes `files` (`*.sh` executable), deletes `removed`, commits and
     /// pushes to `main`; the new sha.
     pub fn commit(&self, files: &[(&str, &[u8])], removed: &[&str]) -> String {
-        use std::os::unix::fs::PermissionsExt;
-        for (path, content) in files {
-            let full = self.work.path().join(path);
-            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-            std::fs::write(&full, content).unwrap();
-            if path.ends_with(".sh") {
-                std::fs::set_permissions(&full, std::fs::Permissions::from_mode(0o755)).unwrap();
-            }
-        }
-        for path in removed {
-            git(self.work.path(), &["rm", "-rq", path]);
-        }
-        git(self.work.path(), &["add", "-A"]);
-        git(
-            self.work.path(),
-            &["commit", "-qm", "change", "--allow-empty"],
-        );
-        git(self.work.path(), &["push", "-q", "origin", "HEAD:main"]);
-        git(self.work.path(), &["rev-parse", "HEAD"])
+        super::commit_and_push(self.work.path(), files, removed)
     }
 }
 

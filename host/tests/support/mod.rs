@@ -258,6 +258,27 @@ fn bare_repo(root: &Path, path: &str) -> String {
     sha
 }
 
+/// In the clone `work`: writes `files` (`*.sh` executable), deletes
+/// `removed`, commits and pushes to `main`; the new sha.
+pub fn commit_and_push(work: &Path, files: &[(&str, &[u8])], removed: &[&str]) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    for (path, content) in files {
+        let full = work.join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(&full, content).unwrap();
+        if path.ends_with(".sh") {
+            std::fs::set_permissions(&full, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+    for path in removed {
+        git(work, &["rm", "-rq", path]);
+    }
+    git(work, &["add", "-A"]);
+    git(work, &["commit", "-qm", "change", "--allow-empty"]);
+    git(work, &["push", "-q", "origin", "HEAD:main"]);
+    git(work, &["rev-parse", "HEAD"])
+}
+
 fn git_program(name: &str) -> PathBuf {
     let exec_path = std::process::Command::new("git")
         .arg("--exec-path")
@@ -309,7 +330,8 @@ impl Drop for GitDaemon {
 }
 
 /// Git's smart HTTP protocol on 127.0.0.1: the real `git http-backend`, run as
-/// a CGI program per request behind a small axum server. Stopped on drop.
+/// a CGI program per request behind a small axum server, which may demand
+/// basic authentication as a private forge does. Stopped on drop.
 pub struct GitHttp {
     pub port: u16,
     pub root: tempfile::TempDir,
@@ -319,17 +341,69 @@ pub struct GitHttp {
 impl GitHttp {
     /// Serves a new bare repository `path`; returns the server and the commit's sha.
     pub async fn with_repo(path: &str) -> (GitHttp, String) {
+        GitHttp::serve(path, None).await
+    }
+
+    /// Serves a new bare repository `path` to `user` with `password` only:
+    /// anyone else gets 401 and a `WWW-Authenticate` challenge.
+    pub async fn private(path: &str, user: &str, password: &str) -> (GitHttp, String) {
+        use base64::Engine;
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+        GitHttp::serve(path, Some(expected)).await
+    }
+
+    async fn serve(path: &str, authorization: Option<String>) -> (GitHttp, String) {
         let root = tempfile::tempdir().unwrap();
         let sha = bare_repo(root.path(), path);
         let project_root = root.path().join("srv");
-        let app = axum::Router::new()
-            .fallback(move |req: axum::extract::Request| cgi(project_root.clone(), req));
+        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let (project_root, authorization) = (project_root.clone(), authorization.clone());
+            async move {
+                let given = req
+                    .headers()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok());
+                if authorization.is_some() && given != authorization.as_deref() {
+                    return axum::http::Response::builder()
+                        .status(401)
+                        .header("www-authenticate", "Basic realm=\"git\"")
+                        .body(axum::body::Body::from("Unauthorized"))
+                        .unwrap();
+                }
+                cgi(project_root, req).await
+            }
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
         (GitHttp { port, root, server }, sha)
+    }
+
+    /// Commits `files` to `path`'s `main`, through a clone of the bare
+    /// repository on disk; the new sha.
+    pub fn commit(&self, path: &str, files: &[(&str, &[u8])]) -> String {
+        let work = self
+            .root
+            .path()
+            .join(format!("work-{}", path.replace('/', "-")));
+        if !work.exists() {
+            let bare = self.root.path().join("srv").join(path);
+            git(
+                self.root.path(),
+                &[
+                    "clone",
+                    "-q",
+                    bare.to_str().unwrap(),
+                    work.to_str().unwrap(),
+                ],
+            );
+        }
+        commit_and_push(&work, files, &[])
     }
 }
 

@@ -53,7 +53,12 @@ impl Process {
     /// The same, run by `wrapper` (a command and its arguments, then
     /// Bindery's binary and its own arguments), e.g. in another namespace.
     pub async fn start_under(wrapper: &[&str], config: &Config, dir: &std::path::Path) -> Process {
-        let process = Process::spawn_under(wrapper, config, dir);
+        Process::spawn_under(wrapper, config, dir)
+            .listening(config, dir)
+            .await
+    }
+
+    async fn listening(self, config: &Config, dir: &std::path::Path) -> Process {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         while std::net::TcpStream::connect(config.listen).is_err() {
             assert!(
@@ -63,12 +68,28 @@ impl Process {
             );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        process
+        self
     }
 
     /// Starts it under `wrapper` without waiting: for a process this one
     /// cannot reach, e.g. in a network namespace of its own.
     pub fn spawn_under(wrapper: &[&str], config: &Config, dir: &std::path::Path) -> Process {
+        Process::spawn_logging("warn,bindery::app=info", wrapper, config, dir)
+    }
+
+    /// Starts it logging as `filter` (`BINDERY_LOG`) says and waits until it listens.
+    pub async fn start_logging(filter: &str, config: &Config, dir: &std::path::Path) -> Process {
+        Process::spawn_logging(filter, &[], config, dir)
+            .listening(config, dir)
+            .await
+    }
+
+    fn spawn_logging(
+        filter: &str,
+        wrapper: &[&str],
+        config: &Config,
+        dir: &std::path::Path,
+    ) -> Process {
         let path = dir.join("bindery.toml");
         std::fs::write(&path, toml::to_string(config).unwrap()).unwrap();
         let bin = env!("CARGO_BIN_EXE_bindery");
@@ -80,8 +101,8 @@ impl Process {
             .args(if wrapper.is_empty() { None } else { Some(bin) })
             .args(["serve", "--config"])
             .arg(&path)
-            // The composition root says at info which background tasks ended.
-            .env("BINDERY_LOG", "warn,bindery::app=info")
+            // By default the composition root says at info which background tasks ended.
+            .env("BINDERY_LOG", filter)
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(dir.join("bindery.log")).unwrap())
             .spawn()

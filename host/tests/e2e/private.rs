@@ -1,0 +1,126 @@
+//! Private repositories: a real `git http-backend` that demands basic
+//! authentication, reached by the host with the credential its provider
+//! names from the operator's grant. The build succeeds with the grant and
+//! fails clearly without it, and the token is in no log line, event,
+//! metric, argument or image.
+
+use crate::support;
+
+use bindery::config::{Config, SecretSource};
+use support::GitHttp;
+use support::engine::{DOCKERFILE, build_config, engine, run_in};
+use support::registry::OciRegistry;
+use support::service::{Process, Stream, build_only};
+
+const USER: &str = "builder";
+
+/// `config` listening on a port of its own, its git provider granted
+/// `token` (when some) as the `password` secret, in a file as a mounted
+/// Kubernetes Secret would be.
+fn granted(mut c: Config, dir: &std::path::Path, token: Option<&str>) -> Config {
+    c.listen = format!("127.0.0.1:{}", support::free_port())
+        .parse()
+        .unwrap();
+    let git = c.plugins.get_mut("git").unwrap();
+    git.config.insert("username".into(), USER.into());
+    if let Some(token) = token {
+        let file = dir.join("git-password");
+        std::fs::write(&file, format!("{token}\n")).unwrap();
+        git.secrets
+            .insert("password".into(), SecretSource::File(file));
+    }
+    c
+}
+
+async fn launch(c: &Config, url: &str, sha: &str) -> Stream {
+    build_only(&format!("http://{}", c.listen), url, sha).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_repository_builds_with_the_granted_token_and_only_with_it() {
+    let token = format!("tok-{:016x}", rand_u64());
+    let (forge, _) = GitHttp::private("lab/private.git", USER, &token).await;
+    let sha = forge.commit(
+        "lab/private.git",
+        &[("Dockerfile", DOCKERFILE), ("notes.md", b"private\n")],
+    );
+    let url = format!("http://127.0.0.1:{}/lab/private.git", forge.port);
+    let registry = OciRegistry::start(None);
+
+    // Without a grant: a clear failure, before any build.
+    let data = tempfile::tempdir().unwrap();
+    let c = granted(
+        build_config(data.path(), &registry).await,
+        data.path(),
+        None,
+    );
+    let server = Process::start(&c, data.path()).await;
+    let got = launch(&c, &url, &sha).await;
+    assert_eq!(got.last()["phase"], "failed", "{}", got.raw);
+    let message = got.last()["message"].as_str().unwrap();
+    assert!(
+        message.contains("refused access (HTTP 401 Unauthorized): it needs credentials, and the provider gave none"),
+        "{message}"
+    );
+    drop(server);
+
+    // A wrong token: refused, in words that say so.
+    let data = tempfile::tempdir().unwrap();
+    let c = granted(
+        build_config(data.path(), &registry).await,
+        data.path(),
+        Some("not-it"),
+    );
+    let server = Process::start(&c, data.path()).await;
+    let got = launch(&c, &url, &sha).await;
+    assert!(
+        got.last()["message"]
+            .as_str()
+            .unwrap()
+            .contains("the provider's credential was refused"),
+        "{}",
+        got.raw
+    );
+    drop(server);
+
+    // Granted: built from the host's checkout, so repo2docker never holds the token.
+    let data = tempfile::tempdir().unwrap();
+    let c = granted(
+        build_config(data.path(), &registry).await,
+        data.path(),
+        Some(&token),
+    );
+    let server =
+        Process::start_logging("debug,hyper=info,h2=info,reqwest=info", &c, data.path()).await;
+    let got = launch(&c, &url, &sha).await;
+    assert_eq!(got.last()["phase"], "ready", "{}", got.raw);
+    let image = got.last()["imageName"].as_str().unwrap().to_string();
+    assert_eq!(run_in(&image, "cat /home/jovyan/notes.md"), "private\n");
+    let metrics = reqwest::get(format!("http://{}/metrics", c.listen))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    drop(server);
+    let log = std::fs::read_to_string(data.path().join("bindery.log")).unwrap();
+    assert!(log.len() > 1000, "the debug log is written: {log}");
+    for (place, text) in [("events", &got.raw), ("metrics", &metrics), ("log", &log)] {
+        assert!(!text.contains(&token), "the token is in the {place}");
+    }
+    let in_image = run_in(
+        &image,
+        &format!(
+            "grep -rIl --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev '{token}' / || true"
+        ),
+    );
+    assert_eq!(in_image, "", "files holding the token");
+    let inspected = engine().docker(&["inspect", &image]);
+    assert!(!String::from_utf8_lossy(&inspected.stdout).contains(&token));
+}
+
+fn rand_u64() -> u64 {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).unwrap();
+    u64::from_le_bytes(b)
+}
