@@ -34,11 +34,34 @@ const ENVIRONMENT_FILE: &str = "environment-hash";
 
 /// How the executors read fetched content.
 enum Source {
-    /// repo2docker fetches the git remote itself, as upstream's does.
+    /// A public git remote: repo2docker fetches it itself, as upstream's does.
     Remote,
-    /// repo2docker builds the host's fetched directory: data records, and
-    /// private repositories (whose credential stays with the host).
-    Directory,
+    /// A private git remote. The local executor builds the host's checkout,
+    /// so the credential stays with the host; a build pod clones with it,
+    /// as upstream's `git_credentials` (`GIT_CREDENTIAL_ENV` lines).
+    Private {
+        /// The host's checkout.
+        dir: PathBuf,
+        /// `username=…\npassword=…`, the newline written as `\n` for the
+        /// builder image's `echo -e` helper, as upstream writes it.
+        credentials: String,
+    },
+    /// Content the host fetched (a data record): repo2docker builds the
+    /// directory; a build pod fetches the record itself, as upstream's does.
+    Data {
+        /// The host's fetched content.
+        dir: PathBuf,
+    },
+}
+
+impl Source {
+    /// The directory a local repo2docker builds, when not the remote.
+    fn local_dir(&self) -> Option<&Path> {
+        match self {
+            Source::Remote => None,
+            Source::Private { dir, .. } | Source::Data { dir } => Some(dir),
+        }
+    }
 }
 
 /// A revision fetched for a build.
@@ -147,16 +170,10 @@ impl Builder {
             match plan {
                 BuildPlan::Repo2docker(plan) => {
                     let listing = match source {
-                        Source::Directory => Some(layer::listing(&checkout)),
-                        Source::Remote => None,
+                        Source::Data { .. } => Some(layer::listing(&checkout)),
+                        Source::Remote | Source::Private { .. } => None,
                     };
-                    let content = match source {
-                        Source::Directory => Some(checkout.dir.clone()),
-                        Source::Remote => None,
-                    };
-                    let built = self
-                        .repo2docker(request, &plan, content.as_deref(), dir, log)
-                        .await;
+                    let built = self.repo2docker(request, &plan, &source, dir, log).await;
                     self.observe(executor_name(plan.executor), started, built.is_ok());
                     if built.is_ok()
                         && let Some(hash) = &plan.environment_hash
@@ -262,7 +279,9 @@ impl Builder {
         let (checkout, source, key) = match source {
             ContentSource::Git(git) => {
                 let (remote, wire) = self.check_egress(request, &git).await?;
-                let authenticated = remote.basic_auth().is_some();
+                let credentials = remote
+                    .basic_auth()
+                    .map(|(user, password)| format!("username={user}\\npassword={password}"));
                 let (url, reference, checkout_dir) = (
                     remote.as_str().to_string(),
                     git.revision.clone(),
@@ -287,12 +306,12 @@ impl Builder {
                     resolved_ref: git.revision,
                     ..request.clone()
                 };
-                // A private repository is built from the host's checkout, so
-                // its credential never reaches repo2docker.
-                let source = if authenticated {
-                    Source::Directory
-                } else {
-                    Source::Remote
+                let source = match credentials {
+                    Some(credentials) => Source::Private {
+                        dir: checkout.dir.clone(),
+                        credentials,
+                    },
+                    None => Source::Remote,
                 };
                 let key = request.repo_url.clone();
                 return Ok((
@@ -311,7 +330,8 @@ impl Builder {
                 let checkout = super::fetch::files(plugin, &files, &request.repo_url, dir, limits)
                     .await
                     .map_err(BuildFailure::new)?;
-                (checkout, Source::Directory, data(files.series.as_ref()))
+                let dir = checkout.dir.clone();
+                (checkout, Source::Data { dir }, data(files.series.as_ref()))
             }
             ContentSource::SwhVault(vault) => {
                 let plugin = plugin
@@ -320,7 +340,8 @@ impl Builder {
                 let checkout = super::fetch::vault(plugin, &vault, &request.repo_url, dir, limits)
                     .await
                     .map_err(BuildFailure::new)?;
-                (checkout, Source::Directory, data(None))
+                let dir = checkout.dir.clone();
+                (checkout, Source::Data { dir }, data(None))
             }
         };
         Ok((
@@ -438,7 +459,7 @@ impl Builder {
         &self,
         request: &BuildRequest,
         plan: &Repo2dockerPlan,
-        content: Option<&Path>,
+        source: &Source,
         dir: &Path,
         log: &BuildLogSender,
     ) -> Result<Built, BuildFailure> {
@@ -462,7 +483,7 @@ impl Builder {
                     tracing::warn!(image = %request.image, "cannot note the environment hash beside the build: {e}");
                 }
                 self.local
-                    .build(request, plan, content, dir, timeout, log)
+                    .build(request, plan, source.local_dir(), dir, timeout, log)
                     .await
                     .map(|()| false)?
             }
@@ -484,7 +505,18 @@ impl Builder {
                         plan.builder_image
                     )));
                 }
-                kubernetes.build(request, plan, timeout, log).await? == PodEnd::Gone
+                let credentials = match source {
+                    Source::Remote => None,
+                    Source::Private { credentials, .. } => Some(credentials.as_str()),
+                    Source::Data { .. } if repo2docker_fetches(&request.repo_url) => None,
+                    Source::Data { .. } => {
+                        return Err(BuildFailure::new(format!(
+                            "A build pod's repo2docker fetches data records itself, by DOI, URL or SWHID, and {} is none of these: build it with the local executor, or as a layer.",
+                            request.repo_url
+                        )));
+                    }
+                };
+                kubernetes.build(request, plan, credentials, timeout, log).await? == PodEnd::Gone
             }
         };
         let built = match self.verify(&request.image).await {
@@ -660,6 +692,19 @@ impl Builder {
             tracing::warn!(repo_url, image, "cannot forget the environment image: {e}");
         }
     }
+}
+
+/// Whether repo2docker's own content providers recognise `repo`: a DOI
+/// (Zenodo, Figshare, Dataverse, HydroShare), a SWHID, or an http(s) URL
+/// (HydroShare and CKAN pages).
+fn repo2docker_fetches(repo: &str) -> bool {
+    let doi = repo.strip_prefix("doi:").unwrap_or(repo);
+    doi.strip_prefix("10.")
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(registrant, _)| !registrant.is_empty() && registrant.bytes().all(|b| b.is_ascii_digit()))
+        || repo.starts_with("swh:1:")
+        || repo.starts_with("https://")
+        || repo.starts_with("http://")
 }
 
 fn executor_name(e: Executor) -> &'static str {

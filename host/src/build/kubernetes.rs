@@ -6,6 +6,10 @@
 //! and it is followed instead. A cleaner deletes finished and over-age build
 //! pods, as upstream's `KubernetesCleaner` does.
 //!
+//! Git credentials reach repo2docker's clone as upstream's do, in
+//! `GIT_CREDENTIAL_ENV`, but from a Secret of the build's own (owned by its
+//! pod, deleted with it), never in the pod's spec.
+//!
 //! Tested against an in-process test double of the API server (no API server
 //! can be installed where the tests run): `host/tests/support/kube.rs`.
 
@@ -17,8 +21,8 @@ use bindery_runtime::bindings::Repo2dockerPlan;
 use blake2::Blake2bVar;
 use blake2::digest::{Update, VariableOutput};
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher::watch_object;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -38,9 +42,13 @@ const LOG_DRAIN: Duration = Duration::from_secs(10);
 /// Pause after a failed watch before it lists again.
 const WATCH_RETRY: Duration = Duration::from_secs(1);
 
+/// The key of a build's Secret that holds `GIT_CREDENTIAL_ENV`.
+const CREDENTIALS_KEY: &str = "git-credential-env";
+
 /// Build pods on a cluster.
 pub struct KubernetesExecutor {
     pods: Api<Pod>,
+    secrets: Api<Secret>,
     config: KubernetesBuildConfig,
     command: Repo2dockerCommand,
 }
@@ -75,7 +83,8 @@ impl KubernetesExecutor {
             "build.kubernetes",
         )?;
         Ok(KubernetesExecutor {
-            pods: Api::namespaced(client, &namespace),
+            pods: Api::namespaced(client.clone(), &namespace),
+            secrets: Api::namespaced(client, &namespace),
             config: config.clone(),
             command: Repo2dockerCommand::new(registry),
         })
@@ -100,17 +109,30 @@ impl KubernetesExecutor {
     }
 
     /// Runs the build in its pod, or follows the pod already building it.
+    /// `credentials`, upstream's `git_credentials` lines, authenticate
+    /// repo2docker's clone (the provider's, else `git_credentials` of the
+    /// config).
     pub async fn build(
         &self,
         request: &BuildRequest,
         plan: &Repo2dockerPlan,
+        credentials: Option<&str>,
         timeout: Duration,
         log: &BuildLogSender,
     ) -> Result<PodEnd, BuildFailure> {
         let name = &request.build_name;
-        let pod = self.pod(request, plan).await?;
+        let credentials = credentials.or(self.config.git_credentials.as_deref());
+        if let Some(credentials) = credentials {
+            self.put_credentials(name, credentials).await?;
+        }
+        let pod = self.pod(request, plan, credentials.is_some()).await?;
         let tail = match self.pods.create(&PostParams::default(), &pod).await {
-            Ok(_) => None,
+            Ok(created) => {
+                if credentials.is_some() {
+                    self.own_credentials(name, &created).await;
+                }
+                None
+            }
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 say(
                     log,
@@ -270,6 +292,61 @@ impl KubernetesExecutor {
                 "cannot delete the build pod (the cleaner will): {e}"
             ),
         }
+        // Its credentials, if it had any (else the pod's deletion collects them).
+        match self.secrets.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => tracing::warn!(
+                pod = name,
+                "cannot delete the build's credentials (the pod's deletion will): {e}"
+            ),
+        }
+    }
+
+    /// Writes the build's Secret holding `credentials`, replacing one an
+    /// earlier attempt left.
+    async fn put_credentials(&self, name: &str, credentials: &str) -> Result<(), BuildFailure> {
+        let secret = json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": { "name": name, "labels": { "name": name, "component": COMPONENT } },
+            "type": "Opaque",
+            "stringData": { CREDENTIALS_KEY: credentials },
+        });
+        let failed = |e: kube::Error| {
+            BuildFailure::new(format!("Cannot store the credentials of the build {name}: {e}"))
+        };
+        let secret: Secret = serde_json::from_value(secret).map_err(|e| {
+            BuildFailure::new(format!("Cannot make the credentials of the build {name}: {e}"))
+        })?;
+        match self.secrets.create(&PostParams::default(), &secret).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => self
+                .secrets
+                .patch(name, &PatchParams::default(), &Patch::Merge(&secret))
+                .await
+                .map(drop)
+                .map_err(failed),
+            Err(e) => Err(failed(e)),
+        }
+    }
+
+    /// Makes the pod the owner of its Secret, so that deleting the pod (by
+    /// the cleaner, by hand) deletes the credentials too.
+    async fn own_credentials(&self, name: &str, pod: &Pod) {
+        let Some(uid) = &pod.metadata.uid else {
+            return;
+        };
+        let owner = json!({ "metadata": { "ownerReferences": [{
+            "apiVersion": "v1", "kind": "Pod", "name": name, "uid": uid,
+        }] } });
+        if let Err(e) = self
+            .secrets
+            .patch(name, &PatchParams::default(), &Patch::Merge(&owner))
+            .await
+        {
+            tracing::warn!(pod = name, "cannot make the pod own its credentials: {e}");
+        }
     }
 
     /// Upstream's build pod for `request`.
@@ -277,6 +354,7 @@ impl KubernetesExecutor {
         &self,
         request: &BuildRequest,
         plan: &Repo2dockerPlan,
+        credentials: bool,
     ) -> Result<Pod, BuildFailure> {
         let c = &self.config;
         let mut args = vec!["jupyter-repo2docker".to_string()];
@@ -291,8 +369,9 @@ impl KubernetesExecutor {
             volumes.push(json!({ "name": "docker-socket", "hostPath": { "path": socket, "type": "Socket" } }));
         }
         let mut env = Vec::new();
-        if let Some(credentials) = &c.git_credentials {
-            env.push(json!({ "name": "GIT_CREDENTIAL_ENV", "value": credentials }));
+        if credentials {
+            env.push(json!({ "name": "GIT_CREDENTIAL_ENV", "valueFrom": { "secretKeyRef": {
+                "name": request.build_name, "key": CREDENTIALS_KEY } } }));
         }
         match (&c.push_secret, &self.command.credentials) {
             (Some(secret), _) => {

@@ -17,11 +17,11 @@ use support::registry::OciRegistry;
 use support::service::{Process, Service, Stream, build_only, git_spec, sse};
 
 /// Upstream's default builder image; the double runs the real repo2docker for it.
-const BUILDER: &str = "quay.io/jupyterhub/repo2docker:2024.07.0";
-const NS: &str = "binder";
+pub(crate) const BUILDER: &str = "quay.io/jupyterhub/repo2docker:2024.07.0";
+pub(crate) const NS: &str = "binder";
 
 /// The build configuration of the tests, building in pods of `builder` on `api`.
-async fn config(
+pub(crate) async fn config(
     data: &std::path::Path,
     registry: &OciRegistry,
     api: &KubeApi,

@@ -124,3 +124,50 @@ fn rand_u64() -> u64 {
     getrandom::fill(&mut b).unwrap();
     u64::from_le_bytes(b)
 }
+
+/// On Kubernetes the build pod's repo2docker clones, as upstream's does,
+/// with `GIT_CREDENTIAL_ENV` from a Secret of the build's own: the pod's
+/// spec names the Secret, never the token, and the Secret goes with the pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_pod_clones_a_private_repository_with_credentials_from_a_secret() {
+    use crate::kubernetes::{BUILDER, NS, config};
+    let token = format!("tok-{:016x}", rand_u64());
+    let (forge, _) = GitHttp::private("lab/private.git", USER, &token).await;
+    let sha = forge.commit("lab/private.git", &[("Dockerfile", DOCKERFILE)]);
+    let url = format!("http://127.0.0.1:{}/lab/private.git", forge.port);
+    let (registry, api, data) = (
+        OciRegistry::start(None),
+        support::kube::KubeApi::start().await,
+        tempfile::tempdir().unwrap(),
+    );
+    // The builder image configures git's credential helper to print
+    // GIT_CREDENTIAL_ENV with its `\n`s expanded; so does this stand-in.
+    let helper = r#"export GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=credential.helper GIT_CONFIG_VALUE_0='!f() { printf "%b\n" "$GIT_CREDENTIAL_ENV"; }; f'; exec "$0" "$@""#;
+    api.run_image(BUILDER, &["sh", "-c", helper, engine().repo2docker.to_str().unwrap()]);
+    let c = granted(
+        config(data.path(), &registry, &api, BUILDER).await,
+        data.path(),
+        Some(&token),
+    );
+    let server = Process::start(&c, data.path()).await;
+    let got = launch(&c, &url, &sha).await;
+    drop(server);
+    assert_eq!(got.last()["phase"], "ready", "{}", got.raw);
+    assert!(got.messages().contains("on the kubernetes executor"), "{}", got.raw);
+    let pod = serde_json::to_value(&api.created()[0]).unwrap();
+    assert!(!pod.to_string().contains(&token), "the token is in the pod: {pod}");
+    let env = &pod["spec"]["containers"][0]["env"];
+    let credential = env
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "GIT_CREDENTIAL_ENV")
+        .unwrap_or_else(|| panic!("{env}"));
+    assert_eq!(
+        credential["valueFrom"]["secretKeyRef"]["name"],
+        pod["metadata"]["name"],
+        "{credential}"
+    );
+    assert!(api.secrets(NS).is_empty(), "the build's Secret is deleted with its pod");
+    assert!(!got.raw.contains(&token));
+}

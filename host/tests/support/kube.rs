@@ -2,12 +2,16 @@
 //! installed where these tests run. It speaks the pod endpoints kube-rs calls
 //! (create, get, list and watch with label and field selectors and resource
 //! versions, log with follow and tailLines, delete) and the Lease endpoints
-//! (create, get, replace with the resource version checked) over real HTTP,
+//! (create, get, replace with the resource version checked) and the Secret
+//! endpoints (create, get, merge patch, delete; `stringData` stored as
+//! base64 `data`, as the API server stores it) over real HTTP,
 //! with the API server's status bodies (`409 AlreadyExists`, `409 Conflict`,
 //! `404 NotFound`). Its
 //! "kubelet" runs a pod's container as a local process: the command the test
 //! maps the container's image to, then the container's args after the first
-//! (the image's entrypoint), with the container's env, and `DOCKER_HOST`
+//! (the image's entrypoint), with the container's env (`secretKeyRef`s read
+//! from the stored Secrets; a missing one leaves the pod Pending in
+//! `CreateContainerConfigError`, as the kubelet does), and `DOCKER_HOST`
 //! pointing at a socket mounted from the host at `/var/run/docker.sock`.
 //! Phases go Pending → Running → Succeeded/Failed as the process does; an
 //! image with no mapping stays Pending in `ErrImagePull`.
@@ -80,6 +84,8 @@ struct Inner {
     created: Vec<Value>,
     /// Leases by `namespace/name`.
     leases: BTreeMap<String, Value>,
+    /// Secrets by `namespace/name`, as stored (`data` in base64).
+    secrets: BTreeMap<String, Value>,
 }
 
 struct Shared {
@@ -138,6 +144,14 @@ impl KubeApi {
             )
             .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(logs))
             .route(
+                "/api/v1/namespaces/{ns}/secrets",
+                axum::routing::post(create_secret),
+            )
+            .route(
+                "/api/v1/namespaces/{ns}/secrets/{name}",
+                get(read_secret).patch(patch_secret).delete(delete_secret),
+            )
+            .route(
                 "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
                 axum::routing::post(create_lease),
             )
@@ -154,6 +168,20 @@ impl KubeApi {
             shared,
             server,
         }
+    }
+
+    /// The Secrets in `namespace` now, as stored.
+    pub fn secrets(&self, namespace: &str) -> Vec<Value> {
+        let prefix = format!("{namespace}/");
+        self.shared
+            .inner
+            .lock()
+            .unwrap()
+            .secrets
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     /// Pods of `image` run `command` followed by the container's args after the first.
@@ -762,13 +790,23 @@ async fn kubelet(shared: Arc<Shared>, ns: String, name: String, pod: Pod) {
     process
         .args(&command[1..])
         .args(container.args.iter().flatten().skip(1));
-    process.envs(
-        container
-            .env
-            .iter()
-            .flatten()
-            .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())),
-    );
+    let mut env = Vec::new();
+    for e in container.env.iter().flatten() {
+        let value = match e.value_from.as_ref().and_then(|f| f.secret_key_ref.as_ref()) {
+            None => e.value.clone().unwrap_or_default(),
+            Some(r) => match secret_value(&shared, &ns, &r.name, &r.key) {
+                Some(v) => v,
+                None => {
+                    let message = format!("secret {:?} not found", r.name);
+                    return update(&shared, &ns, &name, |pod| {
+                        pod["status"]["containerStatuses"][0]["state"] = json!({ "waiting": { "reason": "CreateContainerConfigError", "message": message } });
+                    });
+                }
+            },
+        };
+        env.push((e.name.clone(), value));
+    }
+    process.envs(env);
     let socket = container
         .volume_mounts
         .iter()
@@ -847,6 +885,101 @@ fn streamed(rx: tokio::sync::mpsc::Receiver<Bytes>, content_type: &str) -> Respo
         .header("content-type", content_type)
         .body(Body::from_stream(body))
         .unwrap()
+}
+
+fn secret_value(shared: &Shared, ns: &str, name: &str, data_key: &str) -> Option<String> {
+    use base64::Engine;
+    let inner = shared.inner.lock().unwrap();
+    let encoded = inner.secrets.get(&key(ns, name))?["data"][data_key].as_str()?.to_string();
+    let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// `stringData` folded into base64 `data`, as the API server stores a Secret.
+fn fold_string_data(secret: &mut Value) {
+    use base64::Engine;
+    if let Some(Value::Object(plain)) = secret.as_object_mut().and_then(|o| o.remove("stringData")) {
+        for (k, v) in plain {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or_default());
+            secret["data"][k] = json!(encoded);
+        }
+    }
+}
+
+async fn create_secret(
+    State(shared): State<Arc<Shared>>,
+    Path(ns): Path<String>,
+    body: Bytes,
+) -> Response {
+    let mut secret: Value = match decode(&body) {
+        Ok(v) => v,
+        Err(refused) => return *refused,
+    };
+    let Some(name) = secret["metadata"]["name"].as_str().map(str::to_string) else {
+        return status(422, "Invalid", "Secret \"\" is invalid: metadata.name: Required value".into());
+    };
+    let mut inner = shared.inner.lock().unwrap();
+    if inner.secrets.contains_key(&key(&ns, &name)) {
+        return status(409, "AlreadyExists", format!("secrets {name:?} already exists"));
+    }
+    fold_string_data(&mut secret);
+    inner.uid += 1;
+    secret["metadata"]["uid"] = json!(format!("00000000-0000-0000-0001-{:012}", inner.uid));
+    inner.secrets.insert(key(&ns, &name), secret.clone());
+    (StatusCode::CREATED, axum::Json(secret)).into_response()
+}
+
+async fn read_secret(
+    State(shared): State<Arc<Shared>>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    match shared.inner.lock().unwrap().secrets.get(&key(&ns, &name)) {
+        Some(secret) => axum::Json(secret.clone()).into_response(),
+        None => status(404, "NotFound", format!("secrets {name:?} not found")),
+    }
+}
+
+/// A JSON merge patch (RFC 7386), as `kubectl patch --type merge` sends.
+async fn patch_secret(
+    State(shared): State<Arc<Shared>>,
+    Path((ns, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    fn merge(target: &mut Value, patch: &Value) {
+        match (target, patch) {
+            (Value::Object(t), Value::Object(p)) => {
+                for (k, v) in p {
+                    if v.is_null() {
+                        t.remove(k);
+                    } else {
+                        merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                    }
+                }
+            }
+            (t, p) => *t = p.clone(),
+        }
+    }
+    let patch: Value = match decode(&body) {
+        Ok(v) => v,
+        Err(refused) => return *refused,
+    };
+    let mut inner = shared.inner.lock().unwrap();
+    let Some(secret) = inner.secrets.get_mut(&key(&ns, &name)) else {
+        return status(404, "NotFound", format!("secrets {name:?} not found"));
+    };
+    merge(secret, &patch);
+    fold_string_data(secret);
+    axum::Json(secret.clone()).into_response()
+}
+
+async fn delete_secret(
+    State(shared): State<Arc<Shared>>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    match shared.inner.lock().unwrap().secrets.remove(&key(&ns, &name)) {
+        Some(_) => axum::Json(json!({ "kind": "Status", "apiVersion": "v1", "status": "Success" })).into_response(),
+        None => status(404, "NotFound", format!("secrets {name:?} not found")),
+    }
 }
 
 /// A request body as the API server decodes it; a 400 `BadRequest` status
