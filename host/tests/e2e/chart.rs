@@ -143,7 +143,11 @@ fn default_values_build_pods_with_only_the_rights_they_use() {
                     "delete".into()
                 ]
             ),
-            ("pods/log".into(), vec!["get".into()])
+            ("pods/log".into(), vec!["get".into()]),
+            (
+                "secrets".into(),
+                vec!["create".into(), "patch".into(), "delete".into()]
+            )
         ]
     );
     let binding = kind(&m, "RoleBinding").unwrap();
