@@ -13,6 +13,7 @@ use bindery_runtime::bindings::{
     BuildPlan, ContentSource, Executor, GitContent, LayerPlan, RefLifetime, Repo2dockerPlan,
     Resolution, secrets,
 };
+use bindery_runtime::config::PluginSource;
 use bindery_runtime::egress::{EgressError, GitRemote, GitUrlError};
 use bindery_runtime::gitwire::{GitWire, WireLimits};
 use futures_util::future::BoxFuture;
@@ -47,10 +48,13 @@ enum Source {
         credentials: String,
     },
     /// Content the host fetched (a data record): repo2docker builds the
-    /// directory; a build pod fetches the record itself, as upstream's does.
+    /// directory; a build pod fetches the record itself, as upstream's does,
+    /// when repo2docker knows the service.
     Data {
         /// The host's fetched content.
         dir: PathBuf,
+        /// Whether repo2docker's own content providers fetch `repo_url`.
+        by_repo2docker: bool,
     },
 }
 
@@ -59,7 +63,7 @@ impl Source {
     fn local_dir(&self) -> Option<&Path> {
         match self {
             Source::Remote => None,
-            Source::Private { dir, .. } | Source::Data { dir } => Some(dir),
+            Source::Private { dir, .. } | Source::Data { dir, .. } => Some(dir),
         }
     }
 }
@@ -330,8 +334,11 @@ impl Builder {
                 let checkout = super::fetch::files(plugin, &files, &request.repo_url, dir, limits)
                     .await
                     .map_err(BuildFailure::new)?;
-                let dir = checkout.dir.clone();
-                (checkout, Source::Data { dir }, data(files.series.as_ref()))
+                let source = Source::Data {
+                    dir: checkout.dir.clone(),
+                    by_repo2docker: repo2docker_fetches(plugin),
+                };
+                (checkout, source, data(files.series.as_ref()))
             }
             ContentSource::SwhVault(vault) => {
                 let plugin = plugin
@@ -340,8 +347,11 @@ impl Builder {
                 let checkout = super::fetch::vault(plugin, &vault, &request.repo_url, dir, limits)
                     .await
                     .map_err(BuildFailure::new)?;
-                let dir = checkout.dir.clone();
-                (checkout, Source::Data { dir }, data(None))
+                let source = Source::Data {
+                    dir: checkout.dir.clone(),
+                    by_repo2docker: repo2docker_fetches(plugin),
+                };
+                (checkout, source, data(None))
             }
         };
         Ok((
@@ -508,15 +518,21 @@ impl Builder {
                 let credentials = match source {
                     Source::Remote => None,
                     Source::Private { credentials, .. } => Some(credentials.as_str()),
-                    Source::Data { .. } if repo2docker_fetches(&request.repo_url) => None,
+                    Source::Data {
+                        by_repo2docker: true,
+                        ..
+                    } => None,
                     Source::Data { .. } => {
                         return Err(BuildFailure::new(format!(
-                            "A build pod's repo2docker fetches data records itself, by DOI, URL or SWHID, and {} is none of these: build it with the local executor, or as a layer.",
-                            request.repo_url
+                            "A build pod's repo2docker fetches data records itself, and it does not know the `{}` provider's: build {} with the local executor, or as a layer.",
+                            request.provider, request.repo_url
                         )));
                     }
                 };
-                kubernetes.build(request, plan, credentials, timeout, log).await? == PodEnd::Gone
+                kubernetes
+                    .build(request, plan, credentials, timeout, log)
+                    .await?
+                    == PodEnd::Gone
             }
         };
         let built = match self.verify(&request.image).await {
@@ -694,17 +710,19 @@ impl Builder {
     }
 }
 
-/// Whether repo2docker's own content providers recognise `repo`: a DOI
-/// (Zenodo, Figshare, Dataverse, HydroShare), a SWHID, or an http(s) URL
-/// (HydroShare and CKAN pages).
-fn repo2docker_fetches(repo: &str) -> bool {
-    let doi = repo.strip_prefix("doi:").unwrap_or(repo);
-    doi.strip_prefix("10.")
-        .and_then(|rest| rest.split_once('/'))
-        .is_some_and(|(registrant, _)| !registrant.is_empty() && registrant.bytes().all(|b| b.is_ascii_digit()))
-        || repo.starts_with("swh:1:")
-        || repo.starts_with("https://")
-        || repo.starts_with("http://")
+/// Whether repo2docker's own content providers fetch what `plugin`, a
+/// bundled data provider, names in `repo_url` (a DOI, a HydroShare or CKAN
+/// URL, a SWHID), with the same result as the host's fetch.
+fn repo2docker_fetches(plugin: &bindery_runtime::LoadedPlugin) -> bool {
+    const DATA_PROVIDERS: [&str; 6] = [
+        "zenodo",
+        "figshare",
+        "dataverse",
+        "hydroshare",
+        "ckan",
+        "swh",
+    ];
+    matches!(&plugin.source, PluginSource::Bundled(name) if DATA_PROVIDERS.contains(&name.as_str()))
 }
 
 fn executor_name(e: Executor) -> &'static str {

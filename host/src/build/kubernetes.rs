@@ -314,10 +314,14 @@ impl KubernetesExecutor {
             "stringData": { CREDENTIALS_KEY: credentials },
         });
         let failed = |e: kube::Error| {
-            BuildFailure::new(format!("Cannot store the credentials of the build {name}: {e}"))
+            BuildFailure::new(format!(
+                "Cannot store the credentials of the build {name}: {e}"
+            ))
         };
         let secret: Secret = serde_json::from_value(secret).map_err(|e| {
-            BuildFailure::new(format!("Cannot make the credentials of the build {name}: {e}"))
+            BuildFailure::new(format!(
+                "Cannot make the credentials of the build {name}: {e}"
+            ))
         })?;
         match self.secrets.create(&PostParams::default(), &secret).await {
             Ok(_) => Ok(()),
@@ -370,8 +374,10 @@ impl KubernetesExecutor {
         }
         let mut env = Vec::new();
         if credentials {
-            env.push(json!({ "name": "GIT_CREDENTIAL_ENV", "valueFrom": { "secretKeyRef": {
-                "name": request.build_name, "key": CREDENTIALS_KEY } } }));
+            env.push(
+                json!({ "name": "GIT_CREDENTIAL_ENV", "valueFrom": { "secretKeyRef": {
+                "name": request.build_name, "key": CREDENTIALS_KEY } } }),
+            );
         }
         match (&c.push_secret, &self.command.credentials) {
             (Some(secret), _) => {

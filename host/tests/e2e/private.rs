@@ -143,7 +143,10 @@ async fn a_build_pod_clones_a_private_repository_with_credentials_from_a_secret(
     // The builder image configures git's credential helper to print
     // GIT_CREDENTIAL_ENV with its `\n`s expanded; so does this stand-in.
     let helper = r#"export GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=credential.helper GIT_CONFIG_VALUE_0='!f() { printf "%b\n" "$GIT_CREDENTIAL_ENV"; }; f'; exec "$0" "$@""#;
-    api.run_image(BUILDER, &["sh", "-c", helper, engine().repo2docker.to_str().unwrap()]);
+    api.run_image(
+        BUILDER,
+        &["sh", "-c", helper, engine().repo2docker.to_str().unwrap()],
+    );
     let c = granted(
         config(data.path(), &registry, &api, BUILDER).await,
         data.path(),
@@ -153,9 +156,16 @@ async fn a_build_pod_clones_a_private_repository_with_credentials_from_a_secret(
     let got = launch(&c, &url, &sha).await;
     drop(server);
     assert_eq!(got.last()["phase"], "ready", "{}", got.raw);
-    assert!(got.messages().contains("on the kubernetes executor"), "{}", got.raw);
+    assert!(
+        got.messages().contains("on the kubernetes executor"),
+        "{}",
+        got.raw
+    );
     let pod = serde_json::to_value(&api.created()[0]).unwrap();
-    assert!(!pod.to_string().contains(&token), "the token is in the pod: {pod}");
+    assert!(
+        !pod.to_string().contains(&token),
+        "the token is in the pod: {pod}"
+    );
     let env = &pod["spec"]["containers"][0]["env"];
     let credential = env
         .as_array()
@@ -164,10 +174,12 @@ async fn a_build_pod_clones_a_private_repository_with_credentials_from_a_secret(
         .find(|e| e["name"] == "GIT_CREDENTIAL_ENV")
         .unwrap_or_else(|| panic!("{env}"));
     assert_eq!(
-        credential["valueFrom"]["secretKeyRef"]["name"],
-        pod["metadata"]["name"],
+        credential["valueFrom"]["secretKeyRef"]["name"], pod["metadata"]["name"],
         "{credential}"
     );
-    assert!(api.secrets(NS).is_empty(), "the build's Secret is deleted with its pod");
+    assert!(
+        api.secrets(NS).is_empty(),
+        "the build's Secret is deleted with its pod"
+    );
     assert!(!got.raw.contains(&token));
 }

@@ -360,3 +360,90 @@ async fn the_admin_api_lists_and_reloads_plugins() {
     let health = client.get(format!("{base}/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
 }
+
+/// A build strategy and a cull policy built with the SDK of
+/// `bindery:plugin@0.1.0` (kept in `tests/fixtures/wit-0.1.0`) load and
+/// decide as they always have (the provider is in `providers.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wit_0_1_0_strategies_and_cull_policies_plan_and_decide() {
+    use bindery::build::BuildRequest;
+    use bindery_runtime::WitVersion;
+    use bindery_runtime::bindings::{BuildPlan, Decision, Server, ServerState};
+    let data = tempfile::tempdir().unwrap();
+    let fixtures = workspace().join("tests/fixtures/wit-0.1.0");
+    let mut config = bindery::config::Config::load(None).unwrap();
+    config.data_dir = data.path().to_path_buf();
+    config.plugin_runtime.compile_cache_dir = Some(test_target_dir().join("compile-cache"));
+    for p in config.plugins.values_mut() {
+        p.enabled = false;
+    }
+    config.plugins.insert(
+        "old-strategy".into(),
+        plugin_at(&fixtures.join("repo2docker-strategy.wasm")),
+    );
+    config.plugins.insert(
+        "old-cull".into(),
+        plugin_at(&fixtures.join("idle-cull.wasm")),
+    );
+    let plugins = PluginHost::start(&config)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    for name in ["old-strategy", "old-cull"] {
+        assert_eq!(
+            plugins.get(name).unwrap().wit_version(),
+            WitVersion::V0_1,
+            "{name}"
+        );
+    }
+
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::write(repo.path().join("requirements.txt"), "numpy\n").unwrap();
+    let request = BuildRequest {
+        image: "reg/binder-a-b:0123456789abcdef0123456789abcdef01234567".into(),
+        build_name: "build-a-b".into(),
+        repo_url: "https://github.com/a/b".into(),
+        resolved_ref: "0123456789abcdef0123456789abcdef01234567".into(),
+        provider: "gh".into(),
+        spec: "a/b/HEAD".into(),
+        build_slug: "a-b".into(),
+        resolved_spec: "a/b/0123456789abcdef0123456789abcdef01234567".into(),
+        ref_url: "https://github.com/a/b/tree/0123456789abcdef0123456789abcdef01234567".into(),
+        immutable: true,
+        repo_config: Default::default(),
+    };
+    match bindery::build::strategy::plan(&plugins, "old-strategy", &request, repo.path(), &[]).await
+    {
+        Ok(BuildPlan::Repo2docker(p)) => assert_eq!(p.buildpack, "PythonBuildPack"),
+        other => panic!("{other:?}"),
+    }
+
+    let now = 10_000_000_000;
+    let server = |idle_secs: u64| Server {
+        user: "u".into(),
+        server_name: String::new(),
+        image: "reg/binder-a-b:1".into(),
+        repo_url: "https://github.com/a/b".into(),
+        provider: "gh".into(),
+        spec: "a/b/HEAD".into(),
+        started_ms: now - idle_secs * 1000,
+        last_activity_ms: Some(now - idle_secs * 1000),
+        state: ServerState::Ready,
+        user_options_json: "{}".into(),
+    };
+    let decisions = plugins
+        .decide("old-cull", now, &[server(60), server(7200)])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(decisions[0], Decision::Pass | Decision::Keep),
+        "{decisions:?}"
+    );
+    assert!(
+        matches!(
+            &decisions[1],
+            Decision::Stop(_) | Decision::StopAndDeleteUser(_)
+        ),
+        "{decisions:?}"
+    );
+}

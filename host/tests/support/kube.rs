@@ -792,7 +792,11 @@ async fn kubelet(shared: Arc<Shared>, ns: String, name: String, pod: Pod) {
         .args(container.args.iter().flatten().skip(1));
     let mut env = Vec::new();
     for e in container.env.iter().flatten() {
-        let value = match e.value_from.as_ref().and_then(|f| f.secret_key_ref.as_ref()) {
+        let value = match e
+            .value_from
+            .as_ref()
+            .and_then(|f| f.secret_key_ref.as_ref())
+        {
             None => e.value.clone().unwrap_or_default(),
             Some(r) => match secret_value(&shared, &ns, &r.name, &r.key) {
                 Some(v) => v,
@@ -890,17 +894,23 @@ fn streamed(rx: tokio::sync::mpsc::Receiver<Bytes>, content_type: &str) -> Respo
 fn secret_value(shared: &Shared, ns: &str, name: &str, data_key: &str) -> Option<String> {
     use base64::Engine;
     let inner = shared.inner.lock().unwrap();
-    let encoded = inner.secrets.get(&key(ns, name))?["data"][data_key].as_str()?.to_string();
-    let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
+    let encoded = inner.secrets.get(&key(ns, name))?["data"][data_key]
+        .as_str()?
+        .to_string();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
     String::from_utf8(bytes).ok()
 }
 
 /// `stringData` folded into base64 `data`, as the API server stores a Secret.
 fn fold_string_data(secret: &mut Value) {
     use base64::Engine;
-    if let Some(Value::Object(plain)) = secret.as_object_mut().and_then(|o| o.remove("stringData")) {
+    if let Some(Value::Object(plain)) = secret.as_object_mut().and_then(|o| o.remove("stringData"))
+    {
         for (k, v) in plain {
-            let encoded = base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or_default());
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or_default());
             secret["data"][k] = json!(encoded);
         }
     }
@@ -916,11 +926,19 @@ async fn create_secret(
         Err(refused) => return *refused,
     };
     let Some(name) = secret["metadata"]["name"].as_str().map(str::to_string) else {
-        return status(422, "Invalid", "Secret \"\" is invalid: metadata.name: Required value".into());
+        return status(
+            422,
+            "Invalid",
+            "Secret \"\" is invalid: metadata.name: Required value".into(),
+        );
     };
     let mut inner = shared.inner.lock().unwrap();
     if inner.secrets.contains_key(&key(&ns, &name)) {
-        return status(409, "AlreadyExists", format!("secrets {name:?} already exists"));
+        return status(
+            409,
+            "AlreadyExists",
+            format!("secrets {name:?} already exists"),
+        );
     }
     fold_string_data(&mut secret);
     inner.uid += 1;
@@ -976,8 +994,15 @@ async fn delete_secret(
     State(shared): State<Arc<Shared>>,
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
-    match shared.inner.lock().unwrap().secrets.remove(&key(&ns, &name)) {
-        Some(_) => axum::Json(json!({ "kind": "Status", "apiVersion": "v1", "status": "Success" })).into_response(),
+    match shared
+        .inner
+        .lock()
+        .unwrap()
+        .secrets
+        .remove(&key(&ns, &name))
+    {
+        Some(_) => axum::Json(json!({ "kind": "Status", "apiVersion": "v1", "status": "Success" }))
+            .into_response(),
         None => status(404, "NotFound", format!("secrets {name:?} not found")),
     }
 }
