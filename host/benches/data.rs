@@ -36,7 +36,10 @@ async fn main() {
     let registry = OciRegistry::start(None);
     let repo = TestRepo::new();
     let sha = repo.commit(
-        &[("Dockerfile", RECORD_DOCKERFILE), ("data/a.csv", b"x,y\n1,2\n")],
+        &[
+            ("Dockerfile", RECORD_DOCKERFILE),
+            ("data/a.csv", b"x,y\n1,2\n"),
+        ],
         &[],
     );
     let (mut first, mut layer, mut git) = (Vec::new(), Vec::new(), Vec::new());
@@ -54,7 +57,18 @@ async fn main() {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let (first, layer, git) = (median(first), median(layer), median(git));
     println!("rounds: {ROUNDS}, medians, time to `ready` (build only)");
-    println!("git repository, first build (baseline):     {:8.1} ms", ms(git));
-    println!("Zenodo record, first build:                  {:8.1} ms ({:.2}x the git build)", ms(first), ms(first) / ms(git));
-    println!("Zenodo record, next version as a layer:      {:8.1} ms ({:.2}x the first build)", ms(layer), ms(layer) / ms(first));
+    println!(
+        "git repository, first build (baseline):     {:8.1} ms",
+        ms(git)
+    );
+    println!(
+        "Zenodo record, first build:                  {:8.1} ms ({:.2}x the git build)",
+        ms(first),
+        ms(first) / ms(git)
+    );
+    println!(
+        "Zenodo record, next version as a layer:      {:8.1} ms ({:.2}x the first build)",
+        ms(layer),
+        ms(layer) / ms(first)
+    );
 }

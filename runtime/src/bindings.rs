@@ -13,6 +13,7 @@ pub mod provider {
         imports: {
             "bindery:plugin/http.fetch": async,
             "bindery:plugin/git.ls-remote": async,
+            "bindery:plugin/git.ls-remote-authenticated": async,
         },
         exports: { default: async },
     });

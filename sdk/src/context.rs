@@ -64,6 +64,15 @@ pub trait ProviderContext: Context {
     fn fetch(&self, request: &Request) -> Result<Response, HttpError>;
     /// `git ls-remote` of a URL on a granted host.
     fn ls_remote(&self, url: &str) -> Result<Vec<RemoteRef>, GitError>;
+    /// `git ls-remote` of a private repository: basic authentication with
+    /// `username` and the granted secret `password_secret`, which the host
+    /// reads (the plugin never holds it).
+    fn ls_remote_authenticated(
+        &self,
+        url: &str,
+        username: &str,
+        password_secret: &str,
+    ) -> Result<Vec<RemoteRef>, GitError>;
 }
 
 /// What build strategies can reach besides [`Context`]: the repository's files.
@@ -96,6 +105,14 @@ impl ProviderContext for HostContext {
     }
     fn ls_remote(&self, url: &str) -> Result<Vec<RemoteRef>, GitError> {
         host::git::ls_remote(url)
+    }
+    fn ls_remote_authenticated(
+        &self,
+        url: &str,
+        username: &str,
+        password_secret: &str,
+    ) -> Result<Vec<RemoteRef>, GitError> {
+        host::git::ls_remote_authenticated(url, username, password_secret)
     }
 }
 

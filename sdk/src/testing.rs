@@ -170,6 +170,19 @@ impl ProviderContext for MockContext {
             .cloned()
             .unwrap_or_else(|| Err(GitError::Remote(format!("MockContext has no remote {url}"))))
     }
+    /// Answers as `ls_remote` when the secret is set (`with_secret`), and
+    /// as the host does when it is not.
+    fn ls_remote_authenticated(
+        &self,
+        url: &str,
+        _username: &str,
+        password_secret: &str,
+    ) -> Result<Vec<RemoteRef>, GitError> {
+        self.secret(password_secret).map_err(|_| {
+            GitError::Remote(format!("the secret `{password_secret}` is not granted"))
+        })?;
+        self.ls_remote(url)
+    }
 }
 
 impl BuildStrategyContext for MockContext {

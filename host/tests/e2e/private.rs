@@ -83,7 +83,8 @@ async fn a_private_repository_builds_with_the_granted_token_and_only_with_it() {
     );
     drop(server);
 
-    // Granted: built from the host's checkout, so repo2docker never holds the token.
+    // Granted: the branch is resolved with the token (git ls-remote), and the
+    // build is made from the host's checkout, so repo2docker never holds it.
     let data = tempfile::tempdir().unwrap();
     let c = granted(
         build_config(data.path(), &registry).await,
@@ -92,9 +93,10 @@ async fn a_private_repository_builds_with_the_granted_token_and_only_with_it() {
     );
     let server =
         Process::start_logging("debug,hyper=info,h2=info,reqwest=info", &c, data.path()).await;
-    let got = launch(&c, &url, &sha).await;
+    let got = launch(&c, &url, "main").await;
     assert_eq!(got.last()["phase"], "ready", "{}", got.raw);
     let image = got.last()["imageName"].as_str().unwrap().to_string();
+    assert!(image.ends_with(&sha), "{image}");
     assert_eq!(run_in(&image, "cat /home/jovyan/notes.md"), "private\n");
     let metrics = reqwest::get(format!("http://{}/metrics", c.listen))
         .await

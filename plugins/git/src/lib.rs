@@ -70,6 +70,11 @@ fn scp_to_ssh(url: &str) -> Option<String> {
         .then(|| format!("ssh://{user}@{host}/{}", path.trim_start_matches('/')))
 }
 
+/// The user name the `password` secret goes with.
+fn username(ctx: &impl ProviderContext) -> String {
+    ctx.config("username").unwrap_or_else(|| "git".into())
+}
+
 impl Provider for Git {
     fn metadata() -> PluginMetadata {
         PluginMetadata {
@@ -107,7 +112,14 @@ impl Provider for Git {
         let (sha, lifetime) = if is_sha1(&spec.git_ref) {
             (spec.git_ref.clone(), RefLifetime::Immutable)
         } else {
-            let refs = ctx.ls_remote(&spec.url).map_err(|e| {
+            // A private repository's refs are asked for with its credential.
+            let listed = match upstream::basic_auth(ctx, &username(ctx), "password") {
+                Some(auth) => {
+                    ctx.ls_remote_authenticated(&spec.url, &auth.username, &auth.password_secret)
+                }
+                None => ctx.ls_remote(&spec.url),
+            };
+            let refs = listed.map_err(|e| {
                 PluginError::Upstream(UpstreamFailure {
                     service: "git".into(),
                     status: None,
@@ -142,8 +154,7 @@ impl Provider for Git {
         ctx: &impl ProviderContext,
         resolution: Resolution,
     ) -> Result<ContentSource, PluginError> {
-        let username = ctx.config("username").unwrap_or_else(|| "git".into());
-        let auth = upstream::basic_auth(ctx, &username, "password");
+        let auth = upstream::basic_auth(ctx, &username(ctx), "password");
         Ok(ContentSource::git_with(&resolution, auth))
     }
 }
@@ -171,6 +182,33 @@ mod tests {
                 ("refs/tags/v1.0", OTHER),
             ],
         )
+    }
+
+    #[test]
+    fn a_private_repository_is_listed_and_fetched_with_the_granted_password() {
+        let ctx = remote()
+            .with_secret("password", "t0k")
+            .with_config("username", "builder");
+        let r = Git::resolve(&ctx, &format!("{ESCAPED}/main")).unwrap();
+        assert_eq!(r.resolved_ref, SHA);
+        let ContentSource::Git(git) = Git::content(&ctx, r).unwrap() else {
+            panic!("not git");
+        };
+        assert_eq!(
+            git.auth,
+            Some(BasicAuth {
+                username: "builder".into(),
+                password_secret: "password".into()
+            })
+        );
+        let ContentSource::Git(git) = Git::content(
+            &remote(),
+            Git::resolve(&remote(), &format!("{ESCAPED}/main")).unwrap(),
+        )
+        .unwrap() else {
+            panic!("not git");
+        };
+        assert_eq!(git.auth, None);
     }
 
     #[test]

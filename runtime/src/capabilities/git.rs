@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::CallState;
 use crate::bindings::git::{GitError, Host, RemoteRef};
+use crate::bindings::secrets::SecretError;
 use crate::egress::{EgressDenied, GitRemote, GitUrlError};
 use crate::gitwire::{GitWire, WireError, WireLimits};
 
@@ -27,11 +28,24 @@ impl GitClient {
         }
     }
 
-    pub(super) async fn ls_remote(&self, url: &str) -> Result<Vec<RemoteRef>, GitError> {
-        let remote = GitRemote::parse(url).map_err(|e| match e {
+    /// The refs at `url`, asked with `auth` (user name, password) when given.
+    pub(super) async fn ls_remote(
+        &self,
+        url: &str,
+        auth: Option<(String, String)>,
+    ) -> Result<Vec<RemoteRef>, GitError> {
+        let mut remote = GitRemote::parse(url).map_err(|e| match e {
             GitUrlError::Scheme(scheme) => GitError::ProtocolNotAllowed(scheme),
             other => GitError::InvalidUrl(format!("{url}: {other}")),
         })?;
+        if let Some((user, password)) = auth {
+            if remote.scheme() == "git" {
+                return Err(GitError::ProtocolNotAllowed(
+                    "git (it carries no credentials; use https)".into(),
+                ));
+            }
+            remote = remote.with_basic_auth(user, password);
+        }
         self.wire
             .egress()
             .check_host(remote.host())
@@ -79,6 +93,29 @@ fn denied(d: EgressDenied) -> GitError {
 
 impl Host for CallState {
     async fn ls_remote(&mut self, url: String) -> Result<Vec<RemoteRef>, GitError> {
-        self.grants.git.ls_remote(&url).await
+        self.grants.git.ls_remote(&url, None).await
+    }
+
+    async fn ls_remote_authenticated(
+        &mut self,
+        url: String,
+        username: String,
+        password_secret: String,
+    ) -> Result<Vec<RemoteRef>, GitError> {
+        // git-error has no case of its own for this: its cases are part of
+        // 0.1.0's `ls-remote` too, whose components must keep loading.
+        let password = self
+            .grants
+            .secret(&self.plugin, &password_secret)
+            .map_err(|e| {
+                GitError::Remote(match e {
+                    SecretError::NotGranted(n) => format!("the secret `{n}` is not granted"),
+                    SecretError::Missing(n) => format!("the secret `{n}` has no value"),
+                })
+            })?;
+        self.grants
+            .git
+            .ls_remote(&url, Some((username, password)))
+            .await
     }
 }

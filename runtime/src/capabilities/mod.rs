@@ -257,6 +257,20 @@ pub(crate) fn link(
                 },
             )?,
             Capability::Git => {
+                instance.func_wrap_async(
+                    "ls-remote-authenticated",
+                    |mut s: Store<'_>, (url, user, secret): (String, String, String)| {
+                        Box::new(async move {
+                            Ok((host::git::Host::ls_remote_authenticated(
+                                s.data_mut(),
+                                url,
+                                user,
+                                secret,
+                            )
+                            .await,))
+                        })
+                    },
+                )?;
                 instance.func_wrap_async("ls-remote", |mut s: Store<'_>, (url,): (String,)| {
                     Box::new(
                         async move { Ok((host::git::Host::ls_remote(s.data_mut(), url).await,)) },
