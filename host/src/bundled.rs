@@ -2,3 +2,13 @@
 //! `wasm32-wasip2` by `build.rs`.
 
 include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
+
+/// The bundled providers of data records (not git repositories).
+pub const DATA_PROVIDERS: [&str; 6] = [
+    "zenodo",
+    "figshare",
+    "dataverse",
+    "hydroshare",
+    "ckan",
+    "swh",
+];

@@ -327,31 +327,22 @@ impl Builder {
                     },
                 ));
             }
-            ContentSource::Files(files) => {
+            other => {
                 let plugin = plugin
                     .as_deref()
-                    .expect("only a loaded provider returns files");
-                let checkout = super::fetch::files(plugin, &files, &request.repo_url, dir, limits)
+                    .expect("only a loaded provider returns content other than git");
+                let checkout = super::fetch::data(plugin, &other, &request.repo_url, dir, limits)
                     .await
                     .map_err(BuildFailure::new)?;
                 let source = Source::Data {
                     dir: checkout.dir.clone(),
                     by_repo2docker: repo2docker_fetches(plugin),
                 };
-                (checkout, source, data(files.series.as_ref()))
-            }
-            ContentSource::SwhVault(vault) => {
-                let plugin = plugin
-                    .as_deref()
-                    .expect("only a loaded provider returns a vault");
-                let checkout = super::fetch::vault(plugin, &vault, &request.repo_url, dir, limits)
-                    .await
-                    .map_err(BuildFailure::new)?;
-                let source = Source::Data {
-                    dir: checkout.dir.clone(),
-                    by_repo2docker: repo2docker_fetches(plugin),
+                let series = match &other {
+                    ContentSource::Files(files) => files.series.as_ref(),
+                    _ => None,
                 };
-                (checkout, source, data(None))
+                (checkout, source, data(series))
             }
         };
         Ok((
@@ -714,15 +705,7 @@ impl Builder {
 /// bundled data provider, names in `repo_url` (a DOI, a HydroShare or CKAN
 /// URL, a SWHID), with the same result as the host's fetch.
 fn repo2docker_fetches(plugin: &bindery_runtime::LoadedPlugin) -> bool {
-    const DATA_PROVIDERS: [&str; 6] = [
-        "zenodo",
-        "figshare",
-        "dataverse",
-        "hydroshare",
-        "ckan",
-        "swh",
-    ];
-    matches!(&plugin.source, PluginSource::Bundled(name) if DATA_PROVIDERS.contains(&name.as_str()))
+    matches!(&plugin.source, PluginSource::Bundled(name) if crate::bundled::DATA_PROVIDERS.contains(&name.as_str()))
 }
 
 fn executor_name(e: Executor) -> &'static str {

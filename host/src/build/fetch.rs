@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bindery_runtime::LoadedPlugin;
-use bindery_runtime::bindings::{FilesContent, SwhVaultContent, Unpack};
+use bindery_runtime::bindings::{ContentSource, FilesContent, SwhVaultContent, Unpack};
 use bindery_runtime::download::{DownloadError, Downloads};
 
 use super::checkout::{Checkout, CheckoutError, FetchLimits};
@@ -77,11 +77,12 @@ impl Fetch<'_> {
     }
 }
 
-/// Downloads `files` into `dir/repo` and unpacks them as `files.unpack` says.
+/// Fetches `source` (files or a vault directory; a git remote is the
+/// checkout's) into `dir/repo` under `plugin`'s grants, and commits it.
 /// `what` names the content in messages (the repository as users know it).
-pub async fn files(
+pub async fn data(
     plugin: &LoadedPlugin,
-    files: &FilesContent,
+    source: &ContentSource,
     what: &str,
     dir: &Path,
     limits: FetchLimits,
@@ -91,167 +92,160 @@ pub async fn files(
         limits,
         root: dir.join("repo"),
     };
-    within(&fetch, async {
-        let downloads = Downloads::new(plugin, files.auth.as_ref()).map_err(|e| fetch.fail(e))?;
-        std::fs::create_dir_all(&fetch.root).map_err(|e| fetch.disk(e))?;
-        if files.downloads.len() as u64 > limits.max_files {
-            return Err(fetch.too_many());
-        }
-        let mut paths = std::collections::BTreeSet::new();
-        let mut left = limits.max_bytes;
-        for d in &files.downloads {
-            let relative = safe_path(&d.path).map_err(|why| {
-                fetch.fail(format!("the provider named a file {:?}: {why}", d.path))
-            })?;
-            if !paths.insert(relative.clone()) {
-                return Err(fetch.fail(format!("the provider named {:?} twice", d.path)));
-            }
-            let target = fetch.root.join(&relative);
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| fetch.disk(e))?;
-            }
-            let total_bound = left < limits.max_file_bytes;
-            let budget = left.min(limits.max_file_bytes);
-            let got = downloads
-                .to_file(&d.url, &target, budget, d.size)
-                .await
-                .map_err(|e| fetch.download(&d.path, total_bound, e))?;
-            left -= got;
-        }
-        let single = || match files.downloads.as_slice() {
-            [one] => Ok(fetch
-                .root
-                .join(safe_path(&one.path).expect("checked above"))),
-            _ => Err(fetch.fail(format!(
-                "the provider asked to unpack one archive but listed {} files",
-                files.downloads.len()
-            ))),
-        };
-        match &files.unpack {
-            Unpack::AsIs => {}
-            Unpack::Zip => {
-                let archive = single()?;
-                if is_zip(&archive) {
-                    unpack_zip(&fetch, archive, None).await?;
-                    lift_single_folder(&fetch.root).map_err(|e| fetch.disk(e))?;
-                }
-            }
-            Unpack::ZipFolder(folder) => {
-                let archive = single()?;
-                let folder = safe_path(folder)
-                    .map_err(|why| fetch.fail(format!("the folder {folder:?} to unpack: {why}")))?;
-                if !is_zip(&archive) {
-                    return Err(fetch.fail("the download is not a zip archive"));
-                }
-                unpack_zip(&fetch, archive, Some(folder)).await?;
-            }
-        }
+    let fetched = tokio::time::timeout(limits.timeout, async {
+        match source {
+            ContentSource::Files(f) => files(plugin, f, &fetch).await,
+            ContentSource::SwhVault(v) => vault(plugin, v, dir, &fetch).await,
+            ContentSource::Git(_) => Err(fetch.fail("a git remote is fetched with git")),
+        }?;
         commit(&fetch).await
     })
-    .await
+    .await;
+    fetched.unwrap_or_else(|_| {
+        Err(CheckoutError::TimedOut {
+            url: what.into(),
+            secs: limits.timeout.as_secs(),
+        })
+    })
+}
+
+/// Downloads `files` into the root and unpacks them as `files.unpack` says.
+async fn files(
+    plugin: &LoadedPlugin,
+    files: &FilesContent,
+    fetch: &Fetch<'_>,
+) -> Result<(), CheckoutError> {
+    let limits = fetch.limits;
+    let downloads = Downloads::new(plugin, files.auth.as_ref()).map_err(|e| fetch.fail(e))?;
+    std::fs::create_dir_all(&fetch.root).map_err(|e| fetch.disk(e))?;
+    if files.downloads.len() as u64 > limits.max_files {
+        return Err(fetch.too_many());
+    }
+    let mut paths = std::collections::BTreeSet::new();
+    let mut left = limits.max_bytes;
+    for d in &files.downloads {
+        let relative = safe_path(&d.path)
+            .map_err(|why| fetch.fail(format!("the provider named a file {:?}: {why}", d.path)))?;
+        if !paths.insert(relative.clone()) {
+            return Err(fetch.fail(format!("the provider named {:?} twice", d.path)));
+        }
+        let target = fetch.root.join(&relative);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| fetch.disk(e))?;
+        }
+        let total_bound = left < limits.max_file_bytes;
+        let budget = left.min(limits.max_file_bytes);
+        let got = downloads
+            .to_file(&d.url, &target, budget, d.size)
+            .await
+            .map_err(|e| fetch.download(&d.path, total_bound, e))?;
+        left -= got;
+    }
+    let single = || match files.downloads.as_slice() {
+        [one] => Ok(fetch
+            .root
+            .join(safe_path(&one.path).expect("checked above"))),
+        _ => Err(fetch.fail(format!(
+            "the provider asked to unpack one archive but listed {} files",
+            files.downloads.len()
+        ))),
+    };
+    match &files.unpack {
+        Unpack::AsIs => {}
+        Unpack::Zip => {
+            let archive = single()?;
+            if is_zip(&archive) {
+                unpack_zip(fetch, archive, None).await?;
+                lift_single_folder(&fetch.root).map_err(|e| fetch.disk(e))?;
+            }
+        }
+        Unpack::ZipFolder(folder) => {
+            let archive = single()?;
+            let folder = safe_path(folder)
+                .map_err(|why| fetch.fail(format!("the folder {folder:?} to unpack: {why}")))?;
+            if !is_zip(&archive) {
+                return Err(fetch.fail("the download is not a zip archive"));
+            }
+            unpack_zip(fetch, archive, Some(folder)).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Asks Software Heritage's vault to cook `vault.directory`, waits until it
-/// is ready, downloads the tarball into `dir/repo` and lifts its one folder.
-pub async fn vault(
+/// is ready, downloads the tarball (beside the root, in `dir`) and unpacks
+/// it into the root, its one folder lifted.
+async fn vault(
     plugin: &LoadedPlugin,
     vault: &SwhVaultContent,
-    what: &str,
     dir: &Path,
-    limits: FetchLimits,
-) -> Result<Checkout, CheckoutError> {
-    let fetch = Fetch {
-        what,
-        limits,
-        root: dir.join("repo"),
-    };
-    within(&fetch, async {
-        if !(vault.directory.len() == 40 && vault.directory.bytes().all(|b| b.is_ascii_hexdigit()))
-        {
-            return Err(fetch.fail(format!("{:?} is not a directory id", vault.directory)));
-        }
-        let downloads = Downloads::new(plugin, vault.auth.as_ref()).map_err(|e| fetch.fail(e))?;
-        let cook = format!(
-            "{}/vault/directory/{}/",
-            vault.api.trim_end_matches('/'),
-            vault.directory
-        );
-        let mut pause = Duration::from_millis(500);
-        let mut post = true;
-        let fetch_url = loop {
-            let (status, answer) = downloads
-                .json(post, &cook)
-                .await
-                .map_err(|e| fetch.fail(e))?;
-            post = false;
-            if !(200..300).contains(&status) {
-                return Err(fetch.fail(format!(
-                    "the vault answered HTTP {status}: {}",
-                    answer
-                        .get("reason")
-                        .or(answer.get("detail"))
-                        .and_then(|r| r.as_str())
-                        .unwrap_or("no reason given")
-                )));
-            }
-            match answer.get("status").and_then(|s| s.as_str()) {
-                Some("done") => {
-                    let Some(url) = answer.get("fetch_url").and_then(|u| u.as_str()) else {
-                        return Err(fetch.fail("the vault said done without a fetch_url"));
-                    };
-                    break url.to_string();
-                }
-                Some("failed") => {
-                    let why = answer
-                        .get("progress_message")
-                        .and_then(|m| m.as_str())
-                        .unwrap_or("no reason given");
-                    return Err(
-                        fetch.fail(format!("the vault could not prepare the directory: {why}"))
-                    );
-                }
-                Some("new" | "pending") => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(VAULT_POLL_MAX);
-                }
-                other => {
-                    return Err(
-                        fetch.fail(format!("the vault answered an unknown status {other:?}"))
-                    );
-                }
-            }
-        };
-        // As upstream: every API URL ends in `/`, the fetch URL too.
-        let fetch_url = if fetch_url.ends_with('/') {
-            fetch_url
-        } else {
-            format!("{fetch_url}/")
-        };
-        std::fs::create_dir_all(&fetch.root).map_err(|e| fetch.disk(e))?;
-        let tarball = dir.join("vault.tar");
-        downloads
-            .to_file(&fetch_url, &tarball, limits.max_bytes, None)
-            .await
-            .map_err(|e| fetch.download("the vault's tarball", true, e))?;
-        unpack_tar(&fetch, tarball).await?;
-        lift_single_folder(&fetch.root).map_err(|e| fetch.disk(e))?;
-        commit(&fetch).await
-    })
-    .await
-}
-
-async fn within(
     fetch: &Fetch<'_>,
-    work: impl Future<Output = Result<Checkout, CheckoutError>>,
-) -> Result<Checkout, CheckoutError> {
-    tokio::time::timeout(fetch.limits.timeout, work)
+) -> Result<(), CheckoutError> {
+    let limits = fetch.limits;
+    if !(vault.directory.len() == 40 && vault.directory.bytes().all(|b| b.is_ascii_hexdigit())) {
+        return Err(fetch.fail(format!("{:?} is not a directory id", vault.directory)));
+    }
+    let downloads = Downloads::new(plugin, vault.auth.as_ref()).map_err(|e| fetch.fail(e))?;
+    let cook = format!(
+        "{}/vault/directory/{}/",
+        vault.api.trim_end_matches('/'),
+        vault.directory
+    );
+    let mut pause = Duration::from_millis(500);
+    let mut post = true;
+    let fetch_url = loop {
+        let (status, answer) = downloads
+            .json(post, &cook)
+            .await
+            .map_err(|e| fetch.fail(e))?;
+        post = false;
+        if !(200..300).contains(&status) {
+            return Err(fetch.fail(format!(
+                "the vault answered HTTP {status}: {}",
+                answer
+                    .get("reason")
+                    .or(answer.get("detail"))
+                    .and_then(|r| r.as_str())
+                    .unwrap_or("no reason given")
+            )));
+        }
+        match answer.get("status").and_then(|s| s.as_str()) {
+            Some("done") => {
+                let Some(url) = answer.get("fetch_url").and_then(|u| u.as_str()) else {
+                    return Err(fetch.fail("the vault said done without a fetch_url"));
+                };
+                break url.to_string();
+            }
+            Some("failed") => {
+                let why = answer
+                    .get("progress_message")
+                    .and_then(|m| m.as_str())
+                    .unwrap_or("no reason given");
+                return Err(fetch.fail(format!("the vault could not prepare the directory: {why}")));
+            }
+            Some("new" | "pending") => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(VAULT_POLL_MAX);
+            }
+            other => {
+                return Err(fetch.fail(format!("the vault answered an unknown status {other:?}")));
+            }
+        }
+    };
+    // As upstream: every API URL ends in `/`, the fetch URL too.
+    let fetch_url = if fetch_url.ends_with('/') {
+        fetch_url
+    } else {
+        format!("{fetch_url}/")
+    };
+    std::fs::create_dir_all(&fetch.root).map_err(|e| fetch.disk(e))?;
+    let tarball = dir.join("vault.tar");
+    downloads
+        .to_file(&fetch_url, &tarball, limits.max_bytes, None)
         .await
-        .unwrap_or_else(|_| {
-            Err(CheckoutError::TimedOut {
-                url: fetch.what.into(),
-                secs: fetch.limits.timeout.as_secs(),
-            })
-        })
+        .map_err(|e| fetch.download("the vault's tarball", true, e))?;
+    unpack_tar(fetch, tarball).await?;
+    lift_single_folder(&fetch.root).map_err(|e| fetch.disk(e))
 }
 
 /// `path` as a relative path of plain components: no `..`, no root, no

@@ -44,14 +44,7 @@ async fn every_data_provider_builds_its_record_laid_out_as_repo2docker_lays_it_o
     let data = tempfile::tempdir().unwrap();
     let mut c = build_config(data.path(), &registry).await;
     forges.grant_providers(&mut c);
-    for name in [
-        "zenodo",
-        "figshare",
-        "dataverse",
-        "hydroshare",
-        "ckan",
-        "swh",
-    ] {
+    for name in bindery::bundled::DATA_PROVIDERS {
         c.plugins.get_mut(name).unwrap().enabled = true;
     }
     let s = Service::planned(c).await;
