@@ -7,30 +7,17 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::engine::{DOCKERFILE, TestRepo, build_config, noise};
 use support::registry::OciRegistry;
-use support::service::{Service, git_spec, sse};
+use support::service::{Service, git_spec, median, time_to_ready};
 
 const ROUNDS: usize = 5;
 
 /// Builds `reference` (build only); the time to `ready`.
 async fn timed(s: &Service, repo: &TestRepo, reference: &str) -> Duration {
-    let started = Instant::now();
-    let got = sse(&format!(
-        "{}/build/git/{}?build_only=true",
-        s.base,
-        git_spec(&repo.url, reference)
-    ))
-    .await;
-    assert_eq!(got.last()["phase"], "ready", "{}", got.raw);
-    started.elapsed()
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
+    time_to_ready(s, &format!("git/{}", git_spec(&repo.url, reference))).await
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

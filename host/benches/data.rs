@@ -9,26 +9,14 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::engine::{TestRepo, build_config};
 use support::forges::{Forges, RECORD_DOCKERFILE};
 use support::registry::OciRegistry;
-use support::service::{Service, git_spec, sse};
+use support::service::{Service, git_spec, median, time_to_ready};
 
 const ROUNDS: usize = 5;
-
-async fn timed(s: &Service, path: &str) -> Duration {
-    let started = Instant::now();
-    let got = sse(&format!("{}/build/{path}?build_only=true", s.base)).await;
-    assert_eq!(got.last()["phase"], "ready", "{}", got.raw);
-    started.elapsed()
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -50,9 +38,9 @@ async fn main() {
         c.plugins.get_mut("zenodo").unwrap().enabled = true;
         c.registry.image_prefix = format!("{}/bench{round}-", registry.host());
         let s = Service::planned(c).await;
-        git.push(timed(&s, &format!("git/{}", git_spec(&repo.url, &sha))).await);
-        first.push(timed(&s, "zenodo/10.5281/zenodo.3242074").await);
-        layer.push(timed(&s, "zenodo/10.5281/zenodo.3242075").await);
+        git.push(time_to_ready(&s, &format!("git/{}", git_spec(&repo.url, &sha))).await);
+        first.push(time_to_ready(&s, "zenodo/10.5281/zenodo.3242074").await);
+        layer.push(time_to_ready(&s, "zenodo/10.5281/zenodo.3242075").await);
     }
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let (first, layer, git) = (median(first), median(layer), median(git));

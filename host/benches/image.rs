@@ -16,13 +16,9 @@ use bindery_runtime::PluginHost;
 use bindery_runtime::oci::OciPlugins;
 use support::engine::engine;
 use support::registry::OciRegistry;
+use support::service::median;
 
 const RUNS: usize = 5;
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
 
 fn size_mb(image: &str) -> f64 {
     let out = engine().docker(&["image", "inspect", "--format", "{{.Size}}", image]);

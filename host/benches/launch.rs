@@ -26,7 +26,7 @@ use bindery_runtime::PluginHost;
 use support::GitDaemon;
 use support::hub::{PaginatedHub, every_third_idle};
 use support::registry::OciRegistry;
-use support::service::{Service, git_spec};
+use support::service::{Service, git_spec, median};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LAUNCHES: usize = 200;
@@ -75,11 +75,6 @@ async fn instant_hub() -> (String, Shared) {
         .with_state(times.clone());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (url, times)
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 fn p99(mut v: Vec<Duration>) -> Duration {

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use bindery_runtime::PluginHost;
 use bindery_runtime::bindings::{
-    BuildPlan, ContentSource, Executor, GitContent, LayerPlan, RefLifetime, Repo2dockerPlan,
-    Resolution, secrets,
+    BuildPlan, ContentSource, Executor, FilesContent, GitContent, LayerPlan, RefLifetime,
+    Repo2dockerPlan, Resolution, secrets,
 };
 use bindery_runtime::config::PluginSource;
 use bindery_runtime::egress::{EgressError, GitRemote, GitUrlError};
@@ -173,10 +173,10 @@ impl Builder {
             let started = Instant::now();
             match plan {
                 BuildPlan::Repo2docker(plan) => {
-                    let listing = match source {
-                        Source::Data { .. } => Some(layer::listing(&checkout)),
-                        Source::Remote | Source::Private { .. } => None,
-                    };
+                    // What a layer on this image whites out, for content with no history.
+                    let listing = (matches!(source, Source::Data { .. })
+                        && plan.environment_hash.is_some())
+                    .then(|| layer::listing(&checkout));
                     let built = self.repo2docker(request, &plan, &source, dir, log).await;
                     self.observe(executor_name(plan.executor), started, built.is_ok());
                     if built.is_ok()
@@ -276,11 +276,7 @@ impl Builder {
             }),
         };
         let limits = self.limits;
-        let data = |series: Option<&String>| match series {
-            Some(series) => format!("{}:{series}", request.provider),
-            None => request.repo_url.clone(),
-        };
-        let (checkout, source, key) = match source {
+        let (request, checkout, source, key) = match source {
             ContentSource::Git(git) => {
                 let (remote, wire) = self.check_egress(request, &git).await?;
                 let credentials = remote
@@ -318,14 +314,7 @@ impl Builder {
                     None => Source::Remote,
                 };
                 let key = request.repo_url.clone();
-                return Ok((
-                    request,
-                    Fetched {
-                        checkout,
-                        source,
-                        environments: key,
-                    },
-                ));
+                (request, checkout, source, key)
             }
             other => {
                 let plugin = plugin
@@ -338,15 +327,19 @@ impl Builder {
                     dir: checkout.dir.clone(),
                     by_repo2docker: repo2docker_fetches(plugin),
                 };
-                let series = match &other {
-                    ContentSource::Files(files) => files.series.as_ref(),
-                    _ => None,
+                // Images of the record's other versions, else of this one only.
+                let key = match &other {
+                    ContentSource::Files(FilesContent {
+                        series: Some(series),
+                        ..
+                    }) => format!("{}:{series}", request.provider),
+                    _ => request.repo_url.clone(),
                 };
-                (checkout, source, data(series))
+                (request.clone(), checkout, source, key)
             }
         };
         Ok((
-            request.clone(),
+            request,
             Fetched {
                 checkout,
                 source,

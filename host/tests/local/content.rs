@@ -50,3 +50,45 @@ async fn hostile_records_fail_clearly_and_leave_nothing_behind() {
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A provider's header credential goes with each download to the provider's
+/// own origin, and not to the object store a download is redirected to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_credential_goes_only_to_its_origin() {
+    let forges = Forges::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let key_file = data.path().join("api-token");
+    std::fs::write(&key_file, "dv-key-123\n").unwrap();
+    let mut c = support::service::config(data.path(), None);
+    forges.grant_providers(&mut c);
+    c.plugins.get_mut("layer-first").unwrap().enabled = true;
+    let dataverse = c.plugins.get_mut("dataverse").unwrap();
+    dataverse.enabled = true;
+    dataverse.secrets.insert(
+        "api_token".into(),
+        bindery::config::SecretSource::File(key_file),
+    );
+    c.web.api_only = true;
+    c.web.rate_limit.limit = 0;
+    // No engine here: the build fails after the fetch, which is what is looked at.
+    c.build.local.command = "/nonexistent/repo2docker".into();
+    let s = Service::planned(c).await;
+    let got = sse(&format!(
+        "{}/build/dataverse/10.7910/DVN/TJCLKP?build_only=true",
+        s.base
+    ))
+    .await;
+    assert!(got.raw.contains("/nonexistent/repo2docker"), "{}", got.raw);
+    assert!(!got.raw.contains("dv-key-123"));
+    for id in ["11", "12", "13"] {
+        let hits = forges.hits(&format!("/api/access/datafile/{id}"));
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert_eq!(hits[0].authorization.as_deref(), Some("dv-key-123"));
+    }
+    let stored = forges.hits("/s3/results.zip");
+    assert_eq!(stored.len(), 1, "the redirect was followed");
+    assert_eq!(
+        stored[0].authorization, None,
+        "the key stayed with its origin"
+    );
+}

@@ -70,7 +70,9 @@ impl Forges {
                     path,
                     query,
                     if_none_match: header("if-none-match"),
-                    authorization: header("authorization").or_else(|| header("private-token")),
+                    authorization: header("authorization")
+                        .or_else(|| header("private-token"))
+                        .or_else(|| header("x-dataverse-key")),
                     status: response.status().as_u16(),
                 });
                 response
@@ -102,7 +104,9 @@ impl Forges {
                 .plugins
                 .get_mut(name)
                 .unwrap_or_else(|| panic!("{name} is bundled by default"));
-            p.hosts = vec!["127.0.0.1".into()];
+            // `localhost` is another origin on the same server: where
+            // downloads are redirected, as to a data service's object store.
+            p.hosts = vec!["127.0.0.1".into(), "localhost".into()];
             p.private_networks = vec!["127.0.0.0/8".parse().unwrap()];
             let settings: &[(&str, String)] = match name {
                 "gh" | "gist" => &[("api_base_url", format!("{base}/github"))],
@@ -538,9 +542,19 @@ fn data(
         ("GET", "/api/access/datafile/12") if query == "format=original" => {
             bytes(b"a\tb\n1\t2\n".to_vec(), "text/tab-separated-values")
         }
+        // Redirected to the object store, as installations on S3 do.
         ("GET", "/api/access/datafile/13") if query == "format=original" => {
-            bytes(zip_of(&[("r/out.txt", b"42")]), "application/zip")
+            let port = base.rsplit(':').next().unwrap();
+            Response::builder()
+                .status(StatusCode::SEE_OTHER)
+                .header(
+                    "location",
+                    format!("http://localhost:{port}/s3/results.zip?sig=1"),
+                )
+                .body(Body::empty())
+                .unwrap()
         }
+        ("GET", "/s3/results.zip") => bytes(zip_of(&[("r/out.txt", b"42")]), "application/zip"),
         // HydroShare: the bag redirects to S3 once prepared; only data/contents counts.
         ("GET", p) if p == format!("/hydroshare/django_s3/download/bags/{HYDROSHARE_ID}.zip") => {
             redirect(format!(

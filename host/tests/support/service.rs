@@ -238,6 +238,20 @@ pub async fn build_only(base: &str, repo_url: &str, reference: &str) -> Stream {
     .await
 }
 
+/// The time `/build/<path>?build_only=true` takes to `ready` (benchmarks).
+pub async fn time_to_ready(s: &Service, path: &str) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    let got = sse(&format!("{}/build/{path}?build_only=true", s.base)).await;
+    assert_eq!(got.last()["phase"], "ready", "{}", got.raw);
+    started.elapsed()
+}
+
+/// The median of `v` (benchmarks).
+pub fn median<T: Ord + Copy>(mut v: Vec<T>) -> T {
+    v.sort();
+    v[v.len() / 2]
+}
+
 /// GETs `url` as an EventSource would and reads the stream to its end.
 pub async fn sse(url: &str) -> Stream {
     sse_with(url, &[("accept", "text/event-stream")]).await
