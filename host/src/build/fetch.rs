@@ -22,17 +22,29 @@ use super::checkout::{Checkout, CheckoutError, FetchLimits};
 const VAULT_POLL_MAX: Duration = Duration::from_secs(10);
 
 /// What is being fetched, for messages.
-struct Fetch<'a> {
-    what: &'a str,
+#[derive(Clone)]
+struct Fetch {
+    what: String,
     limits: FetchLimits,
     /// Where the content goes: the build's working tree.
     root: PathBuf,
 }
 
-impl Fetch<'_> {
+impl Fetch {
+    /// Runs `work` on a blocking thread, with a copy of this fetch.
+    async fn blocking(
+        &self,
+        work: impl FnOnce(&Fetch) -> Result<(), CheckoutError> + Send + 'static,
+    ) -> Result<(), CheckoutError> {
+        let fetch = self.clone();
+        tokio::task::spawn_blocking(move || work(&fetch))
+            .await
+            .map_err(|e| self.fail(format!("unpacking failed: {e}")))?
+    }
+
     fn fail(&self, message: impl std::fmt::Display) -> CheckoutError {
         CheckoutError::Fetch {
-            url: self.what.into(),
+            url: self.what.clone(),
             message: message.to_string(),
         }
     }
@@ -46,21 +58,21 @@ impl Fetch<'_> {
 
     fn too_large(&self) -> CheckoutError {
         CheckoutError::TooLarge {
-            url: self.what.into(),
+            url: self.what.clone(),
             limit_bytes: self.limits.max_bytes,
         }
     }
 
     fn too_many(&self) -> CheckoutError {
         CheckoutError::TooManyFiles {
-            url: self.what.into(),
+            url: self.what.clone(),
             limit: self.limits.max_files,
         }
     }
 
     fn file_too_large(&self, path: &str) -> CheckoutError {
         CheckoutError::FileTooLarge {
-            url: self.what.into(),
+            url: self.what.clone(),
             path: path.into(),
             limit_bytes: self.limits.max_file_bytes,
         }
@@ -88,7 +100,7 @@ pub async fn data(
     limits: FetchLimits,
 ) -> Result<Checkout, CheckoutError> {
     let fetch = Fetch {
-        what,
+        what: what.into(),
         limits,
         root: dir.join("repo"),
     };
@@ -113,7 +125,7 @@ pub async fn data(
 async fn files(
     plugin: &LoadedPlugin,
     files: &FilesContent,
-    fetch: &Fetch<'_>,
+    fetch: &Fetch,
 ) -> Result<(), CheckoutError> {
     let limits = fetch.limits;
     let downloads = Downloads::new(plugin, files.auth.as_ref()).map_err(|e| fetch.fail(e))?;
@@ -179,7 +191,7 @@ async fn vault(
     plugin: &LoadedPlugin,
     vault: &SwhVaultContent,
     dir: &Path,
-    fetch: &Fetch<'_>,
+    fetch: &Fetch,
 ) -> Result<(), CheckoutError> {
     let limits = fetch.limits;
     if !(vault.directory.len() == 40 && vault.directory.bytes().all(|b| b.is_ascii_hexdigit())) {
@@ -279,7 +291,7 @@ fn is_zip(path: &Path) -> bool {
 
 /// Counts what unpacking writes against the limits.
 struct Budget<'a> {
-    fetch: &'a Fetch<'a>,
+    fetch: &'a Fetch,
     files: u64,
     bytes: u64,
 }
@@ -325,141 +337,135 @@ impl Budget<'_> {
 /// Unpacks the zip at `archive` into the root (only what is under `folder`,
 /// lifted to the root, when one is given), then deletes it.
 async fn unpack_zip(
-    fetch: &Fetch<'_>,
+    fetch: &Fetch,
     archive: PathBuf,
     folder: Option<PathBuf>,
 ) -> Result<(), CheckoutError> {
-    let (what, limits, root) = (fetch.what.to_string(), fetch.limits, fetch.root.clone());
-    tokio::task::spawn_blocking(move || {
-        let fetch = Fetch {
-            what: &what,
-            limits,
-            root,
-        };
-        let file = std::fs::File::open(&archive).map_err(|e| fetch.disk(e))?;
-        let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
-            .map_err(|e| fetch.fail(format!("the zip archive cannot be read: {e}")))?;
-        std::fs::remove_file(&archive).map_err(|e| fetch.disk(e))?;
-        let mut budget = Budget {
-            fetch: &fetch,
-            files: 0,
-            bytes: 0,
-        };
-        for i in 0..zip.len() {
-            let mut entry = zip
-                .by_index(i)
+    fetch
+        .blocking(move |fetch| {
+            let limits = fetch.limits;
+            let file = std::fs::File::open(&archive).map_err(|e| fetch.disk(e))?;
+            let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
                 .map_err(|e| fetch.fail(format!("the zip archive cannot be read: {e}")))?;
-            let name = String::from_utf8_lossy(entry.name_raw()).into_owned();
-            let Some(inside) = entry.enclosed_name() else {
-                return Err(fetch.fail(format!(
-                    "the zip archive holds {name:?}, which leads out of it"
-                )));
+            std::fs::remove_file(&archive).map_err(|e| fetch.disk(e))?;
+            let mut budget = Budget {
+                fetch,
+                files: 0,
+                bytes: 0,
             };
-            let relative = match &folder {
-                None => inside,
-                Some(f) => match inside.strip_prefix(f) {
-                    Ok(rest) if !rest.as_os_str().is_empty() => rest.to_path_buf(),
-                    _ => continue,
-                },
-            };
-            let relative = safe_path(&relative.to_string_lossy())
-                .map_err(|why| fetch.fail(format!("the zip archive holds {name:?}: {why}")))?;
-            let target = fetch.root.join(&relative);
-            if entry.is_dir() {
-                budget.entry()?;
-                std::fs::create_dir_all(&target).map_err(|e| fetch.disk(e))?;
-            } else if entry.size() > limits.max_file_bytes {
-                return Err(fetch.file_too_large(&name));
-            } else {
-                // A stored symlink comes out as a file holding its target, as upstream's extractall makes it.
-                budget.copy(&name, &mut entry, &target)?;
+            for i in 0..zip.len() {
+                let mut entry = zip
+                    .by_index(i)
+                    .map_err(|e| fetch.fail(format!("the zip archive cannot be read: {e}")))?;
+                let name = String::from_utf8_lossy(entry.name_raw()).into_owned();
+                let Some(inside) = entry.enclosed_name() else {
+                    return Err(fetch.fail(format!(
+                        "the zip archive holds {name:?}, which leads out of it"
+                    )));
+                };
+                let relative = match &folder {
+                    None => inside,
+                    Some(f) => match inside.strip_prefix(f) {
+                        Ok(rest) if !rest.as_os_str().is_empty() => rest.to_path_buf(),
+                        _ => continue,
+                    },
+                };
+                let relative = safe_path(&relative.to_string_lossy())
+                    .map_err(|why| fetch.fail(format!("the zip archive holds {name:?}: {why}")))?;
+                let target = fetch.root.join(&relative);
+                if entry.is_dir() {
+                    budget.entry()?;
+                    std::fs::create_dir_all(&target).map_err(|e| fetch.disk(e))?;
+                } else if entry.size() > limits.max_file_bytes {
+                    return Err(fetch.file_too_large(&name));
+                } else {
+                    // A stored symlink comes out as a file holding its target, as upstream's extractall makes it.
+                    budget.copy(&name, &mut entry, &target)?;
+                }
             }
-        }
-        if let Some(f) = folder
-            && budget.files == 0
-        {
-            return Err(fetch.fail(format!("the archive has nothing under {}", f.display())));
-        }
-        Ok(())
-    })
-    .await
-    .map_err(|e| fetch.fail(format!("unpacking failed: {e}")))?
+            if let Some(f) = folder
+                && budget.files == 0
+            {
+                return Err(fetch.fail(format!("the archive has nothing under {}", f.display())));
+            }
+            Ok(())
+        })
+        .await
 }
 
 /// Unpacks the (possibly gzipped) tarball at `archive` into the root, then
 /// deletes it. Symbolic links are made last, so nothing is written through
 /// one; hard links and devices are left out.
-async fn unpack_tar(fetch: &Fetch<'_>, archive: PathBuf) -> Result<(), CheckoutError> {
-    let (what, limits, root) = (fetch.what.to_string(), fetch.limits, fetch.root.clone());
-    tokio::task::spawn_blocking(move || {
-        let fetch = Fetch {
-            what: &what,
-            limits,
-            root,
-        };
-        let gzipped = {
-            let mut magic = [0u8; 2];
-            std::fs::File::open(&archive)
-                .and_then(|mut f| f.read_exact(&mut magic))
-                .is_ok_and(|()| magic == [0x1f, 0x8b])
-        };
-        let file =
-            std::io::BufReader::new(std::fs::File::open(&archive).map_err(|e| fetch.disk(e))?);
-        let reader: Box<dyn Read> = if gzipped {
-            Box::new(flate2::read::GzDecoder::new(file))
-        } else {
-            Box::new(file)
-        };
-        let mut tar = tar::Archive::new(reader);
-        let mut budget = Budget {
-            fetch: &fetch,
-            files: 0,
-            bytes: 0,
-        };
-        let mut links = Vec::new();
-        let unreadable = |e: std::io::Error| fetch.fail(format!("the tarball cannot be read: {e}"));
-        for entry in tar.entries().map_err(unreadable)? {
-            let mut entry = entry.map_err(unreadable)?;
-            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            let relative = safe_path(&name)
-                .map_err(|why| fetch.fail(format!("the tarball holds {name:?}: {why}")))?;
-            let target = fetch.root.join(&relative);
-            match entry.header().entry_type() {
-                tar::EntryType::Directory => {
-                    budget.entry()?;
-                    std::fs::create_dir_all(&target).map_err(|e| fetch.disk(e))?;
-                }
-                tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    if entry.size() > limits.max_file_bytes {
-                        return Err(fetch.file_too_large(&name));
+async fn unpack_tar(fetch: &Fetch, archive: PathBuf) -> Result<(), CheckoutError> {
+    fetch
+        .blocking(move |fetch| {
+            let limits = fetch.limits;
+            let gzipped = {
+                let mut magic = [0u8; 2];
+                std::fs::File::open(&archive)
+                    .and_then(|mut f| f.read_exact(&mut magic))
+                    .is_ok_and(|()| magic == [0x1f, 0x8b])
+            };
+            let file =
+                std::io::BufReader::new(std::fs::File::open(&archive).map_err(|e| fetch.disk(e))?);
+            let reader: Box<dyn Read> = if gzipped {
+                Box::new(flate2::read::GzDecoder::new(file))
+            } else {
+                Box::new(file)
+            };
+            let mut tar = tar::Archive::new(reader);
+            let mut budget = Budget {
+                fetch,
+                files: 0,
+                bytes: 0,
+            };
+            let mut links = Vec::new();
+            let unreadable =
+                |e: std::io::Error| fetch.fail(format!("the tarball cannot be read: {e}"));
+            for entry in tar.entries().map_err(unreadable)? {
+                let mut entry = entry.map_err(unreadable)?;
+                let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+                let relative = safe_path(&name)
+                    .map_err(|why| fetch.fail(format!("the tarball holds {name:?}: {why}")))?;
+                let target = fetch.root.join(&relative);
+                match entry.header().entry_type() {
+                    tar::EntryType::Directory => {
+                        budget.entry()?;
+                        std::fs::create_dir_all(&target).map_err(|e| fetch.disk(e))?;
                     }
-                    let executable = entry.header().mode().is_ok_and(|m| m & 0o111 != 0);
-                    budget.copy(&name, &mut entry, &target)?;
-                    if executable {
-                        use std::os::unix::fs::PermissionsExt;
-                        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))
+                    tar::EntryType::Regular | tar::EntryType::Continuous => {
+                        if entry.size() > limits.max_file_bytes {
+                            return Err(fetch.file_too_large(&name));
+                        }
+                        let executable = entry.header().mode().is_ok_and(|m| m & 0o111 != 0);
+                        budget.copy(&name, &mut entry, &target)?;
+                        if executable {
+                            use std::os::unix::fs::PermissionsExt;
+                            std::fs::set_permissions(
+                                &target,
+                                std::fs::Permissions::from_mode(0o755),
+                            )
                             .map_err(|e| fetch.disk(e))?;
+                        }
                     }
-                }
-                tar::EntryType::Symlink => {
-                    budget.entry()?;
-                    if let Some(to) = entry.link_name().map_err(unreadable)? {
-                        links.push((to.into_owned(), target));
+                    tar::EntryType::Symlink => {
+                        budget.entry()?;
+                        if let Some(to) = entry.link_name().map_err(unreadable)? {
+                            links.push((to.into_owned(), target));
+                        }
                     }
+                    _ => {}
                 }
-                _ => {}
             }
-        }
-        for (to, at) in links {
-            if let Some(parent) = at.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| fetch.disk(e))?;
+            for (to, at) in links {
+                if let Some(parent) = at.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| fetch.disk(e))?;
+                }
+                std::os::unix::fs::symlink(&to, &at).map_err(|e| fetch.disk(e))?;
             }
-            std::os::unix::fs::symlink(&to, &at).map_err(|e| fetch.disk(e))?;
-        }
-        std::fs::remove_file(&archive).map_err(|e| fetch.disk(e))
-    })
-    .await
-    .map_err(|e| fetch.fail(format!("unpacking failed: {e}")))?
+            std::fs::remove_file(&archive).map_err(|e| fetch.disk(e))
+        })
+        .await
 }
 
 /// repo2docker's rule: when `root` holds exactly one entry and it is a
@@ -484,7 +490,7 @@ fn lift_single_folder(root: &Path) -> std::io::Result<()> {
 
 /// Commits the working tree to a repository beside it (`repo.git`), so the
 /// tree has no `.git` for repo2docker to copy into the image.
-async fn commit(fetch: &Fetch<'_>) -> Result<Checkout, CheckoutError> {
+async fn commit(fetch: &Fetch) -> Result<Checkout, CheckoutError> {
     let root = fetch.root.clone();
     let outcome = tokio::task::spawn_blocking(move || Checkout::commit_tree(&root))
         .await
