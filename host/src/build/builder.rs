@@ -278,7 +278,7 @@ impl Builder {
         let limits = self.limits;
         let (request, checkout, source, key) = match source {
             ContentSource::Git(git) => {
-                let (remote, wire) = self.check_egress(request, &git).await?;
+                let (remote, wire) = self.check_egress(request, plugin.as_deref(), &git).await?;
                 let credentials = remote
                     .basic_auth()
                     .map(|(user, password)| format!("username={user}\\npassword={password}"));
@@ -399,6 +399,7 @@ impl Builder {
     async fn check_egress(
         &self,
         request: &BuildRequest,
+        plugin: Option<&bindery_runtime::LoadedPlugin>,
         git: &GitContent,
     ) -> Result<(GitRemote, Arc<GitWire>), BuildFailure> {
         let refused = |why: String| {
@@ -413,11 +414,8 @@ impl Builder {
             }),
             other => refused(other.to_string()),
         })?;
-        let plugin = self.plugins.get(&request.provider);
         if let Some(auth) = &git.auth {
-            let plugin = plugin
-                .as_deref()
-                .expect("only a loaded provider names a credential");
+            let plugin = plugin.expect("only a loaded provider names a credential");
             if remote.scheme() == "git" {
                 return Err(refused(
                     "the git protocol carries no credentials; use https".into(),
