@@ -46,9 +46,12 @@ impl App {
     /// watched every `plugin_runtime.reload_interval_ms`. Needs a tokio runtime.
     pub fn new(config: Config, plugins: Arc<PluginHost>) -> Result<App, ConfigError> {
         let hub = Hub::new(&config.hub)?.map(Arc::new);
-        let launcher = hub.clone().map(|hub| {
-            Arc::new(HubLauncher::new(hub, &config.hub, &config.quota)) as Arc<dyn Launcher>
-        });
+        let launcher =
+            match hub.clone() {
+                Some(hub) => Some(Arc::new(HubLauncher::new(hub, &config.hub, &config.quota)?)
+                    as Arc<dyn Launcher>),
+                None => None,
+            };
         let mut app = App::with(config, plugins, Builds::Planned, launcher)?;
         let config = app.state.config.clone();
         if let Some(hub) = hub.filter(|_| config.cull.enabled) {

@@ -18,23 +18,100 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if .Values.serviceAccount.create -}}{{ default (include "bindery.fullname" .) .Values.serviceAccount.name }}{{- else -}}{{ default "default" .Values.serviceAccount.name }}{{- end -}}
 {{- end -}}
 
-{{/* The engine socket on the node for imageBuilderType, as upstream's chart sets build_docker_host. */}}
+{{/* The engine on the build nodes, as upstream's chart picks it from
+imageBuilderType: the socket and the storage folder on the node. */}}
 {{- define "bindery.engineSocket" -}}
-{{- $sockets := dict "host" "/var/run/docker.sock" "dind" "/var/run/dind/docker.sock" "pink" "/var/run/pink/podman.sock" -}}
-{{- get $sockets .Values.build.imageBuilderType -}}
+{{- $type := .Values.build.imageBuilderType -}}
+{{- if eq $type "dind" -}}{{ printf "%s/docker.sock" .Values.dind.hostSocketDir }}
+{{- else if eq $type "pink" -}}{{ printf "%s/podman.sock" .Values.pink.hostSocketDir }}
+{{- else -}}{{ printf "%s/%s" .Values.imageCleaner.host.dockerSocketDir .Values.imageCleaner.host.dockerSocketName }}
+{{- end -}}
 {{- end -}}
 
+{{- define "bindery.engineStorage" -}}
+{{- $type := .Values.build.imageBuilderType -}}
+{{- if eq $type "dind" -}}{{ .Values.dind.hostLibDir }}
+{{- else if eq $type "pink" -}}{{ .Values.pink.hostStorageDir }}
+{{- else -}}{{ .Values.imageCleaner.host.dockerLibDir }}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels of the builder DaemonSets' pods: sticky builds find the build
+nodes by `component=image-builder,app=binder`, as upstream's. */}}
+{{- define "bindery.builderLabels" -}}
+app: binder
+component: image-builder
+release: {{ .Release.Name }}
+{{- end -}}
+
+{{/* The hub's public URL, where browsers are sent: hub.url, else the
+bundled hub's ingress host; never an in-cluster name, which no browser
+resolves. */}}
 {{- define "bindery.hubUrl" -}}
-{{- if .Values.hub.url -}}{{ .Values.hub.url }}{{- else if .Values.jupyterhub.enabled -}}http://proxy-public/{{- end -}}
+{{- if .Values.hub.url -}}{{ .Values.hub.url }}
+{{- else if .Values.jupyterhub.enabled -}}
+{{- $ingress := .Values.jupyterhub.ingress | default dict -}}
+{{- if not (and $ingress.enabled $ingress.hosts) -}}
+{{- fail "hub.url: browsers are sent to the hub after a launch, so Bindery needs its public URL: set hub.url (e.g. https://hub.example.org/), or enable jupyterhub.ingress with a host" -}}
+{{- end -}}
+{{- $host := first $ingress.hosts -}}
+{{- $https := false -}}
+{{- range $ingress.tls }}{{ if has $host .hosts }}{{ $https = true }}{{ end }}{{ end -}}
+{{- printf "%s://%s%s/" (ternary "https" "http" $https) $host (include "bindery.hubBaseUrl" . | trimSuffix "/") -}}
+{{- end -}}
 {{- end -}}
 
+{{- define "bindery.hubBaseUrl" -}}{{ .Values.jupyterhub.hub.baseUrl | default "/" }}{{- end -}}
+
+{{/* Server to server: the bundled hub's own Service by z2jh's name helper,
+not through the proxy. */}}
 {{- define "bindery.hubApiUrl" -}}
-{{- if .Values.hub.apiUrl -}}{{ .Values.hub.apiUrl }}{{- else if .Values.jupyterhub.enabled -}}http://hub:8081/hub/api/{{- end -}}
+{{- if .Values.hub.apiUrl -}}{{ .Values.hub.apiUrl }}
+{{- else if .Values.jupyterhub.enabled -}}
+{{- printf "http://%s:8081%s/hub/api/" (include "jupyterhub.hub.fullname" .) (include "bindery.hubBaseUrl" . | trimSuffix "/") -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where the hub token comes from: the bundled hub's Secret (z2jh keeps
+`hub.services.binder.apiToken` there, generated once), else Bindery's. */}}
+{{- define "bindery.hubTokenRef" -}}
+{{- if .Values.jupyterhub.enabled -}}
+{ name: {{ include "jupyterhub.hub.fullname" . }}, key: hub.services.binder.apiToken }
+{{- else -}}
+{ name: {{ default (include "bindery.secretName" .) .Values.hub.existingSecret }}, key: hub-token }
+{{- end -}}
+{{- end -}}
+
+{{/* extraEnv: a list of EnvVars, or a map of names to strings or EnvVar objects, as z2jh's. */}}
+{{- define "bindery.extraEnv" -}}
+{{- if kindIs "slice" . -}}
+{{ toYaml . }}
+{{- else -}}
+{{- range $name, $value := . }}
+- name: {{ $name }}
+{{- if kindIs "map" $value }}
+  {{- toYaml (omit $value "name") | nindent 2 }}
+{{- else }}
+  value: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+{{- end -}}
+
+{{/* The memory limit: what a replica holds at worst with the chart's
+settings (README, "Memory budget"): 416 MiB, plus the plugins' budget. */}}
+{{- define "bindery.resources" -}}
+{{- $r := deepCopy .Values.resources -}}
+{{- $limits := $r.limits | default dict -}}
+{{- if not $limits.memory -}}
+{{- $_ := set $limits "memory" (printf "%dMi" (add 416 (int .Values.pluginRuntime.memoryBudgetMiB))) -}}
+{{- end -}}
+{{- $_ := set $r "limits" $limits -}}
+{{- toYaml $r -}}
 {{- end -}}
 
 {{- define "bindery.secretName" -}}{{ include "bindery.fullname" . }}{{- end -}}
 
-{{- define "bindery.hubTokenSecret" -}}{{ default (include "bindery.secretName" .) .Values.hub.existingSecret }}{{- end -}}
 {{- define "bindery.buildTokenSecret" -}}{{ default (include "bindery.secretName" .) .Values.buildToken.existingSecret }}{{- end -}}
 {{- define "bindery.registrySecret" -}}{{ default (include "bindery.secretName" .) .Values.registry.existingSecret }}{{- end -}}
 
@@ -58,6 +135,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- with (include "bindery.hubApiUrl" .) }}{{ $_ := set $hub "api_url" . }}{{ end -}}
 {{- $quota := dict "per_repo" (int $v.quota.perRepo) "per_repo_higher" (int $v.quota.perRepoHigher) -}}
 {{- if not (kindIs "invalid" $v.quota.total) }}{{ $_ := set $quota "total" (int $v.quota.total) }}{{ end -}}
+{{- if $v.quota.countPods }}{{ $_ := set $quota "kubernetes" (dict "namespace" .Release.Namespace) }}{{ end -}}
 {{- $build := dict "strategy" $v.build.strategy "timeout_secs" (int $v.build.timeoutSecs) "allowed_builder_images" (list $v.build.builderImage) -}}
 {{- $r2d := dict "builder_image" $v.build.builderImage "executor" "local" -}}
 {{- if eq $v.build.executor "kubernetes" -}}
@@ -65,8 +143,6 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- $k := dict "namespace" .Release.Namespace "docker_host" (include "bindery.engineSocket" .) "sticky_builds" $v.build.kubernetes.stickyBuilds "max_age_secs" (int $v.build.kubernetes.maxAgeSecs) "node_selector" $v.build.kubernetes.nodeSelector -}}
 {{- with $v.build.kubernetes.pushSecret }}{{ $_ := set $k "push_secret" . }}{{ end -}}
 {{- $_ := set $build "kubernetes" $k -}}
-{{- else if eq $v.build.executor "local" -}}
-{{- $_ := set $build "local" (dict "docker_host" (printf "unix://%s" (include "bindery.engineSocket" .))) -}}
 {{- end -}}
 {{- $cull := dict "enabled" $v.cull.enabled "every_secs" (int $v.cull.everySecs) "policies" $v.cull.policies -}}
 {{- if include "bindery.leaderElection" . }}{{ $_ := set $cull "leader" (dict "namespace" .Release.Namespace "lease" (printf "%s-culler" (include "bindery.fullname" .)) "lease_secs" (int $v.cull.leaseSecs)) }}{{ end -}}
@@ -74,6 +150,25 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- $plugins = mergeOverwrite $plugins (deepCopy $v.plugins) -}}
 {{- $oci := dict "insecure_registries" $v.pluginRegistry.insecureRegistries -}}
 {{- with $v.pluginRegistry.username }}{{ $_ := set $oci "username" . }}{{ $_ := set $oci "password" (dict "env" "PLUGIN_REGISTRY_PASSWORD") }}{{ end -}}
-{{- $config := dict "listen" "0.0.0.0:8585" "data_dir" "/var/lib/bindery" "web" $web "registry" $registry "hub" $hub "quota" $quota "build" $build "cull" $cull "plugins" $plugins "plugin_runtime" (dict "oci" $oci "compile_cache_dir" "/var/lib/bindery/plugin-cache") -}}
+{{- $config := dict "listen" "0.0.0.0:8585" "data_dir" "/var/lib/bindery" "web" $web "registry" $registry "hub" $hub "quota" $quota "build" $build "cull" $cull "plugins" $plugins "plugin_runtime" (dict "oci" $oci "compile_cache_dir" "/var/lib/bindery/plugin-cache" "memory_budget_mib" (int $v.pluginRuntime.memoryBudgetMiB)) -}}
 {{- toToml (mergeOverwrite $config (deepCopy $v.extraConfig)) -}}
+{{- end -}}
+
+{{/* Whether the image cleaner runs: build pods use a node's engine. */}}
+{{- define "bindery.imageCleaner" -}}
+{{- if and .Values.imageCleaner.enabled (eq .Values.build.executor "kubernetes") -}}true{{- end -}}
+{{- end -}}
+
+{{/* Build nodes: the builders' and the cleaner's scheduling, as the build pods'. */}}
+{{- define "bindery.buildNodeScheduling" -}}
+{{- with .Values.build.kubernetes.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+tolerations:
+  - { key: hub.jupyter.org/dedicated, operator: Equal, value: user, effect: NoSchedule }
+  - { key: hub.jupyter.org_dedicated, operator: Equal, value: user, effect: NoSchedule }
+  {{- with .Values.tolerations }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
 {{- end -}}

@@ -62,4 +62,33 @@ pub struct QuotaConfig {
     pub per_repo: Option<u32>,
     /// The same for specs matching a provider's `high_quota_specs`.
     pub per_repo_higher: Option<u32>,
+    /// Count user pods in Kubernetes (upstream's `KubernetesLaunchQuota`)
+    /// instead of the hub's servers: servers the hub does not know of
+    /// (another hub's, or pods still terminating) count too.
+    pub kubernetes: Option<KubernetesQuotaConfig>,
+}
+
+/// Where user and build pods are counted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesQuotaConfig {
+    /// The API server; unset: a kubeconfig (`KUBECONFIG`, `~/.kube/config`), else the pod's service account.
+    pub api_url: Option<url::Url>,
+    /// The namespace of the user pods; unset: the kubeconfig's or the service account's.
+    pub namespace: Option<String>,
+    /// User servers' pods (z2jh's labels, as upstream's).
+    pub user_pods: String,
+    /// Build pods, shown beside them in `/health`.
+    pub build_pods: String,
+}
+
+impl Default for KubernetesQuotaConfig {
+    fn default() -> Self {
+        KubernetesQuotaConfig {
+            api_url: None,
+            namespace: None,
+            user_pods: "app=jupyterhub,component=singleuser-server".into(),
+            build_pods: "component=binderhub-build".into(),
+        }
+    }
 }

@@ -1,7 +1,9 @@
 //! Bindery's configuration: embedded defaults, then a TOML file, then
 //! environment variables (`BINDERY_` prefix, `__` between nested keys, e.g.
-//! `BINDERY_PLUGIN_RUNTIME__CALL_TIMEOUT_MS=500`). `BINDERY_CONFIG` (the file)
-//! and `BINDERY_LOG` (the log filter) are the command line's, not keys.
+//! `BINDERY_PLUGIN_RUNTIME__CALL_TIMEOUT_MS=500`). `BINDERY_CONFIG` (the file),
+//! `BINDERY_LOG` (the log filter) and `BINDERY_LOG_FORMAT` are the command
+//! line's, not keys. Variables Kubernetes sets for a Service named `bindery…`
+//! (`BINDERY_PORT`, `BINDERY_SERVICE_HOST`, …) are not configuration either.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -25,7 +27,7 @@ pub use bindery_runtime::config::{
 };
 pub use build::{BuildConfig, KubernetesBuildConfig, LocalBuildConfig};
 pub use cull::{CullConfig, LeaderConfig};
-pub use hub::{HubConfig, QuotaConfig};
+pub use hub::{HubConfig, KubernetesQuotaConfig, QuotaConfig};
 pub use registry::{CacheConfig, RegistryConfig};
 pub use web::{BanNetwork, RateLimitConfig, WebConfig};
 
@@ -112,7 +114,8 @@ impl Config {
         let config: Config = figment
             .merge(
                 Env::prefixed("BINDERY_")
-                    .ignore(&["config", "log"])
+                    .ignore(&["config", "log", "log_format"])
+                    .filter(|key| !is_service_link(key.as_str()))
                     .split("__"),
             )
             .extract()?;
@@ -215,6 +218,30 @@ impl PluginSettings for Config {
     }
 }
 
+/// Whether `key` (a variable's name after `BINDERY_`) has the shape of the
+/// variables Kubernetes gives every pod for a Service named `bindery` or
+/// `bindery-x` (service links: `{S}_SERVICE_HOST`, `{S}_SERVICE_PORT[_{NAME}]`,
+/// `{S}_PORT[_{N}_{PROTO}[_PROTO|_PORT|_ADDR]]`). Only top-level keys can be
+/// confused with those: a Service name has no `__`, and no top-level key of
+/// Bindery's ends this way (a test keeps it so).
+fn is_service_link(key: &str) -> bool {
+    if key.contains("__") {
+        return false;
+    }
+    let parts: Vec<String> = key.split('_').map(str::to_ascii_uppercase).collect();
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let protocol = |p: &str| matches!(p, "TCP" | "UDP" | "SCTP");
+    let number = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    match parts.as_slice() {
+        [.., "SERVICE", "HOST"] | [.., "PORT"] => true,
+        [.., "PORT", n, p] => number(n) && protocol(p),
+        // `…_PORT` itself ended the first arm.
+        [.., "PORT", n, p, "PROTO" | "ADDR"] => number(n) && protocol(p),
+        // The port's name follows `SERVICE_PORT`, and may be anything.
+        _ => parts.windows(2).any(|w| w == ["SERVICE", "PORT"]),
+    }
+}
+
 /// `$XDG_DATA_HOME/bindery`, else `~/.local/share/bindery`, else `./bindery-data`.
 fn default_data_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
@@ -273,6 +300,47 @@ config = { base = "https://forge.example.edu", retries = 3 }
             assert_eq!(mine.config_strings()["retries"], "3");
             Ok(())
         });
+    }
+
+    #[test]
+    #[allow(
+        clippy::result_large_err,
+        reason = "figment's Jail takes a closure returning its own error type"
+    )]
+    fn kubernetes_service_links_are_not_configuration() {
+        figment::Jail::expect_with(|jail| {
+            // What a pod gets for Services `bindery` and `bindery-hub`.
+            for (name, value) in [
+                ("BINDERY_PORT", "tcp://10.0.0.7:80"),
+                ("BINDERY_PORT_80_TCP", "tcp://10.0.0.7:80"),
+                ("BINDERY_PORT_80_TCP_ADDR", "10.0.0.7"),
+                ("BINDERY_PORT_80_TCP_PORT", "80"),
+                ("BINDERY_PORT_80_TCP_PROTO", "tcp"),
+                ("BINDERY_SERVICE_HOST", "10.0.0.7"),
+                ("BINDERY_SERVICE_PORT", "80"),
+                ("BINDERY_SERVICE_PORT_HTTP", "80"),
+                ("BINDERY_HUB_SERVICE_HOST", "10.0.0.8"),
+                ("BINDERY_HUB_PORT_8081_TCP", "tcp://10.0.0.8:8081"),
+            ] {
+                jail.set_env(name, value);
+            }
+            jail.set_env("BINDERY_LOG_FORMAT", "json");
+            jail.set_env("BINDERY_ADMIN_TOKEN", "still read");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.admin_token.as_deref(), Some("still read"));
+            // Nested keys are never service links, whatever their last word.
+            jail.set_env("BINDERY_PLUGINS__X__CONFIG__PORT", "8080");
+            jail.set_env("BINDERY_PLUGINS__X__PATH", "/x.wasm");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.plugins["x"].config_strings()["port"], "8080");
+            Ok(())
+        });
+        // No top-level key of Bindery's could be taken for one.
+        let defaults = serde_json::to_value(Config::load(None).unwrap()).unwrap();
+        for key in defaults.as_object().unwrap().keys() {
+            assert!(!is_service_link(key), "{key} looks like a service link");
+        }
+        assert!(!is_service_link("hub__port") && !is_service_link("support"));
     }
 
     #[test]

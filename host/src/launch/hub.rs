@@ -3,7 +3,7 @@
 //! the logged-in user's named server, named so), its server started with the
 //! launch's `user_options` (the spawner runs `image` and opens it with
 //! `token`), the hub's progress messages relayed, a fresh name per retry, and
-//! quotas counted from the hub's running servers.
+//! the quotas checked before each attempt.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,10 +14,10 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::{HealthCheck, LaunchError, LaunchRequest, Launched, Launcher, Quota};
-use crate::config::{HubConfig, QuotaConfig};
-use crate::jupyterhub::{Hub, HubError};
-use crate::registry::naming::split_tag;
+use super::quota::Quotas;
+use super::{HealthCheck, LaunchError, LaunchRequest, Launched, Launcher};
+use crate::config::{ConfigError, HubConfig, QuotaConfig};
+use crate::jupyterhub::Hub;
 
 /// Launches on one hub.
 pub struct HubLauncher {
@@ -25,7 +25,7 @@ pub struct HubLauncher {
     retries: u32,
     retry_delay: Duration,
     launch_timeout: Duration,
-    total_quota: Option<u32>,
+    quotas: Quotas,
     users_group: String,
 }
 
@@ -68,75 +68,21 @@ fn server_token() -> String {
 }
 
 impl HubLauncher {
-    /// A launcher on `hub` with `config`'s retries and timeouts and `quota`'s total.
-    pub fn new(hub: Arc<Hub>, config: &HubConfig, quota: &QuotaConfig) -> HubLauncher {
-        HubLauncher {
+    /// A launcher on `hub` with `config`'s retries and timeouts, refusing
+    /// launches that `quota` refuses.
+    pub fn new(
+        hub: Arc<Hub>,
+        config: &HubConfig,
+        quota: &QuotaConfig,
+    ) -> Result<HubLauncher, ConfigError> {
+        Ok(HubLauncher {
+            quotas: Quotas::new(quota, hub.clone())?,
             hub,
             retries: config.retries.max(1),
             retry_delay: Duration::from_millis(config.retry_delay_ms),
             launch_timeout: Duration::from_secs(config.launch_timeout_secs),
-            total_quota: quota.total,
             users_group: config.users_group.clone(),
-        }
-    }
-
-    /// The images of the servers running or starting now.
-    async fn running_images(&self) -> Result<Vec<String>, HubError> {
-        let users = self.hub.users("active").await?;
-        Ok(users
-            .iter()
-            .flat_map(|u| u.servers.values())
-            .map(|s| {
-                s.user_options
-                    .as_ref()
-                    .and_then(|o| o.get("image"))
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string()
-            })
-            .collect())
-    }
-
-    /// Upstream's quota check: the total, then the repository's (`repo_config.quota`).
-    async fn check_quota(&self, request: &LaunchRequest) -> Result<(), LaunchError> {
-        let repo_quota = request
-            .repo_config
-            .get("quota")
-            .and_then(Value::as_u64)
-            .filter(|q| *q > 0);
-        if self.total_quota.is_none() && repo_quota.is_none() {
-            return Ok(());
-        }
-        let images = self
-            .running_images()
-            .await
-            .map_err(|e| LaunchError::Failed(format!("Cannot check the launch quota: {e}")))?;
-        if let Some(total) = self.total_quota
-            && images.len() as u64 >= u64::from(total)
-        {
-            return Err(LaunchError::Quota {
-                quota: Quota::Total,
-                message: "Too many users on this BinderHub! Try again soon.\n".into(),
-            });
-        }
-        if let Some(quota) = repo_quota {
-            let same = images
-                .iter()
-                // Per-repository quotas count images by name, whatever their tag.
-                .filter(|i| split_tag(i).0 == split_tag(&request.image).0)
-                .count() as u64;
-            if same >= quota {
-                tracing::info!(repo = %request.repo_url, same, quota, "per-repository quota reached");
-                return Err(LaunchError::Quota {
-                    quota: Quota::Repo,
-                    message: format!(
-                        "Too many users running {}! Try again soon.\n",
-                        request.repo_url
-                    ),
-                });
-            }
-        }
-        Ok(())
+        })
     }
 
     /// One attempt: create the temporary `user` (not in authenticated mode),
@@ -336,7 +282,7 @@ async fn remove(hub: Arc<Hub>, user: String, server: String, temporary: bool, pa
 
 impl Launcher for HubLauncher {
     fn admit<'a>(&'a self, request: &'a LaunchRequest) -> BoxFuture<'a, Result<(), LaunchError>> {
-        Box::pin(self.check_quota(request))
+        Box::pin(self.quotas.check(request))
     }
 
     fn launch<'a>(
@@ -348,7 +294,7 @@ impl Launcher for HubLauncher {
             let mut delay = self.retry_delay;
             for attempt in 1..=self.retries {
                 // Upstream checks again at launch: others may have launched while this one built.
-                self.check_quota(request).await?;
+                self.quotas.check(request).await?;
                 // Authenticated: the user's named server, named from the repository; else a temporary user's default server.
                 let (user, server) = match &request.user {
                     Some(user) => (user.clone(), user_name_for(&request.repo_url)),
@@ -401,17 +347,7 @@ impl Launcher for HubLauncher {
                 }
             };
             let mut checks = vec![check(hub)];
-            if let Some(quota) = self.total_quota {
-                let quota_check = match self.running_images().await {
-                    Ok(images) => {
-                        json!({ "service": "Pod quota", "total_pods": images.len(), "quota": quota, "ok": (images.len() as u64) < u64::from(quota) })
-                    }
-                    Err(e) => {
-                        json!({ "service": "Pod quota", "quota": quota, "ok": false, "error": e.to_string() })
-                    }
-                };
-                checks.push(check(quota_check));
-            }
+            checks.extend(self.quotas.health().await);
             checks
         })
     }

@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use serde_json::Value;
+use bindery::config::KubernetesQuotaConfig;
+use serde_json::{Value, json};
 
 use support::engine::{TestRepo, engine};
 use support::hub::{JupyterHub, built_repo, launch_config, launch_service};
+use support::kube::KubeApi;
 use support::registry::OciRegistry;
 use support::service::{Service, Stream, git_spec, sse};
 
@@ -170,15 +172,117 @@ async fn a_launch_runs_the_image_on_the_hub_and_quotas_refuse_with_upstreams_wor
         .find(|c| c["service"] == "Pod quota")
         .cloned()
         .expect("the quota in /health");
+    // Full, not over: upstream's `total <= quota`; and soft, so a full
+    // site stays in its Service and keeps serving its pages.
     assert_eq!(
         (
             quota["total_pods"].as_u64(),
             quota["quota"].as_u64(),
-            quota["ok"].as_bool()
+            quota["ok"].as_bool(),
+            quota["_ignore_failure"].as_bool()
         ),
-        (Some(1), Some(1), Some(false)),
+        (Some(1), Some(1), Some(true), Some(true)),
         "{health}"
     );
+    assert_eq!(health["ok"], true, "{health}");
+    let launch_page = format!("v2/git/{}", git_spec(&repo.url, &sha));
+    for page in ["versions", "health", "", &launch_page] {
+        let answer = reqwest::get(format!("{}/{page}", s.base)).await.unwrap();
+        assert_eq!(answer.status(), 200, "/{page} at quota");
+    }
+
+    // Or pods counted in Kubernetes, as upstream's KubernetesLaunchQuota:
+    // user pods by z2jh's labels in any phase, each once whatever its
+    // containers; build pods only beside them in /health.
+    drop(s);
+    let api = KubeApi::start().await;
+    let pod = |name: &str, labels: Value, images: &[&str], phase: &str| {
+        let containers: Vec<Value> = images
+            .iter()
+            .enumerate()
+            .map(|(i, image)| json!({ "name": format!("c{i}"), "image": image }))
+            .collect();
+        json!({ "apiVersion": "v1", "kind": "Pod",
+                "metadata": { "name": name, "namespace": "binder", "labels": labels },
+                "spec": { "containers": containers }, "status": { "phase": phase } })
+    };
+    let user = json!({ "app": "jupyterhub", "component": "singleuser-server" });
+    let (name, _) = image.rsplit_once(':').unwrap();
+    api.insert(
+        "binder",
+        pod(
+            "jupyter-a",
+            user.clone(),
+            &[&format!("{name}:older"), &format!("{name}:older")],
+            "Pending",
+        ),
+    );
+    api.insert(
+        "binder",
+        pod("jupyter-b", user, &["quay.io/other/image:1"], "Running"),
+    );
+    api.insert(
+        "binder",
+        pod(
+            "build-x",
+            json!({ "component": "binderhub-build" }),
+            &[&image],
+            "Running",
+        ),
+    );
+    api.insert(
+        "binder",
+        pod(
+            "hub-0",
+            json!({ "app": "jupyterhub", "component": "hub" }),
+            &[&image],
+            "Running",
+        ),
+    );
+    let counted = |per_repo: Option<u32>, total: Option<u32>| {
+        let mut c = launch_config(data.path(), &registry, &hub.url, &hub.token);
+        c.quota.per_repo = per_repo;
+        c.quota.total = total;
+        c.quota.kubernetes = Some(KubernetesQuotaConfig {
+            api_url: Some(api.url.parse().unwrap()),
+            namespace: Some("binder".into()),
+            ..Default::default()
+        });
+        launch_service(c)
+    };
+    let s = counted(Some(1), None).await;
+    let refused = launch(&s, &repo, &sha).await;
+    assert_eq!(
+        refused.last()["message"],
+        format!("Too many users running {}! Try again soon.\n", repo.url),
+        "one user pod runs the image (twice), the build and hub pods do not count"
+    );
+    drop(s);
+    let s = counted(Some(2), Some(2)).await;
+    let refused = launch(&s, &repo, &sha).await;
+    assert_eq!(
+        refused.last()["message"],
+        "Too many users on this BinderHub! Try again soon.\n"
+    );
+    let health = s.health().await;
+    let quota = health["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["service"] == "Pod quota")
+        .cloned()
+        .expect("the quota in /health");
+    assert_eq!(
+        (
+            &quota["user_pods"],
+            &quota["build_pods"],
+            &quota["total_pods"],
+            &quota["ok"]
+        ),
+        (&json!(2), &json!(1), &json!(3), &json!(false)),
+        "{health}"
+    );
+    assert_eq!(health["ok"], true, "over quota is soft: {health}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

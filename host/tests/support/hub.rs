@@ -218,9 +218,8 @@ pub fn launch_config(
 pub async fn launch_service(c: bindery::config::Config) -> super::service::Service {
     use std::sync::Arc;
     let hub = Arc::new(bindery::jupyterhub::Hub::new(&c.hub).unwrap().unwrap());
-    let launcher: Arc<dyn bindery::launch::Launcher> = Arc::new(
-        bindery::launch::hub::HubLauncher::new(hub, &c.hub, &c.quota),
-    );
+    let launcher: Arc<dyn bindery::launch::Launcher> =
+        Arc::new(bindery::launch::hub::HubLauncher::new(hub, &c.hub, &c.quota).unwrap());
     super::service::Service::start_with(c, bindery::app::Builds::Off, Some(launcher)).await
 }
 
