@@ -2,7 +2,9 @@
 every manifest against the Kubernetes OpenAPI schemas (kubernetes-validate,
 strict: unknown fields are errors), or, for the custom resources the chart
 can render (ServiceMonitor, HTTPRoute), against `crds/`. Prints JSON for the
-Rust tests: {"manifests": [...objects...], "notes": "...", "errors": [...]};
+Rust tests: {"manifests": [...objects...], "notes": "...", "errors": [...],
+"yaml_in_secrets": {"<Secret name>/<key>": value}} (keys ending `.yaml`,
+e.g. the hub Secret's `values.yaml`, decoded for the tests to read);
 a values file the chart's values.schema.json or its templates refuse gives
 {"values_error": "..."}.
 
@@ -12,6 +14,7 @@ parent chart relies on (the real chart cannot be fetched here).
 
 usage: render.py <chart dir> <values JSON file> <kubernetes version>
 """
+import base64
 import json
 import os
 import shutil
@@ -49,7 +52,7 @@ def custom_schema(doc):
     return json.load(open(path)) if os.path.exists(path) else None
 
 
-manifests, errors, notes = [], [], ""
+manifests, errors, notes, yaml_in_secrets = [], [], "", {}
 for path, text in sorted(rendered.items()):
     if path.endswith("NOTES.txt"):
         notes = text
@@ -58,6 +61,10 @@ for path, text in sorted(rendered.items()):
         if not doc:
             continue
         manifests.append(doc)
+        if doc.get("kind") == "Secret":
+            for key, value in (doc.get("data") or {}).items():
+                if key.endswith(".yaml"):
+                    yaml_in_secrets[f"{doc['metadata']['name']}/{key}"] = yaml.safe_load(base64.b64decode(value))
         where = f"{path}: {doc.get('kind')} {doc.get('metadata', {}).get('name')}"
         try:
             kubernetes_validate.validate(doc, k8s_version, strict=True)
@@ -70,4 +77,4 @@ for path, text in sorted(rendered.items()):
                 continue
             for e in jsonschema.Draft7Validator(schema).iter_errors(doc):
                 errors.append(f"{where}: {e.message} at {list(e.path)}")
-print(json.dumps({"manifests": manifests, "notes": notes, "errors": errors}))
+print(json.dumps({"manifests": manifests, "notes": notes, "errors": errors, "yaml_in_secrets": yaml_in_secrets}))

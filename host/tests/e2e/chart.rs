@@ -3,9 +3,12 @@
 //! each executor and hub mode. Every manifest is checked against the
 //! Kubernetes 1.33 OpenAPI schemas (strict), the pieces that matter are
 //! asserted, and the `bindery.toml` the chart writes is loaded by Bindery's
-//! own config loader. No cluster can run here, so nothing is installed; the
-//! zero-to-jupyterhub subchart cannot be fetched here either, so its mode
-//! renders Bindery's side of it.
+//! own config loader. No cluster can run here, so nothing is installed. The
+//! zero-to-jupyterhub subchart cannot be fetched here either: with
+//! `jupyterhub.enabled` the chart renders with `charts/bindery/tests/z2jh`, a
+//! test double of what z2jh documents (name helpers, the hub Secret and its
+//! keys, Services, labels, NetworkPolicies), and the wiring is checked
+//! against it. The release is named `bindery`, in namespace `binder`.
 
 use crate::support;
 
@@ -13,8 +16,11 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
+use base64::Engine;
 use bindery::config::{Config, PluginSource, SecretSource};
 use serde_json::{Value, json};
+use support::kube::KubeApi;
+use support::service::Process;
 
 fn python() -> &'static PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
@@ -90,7 +96,7 @@ fn kind<'a>(manifests: &'a [Value], kind: &str) -> Option<&'a Value> {
 
 /// The `bindery.toml` of the ConfigMap, through Bindery's own loader.
 fn config(manifests: &[Value]) -> Config {
-    let text = kind(manifests, "ConfigMap").unwrap()["data"]["bindery.toml"]
+    let text = named(manifests, "ConfigMap", "bindery").unwrap()["data"]["bindery.toml"]
         .as_str()
         .unwrap();
     let file = tempfile::NamedTempFile::new().unwrap();
@@ -100,7 +106,106 @@ fn config(manifests: &[Value]) -> Config {
 }
 
 fn container(manifests: &[Value]) -> &Value {
-    &kind(manifests, "Deployment").unwrap()["spec"]["template"]["spec"]["containers"][0]
+    &named(manifests, "Deployment", "bindery").unwrap()["spec"]["template"]["spec"]["containers"][0]
+}
+
+/// The labels of a Deployment's pods.
+fn pod_labels<'a>(manifests: &'a [Value], deployment: &str) -> &'a Value {
+    &named(manifests, "Deployment", deployment).unwrap()["spec"]["template"]["metadata"]["labels"]
+}
+
+/// What a Secret in the release holds under `key` (`data` decoded, or `stringData`).
+fn secret_value(manifests: &[Value], name: &str, key: &str) -> Option<String> {
+    let secret = named(manifests, "Secret", name)?;
+    if let Some(v) = secret["stringData"][key].as_str() {
+        return Some(v.to_string());
+    }
+    let encoded = secret["data"][key].as_str()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .unwrap();
+    Some(String::from_utf8(bytes).unwrap())
+}
+
+/// An address in the pod network: every pod is taken to have one in 10.0.0.0/8.
+const POD_IP: &str = "10.1.2.3";
+
+fn selects(selector: &Value, labels: &Value) -> bool {
+    assert!(
+        selector.get("matchExpressions").is_none(),
+        "not evaluated here: {selector}"
+    );
+    selector["matchLabels"]
+        .as_object()
+        .is_none_or(|m| m.iter().all(|(k, v)| &labels[k] == v))
+}
+
+/// Whether a NetworkPolicy peer list admits a pod of `labels` in the same namespace.
+fn peers_admit(peers: &Value, labels: &Value) -> bool {
+    let Some(peers) = peers.as_array().filter(|p| !p.is_empty()) else {
+        return true;
+    };
+    peers.iter().any(|peer| {
+        if let Some(block) = peer.get("ipBlock") {
+            let ip: std::net::IpAddr = POD_IP.parse().unwrap();
+            let within = |cidr: &Value| {
+                cidr.as_str()
+                    .unwrap()
+                    .parse::<ipnet::IpNet>()
+                    .unwrap()
+                    .contains(&ip)
+            };
+            return within(&block["cidr"])
+                && !block["except"]
+                    .as_array()
+                    .is_some_and(|e| e.iter().any(within));
+        }
+        let same_namespace = peer
+            .get("namespaceSelector")
+            .is_none_or(|n| n.as_object().is_some_and(serde_json::Map::is_empty));
+        same_namespace && peer.get("podSelector").is_none_or(|s| selects(s, labels))
+    })
+}
+
+fn ports_admit(ports: &Value, (name, number): (&str, u16)) -> bool {
+    ports
+        .as_array()
+        .filter(|p| !p.is_empty())
+        .is_none_or(|ports| {
+            ports
+                .iter()
+                .any(|p| p["port"] == name || p["port"] == number)
+        })
+}
+
+/// Whether the release's NetworkPolicies let a pod labelled `from` connect
+/// to a pod labelled `to` on its container port `port` (name, number), both
+/// in the release's namespace: the source's egress and the target's ingress.
+fn admits(manifests: &[Value], from: &Value, to: &Value, port: (&str, u16)) -> bool {
+    let policies: Vec<&Value> = manifests
+        .iter()
+        .filter(|m| m["kind"] == "NetworkPolicy")
+        .collect();
+    let direction = |pod: &Value, kind: &str, rules: &str, peers: &str, other: &Value| {
+        let applying: Vec<&&Value> = policies
+            .iter()
+            .filter(|p| selects(&p["spec"]["podSelector"], pod))
+            .filter(|p| {
+                p["spec"]["policyTypes"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!(kind))
+            })
+            .collect();
+        applying.is_empty()
+            || applying.iter().any(|p| {
+                p["spec"][rules].as_array().unwrap().iter().any(|rule| {
+                    peers_admit(&rule[peers], other) && ports_admit(&rule["ports"], port)
+                })
+            })
+    };
+    direction(from, "Egress", "egress", "to", to)
+        && direction(to, "Ingress", "ingress", "from", from)
 }
 
 fn rules(manifests: &[Value]) -> Vec<(String, Vec<String>)> {
@@ -151,21 +256,30 @@ fn default_values_build_pods_with_only_the_rights_they_use() {
         ]
     );
     let binding = kind(&m, "RoleBinding").unwrap();
-    assert_eq!(
-        binding["subjects"][0]["name"],
-        kind(&m, "ServiceAccount").unwrap()["metadata"]["name"]
-    );
-    // Probes, the security context, the mounts.
+    assert_eq!(binding["subjects"][0]["name"], "bindery");
+    assert!(named(&m, "ServiceAccount", "bindery").is_some());
+    // Probes on /versions, as upstream's: no hub, registry or quota can
+    // take every replica out of the Service.
     let c = container(&m);
-    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/health");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/versions");
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/versions");
+    assert_eq!(c["resources"]["limits"]["memory"], "512Mi");
     assert_eq!(
         c["args"],
         json!(["serve", "--config", "/etc/bindery/bindery.toml"])
     );
     assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
-    let pod = &kind(&m, "Deployment").unwrap()["spec"]["template"]["spec"];
+    let pod = &named(&m, "Deployment", "bindery").unwrap()["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["enableServiceLinks"], false);
+    let annotations =
+        &named(&m, "Deployment", "bindery").unwrap()["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert_eq!(annotations["prometheus.io/path"], "/metrics");
+    assert_eq!(
+        kind(&m, "PodDisruptionBudget").unwrap()["spec"]["maxUnavailable"],
+        1
+    );
     let mounts: Vec<&str> = c["volumeMounts"]
         .as_array()
         .unwrap()
@@ -179,7 +293,7 @@ fn default_values_build_pods_with_only_the_rights_they_use() {
     );
     assert_eq!(pod["volumes"][1]["emptyDir"], json!({}));
     assert_eq!(
-        kind(&m, "Deployment").unwrap()["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"],
+        named(&m, "Deployment", "bindery").unwrap()["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"],
         0,
         "upgrades without downtime"
     );
@@ -198,7 +312,32 @@ fn default_values_build_pods_with_only_the_rights_they_use() {
     );
     assert_eq!(
         env_names(container(&m)),
-        ["BINDERY_LOG", "BINDERHUB_BUILD_TOKEN_SECRET"]
+        [
+            "BINDERY_LOG",
+            "BINDERY_LOG_FORMAT",
+            "BINDERHUB_BUILD_TOKEN_SECRET"
+        ]
+    );
+    // The node's Docker, pruned by the image cleaner, which may cordon its node.
+    let cleaner = named(&m, "DaemonSet", "bindery-image-cleaner").unwrap();
+    let cleaner_pod = &cleaner["spec"]["template"]["spec"];
+    assert_eq!(
+        cleaner_pod["volumes"],
+        json!([{ "name": "storage", "hostPath": { "path": "/var/lib/docker" } },
+               { "name": "socket-dir", "hostPath": { "path": "/var/run", "type": "Directory" } }])
+    );
+    let cleaner_env = &cleaner_pod["containers"][0]["env"];
+    assert_eq!(
+        cleaner_env[0],
+        json!({ "name": "DOCKER_HOST", "value": "unix:///var/run/docker.sock" })
+    );
+    assert_eq!(
+        named(&m, "ClusterRole", "bindery-image-cleaner").unwrap()["rules"],
+        json!([{ "apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "patch"] }])
+    );
+    assert!(
+        kind(&m, "DaemonSet").unwrap()["metadata"]["name"] == "bindery-image-cleaner",
+        "no builder DaemonSet with the host's engine"
     );
     // Build pods take no connections and reach DNS and the Internet only.
     let builds = named(&m, "NetworkPolicy", "bindery-build-pods").unwrap();
@@ -295,10 +434,10 @@ fn behind_an_ingress_the_proxies_and_the_build_token_key_are_the_operators() {
 }
 
 #[test]
-fn a_local_executor_with_dind_and_replicas_mounts_the_socket_and_elects_a_culler() {
+fn build_pods_on_dind_with_replicas_elect_a_culler_and_find_their_nodes() {
     let m = render(json!({
         "replicas": 2,
-        "build": { "executor": "local", "imageBuilderType": "dind" },
+        "build": { "imageBuilderType": "dind", "kubernetes": { "stickyBuilds": true, "nodeSelector": { "pool": "builds" } } },
         "hub": { "url": "https://hub.example.org/", "apiToken": "hub-secret" },
         "registry": { "url": "https://registry.example.org", "imagePrefix": "registry.example.org/binder/i-", "username": "builder", "password": "pw" },
         "secretEnv": { "CAMPUS_TOKEN": "campus-secret" },
@@ -307,46 +446,47 @@ fn a_local_executor_with_dind_and_replicas_mounts_the_socket_and_elects_a_culler
     }))
     .unwrap();
     assert_eq!(
-        rules(&m),
-        [(
+        rules(&m).last().unwrap(),
+        &(
             "leases".into(),
             vec!["get".into(), "create".into(), "update".into()]
-        )],
-        "no pod rights without build pods"
+        ),
     );
-    let c = container(&m);
-    let socket = c["volumeMounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "engine")
-        .unwrap();
-    assert_eq!(socket["mountPath"], "/var/run/dind/docker.sock");
-    let volumes = kind(&m, "Deployment").unwrap()["spec"]["template"]["spec"]["volumes"]
-        .as_array()
-        .unwrap()
-        .clone();
+    // dind on the build nodes: the socket build pods mount, and the labels
+    // sticky builds rank nodes by.
+    let dind = named(&m, "DaemonSet", "bindery-dind").unwrap();
+    let pod = &dind["spec"]["template"];
     assert_eq!(
-        volumes.iter().find(|v| v["name"] == "engine").unwrap()["hostPath"],
-        json!({ "path": "/var/run/dind/docker.sock", "type": "Socket" })
+        pod["metadata"]["labels"],
+        json!({ "app": "binder", "component": "image-builder", "release": "bindery" })
     );
-    let env: Vec<&str> = c["env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap())
-        .collect();
+    assert_eq!(pod["spec"]["nodeSelector"], json!({ "pool": "builds" }));
+    let args = pod["spec"]["containers"][0]["args"].as_array().unwrap();
+    assert!(
+        args.contains(&json!("unix:///var/run/dind/docker.sock")),
+        "{args:?}"
+    );
     assert_eq!(
-        env,
+        pod["spec"]["containers"][0]["securityContext"]["privileged"],
+        true
+    );
+    let cleaner = named(&m, "DaemonSet", "bindery-image-cleaner").unwrap();
+    assert_eq!(
+        cleaner["spec"]["template"]["spec"]["volumes"][0]["hostPath"]["path"], "/var/lib/dind",
+        "the cleaner watches dind's storage"
+    );
+    assert_eq!(
+        env_names(container(&m)),
         [
             "BINDERY_LOG",
+            "BINDERY_LOG_FORMAT",
             "JUPYTERHUB_API_TOKEN",
             "BINDERHUB_BUILD_TOKEN_SECRET",
             "REGISTRY_PASSWORD",
             "CAMPUS_TOKEN"
         ]
     );
-    let mut secret = kind(&m, "Secret").unwrap()["stringData"].clone();
+    let mut secret = named(&m, "Secret", "bindery").unwrap()["stringData"].clone();
     secret.as_object_mut().unwrap().remove("build-token-secret");
     assert_eq!(
         secret,
@@ -358,11 +498,9 @@ fn a_local_executor_with_dind_and_replicas_mounts_the_socket_and_elects_a_culler
     );
 
     let c = config(&m);
-    assert_eq!(
-        c.build.local.docker_host.as_deref(),
-        Some("unix:///var/run/dind/docker.sock")
-    );
-    assert!(c.build.kubernetes.is_none());
+    let k = c.build.kubernetes.as_ref().unwrap();
+    assert_eq!(k.docker_host, "/var/run/dind/docker.sock");
+    assert!(k.sticky_builds);
     let leader = c.cull.leader.as_ref().expect("a Lease with two replicas");
     assert_eq!(
         (leader.lease.as_str(), leader.namespace.as_deref()),
@@ -376,10 +514,133 @@ fn a_local_executor_with_dind_and_replicas_mounts_the_socket_and_elects_a_culler
     assert!(
         matches!(c.plugins["campus"].source("campus").unwrap(), PluginSource::Oci(r) if r.starts_with("registry.example.org/plugins/campus@sha256:"))
     );
+
+    // pink: Podman's socket instead, its storage to the cleaner.
+    let m = render(json!({ "build": { "imageBuilderType": "pink" } })).unwrap();
+    let pink = named(&m, "DaemonSet", "bindery-pink").unwrap();
+    let args = pink["spec"]["template"]["spec"]["containers"][0]["args"].clone();
+    assert_eq!(
+        args,
+        json!([
+            "podman",
+            "system",
+            "service",
+            "--time=0",
+            "unix:///var/run/pink/podman.sock"
+        ])
+    );
+    assert_eq!(
+        config(&m).build.kubernetes.unwrap().docker_host,
+        "/var/run/pink/podman.sock"
+    );
+    assert_eq!(
+        named(&m, "DaemonSet", "bindery-image-cleaner").unwrap()["spec"]["template"]["spec"]["volumes"]
+            [0]["hostPath"]["path"],
+        "/var/lib/pink/storage"
+    );
 }
 
 #[test]
-fn layer_builds_with_a_volume_and_the_jupyterhub_dependency() {
+fn an_operators_pod_settings_metrics_and_routes() {
+    let values = json!({
+        "log": { "level": "info,bindery::build=debug", "format": "json" },
+        "extraEnv": {
+            "HTTPS_PROXY": "http://proxy:3128",
+            "CAMPUS_TOKEN": { "valueFrom": { "secretKeyRef": { "name": "campus", "key": "token" } } },
+        },
+        "extraVolumes": [{ "name": "ca", "configMap": { "name": "campus-ca" } }],
+        "extraVolumeMounts": [{ "name": "ca", "mountPath": "/etc/ssl/campus", "readOnly": true }],
+        "podAnnotations": { "example.org/team": "binder" },
+        "podLabels": { "team": "binder" },
+        "nodeSelector": { "pool": "web" },
+        "tolerations": [{ "key": "web", "operator": "Exists" }],
+        "affinity": { "nodeAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": { "nodeSelectorTerms": [{ "matchExpressions": [{ "key": "zone", "operator": "In", "values": ["a"] }] }] } } },
+        "pluginRuntime": { "memoryBudgetMiB": 256 },
+        "pdb": { "minAvailable": 1 },
+        "metrics": { "annotations": false, "serviceMonitor": { "enabled": true, "labels": { "release": "prometheus" } } },
+        "httpRoute": { "enabled": true, "hostnames": ["binder.example.org"], "parentRefs": [{ "name": "public", "namespace": "gateway" }] },
+        "web": { "baseUrl": "/binder/" },
+        "build": { "executor": "layer" },
+    });
+    let m = render(values.clone()).unwrap();
+    let c = container(&m);
+    let env = c["env"].as_array().unwrap();
+    assert_eq!(
+        env[0],
+        json!({ "name": "BINDERY_LOG", "value": "info,bindery::build=debug" })
+    );
+    assert_eq!(
+        env[1],
+        json!({ "name": "BINDERY_LOG_FORMAT", "value": "json" })
+    );
+    assert!(env.contains(&json!({ "name": "HTTPS_PROXY", "value": "http://proxy:3128" })));
+    assert!(env.contains(&json!({ "name": "CAMPUS_TOKEN", "valueFrom": { "secretKeyRef": { "name": "campus", "key": "token" } } })));
+    assert_eq!(
+        c["volumeMounts"].as_array().unwrap().last().unwrap()["mountPath"],
+        "/etc/ssl/campus"
+    );
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/binder/versions");
+    // The limit grows with the plugins' budget: 416 MiB and the budget.
+    assert_eq!(c["resources"]["limits"]["memory"], "672Mi");
+    assert_eq!(config(&m).plugin_runtime.memory_budget_mib, 256);
+    let template = &named(&m, "Deployment", "bindery").unwrap()["spec"]["template"];
+    assert_eq!(template["metadata"]["labels"]["team"], "binder");
+    assert_eq!(
+        template["metadata"]["annotations"]["example.org/team"],
+        "binder"
+    );
+    assert!(
+        template["metadata"]["annotations"]
+            .get("prometheus.io/scrape")
+            .is_none()
+    );
+    let pod = &template["spec"];
+    assert_eq!(
+        pod["volumes"].as_array().unwrap().last().unwrap()["configMap"]["name"],
+        "campus-ca"
+    );
+    assert_eq!(pod["nodeSelector"], json!({ "pool": "web" }));
+    assert_eq!(pod["tolerations"][0]["key"], "web");
+    assert!(
+        pod["affinity"].get("podAntiAffinity").is_none(),
+        "the operator's affinity replaces the default"
+    );
+    assert_eq!(
+        kind(&m, "PodDisruptionBudget").unwrap()["spec"],
+        json!({ "minAvailable": 1, "selector": { "matchLabels": { "app.kubernetes.io/name": "bindery", "app.kubernetes.io/instance": "bindery" } } })
+    );
+    let monitor = kind(&m, "ServiceMonitor").unwrap();
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
+    assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/binder/metrics");
+    assert_eq!(
+        monitor["spec"]["endpoints"][0]["port"],
+        kind(&m, "Service").unwrap()["spec"]["ports"][0]["name"]
+    );
+    let route = kind(&m, "HTTPRoute").unwrap();
+    assert_eq!(
+        route["spec"]["rules"][0]["backendRefs"],
+        json!([{ "name": "bindery", "port": 80 }])
+    );
+    assert_eq!(route["spec"]["parentRefs"][0]["namespace"], "gateway");
+    assert!(
+        kind(&m, "DaemonSet").is_none(),
+        "layer builds use no engine"
+    );
+
+    // A values change that changes bindery.toml rolls the pods; one that does not, does not.
+    let checksum = |m: &[Value]| {
+        kind(m, "Deployment").unwrap()["spec"]["template"]["metadata"]["annotations"]["checksum/config"].clone()
+    };
+    let mut changed = values.clone();
+    changed["cull"] = json!({ "timeoutSecs": 900 });
+    assert_ne!(checksum(&render(changed).unwrap()), checksum(&m));
+    let mut same = values;
+    same["podLabels"] = json!({ "team": "other" });
+    assert_eq!(checksum(&render(same).unwrap()), checksum(&m));
+}
+
+#[test]
+fn layer_builds_with_a_volume() {
     let m = render(json!({ "build": { "executor": "layer" }, "persistence": { "enabled": true, "size": "5Gi" } })).unwrap();
     assert!(kind(&m, "Role").is_none(), "no rights needed");
     assert_eq!(
@@ -387,7 +648,7 @@ fn layer_builds_with_a_volume_and_the_jupyterhub_dependency() {
         "5Gi"
     );
     assert_eq!(
-        kind(&m, "Deployment").unwrap()["spec"]["strategy"]["type"],
+        named(&m, "Deployment", "bindery").unwrap()["spec"]["strategy"]["type"],
         "Recreate"
     );
     let c = config(&m);
@@ -395,14 +656,282 @@ fn layer_builds_with_a_volume_and_the_jupyterhub_dependency() {
         c.build.kubernetes.is_none() && c.build.local.docker_host.is_none(),
         "no engine at all"
     );
+}
 
-    let m =
-        render(json!({ "jupyterhub": { "enabled": true }, "hub": { "apiToken": "t" } })).unwrap();
-    let c = config(&m);
-    assert_eq!(c.hub.url.as_ref().unwrap().as_str(), "http://proxy-public/");
+/// The bundled hub, public behind its ingress.
+fn with_bundled_hub() -> Value {
+    json!({ "jupyterhub": { "enabled": true, "ingress": { "enabled": true, "hosts": ["hub.example.org"], "tls": [{ "hosts": ["hub.example.org"], "secretName": "hub-tls" }] } } })
+}
+
+#[test]
+fn the_bundled_hub_is_wired_by_z2jhs_names_secret_and_labels() {
+    let answer = rendered(with_bundled_hub()).unwrap();
+    let m: Vec<Value> = answer["manifests"].as_array().unwrap().clone();
+    // Every Secret, ConfigMap and claim a Bindery pod refers to is in the
+    // release, with the key it reads.
+    let pod = &named(&m, "Deployment", "bindery").unwrap()["spec"]["template"]["spec"];
+    for env in container(&m)["env"].as_array().unwrap() {
+        if let Some(r) = env["valueFrom"].get("secretKeyRef") {
+            let (name, key) = (r["name"].as_str().unwrap(), r["key"].as_str().unwrap());
+            assert!(
+                secret_value(&m, name, key).is_some(),
+                "{env}: no Secret {name} with key {key}"
+            );
+        }
+        assert!(env["valueFrom"].get("configMapKeyRef").is_none(), "{env}");
+    }
+    for volume in pod["volumes"].as_array().unwrap() {
+        if let Some(name) = volume["configMap"]["name"].as_str() {
+            assert!(named(&m, "ConfigMap", name).is_some(), "{volume}");
+        }
+        assert!(
+            volume.get("secret").is_none() && volume.get("persistentVolumeClaim").is_none(),
+            "{volume}"
+        );
+    }
+    // The token is the one z2jh generates for `hub.services.binder`, once,
+    // in its hub Secret: the hub and Bindery read the same key.
+    let token = container(&m)["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "JUPYTERHUB_API_TOKEN")
+        .unwrap()["valueFrom"]["secretKeyRef"]
+        .clone();
     assert_eq!(
-        c.hub.api_url.as_ref().unwrap().as_str(),
-        "http://hub:8081/hub/api/"
+        token,
+        json!({ "name": "hub", "key": "hub.services.binder.apiToken" })
+    );
+    let value = secret_value(&m, "hub", "hub.services.binder.apiToken").unwrap();
+    assert!(
+        value.len() == 64 && value.chars().all(|c| c.is_ascii_hexdigit()),
+        "{value}"
+    );
+    assert!(
+        named(&m, "Secret", "bindery").unwrap()["stringData"]
+            .get("hub-token")
+            .is_none()
+    );
+    // Browsers go to the public URL; Bindery calls the hub's own Service.
+    let c = config(&m);
+    assert_eq!(
+        c.hub.url.as_ref().unwrap().as_str(),
+        "https://hub.example.org/"
+    );
+    let api = c.hub.api_url.as_ref().unwrap();
+    assert_eq!(api.as_str(), "http://hub:8081/hub/api/");
+    let service =
+        named(&m, "Service", api.host_str().unwrap()).expect("the hub's Service in the release");
+    assert_eq!(service["spec"]["ports"][0]["port"], api.port().unwrap());
+    // z2jh's NetworkPolicies admit Bindery to the hub's API, and its proxy
+    // to Bindery (a hub service route); not a pod without the label.
+    let (bindery, hub, proxy) = (
+        pod_labels(&m, "bindery"),
+        pod_labels(&m, "hub"),
+        pod_labels(&m, "proxy"),
+    );
+    assert!(admits(&m, bindery, hub, ("http", 8081)), "Bindery → hub");
+    assert!(
+        admits(&m, proxy, bindery, ("http", 8585)),
+        "proxy → Bindery"
+    );
+    assert!(
+        !admits(&m, &json!({ "app": "other" }), hub, ("http", 8081)),
+        "the hub's policy is in force"
+    );
+    // The hub is configured for Binder: no logins, the spawner that runs
+    // the launch's image with its token, no home volume, Bindery culls.
+    let hub_values = &answer["yaml_in_secrets"]["hub/values.yaml"];
+    let spawner = hub_values["hub"]["extraConfig"]["binder"].as_str().unwrap();
+    for needed in [
+        "self.image = self.user_options[\"image\"]",
+        "--ServerApp.token={self.user_options['token']}",
+        "BINDER_REPO_URL",
+        "c.JupyterHub.spawner_class = BinderSpawner",
+    ] {
+        assert!(spawner.contains(needed), "{needed} in {spawner}");
+    }
+    assert_eq!(
+        hub_values["hub"]["config"]["JupyterHub"]["authenticator_class"],
+        "null"
+    );
+    assert_eq!(hub_values["hub"]["services"]["binder"]["display"], false);
+    let role = &hub_values["hub"]["loadRoles"]["binder"];
+    assert_eq!(role["services"], json!(["binder"]));
+    for scope in [
+        "admin:users",
+        "admin:servers",
+        "list:users",
+        "read:users:activity",
+    ] {
+        assert!(
+            role["scopes"].as_array().unwrap().contains(&json!(scope)),
+            "{scope}"
+        );
+    }
+    assert_eq!(hub_values["singleuser"]["storage"]["type"], "none");
+    assert_eq!(hub_values["cull"]["enabled"], false);
+    assert_eq!(hub_values["prePuller"]["hook"]["enabled"], false);
+
+    // z2jh's names follow its overrides, through its own helpers.
+    let mut renamed = with_bundled_hub();
+    renamed["jupyterhub"]["fullnameOverride"] = json!("jh");
+    renamed["jupyterhub"]["hub"] = json!({ "baseUrl": "/jupyter/" });
+    let m = render(renamed).unwrap();
+    let c = config(&m);
+    assert_eq!(
+        c.hub.api_url.unwrap().as_str(),
+        "http://jh-hub:8081/jupyter/hub/api/"
+    );
+    assert_eq!(
+        c.hub.url.unwrap().as_str(),
+        "https://hub.example.org/jupyter/"
+    );
+    assert!(secret_value(&m, "jh-hub", "hub.services.binder.apiToken").is_some());
+
+    // An external hub works as before: its token in Bindery's Secret.
+    let m =
+        render(json!({ "hub": { "url": "https://hub.example.org/", "apiToken": "t" } })).unwrap();
+    assert_eq!(
+        secret_value(&m, "bindery", "hub-token").as_deref(),
+        Some("t")
+    );
+    assert!(named(&m, "Secret", "hub").is_none());
+}
+
+/// The variables the kubelet gives every pod for each Service in its
+/// namespace (service links), for the release's Services and the API server's.
+fn service_links(manifests: &[Value]) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    let mut services: Vec<(String, Vec<Value>)> = manifests
+        .iter()
+        .filter(|m| m["kind"] == "Service")
+        .map(|s| {
+            (
+                s["metadata"]["name"].as_str().unwrap().to_string(),
+                s["spec"]["ports"].as_array().unwrap().clone(),
+            )
+        })
+        .collect();
+    services.push((
+        "kubernetes".into(),
+        vec![json!({ "name": "https", "port": 443 })],
+    ));
+    for (i, (name, ports)) in services.iter().enumerate() {
+        let name = name.to_uppercase().replace('-', "_");
+        let ip = format!("10.96.0.{}", i + 1);
+        let first = ports[0]["port"].as_u64().unwrap();
+        env.push((format!("{name}_SERVICE_HOST"), ip.clone()));
+        env.push((format!("{name}_SERVICE_PORT"), first.to_string()));
+        env.push((format!("{name}_PORT"), format!("tcp://{ip}:{first}")));
+        for port in ports {
+            let number = port["port"].as_u64().unwrap();
+            if let Some(port_name) = port["name"].as_str() {
+                env.push((
+                    format!(
+                        "{name}_SERVICE_PORT_{}",
+                        port_name.to_uppercase().replace('-', "_")
+                    ),
+                    number.to_string(),
+                ));
+            }
+            let link = format!("{name}_PORT_{number}_TCP");
+            env.push((link.clone(), format!("tcp://{ip}:{number}")));
+            env.push((format!("{link}_PROTO"), "tcp".into()));
+            env.push((format!("{link}_PORT"), number.to_string()));
+            env.push((format!("{link}_ADDR"), ip.clone()));
+        }
+    }
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_bindery_starts_with_what_kubernetes_gives_its_pods() {
+    let mut values = with_bundled_hub();
+    // No hub answers here; the quota counts pods, through a kubeconfig.
+    values["hub"] =
+        json!({ "apiUrl": format!("http://127.0.0.1:{}/hub/api/", support::free_port()) });
+    values["quota"] = json!({ "total": 5, "countPods": true });
+    let m = render(values).unwrap();
+    let api = KubeApi::start().await;
+    for name in ["jupyter-a", "jupyter-b"] {
+        api.insert("binder", json!({ "apiVersion": "v1", "kind": "Pod",
+            "metadata": { "name": name, "namespace": "binder", "labels": { "app": "jupyterhub", "component": "singleuser-server" } },
+            "spec": { "containers": [{ "name": "notebook", "image": "registry.example.org/i-x:1" }] }, "status": { "phase": "Running" } }));
+    }
+    let dir = tempfile::tempdir().unwrap();
+
+    // Service links (BINDERY_PORT=tcp://…, BINDERY_SERVICE_HOST=… for the
+    // Service named bindery), the pod's own env with its secretKeyRefs read
+    // from the release, and a kubeconfig where the service account would be.
+    let mut env = service_links(&m);
+    assert!(env.iter().any(|(k, _)| k == "BINDERY_PORT"), "{env:?}");
+    for e in container(&m)["env"].as_array().unwrap() {
+        let value = match e["value"].as_str() {
+            Some(v) => v.to_string(),
+            None => {
+                let r = &e["valueFrom"]["secretKeyRef"];
+                secret_value(&m, r["name"].as_str().unwrap(), r["key"].as_str().unwrap()).unwrap()
+            }
+        };
+        env.push((e["name"].as_str().unwrap().to_string(), value));
+    }
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!("apiVersion: v1\nkind: Config\nclusters: [{{ name: double, cluster: {{ server: \"{}\" }} }}]\nusers: [{{ name: bindery, user: {{ token: t }} }}]\ncontexts: [{{ name: double, context: {{ cluster: double, user: bindery, namespace: binder }} }}]\ncurrent-context: double\n", api.url),
+    )
+    .unwrap();
+    env.push(("KUBECONFIG".into(), kubeconfig.display().to_string()));
+    let mut wrapper = vec!["env".to_string()];
+    wrapper.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+
+    // The chart's bindery.toml, with what the container's filesystem gives
+    // and this machine does not: a free port and writable folders.
+    let mut c = config(&m);
+    c.listen = format!("127.0.0.1:{}", support::free_port())
+        .parse()
+        .unwrap();
+    c.data_dir = dir.path().join("data");
+    c.plugin_runtime.compile_cache_dir = Some(dir.path().join("plugin-cache"));
+    let _bindery = Process::start_under(&wrapper, &c, dir.path()).await;
+    let base = format!("http://{}", c.listen);
+    assert_eq!(
+        reqwest::get(format!("{base}/versions"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let quota = loop {
+        let health: Value = reqwest::get(format!("{base}/health"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap_or_default();
+        if let Some(q) = health["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["service"] == "Pod quota"))
+        {
+            break q.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no quota check: {health}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        (
+            &quota["user_pods"],
+            &quota["quota"],
+            &quota["_ignore_failure"]
+        ),
+        (&json!(2), &json!(5), &json!(true)),
+        "{quota}"
     );
 }
 
@@ -427,5 +956,20 @@ fn values_the_chart_refuses() {
     refused(
         json!({ "replicas": 2, "persistence": { "enabled": true } }),
         "it allows one replica",
+    );
+    refused(
+        json!({ "build": { "executor": "local" } }),
+        "Bindery's image has no repo2docker",
+    );
+    refused(
+        json!({ "jupyterhub": { "enabled": true } }),
+        "Bindery needs its public URL",
+    );
+    let mut token_twice = with_bundled_hub();
+    token_twice["hub"] = json!({ "apiToken": "mine" });
+    refused(token_twice, "set jupyterhub.hub.services.binder.apiToken");
+    refused(
+        json!({ "httpRoute": { "enabled": true } }),
+        "name the Gateway",
     );
 }

@@ -36,10 +36,13 @@ fn keys(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
 
 #[test]
 fn every_configuration_key_and_default_is_documented() {
-    use bindery::config::{Config, KubernetesBuildConfig, LeaderConfig, PluginConfig};
+    use bindery::config::{
+        Config, KubernetesBuildConfig, KubernetesQuotaConfig, LeaderConfig, PluginConfig,
+    };
     let mut config = serde_json::to_value(Config::load(None).unwrap()).unwrap();
     // The tables that are absent by default, and one plugin entry with the defaults of its keys.
     config["build"]["kubernetes"] = serde_json::to_value(KubernetesBuildConfig::default()).unwrap();
+    config["quota"]["kubernetes"] = serde_json::to_value(KubernetesQuotaConfig::default()).unwrap();
     config["cull"]["leader"] = serde_json::to_value(LeaderConfig::default()).unwrap();
     config["plugins"] =
         serde_json::json!({ "<name>": PluginConfig { enabled: true, ..PluginConfig::default() } });
