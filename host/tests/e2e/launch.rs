@@ -26,6 +26,18 @@ async fn launch(s: &Service, repo: &TestRepo, sha: &str) -> Stream {
     .await
 }
 
+/// `/health`'s "Pod quota" check.
+async fn pod_quota_check(s: &Service) -> Value {
+    let health = s.health().await;
+    health["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["service"] == "Pod quota")
+        .cloned()
+        .expect("the quota in /health")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_launch_runs_the_image_on_the_hub_and_quotas_refuse_with_upstreams_words() {
     let registry = OciRegistry::start(None);
@@ -164,14 +176,7 @@ async fn a_launch_runs_the_image_on_the_hub_and_quotas_refuse_with_upstreams_wor
         refused.last()["message"],
         "Too many users on this BinderHub! Try again soon.\n"
     );
-    let health = s.health().await;
-    let quota = health["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["service"] == "Pod quota")
-        .cloned()
-        .expect("the quota in /health");
+    let quota = pod_quota_check(&s).await;
     // Full, not over: upstream's `total <= quota`; and soft, so a full
     // site stays in its Service and keeps serving its pages.
     assert_eq!(
@@ -264,14 +269,7 @@ async fn a_launch_runs_the_image_on_the_hub_and_quotas_refuse_with_upstreams_wor
         refused.last()["message"],
         "Too many users on this BinderHub! Try again soon.\n"
     );
-    let health = s.health().await;
-    let quota = health["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["service"] == "Pod quota")
-        .cloned()
-        .expect("the quota in /health");
+    let quota = pod_quota_check(&s).await;
     assert_eq!(
         (
             &quota["user_pods"],
