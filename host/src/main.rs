@@ -115,6 +115,7 @@ enum Kind {
     Provider,
     BuildStrategy,
     CullPolicy,
+    PoolPolicy,
 }
 
 impl From<Kind> for PluginKind {
@@ -123,6 +124,7 @@ impl From<Kind> for PluginKind {
             Kind::Provider => PluginKind::Provider,
             Kind::BuildStrategy => PluginKind::BuildStrategy,
             Kind::CullPolicy => PluginKind::CullPolicy,
+            Kind::PoolPolicy => PluginKind::PoolPolicy,
         }
     }
 }

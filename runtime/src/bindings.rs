@@ -1,4 +1,4 @@
-//! Host-side bindings for the three worlds of `wit/`.
+//! Host-side bindings for the worlds of `wit/`.
 //!
 //! The provider world generates the shared types and host interfaces once; the
 //! other two worlds reuse them through `with`, so a `PluginError` is one Rust
@@ -48,6 +48,65 @@ pub mod cull_policy {
     world_sharing_types!("cull-policy");
 }
 
+/// The pool-policy world.
+#[allow(missing_docs)]
+pub mod pool_policy {
+    world_sharing_types!("pool-policy");
+}
+
+/// `plugin-metadata` as `bindery:plugin@0.1.0` has it. wasmtime matches
+/// enum cases by name, and 0.1's `plugin-kind` has no `pool-policy`, so a
+/// 0.1 component's metadata is read with these types.
+pub(crate) mod v0_1 {
+    use wasmtime::component::{ComponentType, Lift};
+
+    use super::{CapabilityRequests, PluginKind as Current, PluginMetadata as CurrentMetadata};
+
+    #[derive(ComponentType, Lift, Clone, Copy)]
+    #[allow(dead_code, reason = "built only by `Lift`, from a component's answer")]
+    #[component(enum)]
+    #[repr(u8)]
+    pub(crate) enum PluginKind {
+        #[component(name = "provider")]
+        Provider,
+        #[component(name = "build-strategy")]
+        BuildStrategy,
+        #[component(name = "cull-policy")]
+        CullPolicy,
+    }
+
+    #[derive(ComponentType, Lift)]
+    #[component(record)]
+    pub(crate) struct PluginMetadata {
+        #[component(name = "name")]
+        name: String,
+        #[component(name = "version")]
+        version: String,
+        #[component(name = "kind")]
+        kind: PluginKind,
+        #[component(name = "description")]
+        description: String,
+        #[component(name = "requests")]
+        requests: CapabilityRequests,
+    }
+
+    impl From<PluginMetadata> for CurrentMetadata {
+        fn from(m: PluginMetadata) -> CurrentMetadata {
+            CurrentMetadata {
+                name: m.name,
+                version: m.version,
+                kind: match m.kind {
+                    PluginKind::Provider => Current::Provider,
+                    PluginKind::BuildStrategy => Current::BuildStrategy,
+                    PluginKind::CullPolicy => Current::CullPolicy,
+                },
+                description: m.description,
+                requests: m.requests,
+            }
+        }
+    }
+}
+
 pub use build_strategy::exports::bindery::plugin::build_strategy_plugin::{
     BuildPlan, ContainerEngine, EnvironmentImage, Executor, LayerPlan, Repo2dockerPlan, RepoFacts,
     ResourceLimits,
@@ -55,6 +114,7 @@ pub use build_strategy::exports::bindery::plugin::build_strategy_plugin::{
 pub use cull_policy::exports::bindery::plugin::cull_policy_plugin::{
     Decision, Server, ServerState,
 };
+pub use pool_policy::exports::bindery::plugin::pool_policy_plugin::{ImageDemand, PoolBounds};
 pub use provider::bindery::plugin::types::{
     CapabilityRequests, ConfigKey, LogLevel, PluginError, PluginKind, PluginMetadata, RateLimit,
     UpstreamFailure,

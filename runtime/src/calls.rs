@@ -5,13 +5,13 @@ use std::sync::Arc;
 use wasmtime::component::{ComponentNamedList, Lift, Lower};
 
 use super::bindings::{
-    BuildPlan, ContentSource, Decision, DisplayConfig, GitContent, PluginError, PluginMetadata,
-    RepoFacts, Resolution, Server,
+    BuildPlan, ContentSource, Decision, DisplayConfig, GitContent, ImageDemand, PluginError,
+    PluginMetadata, PoolBounds, RepoFacts, Resolution, Server, v0_1,
 };
 use super::capabilities::RepoFiles;
 use super::engine::Runtime;
 use super::error::CallError;
-use super::plugin::{LoadedPlugin, kind_name};
+use super::plugin::{LoadedPlugin, WitVersion, kind_name};
 
 /// Calls the world's export `func` with `params` on a fresh instance of the
 /// pre-linked component, within the plugin's limits. The types are checked
@@ -46,6 +46,10 @@ where
 
 /// The plugin's metadata.
 pub(crate) async fn metadata(rt: &Runtime, p: &LoadedPlugin) -> Result<PluginMetadata, CallError> {
+    if p.pre.wit == WitVersion::V0_1 {
+        let (metadata,): (v0_1::PluginMetadata,) = call(rt, p, None, "metadata", ()).await?;
+        return Ok(metadata.into());
+    }
     let (metadata,) = call(rt, p, None, "metadata", ()).await?;
     Ok(metadata)
 }
@@ -102,18 +106,57 @@ pub(crate) async fn decide(
     now_ms: u64,
     servers: &[Server],
 ) -> Result<Result<Vec<Decision>, PluginError>, CallError> {
-    let (decisions,): (Result<Vec<Decision>, PluginError>,) =
-        call(rt, p, None, "decide", (now_ms, servers)).await?;
-    // A policy that answers for the wrong number of servers cannot be trusted with any.
-    Ok(decisions.and_then(|d| {
-        if d.len() == servers.len() {
-            Ok(d)
+    let (decisions,) = call(rt, p, None, "decide", (now_ms, servers)).await?;
+    Ok(one_each(decisions, servers.len(), "decisions", "servers"))
+}
+
+/// A pool policy's number of servers to keep for each image.
+pub(crate) async fn sizes(
+    rt: &Runtime,
+    p: &LoadedPlugin,
+    now_ms: u64,
+    bounds: PoolBounds,
+    images: &[ImageDemand],
+) -> Result<Result<Vec<u32>, PluginError>, CallError> {
+    let (sizes,) = call(rt, p, None, "sizes", (now_ms, bounds, images)).await?;
+    Ok(one_each(sizes, images.len(), "sizes", "images"))
+}
+
+/// A policy's answers, one per item asked about: one that answers for the
+/// wrong number cannot be trusted with any.
+fn one_each<T>(
+    answers: Result<Vec<T>, PluginError>,
+    asked: usize,
+    answer: &str,
+    item: &str,
+) -> Result<Vec<T>, PluginError> {
+    answers.and_then(|a| {
+        if a.len() == asked {
+            Ok(a)
         } else {
             Err(PluginError::Internal(format!(
-                "returned {} decisions for {} servers",
-                d.len(),
-                servers.len()
+                "returned {} {answer} for {asked} {item}",
+                a.len()
             )))
         }
-    }))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_policy_answering_for_the_wrong_number_of_items_is_an_error() {
+        assert!(matches!(one_each(Ok(vec![1, 2]), 2, "sizes", "images"), Ok(v) if v == [1, 2]));
+        assert!(matches!(
+            one_each(Ok(vec![1]), 2, "sizes", "images"),
+            Err(PluginError::Internal(m)) if m == "returned 1 sizes for 2 images"
+        ));
+        let refused = Err(PluginError::InvalidConfig("x".into()));
+        assert!(matches!(
+            one_each::<u32>(refused, 2, "sizes", "images"),
+            Err(PluginError::InvalidConfig(m)) if m == "x"
+        ));
+    }
 }

@@ -47,7 +47,7 @@ pub enum LoadError {
     },
     /// It implements none of the three worlds.
     #[error(
-        "plugin `{plugin}` exports none of bindery:plugin's worlds (provider, build-strategy, cull-policy); it exports: {exports}"
+        "plugin `{plugin}` exports none of bindery:plugin's worlds (provider, build-strategy, cull-policy, pool-policy); it exports: {exports}"
     )]
     NoWorld {
         /// The plugin's configured name.

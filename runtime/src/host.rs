@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use super::bindings::{
-    BuildPlan, ContentSource, Decision, DisplayConfig, PluginError, PluginKind, RepoFacts,
-    Resolution, Server,
+    BuildPlan, ContentSource, Decision, DisplayConfig, ImageDemand, PluginError, PluginKind,
+    PoolBounds, RepoFacts, Resolution, Server,
 };
 use super::calls;
 use super::capabilities::RepoFiles;
@@ -421,6 +421,18 @@ impl PluginHost {
     ) -> Result<Result<Vec<Decision>, PluginError>, CallError> {
         let p = self.expect(name, PluginKind::CullPolicy)?;
         calls::decide(&self.runtime, &p, now_ms, servers).await
+    }
+
+    /// How many servers pool policy `name` keeps ready for each image.
+    pub async fn pool_sizes(
+        &self,
+        name: &str,
+        now_ms: u64,
+        bounds: PoolBounds,
+        images: &[ImageDemand],
+    ) -> Result<Result<Vec<u32>, PluginError>, CallError> {
+        let p = self.expect(name, PluginKind::PoolPolicy)?;
+        calls::sizes(&self.runtime, &p, now_ms, bounds, images).await
     }
 
     /// The runtime (engine and compile cache).

@@ -41,6 +41,7 @@ fn world_exports(kind: PluginKind) -> (&'static str, &'static [(&'static str, Wi
             "cull-policy-plugin",
             &[("metadata", V0_1), ("decide", V0_1)],
         ),
+        PluginKind::PoolPolicy => ("pool-policy-plugin", &[("metadata", V0_1), ("sizes", V0_1)]),
     }
 }
 
@@ -103,6 +104,7 @@ fn detect_kind(
             PluginKind::Provider,
             PluginKind::BuildStrategy,
             PluginKind::CullPolicy,
+            PluginKind::PoolPolicy,
         ]
         .into_iter()
         .find(|k| world_exports(*k).0 == iface);

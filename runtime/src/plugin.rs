@@ -32,7 +32,8 @@ pub enum CompileOutcome {
 pub enum WitVersion {
     /// The first release: providers have no `content` export.
     V0_1,
-    /// Providers say how their content is fetched (`content`).
+    /// Providers say how their content is fetched (`content`); the
+    /// `pool-policy` world.
     V0_2,
 }
 
@@ -168,5 +169,6 @@ pub fn kind_name(kind: PluginKind) -> &'static str {
         PluginKind::Provider => "provider",
         PluginKind::BuildStrategy => "build-strategy",
         PluginKind::CullPolicy => "cull-policy",
+        PluginKind::PoolPolicy => "pool-policy",
     }
 }

@@ -1,13 +1,14 @@
 //! Write Bindery plugins in Rust.
 //!
 //! A plugin is a WebAssembly component built for `wasm32-wasip2` that implements
-//! one of three worlds of the `bindery:plugin` WIT package:
+//! one of the worlds of the `bindery:plugin` WIT package:
 //!
 //! | world            | trait              | macro                     |
 //! |------------------|--------------------|---------------------------|
 //! | `provider`       | [`Provider`]       | [`export_provider!`]      |
 //! | `build-strategy` | [`BuildStrategy`]  | [`export_build_strategy!`]|
 //! | `cull-policy`    | [`CullPolicy`]     | [`export_cull_policy!`]   |
+//! | `pool-policy`    | [`PoolPolicy`]     | [`export_pool_policy!`]   |
 //!
 //! Plugin code reaches the host only through the context it is handed
 //! ([`Context`] and its per-world extensions), so the same code runs natively
@@ -26,9 +27,9 @@ pub mod testing;
 pub mod upstream;
 
 pub use context::{BuildStrategyContext, Context, HostContext, ProviderContext};
-pub use plugin::{BuildStrategy, CullPolicy, Provider};
+pub use plugin::{BuildStrategy, CullPolicy, PoolPolicy, Provider};
 #[doc(hidden)]
-pub use plugin::{BuildStrategyAdapter, CullPolicyAdapter, ProviderAdapter};
+pub use plugin::{BuildStrategyAdapter, CullPolicyAdapter, PoolPolicyAdapter, ProviderAdapter};
 
 /// Generated bindings; plugin authors use the re-exports below instead.
 #[doc(hidden)]
@@ -49,10 +50,13 @@ pub mod bindings {
     /// A world that reuses the provider world's shared types and host interfaces.
     macro_rules! world_sharing_types {
         ($world:literal, $module:literal, $export:literal) => {
+            world_sharing_types!($world, $module, $export, [PartialEq, Eq]);
+        };
+        ($world:literal, $module:literal, $export:literal, [$($derive:path),*]) => {
             wit_bindgen::generate!({
                 world: $world,
                 path: "../wit",
-                additional_derives: [PartialEq, Eq],
+                additional_derives: [$($derive),*],
                 pub_export_macro: true,
                 default_bindings_module: $module,
                 export_macro_name: $export,
@@ -81,6 +85,16 @@ pub mod bindings {
             "cull-policy",
             "bindery_sdk::bindings::cull_policy",
             "__export_cull_policy"
+        );
+    }
+
+    /// The pool-policy world (its records hold an `f64`: no `Eq`).
+    pub mod pool_policy {
+        world_sharing_types!(
+            "pool-policy",
+            "bindery_sdk::bindings::pool_policy",
+            "__export_pool_policy",
+            [PartialEq]
         );
     }
 }
@@ -131,6 +145,13 @@ pub mod build_strategy {
 pub mod cull_policy {
     pub use crate::bindings::cull_policy::exports::bindery::plugin::cull_policy_plugin::{
         Decision, Server, ServerState,
+    };
+}
+
+/// The pool-policy world's records.
+pub mod pool_policy {
+    pub use crate::bindings::pool_policy::exports::bindery::plugin::pool_policy_plugin::{
+        ImageDemand, PoolBounds,
     };
 }
 
@@ -237,9 +258,11 @@ pub mod secrets {
 pub mod prelude {
     pub use crate::build_strategy::*;
     pub use crate::cull_policy::*;
+    pub use crate::pool_policy::*;
     pub use crate::provider::*;
     pub use crate::types::*;
     pub use crate::{
-        BuildStrategy, BuildStrategyContext, Context, CullPolicy, Provider, ProviderContext,
+        BuildStrategy, BuildStrategyContext, Context, CullPolicy, PoolPolicy, Provider,
+        ProviderContext,
     };
 }

@@ -2,10 +2,11 @@
 
 use std::marker::PhantomData;
 
-use crate::bindings::{build_strategy as bs, cull_policy as cp, provider as pv};
+use crate::bindings::{build_strategy as bs, cull_policy as cp, pool_policy as pp, provider as pv};
 use crate::build_strategy::{BuildPlan, RepoFacts};
 use crate::context::{BuildStrategyContext, Context, HostContext, ProviderContext};
 use crate::cull_policy::{Decision, Server};
+use crate::pool_policy::{ImageDemand, PoolBounds};
 use crate::provider::{ContentSource, DisplayConfig, Resolution};
 use crate::types::{PluginError, PluginMetadata};
 
@@ -47,6 +48,22 @@ pub trait CullPolicy {
         now_ms: u64,
         servers: Vec<Server>,
     ) -> Result<Vec<Decision>, PluginError>;
+}
+
+/// A pool policy: decides how many started servers to keep ready for each
+/// image launched recently.
+pub trait PoolPolicy {
+    /// Name, version, kind and requested capabilities. Must not call the host.
+    fn metadata() -> PluginMetadata;
+    /// How many servers to keep for each image, one number per image, in
+    /// order. The host trims the total to `bounds`, taking from the images
+    /// launched least first, so a policy need not.
+    fn sizes(
+        ctx: &impl Context,
+        now_ms: u64,
+        bounds: PoolBounds,
+        images: Vec<ImageDemand>,
+    ) -> Result<Vec<u32>, PluginError>;
 }
 
 /// Connects a [`Provider`] to the provider world's exports.
@@ -98,6 +115,25 @@ impl<T: CullPolicy> cp::exports::bindery::plugin::cull_policy_plugin::Guest
     }
 }
 
+/// Connects a [`PoolPolicy`] to the pool-policy world's exports.
+#[doc(hidden)]
+pub struct PoolPolicyAdapter<T>(PhantomData<T>);
+
+impl<T: PoolPolicy> pp::exports::bindery::plugin::pool_policy_plugin::Guest
+    for PoolPolicyAdapter<T>
+{
+    fn metadata() -> PluginMetadata {
+        T::metadata()
+    }
+    fn sizes(
+        now_ms: u64,
+        bounds: PoolBounds,
+        images: Vec<ImageDemand>,
+    ) -> Result<Vec<u32>, PluginError> {
+        T::sizes(&HostContext, now_ms, bounds, images)
+    }
+}
+
 // The exports exist only in the wasm component: native builds (the plugin's
 // own `cargo test`) would otherwise hand the linker symbol names like
 // `bindery:plugin/repo-provider@0.2.0#resolve`, which it rejects.
@@ -137,6 +173,19 @@ macro_rules! export_cull_policy {
         #[cfg(target_arch = "wasm32")]
         $crate::bindings::cull_policy::__export_cull_policy!(
             __BinderyCullPolicyExport with_types_in $crate::bindings::cull_policy
+        );
+    };
+}
+
+/// Exports a [`PoolPolicy`] implementation as the component's pool-policy world.
+#[macro_export]
+macro_rules! export_pool_policy {
+    ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        type __BinderyPoolPolicyExport = $crate::PoolPolicyAdapter<$plugin>;
+        #[cfg(target_arch = "wasm32")]
+        $crate::bindings::pool_policy::__export_pool_policy!(
+            __BinderyPoolPolicyExport with_types_in $crate::bindings::pool_policy
         );
     };
 }

@@ -9,6 +9,7 @@ const CARGO_TOML: &str = include_str!("../../../sdk/template/Cargo.toml.tmpl");
 const PROVIDER: &str = include_str!("../../../sdk/template/provider.rs.tmpl");
 const BUILD_STRATEGY: &str = include_str!("../../../sdk/template/build-strategy.rs.tmpl");
 const CULL_POLICY: &str = include_str!("../../../sdk/template/cull-policy.rs.tmpl");
+const POOL_POLICY: &str = include_str!("../../../sdk/template/pool-policy.rs.tmpl");
 
 /// Why a plugin crate could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +83,7 @@ pub fn new_plugin(
         PluginKind::Provider => PROVIDER,
         PluginKind::BuildStrategy => BUILD_STRATEGY,
         PluginKind::CullPolicy => CULL_POLICY,
+        PluginKind::PoolPolicy => POOL_POLICY,
     };
     let fill = |t: &str| {
         t.replace("{{name}}", name)

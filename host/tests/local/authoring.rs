@@ -142,6 +142,7 @@ fn every_template_kind_generates_a_crate_whose_native_tests_pass() {
     for (kind, name) in [
         (PluginKind::BuildStrategy, "campus-builds"),
         (PluginKind::CullPolicy, "campus-cull"),
+        (PluginKind::PoolPolicy, "campus-pool"),
     ] {
         let root = new_plugin(kind, name, dir.path(), Some(&workspace().join("sdk"))).unwrap();
         let out = cargo::cargo_command()
@@ -174,6 +175,7 @@ fn every_template_kind_generates_rustfmt_clean_code() {
         (PluginKind::Provider, "campus-git"),
         (PluginKind::BuildStrategy, "campus-builds"),
         (PluginKind::CullPolicy, "campus-cull"),
+        (PluginKind::PoolPolicy, "campus-pool"),
     ] {
         let root = new_plugin(kind, name, dir.path(), Some(&workspace().join("sdk"))).unwrap();
         let out = std::process::Command::new("cargo")

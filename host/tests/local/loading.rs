@@ -447,3 +447,53 @@ async fn wit_0_1_0_strategies_and_cull_policies_plan_and_decide() {
         "{decisions:?}"
     );
 }
+
+/// The bundled pool policy loads with the defaults, and a pool-policy call
+/// is typed end to end: demand in, one size per image out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bundled_pool_policy_sizes_images_by_recent_launches() {
+    use bindery_runtime::bindings::{ImageDemand, PluginKind, PoolBounds};
+    let data = tempfile::tempdir().unwrap();
+    let mut config = bindery::config::Config::load(None).unwrap();
+    config.data_dir = data.path().to_path_buf();
+    config.plugin_runtime.compile_cache_dir = Some(test_target_dir().join("compile-cache"));
+    for (name, p) in &mut config.plugins {
+        p.enabled = name == "popular" || name == "idle";
+    }
+    config.plugins.get_mut("popular").unwrap().config =
+        toml::from_str("max_per_image = 2").unwrap();
+    let plugins = PluginHost::start(&config)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(
+        plugins.get("popular").unwrap().kind(),
+        PluginKind::PoolPolicy
+    );
+    let image = |recent_launches: f64| ImageDemand {
+        image: "reg/binder-a-b:1".into(),
+        repo_url: "https://github.com/a/b".into(),
+        provider: "gh".into(),
+        spec: "a/b/HEAD".into(),
+        recent_launches,
+        last_launch_ms: 0,
+        pooled: 0,
+    };
+    let bounds = PoolBounds {
+        max_servers: 4,
+        quota_room: Some(3),
+    };
+    let sizes = plugins
+        .pool_sizes("popular", 0, bounds, &[image(1.0), image(4.0), image(50.0)])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sizes, [0, 2, 2]);
+    // Asked as a cull policy, it is the wrong kind of plugin.
+    let wrong = plugins.decide("popular", 0, &[]).await.unwrap_err();
+    assert!(wrong.to_string().contains("popular"), "{wrong}");
+    let wrong = plugins
+        .pool_sizes("idle", 0, bounds, &[])
+        .await
+        .unwrap_err();
+    assert!(wrong.to_string().contains("idle"), "{wrong}");
+}
