@@ -16,6 +16,7 @@ use crate::config::{Config, ConfigError};
 use crate::jupyterhub::Hub;
 use crate::launch::Launcher;
 use crate::launch::hub::HubLauncher;
+use crate::launch::pool::{Pooled, WarmPool};
 use crate::metrics::Metrics;
 use crate::pipeline::{Flights, Pipeline, Resolver};
 use crate::registry::Registry;
@@ -61,7 +62,11 @@ impl App {
                 hub,
                 plugins,
                 &config.cull,
-                crate::cull::CullScope::of(&config.hub),
+                crate::cull::CullScope {
+                    pool_group: (config.warm_pool.max_servers > 0)
+                        .then(|| config.warm_pool.group.clone()),
+                    ..crate::cull::CullScope::of(&config.hub)
+                },
                 metrics,
             )?;
             app.tasks.spawn("culler", culler);
@@ -117,6 +122,14 @@ impl App {
             }
             Builds::With(executor) => Some(executor),
         };
+        let launcher = match (launcher, trees.demand) {
+            (Some(inner), Some(demand)) if config.warm_pool.max_servers > 0 => {
+                let pool = Arc::new(warm_pool(&config, &plugins, demand, metrics.clone())?);
+                tasks.spawn("warm pool", pool.clone().run());
+                Some(Arc::new(Pooled { inner, pool }) as Arc<dyn Launcher>)
+            }
+            (launcher, _) => launcher,
+        };
         let abandon = config
             .build
             .cancel_abandoned_after_secs
@@ -147,6 +160,36 @@ impl App {
         let state = AppState::new(Arc::new(config), plugins, pipeline, health, hub_auth)?;
         Ok(App { state, tasks })
     }
+}
+
+/// The warm pool `[warm_pool]` configures, on the `[hub]`.
+fn warm_pool(
+    config: &Config,
+    plugins: &Arc<PluginHost>,
+    demand: crate::cache::LaunchDemand,
+    metrics: Arc<Metrics>,
+) -> Result<WarmPool, ConfigError> {
+    let pool = &config.warm_pool;
+    let hub = Hub::new(&config.hub)?
+        .ok_or_else(|| ConfigError::Invalid("warm_pool needs a hub (hub.url)".into()))?;
+    match plugins.get(&pool.policy).map(|p| p.kind()) {
+        Some(bindery_runtime::bindings::PluginKind::PoolPolicy) => {}
+        _ => {
+            return Err(ConfigError::Invalid(format!(
+                "warm_pool.policy: no pool-policy plugin `{}` is loaded",
+                pool.policy
+            )));
+        }
+    }
+    Ok(WarmPool::new(
+        Arc::new(hub),
+        plugins.clone(),
+        demand,
+        pool,
+        config.quota.total,
+        &config.hub.users_group,
+        metrics,
+    ))
 }
 
 /// How long [`Tasks::shutdown`] waits for a task to end after it is told to.

@@ -40,6 +40,16 @@ struct CullAction {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolState {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Policy {
     policy: String,
 }
@@ -94,6 +104,9 @@ pub struct Metrics {
     cull_servers: Family<CullAction, Counter>,
     cull_policy_failures: Family<Policy, Counter>,
     cull_pass_time: Histogram,
+    pool_handouts: Family<Outcome, Counter>,
+    pool_servers: Family<PoolState, Gauge>,
+    pool_refill_time: Histogram,
 }
 
 impl Default for Metrics {
@@ -113,6 +126,11 @@ impl Default for Metrics {
             cull_servers: Family::default(),
             cull_policy_failures: Family::default(),
             cull_pass_time: Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0]),
+            pool_handouts: Family::default(),
+            pool_servers: Family::default(),
+            pool_refill_time: Histogram::new([
+                1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+            ]),
             registry: Registry::default(),
         };
         registry.register(
@@ -180,6 +198,21 @@ impl Default for Metrics {
             "Time of cull passes",
             m.cull_pass_time.clone(),
         );
+        registry.register(
+            "bindery_warm_pool_handouts",
+            "Anonymous launches by whether the warm pool had a started server of the image (hit) or not (miss)",
+            m.pool_handouts.clone(),
+        );
+        registry.register(
+            "bindery_warm_pool_servers",
+            "The warm pool's unclaimed servers, ready or starting, at its last pass",
+            m.pool_servers.clone(),
+        );
+        registry.register(
+            "bindery_warm_pool_refill_seconds",
+            "Time from asking the hub for a pool server to its being ready for hand-out",
+            m.pool_refill_time.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -239,6 +272,32 @@ impl Metrics {
     /// A cull pass ended.
     pub fn cull_pass(&self, took: Duration) {
         self.cull_pass_time.observe(took.as_secs_f64());
+    }
+
+    /// A launch asked the warm pool: `hit` (handed a server) or `miss`.
+    pub fn pool_handout(&self, hit: bool) {
+        let outcome = if hit { "hit" } else { "miss" };
+        self.pool_handouts
+            .get_or_create(&Outcome {
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// The warm pool's unclaimed servers at its last pass.
+    pub fn pool_servers(&self, ready: usize, starting: usize) {
+        for (state, n) in [("ready", ready), ("starting", starting)] {
+            self.pool_servers
+                .get_or_create(&PoolState {
+                    state: state.into(),
+                })
+                .set(n as i64);
+        }
+    }
+
+    /// A pool server became ready `took` after it was asked for.
+    pub fn pool_refilled(&self, took: Duration) {
+        self.pool_refill_time.observe(took.as_secs_f64());
     }
 
     /// A launch ended (`status`: success, failure, pod_quota, repo_quota).

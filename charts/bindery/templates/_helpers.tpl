@@ -150,7 +150,8 @@ settings (README, "Memory budget"): 416 MiB, plus the plugins' budget. */}}
 {{- $plugins = mergeOverwrite $plugins (deepCopy $v.plugins) -}}
 {{- $oci := dict "insecure_registries" $v.pluginRegistry.insecureRegistries -}}
 {{- with $v.pluginRegistry.username }}{{ $_ := set $oci "username" . }}{{ $_ := set $oci "password" (dict "env" "PLUGIN_REGISTRY_PASSWORD") }}{{ end -}}
-{{- $config := dict "listen" "0.0.0.0:8585" "data_dir" "/var/lib/bindery" "web" $web "registry" $registry "hub" $hub "quota" $quota "build" $build "cull" $cull "plugins" $plugins "plugin_runtime" (dict "oci" $oci "compile_cache_dir" "/var/lib/bindery/plugin-cache" "memory_budget_mib" (int $v.pluginRuntime.memoryBudgetMiB)) -}}
+{{- $pool := dict "max_servers" (int $v.warmPool.maxServers) "policy" $v.warmPool.policy "half_life_secs" (int $v.warmPool.halfLifeSecs) "every_secs" (int $v.warmPool.everySecs) -}}
+{{- $config := dict "warm_pool" $pool "listen" "0.0.0.0:8585" "data_dir" "/var/lib/bindery" "web" $web "registry" $registry "hub" $hub "quota" $quota "build" $build "cull" $cull "plugins" $plugins "plugin_runtime" (dict "oci" $oci "compile_cache_dir" "/var/lib/bindery/plugin-cache" "memory_budget_mib" (int $v.pluginRuntime.memoryBudgetMiB)) -}}
 {{- toToml (mergeOverwrite $config (deepCopy $v.extraConfig)) -}}
 {{- end -}}
 

@@ -108,6 +108,7 @@ mod tests {
             builds: Some(cache.builds().unwrap()),
             environments: Some(cache.environments().unwrap()),
             refs: None,
+            demand: None,
         };
         let now = 100 * HOUR;
         let (images, builds, environments) = (

@@ -3,6 +3,7 @@
 //! cannot be opened at all leaves Bindery running without a cache.
 
 mod builds;
+mod demand;
 mod environments;
 mod images;
 pub mod janitor;
@@ -12,6 +13,7 @@ mod tree;
 use std::path::{Path, PathBuf};
 
 pub use builds::{BuildLog, BuildRecord, BuildState, LOG_TAIL_LINES, RECORD_RETENTION_MS};
+pub use demand::{Demand, LaunchDemand};
 pub use environments::{Environment, Environments};
 pub use images::ImageCache;
 pub use refs::{Freshness, RefCache};
@@ -31,6 +33,8 @@ pub struct Trees {
     pub builds: Option<BuildLog>,
     /// Environment images, for layer builds.
     pub environments: Option<Environments>,
+    /// Recent launches per image, for the warm pool.
+    pub demand: Option<LaunchDemand>,
 }
 
 /// Opens the database and its trees, logging (not failing) when it cannot.
@@ -41,6 +45,7 @@ pub fn open(config: &Config) -> Result<Trees, CacheError> {
             images: Some(c.images()?),
             builds: Some(c.builds()?),
             environments: Some(c.environments()?),
+            demand: Some(c.demand(config.warm_pool.half_life_secs.saturating_mul(1000))?),
         })
     });
     match opened {
@@ -156,6 +161,11 @@ impl Cache {
     /// The `environments` tree: repository → environment images.
     pub fn environments(&self) -> Result<Environments, CacheError> {
         Environments::open(&self.db, &self.path).map_err(|source| self.error(source))
+    }
+
+    /// The `demand` tree: image → recent launches, halving every `half_life_ms`.
+    pub fn demand(&self, half_life_ms: u64) -> Result<LaunchDemand, CacheError> {
+        LaunchDemand::open(&self.db, &self.path, half_life_ms).map_err(|source| self.error(source))
     }
 
     fn error(&self, source: sled::Error) -> CacheError {

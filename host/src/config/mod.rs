@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 mod build;
 mod cull;
 mod hub;
+mod pool;
 mod registry;
 mod web;
 
@@ -28,6 +29,7 @@ pub use bindery_runtime::config::{
 pub use build::{BuildConfig, KubernetesBuildConfig, LocalBuildConfig};
 pub use cull::{CullConfig, LeaderConfig};
 pub use hub::{HubConfig, KubernetesQuotaConfig, QuotaConfig};
+pub use pool::WarmPoolConfig;
 pub use registry::{CacheConfig, RegistryConfig};
 pub use web::{BanNetwork, RateLimitConfig, WebConfig};
 
@@ -94,6 +96,9 @@ pub struct Config {
     /// Stopping servers: the cull-policy chain and the culler.
     #[serde(default)]
     pub cull: CullConfig,
+    /// Servers started ahead of demand for the images launched most.
+    #[serde(default)]
+    pub warm_pool: WarmPoolConfig,
 }
 
 impl Config {
@@ -181,6 +186,24 @@ impl Config {
                 "build: timeout_secs, fetch_timeout_secs, max_repo_bytes, max_repo_files, max_file_bytes and max_concurrent must be positive"
                     .into(),
             ));
+        }
+        let pool = &self.warm_pool;
+        if pool.max_servers > 0 {
+            if self.hub.auth_enabled {
+                return Err(ConfigError::Invalid(
+                    "warm_pool: a pooled server belongs to no one, so it serves anonymous launches only; turn it off (max_servers = 0) with hub.auth_enabled".into(),
+                ));
+            }
+            if self.cull.leader.is_some() {
+                return Err(ConfigError::Invalid(
+                    "warm_pool: several replicas (cull.leader) cannot share a pool yet; run one replica or set max_servers = 0".into(),
+                ));
+            }
+            if pool.every_secs == 0 || pool.half_life_secs == 0 || pool.max_images == 0 {
+                return Err(ConfigError::Invalid(
+                    "warm_pool: every_secs, half_life_secs and max_images must be positive".into(),
+                ));
+            }
         }
         Ok(())
     }

@@ -20,7 +20,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::config::{ConfigError, CullConfig, HubConfig};
-use crate::jupyterhub::{Hub, HubError, ServerModel, Stopped, timestamp_ms};
+use crate::jupyterhub::{Hub, HubError, ServerModel, Stopped, UserModel, timestamp_ms};
 use crate::metrics::Metrics;
 use crate::now_ms;
 
@@ -69,6 +69,9 @@ pub struct CullScope {
     pub group: String,
     /// False in authenticated mode: the users are people, not Bindery's.
     pub delete_users: bool,
+    /// The warm pool's group: its servers no launch has claimed are the
+    /// pool's to keep or remove, never the culler's.
+    pub pool_group: Option<String>,
 }
 
 impl CullScope {
@@ -77,6 +80,7 @@ impl CullScope {
         CullScope {
             group: hub.users_group.clone(),
             delete_users: !hub.auth_enabled,
+            pool_group: None,
         }
     }
 }
@@ -183,7 +187,7 @@ impl Culler {
         let users = self.hub.users("ready").await?;
         let (servers, deletable): (Vec<Server>, Vec<bool>) = users
             .iter()
-            .filter(|u| !u.admin)
+            .filter(|u| !u.admin && !self.unclaimed_pool_server(u))
             .flat_map(|u| {
                 let deletable = self.scope.delete_users && u.groups.contains(&self.scope.group);
                 u.servers
@@ -216,6 +220,13 @@ impl Culler {
         }
         self.metrics.cull_pass(started.elapsed());
         Ok(report)
+    }
+
+    /// Whether `user` is a warm-pool server waiting for its launch.
+    fn unclaimed_pool_server(&self, user: &UserModel) -> bool {
+        self.scope.pool_group.as_ref().is_some_and(|pool| {
+            user.groups.contains(pool) && !user.groups.contains(&self.scope.group)
+        })
     }
 
     /// The chain's decision per server; undecided servers are kept.

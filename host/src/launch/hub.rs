@@ -63,7 +63,7 @@ pub fn user_name_for(repo_url: &str) -> String {
 }
 
 /// The server's token: 16 random bytes, URL-safe base64 (22 characters, as upstream's uuid4).
-fn server_token() -> String {
+pub(crate) fn server_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>())
 }
 

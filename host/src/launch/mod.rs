@@ -2,6 +2,7 @@
 //! pipeline drives a [`Launcher`]; the JupyterHub REST launcher is [`hub`].
 
 pub mod hub;
+pub mod pool;
 pub mod quota;
 
 use futures_util::future::BoxFuture;

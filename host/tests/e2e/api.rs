@@ -178,12 +178,7 @@ async fn a_launch_streams_from_resolution_to_ready_and_the_next_finds_the_image(
         format!("https://{}/", s.base.trim_start_matches("http://"))
     );
 
-    let metrics = reqwest::get(format!("{}/metrics", s.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains(&format!(
             r#"binderhub_build_count_total{{status="success",provider="git",repo="{}"}} 1"#,
@@ -413,12 +408,7 @@ async fn a_failed_build_fails_every_watcher_and_closes_the_stream() {
     // repo2docker's own `failed` line is terminal: the stream ends there.
     assert_eq!(got.phases(), ["waiting", "building", "unknown", "failed"]);
     assert_eq!(got.last()["message"], "Step 3 failed\n");
-    let metrics = reqwest::get(format!("{}/metrics", s.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains(r#"binderhub_build_count_total{status="failure""#),
         "{metrics}"
@@ -817,12 +807,7 @@ async fn a_full_quota_refuses_before_any_build() {
     assert_eq!(got.events.len(), 1, "{}", got.raw);
     assert_eq!(got.last()["message"], format!("{message}\n"));
     assert_eq!(builder.count(), 0);
-    let metrics = reqwest::get(format!("{}/metrics", s.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains(r#"binderhub_launch_count_total{status="repo_quota",provider="git""#),
         "{metrics}"

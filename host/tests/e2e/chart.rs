@@ -763,6 +763,8 @@ fn the_bundled_hub_is_wired_by_z2jhs_names_secret_and_labels() {
         "admin:servers",
         "list:users",
         "read:users:activity",
+        // The warm pool's claims.
+        "tokens",
     ] {
         assert!(
             role["scopes"].as_array().unwrap().contains(&json!(scope)),
@@ -852,7 +854,10 @@ async fn release_bindery_starts_with_what_kubernetes_gives_its_pods() {
     values["hub"] =
         json!({ "apiUrl": format!("http://127.0.0.1:{}/hub/api/", support::free_port()) });
     values["quota"] = json!({ "total": 5, "countPods": true });
+    // The pool's policy is found among the bundled plugins at start.
+    values["warmPool"] = json!({ "maxServers": 2 });
     let m = render(values).unwrap();
+    assert_eq!(config(&m).warm_pool.max_servers, 2);
     let api = KubeApi::start().await;
     for name in ["jupyter-a", "jupyter-b"] {
         api.insert("binder", json!({ "apiVersion": "v1", "kind": "Pod",
@@ -971,5 +976,9 @@ fn values_the_chart_refuses() {
     refused(
         json!({ "httpRoute": { "enabled": true } }),
         "name the Gateway",
+    );
+    refused(
+        json!({ "replicas": 2, "warmPool": { "maxServers": 4 } }),
+        "the warm pool serves anonymous launches on one replica",
     );
 }

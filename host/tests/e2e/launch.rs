@@ -429,3 +429,186 @@ async fn a_hub_that_is_down_or_failing_gets_retries_then_a_clear_failure() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(requests.load(Ordering::SeqCst), 18);
 }
+
+/// The pool's users whose server is ready, polled until there are `n`.
+async fn ready_pool_servers(hub: &JupyterHub, n: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let ready: Vec<String> = hub
+            .users()
+            .await
+            .iter()
+            .filter(|u| {
+                u["groups"].as_array().is_some_and(|g| {
+                    g.contains(&json!("binder-pool")) && !g.contains(&json!("binder-users"))
+                }) && u["servers"][""]["ready"] == true
+            })
+            .map(|u| u["name"].as_str().unwrap().to_string())
+            .collect();
+        if ready.len() >= n {
+            return ready;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pool has {ready:?}, not {n} ready servers\n{}",
+            hub.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The warm pool: after a launch, a server of its image is started ahead of
+/// the next one, which is handed it at once; a server goes to one launch
+/// only, and the pool starts another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launched_image_gets_a_started_server_handed_to_one_launch() {
+    let registry = OciRegistry::start(None);
+    let hub = JupyterHub::start().await;
+    let (repo, sha, _) = built_repo(&registry);
+    let data = tempfile::tempdir().unwrap();
+    let mut c = launch_config(data.path(), &registry, &hub.url, &hub.token);
+    c.warm_pool.max_servers = 2;
+    c.warm_pool.every_secs = 1;
+    let popular = c.plugins.get_mut("popular").unwrap();
+    popular.enabled = true;
+    popular.config =
+        toml::from_str("min_launches = 0.5\nlaunches_per_server = 1\nmax_per_image = 1").unwrap();
+    let s = launch_service(c.clone()).await;
+
+    let first = launch(&s, &repo, &sha).await;
+    assert_eq!(
+        first.last()["phase"],
+        "ready",
+        "{}\n{}",
+        first.raw,
+        hub.log()
+    );
+    let pooled = ready_pool_servers(&hub, 1).await;
+    assert_eq!(pooled.len(), 1, "max_per_image is 1: {pooled:?}");
+    // The pool polls its new servers every 250 ms: give it time to see this one up.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let (a, b) = tokio::join!(launch(&s, &repo, &sha), launch(&s, &repo, &sha));
+    let urls: Vec<String> = [&a, &b]
+        .iter()
+        .map(|got| {
+            assert_eq!(got.last()["phase"], "ready", "{}\n{}", got.raw, hub.log());
+            got.last()["url"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_ne!(urls[0], urls[1]);
+    let handed: Vec<&Stream> = [&a, &b]
+        .into_iter()
+        .filter(|got| {
+            got.last()["url"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("/user/{}/", pooled[0]))
+        })
+        .collect();
+    assert_eq!(
+        handed.len(),
+        1,
+        "exactly one launch gets the pool's server: {urls:?}"
+    );
+    let handed = handed[0];
+    let phases: Vec<&str> = handed
+        .events
+        .iter()
+        .filter_map(|e| e["phase"].as_str())
+        .collect();
+    assert_eq!(
+        phases.iter().rev().take(2).collect::<Vec<_>>(),
+        [&"ready", &"launching"],
+        "the events of a launch: {}",
+        handed.raw
+    );
+    assert!(
+        !handed.raw.contains("Server ready at"),
+        "no spawn on the way: {}",
+        handed.raw
+    );
+    let (url, token) = (
+        handed.last()["url"].as_str().unwrap(),
+        handed.last()["token"].as_str().unwrap(),
+    );
+    let answer = reqwest::get(format!("{url}api/contents?token={token}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.status(),
+        200,
+        "the handed server opens with the launch's token"
+    );
+
+    let metrics = s.metrics().await;
+    for line in [
+        r#"bindery_warm_pool_handouts_total{outcome="hit"} 1"#,
+        r#"bindery_warm_pool_handouts_total{outcome="miss"} 2"#,
+    ] {
+        assert!(metrics.contains(line), "{line}\n{metrics}");
+    }
+    let health = s.health().await;
+    let pool = health["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["service"] == "Warm pool")
+        .unwrap_or_else(|| panic!("the pool in /health: {health}"));
+    assert_eq!(
+        (&pool["ok"], &pool["max_servers"]),
+        (&json!(true), &json!(2))
+    );
+    // The first pool server at least, maybe its replacement too by now.
+    assert!(
+        !metrics.contains("bindery_warm_pool_refill_seconds_count 0")
+            && metrics.contains("bindery_warm_pool_refill_seconds_count "),
+        "{metrics}"
+    );
+
+    // The claimed server is a launch like any other now, and the pool starts
+    // another in its place.
+    let refilled = ready_pool_servers(&hub, 1).await;
+    assert!(!refilled.contains(&pooled[0]), "{refilled:?}");
+    let (_, user) = hub
+        .api(reqwest::Method::GET, &format!("users/{}", pooled[0]))
+        .await;
+    assert!(
+        user["groups"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("binder-users")),
+        "{user}"
+    );
+
+    // A culler told to stop everything stops the three launches' servers,
+    // the claimed pool server with them, and not the unclaimed one.
+    let mut cull = c.clone();
+    cull.plugins.insert(
+        "cull-all".into(),
+        bindery::config::PluginConfig {
+            bundled: Some("idle".into()),
+            enabled: true,
+            config: toml::from_str("timeout_secs = 0\nmax_age_secs = 1\ncull_users = true")
+                .unwrap(),
+            ..Default::default()
+        },
+    );
+    let culler = bindery::cull::Culler::new(
+        Arc::new(bindery::jupyterhub::Hub::new(&c.hub).unwrap().unwrap()),
+        bindery_runtime::PluginHost::start(&cull).await.unwrap(),
+        &bindery::config::CullConfig {
+            policies: vec!["cull-all".into()],
+            ..Default::default()
+        },
+        bindery::cull::CullScope {
+            pool_group: Some(c.warm_pool.group.clone()),
+            ..bindery::cull::CullScope::of(&c.hub)
+        },
+        Arc::new(bindery::metrics::Metrics::default()),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let report = culler.pass().await.unwrap();
+    assert_eq!((report.servers, report.stopped), (3, 3), "{report:?}");
+    assert_eq!(ready_pool_servers(&hub, 1).await, refilled);
+}

@@ -171,6 +171,14 @@ impl Service {
         health.json().await.unwrap()
     }
 
+    /// `/metrics`' text.
+    pub async fn metrics(&self) -> String {
+        let metrics = reqwest::get(format!("{}/metrics", self.base))
+            .await
+            .unwrap();
+        metrics.text().await.unwrap()
+    }
+
     /// The digest of `image` in the registry the service pushes to, if it is there.
     pub async fn image_digest(&self, image: &str) -> Option<String> {
         self.state.pipeline.registry.lookup(image).await.unwrap()

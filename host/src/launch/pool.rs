@@ -1,0 +1,538 @@
+//! The warm pool: servers started ahead of demand for the images launched
+//! most, each handed to one launch of its image at once. A pool-policy
+//! plugin decides how many each image gets; the host keeps the bounds.
+//!
+//! A pool server is a hub user in `warm_pool.group` running its default
+//! server with the options of its image's latest launch. Before the spawn
+//! the pool gives that user an API token, the claim: handing the server out
+//! deletes it, which the hub answers with 204 exactly once, so two launches
+//! (or replicas) never get the same server. A claimed user joins
+//! `hub.users_group` and is culled like any launch. Everything but the
+//! launch counts lives on the hub, so a restart finds the pool again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bindery_runtime::PluginHost;
+use bindery_runtime::bindings::{ImageDemand, PoolBounds};
+use futures_util::future::BoxFuture;
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::{HealthCheck, LaunchError, LaunchRequest, Launched, Launcher};
+use crate::cache::{Demand, LaunchDemand};
+use crate::config::WarmPoolConfig;
+use crate::jupyterhub::{Hub, UserModel, segment};
+use crate::metrics::Metrics;
+
+/// Pool servers started at once in one pass.
+const SPAWNS_PER_PASS: usize = 4;
+
+/// A started pool server no launch has claimed.
+#[derive(Debug, Clone)]
+struct Ready {
+    user: String,
+    token: String,
+    claim: String,
+}
+
+/// The pool's users on the hub, by image, as one listing shows them.
+#[derive(Default)]
+struct Listing {
+    ready: HashMap<String, Vec<Ready>>,
+    /// Users whose server is still starting (or unusable), by image.
+    starting: HashMap<String, Vec<String>>,
+    /// Servers running for launches (everything of Bindery's but the pool).
+    launched: u32,
+}
+
+impl Listing {
+    fn of(users: &[UserModel], pool_group: &str, users_group: &str) -> Listing {
+        let mut listing = Listing::default();
+        for user in users {
+            let pooled = user.groups.iter().any(|g| g == pool_group)
+                && !user.groups.iter().any(|g| g == users_group);
+            if !pooled {
+                listing.launched += user.servers.len() as u32;
+                continue;
+            }
+            let Some(server) = user.servers.get("") else {
+                continue;
+            };
+            let options = server.user_options.clone().unwrap_or_default();
+            let text = |key: &str| options.get(key).and_then(Value::as_str).map(String::from);
+            let Some(image) = text("image") else { continue };
+            match (
+                server.ready && server.pending.is_none(),
+                text("token"),
+                text("bindery_claim"),
+            ) {
+                (true, Some(token), Some(claim)) => {
+                    listing.ready.entry(image).or_default().push(Ready {
+                        user: user.name.clone(),
+                        token,
+                        claim,
+                    });
+                }
+                _ => listing
+                    .starting
+                    .entry(image)
+                    .or_default()
+                    .push(user.name.clone()),
+            }
+        }
+        listing
+    }
+
+    fn pooled(&self, image: &str) -> usize {
+        self.ready.get(image).map_or(0, Vec::len) + self.starting.get(image).map_or(0, Vec::len)
+    }
+}
+
+/// The warm pool of one hub.
+pub struct WarmPool {
+    hub: Arc<Hub>,
+    plugins: Arc<PluginHost>,
+    demand: LaunchDemand,
+    config: WarmPoolConfig,
+    total_quota: Option<u32>,
+    users_group: String,
+    metrics: Arc<Metrics>,
+    /// Unclaimed servers (ready, starting) at the last pass, for `/health`.
+    counted: Mutex<(usize, usize)>,
+    /// Ready servers by image: as the last pass found them, and those
+    /// started since as soon as they are up.
+    ready: Arc<Mutex<HashMap<String, Vec<Ready>>>>,
+}
+
+impl WarmPool {
+    /// A pool on `hub`, sized by `config.policy` from `demand`.
+    pub fn new(
+        hub: Arc<Hub>,
+        plugins: Arc<PluginHost>,
+        demand: LaunchDemand,
+        config: &WarmPoolConfig,
+        total_quota: Option<u32>,
+        users_group: &str,
+        metrics: Arc<Metrics>,
+    ) -> WarmPool {
+        WarmPool {
+            hub,
+            plugins,
+            demand,
+            config: config.clone(),
+            total_quota,
+            users_group: users_group.into(),
+            metrics,
+            counted: Mutex::default(),
+            ready: Arc::default(),
+        }
+    }
+
+    /// Counts a launch of `request.image`.
+    fn record(&self, request: &LaunchRequest) {
+        let (provider, spec) = request
+            .binder_request
+            .strip_prefix("v2/")
+            .and_then(|r| r.split_once('/'))
+            .unwrap_or_default();
+        let mut options = request.binder_fields();
+        options.remove("binder_client_ip");
+        let launch = Demand {
+            image: request.image.clone(),
+            repo_url: request.repo_url.clone(),
+            provider: provider.into(),
+            spec: spec.into(),
+            options,
+            ..Demand::default()
+        };
+        if let Err(e) = self.demand.record(&launch, crate::now_ms()) {
+            tracing::warn!(image = %request.image, "warm pool: cannot count the launch: {e}");
+        }
+    }
+
+    /// A ready server of `image`, now this launch's alone; `None` when the
+    /// pool has none left.
+    async fn claim(&self, image: &str) -> Option<Launched> {
+        loop {
+            let candidate = self.ready.lock().ok()?.get_mut(image)?.pop()?;
+            if !self.take(&candidate).await {
+                continue;
+            }
+            // Bookkeeping only: the deleted token already makes it this launch's.
+            let (hub, users_group, pool_group, user) = (
+                self.hub.clone(),
+                self.users_group.clone(),
+                self.config.group.clone(),
+                candidate.user.clone(),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = hub.add_to_group(&users_group, &user).await {
+                    tracing::warn!(
+                        user,
+                        "warm pool: a claimed server stays in the pool's group: {e}"
+                    );
+                    return;
+                }
+                let body = json!({ "users": [user] });
+                let path = format!("groups/{}/users", segment(&pool_group));
+                if let Err(e) = hub.request(Method::DELETE, &path, Some(&body)).await {
+                    tracing::debug!("warm pool: leaving the pool's group: {e}");
+                }
+            });
+            return Some(Launched {
+                url: self.hub.server_url(&candidate.user, ""),
+                token: candidate.token,
+            });
+        }
+    }
+
+    /// Deletes `server`'s claim token: true for the one caller the hub
+    /// answers 204.
+    async fn take(&self, server: &Ready) -> bool {
+        let path = format!(
+            "users/{}/tokens/{}",
+            segment(&server.user),
+            segment(&server.claim)
+        );
+        match self.hub.request(Method::DELETE, &path, None).await {
+            Ok(_) => true,
+            Err(e) if e.status() == Some(404) => false,
+            Err(e) => {
+                tracing::warn!(user = %server.user, "warm pool: cannot claim a server: {e}");
+                false
+            }
+        }
+    }
+
+    /// Passes forever: the first at once, then every `every_secs`.
+    pub async fn run(self: Arc<Self>) {
+        let every = Duration::from_secs(self.config.every_secs);
+        loop {
+            if let Err(e) = self.pass().await {
+                tracing::warn!("warm pool pass failed: {e}");
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// Lists the pool on the hub, then starts what the policy wants more of
+    /// and removes what it wants less of.
+    pub async fn pass(&self) -> Result<(), String> {
+        let users = self.hub.users("active").await.map_err(|e| e.to_string())?;
+        let listing = Listing::of(&users, &self.config.group, &self.users_group);
+        let counted = (
+            listing.ready.values().map(Vec::len).sum(),
+            listing.starting.values().map(Vec::len).sum(),
+        );
+        self.metrics.pool_servers(counted.0, counted.1);
+        if let Ok(mut c) = self.counted.lock() {
+            *c = counted;
+        }
+        if let Ok(mut ready) = self.ready.lock() {
+            ready.clone_from(&listing.ready);
+        }
+        let now = crate::now_ms();
+        if let Err(e) = self.demand.prune(now, self.config.max_images) {
+            tracing::warn!("warm pool: cannot prune the launch counts: {e}");
+        }
+        let demand = self.demand.at(now).map_err(|e| e.to_string())?;
+        let images: Vec<ImageDemand> = demand
+            .iter()
+            .map(|d| ImageDemand {
+                image: d.image.clone(),
+                repo_url: d.repo_url.clone(),
+                provider: d.provider.clone(),
+                spec: d.spec.clone(),
+                recent_launches: d.launches,
+                last_launch_ms: d.at_ms,
+                pooled: listing.pooled(&d.image) as u32,
+            })
+            .collect();
+        let bounds = PoolBounds {
+            max_servers: self.config.max_servers,
+            quota_room: self.total_quota.map(|t| t.saturating_sub(listing.launched)),
+        };
+        let sizes = match self
+            .plugins
+            .pool_sizes(&self.config.policy, now, bounds, &images)
+            .await
+        {
+            Ok(Ok(sizes)) => trim(&demand, &sizes, bounds),
+            // The pool stays as it is rather than follow a policy that failed.
+            Ok(Err(e)) => {
+                return Err(format!(
+                    "pool policy `{}`: {}",
+                    self.config.policy,
+                    bindery_runtime::plugin_error_text(&e)
+                ));
+            }
+            Err(e) => return Err(format!("pool policy `{}`: {e}", self.config.policy)),
+        };
+        let wanted: BTreeMap<&str, usize> = demand
+            .iter()
+            .zip(&sizes)
+            .map(|(d, &n)| (d.image.as_str(), n as usize))
+            .collect();
+        let mut spawns = Vec::new();
+        for (d, &n) in demand.iter().zip(&sizes) {
+            for _ in listing.pooled(&d.image)..n as usize {
+                if spawns.len() < SPAWNS_PER_PASS {
+                    spawns.push(d);
+                }
+            }
+        }
+        let started =
+            futures_util::future::join_all(spawns.into_iter().map(|d| self.spawn(d))).await;
+        for e in started.into_iter().filter_map(Result::err) {
+            tracing::warn!("warm pool: {e}");
+        }
+        self.shrink(&listing, &wanted).await;
+        Ok(())
+    }
+
+    /// Removes the pool's servers past what `wanted` gives their image:
+    /// those still starting first, each claimed before it goes so that no
+    /// launch is handed a server being removed.
+    async fn shrink(&self, listing: &Listing, wanted: &BTreeMap<&str, usize>) {
+        let images: std::collections::BTreeSet<&String> = listing
+            .ready
+            .keys()
+            .chain(listing.starting.keys())
+            .collect();
+        for image in images {
+            let mut surplus = listing
+                .pooled(image)
+                .saturating_sub(wanted.get(image.as_str()).copied().unwrap_or(0));
+            for user in listing.starting.get(image).into_iter().flatten() {
+                if surplus == 0 {
+                    break;
+                }
+                self.remove(user).await;
+                surplus -= 1;
+            }
+            for server in listing.ready.get(image).into_iter().flatten() {
+                if surplus == 0 {
+                    break;
+                }
+                if self.take(server).await {
+                    if let Ok(mut ready) = self.ready.lock()
+                        && let Some(list) = ready.get_mut(image)
+                    {
+                        list.retain(|r| r.user != server.user);
+                    }
+                    self.remove(&server.user).await;
+                    surplus -= 1;
+                }
+            }
+        }
+    }
+
+    async fn remove(&self, user: &str) {
+        match self.hub.delete_user(user).await {
+            Ok(()) => tracing::info!(
+                user,
+                "warm pool: removed a server the policy no longer wants"
+            ),
+            Err(e) => tracing::warn!(user, "warm pool: cannot remove a server: {e}"),
+        }
+    }
+
+    /// Starts one pool server for `demand`'s image: the user, its claim
+    /// token, then the server with the latest launch's options.
+    async fn spawn(&self, demand: &Demand) -> Result<(), String> {
+        let user = format!("pool-{}", super::hub::user_name_for(&demand.repo_url));
+        let made = async {
+            self.hub
+                .request(Method::POST, &format!("users/{}", segment(&user)), None)
+                .await?;
+            self.hub.add_to_group(&self.config.group, &user).await?;
+            let claim = self
+                .hub
+                .json(
+                    Method::POST,
+                    &format!("users/{}/tokens", segment(&user)),
+                    Some(&json!({ "note": "bindery warm pool: deleted by the launch this server is handed to" })),
+                )
+                .await?;
+            let ready = Ready {
+                user: user.clone(),
+                token: super::hub::server_token(),
+                claim: claim["id"].as_str().unwrap_or_default().to_string(),
+            };
+            let mut options = demand.options.clone();
+            options.insert("token".into(), json!(ready.token));
+            options.insert("bindery_claim".into(), json!(ready.claim));
+            self.hub
+                .request(
+                    Method::POST,
+                    &Hub::server_path(&user, ""),
+                    Some(&Value::Object(options)),
+                )
+                .await
+                .map(|_| ready)
+        };
+        match made.await {
+            Ok(ready) => {
+                tracing::info!(user, image = %demand.image, "warm pool: starting a server");
+                tokio::spawn(offer_when_up(
+                    self.hub.clone(),
+                    self.ready.clone(),
+                    self.metrics.clone(),
+                    demand.image.clone(),
+                    ready,
+                ));
+                Ok(())
+            }
+            Err(e) => {
+                if let Err(gone) = self.hub.delete_user(&user).await
+                    && gone.status() != Some(404)
+                {
+                    tracing::warn!(user, "warm pool: a half-made pool user stays: {gone}");
+                }
+                Err(format!("cannot start a server of {}: {e}", demand.image))
+            }
+        }
+    }
+}
+
+/// Offers `server` for hand-out as soon as the hub says it is up, rather
+/// than at the next pass; gives up when it is gone or no longer starting.
+async fn offer_when_up(
+    hub: Arc<Hub>,
+    ready: Arc<Mutex<HashMap<String, Vec<Ready>>>>,
+    metrics: Arc<Metrics>,
+    image: String,
+    server: Ready,
+) {
+    let asked = tokio::time::Instant::now();
+    // A spawn the hub has not ended by then is the next pass's to judge.
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if tokio::time::Instant::now() > give_up {
+            return;
+        }
+        let state = match hub.user(&server.user).await {
+            Ok(Some(user)) => user.servers.get("").map(|s| (s.ready, s.pending.is_some())),
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(user = %server.user, "warm pool: {e}");
+                continue;
+            }
+        };
+        match state {
+            Some((true, false)) => break,
+            Some((_, true)) => continue,
+            // Failed or stopped: the next pass replaces it.
+            _ => return,
+        }
+    }
+    metrics.pool_refilled(asked.elapsed());
+    if let Ok(mut ready) = ready.lock() {
+        let list = ready.entry(image).or_default();
+        if !list.iter().any(|r| r.user == server.user) {
+            list.push(server);
+        }
+    }
+}
+
+/// A launcher that hands out a pool server when the pool has one of the
+/// image, and launches with `inner` otherwise.
+pub struct Pooled {
+    /// The launcher of everything the pool does not serve.
+    pub inner: Arc<dyn Launcher>,
+    /// The pool.
+    pub pool: Arc<WarmPool>,
+}
+
+impl Launcher for Pooled {
+    fn admit<'a>(&'a self, request: &'a LaunchRequest) -> BoxFuture<'a, Result<(), LaunchError>> {
+        self.inner.admit(request)
+    }
+
+    fn launch<'a>(
+        &'a self,
+        request: &'a LaunchRequest,
+        progress: mpsc::Sender<String>,
+    ) -> BoxFuture<'a, Result<Launched, LaunchError>> {
+        Box::pin(async move {
+            if request.user.is_none() {
+                self.pool.record(request);
+                let claimed = self.pool.claim(&request.image).await;
+                self.pool.metrics.pool_handout(claimed.is_some());
+                if let Some(launched) = claimed {
+                    tracing::info!(image = %request.image, "warm pool: handed out a started server");
+                    return Ok(launched);
+                }
+            }
+            self.inner.launch(request, progress).await
+        })
+    }
+
+    fn health(&self) -> BoxFuture<'_, Vec<HealthCheck>> {
+        Box::pin(async move {
+            let mut checks = self.inner.health().await;
+            let (ready, starting) = self.pool.counted.lock().map_or((0, 0), |c| *c);
+            let check = json!({
+                "service": "Warm pool",
+                "ok": true,
+                "ready": ready,
+                "starting": starting,
+                "max_servers": self.pool.config.max_servers,
+            });
+            if let Value::Object(check) = check {
+                checks.push(HealthCheck { check });
+            }
+            checks
+        })
+    }
+}
+
+/// The policy's `sizes` for `demand` (most launched first), trimmed to
+/// `bounds`: the images launched least give way first.
+pub fn trim(demand: &[Demand], sizes: &[u32], bounds: PoolBounds) -> Vec<u32> {
+    let mut room = bounds
+        .quota_room
+        .map_or(bounds.max_servers, |q| q.min(bounds.max_servers));
+    debug_assert!(demand.windows(2).all(|w| w[0].launches >= w[1].launches));
+    sizes
+        .iter()
+        .map(|&wanted| {
+            let given = wanted.min(room);
+            room -= given;
+            given
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demand(launches: &[f64]) -> Vec<Demand> {
+        launches
+            .iter()
+            .map(|&launches| Demand {
+                launches,
+                ..Demand::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_least_launched_give_way_to_the_bounds() {
+        let d = demand(&[9.0, 5.0, 2.0]);
+        let bounds = |max_servers, quota_room| PoolBounds {
+            max_servers,
+            quota_room,
+        };
+        assert_eq!(trim(&d, &[3, 2, 2], bounds(10, None)), [3, 2, 2]);
+        assert_eq!(trim(&d, &[3, 2, 2], bounds(4, None)), [3, 1, 0]);
+        assert_eq!(trim(&d, &[3, 2, 2], bounds(10, Some(2))), [2, 0, 0]);
+        assert_eq!(trim(&d, &[3, 2, 2], bounds(10, Some(0))), [0, 0, 0]);
+        assert_eq!(trim(&d, &[0, 9, 1], bounds(5, None)), [0, 5, 0]);
+    }
+}
