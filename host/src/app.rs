@@ -128,6 +128,12 @@ impl App {
                 tasks.spawn("warm pool", pool.clone().run());
                 Some(Arc::new(Pooled { inner, pool }) as Arc<dyn Launcher>)
             }
+            (Some(inner), None) if config.warm_pool.max_servers > 0 => {
+                tracing::error!(
+                    "warm pool off: it counts launches in the cache, which could not be opened"
+                );
+                Some(inner)
+            }
             (launcher, _) => launcher,
         };
         let abandon = config

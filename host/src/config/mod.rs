@@ -381,4 +381,35 @@ config = { base = "https://forge.example.edu", retries = 3 }
             .to_string();
         assert!(e.contains("does not exist"), "{e}");
     }
+
+    #[test]
+    fn a_warm_pool_it_cannot_keep_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bindery.toml");
+        for (toml, says) in [
+            (
+                "[warm_pool]\nmax_servers = 2\n[hub]\nauth_enabled = true\n",
+                "anonymous launches only",
+            ),
+            (
+                "[warm_pool]\nmax_servers = 2\n[cull.leader]\nlease = \"l\"\n",
+                "cannot share a pool yet",
+            ),
+            (
+                "[warm_pool]\nmax_servers = 2\nevery_secs = 0\n",
+                "must be positive",
+            ),
+        ] {
+            std::fs::write(&file, toml).unwrap();
+            let e = Config::load(Some(&file)).unwrap_err().to_string();
+            assert!(e.contains(says), "{toml}: {e}");
+        }
+        // Off, the same settings are no concern of the pool's.
+        std::fs::write(
+            &file,
+            "[warm_pool]\nevery_secs = 0\n[hub]\nauth_enabled = true\n",
+        )
+        .unwrap();
+        assert!(Config::load(Some(&file)).is_ok());
+    }
 }
