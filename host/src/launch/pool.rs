@@ -42,8 +42,12 @@ struct Ready {
 #[derive(Default)]
 struct Listing {
     ready: HashMap<String, Vec<Ready>>,
-    /// Users whose server is still starting (or unusable), by image.
+    /// Users whose server the hub is still spawning, by image.
     starting: HashMap<String, Vec<String>>,
+    /// Pool users whose server is neither up nor starting (it failed or
+    /// stopped, or the user was left half-made), with their claim where
+    /// they have one: each pass removes them.
+    broken: Vec<Ready>,
     /// Servers running for launches (everything of Bindery's but the pool).
     launched: u32,
 }
@@ -58,29 +62,32 @@ impl Listing {
                 listing.launched += user.servers.len() as u32;
                 continue;
             }
-            let Some(server) = user.servers.get("") else {
-                continue;
-            };
-            let options = server.user_options.clone().unwrap_or_default();
+            let server = user.servers.get("");
+            let options = server
+                .and_then(|s| s.user_options.clone())
+                .unwrap_or_default();
             let text = |key: &str| options.get(key).and_then(Value::as_str).map(String::from);
-            let Some(image) = text("image") else { continue };
-            match (
-                server.ready && server.pending.is_none(),
-                text("token"),
-                text("bindery_claim"),
-            ) {
-                (true, Some(token), Some(claim)) => {
+            let state = server.map(|s| (s.ready, s.pending.as_deref()));
+            match (state, text("image"), text("token"), text("bindery_claim")) {
+                (Some((true, None)), Some(image), Some(token), Some(claim)) => {
                     listing.ready.entry(image).or_default().push(Ready {
                         user: user.name.clone(),
                         token,
                         claim,
                     });
                 }
-                _ => listing
-                    .starting
-                    .entry(image)
-                    .or_default()
-                    .push(user.name.clone()),
+                (Some((_, Some("spawn"))), Some(image), ..) => {
+                    listing
+                        .starting
+                        .entry(image)
+                        .or_default()
+                        .push(user.name.clone());
+                }
+                (.., claim) => listing.broken.push(Ready {
+                    user: user.name.clone(),
+                    token: String::new(),
+                    claim: claim.unwrap_or_default(),
+                }),
             }
         }
         listing
@@ -222,7 +229,26 @@ impl WarmPool {
     /// and removes what it wants less of.
     pub async fn pass(&self) -> Result<(), String> {
         let users = self.hub.users("active").await.map_err(|e| e.to_string())?;
-        let listing = Listing::of(&users, &self.config.group, &self.users_group);
+        let mut listing = Listing::of(&users, &self.config.group, &self.users_group);
+        // Members with no active server (it stopped or crashed) are not in
+        // that listing, and are broken too.
+        let group = format!("groups/{}", segment(&self.config.group));
+        let members = match self.hub.json(Method::GET, &group, None).await {
+            Ok(group) => group["users"].as_array().cloned().unwrap_or_default(),
+            Err(e) if e.status() == Some(404) => Vec::new(),
+            Err(e) => return Err(e.to_string()),
+        };
+        let active: std::collections::HashSet<&str> =
+            users.iter().map(|u| u.name.as_str()).collect();
+        for name in members.iter().filter_map(Value::as_str) {
+            if !active.contains(name) {
+                listing.broken.push(Ready {
+                    user: name.into(),
+                    token: String::new(),
+                    claim: String::new(),
+                });
+            }
+        }
         let counted = (
             listing.ready.values().map(Vec::len).sum(),
             listing.starting.values().map(Vec::len).sum(),
@@ -293,33 +319,28 @@ impl WarmPool {
         Ok(())
     }
 
-    /// Removes the pool's servers past what `wanted` gives their image:
-    /// those still starting first, each claimed before it goes so that no
-    /// launch is handed a server being removed.
+    /// Removes the broken pool users, and the ready servers past what
+    /// `wanted` gives their image. Each is claimed before it goes, so that
+    /// no launch is handed a server being removed. A spawn under way is
+    /// left to end (the hub cannot stop it): the next pass judges it.
     async fn shrink(&self, listing: &Listing, wanted: &BTreeMap<&str, usize>) {
-        let images: std::collections::BTreeSet<&String> = listing
-            .ready
-            .keys()
-            .chain(listing.starting.keys())
-            .collect();
-        for image in images {
+        for server in &listing.broken {
+            // Without a claim (made half-way) it was never offered.
+            if server.claim.is_empty() || self.take(server).await {
+                self.remove(&server.user).await;
+            }
+        }
+        for (image, ready) in &listing.ready {
             let mut surplus = listing
                 .pooled(image)
                 .saturating_sub(wanted.get(image.as_str()).copied().unwrap_or(0));
-            for user in listing.starting.get(image).into_iter().flatten() {
-                if surplus == 0 {
-                    break;
-                }
-                self.remove(user).await;
-                surplus -= 1;
-            }
-            for server in listing.ready.get(image).into_iter().flatten() {
+            for server in ready {
                 if surplus == 0 {
                     break;
                 }
                 if self.take(server).await {
-                    if let Ok(mut ready) = self.ready.lock()
-                        && let Some(list) = ready.get_mut(image)
+                    if let Ok(mut offered) = self.ready.lock()
+                        && let Some(list) = offered.get_mut(image)
                     {
                         list.retain(|r| r.user != server.user);
                     }

@@ -611,4 +611,33 @@ async fn a_launched_image_gets_a_started_server_handed_to_one_launch() {
     let report = culler.pass().await.unwrap();
     assert_eq!((report.servers, report.stopped), (3, 3), "{report:?}");
     assert_eq!(ready_pool_servers(&hub, 1).await, refilled);
+
+    // A pool server that stops (it crashed, or an admin stopped it) is
+    // removed with its user, and replaced: the pool leaks none.
+    let (status, _) = hub
+        .api(
+            reqwest::Method::DELETE,
+            &format!("users/{}/server", refilled[0]),
+        )
+        .await;
+    assert!(matches!(status, 202 | 204), "{status}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let names: Vec<Value> = hub
+            .users()
+            .await
+            .iter()
+            .map(|u| u["name"].clone())
+            .collect();
+        let ready = ready_pool_servers(&hub, 1).await;
+        if !names.contains(&json!(refilled[0])) && !ready.contains(&refilled[0]) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{names:?} {ready:?}\n{}",
+            hub.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
