@@ -9,7 +9,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::hub::{JupyterHub, built_repo, launch_config, launch_service};
+use support::hub::{JupyterHub, built_repo, launch_config, launch_service, with_pool};
 use support::registry::OciRegistry;
 use support::service::{Service, git_spec, sse};
 
@@ -24,23 +24,11 @@ async fn click_to_ready(s: &Service, path: &str) -> (Duration, String) {
     (started.elapsed(), url)
 }
 
-/// Waits until the pool's group has a ready server no launch has claimed.
+/// Waits until the pool has a ready server no launch has claimed, and the
+/// pool has seen it up (it polls its new servers every 250 ms).
 async fn pool_has_one(hub: &JupyterHub) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let ready = hub.users().await.iter().any(|u| {
-            u["groups"].as_array().is_some_and(|g| {
-                g.iter().any(|g| g == "binder-pool") && !g.iter().any(|g| g == "binder-users")
-            }) && u["servers"][""]["ready"] == true
-        });
-        if ready {
-            // The pool sees a new server up within 250 ms of the hub.
-            tokio::time::sleep(Duration::from_millis(600)).await;
-            return;
-        }
-        assert!(Instant::now() < deadline, "no pool server\n{}", hub.log());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    hub.ready_pool_servers(1).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
 }
 
 fn quantiles(mut v: Vec<Duration>) -> (Duration, Duration) {
@@ -91,12 +79,7 @@ async fn main() {
     // With the pool: one server of the image waits for each launch.
     let pooled_dir = tempfile::tempdir().unwrap();
     let mut c = launch_config(pooled_dir.path(), &registry, &hub.url, &hub.token);
-    c.warm_pool.max_servers = 1;
-    c.warm_pool.every_secs = 1;
-    let popular = c.plugins.get_mut("popular").unwrap();
-    popular.enabled = true;
-    popular.config =
-        toml::from_str("min_launches = 0.5\nlaunches_per_server = 1\nmax_per_image = 1").unwrap();
+    with_pool(&mut c, 1);
     let pooled_service = launch_service(c).await;
     click_to_ready(&pooled_service, &path).await;
     let mut pooled = Vec::new();

@@ -12,7 +12,7 @@ use bindery::config::KubernetesQuotaConfig;
 use serde_json::{Value, json};
 
 use support::engine::{TestRepo, engine};
-use support::hub::{JupyterHub, built_repo, launch_config, launch_service};
+use support::hub::{JupyterHub, built_repo, launch_config, launch_service, with_pool};
 use support::kube::KubeApi;
 use support::registry::OciRegistry;
 use support::service::{Service, Stream, git_spec, sse};
@@ -430,33 +430,6 @@ async fn a_hub_that_is_down_or_failing_gets_retries_then_a_clear_failure() {
     assert_eq!(requests.load(Ordering::SeqCst), 18);
 }
 
-/// The pool's users whose server is ready, polled until there are `n`.
-async fn ready_pool_servers(hub: &JupyterHub, n: usize) -> Vec<String> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        let ready: Vec<String> = hub
-            .users()
-            .await
-            .iter()
-            .filter(|u| {
-                u["groups"].as_array().is_some_and(|g| {
-                    g.contains(&json!("binder-pool")) && !g.contains(&json!("binder-users"))
-                }) && u["servers"][""]["ready"] == true
-            })
-            .map(|u| u["name"].as_str().unwrap().to_string())
-            .collect();
-        if ready.len() >= n {
-            return ready;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the pool has {ready:?}, not {n} ready servers\n{}",
-            hub.log()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 /// The warm pool: after a launch, a server of its image is started ahead of
 /// the next one, which is handed it at once; a server goes to one launch
 /// only, and the pool starts another.
@@ -467,12 +440,7 @@ async fn a_launched_image_gets_a_started_server_handed_to_one_launch() {
     let (repo, sha, _) = built_repo(&registry);
     let data = tempfile::tempdir().unwrap();
     let mut c = launch_config(data.path(), &registry, &hub.url, &hub.token);
-    c.warm_pool.max_servers = 2;
-    c.warm_pool.every_secs = 1;
-    let popular = c.plugins.get_mut("popular").unwrap();
-    popular.enabled = true;
-    popular.config =
-        toml::from_str("min_launches = 0.5\nlaunches_per_server = 1\nmax_per_image = 1").unwrap();
+    with_pool(&mut c, 2);
     let s = launch_service(c.clone()).await;
 
     let first = launch(&s, &repo, &sha).await;
@@ -483,7 +451,7 @@ async fn a_launched_image_gets_a_started_server_handed_to_one_launch() {
         first.raw,
         hub.log()
     );
-    let pooled = ready_pool_servers(&hub, 1).await;
+    let pooled = hub.ready_pool_servers(1).await;
     assert_eq!(pooled.len(), 1, "max_per_image is 1: {pooled:?}");
     // The pool polls its new servers every 250 ms: give it time to see this one up.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -568,7 +536,7 @@ async fn a_launched_image_gets_a_started_server_handed_to_one_launch() {
 
     // The claimed server is a launch like any other now, and the pool starts
     // another in its place.
-    let refilled = ready_pool_servers(&hub, 1).await;
+    let refilled = hub.ready_pool_servers(1).await;
     assert!(!refilled.contains(&pooled[0]), "{refilled:?}");
     let (_, user) = hub
         .api(reqwest::Method::GET, &format!("users/{}", pooled[0]))
@@ -610,7 +578,7 @@ async fn a_launched_image_gets_a_started_server_handed_to_one_launch() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let report = culler.pass().await.unwrap();
     assert_eq!((report.servers, report.stopped), (3, 3), "{report:?}");
-    assert_eq!(ready_pool_servers(&hub, 1).await, refilled);
+    assert_eq!(hub.ready_pool_servers(1).await, refilled);
 
     // A pool server that stops (it crashed, or an admin stopped it) is
     // removed with its user, and replaced: the pool leaks none.
@@ -629,7 +597,7 @@ async fn a_launched_image_gets_a_started_server_handed_to_one_launch() {
             .iter()
             .map(|u| u["name"].clone())
             .collect();
-        let ready = ready_pool_servers(&hub, 1).await;
+        let ready = hub.ready_pool_servers(1).await;
         if !names.contains(&json!(refilled[0])) && !ready.contains(&refilled[0]) {
             break;
         }

@@ -143,6 +143,35 @@ impl JupyterHub {
         )
     }
 
+    /// The warm pool's unclaimed users whose server is ready, polled until
+    /// there are `n`.
+    pub async fn ready_pool_servers(&self, n: usize) -> Vec<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        loop {
+            let ready: Vec<String> = self
+                .users()
+                .await
+                .iter()
+                .filter(|u| {
+                    u["groups"].as_array().is_some_and(|g| {
+                        g.iter().any(|g| g == "binder-pool")
+                            && !g.iter().any(|g| g == "binder-users")
+                    }) && u["servers"][""]["ready"] == true
+                })
+                .map(|u| u["name"].as_str().unwrap().to_string())
+                .collect();
+            if ready.len() >= n {
+                return ready;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the pool has {ready:?}, not {n} ready servers\n{}",
+                self.log()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
     /// Every user with their servers.
     pub async fn users(&self) -> Vec<Value> {
         let (status, users) = self.api(reqwest::Method::GET, "users").await;
@@ -212,6 +241,17 @@ pub fn launch_config(
     c.hub.launch_timeout_secs = 120;
     c.web.rate_limit.limit = 0;
     c
+}
+
+/// A warm pool of at most `max_servers`, one server per image launched
+/// at all, passing every second.
+pub fn with_pool(c: &mut bindery::config::Config, max_servers: u32) {
+    c.warm_pool.max_servers = max_servers;
+    c.warm_pool.every_secs = 1;
+    let popular = c.plugins.get_mut("popular").unwrap();
+    popular.enabled = true;
+    popular.config =
+        toml::from_str("min_launches = 0.5\nlaunches_per_server = 1\nmax_per_image = 1").unwrap();
 }
 
 /// A service launching on `c`'s hub, building nothing.
