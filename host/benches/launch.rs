@@ -129,7 +129,7 @@ async fn main() {
     c.web.rate_limit.limit = 0;
     c.web.keepalive_secs = 3600;
     let hub = Arc::new(Hub::new(&c.hub).unwrap().unwrap());
-    let launcher: Arc<dyn Launcher> = Arc::new(HubLauncher::new(hub, &c.hub, &c.quota).unwrap());
+    let launcher: Arc<dyn Launcher> = Arc::new(HubLauncher::new(hub, &c).unwrap());
     let s = Service::start_with(c, Builds::Off, Some(launcher)).await;
     let port: u16 = s.base.rsplit(':').next().unwrap().parse().unwrap();
     let path = format!("/build/git/{}", git_spec(&repo_url, &sha));

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bindery_runtime::PluginHost;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -39,6 +40,9 @@ pub struct App {
     pub state: AppState,
     /// The background tasks.
     pub tasks: Tasks,
+    /// Whether this replica leads (`cull.leader`): it culls and tends the
+    /// warm pool.
+    pub leading: watch::Receiver<bool>,
 }
 
 impl App {
@@ -47,32 +51,26 @@ impl App {
     /// watched every `plugin_runtime.reload_interval_ms`. Needs a tokio runtime.
     pub fn new(config: Config, plugins: Arc<PluginHost>) -> Result<App, ConfigError> {
         let hub = Hub::new(&config.hub)?.map(Arc::new);
-        let launcher =
-            match hub.clone() {
-                Some(hub) => Some(Arc::new(HubLauncher::new(hub, &config.hub, &config.quota)?)
-                    as Arc<dyn Launcher>),
-                None => None,
-            };
+        let launcher = match hub.clone() {
+            Some(hub) => Some(Arc::new(HubLauncher::new(hub, &config)?) as Arc<dyn Launcher>),
+            None => None,
+        };
         let mut app = App::with(config, plugins, Builds::Planned, launcher)?;
         let config = app.state.config.clone();
         if let Some(hub) = hub.filter(|_| config.cull.enabled) {
-            let plugins = app.state.plugins.clone();
-            let metrics = app.state.metrics.clone();
-            let (culler, contender) = crate::cull::tasks(
+            let culler = crate::cull::task(
                 hub,
-                plugins,
+                app.state.plugins.clone(),
                 &config.cull,
                 crate::cull::CullScope {
                     pool_group: (config.warm_pool.max_servers > 0)
                         .then(|| config.warm_pool.group.clone()),
                     ..crate::cull::CullScope::of(&config.hub)
                 },
-                metrics,
-            )?;
+                app.state.metrics.clone(),
+                app.leading.clone(),
+            );
             app.tasks.spawn("culler", culler);
-            if let Some(contender) = contender {
-                app.tasks.spawn("culler lease", contender);
-            }
         }
         if config.plugin_runtime.reload_interval_ms > 0 {
             let interval = Duration::from_millis(config.plugin_runtime.reload_interval_ms);
@@ -84,7 +82,8 @@ impl App {
 
     /// A service with this build executor and launcher, and no culler or
     /// plugin watch. Builds recorded as running by a previous process are
-    /// watched again where the executor can. Needs a tokio runtime.
+    /// watched again where the executor can. Contends for `cull.leader`'s
+    /// Lease when it is set. Needs a tokio runtime.
     pub fn with(
         config: Config,
         plugins: Arc<PluginHost>,
@@ -98,6 +97,12 @@ impl App {
             crate::cache::janitor::Janitor::new(&trees, &config).run(),
         );
         let metrics = Arc::new(Metrics::default());
+        let (leading, contender) = crate::cull::leader::elect(config.cull.leader.as_ref())?;
+        if let Some(contender) =
+            contender.filter(|_| config.cull.enabled || config.warm_pool.max_servers > 0)
+        {
+            tasks.spawn("lease", contender);
+        }
         let resolver = Arc::new(Resolver::new(
             &config,
             plugins.clone(),
@@ -125,7 +130,7 @@ impl App {
         let launcher = match (launcher, trees.demand) {
             (Some(inner), Some(demand)) if config.warm_pool.max_servers > 0 => {
                 let pool = Arc::new(warm_pool(&config, &plugins, demand, metrics.clone())?);
-                tasks.spawn("warm pool", pool.clone().run());
+                tasks.spawn("warm pool", pool.clone().run(leading.clone()));
                 Some(Arc::new(Pooled { inner, pool }) as Arc<dyn Launcher>)
             }
             (Some(inner), None) if config.warm_pool.max_servers > 0 => {
@@ -164,7 +169,11 @@ impl App {
             })?)),
         };
         let state = AppState::new(Arc::new(config), plugins, pipeline, health, hub_auth)?;
-        Ok(App { state, tasks })
+        Ok(App {
+            state,
+            tasks,
+            leading,
+        })
     }
 }
 

@@ -40,13 +40,26 @@ struct CullAction {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Outcome {
+struct Handout {
+    image: String,
     outcome: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolState {
+    image: String,
     state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolImage {
+    image: String,
+}
+
+/// An image's name without its tag (the revision): the pool's metrics are
+/// per repository image, as upstream's launch counts are per repository.
+fn image_name(image: &str) -> String {
+    crate::registry::naming::split_tag(image).0.to_string()
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -81,6 +94,11 @@ fn launch_time() -> Histogram {
     Histogram::new([2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0])
 }
 
+/// A pool server takes seconds to start, or minutes on a cold node.
+fn refill_time() -> Histogram {
+    Histogram::new([1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0])
+}
+
 fn plugin_time() -> Histogram {
     Histogram::new([
         0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -104,9 +122,9 @@ pub struct Metrics {
     cull_servers: Family<CullAction, Counter>,
     cull_policy_failures: Family<Policy, Counter>,
     cull_pass_time: Histogram,
-    pool_handouts: Family<Outcome, Counter>,
+    pool_handouts: Family<Handout, Counter>,
     pool_servers: Family<PoolState, Gauge>,
-    pool_refill_time: Histogram,
+    pool_refill_time: Family<PoolImage, Histogram, fn() -> Histogram>,
 }
 
 impl Default for Metrics {
@@ -128,9 +146,7 @@ impl Default for Metrics {
             cull_pass_time: Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0]),
             pool_handouts: Family::default(),
             pool_servers: Family::default(),
-            pool_refill_time: Histogram::new([
-                1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
-            ]),
+            pool_refill_time: Family::new_with_constructor(refill_time),
             registry: Registry::default(),
         };
         registry.register(
@@ -200,17 +216,17 @@ impl Default for Metrics {
         );
         registry.register(
             "bindery_warm_pool_handouts",
-            "Anonymous launches by whether the warm pool had a started server of the image (hit) or not (miss)",
+            "Anonymous launches by image (without its tag) and whether the warm pool had a started server of it (hit) or not (miss)",
             m.pool_handouts.clone(),
         );
         registry.register(
             "bindery_warm_pool_servers",
-            "The warm pool's unclaimed servers, ready or starting, at its last pass",
+            "The warm pool's unclaimed servers by image (without its tag), ready or starting, at its last pass",
             m.pool_servers.clone(),
         );
         registry.register(
             "bindery_warm_pool_refill_seconds",
-            "Time from asking the hub for a pool server to its being ready for hand-out",
+            "Time from asking the hub for a pool server to its being ready for hand-out, by image (without its tag)",
             m.pool_refill_time.clone(),
         );
         Metrics { registry, ..m }
@@ -275,29 +291,37 @@ impl Metrics {
     }
 
     /// A launch asked the warm pool: `hit` (handed a server) or `miss`.
-    pub fn pool_handout(&self, hit: bool) {
+    pub fn pool_handout(&self, image: &str, hit: bool) {
         let outcome = if hit { "hit" } else { "miss" };
         self.pool_handouts
-            .get_or_create(&Outcome {
+            .get_or_create(&Handout {
+                image: image_name(image),
                 outcome: outcome.into(),
             })
             .inc();
     }
 
-    /// The warm pool's unclaimed servers at its last pass.
-    pub fn pool_servers(&self, ready: usize, starting: usize) {
-        for (state, n) in [("ready", ready), ("starting", starting)] {
+    /// The warm pool's unclaimed servers at its last pass: (image, state, count).
+    pub fn pool_servers<'a>(&self, servers: impl IntoIterator<Item = (&'a str, &'a str, usize)>) {
+        // Images the pool no longer holds drop out rather than stay at 0.
+        self.pool_servers.clear();
+        for (image, state, n) in servers {
             self.pool_servers
                 .get_or_create(&PoolState {
+                    image: image_name(image),
                     state: state.into(),
                 })
-                .set(n as i64);
+                .inc_by(n as i64);
         }
     }
 
-    /// A pool server became ready `took` after it was asked for.
-    pub fn pool_refilled(&self, took: Duration) {
-        self.pool_refill_time.observe(took.as_secs_f64());
+    /// A pool server of `image` became ready `took` after it was asked for.
+    pub fn pool_refilled(&self, image: &str, took: Duration) {
+        self.pool_refill_time
+            .get_or_create(&PoolImage {
+                image: image_name(image),
+            })
+            .observe(took.as_secs_f64());
     }
 
     /// A launch ended (`status`: success, failure, pod_quota, repo_quota).

@@ -43,7 +43,9 @@ pub async fn serve(config: Config, file: Option<PathBuf>) -> Result<(), ServeErr
         .await
         .map_err(|errors| ServeError::Plugins(errors.iter().map(ToString::to_string).collect()))?;
     // Everything that can reject the configuration runs before the port is taken.
-    let App { state, mut tasks } = App::new(config, plugins)?;
+    let App {
+        state, mut tasks, ..
+    } = App::new(config, plugins)?;
     let reload = state.config.plugin_runtime.reload_interval_ms;
     if let Some(file) = file.filter(|_| reload > 0) {
         let current = Config::clone(&state.config);

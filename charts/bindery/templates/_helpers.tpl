@@ -115,9 +115,9 @@ settings (README, "Memory budget"): 416 MiB, plus the plugins' budget. */}}
 {{- define "bindery.buildTokenSecret" -}}{{ default (include "bindery.secretName" .) .Values.buildToken.existingSecret }}{{- end -}}
 {{- define "bindery.registrySecret" -}}{{ default (include "bindery.secretName" .) .Values.registry.existingSecret }}{{- end -}}
 
-{{/* Whether more than one replica contends for the culler's Lease. */}}
+{{/* Whether more than one replica contends for the Lease of the one that culls and tends the warm pool. */}}
 {{- define "bindery.leaderElection" -}}
-{{- if and .Values.cull.enabled (gt (int .Values.replicas) 1) -}}true{{- end -}}
+{{- if and (or .Values.cull.enabled (gt (int .Values.warmPool.maxServers) 0)) (gt (int .Values.replicas) 1) -}}true{{- end -}}
 {{- end -}}
 
 {{/* bindery.toml, from the values; extraConfig is merged over it. */}}

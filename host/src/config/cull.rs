@@ -14,7 +14,8 @@ pub struct CullConfig {
     pub policies: Vec<String>,
     /// Hub requests in flight at once during a pass.
     pub concurrency: usize,
-    /// Several replicas: only the holder of this Kubernetes Lease culls.
+    /// Several replicas: only the holder of this Kubernetes Lease culls and
+    /// tends the warm pool.
     /// Unset: this host is the only one, and culls.
     pub leader: Option<LeaderConfig>,
 }

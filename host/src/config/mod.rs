@@ -194,11 +194,6 @@ impl Config {
                     "warm_pool: a pooled server belongs to no one, so it serves anonymous launches only; turn it off (max_servers = 0) with hub.auth_enabled".into(),
                 ));
             }
-            if self.cull.leader.is_some() {
-                return Err(ConfigError::Invalid(
-                    "warm_pool: several replicas (cull.leader) cannot share a pool yet; run one replica or set max_servers = 0".into(),
-                ));
-            }
             if pool.every_secs == 0 || pool.half_life_secs == 0 || pool.max_images == 0 {
                 return Err(ConfigError::Invalid(
                     "warm_pool: every_secs, half_life_secs and max_images must be positive".into(),
@@ -390,10 +385,6 @@ config = { base = "https://forge.example.edu", retries = 3 }
             (
                 "[warm_pool]\nmax_servers = 2\n[hub]\nauth_enabled = true\n",
                 "anonymous launches only",
-            ),
-            (
-                "[warm_pool]\nmax_servers = 2\n[cull.leader]\nlease = \"l\"\n",
-                "cannot share a pool yet",
             ),
             (
                 "[warm_pool]\nmax_servers = 2\nevery_secs = 0\n",

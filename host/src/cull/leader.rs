@@ -1,11 +1,15 @@
-//! One culler among replicas: the holder of a `coordination.k8s.io/v1` Lease
-//! culls. A holder renews it at a third of its duration; another replica
+//! One leader among replicas: the holder of a `coordination.k8s.io/v1` Lease
+//! culls and tends the warm pool. A holder renews it at a third of its duration; another replica
 //! takes it over once it has gone unrenewed for the whole duration. Updates
 //! carry the Lease's resource version, so of two replicas racing for it one
 //! gets a `409` and stands down. A replica that cannot reach the API server
-//! stops culling: two cullers are worse than none for a while.
+//! stops culling and tending the pool: two cullers are worse than none for
+//! a while.
 
 use std::time::Duration;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, PostParams};
@@ -14,6 +18,21 @@ use tokio::sync::watch;
 
 use crate::config::{ConfigError, LeaderConfig};
 use crate::now_ms;
+
+/// Who leads among replicas, for the culler and the warm pool: with no
+/// Lease configured this host is the only one and leads at once; with one,
+/// the contender (the second value, for the caller to run) says so while it
+/// holds the Lease.
+pub fn elect(
+    config: Option<&LeaderConfig>,
+) -> Result<(watch::Receiver<bool>, Option<BoxFuture<'static, ()>>), ConfigError> {
+    let (leading, follower) = watch::channel(config.is_none());
+    let contender = match config {
+        Some(config) => Some(Leader::new(config)?.run(leading).boxed()),
+        None => None,
+    };
+    Ok((follower, contender))
+}
 
 /// A contender for the Lease.
 pub struct Leader {
@@ -111,7 +130,7 @@ impl Leader {
                 transitions,
             )
         } else if now >= expires {
-            tracing::info!(lease = %self.name, previous = ?spec.holder_identity, "taking over the expired culler lease");
+            tracing::info!(lease = %self.name, previous = ?spec.holder_identity, "taking over the expired lease");
             (now, transitions + 1)
         } else {
             return Ok(false);
@@ -128,12 +147,12 @@ impl Leader {
     pub async fn run(self, leading: watch::Sender<bool>) {
         loop {
             let now_leading = self.try_lead().await.unwrap_or_else(|e| {
-                tracing::warn!(lease = %self.name, "cannot reach the culler lease, so this host does not cull: {e}");
+                tracing::warn!(lease = %self.name, "cannot reach the lease, so this host neither culls nor tends the warm pool: {e}");
                 false
             });
             leading.send_if_modified(|was| {
                 if *was != now_leading {
-                    tracing::info!(identity = %self.identity, "culler leadership: {}", if now_leading { "taken" } else { "lost" });
+                    tracing::info!(identity = %self.identity, "leadership (culler, warm pool): {}", if now_leading { "taken" } else { "lost" });
                 }
                 std::mem::replace(was, now_leading) != now_leading
             });

@@ -19,7 +19,7 @@ use futures_util::{FutureExt, StreamExt};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::config::{ConfigError, CullConfig, HubConfig};
+use crate::config::{CullConfig, HubConfig};
 use crate::jupyterhub::{Hub, HubError, ServerModel, Stopped, UserModel, timestamp_ms};
 use crate::metrics::Metrics;
 use crate::now_ms;
@@ -43,23 +43,19 @@ pub struct PassReport {
     pub policy_failures: usize,
 }
 
-/// The culler's background work: culling `hub` at once when this is the only
-/// host, or while it holds the Lease of `config.leader`, whose contender is
-/// the second task. The caller runs them.
-pub fn tasks(
+/// The culler's background work: culling `hub` while `leading` says this
+/// host leads (always, with no Lease: see [`leader::elect`]).
+pub fn task(
     hub: Arc<Hub>,
     plugins: Arc<PluginHost>,
     config: &CullConfig,
     scope: CullScope,
     metrics: Arc<Metrics>,
-) -> Result<(BoxFuture<'static, ()>, Option<BoxFuture<'static, ()>>), ConfigError> {
-    let (leading, follower) = watch::channel(config.leader.is_none());
-    let contender = match &config.leader {
-        Some(leader) => Some(leader::Leader::new(leader)?.run(leading).boxed()),
-        None => None,
-    };
-    let culler = Arc::new(Culler::new(hub, plugins, config, scope, metrics)).run(follower);
-    Ok((culler.boxed(), contender))
+    leading: watch::Receiver<bool>,
+) -> BoxFuture<'static, ()> {
+    Arc::new(Culler::new(hub, plugins, config, scope, metrics))
+        .run(leading)
+        .boxed()
 }
 
 /// What of a shared hub is Bindery's to cull.

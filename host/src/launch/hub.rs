@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::quota::Quotas;
 use super::{HealthCheck, LaunchError, LaunchRequest, Launched, Launcher};
-use crate::config::{ConfigError, HubConfig, QuotaConfig};
+use crate::config::{Config, ConfigError};
 use crate::jupyterhub::Hub;
 
 /// Launches on one hub.
@@ -68,15 +68,13 @@ pub(crate) fn server_token() -> String {
 }
 
 impl HubLauncher {
-    /// A launcher on `hub` with `config`'s retries and timeouts, refusing
-    /// launches that `quota` refuses.
-    pub fn new(
-        hub: Arc<Hub>,
-        config: &HubConfig,
-        quota: &QuotaConfig,
-    ) -> Result<HubLauncher, ConfigError> {
+    /// A launcher on `hub` with `config.hub`'s retries and timeouts,
+    /// refusing launches that `config.quota` refuses.
+    pub fn new(hub: Arc<Hub>, config: &Config) -> Result<HubLauncher, ConfigError> {
+        let quotas = Quotas::new(config, hub.clone())?;
+        let config = &config.hub;
         Ok(HubLauncher {
-            quotas: Quotas::new(quota, hub.clone())?,
+            quotas,
             hub,
             retries: config.retries.max(1),
             retry_delay: Duration::from_millis(config.retry_delay_ms),

@@ -8,9 +8,15 @@
 //! deletes it, which the hub answers with 204 exactly once, so two launches
 //! (or replicas) never get the same server. A claimed user joins
 //! `hub.users_group` and is culled like any launch. Everything but the
-//! launch counts lives on the hub, so a restart finds the pool again.
+//! launch counts lives on the hub, so a restart finds the pool again, and
+//! every replica can hand out what the leader (`cull.leader`) started.
+//!
+//! The pool takes only room the total quota leaves, and gives it back: a
+//! launch the total quota refuses has a pool server removed for it (of the
+//! image launched least) and tries again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,9 +25,9 @@ use bindery_runtime::bindings::{ImageDemand, PoolBounds};
 use futures_util::future::BoxFuture;
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
-use super::{HealthCheck, LaunchError, LaunchRequest, Launched, Launcher};
+use super::{HealthCheck, LaunchError, LaunchRequest, Launched, Launcher, Quota};
 use crate::cache::{Demand, LaunchDemand};
 use crate::config::WarmPoolConfig;
 use crate::jupyterhub::{Hub, UserModel, segment};
@@ -29,6 +35,21 @@ use crate::metrics::Metrics;
 
 /// Pool servers started at once in one pass.
 const SPAWNS_PER_PASS: usize = 4;
+
+/// How long a launch the total quota refuses waits for the pool's starting
+/// servers to be up and removable (the hub cannot stop a spawn under way).
+const GIVE_WAY_PATIENCE: Duration = Duration::from_secs(120);
+
+/// What deleting a claim token found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    /// This caller deleted it: the server is its alone.
+    Taken,
+    /// Already deleted: someone else took the server.
+    Gone,
+    /// The hub did not say.
+    Failed,
+}
 
 /// A started pool server no launch has claimed.
 #[derive(Debug, Clone)]
@@ -93,6 +114,10 @@ impl Listing {
         listing
     }
 
+    fn forget(&mut self, user: &str) {
+        forget(&mut self.ready, user);
+    }
+
     fn pooled(&self, image: &str) -> usize {
         self.ready.get(image).map_or(0, Vec::len) + self.starting.get(image).map_or(0, Vec::len)
     }
@@ -112,6 +137,16 @@ pub struct WarmPool {
     /// Ready servers by image: as the last pass found them, and those
     /// started since as soon as they are up.
     ready: Arc<Mutex<HashMap<String, Vec<Ready>>>>,
+    /// Anonymous launches under way on this replica that the pool did not
+    /// serve: room in the total quota the pool must leave them.
+    in_flight: AtomicU32,
+    /// Pool users listed as unclaimed whose claim was found gone: a launch
+    /// took them and may not have moved them out of the pool's group yet
+    /// (or failed to). The leader checks and finishes the move.
+    suspects: Arc<Mutex<HashSet<String>>>,
+    /// Whether this replica's leader pass has checked every listed claim
+    /// (once, for what a previous process left half-claimed).
+    checked: AtomicBool,
 }
 
 impl WarmPool {
@@ -135,6 +170,9 @@ impl WarmPool {
             metrics,
             counted: Mutex::default(),
             ready: Arc::default(),
+            in_flight: AtomicU32::new(0),
+            suspects: Arc::default(),
+            checked: AtomicBool::new(false),
         }
     }
 
@@ -165,28 +203,22 @@ impl WarmPool {
     async fn claim(&self, image: &str) -> Option<Launched> {
         loop {
             let candidate = self.ready.lock().ok()?.get_mut(image)?.pop()?;
-            if !self.take(&candidate).await {
+            if self.take(&candidate).await != Claim::Taken {
                 continue;
             }
-            // Bookkeeping only: the deleted token already makes it this launch's.
-            let (hub, users_group, pool_group, user) = (
+            // Bookkeeping only: the deleted token already makes it this
+            // launch's. Should it fail, the leader's next pass finishes it.
+            let (hub, groups, user) = (
                 self.hub.clone(),
-                self.users_group.clone(),
-                self.config.group.clone(),
+                (self.users_group.clone(), self.config.group.clone()),
                 candidate.user.clone(),
             );
+            let suspects = self.suspects.clone();
             tokio::spawn(async move {
-                if let Err(e) = hub.add_to_group(&users_group, &user).await {
-                    tracing::warn!(
-                        user,
-                        "warm pool: a claimed server stays in the pool's group: {e}"
-                    );
-                    return;
-                }
-                let body = json!({ "users": [user] });
-                let path = format!("groups/{}/users", segment(&pool_group));
-                if let Err(e) = hub.request(Method::DELETE, &path, Some(&body)).await {
-                    tracing::debug!("warm pool: leaving the pool's group: {e}");
+                if !finish_claim(&hub, &groups.0, &groups.1, &user).await
+                    && let Ok(mut suspects) = suspects.lock()
+                {
+                    suspects.insert(user);
                 }
             });
             return Some(Launched {
@@ -196,38 +228,48 @@ impl WarmPool {
         }
     }
 
-    /// Deletes `server`'s claim token: true for the one caller the hub
-    /// answers 204.
-    async fn take(&self, server: &Ready) -> bool {
-        let path = format!(
-            "users/{}/tokens/{}",
-            segment(&server.user),
-            segment(&server.claim)
-        );
-        match self.hub.request(Method::DELETE, &path, None).await {
-            Ok(_) => true,
-            Err(e) if e.status() == Some(404) => false,
+    /// Deletes `server`'s claim token: [`Claim::Taken`] for the one caller
+    /// the hub answers 204.
+    async fn take(&self, server: &Ready) -> Claim {
+        match self
+            .hub
+            .request(Method::DELETE, &claim_path(server), None)
+            .await
+        {
+            Ok(_) => Claim::Taken,
+            Err(e) if e.status() == Some(404) => {
+                if let Ok(mut suspects) = self.suspects.lock() {
+                    suspects.insert(server.user.clone());
+                }
+                Claim::Gone
+            }
             Err(e) => {
                 tracing::warn!(user = %server.user, "warm pool: cannot claim a server: {e}");
-                false
+                Claim::Failed
             }
         }
     }
 
-    /// Passes forever: the first at once, then every `every_secs`.
-    pub async fn run(self: Arc<Self>) {
+    /// Passes forever, the first at once, then every `every_secs`: the
+    /// leader's, which start and remove servers; elsewhere, looks at the
+    /// pool so that this replica can hand out what the leader started.
+    pub async fn run(self: Arc<Self>, leading: watch::Receiver<bool>) {
         let every = Duration::from_secs(self.config.every_secs);
         loop {
-            if let Err(e) = self.pass().await {
+            let leads = *leading.borrow();
+            let done = match leads {
+                true => self.pass().await,
+                false => self.look().await.map(drop),
+            };
+            if let Err(e) = done {
                 tracing::warn!("warm pool pass failed: {e}");
             }
             tokio::time::sleep(every).await;
         }
     }
 
-    /// Lists the pool on the hub, then starts what the policy wants more of
-    /// and removes what it wants less of.
-    pub async fn pass(&self) -> Result<(), String> {
+    /// Lists the pool on the hub, and offers its ready servers.
+    async fn look(&self) -> Result<Listing, String> {
         let users = self.hub.users("active").await.map_err(|e| e.to_string())?;
         let mut listing = Listing::of(&users, &self.config.group, &self.users_group);
         // Members with no active server (it stopped or crashed) are not in
@@ -238,8 +280,7 @@ impl WarmPool {
             Err(e) if e.status() == Some(404) => Vec::new(),
             Err(e) => return Err(e.to_string()),
         };
-        let active: std::collections::HashSet<&str> =
-            users.iter().map(|u| u.name.as_str()).collect();
+        let active: HashSet<&str> = users.iter().map(|u| u.name.as_str()).collect();
         for name in members.iter().filter_map(Value::as_str) {
             if !active.contains(name) {
                 listing.broken.push(Ready {
@@ -253,13 +294,32 @@ impl WarmPool {
             listing.ready.values().map(Vec::len).sum(),
             listing.starting.values().map(Vec::len).sum(),
         );
-        self.metrics.pool_servers(counted.0, counted.1);
+        self.metrics.pool_servers(
+            (listing
+                .ready
+                .iter()
+                .map(|(i, r)| (i.as_str(), "ready", r.len())))
+            .chain(
+                listing
+                    .starting
+                    .iter()
+                    .map(|(i, s)| (i.as_str(), "starting", s.len())),
+            ),
+        );
         if let Ok(mut c) = self.counted.lock() {
             *c = counted;
         }
         if let Ok(mut ready) = self.ready.lock() {
             ready.clone_from(&listing.ready);
         }
+        Ok(listing)
+    }
+
+    /// The leader's pass: lists the pool on the hub, then starts what the
+    /// policy wants more of and removes what it wants less of.
+    pub async fn pass(&self) -> Result<(), String> {
+        let mut listing = self.look().await?;
+        self.settle_claims(&mut listing).await;
         let now = crate::now_ms();
         if let Err(e) = self.demand.prune(now, self.config.max_images) {
             tracing::warn!("warm pool: cannot prune the launch counts: {e}");
@@ -277,16 +337,20 @@ impl WarmPool {
                 pooled: listing.pooled(&d.image) as u32,
             })
             .collect();
+        // Launches under way here may not be listed yet: their room is theirs.
+        let in_flight = self.in_flight.load(Ordering::SeqCst);
         let bounds = PoolBounds {
             max_servers: self.config.max_servers,
-            quota_room: self.total_quota.map(|t| t.saturating_sub(listing.launched)),
+            quota_room: self
+                .total_quota
+                .map(|t| t.saturating_sub(listing.launched + in_flight)),
         };
-        let sizes = match self
+        let wants = match self
             .plugins
             .pool_sizes(&self.config.policy, now, bounds, &images)
             .await
         {
-            Ok(Ok(sizes)) => trim(&demand, &sizes, bounds),
+            Ok(Ok(sizes)) => sizes,
             // The pool stays as it is rather than follow a policy that failed.
             Ok(Err(e)) => {
                 return Err(format!(
@@ -297,9 +361,21 @@ impl WarmPool {
             }
             Err(e) => return Err(format!("pool policy `{}`: {e}", self.config.policy)),
         };
+        // Servers are started into the room the quota leaves; those that
+        // room no longer covers stay until a launch needs it ([`Self::give_way`]),
+        // rather than go and come back as launches start and end.
+        let sizes = trim(&demand, &wants, bounds);
+        let kept = trim(
+            &demand,
+            &wants,
+            PoolBounds {
+                quota_room: None,
+                ..bounds
+            },
+        );
         let wanted: BTreeMap<&str, usize> = demand
             .iter()
-            .zip(&sizes)
+            .zip(&kept)
             .map(|(d, &n)| (d.image.as_str(), n as usize))
             .collect();
         let mut spawns = Vec::new();
@@ -311,7 +387,8 @@ impl WarmPool {
             }
         }
         let started =
-            futures_util::future::join_all(spawns.into_iter().map(|d| self.spawn(d))).await;
+            futures_util::future::join_all(spawns.into_iter().map(|d| self.spawn(d, in_flight)))
+                .await;
         for e in started.into_iter().filter_map(Result::err) {
             tracing::warn!("warm pool: {e}");
         }
@@ -325,8 +402,9 @@ impl WarmPool {
     /// left to end (the hub cannot stop it): the next pass judges it.
     async fn shrink(&self, listing: &Listing, wanted: &BTreeMap<&str, usize>) {
         for server in &listing.broken {
-            // Without a claim (made half-way) it was never offered.
-            if server.claim.is_empty() || self.take(server).await {
+            // Without a claim (made half-way) it was never offered; with its
+            // claim gone, whoever took it has no server to use.
+            if server.claim.is_empty() || self.take(server).await != Claim::Failed {
                 self.remove(&server.user).await;
             }
         }
@@ -338,11 +416,9 @@ impl WarmPool {
                 if surplus == 0 {
                     break;
                 }
-                if self.take(server).await {
-                    if let Ok(mut offered) = self.ready.lock()
-                        && let Some(list) = offered.get_mut(image)
-                    {
-                        list.retain(|r| r.user != server.user);
+                if self.take(server).await == Claim::Taken {
+                    if let Ok(mut offered) = self.ready.lock() {
+                        forget(&mut offered, &server.user);
                     }
                     self.remove(&server.user).await;
                     surplus -= 1;
@@ -351,19 +427,135 @@ impl WarmPool {
         }
     }
 
-    async fn remove(&self, user: &str) {
-        match self.hub.delete_user(user).await {
-            Ok(()) => tracing::info!(
-                user,
-                "warm pool: removed a server the policy no longer wants"
-            ),
-            Err(e) => tracing::warn!(user, "warm pool: cannot remove a server: {e}"),
+    /// Deletes a pool user, its server with it; true once it is gone. The
+    /// hub refuses while the server is stopping, so that is waited out.
+    async fn remove(&self, user: &str) -> bool {
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.hub.delete_user(user).await {
+                Ok(()) => {
+                    tracing::info!(user, "warm pool: removed a server");
+                    return true;
+                }
+                Err(e) if e.status() == Some(404) => return true,
+                Err(e) if e.status() == Some(400) && tokio::time::Instant::now() < give_up => {
+                    tracing::debug!(user, "warm pool: not removable yet: {e}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(user, "warm pool: cannot remove a server: {e}");
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Finishes the claims of servers still listed as unclaimed whose claim
+    /// is gone: a launch took them, and moving them to the launches' group
+    /// failed or is under way. They are that launch's now, culled like any.
+    /// The first pass checks every listed claim, for what a previous
+    /// process left half-claimed.
+    async fn settle_claims(&self, listing: &mut Listing) {
+        let everything = !self.checked.swap(true, Ordering::SeqCst);
+        let suspects = self
+            .suspects
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default();
+        let listed: Vec<Ready> = listing.ready.values().flatten().cloned().collect();
+        for server in listed
+            .iter()
+            .filter(|s| everything || suspects.contains(&s.user))
+        {
+            match self
+                .hub
+                .request(Method::GET, &claim_path(server), None)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.status() == Some(404) => {
+                    tracing::warn!(user = %server.user, "warm pool: a claimed server was still in the pool's group; moving it to the launches'");
+                    let moved = finish_claim(
+                        &self.hub,
+                        &self.users_group,
+                        &self.config.group,
+                        &server.user,
+                    )
+                    .await;
+                    if !moved && let Ok(mut s) = self.suspects.lock() {
+                        s.insert(server.user.clone());
+                    }
+                    // Not the pool's either way: it is no longer offered or counted.
+                    listing.forget(&server.user);
+                    if let Ok(mut ready) = self.ready.lock() {
+                        forget(&mut ready, &server.user);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(user = %server.user, "warm pool: cannot check a claim: {e}");
+                    if let Ok(mut s) = self.suspects.lock() {
+                        s.insert(server.user.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Unclaimed servers, ready or starting, at the last look.
+    fn unclaimed(&self) -> usize {
+        self.counted.lock().map_or(0, |c| c.0 + c.1)
+    }
+
+    /// Frees room in the total quota for a launch of `image`: removes a
+    /// ready server of the image launched least (claimed first, so that no
+    /// launch is handed it), waiting until `deadline` for starting ones to
+    /// be up. True when the launch should try again: room was made, or a
+    /// server of its own image is ready to claim.
+    async fn give_way(&self, image: &str, deadline: tokio::time::Instant) -> bool {
+        loop {
+            let ranks: HashMap<String, f64> = self
+                .demand
+                .at(crate::now_ms())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|d| (d.image, d.launches))
+                .collect();
+            let victim = {
+                let Ok(ready) = self.ready.lock() else {
+                    return false;
+                };
+                if ready.get(image).is_some_and(|r| !r.is_empty()) {
+                    return true;
+                }
+                ready
+                    .iter()
+                    .filter_map(|(i, r)| Some((ranks.get(i).copied().unwrap_or(0.0), r.last()?)))
+                    .min_by(|a, b| a.0.total_cmp(&b.0))
+                    .map(|(_, server)| server.clone())
+            };
+            match victim {
+                Some(server) => {
+                    if let Ok(mut ready) = self.ready.lock() {
+                        forget(&mut ready, &server.user);
+                    }
+                    if self.take(&server).await == Claim::Taken && self.remove(&server.user).await {
+                        tracing::info!(image, user = %server.user, "warm pool: gave a server's room to a launch");
+                        return true;
+                    }
+                }
+                None if self.unclaimed() > 0 && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                None => return false,
+            }
         }
     }
 
     /// Starts one pool server for `demand`'s image: the user, its claim
-    /// token, then the server with the latest launch's options.
-    async fn spawn(&self, demand: &Demand) -> Result<(), String> {
+    /// token, then the server with the latest launch's options. With a
+    /// total quota, it leaves the room to a launch that arrived since the
+    /// pass counted `in_flight`.
+    async fn spawn(&self, demand: &Demand, in_flight: u32) -> Result<(), String> {
         let user = format!("pool-{}", super::hub::user_name_for(&demand.repo_url));
         let made = async {
             self.hub
@@ -383,6 +575,9 @@ impl WarmPool {
                 token: super::hub::server_token(),
                 claim: claim["id"].as_str().unwrap_or_default().to_string(),
             };
+            if self.total_quota.is_some() && self.in_flight.load(Ordering::SeqCst) > in_flight {
+                return Ok(None);
+            }
             let mut options = demand.options.clone();
             options.insert("token".into(), json!(ready.token));
             options.insert("bindery_claim".into(), json!(ready.claim));
@@ -393,10 +588,10 @@ impl WarmPool {
                     Some(&Value::Object(options)),
                 )
                 .await
-                .map(|_| ready)
+                .map(|_| Some(ready))
         };
-        match made.await {
-            Ok(ready) => {
+        let failed = match made.await {
+            Ok(Some(ready)) => {
                 tracing::info!(user, image = %demand.image, "warm pool: starting a server");
                 tokio::spawn(offer_when_up(
                     self.hub.clone(),
@@ -405,18 +600,55 @@ impl WarmPool {
                     demand.image.clone(),
                     ready,
                 ));
-                Ok(())
+                return Ok(());
             }
-            Err(e) => {
-                if let Err(gone) = self.hub.delete_user(&user).await
-                    && gone.status() != Some(404)
-                {
-                    tracing::warn!(user, "warm pool: a half-made pool user stays: {gone}");
-                }
-                Err(format!("cannot start a server of {}: {e}", demand.image))
-            }
+            Ok(None) => format!(
+                "a server of {} left its room to a launch that just arrived",
+                demand.image
+            ),
+            Err(e) => format!("cannot start a server of {}: {e}", demand.image),
+        };
+        if let Err(gone) = self.hub.delete_user(&user).await
+            && gone.status() != Some(404)
+        {
+            tracing::warn!(user, "warm pool: a half-made pool user stays: {gone}");
         }
+        Err(failed)
     }
+}
+
+/// Takes `user` out of the ready servers `ready` offers.
+fn forget(ready: &mut HashMap<String, Vec<Ready>>, user: &str) {
+    for list in ready.values_mut() {
+        list.retain(|r| r.user != user);
+    }
+}
+
+/// The API path of a pool server's claim token.
+fn claim_path(server: &Ready) -> String {
+    format!(
+        "users/{}/tokens/{}",
+        segment(&server.user),
+        segment(&server.claim)
+    )
+}
+
+/// Moves a claimed pool user from the pool's group to the launches', where
+/// the culler treats it like any launch; false when it could not join them.
+async fn finish_claim(hub: &Hub, users_group: &str, pool_group: &str, user: &str) -> bool {
+    if let Err(e) = hub.add_to_group(users_group, user).await {
+        tracing::warn!(
+            user,
+            "warm pool: a claimed server stays in the pool's group until the next pass: {e}"
+        );
+        return false;
+    }
+    let body = json!({ "users": [user] });
+    let path = format!("groups/{}/users", segment(pool_group));
+    if let Err(e) = hub.request(Method::DELETE, &path, Some(&body)).await {
+        tracing::debug!("warm pool: leaving the pool's group: {e}");
+    }
+    true
 }
 
 /// Offers `server` for hand-out as soon as the hub says it is up, rather
@@ -451,7 +683,7 @@ async fn offer_when_up(
             _ => return,
         }
     }
-    metrics.pool_refilled(asked.elapsed());
+    metrics.pool_refilled(&image, asked.elapsed());
     if let Ok(mut ready) = ready.lock() {
         let list = ready.entry(image).or_default();
         if !list.iter().any(|r| r.user == server.user) {
@@ -469,9 +701,34 @@ pub struct Pooled {
     pub pool: Arc<WarmPool>,
 }
 
+/// An anonymous launch under way that the pool did not serve (yet).
+struct InFlight<'a>(&'a AtomicU32);
+
+impl<'a> InFlight<'a> {
+    fn new(count: &'a AtomicU32) -> InFlight<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        InFlight(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Launcher for Pooled {
     fn admit<'a>(&'a self, request: &'a LaunchRequest) -> BoxFuture<'a, Result<(), LaunchError>> {
-        self.inner.admit(request)
+        Box::pin(async move {
+            match self.inner.admit(request).await {
+                // The pool gives its room back when the launch comes.
+                Err(LaunchError::Quota {
+                    quota: Quota::Total,
+                    ..
+                }) if request.user.is_none() && self.pool.unclaimed() > 0 => Ok(()),
+                admitted => admitted,
+            }
+        })
     }
 
     fn launch<'a>(
@@ -480,16 +737,32 @@ impl Launcher for Pooled {
         progress: mpsc::Sender<String>,
     ) -> BoxFuture<'a, Result<Launched, LaunchError>> {
         Box::pin(async move {
-            if request.user.is_none() {
-                self.pool.record(request);
-                let claimed = self.pool.claim(&request.image).await;
-                self.pool.metrics.pool_handout(claimed.is_some());
-                if let Some(launched) = claimed {
+            if request.user.is_some() {
+                return self.inner.launch(request, progress).await;
+            }
+            self.pool.record(request);
+            let _flight = InFlight::new(&self.pool.in_flight);
+            let deadline = tokio::time::Instant::now() + GIVE_WAY_PATIENCE;
+            loop {
+                if let Some(launched) = self.pool.claim(&request.image).await {
+                    self.pool.metrics.pool_handout(&request.image, true);
                     tracing::info!(image = %request.image, "warm pool: handed out a started server");
                     return Ok(launched);
                 }
+                let launched = self.inner.launch(request, progress.clone()).await;
+                let full = matches!(
+                    launched,
+                    Err(LaunchError::Quota {
+                        quota: Quota::Total,
+                        ..
+                    })
+                );
+                if full && self.pool.give_way(&request.image, deadline).await {
+                    continue;
+                }
+                self.pool.metrics.pool_handout(&request.image, false);
+                return launched;
             }
-            self.inner.launch(request, progress).await
         })
     }
 

@@ -2,6 +2,10 @@
 //! counted either from the hub (its users' servers and their `image`
 //! option) or, as upstream's `KubernetesLaunchQuota`, from the user pods in
 //! a namespace (by label, every phase, each pod once).
+//!
+//! The warm pool's unclaimed servers take room in the total (they run), but
+//! not in a repository's quota: no one uses them yet, and a pool that holds
+//! a popular repository's servers must not refuse that repository's users.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +16,8 @@ use kube::api::ListParams;
 use serde_json::{Value, json};
 
 use super::{HealthCheck, LaunchError, LaunchRequest, Quota};
-use crate::config::{ConfigError, QuotaConfig};
-use crate::jupyterhub::Hub;
+use crate::config::{Config, ConfigError};
+use crate::jupyterhub::{Hub, segment};
 use crate::registry::naming::split_tag;
 
 const LIST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,18 +35,36 @@ enum Count {
     },
 }
 
+/// One server running or starting.
+struct Running {
+    /// Its images (a pod's containers', a hub server's `image` option).
+    images: Vec<String>,
+    /// An unclaimed warm pool server.
+    pooled: bool,
+}
+
 /// The total and per-repository quotas, and what they count.
 pub struct Quotas {
     count: Count,
     total: Option<u32>,
+    hub: Arc<Hub>,
+    /// The warm pool's group, and the group a claimed pool user joins.
+    pool: Option<(String, String)>,
 }
 
 impl Quotas {
-    /// Quotas as `config` sets them, counting on `hub` unless
+    /// Quotas as `config.quota` sets them, counting on `hub` unless
     /// `[quota.kubernetes]` says to count pods.
-    pub fn new(config: &QuotaConfig, hub: Arc<Hub>) -> Result<Quotas, ConfigError> {
+    pub fn new(config: &Config, hub: Arc<Hub>) -> Result<Quotas, ConfigError> {
+        let pool = (config.warm_pool.max_servers > 0).then(|| {
+            (
+                config.warm_pool.group.clone(),
+                config.hub.users_group.clone(),
+            )
+        });
+        let config = &config.quota;
         let count = match &config.kubernetes {
-            None => Count::Hub(hub),
+            None => Count::Hub(hub.clone()),
             Some(k) => {
                 let (client, namespace) = crate::cluster::client(
                     k.api_url.as_ref(),
@@ -59,32 +81,89 @@ impl Quotas {
         Ok(Quotas {
             count,
             total: config.total,
+            hub,
+            pool,
         })
     }
 
-    /// The images of each server running or starting now (a pod's
-    /// containers', a hub server's `image` option).
-    async fn servers(&self) -> Result<Vec<Vec<String>>, String> {
+    /// The total quota, if one is set.
+    pub fn total(&self) -> Option<u32> {
+        self.total
+    }
+
+    /// The servers running or starting now; which are pooled only where
+    /// `pooled` asks (counting pods, that takes a hub request).
+    async fn servers(&self, pooled: bool) -> Result<Vec<Running>, String> {
         match &self.count {
             Count::Hub(hub) => {
                 let users = hub.users("active").await.map_err(|e| e.to_string())?;
                 Ok(users
                     .iter()
-                    .flat_map(|u| u.servers.values())
-                    .map(|s| {
-                        let image = s.user_options.as_ref().and_then(|o| o.get("image"));
-                        vec![image.and_then(Value::as_str).unwrap_or_default().into()]
+                    .flat_map(|u| {
+                        let pooled = self.pool.as_ref().is_some_and(|(pool, users)| {
+                            u.groups.contains(pool) && !u.groups.contains(users)
+                        });
+                        u.servers.values().map(move |s| {
+                            let image = s.user_options.as_ref().and_then(|o| o.get("image"));
+                            Running {
+                                images: vec![
+                                    image.and_then(Value::as_str).unwrap_or_default().into(),
+                                ],
+                                pooled,
+                            }
+                        })
                     })
                     .collect())
             }
-            Count::Pods { pods, users, .. } => Ok(list(pods, users)
-                .await?
-                .iter()
-                .map(|pod| {
-                    let spec = pod.spec.iter().flat_map(|s| &s.containers);
-                    spec.filter_map(|c| c.image.clone()).collect()
-                })
+            Count::Pods { pods, users, .. } => {
+                let pods = list(pods, users).await?;
+                let pooled = match pooled {
+                    true => self.pool_users().await?,
+                    false => Vec::new(),
+                };
+                Ok(pods
+                    .iter()
+                    .map(|pod| {
+                        let spec = pod.spec.iter().flat_map(|s| &s.containers);
+                        // KubeSpawner annotates its pods with the user's name, unescaped.
+                        let user = pod
+                            .metadata
+                            .annotations
+                            .as_ref()
+                            .and_then(|a| a.get("hub.jupyter.org/username"));
+                        Running {
+                            images: spec.filter_map(|c| c.image.clone()).collect(),
+                            pooled: user.is_some_and(|u| pooled.contains(u)),
+                        }
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// The warm pool's group members (a claimed one leaves it moments after
+    /// joining the users' group, so for those moments it counts as pooled).
+    async fn pool_users(&self) -> Result<Vec<String>, String> {
+        let Some((pool, _)) = &self.pool else {
+            return Ok(Vec::new());
+        };
+        match self
+            .hub
+            .json(
+                reqwest::Method::GET,
+                &format!("groups/{}", segment(pool)),
+                None,
+            )
+            .await
+        {
+            Ok(group) => Ok(group["users"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|u| u.as_str().map(String::from))
                 .collect()),
+            Err(e) if e.status() == Some(404) => Ok(Vec::new()),
+            Err(e) => Err(format!("listing the warm pool's group: {e}")),
         }
     }
 
@@ -100,7 +179,7 @@ impl Quotas {
             return Ok(());
         }
         let servers = self
-            .servers()
+            .servers(repo_quota.is_some())
             .await
             .map_err(|e| LaunchError::Failed(format!("Cannot check the launch quota: {e}")))?;
         if let Some(total) = self.total
@@ -116,7 +195,7 @@ impl Quotas {
             let wanted = split_tag(&request.image).0;
             let same = servers
                 .iter()
-                .filter(|images| images.iter().any(|i| split_tag(i).0 == wanted))
+                .filter(|s| !s.pooled && s.images.iter().any(|i| split_tag(i).0 == wanted))
                 .count() as u64;
             if same >= quota {
                 tracing::info!(repo = %request.repo_url, same, quota, "per-repository quota reached");
@@ -139,9 +218,9 @@ impl Quotas {
     pub async fn health(&self) -> Option<HealthCheck> {
         let quota = self.total?;
         let counted = match &self.count {
-            Count::Hub(_) => self.servers().await.map(|s| (s.len(), None)),
+            Count::Hub(_) => self.servers(false).await.map(|s| (s.len(), None)),
             Count::Pods { pods, builds, .. } => {
-                match (self.servers().await, list(pods, builds).await) {
+                match (self.servers(false).await, list(pods, builds).await) {
                     (Ok(users), Ok(builds)) => Ok((users.len(), Some(builds.len()))),
                     (Err(e), _) | (_, Err(e)) => Err(e),
                 }

@@ -506,6 +506,14 @@ fn build_pods_on_dind_with_replicas_elect_a_culler_and_find_their_nodes() {
         (leader.lease.as_str(), leader.namespace.as_deref()),
         ("bindery-culler", Some("binder"))
     );
+    // The warm pool's passes are the leader's too, with or without the culler.
+    let pooled = config(
+        &render(
+            json!({ "replicas": 2, "cull": { "enabled": false }, "warmPool": { "maxServers": 3 } }),
+        )
+        .unwrap(),
+    );
+    assert!(pooled.cull.leader.is_some() && pooled.warm_pool.max_servers == 3);
     assert_eq!(
         c.hub.url.as_ref().unwrap().as_str(),
         "https://hub.example.org/"
@@ -978,7 +986,7 @@ fn values_the_chart_refuses() {
         "name the Gateway",
     );
     refused(
-        json!({ "replicas": 2, "warmPool": { "maxServers": 4 } }),
-        "the warm pool serves anonymous launches on one replica",
+        json!({ "hub": { "authEnabled": true }, "warmPool": { "maxServers": 4 } }),
+        "the warm pool serves anonymous launches only",
     );
 }

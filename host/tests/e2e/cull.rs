@@ -138,7 +138,7 @@ async fn idle_servers_are_culled_active_ones_kept_old_ones_stopped_and_hostile_p
     let plugins = PluginHost::start(&c).await.unwrap();
     let hub = Arc::new(Hub::new(&c.hub).unwrap().unwrap());
     let metrics = Arc::new(Metrics::default());
-    let launcher = HubLauncher::new(hub.clone(), &c.hub, &c.quota).unwrap();
+    let launcher = HubLauncher::new(hub.clone(), &c).unwrap();
 
     let idle = launch(&launcher, &image, &repo.url, &sha).await;
     let active = launch(&launcher, &image, &repo.url, &sha).await;
@@ -254,7 +254,7 @@ async fn the_culler_touches_only_what_bindery_started_and_never_an_admin() {
     let plugins = PluginHost::start(&c).await.unwrap();
     let hub = Arc::new(Hub::new(&c.hub).unwrap().unwrap());
     let metrics = Arc::new(Metrics::default());
-    let launcher = HubLauncher::new(hub.clone(), &c.hub, &c.quota).unwrap();
+    let launcher = HubLauncher::new(hub.clone(), &c).unwrap();
     let ours = user_of(&launch(&launcher, &image, &repo.url, &sha).await);
     // An ordinary user's own server, and a server of the hub's admin
     // (scripts/jupyterhub_config.py) that even carries Bindery's fields.

@@ -432,12 +432,13 @@ async fn a_hub_that_is_down_or_failing_gets_retries_then_a_clear_failure() {
 
 /// The warm pool: after a launch, a server of its image is started ahead of
 /// the next one, which is handed it at once; a server goes to one launch
-/// only, and the pool starts another.
+/// only, and the pool starts another. Last, a click through the launch page
+/// in a real browser lands on a pool server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_launched_image_gets_a_started_server_handed_to_one_launch() {
     let registry = OciRegistry::start(None);
     let hub = JupyterHub::start().await;
-    let (repo, sha, _) = built_repo(&registry);
+    let (repo, sha, image) = built_repo(&registry);
     let data = tempfile::tempdir().unwrap();
     let mut c = launch_config(data.path(), &registry, &hub.url, &hub.token);
     with_pool(&mut c, 2);
@@ -510,11 +511,13 @@ async fn a_launched_image_gets_a_started_server_handed_to_one_launch() {
     );
 
     let metrics = s.metrics().await;
+    let name = bindery::registry::naming::split_tag(&image).0;
     for line in [
-        r#"bindery_warm_pool_handouts_total{outcome="hit"} 1"#,
-        r#"bindery_warm_pool_handouts_total{outcome="miss"} 2"#,
+        format!(r#"bindery_warm_pool_handouts_total{{image="{name}",outcome="hit"}} 1"#),
+        format!(r#"bindery_warm_pool_handouts_total{{image="{name}",outcome="miss"}} 2"#),
+        format!(r#"bindery_warm_pool_refill_seconds_count{{image="{name}"}} "#),
     ] {
-        assert!(metrics.contains(line), "{line}\n{metrics}");
+        assert!(metrics.contains(&line), "{line}\n{metrics}");
     }
     let health = s.health().await;
     let pool = health["checks"]
@@ -526,12 +529,6 @@ async fn a_launched_image_gets_a_started_server_handed_to_one_launch() {
     assert_eq!(
         (&pool["ok"], &pool["max_servers"]),
         (&json!(true), &json!(2))
-    );
-    // The first pool server at least, maybe its replacement too by now.
-    assert!(
-        !metrics.contains("bindery_warm_pool_refill_seconds_count 0")
-            && metrics.contains("bindery_warm_pool_refill_seconds_count "),
-        "{metrics}"
     );
 
     // The claimed server is a launch like any other now, and the pool starts
@@ -608,4 +605,275 @@ async fn a_launched_image_gets_a_started_server_handed_to_one_launch() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+
+    // A click on the launch link, in a real browser: the page is handed the
+    // pool's server and lands on it; no server is started on the way.
+    let fresh = hub.ready_pool_servers(1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // A repository's quota counts its users' servers, not the pool's: with
+    // none running now (the culler took them) and a quota of one, the
+    // unclaimed pool server of the image leaves the launch its room.
+    let request = bindery::launch::LaunchRequest {
+        image: image.clone(),
+        repo_url: repo.url.clone(),
+        ref_url: String::new(),
+        launch_host: String::new(),
+        binder_request: String::new(),
+        persistent_request: String::new(),
+        client_ip: String::new(),
+        repo_config: json!({ "quota": 1 }).as_object().unwrap().clone(),
+        user: None,
+    };
+    let hub_client = Arc::new(bindery::jupyterhub::Hub::new(&c.hub).unwrap().unwrap());
+    let quotas = |c: &bindery::config::Config| {
+        bindery::launch::quota::Quotas::new(c, hub_client.clone()).unwrap()
+    };
+    assert_eq!(quotas(&c).check(&request).await, Ok(()));
+    let mut unpooled = c.clone();
+    unpooled.warm_pool.max_servers = 0;
+    assert!(
+        matches!(
+            quotas(&unpooled).check(&request).await,
+            Err(bindery::launch::LaunchError::Quota { .. })
+        ),
+        "counted as a server of the repository when it is no pool's"
+    );
+    let launched_users = |users: Vec<Value>| -> Vec<String> {
+        let mut names: Vec<String> = users
+            .iter()
+            .filter_map(|u| u["name"].as_str())
+            .filter(|n| !n.starts_with("pool-"))
+            .map(String::from)
+            .collect();
+        names.sort();
+        names
+    };
+    let before = launched_users(hub.users().await);
+    let page = format!("{}/v2/git/{}", s.base, git_spec(&repo.url, &sha));
+    let server = format!("{}user/{}/", hub.url, fresh[0]);
+    let landed = tokio::task::spawn_blocking(move || {
+        let mut b = support::browser::Browser::start();
+        b.navigate(&page);
+        b.wait_for("location.href", Duration::from_secs(60), |v| {
+            v.as_str().is_some_and(|h| h.starts_with(&server))
+        });
+        b.wait_for("document.readyState", Duration::from_secs(30), |v| {
+            v == "complete"
+        });
+        // The server let the browser in with the launch's token: its API
+        // answers the browser's own session now.
+        b.eval(
+            "(() => { const x = new XMLHttpRequest(); x.open('GET', 'api/status', false); \
+             x.send(); return [location.href, x.status]; })()",
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(landed[1], 200, "the page opens the server: {landed}");
+    assert_eq!(
+        launched_users(hub.users().await),
+        before,
+        "no launch user was made on the way"
+    );
+}
+
+/// Sets the Lease both replicas contend for as an admin would: held by
+/// `holder` for an hour, or (`None`) expired, for the next replica to take.
+async fn set_lease(api: &KubeApi, holder: Option<&str>) {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let (client, _) =
+        bindery::cluster::client(Some(&api.url.parse().unwrap()), Some("binder"), "test").unwrap();
+    let leases: kube::Api<Lease> = kube::Api::namespaced(client, "binder");
+    let mut lease = leases.get("bindery-culler").await.unwrap();
+    let spec = lease.spec.as_mut().unwrap();
+    use k8s_openapi::jiff::Timestamp;
+    let renewed = match holder {
+        Some(_) => Timestamp::now(),
+        None => Timestamp::UNIX_EPOCH,
+    };
+    spec.holder_identity = Some(holder.unwrap_or("gone").into());
+    spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+        renewed,
+    ));
+    spec.lease_duration_seconds = Some(3600);
+    leases
+        .replace("bindery-culler", &Default::default(), &lease)
+        .await
+        .unwrap();
+}
+
+/// Servers on the hub now (ready or starting), and unclaimed pool servers;
+/// `None` when the hub does not answer.
+async fn try_servers(hub: &(String, String)) -> Option<(usize, usize)> {
+    let users: Vec<Value> = reqwest::Client::new()
+        .get(format!("{}users", hub.0))
+        .header("authorization", format!("token {}", hub.1))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let running = |u: &&Value| u["servers"].as_object().is_some_and(|s| !s.is_empty());
+    let pooled = |u: &&Value| {
+        u["groups"].as_array().is_some_and(|g| {
+            g.contains(&json!("binder-pool")) && !g.contains(&json!("binder-users"))
+        })
+    };
+    Some((
+        users.iter().filter(running).count(),
+        users.iter().filter(running).filter(pooled).count(),
+    ))
+}
+
+async fn servers(hub: &(String, String)) -> (usize, usize) {
+    try_servers(hub).await.expect("the hub answers")
+}
+
+/// Hits of the warm pool a service counted, over all images.
+fn pool_hits(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("bindery_warm_pool_handouts_total{") && l.contains(r#"outcome="hit""#)
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// Fifty launches at once, spread over two replicas, against a pool of five
+/// that the replica holding the Lease started: five are handed a pool
+/// server and forty-five launch as usual, no server goes to two launches,
+/// and the total quota holds throughout. The pool refills only into room
+/// the quota leaves, and gives a server's room to a launch that needs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_launches_at_once_share_a_pool_of_five_within_the_quota() {
+    const TOTAL: u32 = 52;
+    let registry = OciRegistry::start(None);
+    let hub = JupyterHub::start().await;
+    let api = KubeApi::start().await;
+    let (repo, sha, _) = built_repo(&registry);
+    let data = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut replicas = Vec::new();
+    for (i, identity) in ["a", "b"].into_iter().enumerate() {
+        let mut c = launch_config(data[i].path(), &registry, &hub.url, &hub.token);
+        with_pool(&mut c, 5);
+        c.plugins.get_mut("popular").unwrap().config =
+            toml::from_str("min_launches = 0.5\nlaunches_per_server = 0.2\nmax_per_image = 5")
+                .unwrap();
+        c.quota.total = Some(TOTAL);
+        c.cull.leader = Some(bindery::config::LeaderConfig {
+            api_url: Some(api.url.parse().unwrap()),
+            namespace: Some("binder".into()),
+            identity: Some(identity.into()),
+            lease_secs: 2,
+            ..Default::default()
+        });
+        replicas.push(launch_service(c).await);
+    }
+    // The peak of servers on the hub, sampled all along.
+    let api_of = (hub.api.clone(), hub.token.clone());
+    let peak = Arc::new(AtomicUsize::new(0));
+    let sampler = {
+        let (peak, api_of) = (peak.clone(), api_of.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Some((n, _)) = try_servers(&api_of).await {
+                    peak.fetch_max(n, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+
+    // One launch through each replica (each counts its own launches), and
+    // whichever leads fills the pool.
+    for s in &replicas {
+        let first = launch(s, &repo, &sha).await;
+        assert_eq!(first.last()["phase"], "ready", "{}", first.raw);
+    }
+    let pooled = hub.ready_pool_servers(5).await;
+    assert_eq!(pooled.len(), 5, "{pooled:?}");
+    // An admin holds the Lease now: neither replica starts or removes pool
+    // servers during the burst, so exactly five can be handed out; both
+    // still see the pool and hand it out.
+    set_lease(&api, Some("admin")).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(hub.ready_pool_servers(5).await.len(), 5);
+
+    let burst = (0..50).map(|i| launch(&replicas[i % 2], &repo, &sha));
+    let burst = futures_util::future::join_all(burst).await;
+    let mut urls: Vec<String> = burst
+        .iter()
+        .map(|got| {
+            assert_eq!(got.last()["phase"], "ready", "{}\n{}", got.raw, hub.log());
+            got.last()["url"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let handed: Vec<&String> = urls
+        .iter()
+        .filter(|u| pooled.iter().any(|p| u.contains(&format!("/user/{p}/"))))
+        .collect();
+    assert_eq!(handed.len(), 5, "{urls:?}");
+    urls.sort();
+    urls.dedup();
+    assert_eq!(urls.len(), 50, "every server goes to one launch");
+    let hits = pool_hits(&replicas[0].metrics().await) + pool_hits(&replicas[1].metrics().await);
+    assert_eq!(hits, 5);
+    assert_eq!(servers(&api_of).await, (TOTAL as usize, 0));
+
+    // The Lease expires: a replica leads again, and wants five pool
+    // servers, but the quota is full, so it starts none.
+    set_lease(&api, None).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(servers(&api_of).await, (TOTAL as usize, 0));
+    let refused = launch(&replicas[0], &repo, &sha).await;
+    assert_eq!(
+        refused.last()["message"],
+        "Too many users on this BinderHub! Try again soon.\n",
+        "{}",
+        refused.raw
+    );
+
+    // Four launches end: the pool refills into their room, four of five.
+    for url in &burst
+        .iter()
+        .map(|b| b.last()["url"].as_str().unwrap())
+        .collect::<Vec<_>>()[..4]
+    {
+        let user = url
+            .split("/user/")
+            .nth(1)
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap();
+        let (status, body) = hub
+            .api(reqwest::Method::DELETE, &format!("users/{user}"))
+            .await;
+        assert!(matches!(status, 202 | 204), "{status} {body}");
+    }
+    let refilled = hub.ready_pool_servers(4).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(servers(&api_of).await, (TOTAL as usize, 4), "{refilled:?}");
+
+    // A launch of another image finds the quota full of pool servers: the
+    // pool gives one up for it.
+    let (other, other_sha, _) = built_repo(&registry);
+    let given = launch(&replicas[1], &other, &other_sha).await;
+    assert_eq!(
+        given.last()["phase"],
+        "ready",
+        "{}\n{}",
+        given.raw,
+        hub.log()
+    );
+    assert_eq!(servers(&api_of).await, (TOTAL as usize, 3));
+    sampler.abort();
+    assert!(
+        peak.load(Ordering::SeqCst) <= TOTAL as usize,
+        "{} servers at the peak, over the quota of {TOTAL}",
+        peak.load(Ordering::SeqCst)
+    );
 }

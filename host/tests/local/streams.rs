@@ -215,8 +215,8 @@ async fn a_stopping_service_closes_the_streams_still_open_after_its_grace_period
     // Then every background task ended, on the one shutdown path.
     assert!(
         log.contains(
-            "background tasks ended: cache janitor, build recovery, health checks, culler, \
-             culler lease, plugin watch, config file watch"
+            "background tasks ended: cache janitor, lease, build recovery, health checks, \
+             culler, plugin watch, config file watch"
         ),
         "every background task ends: {log}"
     );

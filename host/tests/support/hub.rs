@@ -259,7 +259,7 @@ pub async fn launch_service(c: bindery::config::Config) -> super::service::Servi
     use std::sync::Arc;
     let hub = Arc::new(bindery::jupyterhub::Hub::new(&c.hub).unwrap().unwrap());
     let launcher: Arc<dyn bindery::launch::Launcher> =
-        Arc::new(bindery::launch::hub::HubLauncher::new(hub, &c.hub, &c.quota).unwrap());
+        Arc::new(bindery::launch::hub::HubLauncher::new(hub, &c).unwrap());
     super::service::Service::start_with(c, bindery::app::Builds::Off, Some(launcher)).await
 }
 

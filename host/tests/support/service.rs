@@ -149,7 +149,7 @@ impl Service {
         let plugins = PluginHost::start(&config)
             .await
             .unwrap_or_else(|e| panic!("{e:?}"));
-        let App { state, tasks } = App::with(config, plugins, builds, launcher).unwrap();
+        let App { state, tasks, .. } = App::with(config, plugins, builds, launcher).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let edge = bindery::edge::Edge::new(&state.config.web);
