@@ -75,5 +75,6 @@ c.DockerSpawner.remove = True
 c.DockerSpawner.extra_host_config = {"init": True}
 c.DockerSpawner.name_template = env["HUB_CONTAINER_PREFIX"] + "-{username}-{servername}"
 c.Spawner.environment = {"JUPYTERHUB_ACTIVITY_INTERVAL": "5", "JUPYTERHUB_ALLOW_TOKEN_IN_URL": "1"}
-c.Spawner.start_timeout = 120
-c.Spawner.http_timeout = 60
+# Generous: a test starts fifty servers at once on two cores.
+c.Spawner.start_timeout = 240
+c.Spawner.http_timeout = 240

@@ -19,7 +19,8 @@ use crate::config::CacheConfig;
 pub enum Freshness {
     /// A commit sha or a versioned record: until evicted.
     Immutable,
-    /// A branch, tag, `HEAD` or unversioned record: `moving_ref_ttl_secs`.
+    /// A branch, tag, `HEAD` or unversioned record: `moving_ref_revalidate_ms`,
+    /// and as a stand-in while the provider fails, `moving_ref_ttl_secs`.
     Moving,
     /// The upstream said it does not exist: `not_found_ttl_secs`.
     NotFound,
@@ -110,11 +111,27 @@ impl RefCache {
         };
         let ttl_ms = match entry.freshness {
             Freshness::Immutable => return Ok(Some((entry.value, entry.freshness))),
-            Freshness::Moving => self.config.moving_ref_ttl_secs * 1000,
+            Freshness::Moving => self.config.moving_ref_revalidate_ms,
             Freshness::NotFound => self.config.not_found_ttl_secs * 1000,
         };
         let fresh = now_ms.saturating_sub(entry.fetched_at_ms) < ttl_ms;
         Ok(fresh.then_some((entry.value, entry.freshness)))
+    }
+
+    /// A moving ref's last value, no longer fresh but within
+    /// `moving_ref_ttl_secs`: what serves while the provider cannot answer.
+    pub fn stand_in<T: DeserializeOwned>(
+        &self,
+        provider: &str,
+        spec: &str,
+        now_ms: u64,
+    ) -> Result<Option<T>, CacheError> {
+        let Some(entry) = self.refs.get::<Entry<T>>(key(provider, spec))? else {
+            return Ok(None);
+        };
+        let within =
+            now_ms.saturating_sub(entry.fetched_at_ms) < self.config.moving_ref_ttl_secs * 1000;
+        Ok((entry.freshness == Freshness::Moving && within).then_some(entry.value))
     }
 
     /// Stores a value fetched at `now_ms`, replacing any older one, and evicts
@@ -192,6 +209,7 @@ mod tests {
 
     fn cache(dir: &std::path::Path, max_refs: usize) -> RefCache {
         let config = CacheConfig {
+            moving_ref_revalidate_ms: 1_000,
             moving_ref_ttl_secs: 60,
             not_found_ttl_secs: 300,
             max_refs,
@@ -211,8 +229,17 @@ mod tests {
         c.put("gh", "a/b/nope", &"", Freshness::NotFound, 1_000)
             .unwrap();
         let get = |spec: &str, now: u64| c.get::<String>("gh", spec, now).unwrap().map(|(v, _)| v);
-        assert_eq!(get("a/b/main", 60_999).as_deref(), Some("sha1"));
-        assert_eq!(get("a/b/main", 61_000), None);
+        assert_eq!(get("a/b/main", 1_999).as_deref(), Some("sha1"));
+        assert_eq!(get("a/b/main", 2_000), None);
+        // Past that, it stands in only while the provider fails, and only so long.
+        let stand_in = |spec: &str, now: u64| c.stand_in::<String>("gh", spec, now).unwrap();
+        assert_eq!(stand_in("a/b/main", 60_999).as_deref(), Some("sha1"));
+        assert_eq!(stand_in("a/b/main", 61_000), None);
+        assert_eq!(
+            stand_in("a/b/nope", 2_000),
+            None,
+            "only a moving ref stands in"
+        );
         assert_eq!(get("a/b/0123", u64::MAX).as_deref(), Some("sha2"));
         assert!(get("a/b/nope", 300_999).is_some());
         assert!(get("a/b/nope", 301_000).is_none());

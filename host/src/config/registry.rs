@@ -50,8 +50,13 @@ impl Default for RegistryConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
-    /// How long a branch, tag, `HEAD` or unversioned record stays resolved.
-    /// Immutable refs (a sha, a versioned DOI) stay until evicted.
+    /// A branch, tag, `HEAD` or unversioned record resolved longer ago than
+    /// this is asked again on the next request (requests at once share one
+    /// call, conditional where the forge has ETags), so a push shows on the
+    /// next click. Immutable refs (a sha, a versioned DOI) stay until evicted.
+    pub moving_ref_revalidate_ms: u64,
+    /// How long a moving ref's last resolution stands in when asking again
+    /// fails (the forge is down or limits the rate).
     pub moving_ref_ttl_secs: u64,
     /// How long "not found" is remembered (upstream: 300 s).
     pub not_found_ttl_secs: u64,
@@ -65,7 +70,8 @@ pub struct CacheConfig {
 impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
-            moving_ref_ttl_secs: 60,
+            moving_ref_revalidate_ms: 1000,
+            moving_ref_ttl_secs: 600,
             not_found_ttl_secs: 300,
             max_refs: 100_000,
             max_environment_repos: 10_000,

@@ -328,6 +328,25 @@ impl Asker {
 
     /// One plugin call, its outcome stored in the cache.
     async fn ask(&self, provider: &str, spec: &str) -> Result<Resolved, ResolveError> {
+        match self.ask_provider(provider, spec).await {
+            Err(e @ (ResolveError::Failed { .. } | ResolveError::RateLimited { .. })) => {
+                match self.stand_in(provider, spec) {
+                    Some(last) => {
+                        tracing::warn!(
+                            provider,
+                            spec,
+                            "the provider failed; its last resolution stands in: {e}"
+                        );
+                        Ok(last)
+                    }
+                    None => Err(e),
+                }
+            }
+            answered => answered,
+        }
+    }
+
+    async fn ask_provider(&self, provider: &str, spec: &str) -> Result<Resolved, ResolveError> {
         let key = format!("{provider}:{spec}");
         let started = Instant::now();
         let answer = self.plugins.resolve(provider, spec).await;
@@ -368,6 +387,22 @@ impl Asker {
             Ok(hit) => hit.map(|(outcome, _)| outcome),
             Err(e) => {
                 tracing::warn!(provider, "ref cache read failed, resolving afresh: {e}");
+                None
+            }
+        }
+    }
+
+    /// A moving ref's last resolution, for while its provider fails.
+    fn stand_in(&self, provider: &str, spec: &str) -> Option<Resolved> {
+        match self
+            .cache
+            .as_ref()?
+            .stand_in::<Outcome>(provider, spec, now_ms())
+        {
+            Ok(Some(Outcome::Found(r))) => Some(r),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(provider, "ref cache read failed: {e}");
                 None
             }
         }

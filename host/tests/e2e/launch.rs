@@ -763,6 +763,8 @@ async fn fifty_launches_at_once_share_a_pool_of_five_within_the_quota() {
             toml::from_str("min_launches = 0.5\nlaunches_per_server = 0.2\nmax_per_image = 5")
                 .unwrap();
         c.quota.total = Some(TOTAL);
+        // Fifty Jupyter servers starting at once on two cores take a while.
+        c.hub.launch_timeout_secs = 300;
         c.cull.leader = Some(bindery::config::LeaderConfig {
             api_url: Some(api.url.parse().unwrap()),
             namespace: Some("binder".into()),

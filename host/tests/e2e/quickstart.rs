@@ -273,7 +273,7 @@ async fn a_click_builds_launches_and_shows_the_notebook_then_caches_and_layers()
     git(work.path(), &["commit", "-qam", "Only the notebook"]);
     git(work.path(), &["push", "-q", "origin", "main"]);
     let sha = git(work.path(), &["rev-parse", "HEAD"]);
-    // By sha: HEAD is believed for `cache.moving_ref_ttl_secs` after it was resolved.
+    // By sha, as a link to the new revision is shared.
     let by_sha = first.launch.replace("/HEAD?", &format!("/{sha}?"));
     let link = by_sha.clone();
     let (log, outputs) = tokio::task::spawn_blocking(move || {

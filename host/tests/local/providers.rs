@@ -249,7 +249,7 @@ async fn an_immutable_ref_is_resolved_once_and_a_moving_one_revalidates_with_its
     let forges = Forges::start().await;
     let data = tempfile::tempdir().unwrap();
     let mut c = config(&forges, data.path());
-    c.cache.moving_ref_ttl_secs = 0;
+    c.cache.moving_ref_revalidate_ms = 0;
     let app = start(c).await;
     let state = &app.state;
 
@@ -271,7 +271,7 @@ async fn an_immutable_ref_is_resolved_once_and_a_moving_one_revalidates_with_its
     }
     assert_eq!(forges.hits("/doi/10.5281/zenodo.3242074").len(), 1);
 
-    // A branch is asked again once its TTL (here 0) is over, conditionally.
+    // A branch is asked again once its TTL (here 0 ms) is over, conditionally.
     resolve(state, "gh", "binder-examples/requirements/main")
         .await
         .unwrap();
@@ -290,10 +290,10 @@ async fn concurrent_first_requests_for_one_spec_make_one_upstream_call() {
     let forges = Forges::start().await;
     let data = tempfile::tempdir().unwrap();
     let mut c = config(&forges, data.path());
-    c.cache.moving_ref_ttl_secs = 0;
+    c.cache.moving_ref_revalidate_ms = 0;
     let app = start(c).await;
     let state = &app.state;
-    // Even with nothing cached for long (TTL 0), requests that overlap share one call.
+    // Even with nothing fresh for long (0 ms), requests that overlap share one call.
     let all: Vec<_> = (0..100)
         .map(|_| {
             let s = state.clone();
@@ -745,4 +745,51 @@ async fn forgejo_at(wasm: &Path) -> (App, Forges, tempfile::TempDir) {
     let loaded = state.plugins.get("forge").unwrap();
     assert_eq!(loaded.display.as_ref().unwrap().display_name, "Forgejo");
     (app, forges, data)
+}
+
+/// A branch link follows a push on the next click once the last resolution
+/// is `moving_ref_revalidate_ms` old; while the forge is down, the last
+/// resolution stands in rather than fail every launch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_shows_on_the_next_click_and_a_forge_outage_serves_the_last_revision() {
+    let (server, first) = support::GitHttp::with_repo("group/repo.git").await;
+    let data = tempfile::tempdir().unwrap();
+    let forges = Forges::start().await;
+    let mut c = config(&forges, data.path());
+    c.plugins.get_mut("git").unwrap().private_networks = vec!["127.0.0.0/8".parse().unwrap()];
+    c.cache.moving_ref_revalidate_ms = 3000;
+    let app = start(c).await;
+    let url = format!("http://127.0.0.1:{}/group/repo.git", server.port);
+    let escaped = url.replace(':', "%3A").replace('/', "%2F");
+    let spec = format!("{escaped}/HEAD");
+    let head = || resolve(&app.state, "git", &spec);
+
+    assert_eq!(head().await.unwrap().resolved_ref, first);
+    let resolved_at = std::time::Instant::now();
+    let pushed = server.commit("group/repo.git", &[("new.txt", b"pushed\n")]);
+    // Within the window, the last resolution serves with no call.
+    assert_eq!(head().await.unwrap().resolved_ref, first);
+    tokio::time::sleep(
+        std::time::Duration::from_millis(3100).saturating_sub(resolved_at.elapsed()),
+    )
+    .await;
+    assert_eq!(
+        head().await.unwrap().resolved_ref,
+        pushed,
+        "the next click sees the push"
+    );
+
+    drop(server);
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    assert_eq!(
+        head().await.unwrap().resolved_ref,
+        pushed,
+        "the forge is down: the last resolution stands in"
+    );
+    // A ref never resolved has nothing to stand in.
+    let other = format!("{escaped}/other");
+    assert!(matches!(
+        resolve(&app.state, "git", &other).await,
+        Err(ResolveError::Failed { .. })
+    ));
 }
