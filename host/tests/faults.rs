@@ -100,9 +100,17 @@ async fn until_run_step() {
         "the build's RUN step",
         Duration::from_secs(120),
         async || {
-            let running =
-                engine().docker(&["ps", "-q", "--filter", "ancestor=bindery-test/jupyter:1"]);
-            !String::from_utf8_lossy(&running.stdout).trim().is_empty()
+            // Not a Jupyter server an earlier hub test left (`bindery-hub-*`).
+            let running = engine().docker(&[
+                "ps",
+                "--format",
+                "{{.Names}}",
+                "--filter",
+                "ancestor=bindery-test/jupyter:1",
+            ]);
+            String::from_utf8_lossy(&running.stdout)
+                .lines()
+                .any(|name| !name.starts_with("bindery-hub-"))
         },
     )
     .await;

@@ -70,9 +70,10 @@ pub struct GitWire {
 }
 
 impl GitWire {
-    /// A wire under `egress`. Registers the transport with libgit2 the first time.
+    /// A wire under `egress`. Its first run registers the transport with
+    /// libgit2: initialising libgit2 reads the system's CA bundle (about
+    /// 30 ms), which has no place on the start-up path.
     pub fn new(egress: Arc<EgressPolicy>) -> Arc<Self> {
-        register();
         Arc::new(GitWire {
             egress,
             client: OnceLock::new(),
@@ -113,6 +114,7 @@ impl GitWire {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        register();
         let deadline = Instant::now() + limits.timeout;
         let permit = tokio::time::timeout(limits.timeout, slots.acquire())
             .await
@@ -262,7 +264,8 @@ fn register() {
     REGISTERED.call_once(|| {
         for (scheme, rpc) in [("git", false), ("http", true), ("https", true)] {
             // SAFETY: once per process, and before any git network operation,
-            // which needs a session, which needs a wire made here.
+            // which needs a session, which only a wire's run (which calls
+            // this first) makes.
             let registered = unsafe {
                 git2::transport::register(scheme, move |remote| {
                     Transport::smart(remote, rpc, Subtransport::default())

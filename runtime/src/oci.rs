@@ -26,7 +26,10 @@ const LEGACY_LAYER_MEDIA_TYPE: &str = oci_client::manifest::WASM_LAYER_MEDIA_TYP
 
 /// Pulls and pushes plugin components.
 pub struct OciPlugins {
-    client: Client,
+    /// Built at the first pull or push: building it reads the system's CA
+    /// bundle (about 60 ms), and most hosts load no plugin from a registry.
+    client: std::sync::OnceLock<Client>,
+    protocol: ClientProtocol,
     auth: RegistryAuth,
     cache: PathBuf,
 }
@@ -34,10 +37,7 @@ pub struct OciPlugins {
 impl OciPlugins {
     /// A client for `config`, caching under `default_cache` unless the config names a directory.
     pub fn new(config: &OciPluginConfig, default_cache: &Path) -> OciPlugins {
-        let client = Client::new(ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(config.insecure_registries.clone()),
-            ..Default::default()
-        });
+        let protocol = ClientProtocol::HttpsExcept(config.insecure_registries.clone());
         let auth = match (
             &config.username,
             config.password.as_ref().and_then(SecretSource::read),
@@ -46,13 +46,23 @@ impl OciPlugins {
             _ => RegistryAuth::Anonymous,
         };
         OciPlugins {
-            client,
+            client: std::sync::OnceLock::new(),
+            protocol,
             auth,
             cache: config
                 .cache_dir
                 .clone()
                 .unwrap_or_else(|| default_cache.to_path_buf()),
         }
+    }
+
+    fn client(&self) -> &Client {
+        self.client.get_or_init(|| {
+            Client::new(ClientConfig {
+                protocol: self.protocol.clone(),
+                ..Default::default()
+            })
+        })
     }
 
     fn cached(&self, manifest_digest: &str) -> (PathBuf, PathBuf) {
@@ -83,7 +93,7 @@ impl OciPlugins {
             tracing::warn!(path = %wasm_path.display(), "a cached plugin does not match its digest; pulling it again");
         }
         let (body, _) = self
-            .client
+            .client()
             .pull_manifest_raw(&parsed, &self.auth, &[OCI_IMAGE_MEDIA_TYPE])
             .await
             .map_err(|e| format!("cannot get its manifest from the registry: {e}"))?;
@@ -107,7 +117,7 @@ impl OciPlugins {
             ));
         };
         let mut wasm = Vec::with_capacity(usize::try_from(layer.size).unwrap_or(0));
-        self.client
+        self.client()
             .pull_blob(&parsed, *layer, &mut wasm)
             .await
             .map_err(|e| match e {
@@ -168,7 +178,7 @@ impl OciPlugins {
         let mut manifest = OciImageManifest::build(&layers, &config, None);
         manifest.artifact_type = None;
         let pushed = self
-            .client
+            .client()
             .push(&parsed, &layers, config, &self.auth, Some(manifest))
             .await
             .map_err(|e| format!("cannot push to {reference}: {e}"))?;
@@ -181,7 +191,7 @@ impl OciPlugins {
         let digest = match digest {
             Some(d) => d,
             None => self
-                .client
+                .client()
                 .fetch_manifest_digest(&parsed, &self.auth)
                 .await
                 .map_err(|e| format!("pushed, but its digest cannot be read back: {e}"))?,

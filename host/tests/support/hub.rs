@@ -184,6 +184,12 @@ impl JupyterHub {
         let _ = self.child.kill();
         let _ = self.child.wait();
         self.kill_proxy();
+        self.remove_containers();
+    }
+
+    /// Removes the servers' containers the hub left (it was killed, or did
+    /// not stop them all in time): a later test must not find them running.
+    fn remove_containers(&self) {
         let e = engine();
         let listed = e.docker(&[
             "ps",
@@ -219,6 +225,7 @@ impl Drop for JupyterHub {
         let _ = self.child.kill();
         let _ = self.child.wait();
         self.kill_proxy();
+        self.remove_containers();
     }
 }
 
