@@ -220,9 +220,10 @@ impl Culler {
 
     /// Whether `user` is a warm-pool server waiting for its launch.
     fn unclaimed_pool_server(&self, user: &UserModel) -> bool {
-        self.scope.pool_group.as_ref().is_some_and(|pool| {
-            user.groups.contains(pool) && !user.groups.contains(&self.scope.group)
-        })
+        self.scope
+            .pool_group
+            .as_ref()
+            .is_some_and(|pool| user.unclaimed_in_pool(pool, &self.scope.group))
     }
 
     /// The chain's decision per server; undecided servers are kept.

@@ -102,6 +102,14 @@ pub struct UserModel {
     pub servers: std::collections::BTreeMap<String, ServerModel>,
 }
 
+impl UserModel {
+    /// A warm pool server no launch has claimed: in the pool's group, not
+    /// (yet) in the launches' `users_group`.
+    pub fn unclaimed_in_pool(&self, pool_group: &str, users_group: &str) -> bool {
+        self.groups.iter().any(|g| g == pool_group) && !self.groups.iter().any(|g| g == users_group)
+    }
+}
+
 /// How a stop request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {

@@ -77,9 +77,7 @@ impl Listing {
     fn of(users: &[UserModel], pool_group: &str, users_group: &str) -> Listing {
         let mut listing = Listing::default();
         for user in users {
-            let pooled = user.groups.iter().any(|g| g == pool_group)
-                && !user.groups.iter().any(|g| g == users_group);
-            if !pooled {
+            if !user.unclaimed_in_pool(pool_group, users_group) {
                 listing.launched += user.servers.len() as u32;
                 continue;
             }

@@ -100,9 +100,10 @@ impl Quotas {
                 Ok(users
                     .iter()
                     .flat_map(|u| {
-                        let pooled = self.pool.as_ref().is_some_and(|(pool, users)| {
-                            u.groups.contains(pool) && !u.groups.contains(users)
-                        });
+                        let pooled = self
+                            .pool
+                            .as_ref()
+                            .is_some_and(|(pool, users)| u.unclaimed_in_pool(pool, users));
                         u.servers.values().map(move |s| {
                             let image = s.user_options.as_ref().and_then(|o| o.get("image"));
                             Running {
