@@ -262,7 +262,12 @@ async fn remove(hub: Arc<Hub>, user: String, server: String, temporary: bool, pa
         match removed {
             Ok(()) => return,
             Err(e) if e.status() == Some(404) => return,
-            Err(e) if e.status() == Some(400) && tokio::time::Instant::now() < give_up => {
+            // 400 while the spawn is pending; 500 ("Spawner … is active")
+            // when the spawn began but the hub does not list it pending yet.
+            Err(e)
+                if matches!(e.status(), Some(400 | 500))
+                    && tokio::time::Instant::now() < give_up =>
+            {
                 tracing::debug!(user, server, "not removable yet: {e}");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
