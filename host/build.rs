@@ -14,7 +14,14 @@ fn main() {
         .parent()
         .expect("host/ sits in the workspace")
         .to_path_buf();
-    for watched in ["plugins", "sdk", "wit"] {
+    for watched in [
+        "plugins",
+        "sdk",
+        "wit",
+        "runtime/precompile",
+        "runtime/src/engine_config.rs",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
@@ -48,15 +55,73 @@ fn main() {
             "plugin",
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        for (name, path) in names.iter().zip(wasm) {
+        let precompiled = precompile(&root, &target_dir, &out_dir, &names, &wasm);
+        for (name, path) in names.iter().zip(&wasm) {
+            let code = match &precompiled {
+                Some((dir, key)) => format!(
+                    "Some(Precompiled {{ engine_key: {key:?}, code: include_bytes!({:?}) }})",
+                    dir.join(format!("{name}.cwasm")).display().to_string()
+                ),
+                None => "None".into(),
+            };
             entries.push_str(&format!(
-                "    ({name:?}, include_bytes!({:?})),\n",
+                "    BundledPlugin {{ name: {name:?}, wasm: include_bytes!({:?}), precompiled: {code} }},\n",
                 path.display().to_string()
             ));
         }
     }
     let code = format!(
-        "/// (name, component) of every bundled plugin.\npub static BUNDLED: &[(&str, &[u8])] = &[\n{entries}];\n"
+        "/// Every bundled plugin.\npub static BUNDLED: &[BundledPlugin] = &[\n{entries}];\n"
     );
     std::fs::write(out_dir.join("bundled.rs"), code).expect("write bundled.rs");
+}
+
+/// Compiles the bundled plugins for the runtime's engine on this machine with
+/// `bindery-precompile` (built once per target directory, shared by every
+/// profile), so a new process loads them without compiling: returns the
+/// directory of `<name>.cwasm` files and the engine key they are valid for.
+/// A cross-compiled host compiles its plugins when it first runs instead.
+fn precompile(
+    root: &Path,
+    target_dir: &Path,
+    out_dir: &Path,
+    names: &[String],
+    wasm: &[PathBuf],
+) -> Option<(PathBuf, String)> {
+    if std::env::var("TARGET").ok() != std::env::var("HOST").ok() {
+        return None;
+    }
+    let nested = target_dir.join("bundled-plugins");
+    let built = cargo::cargo_command()
+        .arg("build")
+        .arg("--manifest-path")
+        .arg(root.join("Cargo.toml"))
+        .args(["-p", "bindery-precompile", "--profile", "precompile"])
+        .arg("--target-dir")
+        .arg(&nested)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cargo: {e}"));
+    assert!(
+        built.status.success(),
+        "building bindery-precompile failed:\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let dir = out_dir.join("precompiled");
+    let run = std::process::Command::new(nested.join("precompile").join("bindery-precompile"))
+        .arg(&dir)
+        .args(
+            names
+                .iter()
+                .zip(wasm)
+                .map(|(name, path)| format!("{name}={}", path.display())),
+        )
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run bindery-precompile: {e}"));
+    assert!(
+        run.status.success(),
+        "precompiling the bundled plugins failed:\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let key = String::from_utf8_lossy(&run.stdout).trim().to_string();
+    Some((dir, key))
 }

@@ -187,14 +187,9 @@ fn warm_pool(
     let pool = &config.warm_pool;
     let hub = Hub::new(&config.hub)?
         .ok_or_else(|| ConfigError::Invalid("warm_pool needs a hub (hub.url)".into()))?;
-    match plugins.get(&pool.policy).map(|p| p.kind()) {
-        Some(bindery_runtime::bindings::PluginKind::PoolPolicy) => {}
-        _ => {
-            return Err(ConfigError::Invalid(format!(
-                "warm_pool.policy: no pool-policy plugin `{}` is loaded",
-                pool.policy
-            )));
-        }
+    // One still loading is checked once it is (`serve`).
+    if !plugins.is_loading(&pool.policy) {
+        check_pool_policy(config, plugins)?;
     }
     Ok(WarmPool::new(
         Arc::new(hub),
@@ -205,6 +200,18 @@ fn warm_pool(
         &config.hub.users_group,
         metrics,
     ))
+}
+
+/// `warm_pool.policy`, when the pool is on, names a loaded pool-policy plugin.
+pub fn check_pool_policy(config: &Config, plugins: &PluginHost) -> Result<(), ConfigError> {
+    let policy = &config.warm_pool.policy;
+    match plugins.get(policy).map(|p| p.kind()) {
+        _ if config.warm_pool.max_servers == 0 => Ok(()),
+        Some(bindery_runtime::bindings::PluginKind::PoolPolicy) => Ok(()),
+        _ => Err(ConfigError::Invalid(format!(
+            "warm_pool.policy: no pool-policy plugin `{policy}` is loaded"
+        ))),
+    }
 }
 
 /// How long [`Tasks::shutdown`] waits for a task to end after it is told to.

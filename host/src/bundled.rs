@@ -1,5 +1,8 @@
 //! Plugins compiled into the binary: the crates under `plugins/`, built for
-//! `wasm32-wasip2` by `build.rs`.
+//! `wasm32-wasip2` by `build.rs`, with their code compiled for this machine.
+
+use bindery_runtime::engine::Precompiled;
+use bindery_runtime::host::BundledPlugin;
 
 include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
 

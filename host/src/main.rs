@@ -135,7 +135,9 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("BINDERY_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colours for a terminal, not for a log file or a collector.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // One JSON object per line, for log collectors that parse fields.
     match std::env::var("BINDERY_LOG_FORMAT").as_deref() {
         Ok("json") => logs.json().init(),

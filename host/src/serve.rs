@@ -39,9 +39,13 @@ pub enum ServeError {
 /// digest) is loaded without a restart.
 pub async fn serve(config: Config, file: Option<PathBuf>) -> Result<(), ServeError> {
     let started = Instant::now();
-    let plugins = PluginHost::start(&config)
+    let plugin_errors = |errors: Vec<bindery_runtime::LoadError>| {
+        ServeError::Plugins(errors.iter().map(ToString::to_string).collect())
+    };
+    // Plugins from files and OCI load while the service answers.
+    let (plugins, loading) = PluginHost::start_serving(&config)
         .await
-        .map_err(|errors| ServeError::Plugins(errors.iter().map(ToString::to_string).collect()))?;
+        .map_err(plugin_errors)?;
     // Everything that can reject the configuration runs before the port is taken.
     let App {
         state, mut tasks, ..
@@ -82,6 +86,21 @@ pub async fn serve(config: Config, file: Option<PathBuf>) -> Result<(), ServeErr
         }
     });
     let edge = Edge::new(&state.config.web);
+    // A plugin that fails to load stops the service, as it would have stopped its start.
+    let loaded = {
+        let (config, plugins) = (state.config.clone(), state.plugins.clone());
+        async move {
+            loading.await.map_err(plugin_errors)?;
+            crate::app::check_pool_policy(&config, &plugins)?;
+            tracing::info!(
+                plugins = plugins.list().len(),
+                startup_ms = started.elapsed().as_secs_f64() * 1e3,
+                "all plugins loaded"
+            );
+            std::future::pending::<()>().await;
+            Ok::<(), ServeError>(())
+        }
+    };
     let serving = edge.serve(listener, router(state), stopping.clone().cancelled_owned());
     // Event streams last as long as their builds: they are not waited for
     // beyond the grace period. Their builds go on where they run (a build
@@ -90,14 +109,16 @@ pub async fn serve(config: Config, file: Option<PathBuf>) -> Result<(), ServeErr
         stopping.cancelled().await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
-    tokio::select! {
-        () = serving => {}
+    let outcome = tokio::select! {
+        () = serving => Ok(()),
         () = grace => {
             tracing::warn!("connections still open {} s after the signal (event streams); closing them", SHUTDOWN_GRACE.as_secs());
+            Ok(())
         }
-    }
+        Err(e) = loaded => Err(e),
+    };
     tasks.shutdown().await;
-    Ok(())
+    outcome
 }
 
 /// How long a stopping service waits for open connections to end.

@@ -17,7 +17,7 @@ use support::engine::{DOCKERFILE, TestRepo, build_config, engine};
 use support::faults::SmallDisk;
 use support::hub::{JupyterHub, built_repo, launch_config, launch_service};
 use support::registry::OciRegistry;
-use support::service::{Process, Service, Stream, git_spec, sse};
+use support::service::{OpenStream, Process, Service, Stream, git_spec, sse};
 
 /// The engine is killed in one test and the hub runs on it in another.
 static ENGINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -94,26 +94,12 @@ fn slow_dockerfile(repo: &TestRepo, secs: u32) -> Vec<u8> {
     format!("FROM bindery-test/jupyter:1\nRUN echo '{}' && sleep {secs}\nCOPY --chown=1000:1000 . /home/jovyan/\n", repo.url).into_bytes()
 }
 
-/// Waits until a build's `RUN` step (of [`slow_dockerfile`]) is running.
-async fn until_run_step() {
-    until(
-        "the build's RUN step",
-        Duration::from_secs(120),
-        async || {
-            // Not a Jupyter server an earlier hub test left (`bindery-hub-*`).
-            let running = engine().docker(&[
-                "ps",
-                "--format",
-                "{{.Names}}",
-                "--filter",
-                "ancestor=bindery-test/jupyter:1",
-            ]);
-            String::from_utf8_lossy(&running.stdout)
-                .lines()
-                .any(|name| !name.starts_with("bindery-hub-"))
-        },
-    )
-    .await;
+/// Reads `stream` until its build's `RUN` step (of [`slow_dockerfile`]) is
+/// running, as the engine's own log says.
+async fn until_run_step(stream: &mut OpenStream) {
+    let timeout = Duration::from_secs(120);
+    stream.until("&& sleep", timeout).await;
+    stream.until("Running in", timeout).await;
 }
 
 /// Starts the engine again (scripts/engine.sh starts it when it does not answer).
@@ -129,16 +115,14 @@ async fn an_engine_killed_mid_build_fails_the_build_and_a_retry_builds() {
     let repo = TestRepo::new();
     let sha = repo.commit(&[("Dockerfile", &slow_dockerfile(&repo, 10))], &[]);
     let s = Service::planned(build_config(data.path(), &registry).await).await;
-    let building = tokio::spawn({
-        let url = format!(
-            "{}/build/git/{}?build_only=true",
-            s.base,
-            git_spec(&repo.url, &sha)
-        );
-        async move { sse(&url).await }
-    });
+    let url = format!(
+        "{}/build/git/{}?build_only=true",
+        s.base,
+        git_spec(&repo.url, &sha)
+    );
+    let mut building = OpenStream::open(&url, &[("accept", "text/event-stream")]).await;
     // The `RUN sleep` step's container is up: the engine is SIGKILLed.
-    until_run_step().await;
+    until_run_step(&mut building).await;
     let e = engine();
     let pid_file = std::path::Path::new(e.docker_host.trim_start_matches("unix://"))
         .with_file_name("docker.pid");
@@ -148,7 +132,7 @@ async fn an_engine_killed_mid_build_fails_the_build_and_a_retry_builds() {
         .parse()
         .unwrap();
     support::signal(pid, libc::SIGKILL);
-    let got = building.await.unwrap();
+    let got = building.end().await;
     restart_engine();
     assert_eq!(got.last()["phase"], "failed", "{}", got.raw);
     let m = got.last()["message"].as_str().unwrap();
@@ -307,15 +291,10 @@ async fn bindery_sigkilled_mid_build_follows_the_build_it_left_and_builds_once()
 
     let first = Process::start(&c, data.path()).await;
     // A watcher whose stream is cut by the kill.
-    let watching = tokio::spawn({
-        let request = reqwest::Client::new()
-            .get(&url)
-            .header("accept", "text/event-stream");
-        async move { request.send().await.ok()?.text().await.ok() }
-    });
-    until_run_step().await;
+    let mut watching = OpenStream::open(&url, &[("accept", "text/event-stream")]).await;
+    until_run_step(&mut watching).await;
     drop(first); // SIGKILL
-    let cut = watching.await.unwrap();
+    let cut = watching.rest().await;
     assert!(
         cut.is_none_or(|text| !text.contains("\"phase\":\"ready\"")),
         "the stream was cut"

@@ -1,7 +1,7 @@
 //! The wasmtime engine, its epoch ticker, the on-disk cache of compiled
 //! components, and how one call runs.
 
-use std::hash::{Hash, Hasher};
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,13 +10,25 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use wasmtime::component::Component;
-use wasmtime::{Config as WasmConfig, Engine, OptLevel, Store, Trap, UpdateDeadline};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use super::capabilities::{CallState, RepoFiles};
 use super::error::CallError;
 use super::limits::{CallLimits, MemoryBudget, Refused};
 use super::plugin::{CompileOutcome, LoadedPlugin};
 use crate::config::RuntimeConfig;
+use crate::engine_config::{engine_key, wasm_config};
+
+/// A component's code compiled ahead of time, when the embedding binary was
+/// built: loaded instead of compiling when the running engine is configured
+/// as the one that compiled it (same wasmtime, settings and CPU features).
+#[derive(Debug, Clone, Copy)]
+pub struct Precompiled {
+    /// The engine key ([`Runtime::engine_key`]) the code is valid for.
+    pub engine_key: &'static str,
+    /// The serialized component.
+    pub code: &'static [u8],
+}
 
 /// The engine and everything shared by all plugins.
 pub struct Runtime {
@@ -37,18 +49,9 @@ impl Runtime {
         data_dir: &Path,
         fuel_metering: bool,
     ) -> Result<Self, String> {
-        let mut wc = WasmConfig::new();
-        wc.epoch_interruption(true)
-            // The component-model-async call path costs ~1 µs per call and we
-            // do not use WASIp3.
-            .concurrency_support(false)
-            .cranelift_opt_level(OptLevel::Speed)
-            .consume_fuel(fuel_metering);
-        let engine = Engine::new(&wc).map_err(|e| format!("cannot create the wasm engine: {e}"))?;
-
-        let mut hasher = Sha256Hasher(Sha256::new());
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        let engine_key = hex::encode(&hasher.0.finalize()[..12]);
+        let engine = Engine::new(&wasm_config(fuel_metering))
+            .map_err(|e| format!("cannot create the wasm engine: {e}"))?;
+        let engine_key = engine_key(&engine);
 
         let cache_dir = config
             .compile_cache_dir
@@ -105,12 +108,20 @@ impl Runtime {
             .join(format!("{sha256}-{}.cwasm", self.engine_key))
     }
 
+    /// What compiled code for this engine is filed under.
+    pub fn engine_key(&self) -> &str {
+        &self.engine_key
+    }
+
     /// The component, from the cache when it holds this exact component for
-    /// this exact engine configuration, else compiled and cached.
-    pub(crate) fn component(
+    /// this exact engine configuration, else from `precompiled` when that
+    /// was made for this engine, else compiled (off the async workers); what
+    /// was not in the cache is written there for the next start.
+    pub(crate) async fn component(
         &self,
         sha256: &str,
         wasm: &[u8],
+        precompiled: Option<Precompiled>,
     ) -> wasmtime::Result<(Component, CompileOutcome)> {
         let path = self.cache_path(sha256);
         if path.is_file() {
@@ -125,20 +136,31 @@ impl Runtime {
                 }
             }
         }
-        let compiled = self.engine.precompile_component(wasm)?;
+        let (compiled, outcome) = match precompiled.filter(|p| p.engine_key == self.engine_key) {
+            Some(p) => (Cow::Borrowed(p.code), CompileOutcome::Precompiled),
+            None => {
+                let (engine, wasm) = (self.engine.clone(), wasm.to_vec());
+                let compiled =
+                    tokio::task::spawn_blocking(move || engine.precompile_component(&wasm))
+                        .await??;
+                (Cow::Owned(compiled), CompileOutcome::Compiled)
+            }
+        };
         match write_atomically(&path, &compiled) {
-            // SAFETY: as above; we just wrote it from `precompile_component`,
-            // and fall back to those same bytes if another writer replaced it.
+            // SAFETY: as above; we just wrote it from `precompile_component`
+            // (here or when the binary was built, for this engine key), and
+            // fall back to those same bytes if another writer replaced it.
+            // Loading the file maps it rather than copying the code.
             Ok(()) => Ok((
                 unsafe {
                     Component::deserialize_file(&self.engine, &path)
                         .or_else(|_| Component::deserialize(&self.engine, &compiled))?
                 },
-                CompileOutcome::Compiled,
+                outcome,
             )),
             Err(e) => {
                 tracing::warn!(path = %path.display(), "cannot cache the compiled plugin (it will be compiled again at the next start): {e}");
-                // SAFETY: bytes straight from `precompile_component` on this engine.
+                // SAFETY: bytes from `precompile_component` for this engine.
                 Ok((
                     unsafe { Component::deserialize(&self.engine, &compiled)? },
                     CompileOutcome::CompiledUncached,
@@ -253,18 +275,6 @@ fn panic_message(stderr: &str) -> Option<String> {
     let (location, msg) = rest.split_once(":\n").or_else(|| rest.split_once('\n'))?;
     let msg = msg.lines().next().unwrap_or("").trim();
     Some(format!("panicked at {location}: {msg}"))
-}
-
-struct Sha256Hasher(Sha256);
-
-impl Hasher for Sha256Hasher {
-    fn write(&mut self, bytes: &[u8]) {
-        self.0.update(bytes);
-    }
-    fn finish(&self) -> u64 {
-        let d = self.0.clone().finalize();
-        u64::from_le_bytes(d[..8].try_into().expect("8 bytes"))
-    }
 }
 
 /// Writes through a temporary file so a crash, a full disk or a concurrent

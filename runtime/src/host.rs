@@ -1,7 +1,8 @@
 //! The set of loaded plugins: start-up, typed calls by name, and replacement
 //! without a restart (a changed file, a changed configuration, or an admin call).
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -13,7 +14,7 @@ use super::bindings::{
 };
 use super::calls;
 use super::capabilities::RepoFiles;
-use super::engine::{Runtime, sha256_hex};
+use super::engine::{Precompiled, Runtime, sha256_hex};
 use super::error::{CallError, LoadError};
 use super::loader;
 use super::oci::OciPlugins;
@@ -49,9 +50,19 @@ fn stamp(path: &Path) -> Option<Stamp> {
     })
 }
 
-/// Components compiled into the embedding binary: (name, component) pairs,
-/// loaded by `bundled = "<name>"`.
-pub type Bundled = &'static [(&'static str, &'static [u8])];
+/// A component compiled into the embedding binary, loaded by `bundled = "<name>"`.
+#[derive(Debug, Clone, Copy)]
+pub struct BundledPlugin {
+    /// The name `bundled = "<name>"` loads it by.
+    pub name: &'static str,
+    /// The component.
+    pub wasm: &'static [u8],
+    /// Its code, compiled when the binary was built, where it was.
+    pub precompiled: Option<Precompiled>,
+}
+
+/// The components compiled into the embedding binary.
+pub type Bundled = &'static [BundledPlugin];
 
 /// What a plugin host is started from: the embedder's configuration.
 pub trait PluginSettings {
@@ -65,6 +76,22 @@ pub trait PluginSettings {
     /// The components the embedder carries; none by default.
     fn bundled(&self) -> Bundled {
         &[]
+    }
+}
+
+/// A component's bytes, and its code compiled ahead of time if the binary
+/// carries it.
+struct ComponentBytes {
+    wasm: Cow<'static, [u8]>,
+    precompiled: Option<Precompiled>,
+}
+
+impl ComponentBytes {
+    fn new(wasm: Vec<u8>) -> Self {
+        ComponentBytes {
+            wasm: Cow::Owned(wasm),
+            precompiled: None,
+        }
     }
 }
 
@@ -86,6 +113,8 @@ pub struct PluginHost {
     oci: OciPlugins,
     bundled: Bundled,
     plugins: RwLock<BTreeMap<String, Arc<LoadedPlugin>>>,
+    /// Plugins still loading in the background since the start.
+    loading: tokio::sync::watch::Sender<BTreeSet<String>>,
     stamps: Mutex<HashMap<String, Stamp>>,
     /// Bumped whenever a plugin is replaced, so answers derived from the set can be cached.
     generation: AtomicU64,
@@ -102,6 +131,26 @@ impl PluginHost {
     /// Starts the runtime and loads every enabled plugin. All failures are
     /// reported together, so an operator fixes a config in one pass.
     pub async fn start(settings: &impl PluginSettings) -> Result<Arc<Self>, Vec<LoadError>> {
+        let (host, loading) = Self::start_serving(settings).await?;
+        loading.await.map(|()| host)
+    }
+
+    /// Starts the runtime and loads the bundled plugins, which the binary
+    /// carries compiled; plugins from files and OCI, which may need
+    /// pulling and compiling, load in the background, and a call to one of
+    /// them waits until it is loaded. The returned future ends when they
+    /// all are, with every failure; dropping it lets them load all the same.
+    /// When a bundled plugin fails, the start waits for the others and
+    /// fails with every failure.
+    pub async fn start_serving(
+        settings: &impl PluginSettings,
+    ) -> Result<
+        (
+            Arc<Self>,
+            impl Future<Output = Result<(), Vec<LoadError>>> + Send + 'static,
+        ),
+        Vec<LoadError>,
+    > {
         let config = settings.runtime();
         let fuel = config.fuel.is_some() || settings.plugins().values().any(|p| p.fuel.is_some());
         let runtime = Runtime::new(config, settings.data_dir(), fuel).map_err(|reason| {
@@ -110,47 +159,90 @@ impl PluginHost {
                 reason,
             }]
         })?;
-        let host = PluginHost {
+        let configs = enabled(settings);
+        let (bundled, later): (BTreeSet<String>, BTreeSet<String>) = configs
+            .keys()
+            .cloned()
+            .partition(|name| matches!(configs[name].source(name), Ok(PluginSource::Bundled(_))));
+        let host = Arc::new(PluginHost {
             runtime,
             runtime_config: config.clone(),
-            configs: RwLock::new(enabled(settings)),
+            configs: RwLock::new(configs),
             oci: OciPlugins::new(&config.oci, &settings.data_dir().join("plugin-oci")),
             bundled: settings.bundled(),
             plugins: RwLock::default(),
+            loading: tokio::sync::watch::Sender::new(later.clone()),
             stamps: Mutex::default(),
             generation: AtomicU64::new(0),
-        };
+        });
         let mut errors = Vec::new();
-        let names: Vec<String> = host
-            .configs
-            .read()
-            .expect("configs lock")
-            .keys()
-            .cloned()
-            .collect();
-        for name in &names {
-            match host.load_named(name).await {
-                Ok(p) => {
-                    tracing::info!(
-                        plugin = %name, kind = kind_name(p.kind()), version = %p.metadata.version,
-                        compiled = ?p.compiled, load_ms = p.load_time.as_secs_f64() * 1e3, "plugin loaded"
-                    );
-                    host.plugins
-                        .write()
-                        .expect("plugins lock")
-                        .insert(name.clone(), Arc::new(p));
-                }
-                Err(e) => errors.push(e),
+        for name in &bundled {
+            if let Err(e) = host.load_at_start(name).await {
+                errors.push(e);
             }
         }
-        if errors.is_empty() {
-            Ok(Arc::new(host))
-        } else {
-            Err(errors)
+        let failed_bundled = !errors.is_empty();
+        let background: Vec<_> = later
+            .into_iter()
+            .map(|name| {
+                let host = host.clone();
+                tokio::spawn(async move {
+                    let loaded = host.load_at_start(&name).await;
+                    host.loading.send_modify(|names| {
+                        names.remove(&name);
+                    });
+                    loaded
+                })
+            })
+            .collect();
+        let mut loading = Box::pin(async move {
+            for task in background {
+                match task.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => errors.push(e),
+                    Err(e) => errors.push(LoadError::Rejected {
+                        plugin: "(runtime)".into(),
+                        reason: format!("a plugin's load ended early: {e}"),
+                    }),
+                }
+            }
+            if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(errors)
+            }
+        });
+        if !failed_bundled {
+            return Ok((host, loading));
         }
+        Err(loading.as_mut().await.expect_err("a bundled plugin failed"))
     }
 
-    async fn read_source(&self, name: &str, source: &PluginSource) -> Result<Vec<u8>, LoadError> {
+    /// Loads `name` as configured at start and adds it to the set.
+    async fn load_at_start(&self, name: &str) -> Result<(), LoadError> {
+        let p = self.load_named(name).await?;
+        tracing::info!(
+            plugin = %name, kind = kind_name(p.kind()), version = %p.metadata.version,
+            compiled = ?p.compiled, load_ms = p.load_time.as_secs_f64() * 1e3, "plugin loaded"
+        );
+        self.plugins
+            .write()
+            .expect("plugins lock")
+            .insert(name.to_string(), Arc::new(p));
+        self.generation.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
+    /// Whether `name` is still loading in the background.
+    pub fn is_loading(&self, name: &str) -> bool {
+        self.loading.borrow().contains(name)
+    }
+
+    async fn read_source(
+        &self,
+        name: &str,
+        source: &PluginSource,
+    ) -> Result<ComponentBytes, LoadError> {
         let read_err = |reason: String| LoadError::Read {
             plugin: name.into(),
             source_desc: source.to_string(),
@@ -169,26 +261,37 @@ impl PluginHost {
                         .expect("stamps lock")
                         .insert(name.to_string(), s);
                 }
-                Ok(bytes)
+                Ok(ComponentBytes::new(bytes))
             }
             PluginSource::Bundled(b) => self
                 .bundled
                 .iter()
-                .find(|(name, _)| name == b)
-                .map(|(_, wasm)| wasm.to_vec())
+                .find(|p| p.name == b)
+                .map(|p| ComponentBytes {
+                    wasm: Cow::Borrowed(p.wasm),
+                    precompiled: p.precompiled,
+                })
                 .ok_or_else(|| {
-                    let names: Vec<&str> = self.bundled.iter().map(|(n, _)| *n).collect();
+                    let names: Vec<&str> = self.bundled.iter().map(|p| p.name).collect();
                     read_err(format!(
                         "this binary bundles no plugin `{b}` (it bundles: {})",
                         names.join(", ")
                     ))
                 }),
-            PluginSource::Oci(reference) => self.oci.pull(reference).await.map_err(read_err),
+            PluginSource::Oci(reference) => self
+                .oci
+                .pull(reference)
+                .await
+                .map(ComponentBytes::new)
+                .map_err(read_err),
         }
     }
 
-    /// The configured source of `name` and its component bytes.
-    async fn fetch(&self, name: &str) -> Result<(PluginSource, PluginConfig, Vec<u8>), LoadError> {
+    /// The configured source of `name` and its component.
+    async fn fetch(
+        &self,
+        name: &str,
+    ) -> Result<(PluginSource, PluginConfig, ComponentBytes), LoadError> {
         let config = self
             .configs
             .read()
@@ -203,27 +306,28 @@ impl PluginHost {
             plugin: name.into(),
             reason: e.to_string(),
         })?;
-        let wasm = self.read_source(name, &source).await?;
-        Ok((source, config, wasm))
+        let component = self.read_source(name, &source).await?;
+        Ok((source, config, component))
     }
 
     async fn load_named(&self, name: &str) -> Result<LoadedPlugin, LoadError> {
-        let (source, config, wasm) = self.fetch(name).await?;
-        self.load(name, source, &wasm, &config).await
+        let (source, config, component) = self.fetch(name).await?;
+        self.load(name, source, &component, &config).await
     }
 
     async fn load(
         &self,
         name: &str,
         source: PluginSource,
-        wasm: &[u8],
+        component: &ComponentBytes,
         config: &PluginConfig,
     ) -> Result<LoadedPlugin, LoadError> {
         loader::load(
             &self.runtime,
             name,
             source,
-            wasm,
+            &component.wasm,
+            component.precompiled,
             config,
             &self.runtime_config,
         )
@@ -238,12 +342,16 @@ impl PluginHost {
 
     /// [`Self::reload`]; `relink` loads even the same component again, for new grants or config.
     async fn load_again(&self, name: &str, relink: bool) -> Result<Reloaded, LoadError> {
-        let (source, config, wasm) = self.fetch(name).await?;
+        let (source, config, component) = self.fetch(name).await?;
         let old = self.get(name);
-        if !relink && old.as_ref().is_some_and(|o| o.sha256 == sha256_hex(&wasm)) {
+        if !relink
+            && old
+                .as_ref()
+                .is_some_and(|o| o.sha256 == sha256_hex(&component.wasm))
+        {
             return Ok(Reloaded::Unchanged);
         }
-        let new = Arc::new(self.load(name, source, &wasm, &config).await?);
+        let new = Arc::new(self.load(name, source, &component, &config).await?);
         let outcome = Reloaded::Replaced {
             old: old.map(|o| o.sha256.clone()).unwrap_or_default(),
             new: new.sha256.clone(),
@@ -366,8 +474,17 @@ impl PluginHost {
             .collect()
     }
 
-    fn expect(&self, name: &str, kind: PluginKind) -> Result<Arc<LoadedPlugin>, CallError> {
+    /// The plugin loaded as `name`, once it is loaded if it is still loading.
+    pub async fn loaded(&self, name: &str) -> Option<Arc<LoadedPlugin>> {
+        let mut loading = self.loading.subscribe();
+        // Ends at once unless it is loading; its sender lives as long as `self`.
+        let _ = loading.wait_for(|names| !names.contains(name)).await;
         self.get(name)
+    }
+
+    async fn expect(&self, name: &str, kind: PluginKind) -> Result<Arc<LoadedPlugin>, CallError> {
+        self.loaded(name)
+            .await
             .filter(|p| p.kind() == kind)
             .ok_or_else(|| CallError::NotLoaded {
                 plugin: name.into(),
@@ -381,7 +498,7 @@ impl PluginHost {
         name: &str,
         spec: &str,
     ) -> Result<Result<Resolution, PluginError>, CallError> {
-        let p = self.expect(name, PluginKind::Provider)?;
+        let p = self.expect(name, PluginKind::Provider).await?;
         calls::resolve(&self.runtime, &p, spec).await
     }
 
@@ -391,13 +508,13 @@ impl PluginHost {
         name: &str,
         resolution: &Resolution,
     ) -> Result<Result<ContentSource, PluginError>, CallError> {
-        let p = self.expect(name, PluginKind::Provider)?;
+        let p = self.expect(name, PluginKind::Provider).await?;
         calls::content(&self.runtime, &p, resolution).await
     }
 
     /// Provider `name`'s form configuration.
     pub async fn display(&self, name: &str) -> Result<DisplayConfig, CallError> {
-        let p = self.expect(name, PluginKind::Provider)?;
+        let p = self.expect(name, PluginKind::Provider).await?;
         calls::display(&self.runtime, &p).await
     }
 
@@ -408,7 +525,7 @@ impl PluginHost {
         facts: &RepoFacts,
         repo: Arc<dyn RepoFiles>,
     ) -> Result<Result<BuildPlan, PluginError>, CallError> {
-        let p = self.expect(name, PluginKind::BuildStrategy)?;
+        let p = self.expect(name, PluginKind::BuildStrategy).await?;
         calls::plan(&self.runtime, &p, facts, repo).await
     }
 
@@ -419,7 +536,7 @@ impl PluginHost {
         now_ms: u64,
         servers: &[Server],
     ) -> Result<Result<Vec<Decision>, PluginError>, CallError> {
-        let p = self.expect(name, PluginKind::CullPolicy)?;
+        let p = self.expect(name, PluginKind::CullPolicy).await?;
         calls::decide(&self.runtime, &p, now_ms, servers).await
     }
 
@@ -431,7 +548,7 @@ impl PluginHost {
         bounds: PoolBounds,
         images: &[ImageDemand],
     ) -> Result<Result<Vec<u32>, PluginError>, CallError> {
-        let p = self.expect(name, PluginKind::PoolPolicy)?;
+        let p = self.expect(name, PluginKind::PoolPolicy).await?;
         calls::sizes(&self.runtime, &p, now_ms, bounds, images).await
     }
 

@@ -18,6 +18,7 @@ pub mod config;
 pub mod download;
 pub mod egress;
 pub mod engine;
+mod engine_config;
 pub mod error;
 pub mod gitwire;
 pub mod host;

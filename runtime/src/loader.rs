@@ -9,7 +9,7 @@ use wasmtime::component::{Component, Linker};
 
 use super::bindings::{PluginKind, PluginMetadata};
 use super::capabilities::{self, CallState, Capability, Grants, WasiInterface};
-use super::engine::{Runtime, sha256_hex};
+use super::engine::{Precompiled, Runtime, sha256_hex};
 use super::error::LoadError;
 use super::limits::Limits;
 use super::plugin::{LoadedPlugin, WitVersion, WorldPre, kind_name};
@@ -184,14 +184,14 @@ fn check_imports(
 /// Which of bindery:plugin's worlds `wasm` implements, after the checks that
 /// need no deployment (a valid component, a compatible WIT version): what
 /// `bindery plugin push` asks before pushing.
-pub fn inspect(runtime: &Runtime, name: &str, wasm: &[u8]) -> Result<PluginKind, LoadError> {
-    let (component, _) =
-        runtime
-            .component(&sha256_hex(wasm), wasm)
-            .map_err(|e| LoadError::Invalid {
-                plugin: name.into(),
-                reason: format!("{e:#}"),
-            })?;
+pub async fn inspect(runtime: &Runtime, name: &str, wasm: &[u8]) -> Result<PluginKind, LoadError> {
+    let (component, _) = runtime
+        .component(&sha256_hex(wasm), wasm, None)
+        .await
+        .map_err(|e| LoadError::Invalid {
+            plugin: name.into(),
+            reason: format!("{e:#}"),
+        })?;
     check_wit_version(name, &component, runtime)?;
     detect_kind(name, &component, runtime)
 }
@@ -202,18 +202,19 @@ pub(crate) async fn load(
     name: &str,
     source: PluginSource,
     wasm: &[u8],
+    precompiled: Option<Precompiled>,
     config: &PluginConfig,
     runtime_config: &RuntimeConfig,
 ) -> Result<LoadedPlugin, LoadError> {
     let started = Instant::now();
     let sha256 = sha256_hex(wasm);
-    let (component, compiled) =
-        runtime
-            .component(&sha256, wasm)
-            .map_err(|e| LoadError::Invalid {
-                plugin: name.into(),
-                reason: format!("{e:#}"),
-            })?;
+    let (component, compiled) = runtime
+        .component(&sha256, wasm, precompiled)
+        .await
+        .map_err(|e| LoadError::Invalid {
+            plugin: name.into(),
+            reason: format!("{e:#}"),
+        })?;
     let wit = check_wit_version(name, &component, runtime)?;
     let kind = detect_kind(name, &component, runtime)?;
 

@@ -18,6 +18,9 @@ use crate::config::PluginSource;
 pub enum CompileOutcome {
     /// Deserialized from the on-disk cache: no compilation.
     FromCache,
+    /// Compiled when the embedding binary was built, for this engine, and
+    /// written to the cache.
+    Precompiled,
     /// Compiled, and written to the cache for the next start.
     Compiled,
     /// Compiled, but the cache could not be written (the reason was logged).

@@ -40,7 +40,7 @@ pub(super) async fn build(
     BuildOnly(build_only): BuildOnly,
     Admitted(limit): Admitted,
 ) -> Response {
-    if !state.resolver.knows(&provider) {
+    if !state.resolver.knows(&provider).await {
         return refusal(404, &format!("No provider found for prefix {provider}"));
     }
     let launch = Launch {

@@ -115,7 +115,7 @@ async fn launch_page(
         return StatusCode::NOT_FOUND.into_response();
     };
     let provider = audience.split('/').next().unwrap_or_default();
-    if !state.resolver.knows(provider) {
+    if !state.resolver.knows(provider).await {
         return (StatusCode::NOT_FOUND, page(&state, None)).into_response();
     }
     // Over the limit, the page goes without a token, and its `/build`

@@ -24,6 +24,7 @@ pub async fn push(file: &Path, reference: &str, config: &Config) -> Result<Strin
     let runtime =
         bindery_runtime::engine::Runtime::new(&config.plugin_runtime, &config.data_dir, false)?;
     let kind = bindery_runtime::loader::inspect(&runtime, &file.display().to_string(), &wasm)
+        .await
         .map_err(|e| e.to_string())?;
     eprintln!(
         "pushing a {} plugin ({} bytes)",

@@ -226,17 +226,18 @@ impl Resolver {
         &self.plugins
     }
 
-    /// Whether a provider is loaded under `prefix`.
-    pub fn knows(&self, prefix: &str) -> bool {
+    /// Whether a provider is loaded under `prefix` (once it is, if it is loading).
+    pub async fn knows(&self, prefix: &str) -> bool {
         self.plugins
-            .get(prefix)
+            .loaded(prefix)
+            .await
             .is_some_and(|p| p.display.is_some())
     }
 
     /// Upstream's order of checks: prefix, trailing `/`, rules, then the
     /// cache or the provider.
     pub async fn resolve(&self, provider: &str, spec: &str) -> Result<Resolved, ResolveError> {
-        if !self.knows(provider) {
+        if !self.knows(provider).await {
             return Err(ResolveError::UnknownProvider(provider.into()));
         }
         let spec = spec.trim_end_matches('/');

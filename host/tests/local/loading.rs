@@ -497,3 +497,120 @@ async fn the_bundled_pool_policy_sizes_images_by_recent_launches() {
         .unwrap_err();
     assert!(wrong.to_string().contains("idle"), "{wrong}");
 }
+
+#[tokio::test]
+async fn bundled_plugins_load_the_code_compiled_with_the_binary() {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = bindery::config::Config::load(None).unwrap();
+    config.data_dir = data.path().to_path_buf();
+    let outcomes = async |config: &bindery::config::Config| {
+        let host = PluginHost::start(config)
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let outcomes: Vec<(String, CompileOutcome)> = host
+            .list()
+            .iter()
+            .map(|p| (p.name.to_string(), p.compiled))
+            .collect();
+        assert!(!outcomes.is_empty());
+        outcomes
+    };
+    // An empty data directory: nothing is compiled, and the code is cached.
+    for (name, outcome) in outcomes(&config).await {
+        assert_eq!(outcome, CompileOutcome::Precompiled, "{name}");
+    }
+    for (name, outcome) in outcomes(&config).await {
+        assert_eq!(outcome, CompileOutcome::FromCache, "{name}");
+    }
+    // An engine configured otherwise than the one that compiled them (fuel
+    // metering changes the code) compiles them itself.
+    config.plugin_runtime.fuel = Some(1 << 40);
+    let data = tempfile::tempdir().unwrap();
+    config.data_dir = data.path().to_path_buf();
+    for (name, outcome) in outcomes(&config).await {
+        assert_eq!(outcome, CompileOutcome::Compiled, "{name}");
+    }
+}
+
+/// A new process on an empty data directory answers at once: the bundled
+/// plugins come compiled, and a plugin from a file loads in the background
+/// while a request that needs it waits. The file is a FIFO here, so the
+/// plugin can only load once the test writes it, like a slow network
+/// filesystem.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_with_an_empty_data_dir_answers_before_a_plugin_file_is_loaded() {
+    let data = tempfile::tempdir().unwrap();
+    let fifo = data.path().join("hostile.wasm");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let mut config = bindery::config::Config::load(None).unwrap();
+    config.data_dir = data.path().join("data");
+    config.listen = free_addr();
+    config.plugin_runtime.reload_interval_ms = 0;
+    config.plugins.insert(
+        "hostile".into(),
+        PluginConfig {
+            path: Some(fifo.clone()),
+            ..hostile_granted()
+        },
+    );
+    let base = format!("http://{}", config.listen);
+    let serving = support::service::Process::start_logging("info", &config, data.path()).await;
+    let versions = reqwest::get(format!("{base}/versions")).await.unwrap();
+    assert_eq!(versions.status(), 200);
+    let log = std::fs::read_to_string(data.path().join("bindery.log")).unwrap();
+    assert!(log.contains("compiled=Precompiled"), "{log}");
+    assert!(!log.contains("compiled=Compiled"), "{log}");
+    assert!(!log.contains("all plugins loaded"), "{log}");
+
+    // A launch through the plugin waits for it.
+    let url = format!("{base}/build/hostile/ok/x");
+    let launch = tokio::spawn(async move { support::service::sse(&url).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !launch.is_finished(),
+        "{}",
+        launch.await.map(|s| s.raw).unwrap_or_default()
+    );
+    std::fs::write(&fifo, std::fs::read(fixture("hostile-provider")).unwrap()).unwrap();
+    let got = launch.await.unwrap();
+    assert!(!got.raw.contains("not loaded"), "{}", got.raw);
+    assert!(
+        got.raw.contains("ok-x"),
+        "the plugin resolved the spec: {}",
+        got.raw
+    );
+    let log = std::fs::read_to_string(data.path().join("bindery.log")).unwrap();
+    assert!(log.contains("all plugins loaded"), "{log}");
+    drop(serving);
+}
+
+/// A plugin file that fails to load in the background stops the service
+/// with the message a failed start gives.
+#[tokio::test]
+async fn a_plugin_file_that_fails_to_load_after_the_start_stops_the_service() {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = bindery::config::Config::load(None).unwrap();
+    config.data_dir = data.path().join("data");
+    config.listen = free_addr();
+    let missing = data.path().join("missing.wasm");
+    config.plugins.insert("hostile".into(), plugin_at(&missing));
+    let mut serving = support::service::Process::spawn_under(&[], &config, data.path());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = serving.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the service did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!status.success());
+    let log = std::fs::read_to_string(data.path().join("bindery.log")).unwrap();
+    assert!(
+        log.contains("plugins failed to load") && log.contains("missing.wasm"),
+        "{log}"
+    );
+}

@@ -266,33 +266,79 @@ pub async fn sse(url: &str) -> Stream {
 }
 
 pub async fn sse_with(url: &str, headers: &[(&str, &str)]) -> Stream {
-    // Longer than the slowest real build a test streams; a stream that never
-    // ends fails its test instead of the whole run's time budget.
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(480))
-        .build()
-        .unwrap();
-    let mut request = client.get(url);
-    for (k, v) in headers {
-        request = request.header(*k, *v);
+    OpenStream::open(url, headers).await.end().await
+}
+
+/// An event stream, read as it arrives.
+pub struct OpenStream {
+    url: String,
+    response: reqwest::Response,
+    /// What has arrived so far.
+    bytes: Vec<u8>,
+}
+
+impl OpenStream {
+    pub async fn open(url: &str, headers: &[(&str, &str)]) -> OpenStream {
+        // Longer than the slowest real build a test streams; a stream that never
+        // ends fails its test instead of the whole run's time budget.
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(480))
+            .build()
+            .unwrap();
+        let mut request = client.get(url);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        OpenStream {
+            url: url.into(),
+            response: request.send().await.expect("the service answers"),
+            bytes: Vec::new(),
+        }
     }
-    let response = request.send().await.expect("the service answers");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let raw = response
-        .text()
-        .await
-        .unwrap_or_else(|e| panic!("the stream from {url} did not end: {e}"));
-    let events = raw
-        .split("\n\n")
-        .filter_map(|frame| frame.strip_prefix("data: "))
-        .map(|json| serde_json::from_str(json).unwrap_or_else(|e| panic!("{json}: {e}")))
-        .collect();
-    Stream {
-        status,
-        headers,
-        raw,
-        events,
+
+    /// Reads until what arrived contains `needle`, failing the test after
+    /// `timeout` or when the stream ends first, with what it said.
+    pub async fn until(&mut self, needle: &str, timeout: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let raw = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        while !raw(&self.bytes).contains(needle) {
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .unwrap_or_else(|_| panic!("no {needle:?} in {timeout:?}: {}", raw(&self.bytes)));
+            match chunk {
+                Ok(Some(chunk)) => self.bytes.extend_from_slice(&chunk),
+                _ => panic!("the stream ended before {needle:?}: {}", raw(&self.bytes)),
+            }
+        }
+    }
+
+    /// Everything that arrived, if the stream ended cleanly.
+    pub async fn rest(mut self) -> Option<String> {
+        let rest = self.response.bytes().await.ok()?;
+        self.bytes.extend_from_slice(&rest);
+        Some(String::from_utf8_lossy(&self.bytes).into_owned())
+    }
+
+    /// Reads the stream to its end.
+    pub async fn end(self) -> Stream {
+        let status = self.response.status().as_u16();
+        let headers = self.response.headers().clone();
+        let url = self.url.clone();
+        let raw = self
+            .rest()
+            .await
+            .unwrap_or_else(|| panic!("the stream from {url} did not end"));
+        let events = raw
+            .split("\n\n")
+            .filter_map(|frame| frame.strip_prefix("data: "))
+            .map(|json| serde_json::from_str(json).unwrap_or_else(|e| panic!("{json}: {e}")))
+            .collect();
+        Stream {
+            status,
+            headers,
+            raw,
+            events,
+        }
     }
 }
 
