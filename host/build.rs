@@ -6,6 +6,8 @@ mod cargo;
 
 use std::path::{Path, PathBuf};
 
+use sha2::Digest;
+
 fn main() {
     let manifest_dir = PathBuf::from(
         std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
@@ -64,8 +66,13 @@ fn main() {
                 ),
                 None => "None".into(),
             };
+            let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let sha256: String = sha2::Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
             entries.push_str(&format!(
-                "    BundledPlugin {{ name: {name:?}, wasm: include_bytes!({:?}), precompiled: {code} }},\n",
+                "    BundledPlugin {{ name: {name:?}, wasm: include_bytes!({:?}), sha256: {sha256:?}, precompiled: {code} }},\n",
                 path.display().to_string()
             ));
         }

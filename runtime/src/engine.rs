@@ -147,17 +147,20 @@ impl Runtime {
             }
         };
         match write_atomically(&path, &compiled) {
-            // SAFETY: as above; we just wrote it from `precompile_component`
-            // (here or when the binary was built, for this engine key), and
-            // fall back to those same bytes if another writer replaced it.
-            // Loading the file maps it rather than copying the code.
-            Ok(()) => Ok((
-                unsafe {
+            Ok(()) => {
+                // SAFETY: as above; we just wrote it from `precompile_component`
+                // (here or when the binary was built, for this engine key), and
+                // fall back to those same bytes if another writer replaced it.
+                // Loading the file maps it rather than copying the code.
+                let component = unsafe {
                     Component::deserialize_file(&self.engine, &path)
                         .or_else(|_| Component::deserialize(&self.engine, &compiled))?
-                },
-                outcome,
-            )),
+                };
+                if let Cow::Borrowed(embedded) = compiled {
+                    release(embedded);
+                }
+                Ok((component, outcome))
+            }
             Err(e) => {
                 tracing::warn!(path = %path.display(), "cannot cache the compiled plugin (it will be compiled again at the next start): {e}");
                 // SAFETY: bytes from `precompile_component` for this engine.
@@ -289,6 +292,24 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Drops this process's pages of `bytes`, code embedded in the binary: once
+/// it is in the cache it is mapped from there, and the embedded copy would
+/// otherwise stay resident (7 MiB for the bundled plugins) for good.
+fn release(bytes: &'static [u8]) {
+    // SAFETY: sysconf has no preconditions.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let start = (bytes.as_ptr() as usize).next_multiple_of(page);
+    let end = (bytes.as_ptr() as usize + bytes.len()) / page * page;
+    if end > start {
+        // SAFETY: whole pages inside `bytes`, which is read-only data mapped
+        // privately from the binary's file and never written: dropping them
+        // only means a later read faults them in from the file again.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+        }
+    }
 }
 
 /// Artifacts of other engine versions or settings can never load again.

@@ -14,9 +14,9 @@ use super::bindings::{
 };
 use super::calls;
 use super::capabilities::RepoFiles;
-use super::engine::{Precompiled, Runtime, sha256_hex};
+use super::engine::{Precompiled, Runtime};
 use super::error::{CallError, LoadError};
-use super::loader;
+use super::loader::{self, ComponentBytes};
 use super::oci::OciPlugins;
 use super::plugin::{LoadedPlugin, kind_name};
 use crate::config::{PluginConfig, PluginSource, RuntimeConfig};
@@ -57,6 +57,9 @@ pub struct BundledPlugin {
     pub name: &'static str,
     /// The component.
     pub wasm: &'static [u8],
+    /// Its hex sha256: a start whose compile cache holds it reads neither
+    /// the component nor its precompiled code.
+    pub sha256: &'static str,
     /// Its code, compiled when the binary was built, where it was.
     pub precompiled: Option<Precompiled>,
 }
@@ -76,22 +79,6 @@ pub trait PluginSettings {
     /// The components the embedder carries; none by default.
     fn bundled(&self) -> Bundled {
         &[]
-    }
-}
-
-/// A component's bytes, and its code compiled ahead of time if the binary
-/// carries it.
-struct ComponentBytes {
-    wasm: Cow<'static, [u8]>,
-    precompiled: Option<Precompiled>,
-}
-
-impl ComponentBytes {
-    fn new(wasm: Vec<u8>) -> Self {
-        ComponentBytes {
-            wasm: Cow::Owned(wasm),
-            precompiled: None,
-        }
     }
 }
 
@@ -269,6 +256,7 @@ impl PluginHost {
                 .find(|p| p.name == b)
                 .map(|p| ComponentBytes {
                     wasm: Cow::Borrowed(p.wasm),
+                    sha256: Cow::Borrowed(p.sha256),
                     precompiled: p.precompiled,
                 })
                 .ok_or_else(|| {
@@ -326,8 +314,7 @@ impl PluginHost {
             &self.runtime,
             name,
             source,
-            &component.wasm,
-            component.precompiled,
+            component,
             config,
             &self.runtime_config,
         )
@@ -344,11 +331,7 @@ impl PluginHost {
     async fn load_again(&self, name: &str, relink: bool) -> Result<Reloaded, LoadError> {
         let (source, config, component) = self.fetch(name).await?;
         let old = self.get(name);
-        if !relink
-            && old
-                .as_ref()
-                .is_some_and(|o| o.sha256 == sha256_hex(&component.wasm))
-        {
+        if !relink && old.as_ref().is_some_and(|o| o.sha256 == component.sha256) {
             return Ok(Reloaded::Unchanged);
         }
         let new = Arc::new(self.load(name, source, &component, &config).await?);

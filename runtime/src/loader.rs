@@ -1,6 +1,7 @@
 //! Loading one plugin: read, compile (or take from the cache), check what it
 //! imports and exports against what it was granted, pre-link, ask its metadata.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -196,20 +197,36 @@ pub async fn inspect(runtime: &Runtime, name: &str, wasm: &[u8]) -> Result<Plugi
     detect_kind(name, &component, runtime)
 }
 
-/// Loads `wasm` as plugin `name`.
+/// A component's bytes, and its code compiled ahead of time if the binary
+/// carries it.
+pub(crate) struct ComponentBytes {
+    pub(crate) wasm: Cow<'static, [u8]>,
+    pub(crate) sha256: Cow<'static, str>,
+    pub(crate) precompiled: Option<Precompiled>,
+}
+
+impl ComponentBytes {
+    pub(crate) fn new(wasm: Vec<u8>) -> Self {
+        ComponentBytes {
+            sha256: sha256_hex(&wasm).into(),
+            wasm: Cow::Owned(wasm),
+            precompiled: None,
+        }
+    }
+}
+
+/// Loads `bytes` as plugin `name`.
 pub(crate) async fn load(
     runtime: &Runtime,
     name: &str,
     source: PluginSource,
-    wasm: &[u8],
-    precompiled: Option<Precompiled>,
+    bytes: &ComponentBytes,
     config: &PluginConfig,
     runtime_config: &RuntimeConfig,
 ) -> Result<LoadedPlugin, LoadError> {
     let started = Instant::now();
-    let sha256 = sha256_hex(wasm);
     let (component, compiled) = runtime
-        .component(&sha256, wasm, precompiled)
+        .component(&bytes.sha256, &bytes.wasm, bytes.precompiled)
         .await
         .map_err(|e| LoadError::Invalid {
             plugin: name.into(),
@@ -262,7 +279,7 @@ pub(crate) async fn load(
     let mut plugin = LoadedPlugin {
         name: name.into(),
         source,
-        sha256,
+        sha256: bytes.sha256.to_string(),
         // Replaced by the real metadata below, before anyone can see it.
         metadata: PluginMetadata {
             name: String::new(),
