@@ -78,9 +78,9 @@ impl Pipeline {
     }
 
     async fn run(&self, launch: &Launch, out: &Sink) -> Result<(), Gone> {
-        // The resolve, build and launch futures are boxed: a stream waiting in
-        // one step should not carry the others' state (this keeps an idle
-        // stream's task small).
+        // The resolve, look-up, admission, build and launch futures are boxed:
+        // a stream waiting in one step should not carry the others' state
+        // (this keeps an idle stream's task small).
         let resolved = match Box::pin(self.resolver.resolve(&launch.provider, &launch.spec)).await {
             Ok(r) => r,
             Err(e) => return out.send(resolve_failed(&e)).await,
@@ -95,7 +95,7 @@ impl Pipeline {
             .registry
             .image_name(&resolved.build_slug, &resolved.resolved_ref);
         let request = self.launch_request(launch, &resolved, &image);
-        match self.registry.lookup(&image).await {
+        match Box::pin(self.registry.lookup(&image)).await {
             Err(e) => {
                 tracing::error!(image, "image look-up failed: {e}");
                 return out
@@ -117,7 +117,9 @@ impl Pipeline {
             }
             Ok(None) => {
                 let admitted = match &self.launcher {
-                    Some(launcher) if !launch.build_only => launcher.admit(&request).await,
+                    Some(launcher) if !launch.build_only => {
+                        Box::pin(launcher.admit(&request)).await
+                    }
                     _ => Ok(()),
                 };
                 if let Err(e) = admitted {
