@@ -82,6 +82,21 @@ pub trait PluginSettings {
     }
 }
 
+/// A plugin on the loading list until this is dropped: however its load
+/// ends (loaded, failed, panicked, aborted), nobody waits for it forever.
+struct Loading<'a> {
+    host: &'a PluginHost,
+    name: &'a str,
+}
+
+impl Drop for Loading<'_> {
+    fn drop(&mut self) {
+        self.host.loading.send_modify(|names| {
+            names.remove(self.name);
+        });
+    }
+}
+
 /// The enabled plugins of `settings`, by name.
 fn enabled(settings: &impl PluginSettings) -> BTreeMap<String, PluginConfig> {
     settings
@@ -174,11 +189,11 @@ impl PluginHost {
             .map(|name| {
                 let host = host.clone();
                 tokio::spawn(async move {
-                    let loaded = host.load_at_start(&name).await;
-                    host.loading.send_modify(|names| {
-                        names.remove(&name);
-                    });
-                    loaded
+                    let _listed = Loading {
+                        host: &host,
+                        name: &name,
+                    };
+                    host.load_at_start(&name).await
                 })
             })
             .collect();
