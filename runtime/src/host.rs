@@ -474,6 +474,10 @@ impl PluginHost {
 
     /// The plugin loaded as `name`, once it is loaded if it is still loading.
     pub async fn loaded(&self, name: &str) -> Option<Arc<LoadedPlugin>> {
+        // Every launch asks: a loaded plugin is answered without the channel.
+        if let Some(plugin) = self.get(name) {
+            return Some(plugin);
+        }
         let mut loading = self.loading.subscribe();
         // Ends at once unless it is loading; its sender lives as long as `self`.
         let _ = loading.wait_for(|names| !names.contains(name)).await;
