@@ -215,23 +215,35 @@ impl Leftovers {
     }
 }
 
-impl Drop for Leftovers {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
+impl Leftovers {
+    /// Removes what the launch made, in the background: a spawn still
+    /// pending must end first.
+    fn remove(mut self) -> Option<tokio::task::JoinHandle<()>> {
+        self.remove_once()
+    }
+
+    fn remove_once(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        if !std::mem::take(&mut self.armed) {
+            return None;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::warn!(user = %self.user, "a launch was dropped outside the runtime; its user stays until the culler removes it");
-            return;
+            return None;
         };
         tracing::info!(user = %self.user, server = %self.server, "a launch ended unfinished (it failed, or its client left); removing what it made");
-        runtime.spawn(remove(
+        Some(runtime.spawn(remove(
             self.hub.clone(),
             std::mem::take(&mut self.user),
             std::mem::take(&mut self.server),
             self.temporary,
             self.patience,
-        ));
+        )))
+    }
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        self.remove_once();
     }
 }
 
@@ -295,9 +307,20 @@ impl Launcher for HubLauncher {
     ) -> BoxFuture<'a, Result<Launched, LaunchError>> {
         Box::pin(async move {
             let mut delay = self.retry_delay;
+            // The servers of this launch's failed attempts, being removed.
+            let mut removing = Vec::new();
             for attempt in 1..=self.retries {
                 // Upstream checks again at launch: others may have launched while this one built.
-                self.quotas.check(request).await?;
+                let mut admitted = self.quotas.check(request).await;
+                if matches!(admitted, Err(LaunchError::Quota { .. })) && !removing.is_empty() {
+                    // What fills the quota may be this launch's own failed
+                    // attempts: once they are gone, ask again.
+                    for removal in removing.drain(..) {
+                        let _ = removal.await;
+                    }
+                    admitted = self.quotas.check(request).await;
+                }
+                admitted?;
                 // Authenticated: the user's named server, named from the repository; else a temporary user's default server.
                 let (user, server) = match &request.user {
                     Some(user) => (user.clone(), user_name_for(&request.repo_url)),
@@ -318,9 +341,9 @@ impl Launcher for HubLauncher {
                     }
                     Err(e) => {
                         tracing::warn!(image = %request.image, user, server, attempt, "launch failed: {e}");
-                        // Removed in the background: a spawn still pending
-                        // must end first, and the retry need not wait for it.
-                        drop(leftovers);
+                        // Removed in the background: the retry waits for
+                        // it only if the quota would otherwise refuse it.
+                        removing.extend(leftovers.remove());
                         if attempt == self.retries {
                             return Err(LaunchError::Failed(e));
                         }
