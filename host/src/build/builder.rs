@@ -365,7 +365,9 @@ impl Builder {
             ),
         )
         .await;
-        let said_failed = orphan.follow(&log, self.default_timeout).await?;
+        let said_failed = orphan
+            .follow(&log, self.default_timeout, self.local.runnable_early())
+            .await?;
         match self.verify(&record.image).await {
             Ok(built) if !said_failed => {
                 if let Ok(hash) = std::fs::read_to_string(orphan.dir().join(ENVIRONMENT_FILE))

@@ -130,18 +130,49 @@ pub async fn read_log_line<R: AsyncBufRead + Unpin>(
     }
 }
 
+/// What a line of repo2docker's log said about the build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Said {
+    /// The build failed.
+    Failed,
+    /// The engine has the image under its name (`Successfully tagged …`).
+    Tagged,
+    /// The image is built and being pushed.
+    Pushing,
+    /// Anything else.
+    Other,
+}
+
 /// Sends one line of repo2docker's output as an event (its `--json-logs`
 /// objects verbatim, other lines as `unknown`, a line [`read_log_line`] cut
-/// short as `unknown` saying so); whether it said the build failed.
-pub async fn relay_line(line: &str, cut: bool, log: &BuildLogSender) -> bool {
+/// short as `unknown` saying so); what it said.
+pub async fn relay_line(line: &str, cut: bool, log: &BuildLogSender) -> Said {
     if line.trim().is_empty() {
-        return false;
+        return Said::Other;
     }
     let event = bounded_event(line, cut);
-    let failed = matches!(event.phase(), "failed" | "failure");
+    let said = match event.phase() {
+        "failed" | "failure" => Said::Failed,
+        "pushing" => Said::Pushing,
+        // The engine's last build line; repo2docker tags only the image it builds.
+        "building"
+            if event.json().contains("Successfully tagged ")
+                && message_of(&event).starts_with("Successfully tagged ") =>
+        {
+            Said::Tagged
+        }
+        _ => Said::Other,
+    };
     // The flight may be gone (nobody to tell); the caller keeps draining so the builder is not blocked.
     let _ = log.send(event).await;
-    failed
+    said
+}
+
+fn message_of(event: &Event) -> String {
+    serde_json::from_str::<serde_json::Value>(event.json())
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// `line` as an event of at most about [`MAX_EVENT_BYTES`].
@@ -211,14 +242,27 @@ mod tests {
         assert!(lines[1].1 && lines[1].0.ends_with('\n'));
         assert!(!lines[2].1);
 
-        let (log, mut rx) = tokio::sync::mpsc::channel(4);
+        let (log, mut rx) = BuildLogSender::channel(4);
+        let mut next = async || match rx.recv().await {
+            Some(crate::build::Progress::Log(event)) => event,
+            other => panic!("{other:?}"),
+        };
         relay_line(lines[1].0.trim_end(), true, &log).await;
-        let event = rx.recv().await.unwrap();
+        let event = next().await;
         assert_eq!(event.phase(), "unknown");
         assert!(event.json().len() < MAX_EVENT_BYTES + 100);
         assert!(event.json().contains("[cut at 4 KiB]"));
-        relay_line(lines[2].0.trim_end(), false, &log).await;
-        assert_eq!(rx.recv().await.unwrap().phase(), "building");
+        assert_eq!(
+            relay_line(lines[2].0.trim_end(), false, &log).await,
+            Said::Other
+        );
+        assert_eq!(next().await.phase(), "building");
+        let tagged = r#"{"message": "Successfully tagged r/binder-x:1\n", "phase": "building"}"#;
+        assert_eq!(relay_line(tagged, false, &log).await, Said::Tagged);
+        next().await;
+        let pushing = r#"{"phase": "pushing", "message": "Pushing image\n"}"#;
+        assert_eq!(relay_line(pushing, false, &log).await, Said::Pushing);
+        assert_eq!(next().await.phase(), "pushing");
         // repo2docker's failure, traceback and all: its phase and message stay.
         let failure = serde_json::json!({
             "phase": "failed",
@@ -226,11 +270,12 @@ mod tests {
             "exc_info": "x".repeat(20_000),
         })
         .to_string();
-        assert!(
+        assert_eq!(
             relay_line(&failure, false, &log).await,
+            Said::Failed,
             "it says the build failed"
         );
-        let event = rx.recv().await.unwrap();
+        let event = next().await;
         assert_eq!(event.phase(), "failed");
         assert!(event.json().len() < MAX_EVENT_BYTES + 100);
         assert!(!event.json().contains("exc_info"));

@@ -27,7 +27,7 @@ use kube::runtime::watcher::watch_object;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use super::command::{Repo2dockerCommand, read_log_line, relay_line};
+use super::command::{Repo2dockerCommand, Said, read_log_line, relay_line};
 use super::{BuildFailure, BuildLogSender, BuildRequest, say};
 use crate::config::{ConfigError, KubernetesBuildConfig, RegistryConfig};
 use crate::events::Event;
@@ -577,13 +577,14 @@ async fn follow_log(pods: Api<Pod>, name: String, tail: Option<i64>, log: BuildL
         match read_log_line(&mut stream, &mut line, &mut cut).await {
             Ok(0) => {
                 if !line.is_empty() {
-                    failed |= relay_line(&String::from_utf8_lossy(&line), cut, &log).await;
+                    failed |= relay_line(&String::from_utf8_lossy(&line), cut, &log).await
+                        == Said::Failed;
                 }
                 return failed;
             }
             Ok(_) if line.ends_with(b"\n") => {
                 let text = String::from_utf8_lossy(&line);
-                failed |= relay_line(text.trim_end_matches('\n'), cut, &log).await;
+                failed |= relay_line(text.trim_end_matches('\n'), cut, &log).await == Said::Failed;
                 line.clear();
                 cut = false;
             }

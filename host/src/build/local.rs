@@ -17,7 +17,7 @@ use bindery_runtime::bindings::Repo2dockerPlan;
 use tokio::io::BufReader;
 use tokio::process::Command;
 
-use super::command::{Repo2dockerCommand, read_log_line, relay_line};
+use super::command::{Repo2dockerCommand, Said, read_log_line, relay_line};
 use super::{BuildFailure, BuildLogSender, BuildRequest};
 use crate::config::{LocalBuildConfig, RegistryConfig};
 
@@ -39,6 +39,12 @@ impl LocalExecutor {
             config: config.clone(),
             command: Repo2dockerCommand::new(registry),
         }
+    }
+
+    /// Whether the hub can run an image this executor built before its push
+    /// ends: it is in the engine the hub's spawner uses.
+    pub fn runnable_early(&self) -> bool {
+        self.config.spawner_shares_engine
     }
 
     /// Runs the build in `dir` to its end, its time limit, or until the
@@ -97,8 +103,8 @@ impl LocalExecutor {
             })?;
         }
         let run = async {
-            let said_failed =
-                follow(&log_path, 0, log, || matches!(child.try_wait(), Ok(None))).await;
+            let running = || matches!(child.try_wait(), Ok(None));
+            let said_failed = follow(&log_path, 0, log, running, self.runnable_early()).await;
             (said_failed, child.wait().await)
         };
         let outcome = match tokio::time::timeout(timeout, run).await {
@@ -195,15 +201,18 @@ impl Orphan {
     }
 
     /// Relays its log from where it is now until it exits or `timeout` passes
-    /// (then its group is killed); whether it said the build failed.
+    /// (then its group is killed); whether it said the build failed. With
+    /// `runnable_early`, a push it starts is reported as [`BuildLogSender::runnable`].
     pub async fn follow(
         &self,
         log: &BuildLogSender,
         timeout: Duration,
+        runnable_early: bool,
     ) -> Result<bool, BuildFailure> {
         let path = self.dir.join(LOG_FILE);
         let skip = std::fs::metadata(&path).map_or(0, |m| m.len());
-        match tokio::time::timeout(timeout, follow(&path, skip, log, || self.running())).await {
+        let followed = follow(&path, skip, log, || self.running(), runnable_early);
+        match tokio::time::timeout(timeout, followed).await {
             Ok(said_failed) => Ok(said_failed),
             Err(_) => {
                 drop(Group(Some(self.pid)));
@@ -220,12 +229,15 @@ impl Orphan {
 
 /// Relays the lines of the log at `path`, from byte `skip` on, as they are
 /// written, until `running` says the writer is gone and the file is read to
-/// its end; whether one said the build failed.
+/// its end; whether one said the build failed. With `runnable_early`, the
+/// engine's `Successfully tagged` line, or else the first line of the push,
+/// says the image can be run: the engine has it under its name.
 async fn follow(
     path: &Path,
     skip: u64,
     log: &BuildLogSender,
     mut running: impl FnMut() -> bool,
+    runnable_early: bool,
 ) -> bool {
     use tokio::io::AsyncSeekExt;
     let Ok(mut file) = tokio::fs::File::open(path).await else {
@@ -236,6 +248,15 @@ async fn follow(
     }
     let mut reader = BufReader::new(file);
     let (mut line, mut cut, mut failed) = (Vec::new(), false, false);
+    let mut told_runnable = !runnable_early;
+    let mut said = async |said: Said| match said {
+        Said::Failed => failed = true,
+        Said::Tagged | Said::Pushing if !told_runnable => {
+            told_runnable = true;
+            log.runnable().await;
+        }
+        Said::Tagged | Said::Pushing | Said::Other => {}
+    };
     loop {
         // Checked before reading: what the writer wrote before it ended is read after.
         let done = !running();
@@ -246,14 +267,14 @@ async fn follow(
             Ok(_) if !line.ends_with(b"\n") && !done => {}
             Ok(_) => {
                 let text = String::from_utf8_lossy(&line);
-                failed |= relay_line(text.trim_end_matches('\n'), cut, log).await;
+                said(relay_line(text.trim_end_matches('\n'), cut, log).await).await;
                 line.clear();
                 cut = false;
             }
         }
     }
     if !line.is_empty() {
-        failed |= relay_line(&String::from_utf8_lossy(&line), cut, log).await;
+        said(relay_line(&String::from_utf8_lossy(&line), cut, log).await).await;
     }
     failed
 }

@@ -78,8 +78,46 @@ impl BuildFailure {
     }
 }
 
-/// Where an executor sends the build's log, as event-stream events.
-pub type BuildLogSender = mpsc::Sender<Event>;
+/// What an executor tells a build's watchers, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// A log event.
+    Log(Event),
+    /// The hub can run the image now, though it is still being pushed: it
+    /// is in the engine the hub's spawner starts servers from
+    /// (`build.local.spawner_shares_engine`).
+    Runnable,
+}
+
+/// Where an executor sends the build's log and progress.
+#[derive(Debug, Clone)]
+pub struct BuildLogSender(mpsc::Sender<Progress>);
+
+/// The build's watchers are gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unwatched;
+
+impl BuildLogSender {
+    /// A sender, and the receiver its progress arrives on; at most `buffer`
+    /// items wait to be taken.
+    pub fn channel(buffer: usize) -> (BuildLogSender, mpsc::Receiver<Progress>) {
+        let (tx, rx) = mpsc::channel(buffer);
+        (BuildLogSender(tx), rx)
+    }
+
+    /// Sends a log event, waiting while the buffer is full.
+    pub async fn send(&self, event: Event) -> Result<(), Unwatched> {
+        self.0
+            .send(Progress::Log(event))
+            .await
+            .map_err(|_| Unwatched)
+    }
+
+    /// Says that the image can be run before its push ends.
+    pub async fn runnable(&self) {
+        let _ = self.0.send(Progress::Runnable).await;
+    }
+}
 
 /// Tells the build's watchers something in `phase`; nobody listening is not an error.
 async fn say(log: &BuildLogSender, phase: &str, message: String) {

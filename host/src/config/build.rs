@@ -75,6 +75,11 @@ pub struct LocalBuildConfig {
     /// More environment for repo2docker, e.g. a proxy, or
     /// `R2D_DATAVERSE_INSTALLATIONS_URL` where GitHub cannot be reached.
     pub env: BTreeMap<String, String>,
+    /// The hub's spawner starts servers from this engine's images
+    /// (DockerSpawner on the same `docker_host`): a first launch then starts
+    /// as soon as repo2docker has built the image, while it is pushed, and
+    /// fails cleanly if the push does.
+    pub spawner_shares_engine: bool,
 }
 
 impl Default for LocalBuildConfig {
@@ -83,6 +88,7 @@ impl Default for LocalBuildConfig {
             command: "jupyter-repo2docker".into(),
             docker_host: None,
             env: BTreeMap::new(),
+            spawner_shares_engine: false,
         }
     }
 }

@@ -134,6 +134,9 @@ impl HubLauncher {
             Ok(Ok(())) => Ok(Launched {
                 url: self.hub.server_url(user, server),
                 token,
+                user: user.into(),
+                server: server.into(),
+                temporary: request.user.is_none(),
             }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(format!(
@@ -209,13 +212,23 @@ struct Leftovers {
 }
 
 impl Leftovers {
+    /// What a launch of `server` for `user` makes, removed unless kept.
+    fn of(launcher: &HubLauncher, user: &str, server: &str, temporary: bool) -> Leftovers {
+        Leftovers {
+            hub: launcher.hub.clone(),
+            user: user.into(),
+            server: server.into(),
+            temporary,
+            patience: launcher.launch_timeout,
+            armed: true,
+        }
+    }
+
     /// The launch is ready: its user and server stay for the culler.
     fn keep(mut self) {
         self.armed = false;
     }
-}
 
-impl Leftovers {
     /// Removes what the launch made, in the background: a spawn still
     /// pending must end first.
     fn remove(mut self) -> Option<tokio::task::JoinHandle<()>> {
@@ -230,7 +243,7 @@ impl Leftovers {
             tracing::warn!(user = %self.user, "a launch was dropped outside the runtime; its user stays until the culler removes it");
             return None;
         };
-        tracing::info!(user = %self.user, server = %self.server, "a launch ended unfinished (it failed, or its client left); removing what it made");
+        tracing::info!(user = %self.user, server = %self.server, "a launch ended unused (it failed, its client left, or its image was not pushed); removing what it made");
         Some(runtime.spawn(remove(
             self.hub.clone(),
             std::mem::take(&mut self.user),
@@ -326,14 +339,7 @@ impl Launcher for HubLauncher {
                     Some(user) => (user.clone(), user_name_for(&request.repo_url)),
                     None => (user_name_for(&request.repo_url), String::new()),
                 };
-                let leftovers = Leftovers {
-                    hub: self.hub.clone(),
-                    user: user.clone(),
-                    server: server.clone(),
-                    temporary: request.user.is_none(),
-                    patience: self.launch_timeout,
-                    armed: true,
-                };
+                let leftovers = Leftovers::of(self, &user, &server, request.user.is_none());
                 match self.attempt(request, &user, &server, &progress).await {
                     Ok(launched) => {
                         leftovers.keep();
@@ -357,6 +363,10 @@ impl Launcher for HubLauncher {
             }
             unreachable!("the last attempt returns")
         })
+    }
+
+    fn discard(&self, launched: &Launched) {
+        Leftovers::of(self, &launched.user, &launched.server, launched.temporary).remove();
     }
 
     fn health(&self) -> BoxFuture<'_, Vec<HealthCheck>> {

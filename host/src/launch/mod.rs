@@ -59,6 +59,12 @@ pub struct Launched {
     pub url: String,
     /// The token that opens it.
     pub token: String,
+    /// The hub user whose server it is.
+    pub user: String,
+    /// The server's name; empty for the user's default server.
+    pub server: String,
+    /// Whether the user is a temporary one, deleted with its server.
+    pub temporary: bool,
 }
 
 /// Which quota refused a launch (upstream's `binderhub_launch_count` statuses).
@@ -104,6 +110,11 @@ pub trait Launcher: Send + Sync {
         request: &'a LaunchRequest,
         progress: mpsc::Sender<String>,
     ) -> BoxFuture<'a, Result<Launched, LaunchError>>;
+
+    /// Removes, in the background, a server that was launched but will not
+    /// be used: its launch started while the image was pushed, and the push
+    /// failed or the client left.
+    fn discard(&self, launched: &Launched);
 
     /// The checks `/health` shows for the hub (and quotas).
     fn health(&self) -> BoxFuture<'_, Vec<HealthCheck>>;

@@ -222,6 +222,9 @@ impl WarmPool {
             return Some(Launched {
                 url: self.hub.server_url(&candidate.user, ""),
                 token: candidate.token,
+                user: candidate.user,
+                server: String::new(),
+                temporary: true,
             });
         }
     }
@@ -762,6 +765,10 @@ impl Launcher for Pooled {
                 return launched;
             }
         })
+    }
+
+    fn discard(&self, launched: &Launched) {
+        self.inner.discard(launched);
     }
 
     fn health(&self) -> BoxFuture<'_, Vec<HealthCheck>> {

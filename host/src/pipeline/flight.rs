@@ -17,7 +17,7 @@ use futures_util::FutureExt;
 use futures_util::future::join_all;
 use tokio::sync::{Semaphore, mpsc, watch};
 
-use crate::build::{BuildExecutor, BuildFailure, BuildRequest, Built};
+use crate::build::{BuildExecutor, BuildFailure, BuildLogSender, BuildRequest, Built, Progress};
 use crate::cache::{BuildLog, BuildRecord, BuildState, LOG_TAIL_LINES};
 use crate::events::Event;
 use crate::now_ms;
@@ -44,6 +44,8 @@ struct Log {
     bytes: usize,
     /// Index of `events[0]` in the whole log.
     first: usize,
+    /// Where in the whole log the executor said the image can be run.
+    runnable_at: Option<usize>,
     outcome: Option<Outcome>,
 }
 
@@ -63,6 +65,7 @@ impl Flight {
                 bytes: history.iter().map(|e| e.json().len()).sum(),
                 events: history.into(),
                 first: 0,
+                runnable_at: None,
                 outcome: None,
             }),
             version: watch::channel(0).0,
@@ -84,6 +87,15 @@ impl Flight {
         self.version.send_modify(|v| *v += 1);
     }
 
+    fn runnable(&self) {
+        let mut log = self.log.lock().expect("flight log");
+        if log.runnable_at.is_none() {
+            log.runnable_at = Some(log.first + log.events.len());
+        }
+        drop(log);
+        self.version.send_modify(|v| *v += 1);
+    }
+
     fn finish(&self, outcome: Outcome) {
         self.log.lock().expect("flight log").outcome = Some(outcome);
         self.version.send_modify(|v| *v += 1);
@@ -94,6 +106,7 @@ impl Flight {
         Reader {
             flight: self.clone(),
             next: 0,
+            told_runnable: false,
             changes: self.version.subscribe(),
         }
     }
@@ -122,6 +135,9 @@ impl Flight {
 pub enum Item {
     /// A log event.
     Log(Event),
+    /// The image can be run, though its push has not ended (once per reader,
+    /// in its place in the log).
+    Runnable,
     /// The build ended.
     Done(Outcome),
 }
@@ -130,6 +146,7 @@ pub enum Item {
 pub struct Reader {
     flight: Arc<Flight>,
     next: usize,
+    told_runnable: bool,
     changes: watch::Receiver<u64>,
 }
 
@@ -147,6 +164,10 @@ impl Reader {
                         "unknown",
                         format!("[{missed} earlier log lines not shown]\n"),
                     ));
+                }
+                if !self.told_runnable && log.runnable_at.is_some_and(|at| at <= self.next) {
+                    self.told_runnable = true;
+                    return Item::Runnable;
                 }
                 if let Some(event) = log.events.get(self.next - log.first) {
                     self.next += 1;
@@ -211,11 +232,7 @@ impl Flights {
     }
 
     /// Runs `build` in a slot, telling its watchers when it has to wait for one.
-    async fn in_slot(
-        &self,
-        log: mpsc::Sender<Event>,
-        build: impl Future<Output = Outcome>,
-    ) -> Outcome {
+    async fn in_slot(&self, log: BuildLogSender, build: impl Future<Output = Outcome>) -> Outcome {
         let _slot = match self.slots.try_acquire() {
             Ok(slot) => slot,
             Err(_) => {
@@ -279,7 +296,7 @@ impl Flights {
         let reader = flight.subscribe();
         let (flights, executor) = (self.clone(), executor.clone());
         tokio::spawn(async move {
-            let (tx, rx) = mpsc::channel(LOG_BUFFER);
+            let (tx, rx) = BuildLogSender::channel(LOG_BUFFER);
             let build = flights.in_slot(tx.clone(), executor.build(&request, tx));
             flights.fly(&flight, record, rx, build).await;
         });
@@ -320,7 +337,7 @@ impl Flights {
                 executor.filter(|e| e.name() == record.executor).cloned(),
             );
             watches.push(async move {
-                let (tx, rx) = mpsc::channel(LOG_BUFFER);
+                let (tx, rx) = BuildLogSender::channel(LOG_BUFFER);
                 let Some(watch) = executor.as_deref().and_then(|e| e.reattach(&record, tx)) else {
                     tracing::warn!(image = %record.image, executor = %record.executor, "a build was running when Bindery stopped and cannot be watched again; it is rebuilt when next asked for");
                     flights.write_durably(&BuildRecord {
@@ -353,7 +370,7 @@ impl Flights {
         &self,
         flight: &Arc<Flight>,
         record: BuildRecord,
-        log: mpsc::Receiver<Event>,
+        log: mpsc::Receiver<Progress>,
         build: impl Future<Output = Outcome>,
     ) {
         let build = async {
@@ -385,11 +402,18 @@ impl Flights {
         &self,
         flight: &Flight,
         mut record: BuildRecord,
-        mut rx: mpsc::Receiver<Event>,
+        mut rx: mpsc::Receiver<Progress>,
     ) -> BuildRecord {
         self.write_durably(&record);
         let mut last_write = Instant::now();
-        while let Some(event) = rx.recv().await {
+        while let Some(progress) = rx.recv().await {
+            let event = match progress {
+                Progress::Log(event) => event,
+                Progress::Runnable => {
+                    flight.runnable();
+                    continue;
+                }
+            };
             if record.log_tail.len() == LOG_TAIL_LINES {
                 record.log_tail.remove(0);
             }

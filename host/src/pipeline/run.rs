@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -14,7 +15,7 @@ use super::flight::{Flights, Item, Joined};
 use super::{ResolveError, Resolved, Resolver};
 use crate::build::{BuildExecutor, BuildRequest};
 use crate::events::Event;
-use crate::launch::{LaunchError, LaunchRequest, Launcher, Quota};
+use crate::launch::{LaunchError, LaunchRequest, Launched, Launcher, Quota};
 use crate::metrics::{InProgress, Metrics};
 use crate::registry::{Registry, naming};
 
@@ -131,9 +132,11 @@ impl Pipeline {
                     );
                     return out.send(failed(ensure_newline(e.to_string()))).await;
                 }
-                if !Box::pin(self.build(launch, &resolved, &request, out)).await? {
-                    return Ok(());
-                }
+                let overlapped =
+                    match Box::pin(self.build(launch, &resolved, &request, out)).await? {
+                        BuildEnd::Failed => return Ok(()),
+                        BuildEnd::Built(overlapped) => overlapped,
+                    };
                 if launch.build_only {
                     return out
                         .send(Event::fields(
@@ -147,25 +150,34 @@ impl Pipeline {
                     json!({ "message": "Built image, launching...\n", "imageName": image }),
                 ))
                 .await?;
+                if let Some(overlapped) = overlapped {
+                    let (result, elapsed) = overlapped.finish(out).await?;
+                    let result = result.map(Unconfirmed::keep);
+                    return self
+                        .report_launch(launch, &resolved, &request, result, elapsed, out)
+                        .await;
+                }
             }
         }
-        Box::pin(self.launch(launch, &resolved, request, out)).await
+        Box::pin(self.launch(launch, &resolved, &request, out)).await
     }
 
-    /// Joins or starts the image's build and relays its log; true when it built.
-    async fn build(
-        &self,
+    /// Joins or starts the image's build and relays its log. When the
+    /// executor says the image can be run before its push ends, the launch
+    /// starts then, its events held until the push has ended.
+    async fn build<'a>(
+        &'a self,
         launch: &Launch,
         resolved: &Resolved,
-        request: &LaunchRequest,
+        request: &'a LaunchRequest,
         out: &Sink,
-    ) -> Result<bool, Gone> {
+    ) -> Result<BuildEnd<'a>, Gone> {
         let (image, repo_config) = (&request.image, &request.repo_config);
         let Some(executor) = &self.executor else {
             out.send(failed(format!("Cannot build {image}: this Bindery has no build executor configured ([build] executor).\n"))).await?;
-            return Ok(false);
+            return Ok(BuildEnd::Failed);
         };
-        let request = BuildRequest {
+        let wanted = BuildRequest {
             image: image.into(),
             build_name: naming::build_pod_name(&resolved.build_slug, &resolved.resolved_ref),
             repo_url: resolved.repo_url.clone(),
@@ -180,16 +192,35 @@ impl Pipeline {
         };
         out.send(Event::message("waiting", "Waiting for build to start...\n"))
             .await?;
-        let (mut reader, started) = match self.flights.join(executor, request) {
+        let (mut reader, started) = match self.flights.join(executor, wanted) {
             Joined::Started(r) => (r, true),
             Joined::Watching(r) => (r, false),
         };
         // The request that started the build counts it, so each build counts once.
         let counted =
             started.then(|| (self.metrics.in_progress(InProgress::Build), Instant::now()));
+        // Dropped with this future if the build fails or the client leaves:
+        // the launch then stops, and a server it started is removed.
+        let mut overlapped: Option<Overlapped<'a>> = None;
         loop {
-            match reader.next().await {
+            let item = match &mut overlapped {
+                Some(early) => tokio::select! {
+                    item = reader.next() => item,
+                    () = early.progress() => continue,
+                },
+                None => reader.next().await,
+            };
+            match item {
                 Item::Log(event) => out.send(event).await?,
+                Item::Runnable => {
+                    if let Some(launcher) = &self.launcher
+                        && !launch.build_only
+                        && overlapped.is_none()
+                    {
+                        tracing::info!(image, "launching while the image is pushed");
+                        overlapped = Some(Overlapped::start(self, launcher.as_ref(), request));
+                    }
+                }
                 Item::Done(outcome) => {
                     if let Some((guard, started_at)) = counted {
                         let status = if outcome.is_ok() {
@@ -206,12 +237,12 @@ impl Pipeline {
                         drop(guard);
                     }
                     return match outcome {
-                        Ok(_) => Ok(true),
+                        Ok(_) => Ok(BuildEnd::Built(overlapped)),
                         Err(f) if f.message.is_empty() => out
                             .send(Event::fields("failed", json!({})))
                             .await
-                            .map(|()| false),
-                        Err(f) => out.send(failed(f.message)).await.map(|()| false),
+                            .map(|()| BuildEnd::Failed),
+                        Err(f) => out.send(failed(f.message)).await.map(|()| BuildEnd::Failed),
                     };
                 }
             }
@@ -222,7 +253,7 @@ impl Pipeline {
         &self,
         launch: &Launch,
         resolved: &Resolved,
-        request: LaunchRequest,
+        request: &LaunchRequest,
         out: &Sink,
     ) -> Result<(), Gone> {
         let Some(launcher) = &self.launcher else {
@@ -230,12 +261,25 @@ impl Pipeline {
                 .send(failed(format!("{} is built, but this Bindery has no JupyterHub configured to launch it ([hub] url).\n", request.image)))
                 .await;
         };
+        let (result, elapsed) = self.start_server(launcher.as_ref(), request, out).await?;
+        self.report_launch(launch, resolved, request, result, elapsed, out)
+            .await
+    }
+
+    /// Asks `launcher` for a server, relaying `launching` and the hub's
+    /// progress to `out`; how it ended, and how long it took.
+    async fn start_server(
+        &self,
+        launcher: &dyn Launcher,
+        request: &LaunchRequest,
+        out: &Sink,
+    ) -> Result<(Result<Launched, LaunchError>, Duration), Gone> {
         out.send(Event::message("launching", "Launching server...\n"))
             .await?;
         let _guard = self.metrics.in_progress(InProgress::Launch);
         let started = Instant::now();
         let (progress_tx, mut progress) = mpsc::channel::<String>(16);
-        let launched = launcher.launch(&request, progress_tx);
+        let launched = launcher.launch(request, progress_tx);
         tokio::pin!(launched);
         let result = loop {
             tokio::select! {
@@ -247,6 +291,19 @@ impl Pipeline {
             out.send(Event::message("launching", ensure_newline(message)))
                 .await?;
         }
+        Ok((result, started.elapsed()))
+    }
+
+    /// Counts a launch and tells the client how it ended.
+    async fn report_launch(
+        &self,
+        launch: &Launch,
+        resolved: &Resolved,
+        request: &LaunchRequest,
+        result: Result<Launched, LaunchError>,
+        elapsed: Duration,
+        out: &Sink,
+    ) -> Result<(), Gone> {
         let (status, event) = match result {
             Err(e) => (launch_status(&e), failed(ensure_newline(e.to_string()))),
             Ok(server) => {
@@ -261,12 +318,8 @@ impl Pipeline {
                 ("success", Event::fields("ready", ready))
             }
         };
-        self.metrics.launch_finished(
-            status,
-            &launch.provider,
-            &resolved.repo_url,
-            started.elapsed(),
-        );
+        self.metrics
+            .launch_finished(status, &launch.provider, &resolved.repo_url, elapsed);
         out.send(event).await
     }
 
@@ -324,6 +377,99 @@ fn resolve_failed(e: &ResolveError) -> Event {
         // Upstream sends this one without a newline.
         ResolveError::Banned { .. } => failed(e.to_string()),
         _ => failed(format!("{e}\n")),
+    }
+}
+
+/// How [`Pipeline::build`] ended.
+enum BuildEnd<'a> {
+    /// The client was told why.
+    Failed,
+    /// The image is in the registry; a launch may have started while it was pushed.
+    Built(Option<Overlapped<'a>>),
+}
+
+/// What an overlapped launch ended with, and how long it took.
+type Started<'a> = (Result<Unconfirmed<'a>, LaunchError>, Duration);
+
+/// A launch started while its image is pushed: its events wait here until
+/// the push has ended. Dropped, it stops the launch, and a server it
+/// started is discarded.
+struct Overlapped<'a> {
+    launching: Option<BoxFuture<'a, Result<Started<'a>, Gone>>>,
+    started: Option<Started<'a>>,
+    events: mpsc::Receiver<Event>,
+}
+
+impl<'a> Overlapped<'a> {
+    fn start(
+        pipeline: &'a Pipeline,
+        launcher: &'a dyn Launcher,
+        request: &'a LaunchRequest,
+    ) -> Self {
+        let (tx, events) = mpsc::channel(CLIENT_BUFFER);
+        let launching = async move {
+            let held = Sink(tx);
+            let (result, elapsed) = pipeline.start_server(launcher, request, &held).await?;
+            let result = result.map(|launched| Unconfirmed {
+                launcher,
+                launched: Some(launched),
+            });
+            Ok((result, elapsed))
+        };
+        Overlapped {
+            launching: Some(Box::pin(launching)),
+            started: None,
+            events,
+        }
+    }
+
+    /// Drives the launch until it ends (then never returns), holding its events.
+    async fn progress(&mut self) {
+        let Some(launching) = &mut self.launching else {
+            return std::future::pending().await;
+        };
+        self.started = launching.await.ok();
+        self.launching = None;
+    }
+
+    /// The push has ended: relays the held events to `out`, then the rest of
+    /// the launch as it goes on; how it ended.
+    async fn finish(mut self, out: &Sink) -> Result<Started<'a>, Gone> {
+        if let Some(mut launching) = self.launching.take() {
+            let started = loop {
+                tokio::select! {
+                    started = &mut launching => break started?,
+                    Some(event) = self.events.recv() => out.send(event).await?,
+                }
+            };
+            self.started = Some(started);
+        }
+        while let Ok(event) = self.events.try_recv() {
+            out.send(event).await?;
+        }
+        self.started.take().ok_or(Gone)
+    }
+}
+
+/// A server an overlapped launch started, discarded unless its image's push
+/// succeeds and it is kept.
+struct Unconfirmed<'a> {
+    launcher: &'a dyn Launcher,
+    launched: Option<Launched>,
+}
+
+impl Unconfirmed<'_> {
+    fn keep(mut self) -> Launched {
+        self.launched.take().expect("kept once")
+    }
+}
+
+impl Drop for Unconfirmed<'_> {
+    fn drop(&mut self) {
+        if let Some(launched) = self.launched.take() {
+            tracing::info!(user = %launched.user, "the image of a server started early was not pushed; removing the server");
+            self.launcher.discard(&launched);
+        }
     }
 }
 

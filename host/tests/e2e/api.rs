@@ -6,6 +6,7 @@
 use crate::support;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bindery::config::{BanNetwork, Config};
@@ -13,8 +14,10 @@ use serde_json::Value;
 use support::GitDaemon;
 use support::registry::OciRegistry;
 use support::service::{
-    Service, TestBuilder, TestLauncher, config, git_spec, page_build_token, sse, sse_with,
+    OpenStream, Service, TestBuilder, TestLauncher, config, git_spec, page_build_token, sse,
+    sse_with,
 };
+use tokio::sync::Semaphore;
 
 struct World {
     _daemon: GitDaemon,
@@ -413,6 +416,109 @@ async fn a_failed_build_fails_every_watcher_and_closes_the_stream() {
         metrics.contains(r#"binderhub_build_count_total{status="failure""#),
         "{metrics}"
     );
+}
+
+/// Waits until `launcher` has been asked for `n` launches.
+async fn launched(launcher: &TestLauncher, n: usize) {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while launcher.launches.load(Ordering::SeqCst) < n {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{n} launches did not start"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_overlapped_with_the_push_shows_after_it_and_a_failed_push_discards_its_server() {
+    // The executor says the image can be run as its push starts; the push
+    // waits for the test, then fails.
+    let w = world();
+    let push = Arc::new(Semaphore::new(0));
+    let builder = Arc::new(TestBuilder {
+        runnable_early: true,
+        push_gate: Some(push.clone()),
+        push_fails: true,
+        ..TestBuilder::new(&w.registry, 2)
+    });
+    let (s, launcher) = service(&w, w.config(), builder).await;
+    let url = format!("{}/build/git/{}", s.base, git_spec(&w.url, "main"));
+    let mut stream = OpenStream::open(&url, &[("accept", "text/event-stream")]).await;
+    stream.until("Pushing image", Duration::from_secs(30)).await;
+    launched(&launcher, 1).await;
+    let so_far = stream.read_for(Duration::from_millis(300)).await;
+    assert!(
+        !so_far.contains("launching") && !so_far.contains("built"),
+        "the launch's events wait for the push: {so_far}"
+    );
+    push.add_permits(1);
+    let got = stream.end().await;
+    assert_eq!(
+        got.phases(),
+        ["waiting", "building", "unknown", "pushing", "failed"]
+    );
+    assert_eq!(
+        got.last()["message"],
+        "The push failed: the registry went away\n"
+    );
+    assert_eq!(
+        *launcher.discarded.lock().unwrap(),
+        ["test-0"],
+        "the server started during the push is removed"
+    );
+    let image = s.state.pipeline.registry.image_name(
+        &bindery::registry::naming::safe_build_slug(&w.url, 255 - 22 - 7, 6),
+        &w.sha,
+    );
+    assert_eq!(s.image_digest(&image).await, None, "no image is recorded");
+    assert_ne!(
+        s.state.pipeline.flights.record(&image).map(|r| r.state),
+        Some(bindery::cache::BuildState::Built)
+    );
+
+    // A push that succeeds: the server started during it is the client's.
+    let w = world();
+    let push = Arc::new(Semaphore::new(0));
+    let builder = Arc::new(TestBuilder {
+        runnable_early: true,
+        push_gate: Some(push.clone()),
+        ..TestBuilder::new(&w.registry, 2)
+    });
+    let (s, launcher) = service(&w, w.config(), builder.clone()).await;
+    let url = format!("{}/build/git/{}", s.base, git_spec(&w.url, "main"));
+    let mut stream = OpenStream::open(&url, &[("accept", "text/event-stream")]).await;
+    stream.until("Pushing image", Duration::from_secs(30)).await;
+    launched(&launcher, 1).await;
+    // Another client joins the build during the push, and launches too.
+    let joined = tokio::spawn({
+        let url = url.clone();
+        async move { sse(&url).await }
+    });
+    launched(&launcher, 2).await;
+    push.add_permits(1);
+    let got = stream.end().await;
+    assert_eq!(
+        got.phases(),
+        [
+            "waiting",
+            "building",
+            "unknown",
+            "pushing",
+            "built",
+            "launching",
+            "launching",
+            "launching",
+            "ready"
+        ]
+    );
+    assert_eq!(got.events[4]["message"], "Built image, launching...\n");
+    let other = joined.await.unwrap();
+    assert_eq!(other.last()["phase"], "ready", "{}", other.raw);
+    assert_ne!(other.last()["url"], got.last()["url"]);
+    assert!(launcher.discarded.lock().unwrap().is_empty());
+    let image = got.events[4]["imageName"].as_str().unwrap();
+    assert!(s.image_digest(image).await.is_some());
+    assert_eq!(builder.count(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -99,16 +99,6 @@ async fn running(hub: &JupyterHub) -> Vec<String> {
         .collect()
 }
 
-fn user_of(launched: &Launched) -> String {
-    launched
-        .url
-        .trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_servers_are_culled_active_ones_kept_old_ones_stopped_and_hostile_policies_keep_everything()
  {
@@ -142,7 +132,7 @@ async fn idle_servers_are_culled_active_ones_kept_old_ones_stopped_and_hostile_p
 
     let idle = launch(&launcher, &image, &repo.url, &sha).await;
     let active = launch(&launcher, &image, &repo.url, &sha).await;
-    let (idle_user, active_user) = (user_of(&idle), user_of(&active));
+    let (idle_user, active_user) = (idle.user.clone(), active.user.clone());
     // One user works through the proxy all along; the other never comes back.
     let keep_busy = tokio::spawn({
         let url = format!("{}api/contents?token={}", active.url, active.token);
@@ -255,7 +245,7 @@ async fn the_culler_touches_only_what_bindery_started_and_never_an_admin() {
     let hub = Arc::new(Hub::new(&c.hub).unwrap().unwrap());
     let metrics = Arc::new(Metrics::default());
     let launcher = HubLauncher::new(hub.clone(), &c).unwrap();
-    let ours = user_of(&launch(&launcher, &image, &repo.url, &sha).await);
+    let ours = launch(&launcher, &image, &repo.url, &sha).await.user;
     // An ordinary user's own server, and a server of the hub's admin
     // (scripts/jupyterhub_config.py) that even carries Bindery's fields.
     let post = |path: String, body: serde_json::Value| {
@@ -315,7 +305,7 @@ async fn the_culler_touches_only_what_bindery_started_and_never_an_admin() {
     assert!(!names.contains(&ours.as_str().into()), "{names:?}");
 
     // Authenticated mode: Bindery's server is stopped, its user kept.
-    let second = user_of(&launch(&launcher, &image, &repo.url, &sha).await);
+    let second = launch(&launcher, &image, &repo.url, &sha).await.user;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut authenticated = c.hub.clone();
     authenticated.auth_enabled = true;

@@ -11,11 +11,15 @@ use std::time::Duration;
 use bindery::config::KubernetesQuotaConfig;
 use serde_json::{Value, json};
 
-use support::engine::{TestRepo, engine};
+use bindery::app::Builds;
+use bindery::jupyterhub::Hub;
+use bindery::launch::hub::HubLauncher;
+use support::engine::{DOCKERFILE, TestRepo, build_config, engine};
+use support::faults::CutProxy;
 use support::hub::{JupyterHub, built_repo, launch_config, launch_service, with_pool};
 use support::kube::KubeApi;
 use support::registry::OciRegistry;
-use support::service::{Service, Stream, git_spec, sse};
+use support::service::{OpenStream, Service, Stream, git_spec, sse};
 
 async fn launch(s: &Service, repo: &TestRepo, sha: &str) -> Stream {
     sse(&format!(
@@ -877,5 +881,140 @@ async fn fifty_launches_at_once_share_a_pool_of_five_within_the_quota() {
         peak.load(Ordering::SeqCst) <= TOTAL as usize,
         "{} servers at the peak, over the quota of {TOTAL}",
         peak.load(Ordering::SeqCst)
+    );
+}
+
+/// The temporary users whose default server the hub reports ready.
+async fn ready_users(hub: &JupyterHub) -> Vec<String> {
+    hub.users()
+        .await
+        .iter()
+        .filter(|u| u["servers"][""]["ready"] == true)
+        .map(|u| u["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Waits up to `within` for `done` to hold of the hub's ready users.
+async fn until_users(
+    hub: &JupyterHub,
+    within: Duration,
+    done: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let users = ready_users(hub).await;
+        if done(&users) || tokio::time::Instant::now() > deadline {
+            return users;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_launch_runs_during_the_push_and_a_failed_push_removes_its_server() {
+    // Real repo2docker builds into the engine DockerSpawner runs from, and
+    // pushes through a proxy that holds the manifest until the test says.
+    let registry = OciRegistry::start(None);
+    let proxy = CutProxy::start(registry.port).await;
+    let hub = JupyterHub::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let mut c = build_config(data.path(), &registry).await;
+    c.hub = launch_config(data.path(), &registry, &hub.url, &hub.token).hub;
+    c.registry.image_prefix = format!("127.0.0.1:{}/binder-", proxy.port);
+    c.registry.url = Some(format!("http://127.0.0.1:{}", proxy.port).parse().unwrap());
+    c.build.local.spawner_shares_engine = true;
+    let launcher: Arc<dyn bindery::launch::Launcher> =
+        Arc::new(HubLauncher::new(Arc::new(Hub::new(&c.hub).unwrap().unwrap()), &c).unwrap());
+    let s = Service::start_with(c, Builds::Planned, Some(launcher)).await;
+    let repo = TestRepo::new();
+    let sha = repo.commit(
+        &[("Dockerfile", DOCKERFILE), ("notes.md", b"# early\n")],
+        &[],
+    );
+    let url = format!("{}/build/git/{}", s.base, git_spec(&repo.url, &sha));
+    let sse_headers = [("accept", "text/event-stream")];
+
+    proxy.hold_at("PUT /manifests/");
+    let mut stream = OpenStream::open(&url, &sse_headers).await;
+    stream
+        .until("Successfully tagged", Duration::from_secs(300))
+        .await;
+    let early = until_users(&hub, Duration::from_secs(120), |u| !u.is_empty()).await;
+    assert_eq!(
+        early.len(),
+        1,
+        "a server runs while the push waits: {}",
+        hub.log()
+    );
+    let so_far = stream.read_for(Duration::from_millis(300)).await;
+    assert!(
+        !so_far.contains("\"launching\"") && !so_far.contains("\"built\""),
+        "the client hears of the launch only after the push: {so_far}"
+    );
+    // The registry dies before the manifest is in.
+    proxy.cut();
+    let got = stream.end().await;
+    assert_eq!(got.last()["phase"], "failed", "{}", got.raw);
+    assert!(!got.phases().contains(&"launching"), "{}", got.raw);
+    proxy.restore();
+    let image = got
+        .raw
+        .split("Successfully tagged ")
+        .nth(1)
+        .and_then(|rest| rest.split(['\\', '"']).next())
+        .unwrap()
+        .to_string();
+    assert_eq!(s.image_digest(&image).await, None, "not recorded as built");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while hub
+        .users()
+        .await
+        .iter()
+        .any(|u| u["name"] == early[0].as_str())
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the early server and its temporary user are removed: {:?}",
+            hub.users().await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Again, and the push succeeds: the server that started during it is the client's.
+    proxy.hold_at("PUT /manifests/");
+    let mut stream = OpenStream::open(&url, &sse_headers).await;
+    stream
+        .until("Successfully tagged", Duration::from_secs(300))
+        .await;
+    let early = until_users(&hub, Duration::from_secs(120), |u| !u.is_empty()).await;
+    assert_eq!(early.len(), 1, "{}", hub.log());
+    proxy.restore();
+    let got = stream.end().await;
+    let ready = got.last();
+    assert_eq!(ready["phase"], "ready", "{}\n{}", got.raw, hub.log());
+    let phases = got.phases();
+    let built = phases.iter().position(|p| *p == "built").unwrap();
+    assert!(
+        phases[..built].contains(&"pushing") && phases[built + 1] == "launching",
+        "{phases:?}"
+    );
+    assert!(
+        ready["url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/user/{}/", early[0])),
+        "{ready}"
+    );
+    let answer = reqwest::get(format!(
+        "{}api/contents?token={}",
+        ready["url"].as_str().unwrap(),
+        ready["token"].as_str().unwrap()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert!(
+        s.image_digest(&image).await.is_some(),
+        "recorded once pushed"
     );
 }

@@ -102,11 +102,13 @@ impl Drop for SmallDisk {
 const PASS: u8 = 0;
 const CUT_ON_MATCH: u8 = 1;
 const DOWN: u8 = 2;
+const HOLD_ON_MATCH: u8 = 3;
 
 /// A loopback proxy to `upstream`, one request per connection (it asks for
 /// `Connection: close`). Once armed, the first request whose request line
-/// contains the pattern is dropped unanswered, and from then on the proxy
-/// refuses every connection, as a server that died mid-push would.
+/// contains every word of the pattern is dropped unanswered, and from then
+/// on the proxy refuses every connection, as a server that died mid-push
+/// would. Or such requests are held until the test restores or cuts it.
 pub struct CutProxy {
     pub port: u16,
     mode: Arc<AtomicU8>,
@@ -151,6 +153,19 @@ impl CutProxy {
         self.mode.store(CUT_ON_MATCH, Ordering::SeqCst);
     }
 
+    /// Holds every request whose request line contains each word of
+    /// `pattern` (e.g. `PUT /manifests/`) until [`CutProxy::restore`] lets
+    /// them through or [`CutProxy::cut`] drops them.
+    pub fn hold_at(&self, pattern: &str) {
+        *self.pattern.lock().unwrap() = pattern.into();
+        self.mode.store(HOLD_ON_MATCH, Ordering::SeqCst);
+    }
+
+    /// The upstream dies now.
+    pub fn cut(&self) {
+        self.mode.store(DOWN, Ordering::SeqCst);
+    }
+
     /// Whether the cut happened.
     pub fn is_down(&self) -> bool {
         self.mode.load(Ordering::SeqCst) == DOWN
@@ -185,11 +200,27 @@ async fn relay(
     };
     let text = String::from_utf8_lossy(&head[..end]).into_owned();
     let request_line = text.lines().next().unwrap_or_default();
-    if mode.load(Ordering::SeqCst) == CUT_ON_MATCH
-        && request_line.contains(pattern.lock().unwrap().as_str())
-    {
-        mode.store(DOWN, Ordering::SeqCst);
-        return Ok(());
+    let matches = || {
+        pattern
+            .lock()
+            .unwrap()
+            .split_whitespace()
+            .all(|word| request_line.contains(word))
+    };
+    match mode.load(Ordering::SeqCst) {
+        CUT_ON_MATCH if matches() => {
+            mode.store(DOWN, Ordering::SeqCst);
+            return Ok(());
+        }
+        HOLD_ON_MATCH if matches() => {
+            while mode.load(Ordering::SeqCst) == HOLD_ON_MATCH {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            if mode.load(Ordering::SeqCst) == DOWN {
+                return Ok(());
+            }
+        }
+        _ => {}
     }
     let mut rewritten: String = text
         .trim_end()

@@ -312,6 +312,17 @@ impl OpenStream {
         }
     }
 
+    /// Reads what arrives for `wait` (less if the stream ends); all that arrived so far.
+    pub async fn read_for(&mut self, wait: std::time::Duration) -> String {
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(Ok(Some(chunk))) =
+            tokio::time::timeout_at(deadline, self.response.chunk()).await
+        {
+            self.bytes.extend_from_slice(&chunk);
+        }
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+
     /// Everything that arrived, if the stream ended cleanly.
     pub async fn rest(mut self) -> Option<String> {
         let rest = self.response.bytes().await.ok()?;
@@ -349,7 +360,9 @@ pub fn git_spec(url: &str, git_ref: &str) -> String {
 
 /// A build executor for tests: logs `lines` lines (repo2docker-style JSON and
 /// plain text), waits for `gate` when given, then pushes the image to the real
-/// registry. Counts the builds it starts.
+/// registry. With `runnable_early`, it says the image can be run as its push
+/// starts, then waits for `push_gate` when given, and fails the push when
+/// `push_fails`. Counts the builds it starts.
 pub struct TestBuilder {
     pub registry_host: String,
     pub registry: Option<(String, String)>,
@@ -358,6 +371,9 @@ pub struct TestBuilder {
     pub fail: bool,
     pub builds: AtomicUsize,
     pub can_reattach: bool,
+    pub runnable_early: bool,
+    pub push_gate: Option<Arc<Semaphore>>,
+    pub push_fails: bool,
 }
 
 impl TestBuilder {
@@ -370,6 +386,9 @@ impl TestBuilder {
             fail: false,
             builds: AtomicUsize::new(0),
             can_reattach: false,
+            runnable_early: false,
+            push_gate: None,
+            push_fails: false,
         }
     }
 
@@ -408,6 +427,15 @@ impl TestBuilder {
                 r#"{"phase": "pushing", "message": "Pushing image\n"}"#,
             ))
             .await;
+        if self.runnable_early {
+            log.runnable().await;
+        }
+        if let Some(gate) = &self.push_gate {
+            gate.acquire().await.unwrap().forget();
+        }
+        if self.push_fails {
+            return Err(BuildFailure::new("The push failed: the registry went away"));
+        }
         let (repository, tag) = image.split_once('/').unwrap().1.split_once(':').unwrap();
         let pusher = OciRegistry::client_for(&self.registry_host, self.registry.clone());
         let digest = pusher.push(repository, tag).await;
@@ -453,6 +481,8 @@ pub struct TestLauncher {
     pub last: std::sync::Mutex<Option<LaunchRequest>>,
     /// Refuse every launch with this.
     pub refuse: Option<LaunchError>,
+    /// The users of the servers discarded.
+    pub discarded: std::sync::Mutex<Vec<String>>,
 }
 
 impl TestLauncher {
@@ -462,6 +492,7 @@ impl TestLauncher {
             launches: AtomicUsize::new(0),
             last: Default::default(),
             refuse: None,
+            discarded: Default::default(),
         }
     }
 }
@@ -487,8 +518,15 @@ impl Launcher for TestLauncher {
             Ok(Launched {
                 url: format!("{}/user/test-{n}/", self.hub),
                 token: format!("token-{n}"),
+                user: format!("test-{n}"),
+                server: String::new(),
+                temporary: true,
             })
         })
+    }
+
+    fn discard(&self, launched: &Launched) {
+        self.discarded.lock().unwrap().push(launched.user.clone());
     }
 
     fn health(&self) -> BoxFuture<'_, Vec<HealthCheck>> {
