@@ -8,6 +8,10 @@
 #   HUB_CHP            configurable-http-proxy
 #   HUB_SERVICE_TOKEN  the `binder` service's API token (Bindery's JUPYTERHUB_API_TOKEN)
 #   HUB_CONTAINER_PREFIX  names the servers' containers
+# and, for Bindery's authenticated mode, optionally:
+#   HUB_BINDER_OAUTH_REDIRECT  Bindery's `oauth_callback` URL: the `binder`
+#                       service becomes an OAuth client, and people log in
+#                       with DummyAuthenticator's shared HUB_DUMMY_PASSWORD
 import os
 import socket
 
@@ -65,6 +69,17 @@ c.JupyterHub.load_roles = [{
     "services": ["binder"],
     "scopes": ["admin:users", "admin:servers", "admin:groups", "groups", "tokens", "read:users:activity", "access:servers", "list:users"],
 }]
+if env.get("HUB_BINDER_OAUTH_REDIRECT"):
+    # As upstream's authentication docs register BinderHub.
+    c.JupyterHub.services[0].update({
+        "oauth_client_id": "service-binder",
+        "oauth_redirect_uri": env["HUB_BINDER_OAUTH_REDIRECT"],
+        "oauth_no_confirm": True,
+    })
+    c.JupyterHub.load_roles.append({"name": "user", "scopes": ["self", "access:services"]})
+    c.JupyterHub.authenticator_class = "dummy"
+    c.DummyAuthenticator.password = env["HUB_DUMMY_PASSWORD"]
+    c.Authenticator.allow_all = True
 c.JupyterHub.spawner_class = BinderSpawner
 c.DockerSpawner.cmd = ["jupyter-server"]
 c.DockerSpawner.network_name = "host"

@@ -18,7 +18,8 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
 
-use super::client::{RateQuota, banned, client_ip};
+use super::client::{Counted, RateQuota, banned, client_ip};
+use super::login::{LoggedIn, LoginError};
 use super::token::TokenError;
 use super::{AppState, launch_host};
 use crate::events::Event;
@@ -133,9 +134,13 @@ fn count_request(
     if !state.web.limiter.enabled() {
         return Ok(None);
     }
-    // `Client` has run (and refused banned networks) by now: only the address is needed.
-    let (_, ip) = addresses(parts, state)?;
-    Ok(Some(state.web.limiter.check(ip)))
+    // A logged-in user is counted as themself; anyone else by address.
+    // `Client` has run (and refused banned networks) by now.
+    let who = match parts.extensions.get::<LoggedIn>() {
+        Some(LoggedIn(user)) => Counted::User(user.clone()),
+        None => Counted::address(addresses(parts, state)?.1),
+    };
+    Ok(Some(state.web.limiter.check(who)))
 }
 
 /// The client's address (`X-Forwarded-For` from a trusted proxy), refused
@@ -184,14 +189,14 @@ impl FromRequestParts<AppState> for AcceptsEventStream {
 }
 
 /// In authenticated mode, as upstream's `@authenticated`: the hub user the
-/// request's token belongs to; otherwise `None`.
+/// request's token or login session belongs to; otherwise `None`.
 pub(super) struct HubUser(Option<String>);
 
 impl FromRequestParts<AppState> for HubUser {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let Some(hub) = &state.web.hub_auth else {
+        let Some(login) = &state.web.login else {
             return Ok(HubUser(None));
         };
         let token = parts
@@ -201,21 +206,37 @@ impl FromRequestParts<AppState> for HubUser {
             .and_then(|v| {
                 v.strip_prefix("token ")
                     .or_else(|| v.strip_prefix("Bearer "))
-            })
-            .ok_or_else(|| {
-                refusal(
-                    403,
-                    "Authentication is required: send the hub token as `Authorization: token …`",
-                )
-            })?;
-        match hub.whoami(token.trim()).await {
-            Ok(Some(user)) => Ok(HubUser(Some(user))),
-            Ok(None) => Err(refusal(403, "The hub does not accept this token")),
-            Err(e) => Err(refusal(
-                503,
-                &format!("Cannot check the token with the hub: {e}"),
-            )),
-        }
+            });
+        let user = match token {
+            Some(token) => match login.owner(token.trim()).await {
+                Ok(Some(user)) => user,
+                Ok(None) => return Err(refusal(403, "The hub does not accept this token")),
+                Err(e) => {
+                    return Err(refusal(
+                        503,
+                        &format!("Cannot check the token with the hub: {e}"),
+                    ));
+                }
+            },
+            None => match login.acting_session(parts).await {
+                Ok(session) => session.user,
+                Err(LoginError::NoSession) => {
+                    return Err(refusal(
+                        403,
+                        "Authentication is required: log in on this BinderHub's page, or send the hub token as `Authorization: token …`",
+                    ));
+                }
+                Err(e @ LoginError::Xsrf) => return Err(refusal(403, &e.to_string())),
+                Err(e) => {
+                    return Err(refusal(
+                        503,
+                        &format!("Cannot check the login with the hub: {e}"),
+                    ));
+                }
+            },
+        };
+        parts.extensions.insert(LoggedIn(user.clone()));
+        Ok(HubUser(Some(user)))
     }
 }
 

@@ -1,6 +1,6 @@
 //! Who is asking: the client's address (from `X-Forwarded-For` only when a
 //! trusted proxy sent it), the operator's banned networks, and upstream's
-//! per-address rate limit.
+//! rate limit: per address, or per user for logged-in users.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -64,20 +64,36 @@ pub struct RateQuota {
     pub limit: u32,
 }
 
-/// Upstream's fixed-window limiter: `limit` requests per `period` per address.
+/// Whom the rate limit counts a request against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Counted {
+    /// An anonymous client's address.
+    Address(IpAddr),
+    /// A logged-in hub user, wherever they connect from.
+    User(String),
+}
+
+impl Counted {
+    /// `ip`, with `::ffff:198.51.100.7` the same client as `198.51.100.7`.
+    pub fn address(ip: IpAddr) -> Counted {
+        Counted::Address(ip.to_canonical())
+    }
+}
+
+/// Upstream's fixed-window limiter: `limit` requests per `period` per client.
 pub struct RateLimiter {
     config: RateLimitConfig,
     windows: Mutex<Windows>,
 }
 
-/// Each address's window, and the windows in the order they end: every
+/// Each client's window, and the windows in the order they end: every
 /// window lasts one period from its start, so they end in the order they
 /// started, and expired ones are dropped from the front, O(1) per request
-/// however many addresses are tracked.
+/// however many clients are tracked.
 #[derive(Default)]
 struct Windows {
-    by_address: HashMap<IpAddr, (u64, u32)>,
-    ending: VecDeque<(u64, IpAddr)>,
+    by_client: HashMap<Counted, (u64, u32)>,
+    ending: VecDeque<(u64, Counted)>,
 }
 
 impl RateLimiter {
@@ -94,33 +110,31 @@ impl RateLimiter {
         self.config.limit > 0
     }
 
-    /// Counts a request from `ip`; `Err` carries the seconds until the window
-    /// ends when the limit is already reached.
-    pub fn check(&self, ip: IpAddr) -> Result<RateQuota, u64> {
-        self.check_at(ip, crate::now_ms() / 1000)
+    /// Counts a request of `who`'s; `Err` carries the seconds until the
+    /// window ends when the limit is already reached.
+    pub fn check(&self, who: Counted) -> Result<RateQuota, u64> {
+        self.check_at(who, crate::now_ms() / 1000)
     }
 
-    fn check_at(&self, ip: IpAddr, now: u64) -> Result<RateQuota, u64> {
-        // `::ffff:198.51.100.7` is the same client as `198.51.100.7`.
-        let ip = ip.to_canonical();
+    fn check_at(&self, who: Counted, now: u64) -> Result<RateQuota, u64> {
         let period = self.config.period_secs.max(1);
         let mut guard = self.windows.lock().expect("rate limiter");
         let windows = &mut *guard;
-        while let Some(&(reset, old)) = windows.ending.front() {
-            if reset > now {
+        while let Some((reset, _)) = windows.ending.front() {
+            if *reset > now {
                 break;
             }
-            windows.ending.pop_front();
+            let (reset, old) = windows.ending.pop_front().expect("just seen");
             if windows
-                .by_address
+                .by_client
                 .get(&old)
                 .is_some_and(|(r, _)| *r == reset)
             {
-                windows.by_address.remove(&old);
+                windows.by_client.remove(&old);
             }
         }
-        let (reset, count) = windows.by_address.entry(ip).or_insert_with(|| {
-            windows.ending.push_back((now + period, ip));
+        let (reset, count) = windows.by_client.entry(who.clone()).or_insert_with(|| {
+            windows.ending.push_back((now + period, who));
             (now + period, 0)
         });
         if *count >= self.config.limit {
@@ -198,7 +212,7 @@ mod tests {
         });
         let ip: IpAddr = "203.0.113.1".parse().unwrap();
         assert_eq!(
-            limiter.check_at(ip, 1000),
+            limiter.check_at(Counted::address(ip), 1000),
             Ok(RateQuota {
                 remaining: 1,
                 reset: 1100,
@@ -206,29 +220,44 @@ mod tests {
             })
         );
         assert_eq!(
-            limiter.check_at(ip, 1050),
+            limiter.check_at(Counted::address(ip), 1050),
             Ok(RateQuota {
                 remaining: 0,
                 reset: 1100,
                 limit: 2
             })
         );
-        assert_eq!(limiter.check_at(ip, 1060), Err(40));
+        assert_eq!(limiter.check_at(Counted::address(ip), 1060), Err(40));
         assert!(
             limiter
-                .check_at("203.0.113.2".parse().unwrap(), 1060)
+                .check_at(Counted::address("203.0.113.2".parse().unwrap()), 1060)
                 .is_ok(),
             "per address"
         );
+        let alice = || Counted::User("alice".into());
+        assert!(limiter.check_at(alice(), 1060).is_ok());
+        assert!(limiter.check_at(alice(), 1061).is_ok());
         assert_eq!(
-            limiter.check_at(ip, 1100).map(|q| q.remaining),
+            limiter.check_at(alice(), 1062),
+            Err(98),
+            "per user, whatever the address"
+        );
+        assert_eq!(
+            limiter
+                .check_at(Counted::address(ip), 1100)
+                .map(|q| q.remaining),
             Ok(1),
             "a new window"
         );
         // The same client written as an IPv4-mapped IPv6 address.
         let mapped: IpAddr = "::ffff:203.0.113.1".parse().unwrap();
-        assert_eq!(limiter.check_at(mapped, 1101).map(|q| q.remaining), Ok(0));
-        assert_eq!(limiter.check_at(mapped, 1102), Err(98));
+        assert_eq!(
+            limiter
+                .check_at(Counted::address(mapped), 1101)
+                .map(|q| q.remaining),
+            Ok(0)
+        );
+        assert_eq!(limiter.check_at(Counted::address(mapped), 1102), Err(98));
     }
 
     #[test]
@@ -239,14 +268,18 @@ mod tests {
         });
         for i in 0..50_000u32 {
             let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
-            assert!(limiter.check_at(ip, 1000 + u64::from(i / 10_000)).is_ok());
+            assert!(
+                limiter
+                    .check_at(Counted::address(ip), 1000 + u64::from(i / 10_000))
+                    .is_ok()
+            );
         }
         // At 1012 the windows of the first 30,000 addresses (ending by 1012) are gone.
         limiter
-            .check_at("192.0.2.1".parse().unwrap(), 1012)
+            .check_at(Counted::address("192.0.2.1".parse().unwrap()), 1012)
             .unwrap();
         let windows = limiter.windows.lock().unwrap();
-        assert_eq!(windows.by_address.len(), 20_001);
+        assert_eq!(windows.by_client.len(), 20_001);
         assert_eq!(windows.ending.len(), 20_001);
     }
 }

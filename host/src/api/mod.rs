@@ -4,6 +4,7 @@
 mod admin;
 mod build;
 mod client;
+mod login;
 mod meta;
 mod page;
 mod providers;
@@ -55,14 +56,14 @@ struct Web {
     versions: Bytes,
     /// `/api/repoproviders` for a plugin generation.
     providers: RwLock<Option<(u64, Bytes)>>,
-    /// Who a request's hub token belongs to, in authenticated mode.
-    hub_auth: Option<Arc<Hub>>,
+    /// Who a request's hub token or session belongs to, in authenticated mode.
+    login: Option<login::Login>,
 }
 
 impl AppState {
     /// The state that serves `pipeline`, with `/health` answering the latest
-    /// of `health`. With `hub.auth_enabled`, `hub_auth` says whose a
-    /// request's token is.
+    /// of `health`. With `hub.auth_enabled`, `hub_auth` logs users in and
+    /// says whose a request's token is.
     pub fn new(
         config: Arc<Config>,
         plugins: Arc<PluginHost>,
@@ -70,13 +71,15 @@ impl AppState {
         health: watch::Receiver<HealthAnswer>,
         hub_auth: Option<Arc<Hub>>,
     ) -> Result<AppState, ConfigError> {
+        let secret = token::secret(&config.web).map_err(ConfigError::Invalid)?;
         let web = Web {
-            tokens: token::BuildTokens::new(&config.web).map_err(ConfigError::Invalid)?,
+            tokens: token::BuildTokens::new(&secret, &config.web),
             limiter: RateLimiter::new(config.web.rate_limit.clone()),
             health,
             versions: meta::versions_body(pipeline.executor.as_deref()),
             providers: RwLock::new(None),
-            hub_auth,
+            login: hub_auth
+                .map(|hub| login::Login::new(hub, &config.hub, &config.web.base_url, &secret)),
         };
         Ok(AppState {
             plugins,
@@ -95,6 +98,9 @@ pub fn router(state: AppState) -> Router {
     let mut routes = meta::routes()
         .merge(providers::routes())
         .route("/build/{provider}/{*spec}", get(build::build));
+    if state.web.login.is_some() {
+        routes = routes.route("/oauth_callback", get(login::callback));
+    }
     if !web.api_only {
         routes = routes.merge(page::routes());
     }
@@ -162,13 +168,19 @@ fn ban_label(state: &AppState, request: &Request) -> Option<String> {
     .map(str::to_string)
 }
 
-/// `binder_launch_host`: `badge_base_url`, else `{proto}://{host}{base_url}`,
-/// with `X-Forwarded-Proto` believed only from a trusted proxy.
+/// `binder_launch_host`: `badge_base_url`, else the request's own base.
 fn launch_host(state: &AppState, headers: &HeaderMap, peer: std::net::IpAddr) -> String {
     let web = &state.config.web;
     if let Some(b) = &web.badge_base_url {
         return b.clone();
     }
+    request_base(state, headers, peer)
+}
+
+/// `{proto}://{host}{base_url}` of the request, with `X-Forwarded-Proto`
+/// believed only from a trusted proxy.
+fn request_base(state: &AppState, headers: &HeaderMap, peer: std::net::IpAddr) -> String {
+    let web = &state.config.web;
     let forwarded = client::is_trusted(peer, &web.trusted_proxies)
         .then(|| headers.get("x-forwarded-proto"))
         .flatten();

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use super::build::MayHaveToken;
+use super::login::Visitor;
 use super::{AppState, providers};
 
 const PAGE: &str = include_str!("assets/page.html");
@@ -60,7 +61,7 @@ fn asset(content_type: &'static str, body: &'static [u8]) -> Response {
         .into_response()
 }
 
-fn page(state: &AppState, build_token: Option<String>) -> Response {
+fn page(state: &AppState, visitor: &Visitor, build_token: Option<String>) -> Response {
     let web = &state.config.web;
     let mut config = json!({
         "baseUrl": web.base_url,
@@ -74,6 +75,11 @@ fn page(state: &AppState, build_token: Option<String>) -> Response {
     });
     if let Some(token) = build_token {
         config["buildToken"] = Value::String(token);
+    }
+    // A logged-in visitor's `/build` request proves it comes from this page.
+    if let Visitor(Some(session)) = visitor {
+        config["user"] = Value::String(session.user.clone());
+        config["xsrf"] = Value::String(session.xsrf.clone());
     }
     // `<` escaped so nothing in a spec can close the script element.
     let config = config.to_string().replace('<', "\\u003c");
@@ -100,14 +106,16 @@ static PAGE_POLICY: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// Upstream serves its single-page app, 200, for every other path.
-async fn form_page(State(state): State<AppState>) -> Response {
-    page(&state, None)
+/// In authenticated mode, only for a logged-in visitor.
+async fn form_page(State(state): State<AppState>, visitor: Visitor) -> Response {
+    page(&state, &visitor, None)
 }
 
 async fn launch_page(
     State(state): State<AppState>,
     uri: Uri,
     headers: HeaderMap,
+    visitor: Visitor,
     MayHaveToken(may): MayHaveToken,
 ) -> Response {
     // The token's audience is the raw path, as the page's /build request will send it.
@@ -116,7 +124,7 @@ async fn launch_page(
     };
     let provider = audience.split('/').next().unwrap_or_default();
     if !state.resolver.knows(provider).await {
-        return (StatusCode::NOT_FOUND, page(&state, None)).into_response();
+        return (StatusCode::NOT_FOUND, page(&state, &visitor, None)).into_response();
     }
     // Over the limit, the page goes without a token, and its `/build`
     // request hears why from the rate limit.
@@ -126,7 +134,7 @@ async fn launch_page(
             .tokens
             .issue(audience, &super::build::request_origin(&headers))
     });
-    page(&state, token)
+    page(&state, &visitor, token)
 }
 
 /// `/repo/<user>/<repo>[/path]` → `/v2/gh/<user>/<repo>/master`, without

@@ -34,6 +34,21 @@ pub enum TokenError {
     Spent,
 }
 
+/// `web.build_token_secret` (hex), or a random key for this process only.
+pub fn secret(config: &WebConfig) -> Result<Vec<u8>, String> {
+    match config.build_token_secret.as_ref().map(|s| (s, s.read())) {
+        Some((_, Some(hex_secret))) => hex::decode(hex_secret.trim())
+            .map_err(|e| format!("web.build_token_secret is not hex: {e}")),
+        Some((source, None)) => Err(format!("web.build_token_secret ({source:?}) has no value")),
+        None => {
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes)
+                .map_err(|e| format!("no random source for the build token key: {e}"))?;
+            Ok(bytes.to_vec())
+        }
+    }
+}
+
 /// Issues and checks build tokens.
 pub struct BuildTokens {
     encoding: EncodingKey,
@@ -52,27 +67,14 @@ struct Spent {
 }
 
 impl BuildTokens {
-    /// Keys from `web.build_token_secret` (hex), or random ones.
-    pub fn new(config: &WebConfig) -> Result<BuildTokens, String> {
-        let secret = match config.build_token_secret.as_ref().map(|s| (s, s.read())) {
-            Some((_, Some(hex_secret))) => hex::decode(hex_secret.trim())
-                .map_err(|e| format!("web.build_token_secret is not hex: {e}"))?,
-            Some((source, None)) => {
-                return Err(format!("web.build_token_secret ({source:?}) has no value"));
-            }
-            None => {
-                let mut bytes = [0u8; 32];
-                getrandom::fill(&mut bytes)
-                    .map_err(|e| format!("no random source for the build token key: {e}"))?;
-                bytes.to_vec()
-            }
-        };
-        Ok(BuildTokens {
-            encoding: EncodingKey::from_secret(&secret),
-            decoding: DecodingKey::from_secret(&secret),
+    /// Tokens signed with `secret` ([`secret`]).
+    pub fn new(secret: &[u8], config: &WebConfig) -> BuildTokens {
+        BuildTokens {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
             check_origin: config.build_token_check_origin,
             spent: Mutex::default(),
-        })
+        }
     }
 
     /// A token for `audience` (`{provider}/{raw spec}`) used from `origin`.
@@ -133,11 +135,11 @@ mod tests {
     use super::*;
 
     fn tokens(check_origin: bool) -> BuildTokens {
-        BuildTokens::new(&WebConfig {
+        let config = WebConfig {
             build_token_check_origin: check_origin,
             ..Default::default()
-        })
-        .unwrap()
+        };
+        BuildTokens::new(&secret(&config).unwrap(), &config)
     }
 
     #[test]

@@ -26,9 +26,24 @@ pub struct HubConfig {
     pub launch_timeout_secs: u64,
     /// Users per listing page (`limit=`); 0: the hub's default.
     pub page_size: u32,
-    /// Launch for the hub user whose token the request carries, as a named
-    /// server, instead of a temporary user (upstream's `auth_enabled`).
+    /// Launch for the logged-in hub user (a browser's session, or the
+    /// token a request carries) instead of a temporary user (upstream's
+    /// `auth_enabled`). Browsers log in through the hub's OAuth.
     pub auth_enabled: bool,
+    /// The OAuth client the hub registered for Bindery (the `binder`
+    /// service's `oauth_client_id`).
+    pub oauth_client_id: String,
+    /// Where the hub sends browsers back after login (the service's
+    /// `oauth_redirect_uri`); default `oauth_callback` under the address
+    /// the browser used.
+    pub oauth_redirect_uri: Option<url::Url>,
+    /// Authenticated launches start a named server per launch, named from
+    /// the repository (upstream's `use_named_servers`); `false`: the user's
+    /// default server, one at a time.
+    pub use_named_servers: bool,
+    /// Named servers a user may have at once; 0: no limit (upstream's
+    /// `named_server_limit_per_user`).
+    pub named_server_limit_per_user: u32,
     /// The hub group Bindery puts its temporary users in: the culler stops
     /// only servers Bindery launched and deletes only this group's members,
     /// never an admin (needs the `admin:groups` and `groups` scopes).
@@ -47,6 +62,10 @@ impl Default for HubConfig {
             launch_timeout_secs: 600,
             page_size: 0,
             auth_enabled: false,
+            oauth_client_id: "service-binder".into(),
+            oauth_redirect_uri: None,
+            use_named_servers: true,
+            named_server_limit_per_user: 0,
             users_group: "binder-users".into(),
         }
     }

@@ -119,6 +119,17 @@ pub enum Stopped {
     Pending,
 }
 
+/// The token an OAuth login gave.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Granted {
+    /// The user's token.
+    #[serde(rename = "access_token")]
+    pub token: String,
+    /// Seconds it lasts, if the hub says.
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+}
+
 /// A client of one hub.
 pub struct Hub {
     client: reqwest::Client,
@@ -389,6 +400,61 @@ impl Hub {
             .flatten())
     }
 
+    /// The hub's OAuth authorize page, where browsers log in (public URL).
+    pub fn authorize_url(&self) -> Url {
+        self.public
+            .join("hub/api/oauth2/authorize")
+            .expect("a relative path joins")
+    }
+
+    /// Exchanges the `code` the hub's login redirect carried for the user's
+    /// token; the service token is the OAuth client's secret, as JupyterHub
+    /// registers services.
+    pub async fn oauth_token(
+        &self,
+        client_id: &str,
+        code: &str,
+        redirect_uri: &str,
+    ) -> Result<Granted, HubError> {
+        let what = "POST oauth2/token";
+        let url = self
+            .api
+            .join("oauth2/token")
+            .map_err(|e| HubError::Invalid {
+                what: what.into(),
+                reason: e.to_string(),
+            })?;
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("client_id", client_id)
+            .append_pair("client_secret", &self.token)
+            .append_pair("grant_type", "authorization_code")
+            .append_pair("code", code)
+            .append_pair("redirect_uri", redirect_uri)
+            .finish();
+        let response = self
+            .client
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| self.unreachable(&e))?;
+        if !status.is_success() {
+            return Err(HubError::Status {
+                what: what.into(),
+                status: status.as_u16(),
+                message: oauth_message(&bytes),
+            });
+        }
+        serde_json::from_slice::<Granted>(&bytes).map_err(|e| HubError::Invalid {
+            what: what.into(),
+            reason: e.to_string(),
+        })
+    }
+
     /// Adds `user` to `group`, making the group first if the hub has none.
     pub async fn add_to_group(&self, group: &str, user: &str) -> Result<(), HubError> {
         let path = format!("groups/{}", segment(group));
@@ -464,6 +530,19 @@ impl Hub {
 }
 
 /// The hub's error message (`{"status": 400, "message": "…"}`), or the body's start.
+/// An OAuth error answer (`error_description`, RFC 6749), else the hub's `message`.
+fn oauth_message(body: &[u8]) -> String {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.get("error_description")
+                .or_else(|| v.get("error"))
+                .and_then(Value::as_str)
+                .map(String::from)
+        })
+        .unwrap_or_else(|| message(body))
+}
+
 fn message(body: &[u8]) -> String {
     serde_json::from_slice::<Value>(body)
         .ok()

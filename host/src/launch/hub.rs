@@ -1,6 +1,7 @@
 //! The JupyterHub launcher, as upstream's `Launcher` and `BuildHandler.launch`:
 //! a temporary user named from the repository (or, in authenticated mode,
-//! the logged-in user's named server, named so), its server started with the
+//! the logged-in user's server: a named one, named so, or their default
+//! one, within upstream's per-user limits), its server started with the
 //! launch's `user_options` (the spawner runs `image` and opens it with
 //! `token`), the hub's progress messages relayed, a fresh name per retry, and
 //! the quotas checked before each attempt.
@@ -27,6 +28,9 @@ pub struct HubLauncher {
     launch_timeout: Duration,
     quotas: Quotas,
     users_group: String,
+    /// Authenticated launches start named servers (else the default one).
+    named_servers: bool,
+    named_server_limit: u32,
 }
 
 /// `n` random bytes from the operating system.
@@ -80,7 +84,49 @@ impl HubLauncher {
             retry_delay: Duration::from_millis(config.retry_delay_ms),
             launch_timeout: Duration::from_secs(config.launch_timeout_secs),
             users_group: config.users_group.clone(),
+            named_servers: config.use_named_servers,
+            named_server_limit: config.named_server_limit_per_user,
         })
+    }
+
+    /// Where a launch goes: the logged-in user's server (named from the
+    /// repository, or their default one), else a temporary user's default.
+    fn target(&self, request: &LaunchRequest) -> (String, String) {
+        match &request.user {
+            Some(user) if self.named_servers => (user.clone(), user_name_for(&request.repo_url)),
+            Some(user) => (user.clone(), String::new()),
+            None => (user_name_for(&request.repo_url), String::new()),
+        }
+    }
+
+    /// Upstream's checks of a logged-in user's servers: one default server
+    /// at a time, or no more named ones than the limit.
+    async fn user_may_launch(&self, request: &LaunchRequest) -> Result<(), LaunchError> {
+        let Some(user) = &request.user else {
+            return Ok(());
+        };
+        let model = self
+            .hub
+            .user(user)
+            .await
+            .map_err(|e| LaunchError::Failed(format!("Cannot check the servers of {user}: {e}")))?
+            .ok_or_else(|| LaunchError::Failed(format!("The hub has no user {user}")))?;
+        if !self.named_servers {
+            if model.servers.contains_key("") {
+                return Err(LaunchError::Failed(format!(
+                    "User {user} already has a running server."
+                )));
+            }
+            return Ok(());
+        }
+        let named = model.servers.keys().filter(|n| !n.is_empty()).count();
+        let limit = self.named_server_limit;
+        if limit > 0 && named >= limit as usize {
+            return Err(LaunchError::Failed(format!(
+                "User {user} already has the maximum of {limit} named servers.  One must be deleted before a new server can be created"
+            )));
+        }
+        Ok(())
     }
 
     /// One attempt: create the temporary `user` (not in authenticated mode),
@@ -310,7 +356,10 @@ async fn remove(hub: Arc<Hub>, user: String, server: String, temporary: bool, pa
 
 impl Launcher for HubLauncher {
     fn admit<'a>(&'a self, request: &'a LaunchRequest) -> BoxFuture<'a, Result<(), LaunchError>> {
-        Box::pin(self.quotas.check(request))
+        Box::pin(async move {
+            self.user_may_launch(request).await?;
+            self.quotas.check(request).await
+        })
     }
 
     fn launch<'a>(
@@ -319,6 +368,8 @@ impl Launcher for HubLauncher {
         progress: mpsc::Sender<String>,
     ) -> BoxFuture<'a, Result<Launched, LaunchError>> {
         Box::pin(async move {
+            // Again at launch: the user may have started another while this one built.
+            self.user_may_launch(request).await?;
             let mut delay = self.retry_delay;
             // The servers of this launch's failed attempts, being removed.
             let mut removing = Vec::new();
@@ -334,11 +385,7 @@ impl Launcher for HubLauncher {
                     admitted = self.quotas.check(request).await;
                 }
                 admitted?;
-                // Authenticated: the user's named server, named from the repository; else a temporary user's default server.
-                let (user, server) = match &request.user {
-                    Some(user) => (user.clone(), user_name_for(&request.repo_url)),
-                    None => (user_name_for(&request.repo_url), String::new()),
-                };
+                let (user, server) = self.target(request);
                 let leftovers = Leftovers::of(self, &user, &server, request.user.is_none());
                 match self.attempt(request, &user, &server, &progress).await {
                     Ok(launched) => {

@@ -15,6 +15,7 @@ mod data;
 mod image;
 mod kubernetes;
 mod launch;
+mod login;
 mod oci;
 mod private;
 mod quickstart;

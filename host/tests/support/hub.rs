@@ -54,6 +54,21 @@ pub struct JupyterHub {
 
 impl JupyterHub {
     pub async fn start() -> JupyterHub {
+        JupyterHub::start_env(&[]).await
+    }
+
+    /// A hub where people log in (DummyAuthenticator, every name with
+    /// `password`), with Bindery's `binder` service its OAuth client coming
+    /// back to `callback`.
+    pub async fn with_login(callback: &str, password: &str) -> JupyterHub {
+        JupyterHub::start_env(&[
+            ("HUB_BINDER_OAUTH_REDIRECT", callback),
+            ("HUB_DUMMY_PASSWORD", password),
+        ])
+        .await
+    }
+
+    async fn start_env(extra: &[(&str, &str)]) -> JupyterHub {
         let docker_host = engine().docker_host.clone();
         let tools = installed();
         let dir = tempfile::tempdir().unwrap();
@@ -72,6 +87,7 @@ impl JupyterHub {
             .env("HUB_CHP", &tools.chp)
             .env("HUB_SERVICE_TOKEN", &token)
             .env("HUB_CONTAINER_PREFIX", &containers)
+            .envs(extra.iter().copied())
             .env(
                 "PATH",
                 format!(
@@ -268,6 +284,18 @@ pub async fn launch_service(c: bindery::config::Config) -> super::service::Servi
     let launcher: Arc<dyn bindery::launch::Launcher> =
         Arc::new(bindery::launch::hub::HubLauncher::new(hub, &c).unwrap());
     super::service::Service::start_with(c, bindery::app::Builds::Off, Some(launcher)).await
+}
+
+/// The same, listening on `listener` (whose address the hub must know first).
+pub async fn launch_service_on(
+    c: bindery::config::Config,
+    listener: tokio::net::TcpListener,
+) -> super::service::Service {
+    use std::sync::Arc;
+    let hub = Arc::new(bindery::jupyterhub::Hub::new(&c.hub).unwrap().unwrap());
+    let launcher: Arc<dyn bindery::launch::Launcher> =
+        Arc::new(bindery::launch::hub::HubLauncher::new(hub, &c).unwrap());
+    super::service::Service::start_on(listener, c, bindery::app::Builds::Off, Some(launcher)).await
 }
 
 /// A repository whose image is already in the registry: the test Jupyter

@@ -146,11 +146,20 @@ impl Service {
         builds: Builds,
         launcher: Option<Arc<dyn Launcher>>,
     ) -> Service {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Service::start_on(listener, config, builds, launcher).await
+    }
+
+    pub async fn start_on(
+        listener: tokio::net::TcpListener,
+        config: Config,
+        builds: Builds,
+        launcher: Option<Arc<dyn Launcher>>,
+    ) -> Service {
         let plugins = PluginHost::start(&config)
             .await
             .unwrap_or_else(|e| panic!("{e:?}"));
         let App { state, tasks, .. } = App::with(config, plugins, builds, launcher).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let edge = bindery::edge::Edge::new(&state.config.web);
         let server =
