@@ -130,7 +130,8 @@ settings (README, "Memory budget"): 416 MiB, plus the plugins' budget. */}}
 {{- $registry := dict "image_prefix" $v.registry.imagePrefix -}}
 {{- with $v.registry.url }}{{ $_ := set $registry "url" . }}{{ end -}}
 {{- if $v.registry.username }}{{ $_ := set $registry "username" $v.registry.username }}{{ $_ := set $registry "password" (dict "env" "REGISTRY_PASSWORD") }}{{ end -}}
-{{- $hub := dict "auth_enabled" $v.hub.authEnabled "api_token" (dict "env" "JUPYTERHUB_API_TOKEN") -}}
+{{- $hub := dict "auth_enabled" $v.hub.authEnabled "api_token" (dict "env" "JUPYTERHUB_API_TOKEN") "oauth_client_id" $v.hub.oauthClientId "use_named_servers" $v.hub.useNamedServers "named_server_limit_per_user" (int $v.hub.namedServerLimitPerUser) -}}
+{{- with $v.hub.oauthRedirectUri }}{{ $_ := set $hub "oauth_redirect_uri" . }}{{ end -}}
 {{- with (include "bindery.hubUrl" .) }}{{ $_ := set $hub "url" . }}{{ end -}}
 {{- with (include "bindery.hubApiUrl" .) }}{{ $_ := set $hub "api_url" . }}{{ end -}}
 {{- $quota := dict "per_repo" (int $v.quota.perRepo) "per_repo_higher" (int $v.quota.perRepoHigher) -}}

@@ -989,4 +989,109 @@ fn values_the_chart_refuses() {
         json!({ "hub": { "authEnabled": true }, "warmPool": { "maxServers": 4 } }),
         "the warm pool serves anonymous launches only",
     );
+    let mut no_callback = with_bundled_hub();
+    no_callback["hub"] = json!({ "authEnabled": true });
+    no_callback["warmPool"] = json!({ "maxServers": 0 });
+    refused(no_callback, "hub.oauthRedirectUri: with hub.authEnabled");
+}
+
+/// Runs the bundled hub's `binder-oauth` snippet as the hub would, after
+/// z2jh has put the values' services and roles in `c`, with `oauth` (if
+/// any) as the mounted registration; the services and roles it leaves.
+fn hub_oauth_snippet(snippet: &str, oauth: Option<&str>) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("oauth.json");
+    if let Some(oauth) = oauth {
+        std::fs::write(&file, oauth).unwrap();
+    }
+    let snippet = snippet.replace("/usr/local/etc/bindery/oauth.json", file.to_str().unwrap());
+    let script = format!(
+        "import json, types\n\
+         c = types.SimpleNamespace(JupyterHub=types.SimpleNamespace(\n\
+             services=[{{'name': 'binder', 'api_token': 't'}}], load_roles=[],\n\
+             named_server_limit_per_user=0))\n\
+         {snippet}\n\
+         print(json.dumps({{'services': c.JupyterHub.services, 'roles': c.JupyterHub.load_roles,\n\
+             'limit': c.JupyterHub.named_server_limit_per_user}}))\n"
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{script}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn with_auth_the_bundled_hub_registers_bindery_as_its_oauth_client() {
+    let mut values = with_bundled_hub();
+    values["hub"] = json!({
+        "authEnabled": true,
+        "oauthRedirectUri": "https://binder.example.org/oauth_callback",
+        "namedServerLimitPerUser": 3,
+    });
+    values["warmPool"] = json!({ "maxServers": 0 });
+    let answer = rendered(values).unwrap();
+    let m: Vec<Value> = answer["manifests"].as_array().unwrap().clone();
+    let c = config(&m);
+    assert!(c.hub.auth_enabled);
+    assert_eq!(c.hub.oauth_client_id, "service-binder");
+    assert_eq!(
+        c.hub.oauth_redirect_uri.as_ref().unwrap().as_str(),
+        "https://binder.example.org/oauth_callback"
+    );
+    assert!(c.hub.use_named_servers);
+    assert_eq!(c.hub.named_server_limit_per_user, 3);
+
+    // The registration, in the ConfigMap the hub mounts where its snippet reads it.
+    let oauth = named(&m, "ConfigMap", "bindery-hub-oauth").unwrap()["data"]["oauth.json"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let hub_values = &answer["yaml_in_secrets"]["hub/values.yaml"]["hub"];
+    let volume = hub_values["extraVolumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["configMap"]["name"] == "bindery-hub-oauth")
+        .expect("the hub mounts the registration");
+    let mount = hub_values["extraVolumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == volume["name"])
+        .unwrap();
+    assert_eq!(mount["mountPath"], "/usr/local/etc/bindery");
+    let snippet = hub_values["extraConfig"]["binder-oauth"].as_str().unwrap();
+    let registered = hub_oauth_snippet(snippet, Some(&oauth));
+    assert_eq!(
+        registered["services"],
+        json!([{
+            "name": "binder",
+            "api_token": "t",
+            "oauth_client_id": "service-binder",
+            "oauth_redirect_uri": "https://binder.example.org/oauth_callback",
+            "oauth_no_confirm": true,
+        }])
+    );
+    assert_eq!(
+        registered["roles"],
+        json!([{ "name": "user", "scopes": ["self", "access:services"] }])
+    );
+    assert_eq!(registered["limit"], 3);
+
+    // Without authEnabled there is nothing to mount, and the hub is as before.
+    let m = render(with_bundled_hub()).unwrap();
+    assert!(named(&m, "ConfigMap", "bindery-hub-oauth").is_none());
+    let unchanged = hub_oauth_snippet(snippet, None);
+    assert_eq!(
+        unchanged["services"],
+        json!([{ "name": "binder", "api_token": "t" }])
+    );
+    assert_eq!(unchanged["roles"], json!([]));
 }
