@@ -5,7 +5,7 @@
 # public image can be pulled (they pass BASE=, a Debian made by debootstrap).
 #
 #   docker build -t bindery .                                   # compile inside
-#   docker build --target prebuilt --build-arg BINARY=target/release/bindery -t bindery .
+#   docker build --target prebuilt --build-arg BINARY=target/dist/bindery -t bindery .
 ARG BASE=debian:bookworm-slim
 ARG BUILDER=rust:1.95-bookworm
 
@@ -23,15 +23,15 @@ ENTRYPOINT ["/usr/local/bin/bindery"]
 CMD ["serve", "--listen", "0.0.0.0:8585", "--data-dir", "/var/lib/bindery"]
 
 FROM runtime-base AS prebuilt
-ARG BINARY=target/release/bindery
+ARG BINARY=target/dist/bindery
 COPY ${BINARY} /usr/local/bin/bindery
 
 FROM ${BUILDER} AS build
 WORKDIR /src
 COPY . .
 RUN rustup target add wasm32-wasip2 \
- && cargo build --release --locked -p bindery \
- && strip target/release/bindery
+ && cargo build --profile dist --locked -p bindery \
+ && strip target/dist/bindery
 
 FROM runtime-base AS runtime
-COPY --from=build /src/target/release/bindery /usr/local/bin/bindery
+COPY --from=build /src/target/dist/bindery /usr/local/bin/bindery
