@@ -15,7 +15,7 @@
 //! launch the total quota refuses has a pool server removed for it (of the
 //! image launched least) and tries again.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -71,6 +71,8 @@ struct Listing {
     broken: Vec<Ready>,
     /// Servers running for launches (everything of Bindery's but the pool).
     launched: u32,
+    /// Rooms held for launches other replicas gave pool servers' room to.
+    given: u32,
 }
 
 impl Listing {
@@ -145,6 +147,57 @@ pub struct WarmPool {
     /// Whether this replica's leader pass has checked every listed claim
     /// (once, for what a previous process left half-claimed).
     checked: AtomicBool,
+    /// Rooms given to launches on other replicas, held for them.
+    given: Mutex<Given>,
+}
+
+/// How long the room of a pool server another replica gave to its launch
+/// ([`WarmPool::give_way`]) is kept for that launch: from the server's
+/// removal until the launch's own server is listed, which the leader
+/// cannot see coming, as it sees its own launches (`in_flight`).
+const GIVEN_HOLD: Duration = Duration::from_secs(30);
+
+/// What [`WarmPool::look`] needs to tell a pool server given away from one
+/// that moved to a launch or that this replica removed.
+#[derive(Default)]
+struct Given {
+    /// Unclaimed pool users at the last look.
+    pooled: HashSet<String>,
+    /// Users this replica removed since.
+    removed: HashSet<String>,
+    /// When each room given away was noticed.
+    held: VecDeque<std::time::Instant>,
+}
+
+impl Given {
+    /// Notes the unclaimed pool servers gone since the last look that
+    /// neither went to a launch (into the launches' group) nor were removed
+    /// by this replica: another replica gave their room to its launch.
+    /// The rooms held now.
+    fn notice(&mut self, listing: &Listing, launched: &HashSet<&str>) -> u32 {
+        let pooled: HashSet<String> = listing
+            .ready
+            .values()
+            .flat_map(|r| r.iter().map(|s| s.user.clone()))
+            .chain(listing.starting.values().flatten().cloned())
+            .collect();
+        for user in self.pooled.difference(&pooled) {
+            if !launched.contains(user.as_str()) && !self.removed.contains(user) {
+                tracing::debug!(
+                    user,
+                    "warm pool: a server left the pool for a launch elsewhere; its room is held for that launch"
+                );
+                self.held.push_back(std::time::Instant::now());
+            }
+        }
+        // What this replica removes is still pooled until its server stops.
+        self.removed.retain(|u| pooled.contains(u));
+        self.pooled = pooled;
+        while self.held.front().is_some_and(|t| t.elapsed() > GIVEN_HOLD) {
+            self.held.pop_front();
+        }
+        self.held.len() as u32
+    }
 }
 
 impl WarmPool {
@@ -171,6 +224,7 @@ impl WarmPool {
             in_flight: AtomicU32::new(0),
             suspects: Arc::default(),
             checked: AtomicBool::new(false),
+            given: Mutex::default(),
         }
     }
 
@@ -291,6 +345,14 @@ impl WarmPool {
                 });
             }
         }
+        let launched: HashSet<&str> = users
+            .iter()
+            .filter(|u| !u.unclaimed_in_pool(&self.config.group, &self.users_group))
+            .map(|u| u.name.as_str())
+            .collect();
+        if let Ok(mut given) = self.given.lock() {
+            listing.given = given.notice(&listing, &launched);
+        }
         let counted = (
             listing.ready.values().map(Vec::len).sum(),
             listing.starting.values().map(Vec::len).sum(),
@@ -338,13 +400,14 @@ impl WarmPool {
                 pooled: listing.pooled(&d.image) as u32,
             })
             .collect();
-        // Launches under way here may not be listed yet: their room is theirs.
+        // Launches under way here may not be listed yet: their room is
+        // theirs, and so is the room another replica gave its launch.
         let in_flight = self.in_flight.load(Ordering::SeqCst);
         let bounds = PoolBounds {
             max_servers: self.config.max_servers,
             quota_room: self
                 .total_quota
-                .map(|t| t.saturating_sub(listing.launched + in_flight)),
+                .map(|t| t.saturating_sub(listing.launched + in_flight + listing.given)),
         };
         let wants = match self
             .plugins
@@ -404,8 +467,16 @@ impl WarmPool {
     async fn shrink(&self, listing: &Listing, wanted: &BTreeMap<&str, usize>) {
         for server in &listing.broken {
             // Without a claim (made half-way) it was never offered; with its
-            // claim gone, whoever took it has no server to use.
-            if server.claim.is_empty() || self.take(server).await != Claim::Failed {
+            // claim gone, whoever took it has no server to use (and may be
+            // giving its room to a launch: not ours to reuse).
+            let claim = match server.claim.is_empty() {
+                true => Claim::Taken,
+                false => self.take(server).await,
+            };
+            if claim == Claim::Taken {
+                self.removing(&server.user);
+            }
+            if claim != Claim::Failed {
                 self.remove(&server.user).await;
             }
         }
@@ -421,10 +492,19 @@ impl WarmPool {
                     if let Ok(mut offered) = self.ready.lock() {
                         forget(&mut offered, &server.user);
                     }
+                    self.removing(&server.user);
                     self.remove(&server.user).await;
                     surplus -= 1;
                 }
             }
+        }
+    }
+
+    /// Notes that this replica removes `user`, with whose room it does as
+    /// it decides: not a room given to another replica's launch.
+    fn removing(&self, user: &str) {
+        if let Ok(mut given) = self.given.lock() {
+            given.removed.insert(user.into());
         }
     }
 
@@ -539,6 +619,8 @@ impl WarmPool {
                     if let Ok(mut ready) = self.ready.lock() {
                         forget(&mut ready, &server.user);
                     }
+                    // Its room is this replica's launch's, which `in_flight` holds.
+                    self.removing(&server.user);
                     if self.take(&server).await == Claim::Taken && self.remove(&server.user).await {
                         tracing::info!(image, user = %server.user, "warm pool: gave a server's room to a launch");
                         return true;
@@ -810,6 +892,39 @@ pub fn trim(demand: &[Demand], sizes: &[u32], bounds: PoolBounds) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pooled(users: &[&str]) -> Listing {
+        let mut listing = Listing::default();
+        listing.ready.insert(
+            "i".into(),
+            users
+                .iter()
+                .map(|u| Ready {
+                    user: (*u).into(),
+                    token: String::new(),
+                    claim: String::new(),
+                })
+                .collect(),
+        );
+        listing
+    }
+
+    #[test]
+    fn room_given_to_another_replicas_launch_is_held_for_it() {
+        let mut given = Given::default();
+        let none = HashSet::new();
+        assert_eq!(given.notice(&pooled(&["a", "b", "c", "d"]), &none), 0);
+        // `a` went to a launch (now in the launches' group), `b` was
+        // removed here, `c` left without either: another replica gave
+        // its room to a launch of its own.
+        given.removed.insert("b".into());
+        let launched = HashSet::from(["a"]);
+        assert_eq!(given.notice(&pooled(&["d"]), &launched), 1);
+        assert!(given.removed.is_empty(), "b is gone: nothing left to note");
+        assert_eq!(given.notice(&pooled(&["d"]), &launched), 1, "held a while");
+        given.held[0] -= GIVEN_HOLD;
+        assert_eq!(given.notice(&pooled(&["d"]), &launched), 0, "then let go");
+    }
 
     fn demand(launches: &[f64]) -> Vec<Demand> {
         launches
