@@ -78,7 +78,6 @@ fn page(state: &AppState, visitor: &Visitor, build_token: Option<String>) -> Res
     }
     // A logged-in visitor's `/build` request proves it comes from this page.
     if let Visitor(Some(session)) = visitor {
-        config["user"] = Value::String(session.user.clone());
         config["xsrf"] = Value::String(session.xsrf.clone());
     }
     // `<` escaped so nothing in a spec can close the script element.
