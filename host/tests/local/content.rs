@@ -44,11 +44,18 @@ async fn hostile_records_fail_clearly_and_leave_nothing_behind() {
             support::forges::RECORD_DOCKERFILE.len()
         )
     );
-    // Nothing of them is left on disk.
-    let left: Vec<_> = std::fs::read_dir(&builds)
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "{left:?}");
+    // Nothing of them is left on disk, once the build directories' removal
+    // (in the background, after the build ends) has run.
+    let left = || -> Vec<_> {
+        std::fs::read_dir(&builds)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !left().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(left().is_empty(), "{:?}", left());
 }
 
 /// A provider's header credential goes with each download to the provider's
