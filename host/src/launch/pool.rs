@@ -467,16 +467,9 @@ impl WarmPool {
     async fn shrink(&self, listing: &Listing, wanted: &BTreeMap<&str, usize>) {
         for server in &listing.broken {
             // Without a claim (made half-way) it was never offered; with its
-            // claim gone, whoever took it has no server to use (and may be
-            // giving its room to a launch: not ours to reuse).
-            let claim = match server.claim.is_empty() {
-                true => Claim::Taken,
-                false => self.take(server).await,
-            };
-            if claim == Claim::Taken {
-                self.removing(&server.user);
-            }
-            if claim != Claim::Failed {
+            // claim gone, whoever took it has no server to use. (Its room
+            // was noted when it left the pool: see `Given::notice`.)
+            if server.claim.is_empty() || self.take(server).await != Claim::Failed {
                 self.remove(&server.user).await;
             }
         }
