@@ -12,6 +12,10 @@
 #   HUB_BINDER_OAUTH_REDIRECT  Bindery's `oauth_callback` URL: the `binder`
 #                       service becomes an OAuth client, and people log in
 #                       with DummyAuthenticator's shared HUB_DUMMY_PASSWORD
+#   HUB_AUTH_STATES    JSON, user name → the auth_state their login keeps
+#                       (as OAuthenticator keeps a forge token), encrypted
+#                       with JUPYTERHUB_CRYPT_KEY; `binder` may read it
+import json
 import os
 import socket
 
@@ -80,6 +84,23 @@ if env.get("HUB_BINDER_OAUTH_REDIRECT"):
     c.JupyterHub.authenticator_class = "dummy"
     c.DummyAuthenticator.password = env["HUB_DUMMY_PASSWORD"]
     c.Authenticator.allow_all = True
+if env.get("HUB_AUTH_STATES"):
+    from jupyterhub.auth import DummyAuthenticator
+
+    _auth_states = json.loads(env["HUB_AUTH_STATES"])
+
+    class AuthStateDummy(DummyAuthenticator):
+        """DummyAuthenticator whose logins keep an auth_state, as OAuthenticator's do."""
+
+        async def authenticate(self, handler, data):
+            name = await super().authenticate(handler, data)
+            if name is None:
+                return None
+            return {"name": name, "auth_state": _auth_states.get(name)}
+
+    c.JupyterHub.authenticator_class = AuthStateDummy
+    c.Authenticator.enable_auth_state = True
+    c.JupyterHub.load_roles[0]["scopes"].append("admin:auth_state")
 c.JupyterHub.spawner_class = BinderSpawner
 c.DockerSpawner.cmd = ["jupyter-server"]
 c.DockerSpawner.network_name = "host"

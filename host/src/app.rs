@@ -19,7 +19,7 @@ use crate::launch::Launcher;
 use crate::launch::hub::HubLauncher;
 use crate::launch::pool::{Pooled, WarmPool};
 use crate::metrics::Metrics;
-use crate::pipeline::{Flights, Pipeline, Resolver};
+use crate::pipeline::{Flights, Pipeline, Resolver, UserCredentials};
 use crate::registry::Registry;
 
 /// Which build executor a service runs.
@@ -152,22 +152,27 @@ impl App {
             config.build.max_concurrent,
         ));
         tasks.spawn("build recovery", flights.recover(executor.as_ref()));
-        let pipeline = Arc::new(Pipeline {
-            resolver,
-            registry,
-            flights,
-            executor,
-            launcher,
-            metrics,
-        });
-        let (health, refresh) = crate::health::monitor(&pipeline);
-        tasks.spawn("health checks", refresh);
         let hub_auth = match config.hub.auth_enabled {
             false => None,
             true => Some(Arc::new(Hub::new(&config.hub)?.ok_or_else(|| {
                 ConfigError::Invalid("hub.auth_enabled needs hub.url".into())
             })?)),
         };
+        let credentials = hub_auth
+            .as_ref()
+            .and_then(|hub| UserCredentials::new(&config, hub.clone()))
+            .map(Arc::new);
+        let pipeline = Arc::new(Pipeline {
+            resolver,
+            registry,
+            flights,
+            executor,
+            launcher,
+            credentials,
+            metrics,
+        });
+        let (health, refresh) = crate::health::monitor(&pipeline);
+        tasks.spawn("health checks", refresh);
         let state = AppState::new(Arc::new(config), plugins, pipeline, health, hub_auth)?;
         Ok(App {
             state,

@@ -8,7 +8,7 @@ use super::bindings::{
     BuildPlan, ContentSource, Decision, DisplayConfig, GitContent, ImageDemand, PluginError,
     PluginMetadata, PoolBounds, RepoFacts, Resolution, Server, v0_1,
 };
-use super::capabilities::RepoFiles;
+use super::capabilities::{RepoFiles, UserSecret};
 use super::engine::Runtime;
 use super::error::CallError;
 use super::plugin::{LoadedPlugin, WitVersion, kind_name};
@@ -22,6 +22,7 @@ async fn call<P, R>(
     rt: &Runtime,
     p: &LoadedPlugin,
     repo: Option<Arc<dyn RepoFiles>>,
+    user: Option<Arc<UserSecret>>,
     func: &'static str,
     params: P,
 ) -> Result<R, CallError>
@@ -36,7 +37,7 @@ where
             kind: "matching",
         });
     };
-    rt.call(p, repo, async |s| {
+    rt.call(p, repo, user, async |s| {
         let instance = p.pre.instance.instantiate_async(&mut *s).await?;
         let f = instance.get_typed_func::<P, R>(&mut *s, index)?;
         f.call_async(&mut *s, params).await
@@ -47,26 +48,27 @@ where
 /// The plugin's metadata.
 pub(crate) async fn metadata(rt: &Runtime, p: &LoadedPlugin) -> Result<PluginMetadata, CallError> {
     if p.pre.wit == WitVersion::V0_1 {
-        let (metadata,): (v0_1::PluginMetadata,) = call(rt, p, None, "metadata", ()).await?;
+        let (metadata,): (v0_1::PluginMetadata,) = call(rt, p, None, None, "metadata", ()).await?;
         return Ok(metadata.into());
     }
-    let (metadata,) = call(rt, p, None, "metadata", ()).await?;
+    let (metadata,) = call(rt, p, None, None, "metadata", ()).await?;
     Ok(metadata)
 }
 
 /// A provider's display configuration.
 pub(crate) async fn display(rt: &Runtime, p: &LoadedPlugin) -> Result<DisplayConfig, CallError> {
-    let (display,) = call(rt, p, None, "display", ()).await?;
+    let (display,) = call(rt, p, None, None, "display", ()).await?;
     Ok(display)
 }
 
-/// A provider's resolution of `spec`.
+/// A provider's resolution of `spec`, for `user` when given.
 pub(crate) async fn resolve(
     rt: &Runtime,
     p: &LoadedPlugin,
     spec: &str,
+    user: Option<Arc<UserSecret>>,
 ) -> Result<Result<Resolution, PluginError>, CallError> {
-    let (resolution,) = call(rt, p, None, "resolve", (spec,)).await?;
+    let (resolution,) = call(rt, p, None, user, "resolve", (spec,)).await?;
     Ok(resolution)
 }
 
@@ -76,6 +78,7 @@ pub(crate) async fn content(
     rt: &Runtime,
     p: &LoadedPlugin,
     resolution: &Resolution,
+    user: Option<Arc<UserSecret>>,
 ) -> Result<Result<ContentSource, PluginError>, CallError> {
     if !p.pre.funcs.contains_key("content") {
         return Ok(Ok(ContentSource::Git(GitContent {
@@ -84,7 +87,7 @@ pub(crate) async fn content(
             auth: None,
         })));
     }
-    let (source,) = call(rt, p, None, "content", (resolution,)).await?;
+    let (source,) = call(rt, p, None, user, "content", (resolution,)).await?;
     Ok(source)
 }
 
@@ -95,7 +98,7 @@ pub(crate) async fn plan(
     facts: &RepoFacts,
     repo: Arc<dyn RepoFiles>,
 ) -> Result<Result<BuildPlan, PluginError>, CallError> {
-    let (plan,) = call(rt, p, Some(repo), "plan", (facts,)).await?;
+    let (plan,) = call(rt, p, Some(repo), None, "plan", (facts,)).await?;
     Ok(plan)
 }
 
@@ -106,7 +109,7 @@ pub(crate) async fn decide(
     now_ms: u64,
     servers: &[Server],
 ) -> Result<Result<Vec<Decision>, PluginError>, CallError> {
-    let (decisions,) = call(rt, p, None, "decide", (now_ms, servers)).await?;
+    let (decisions,) = call(rt, p, None, None, "decide", (now_ms, servers)).await?;
     Ok(one_each(decisions, servers.len(), "decisions", "servers"))
 }
 
@@ -118,7 +121,7 @@ pub(crate) async fn sizes(
     bounds: PoolBounds,
     images: &[ImageDemand],
 ) -> Result<Result<Vec<u32>, PluginError>, CallError> {
-    let (sizes,) = call(rt, p, None, "sizes", (now_ms, bounds, images)).await?;
+    let (sizes,) = call(rt, p, None, None, "sizes", (now_ms, bounds, images)).await?;
     Ok(one_each(sizes, images.len(), "sizes", "images"))
 }
 

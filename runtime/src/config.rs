@@ -154,6 +154,11 @@ pub struct PluginConfig {
     /// Values the plugin reads through `config`.
     #[serde(default)]
     pub config: BTreeMap<String, toml::Value>,
+    /// Providers, in authenticated mode: a logged-in user's own credential,
+    /// from the hub's `auth_state`, replaces one of the plugin's secrets
+    /// for that user's launches.
+    #[serde(default)]
+    pub user_credential: Option<UserCredential>,
     /// Overrides of the runtime's per-call limits.
     #[serde(default)]
     pub memory_limit_mib: Option<u64>,
@@ -176,6 +181,18 @@ pub struct PluginConfig {
     /// Providers: per-repository settings by spec pattern, applied in order.
     #[serde(default)]
     pub spec_config: Vec<SpecConfig>,
+}
+
+/// Where a user's own credential for a provider comes from, and which of
+/// the plugin's secrets it replaces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserCredential {
+    /// The secret the plugin reads (e.g. `access_token` for `gh`).
+    pub secret: String,
+    /// A JSON pointer into the user's `auth_state`, e.g. `/access_token`,
+    /// where OAuthenticator's GitHub and GitLab logins keep the user's token.
+    pub auth_state_key: String,
 }
 
 fn yes() -> bool {

@@ -14,6 +14,7 @@ use tokio::io::AsyncWriteExt;
 use url::Url;
 
 use crate::bindings::{Credential, secrets::SecretError};
+use crate::capabilities::UserSecret;
 use crate::egress::{EgressDenied, EgressPolicy, PolicyResolver};
 use crate::plugin::LoadedPlugin;
 
@@ -112,12 +113,15 @@ pub struct Downloads {
 
 impl Downloads {
     /// Downloads for `plugin`, authenticated with `credential` (its secret
-    /// read now from the plugin's grants).
+    /// read now from the plugin's grants, or `user`'s in its place).
     pub fn new(
         plugin: &LoadedPlugin,
         credential: Option<&Credential>,
+        user: Option<&UserSecret>,
     ) -> Result<Self, DownloadError> {
-        let auth = credential.map(|c| credential_auth(plugin, c)).transpose()?;
+        let auth = credential
+            .map(|c| credential_auth(plugin, c, user))
+            .transpose()?;
         let egress = plugin.grants.egress_arc();
         let client = reqwest::Client::builder()
             // A proxy would connect on our behalf to addresses we never checked.
@@ -277,9 +281,13 @@ impl Downloads {
 }
 
 /// The credential with its secret read from `plugin`'s grants.
-fn credential_auth(plugin: &LoadedPlugin, credential: &Credential) -> Result<Auth, DownloadError> {
+fn credential_auth(
+    plugin: &LoadedPlugin,
+    credential: &Credential,
+    user: Option<&UserSecret>,
+) -> Result<Auth, DownloadError> {
     let read = |name: &str| {
-        plugin.secret(name).map_err(|e| {
+        plugin.secret(name, user).map_err(|e| {
             DownloadError::Credential(match e {
                 SecretError::NotGranted(n) => {
                     format!("the secret `{n}` is not granted to `{}`", plugin.name)

@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use wasmtime::component::Component;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
-use super::capabilities::{CallState, RepoFiles};
+use super::capabilities::{CallState, RepoFiles, UserSecret};
 use super::error::CallError;
 use super::limits::{CallLimits, MemoryBudget, Refused};
 use super::plugin::{CompileOutcome, LoadedPlugin};
@@ -178,6 +178,7 @@ impl Runtime {
         &self,
         plugin: &LoadedPlugin,
         repo: Option<Arc<dyn RepoFiles>>,
+        user: Option<Arc<UserSecret>>,
         f: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         let limits = plugin.limits;
@@ -196,6 +197,7 @@ impl Runtime {
             plugin.name.clone(),
             plugin.grants.clone(),
             repo,
+            user,
             CallLimits::new(&limits, self.memory.clone()),
         );
         let output = state.output.clone();

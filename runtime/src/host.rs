@@ -13,7 +13,7 @@ use super::bindings::{
     PoolBounds, RepoFacts, Resolution, Server,
 };
 use super::calls;
-use super::capabilities::RepoFiles;
+use super::capabilities::{RepoFiles, UserSecret};
 use super::engine::{Precompiled, Runtime};
 use super::error::{CallError, LoadError};
 use super::loader::{self, ComponentBytes};
@@ -500,8 +500,18 @@ impl PluginHost {
         name: &str,
         spec: &str,
     ) -> Result<Result<Resolution, PluginError>, CallError> {
+        self.resolve_with(name, spec, None).await
+    }
+
+    /// [`PluginHost::resolve`] with `user`'s credential, when given.
+    pub async fn resolve_with(
+        &self,
+        name: &str,
+        spec: &str,
+        user: Option<&Arc<UserSecret>>,
+    ) -> Result<Result<Resolution, PluginError>, CallError> {
         let p = self.expect(name, PluginKind::Provider).await?;
-        calls::resolve(&self.runtime, &p, spec).await
+        calls::resolve(&self.runtime, &p, spec, user.cloned()).await
     }
 
     /// How provider `name` fetches `resolution`'s content for a build.
@@ -510,8 +520,18 @@ impl PluginHost {
         name: &str,
         resolution: &Resolution,
     ) -> Result<Result<ContentSource, PluginError>, CallError> {
+        self.content_with(name, resolution, None).await
+    }
+
+    /// [`PluginHost::content`] with `user`'s credential, when given.
+    pub async fn content_with(
+        &self,
+        name: &str,
+        resolution: &Resolution,
+        user: Option<&Arc<UserSecret>>,
+    ) -> Result<Result<ContentSource, PluginError>, CallError> {
         let p = self.expect(name, PluginKind::Provider).await?;
-        calls::content(&self.runtime, &p, resolution).await
+        calls::content(&self.runtime, &p, resolution, user.cloned()).await
     }
 
     /// Provider `name`'s form configuration.

@@ -123,10 +123,35 @@ impl LoadedPlugin {
         self.grants.git_wire()
     }
 
-    /// The value of a secret granted to it, for the host's fetches it
-    /// authenticates (never for anything the plugin or a user sees).
-    pub fn secret(&self, name: &str) -> Result<String, crate::bindings::secrets::SecretError> {
-        self.grants.secret(&self.name, name)
+    /// The value of a secret granted to it, or `user`'s own in its place,
+    /// for the host's fetches it authenticates (never for anything the
+    /// plugin or a user sees).
+    pub fn secret(
+        &self,
+        name: &str,
+        user: Option<&crate::capabilities::UserSecret>,
+    ) -> Result<String, crate::bindings::secrets::SecretError> {
+        self.grants.secret(&self.name, name, user)
+    }
+
+    /// `git ls-remote` of `url` under its grants, authenticated as `auth`
+    /// says (with `user`'s secret in place of the granted one): the host
+    /// asks this to learn whether a user's credential reads a repository.
+    pub async fn ls_remote_authenticated(
+        &self,
+        url: &str,
+        auth: &crate::bindings::BasicAuth,
+        user: Option<&crate::capabilities::UserSecret>,
+    ) -> Result<Vec<crate::bindings::git::RemoteRef>, crate::bindings::git::GitError> {
+        self.grants
+            .ls_remote_authenticated(
+                &self.name,
+                url,
+                auth.username.clone(),
+                &auth.password_secret,
+                user,
+            )
+            .await
     }
 
     /// The `bindery:plugin` version it was built against.

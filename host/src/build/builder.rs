@@ -155,6 +155,13 @@ impl Builder {
             source,
             environments: key,
         } = fetched;
+        // A private build's environments are not offered to anyone else's
+        // builds, nor theirs to it: a layer carries the content before it.
+        let key = if request.credential.is_some() {
+            format!("private/{key}")
+        } else {
+            key
+        };
         // At most one re-plan: after a base that is gone has been forgotten.
         for attempt in 0..2 {
             let environments = self.environments(&key);
@@ -250,7 +257,11 @@ impl Builder {
                     },
                     notices: Vec::new(),
                 };
-                match self.plugins.content(&request.provider, &resolution).await {
+                match self
+                    .plugins
+                    .content_with(&request.provider, &resolution, request.credential.as_ref())
+                    .await
+                {
                     Ok(Ok(source)) => source,
                     Ok(Err(e)) => {
                         return Err(BuildFailure::new(format!(
@@ -320,9 +331,16 @@ impl Builder {
                 let plugin = plugin
                     .as_deref()
                     .expect("only a loaded provider returns content other than git");
-                let checkout = super::fetch::data(plugin, &other, &request.repo_url, dir, limits)
-                    .await
-                    .map_err(BuildFailure::new)?;
+                let checkout = super::fetch::data(
+                    plugin,
+                    request.credential.as_deref(),
+                    &other,
+                    &request.repo_url,
+                    dir,
+                    limits,
+                )
+                .await
+                .map_err(BuildFailure::new)?;
                 let source = Source::Data {
                     dir: checkout.dir.clone(),
                     by_repo2docker: repo2docker_fetches(plugin),
@@ -423,19 +441,21 @@ impl Builder {
                     "the git protocol carries no credentials; use https".into(),
                 ));
             }
-            let password = plugin.secret(&auth.password_secret).map_err(|e| {
-                BuildFailure::new(format!(
-                    "The {} provider's credential for {} cannot be used: {}",
-                    request.provider,
-                    without_credentials(&git.url),
-                    match e {
-                        secrets::SecretError::NotGranted(n) =>
-                            format!("the secret `{n}` is not granted to it"),
-                        secrets::SecretError::Missing(n) =>
-                            format!("the secret `{n}` has no value"),
-                    }
-                ))
-            })?;
+            let password = plugin
+                .secret(&auth.password_secret, request.credential.as_deref())
+                .map_err(|e| {
+                    BuildFailure::new(format!(
+                        "The {} provider's credential for {} cannot be used: {}",
+                        request.provider,
+                        without_credentials(&git.url),
+                        match e {
+                            secrets::SecretError::NotGranted(n) =>
+                                format!("the secret `{n}` is not granted to it"),
+                            secrets::SecretError::Missing(n) =>
+                                format!("the secret `{n}` has no value"),
+                        }
+                    ))
+                })?;
             remote = remote.with_basic_auth(auth.username.clone(), password);
         }
         let wire = plugin.map_or_else(|| GitWire::new(Arc::default()), |p| p.git_wire().clone());

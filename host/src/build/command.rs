@@ -302,6 +302,7 @@ mod tests {
             ref_url: "x".into(),
             immutable: true,
             repo_config: Default::default(),
+            credential: None,
         };
         let plan = Repo2dockerPlan {
             executor: Executor::Local,

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bindery_runtime::LoadedPlugin;
 use bindery_runtime::bindings::{ContentSource, FilesContent, SwhVaultContent, Unpack};
+use bindery_runtime::capabilities::UserSecret;
 use bindery_runtime::download::{DownloadError, Downloads};
 
 use super::checkout::{Checkout, CheckoutError, FetchLimits};
@@ -91,9 +92,11 @@ impl Fetch {
 
 /// Fetches `source` (files or a vault directory; a git remote is the
 /// checkout's) into `dir/repo` under `plugin`'s grants, and commits it.
-/// `what` names the content in messages (the repository as users know it).
+/// `what` names the content in messages (the repository as users know it);
+/// `user`'s credential stands in for the plugin's secret it names.
 pub async fn data(
     plugin: &LoadedPlugin,
+    user: Option<&UserSecret>,
     source: &ContentSource,
     what: &str,
     dir: &Path,
@@ -106,8 +109,8 @@ pub async fn data(
     };
     let fetched = tokio::time::timeout(limits.timeout, async {
         match source {
-            ContentSource::Files(f) => files(plugin, f, &fetch).await,
-            ContentSource::SwhVault(v) => vault(plugin, v, dir, &fetch).await,
+            ContentSource::Files(f) => files(plugin, user, f, &fetch).await,
+            ContentSource::SwhVault(v) => vault(plugin, user, v, dir, &fetch).await,
             ContentSource::Git(_) => Err(fetch.fail("a git remote is fetched with git")),
         }?;
         commit(&fetch).await
@@ -124,11 +127,12 @@ pub async fn data(
 /// Downloads `files` into the root and unpacks them as `files.unpack` says.
 async fn files(
     plugin: &LoadedPlugin,
+    user: Option<&UserSecret>,
     files: &FilesContent,
     fetch: &Fetch,
 ) -> Result<(), CheckoutError> {
     let limits = fetch.limits;
-    let downloads = Downloads::new(plugin, files.auth.as_ref()).map_err(|e| fetch.fail(e))?;
+    let downloads = Downloads::new(plugin, files.auth.as_ref(), user).map_err(|e| fetch.fail(e))?;
     std::fs::create_dir_all(&fetch.root).map_err(|e| fetch.disk(e))?;
     if files.downloads.len() as u64 > limits.max_files {
         return Err(fetch.too_many());
@@ -189,6 +193,7 @@ async fn files(
 /// it into the root, its one folder lifted.
 async fn vault(
     plugin: &LoadedPlugin,
+    user: Option<&UserSecret>,
     vault: &SwhVaultContent,
     dir: &Path,
     fetch: &Fetch,
@@ -197,7 +202,7 @@ async fn vault(
     if !(vault.directory.len() == 40 && vault.directory.bytes().all(|b| b.is_ascii_hexdigit())) {
         return Err(fetch.fail(format!("{:?} is not a directory id", vault.directory)));
     }
-    let downloads = Downloads::new(plugin, vault.auth.as_ref()).map_err(|e| fetch.fail(e))?;
+    let downloads = Downloads::new(plugin, vault.auth.as_ref(), user).map_err(|e| fetch.fail(e))?;
     let cook = format!(
         "{}/vault/directory/{}/",
         vault.api.trim_end_matches('/'),

@@ -16,6 +16,9 @@ pub mod strategy;
 
 pub use builder::Builder;
 
+use std::sync::Arc;
+
+use bindery_runtime::capabilities::UserSecret;
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
@@ -49,6 +52,10 @@ pub struct BuildRequest {
     pub immutable: bool,
     /// Per-repository settings (`repo_config`).
     pub repo_config: Map<String, Value>,
+    /// The launching user's own credential, for a private build: the
+    /// provider's content call and the fetch use it in place of the
+    /// plugin's secret. Never stored or logged.
+    pub credential: Option<Arc<UserSecret>>,
 }
 
 /// A finished build.

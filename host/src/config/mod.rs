@@ -24,7 +24,7 @@ mod web;
 
 pub use bindery_runtime::config::{
     HttpLimits, OciPluginConfig, PluginConfig, PluginConfigError, PluginSource, RuntimeConfig,
-    SecretSource, SpecConfig,
+    SecretSource, SpecConfig, UserCredential,
 };
 pub use build::{BuildConfig, KubernetesBuildConfig, LocalBuildConfig};
 pub use cull::{CullConfig, LeaderConfig};
@@ -157,6 +157,20 @@ impl Config {
         }
         for (name, p) in &self.plugins {
             p.source(name)?;
+            if let Some(user) = &p.user_credential {
+                let why = if !self.hub.auth_enabled {
+                    "users' credentials come with their login: set hub.auth_enabled"
+                } else if user.secret.is_empty() {
+                    "`secret` names the plugin's secret that a user's credential replaces"
+                } else if !user.auth_state_key.starts_with('/') {
+                    "`auth_state_key` is a JSON pointer into the user's auth_state, e.g. \"/access_token\""
+                } else {
+                    continue;
+                };
+                return Err(ConfigError::Invalid(format!(
+                    "plugins.{name}.user_credential: {why}"
+                )));
+            }
         }
         let base = &self.web.base_url;
         if !base.starts_with('/') || !base.ends_with('/') {
@@ -361,19 +375,32 @@ config = { base = "https://forge.example.edu", retries = 3 }
         assert!(!is_service_link("hub__port") && !is_service_link("support"));
     }
 
+    /// `Config::load` of `file` inside figment's Jail, whose lock keeps the
+    /// environment other tests set in theirs out of this one.
+    #[allow(
+        clippy::result_large_err,
+        reason = "figment's Jail takes a closure returning its own error type"
+    )]
+    fn jailed(file: &Path) -> Result<Config, String> {
+        let mut loaded = None;
+        figment::Jail::expect_with(|_| {
+            loaded = Some(Config::load(Some(file)).map_err(|e| e.to_string()));
+            Ok(())
+        });
+        loaded.expect("the jail ran")
+    }
+
     #[test]
     fn mistakes_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("bindery.toml");
         std::fs::write(&file, "[plugins.x]\nhosts = []\n").unwrap();
-        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        let e = jailed(&file).unwrap_err();
         assert!(e.contains("[plugins.x] needs `path"), "{e}");
         std::fs::write(&file, "lissten = \"127.0.0.1:1\"\n").unwrap();
-        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        let e = jailed(&file).unwrap_err();
         assert!(e.contains("lissten"), "{e}");
-        let e = Config::load(Some(&dir.path().join("nope.toml")))
-            .unwrap_err()
-            .to_string();
+        let e = jailed(&dir.path().join("nope.toml")).unwrap_err();
         assert!(e.contains("does not exist"), "{e}");
     }
 
@@ -392,7 +419,7 @@ config = { base = "https://forge.example.edu", retries = 3 }
             ),
         ] {
             std::fs::write(&file, toml).unwrap();
-            let e = Config::load(Some(&file)).unwrap_err().to_string();
+            let e = jailed(&file).unwrap_err();
             assert!(e.contains(says), "{toml}: {e}");
         }
         // Off, the same settings are no concern of the pool's.
@@ -401,6 +428,45 @@ config = { base = "https://forge.example.edu", retries = 3 }
             "[warm_pool]\nevery_secs = 0\n[hub]\nauth_enabled = true\n",
         )
         .unwrap();
-        assert!(Config::load(Some(&file)).is_ok());
+        assert!(jailed(&file).is_ok());
+    }
+
+    #[test]
+    fn a_user_credential_is_checked_where_it_is_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bindery.toml");
+        let gh = "[plugins.gh]\nbundled = \"gh\"\n";
+        for (toml, says) in [
+            (
+                "user_credential = { secret = \"access_token\", auth_state_key = \"/access_token\" }\n",
+                "plugins.gh.user_credential: users' credentials come with their login: set hub.auth_enabled",
+            ),
+            (
+                "user_credential = { secret = \"access_token\", auth_state_key = \"access_token\" }\n[hub]\nauth_enabled = true\n",
+                "`auth_state_key` is a JSON pointer",
+            ),
+            (
+                "user_credential = { secret = \"\", auth_state_key = \"/access_token\" }\n[hub]\nauth_enabled = true\n",
+                "`secret` names the plugin's secret",
+            ),
+            (
+                "user_credential = { secret = \"access_token\" }\n",
+                "auth_state_key",
+            ),
+        ] {
+            std::fs::write(&file, format!("{gh}{toml}")).unwrap();
+            let e = jailed(&file).unwrap_err();
+            assert!(e.contains(says), "{toml}: {e}");
+        }
+        std::fs::write(
+            &file,
+            format!("{gh}user_credential = {{ secret = \"access_token\", auth_state_key = \"/access_token\" }}\n[hub]\nauth_enabled = true\n"),
+        )
+        .unwrap();
+        let c = jailed(&file).unwrap();
+        assert_eq!(
+            c.plugins["gh"].user_credential.as_ref().unwrap().secret,
+            "access_token"
+        );
     }
 }

@@ -492,6 +492,22 @@ impl Hub {
         }
     }
 
+    /// A user's `auth_state`, as their authenticator keeps it (an
+    /// OAuthenticator login's forge token). `None` when the user has none,
+    /// the hub does not keep it (`enable_auth_state`), or Bindery's token
+    /// lacks the `admin:auth_state` scope, which the hub answers as none.
+    pub async fn auth_state(&self, user: &str) -> Result<Option<Value>, HubError> {
+        let path = format!("users/{}", segment(user));
+        match self.json(Method::GET, &path, None).await {
+            Ok(mut model) => Ok(model
+                .get_mut("auth_state")
+                .map(Value::take)
+                .filter(|s| !s.is_null())),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Deletes a user.
     pub async fn delete_user(&self, user: &str) -> Result<(), HubError> {
         self.request(Method::DELETE, &format!("users/{}", segment(user)), None)

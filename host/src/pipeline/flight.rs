@@ -520,6 +520,7 @@ mod tests {
             ref_url: "x".into(),
             immutable: true,
             repo_config: serde_json::Map::new(),
+            credential: None,
         }
     }
 

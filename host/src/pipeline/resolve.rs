@@ -3,11 +3,13 @@
 //! and otherwise asks the provider plugin; the plugin decides everything about
 //! the spec itself.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bindery_runtime::bindings::{self, PluginError, RefLifetime};
+use bindery_runtime::bindings::{self, ContentSource, GitContent, PluginError, RefLifetime};
+use bindery_runtime::capabilities::UserSecret;
 use bindery_runtime::{CallError, PluginHost};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
@@ -41,6 +43,24 @@ pub struct Resolved {
     pub immutable: bool,
     /// What the user should read before the launch goes on.
     pub notices: Vec<Notice>,
+    /// Resolved with the launching user's own credential: its image is
+    /// named apart from the one anyone may launch, built with that
+    /// credential, and handed only to users whose own credential reads the
+    /// repository.
+    #[serde(default)]
+    pub private: bool,
+}
+
+impl Resolved {
+    /// What its image and build are named from: the build slug, under
+    /// `private/` for a private resolution.
+    pub fn image_slug(&self) -> Cow<'_, str> {
+        if self.private {
+            Cow::Owned(format!("private/{}", self.build_slug))
+        } else {
+            Cow::Borrowed(&self.build_slug)
+        }
+    }
 }
 
 /// A message for the event stream.
@@ -237,17 +257,7 @@ impl Resolver {
     /// Upstream's order of checks: prefix, trailing `/`, rules, then the
     /// cache or the provider.
     pub async fn resolve(&self, provider: &str, spec: &str) -> Result<Resolved, ResolveError> {
-        if !self.knows(provider).await {
-            return Err(ResolveError::UnknownProvider(provider.into()));
-        }
-        let spec = spec.trim_end_matches('/');
-        if self
-            .policies
-            .get(provider)
-            .is_some_and(|p| p.is_banned(spec))
-        {
-            return Err(ResolveError::Banned { spec: spec.into() });
-        }
+        let spec = self.admit(provider, spec).await?;
         let key = format!("{provider}:{spec}");
         let cached = self.asker.cached(provider, spec);
         self.asker.metrics.cache_lookup("refs", cached.is_some());
@@ -259,6 +269,70 @@ impl Resolver {
         }
         let waiting = self.asker.join(provider, spec);
         waiting.pending.clone().await
+    }
+
+    /// [`Resolver::resolve`] for a user with a credential of their own for
+    /// the provider, on every launch: the provider is asked afresh with it,
+    /// never the cache that every user shares (nor is the answer kept
+    /// there), and a git remote the provider did not need to ask (a commit
+    /// sha) is asked with it too, so only a user whose credential reads
+    /// the repository gets past here.
+    pub async fn resolve_as(
+        &self,
+        provider: &str,
+        spec: &str,
+        user: &Arc<UserSecret>,
+    ) -> Result<Resolved, ResolveError> {
+        let spec = self.admit(provider, spec).await?;
+        let key = format!("{provider}:{spec}");
+        let resolution = self.asker.call_provider(provider, spec, Some(user)).await?;
+        let content = self
+            .plugins
+            .content_with(provider, &resolution, Some(user))
+            .await
+            .map_err(|e| call_failed(&key, e))?
+            .map_err(|e| plugin_failed(provider, key.clone(), e))?;
+        if let ContentSource::Git(GitContent {
+            url,
+            auth: Some(auth),
+            ..
+        }) = &content
+        {
+            let plugin = self
+                .plugins
+                .get(provider)
+                .ok_or_else(|| ResolveError::UnknownProvider(provider.into()))?;
+            if let Err(e) = plugin.ls_remote_authenticated(url, auth, Some(user)).await {
+                tracing::info!(
+                    provider,
+                    "a user's own credential does not read {key}: {e:?}"
+                );
+                return Err(ResolveError::NotFound {
+                    key,
+                    hint: "The credential your login holds for it was refused.".into(),
+                });
+            }
+        }
+        let mut resolved = resolved(provider, spec, resolution);
+        resolved.private = true;
+        Ok(resolved)
+    }
+
+    /// The checks before any resolution: a known prefix, then the
+    /// operator's rules; the spec without its trailing `/`.
+    async fn admit<'s>(&self, provider: &str, spec: &'s str) -> Result<&'s str, ResolveError> {
+        if !self.knows(provider).await {
+            return Err(ResolveError::UnknownProvider(provider.into()));
+        }
+        let spec = spec.trim_end_matches('/');
+        if self
+            .policies
+            .get(provider)
+            .is_some_and(|p| p.is_banned(spec))
+        {
+            return Err(ResolveError::Banned { spec: spec.into() });
+        }
+        Ok(spec)
     }
 
     /// Upstream's `repo_config`: the quota that applies to this spec, plus any
@@ -348,13 +422,7 @@ impl Asker {
     }
 
     async fn ask_provider(&self, provider: &str, spec: &str) -> Result<Resolved, ResolveError> {
-        let key = format!("{provider}:{spec}");
-        let started = Instant::now();
-        let answer = self.plugins.resolve(provider, spec).await;
-        self.metrics
-            .plugin_call(provider, "resolve", started.elapsed());
-        let answer = answer.map_err(|e| call_failed(&key, e))?;
-        match answer {
+        match self.call_provider(provider, spec, None).await {
             Ok(r) => {
                 let freshness = if matches!(r.lifetime, RefLifetime::Immutable) {
                     Freshness::Immutable
@@ -365,7 +433,7 @@ impl Asker {
                 self.store(provider, spec, &Outcome::Found(resolved.clone()), freshness);
                 Ok(resolved)
             }
-            Err(PluginError::NotFound(hint)) => {
+            Err(ResolveError::NotFound { key, hint }) => {
                 self.store(
                     provider,
                     spec,
@@ -374,6 +442,25 @@ impl Asker {
                 );
                 Err(ResolveError::NotFound { key, hint })
             }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The provider's answer, for `user` when given.
+    async fn call_provider(
+        &self,
+        provider: &str,
+        spec: &str,
+        user: Option<&Arc<UserSecret>>,
+    ) -> Result<bindings::Resolution, ResolveError> {
+        let key = format!("{provider}:{spec}");
+        let started = Instant::now();
+        let answer = self.plugins.resolve_with(provider, spec, user).await;
+        self.metrics
+            .plugin_call(provider, "resolve", started.elapsed());
+        match answer.map_err(|e| call_failed(&key, e))? {
+            Ok(r) => Ok(r),
+            Err(PluginError::NotFound(hint)) => Err(ResolveError::NotFound { key, hint }),
             Err(e) => Err(plugin_failed(provider, key, e)),
         }
     }
@@ -443,6 +530,7 @@ fn resolved(provider: &str, spec: &str, r: bindings::Resolution) -> Resolved {
                 bindings::Notice::Info(m) => Notice::Info(m),
             })
             .collect(),
+        private: false,
     }
 }
 

@@ -12,12 +12,13 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::flight::{Flights, Item, Joined};
-use super::{ResolveError, Resolved, Resolver};
+use super::{ResolveError, Resolved, Resolver, UserCredentials};
 use crate::build::{BuildExecutor, BuildRequest};
 use crate::events::Event;
 use crate::launch::{LaunchError, LaunchRequest, Launched, Launcher, Quota};
 use crate::metrics::{InProgress, Metrics};
 use crate::registry::{Registry, naming};
+use bindery_runtime::capabilities::UserSecret;
 
 /// A launch as the client asked for it.
 #[derive(Debug, Clone)]
@@ -48,6 +49,8 @@ pub struct Pipeline {
     pub executor: Option<Arc<dyn BuildExecutor>>,
     /// Starts servers; `None` when no hub is configured.
     pub launcher: Option<Arc<dyn Launcher>>,
+    /// Users' own credentials for providers; `None` when no provider takes them.
+    pub credentials: Option<Arc<UserCredentials>>,
     /// Where the outcomes are counted.
     pub metrics: Arc<Metrics>,
 }
@@ -82,7 +85,21 @@ impl Pipeline {
         // The resolve, look-up, admission, build and launch futures are boxed:
         // a stream waiting in one step should not carry the others' state
         // (this keeps an idle stream's task small).
-        let resolved = match Box::pin(self.resolver.resolve(&launch.provider, &launch.spec)).await {
+        let credential = match (&self.credentials, &launch.user) {
+            (Some(credentials), Some(user)) => {
+                match Box::pin(credentials.of(&launch.provider, user)).await {
+                    Ok(credential) => credential,
+                    Err(e) => return out.send(failed(format!("{e}\n"))).await,
+                }
+            }
+            _ => None,
+        };
+        let (provider, spec) = (&launch.provider, &launch.spec);
+        let resolving: BoxFuture<'_, _> = match &credential {
+            Some(c) => Box::pin(self.resolver.resolve_as(provider, spec, c)),
+            None => Box::pin(self.resolver.resolve(provider, spec)),
+        };
+        let resolved = match resolving.await {
             Ok(r) => r,
             Err(e) => return out.send(resolve_failed(&e)).await,
         };
@@ -94,7 +111,7 @@ impl Pipeline {
         }
         let image = self
             .registry
-            .image_name(&resolved.build_slug, &resolved.resolved_ref);
+            .image_name(&resolved.image_slug(), &resolved.resolved_ref);
         let request = self.launch_request(launch, &resolved, &image);
         match Box::pin(self.registry.lookup(&image)).await {
             Err(e) => {
@@ -133,7 +150,8 @@ impl Pipeline {
                     return out.send(failed(ensure_newline(e.to_string()))).await;
                 }
                 let overlapped =
-                    match Box::pin(self.build(launch, &resolved, &request, out)).await? {
+                    match Box::pin(self.build(launch, &resolved, credential, &request, out)).await?
+                    {
                         BuildEnd::Failed => return Ok(()),
                         BuildEnd::Built(overlapped) => overlapped,
                     };
@@ -169,6 +187,7 @@ impl Pipeline {
         &'a self,
         launch: &Launch,
         resolved: &Resolved,
+        credential: Option<Arc<UserSecret>>,
         request: &'a LaunchRequest,
         out: &Sink,
     ) -> Result<BuildEnd<'a>, Gone> {
@@ -179,7 +198,7 @@ impl Pipeline {
         };
         let wanted = BuildRequest {
             image: image.into(),
-            build_name: naming::build_pod_name(&resolved.build_slug, &resolved.resolved_ref),
+            build_name: naming::build_pod_name(&resolved.image_slug(), &resolved.resolved_ref),
             repo_url: resolved.repo_url.clone(),
             resolved_ref: resolved.resolved_ref.clone(),
             provider: resolved.provider.clone(),
@@ -189,6 +208,7 @@ impl Pipeline {
             ref_url: resolved.ref_url.clone(),
             immutable: resolved.immutable,
             repo_config: repo_config.clone(),
+            credential,
         };
         out.send(Event::message("waiting", "Waiting for build to start...\n"))
             .await?;

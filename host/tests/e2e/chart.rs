@@ -1008,11 +1008,14 @@ fn hub_oauth_snippet(snippet: &str, oauth: Option<&str>) -> Value {
     let script = format!(
         "import json, types\n\
          c = types.SimpleNamespace(JupyterHub=types.SimpleNamespace(\n\
-             services=[{{'name': 'binder', 'api_token': 't'}}], load_roles=[],\n\
-             named_server_limit_per_user=0))\n\
+             services=[{{'name': 'binder', 'api_token': 't'}}],\n\
+             load_roles=[{{'name': 'binder', 'scopes': ['admin:users']}}],\n\
+             named_server_limit_per_user=0),\n\
+             Authenticator=types.SimpleNamespace(enable_auth_state=False))\n\
          {snippet}\n\
          print(json.dumps({{'services': c.JupyterHub.services, 'roles': c.JupyterHub.load_roles,\n\
-             'limit': c.JupyterHub.named_server_limit_per_user}}))\n"
+             'limit': c.JupyterHub.named_server_limit_per_user,\n\
+             'auth_state': c.Authenticator.enable_auth_state}}))\n"
     );
     let out = Command::new("python3")
         .arg("-c")
@@ -1079,11 +1082,44 @@ fn with_auth_the_bundled_hub_registers_bindery_as_its_oauth_client() {
             "oauth_no_confirm": true,
         }])
     );
+    let binder = json!({ "name": "binder", "scopes": ["admin:users"] });
     assert_eq!(
         registered["roles"],
-        json!([{ "name": "user", "scopes": ["self", "access:services"] }])
+        json!([binder, { "name": "user", "scopes": ["self", "access:services"] }])
     );
     assert_eq!(registered["limit"], 3);
+    assert_eq!(registered["auth_state"], false);
+
+    // A provider that takes users' own tokens: the hub keeps auth_state,
+    // and Bindery may read it.
+    let mut values = with_bundled_hub();
+    values["hub"] = json!({
+        "authEnabled": true,
+        "oauthRedirectUri": "https://binder.example.org/oauth_callback",
+    });
+    values["warmPool"] = json!({ "maxServers": 0 });
+    values["plugins"] = json!({ "gh": {
+        "user_credential": { "secret": "access_token", "auth_state_key": "/access_token" },
+    } });
+    let m = render(values).unwrap();
+    assert_eq!(
+        config(&m).plugins["gh"]
+            .user_credential
+            .as_ref()
+            .unwrap()
+            .secret,
+        "access_token"
+    );
+    let oauth = named(&m, "ConfigMap", "bindery-hub-oauth").unwrap()["data"]["oauth.json"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reading = hub_oauth_snippet(snippet, Some(&oauth));
+    assert_eq!(reading["auth_state"], true);
+    assert_eq!(
+        reading["roles"][0],
+        json!({ "name": "binder", "scopes": ["admin:users", "admin:auth_state"] })
+    );
 
     // Without authEnabled there is nothing to mount, and the hub is as before.
     let m = render(with_bundled_hub()).unwrap();
@@ -1093,5 +1129,8 @@ fn with_auth_the_bundled_hub_registers_bindery_as_its_oauth_client() {
         unchanged["services"],
         json!([{ "name": "binder", "api_token": "t" }])
     );
-    assert_eq!(unchanged["roles"], json!([]));
+    assert_eq!(
+        unchanged["roles"],
+        json!([{ "name": "binder", "scopes": ["admin:users"] }])
+    );
 }

@@ -13,10 +13,10 @@ use support::hub::{JupyterHub, built_repo, launch_config, launch_service_on};
 use support::registry::OciRegistry;
 use support::service::git_spec;
 
-const PASSWORD: &str = "correct horse";
+pub(crate) const PASSWORD: &str = "correct horse";
 
 /// Logs in on the hub's login page the browser was sent to.
-fn log_in(b: &mut Browser, hub: &str, user: &str) {
+pub(crate) fn log_in(b: &mut Browser, hub: &str, user: &str) {
     b.wait_for("location.href", Duration::from_secs(30), |v| {
         v.as_str()
             .is_some_and(|h| h.starts_with(&format!("{hub}hub/login")))
@@ -34,7 +34,7 @@ fn log_in(b: &mut Browser, hub: &str, user: &str) {
 }
 
 /// The session's XSRF token in the page's config.
-fn page_xsrf(b: &mut Browser) -> String {
+pub(crate) fn page_xsrf(b: &mut Browser) -> String {
     let xsrf = b.wait_for(
         "JSON.parse(document.getElementById('page-config')?.textContent || '{}').xsrf",
         Duration::from_secs(20),
@@ -43,27 +43,45 @@ fn page_xsrf(b: &mut Browser) -> String {
     xsrf.as_str().unwrap().to_string()
 }
 
-/// Runs `script`, which sets `window.done`, and waits for that value.
-fn run(b: &mut Browser, script: &str) -> Value {
+/// Runs `script`, which sets `window.done`, and waits up to `wait` for that value.
+fn run_for(b: &mut Browser, script: &str, wait: Duration) -> Value {
     // A block, so that each run's `const`s are its own.
     let started = b.eval(&format!("window.done = undefined; {{ {script} }}; true"));
     assert_eq!(started, true, "{script}");
-    b.wait_for("window.done", Duration::from_secs(120), |v| !v.is_null())
+    b.wait_for("window.done", wait, |v| !v.is_null())
+}
+
+fn run(b: &mut Browser, script: &str) -> Value {
+    run_for(b, script, Duration::from_secs(120))
 }
 
 /// Opens `/build` from the page with the session cookie (and `query`),
-/// as EventSource does; the last event.
-fn build_from_page(b: &mut Browser, path: &str, query: &str) -> Value {
-    let done = run(
+/// as EventSource does, for up to `wait`; every event, the last one
+/// `ready` or `failed` (or the string `closed`).
+pub(crate) fn events_from_page(
+    b: &mut Browser,
+    path: &str,
+    query: &str,
+    wait: Duration,
+) -> Vec<Value> {
+    let done = run_for(
         b,
         &format!(
-            "const s = new EventSource('{path}?{query}');
-             s.onmessage = (e) => {{ const d = JSON.parse(e.data);
-               if (d.phase === 'ready' || d.phase === 'failed') {{ s.close(); window.done = e.data; }} }};
-             s.onerror = () => {{ if (s.readyState === EventSource.CLOSED) window.done = 'closed'; }}"
+            "const s = new EventSource('{path}?{query}'); const seen = [];
+             s.onmessage = (e) => {{ const d = JSON.parse(e.data); seen.push(d);
+               if (d.phase === 'ready' || d.phase === 'failed') {{ s.close(); window.done = JSON.stringify(seen); }} }};
+             s.onerror = () => {{ if (s.readyState === EventSource.CLOSED) {{ seen.push('closed'); window.done = JSON.stringify(seen); }} }}"
         ),
+        wait,
     );
-    serde_json::from_str(done.as_str().unwrap()).unwrap_or(done)
+    serde_json::from_str(done.as_str().unwrap()).unwrap()
+}
+
+/// The last event of [`events_from_page`].
+fn build_from_page(b: &mut Browser, path: &str, query: &str) -> Value {
+    events_from_page(b, path, query, Duration::from_secs(120))
+        .pop()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -410,6 +410,7 @@ async fn wit_0_1_0_strategies_and_cull_policies_plan_and_decide() {
         ref_url: "https://github.com/a/b/tree/0123456789abcdef0123456789abcdef01234567".into(),
         immutable: true,
         repo_config: Default::default(),
+        credential: None,
     };
     match bindery::build::strategy::plan(&plugins, "old-strategy", &request, repo.path(), &[]).await
     {

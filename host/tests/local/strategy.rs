@@ -25,6 +25,7 @@ fn resolved() -> BuildRequest {
         ref_url: "x".into(),
         immutable: true,
         repo_config: Default::default(),
+        credential: None,
     }
 }
 

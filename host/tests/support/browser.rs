@@ -47,12 +47,22 @@ impl Browser {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(profile.path().join("stderr.log")).unwrap());
-        // SAFETY: only async-signal-safe dup2 calls between fork and exec.
+        // The pipes are close-on-exec, and dup2 onto the fd itself keeps the
+        // flag (and `w` may be 3, which the first dup2 would replace): copy
+        // both above 4 first, so each dup2 makes a fresh fd that stays open.
+        // SAFETY: only async-signal-safe fcntl, dup2 and close calls between
+        // fork and exec.
         unsafe {
             command.pre_exec(move || {
-                if libc::dup2(r, 3) < 0 || libc::dup2(w, 4) < 0 {
+                let (r, w) = (
+                    libc::fcntl(r, libc::F_DUPFD, 10),
+                    libc::fcntl(w, libc::F_DUPFD, 10),
+                );
+                if r < 0 || w < 0 || libc::dup2(r, 3) < 0 || libc::dup2(w, 4) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+                libc::close(r);
+                libc::close(w);
                 Ok(())
             });
         }

@@ -68,6 +68,21 @@ impl JupyterHub {
         .await
     }
 
+    /// [`JupyterHub::with_login`] whose logins keep an `auth_state`: user
+    /// name → what theirs holds (as an OAuthenticator login keeps a forge
+    /// token), readable by the `binder` service.
+    pub async fn with_auth_states(callback: &str, password: &str, states: &Value) -> JupyterHub {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).unwrap();
+        JupyterHub::start_env(&[
+            ("HUB_BINDER_OAUTH_REDIRECT", callback),
+            ("HUB_DUMMY_PASSWORD", password),
+            ("HUB_AUTH_STATES", &states.to_string()),
+            ("JUPYTERHUB_CRYPT_KEY", &hex::encode(key)),
+        ])
+        .await
+    }
+
     async fn start_env(extra: &[(&str, &str)]) -> JupyterHub {
         let docker_host = engine().docker_host.clone();
         let tools = installed();

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::CallState;
+use super::{CallState, UserSecret};
 use crate::bindings::git::{GitError, Host, RemoteRef};
 use crate::bindings::secrets::SecretError;
 use crate::egress::{EgressDenied, GitRemote, GitUrlError};
@@ -102,20 +102,38 @@ impl Host for CallState {
         username: String,
         password_secret: String,
     ) -> Result<Vec<RemoteRef>, GitError> {
+        self.grants
+            .ls_remote_authenticated(
+                &self.plugin,
+                &url,
+                username,
+                &password_secret,
+                self.user.as_deref(),
+            )
+            .await
+    }
+}
+
+impl super::Grants {
+    /// The refs at `url`, asked with `username` and the secret
+    /// `password_secret` (or `user`'s in its place): for the plugin's
+    /// calls, and for the host's check that a user may read a repository.
+    pub(crate) async fn ls_remote_authenticated(
+        &self,
+        plugin: &str,
+        url: &str,
+        username: String,
+        password_secret: &str,
+        user: Option<&UserSecret>,
+    ) -> Result<Vec<RemoteRef>, GitError> {
         // git-error has no case of its own for this: its cases are part of
         // 0.1.0's `ls-remote` too, whose components must keep loading.
-        let password = self
-            .grants
-            .secret(&self.plugin, &password_secret)
-            .map_err(|e| {
-                GitError::Remote(match e {
-                    SecretError::NotGranted(n) => format!("the secret `{n}` is not granted"),
-                    SecretError::Missing(n) => format!("the secret `{n}` has no value"),
-                })
-            })?;
-        self.grants
-            .git
-            .ls_remote(&url, Some((username, password)))
-            .await
+        let password = self.secret(plugin, password_secret, user).map_err(|e| {
+            GitError::Remote(match e {
+                SecretError::NotGranted(n) => format!("the secret `{n}` is not granted"),
+                SecretError::Missing(n) => format!("the secret `{n}` has no value"),
+            })
+        })?;
+        self.git.ls_remote(url, Some((username, password))).await
     }
 }

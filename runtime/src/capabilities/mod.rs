@@ -25,6 +25,7 @@ use crate::plugin::WitVersion;
 
 pub use crate::egress::{EgressDenied, EgressPolicy};
 pub use repo_files::{DirRepo, RepoFiles};
+pub use secrets::UserSecret;
 pub(crate) use wasi::{OutputCapture, WasiInterface};
 
 /// One host interface of `bindery:plugin`, with what granting it means.
@@ -167,6 +168,8 @@ pub struct CallState {
     pub(crate) plugin: Arc<str>,
     pub(crate) grants: Arc<Grants>,
     pub(crate) repo: Option<Arc<dyn RepoFiles>>,
+    /// The launching user's credential, for a provider's calls on their behalf.
+    pub(crate) user: Option<Arc<UserSecret>>,
     pub(crate) limits: CallLimits,
     pub(crate) output: OutputCapture,
     log_lines: u32,
@@ -179,6 +182,7 @@ impl CallState {
         plugin: Arc<str>,
         grants: Arc<Grants>,
         repo: Option<Arc<dyn RepoFiles>>,
+        user: Option<Arc<UserSecret>>,
         limits: CallLimits,
     ) -> Self {
         let output = OutputCapture::new(plugin.clone());
@@ -187,6 +191,7 @@ impl CallState {
             plugin,
             grants,
             repo,
+            user,
             limits,
             output,
             log_lines: 0,
