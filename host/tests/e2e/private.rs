@@ -32,12 +32,9 @@ fn granted(mut c: Config, dir: &std::path::Path, token: Option<&str>) -> Config 
     c
 }
 
-async fn launch(c: &Config, url: &str, sha: &str) -> Stream {
-    build_only(&format!("http://{}", c.listen), url, sha).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_private_repository_builds_with_the_granted_token_and_only_with_it() {
+/// A random token, and a private repository on a real authenticating git
+/// server that only it reads: the server, the commit and the URL.
+async fn private_repo() -> (String, GitHttp, String, String) {
     let token = format!("tok-{:016x}", rand_u64());
     let (forge, _) = GitHttp::private("lab/private.git", USER, &token).await;
     let sha = forge.commit(
@@ -45,6 +42,48 @@ async fn a_private_repository_builds_with_the_granted_token_and_only_with_it() {
         &[("Dockerfile", DOCKERFILE), ("notes.md", b"private\n")],
     );
     let url = format!("http://127.0.0.1:{}/lab/private.git", forge.port);
+    (token, forge, sha, url)
+}
+
+/// The metrics of the Bindery at `base`, then its debug log, once `server`
+/// has stopped: both to search for a credential.
+async fn metrics_and_log(base: &str, server: Process, dir: &std::path::Path) -> (String, String) {
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    drop(server);
+    let log = std::fs::read_to_string(dir.join("bindery.log")).unwrap();
+    assert!(log.len() > 1000, "the debug log is written: {log}");
+    (metrics, log)
+}
+
+/// `token` is in none of `texts` (what, text), in no file of `image` and
+/// not in its configuration.
+fn nowhere(token: &str, texts: &[(&str, &str)], image: &str) {
+    for (place, text) in texts {
+        assert!(!text.contains(token), "the token is in the {place}");
+    }
+    let in_image = run_in(
+        image,
+        &format!(
+            "grep -rIl --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev '{token}' / || true"
+        ),
+    );
+    assert_eq!(in_image, "", "files holding the token");
+    let inspected = engine().docker(&["inspect", image]);
+    assert!(!String::from_utf8_lossy(&inspected.stdout).contains(token));
+}
+
+async fn launch(c: &Config, url: &str, sha: &str) -> Stream {
+    build_only(&format!("http://{}", c.listen), url, sha).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_repository_builds_with_the_granted_token_and_only_with_it() {
+    let (token, _forge, sha, url) = private_repo().await;
     let registry = OciRegistry::start(None);
 
     // Without a grant: a clear failure, before any build.
@@ -98,27 +137,14 @@ async fn a_private_repository_builds_with_the_granted_token_and_only_with_it() {
     let image = got.last()["imageName"].as_str().unwrap().to_string();
     assert!(image.ends_with(&sha), "{image}");
     assert_eq!(run_in(&image, "cat /home/jovyan/notes.md"), "private\n");
-    let metrics = reqwest::get(format!("http://{}/metrics", c.listen))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    drop(server);
-    let log = std::fs::read_to_string(data.path().join("bindery.log")).unwrap();
-    assert!(log.len() > 1000, "the debug log is written: {log}");
-    for (place, text) in [("events", &got.raw), ("metrics", &metrics), ("log", &log)] {
-        assert!(!text.contains(&token), "the token is in the {place}");
-    }
-    let in_image = run_in(
-        &image,
-        &format!(
-            "grep -rIl --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev '{token}' / || true"
-        ),
-    );
-    assert_eq!(in_image, "", "files holding the token");
-    let inspected = engine().docker(&["inspect", &image]);
-    assert!(!String::from_utf8_lossy(&inspected.stdout).contains(&token));
+    let (metrics, log) =
+        metrics_and_log(&format!("http://{}", c.listen), server, data.path()).await;
+    let texts = [
+        ("events", got.raw.as_str()),
+        ("metrics", &metrics),
+        ("log", &log),
+    ];
+    nowhere(&token, &texts, &image);
 }
 
 fn rand_u64() -> u64 {
@@ -202,13 +228,7 @@ async fn a_private_repository_launches_only_for_users_whose_own_credential_reads
     use support::hub::{JupyterHub, launch_config};
     use support::service::git_spec;
 
-    let token = format!("tok-{:016x}", rand_u64());
-    let (forge, _) = GitHttp::private("lab/private.git", USER, &token).await;
-    let sha = forge.commit(
-        "lab/private.git",
-        &[("Dockerfile", DOCKERFILE), ("notes.md", b"private\n")],
-    );
-    let url = format!("http://127.0.0.1:{}/lab/private.git", forge.port);
+    let (token, _forge, sha, url) = private_repo().await;
     let registry = OciRegistry::start(None);
     let data = tempfile::tempdir().unwrap();
     let mut c = granted(
@@ -332,15 +352,7 @@ async fn a_private_repository_launches_only_for_users_whose_own_credential_reads
     assert_eq!(servers, vec![("alice".to_string(), 2)]);
 
     // Her token is nowhere Bindery writes.
-    let metrics = reqwest::get(format!("{bindery}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    drop(server);
-    let log = std::fs::read_to_string(data.path().join("bindery.log")).unwrap();
-    assert!(log.len() > 1000, "the debug log is written: {log}");
+    let (metrics, log) = metrics_and_log(&bindery, server, data.path()).await;
     let events = serde_json::to_string(&[
         &alice,
         &alice_again,
@@ -350,9 +362,6 @@ async fn a_private_repository_launches_only_for_users_whose_own_credential_reads
         &carol_sha,
     ])
     .unwrap();
-    for (place, text) in [("events", &events), ("metrics", &metrics), ("log", &log)] {
-        assert!(!text.contains(&token), "the token is in the {place}");
-    }
     for file in walk(data.path()) {
         let bytes = std::fs::read(&file).unwrap_or_default();
         assert!(
@@ -361,15 +370,12 @@ async fn a_private_repository_launches_only_for_users_whose_own_credential_reads
             file.display()
         );
     }
-    let in_image = run_in(
-        &image,
-        &format!(
-            "grep -rIl --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev '{token}' / || true"
-        ),
-    );
-    assert_eq!(in_image, "", "files holding the token");
-    let inspected = engine().docker(&["inspect", &image]);
-    assert!(!String::from_utf8_lossy(&inspected.stdout).contains(&token));
+    let texts = [
+        ("events", events.as_str()),
+        ("metrics", &metrics),
+        ("log", &log),
+    ];
+    nowhere(&token, &texts, &image);
 }
 
 /// Every file under `dir`.
