@@ -19,7 +19,6 @@ fn main() {
     for watched in [
         "plugins",
         "sdk",
-        "wit",
         "runtime/precompile",
         "runtime/src/engine_config.rs",
         "Cargo.lock",

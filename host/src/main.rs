@@ -68,9 +68,10 @@ enum PluginCommand {
         /// Directory to create it in.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// Path to bindery-sdk (defaults to the checkout this binary was built from).
-        #[arg(long)]
-        sdk: Option<PathBuf>,
+        /// Build against the bindery-sdk source at this path (developing the
+        /// SDK itself) instead of the released bindery-sdk of this version.
+        #[arg(long, alias = "sdk")]
+        sdk_path: Option<PathBuf>,
     },
     /// Build a plugin crate for wasm32-wasip2 and print the component's path.
     Build {
@@ -213,10 +214,9 @@ async fn run(command: Command) -> Result<(), String> {
             kind,
             name,
             dir,
-            sdk,
+            sdk_path,
         }) => {
-            let sdk = sdk.or_else(authoring::template::default_sdk_path);
-            let root = authoring::new_plugin(kind.into(), &name, &dir, sdk.as_deref())
+            let root = authoring::new_plugin(kind.into(), &name, &dir, sdk_path.as_deref())
                 .map_err(|e| e.to_string())?;
             println!(
                 "Created {} plugin `{name}` in {}",

@@ -9,7 +9,7 @@
 pub mod provider {
     wasmtime::component::bindgen!({
         world: "provider",
-        path: "../wit",
+        path: "../sdk/wit",
         imports: {
             "bindery:plugin/http.fetch": async,
             "bindery:plugin/git.ls-remote": async,
@@ -24,7 +24,7 @@ macro_rules! world_sharing_types {
     ($world:literal) => {
         wasmtime::component::bindgen!({
             world: $world,
-            path: "../wit",
+            path: "../sdk/wit",
             exports: { default: async },
             with: {
                 "bindery:plugin/types": crate::bindings::provider::bindery::plugin::types,

@@ -39,7 +39,7 @@ pub mod bindings {
     pub mod provider {
         wit_bindgen::generate!({
             world: "provider",
-            path: "../wit",
+            path: "wit",
             additional_derives: [PartialEq, Eq],
             pub_export_macro: true,
             default_bindings_module: "bindery_sdk::bindings::provider",
@@ -55,7 +55,7 @@ pub mod bindings {
         ($world:literal, $module:literal, $export:literal, [$($derive:path),*]) => {
             wit_bindgen::generate!({
                 world: $world,
-                path: "../wit",
+                path: "wit",
                 additional_derives: [$($derive),*],
                 pub_export_macro: true,
                 default_bindings_module: $module,

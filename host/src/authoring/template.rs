@@ -32,15 +32,6 @@ pub enum TemplateError {
     },
 }
 
-/// Where the SDK lives when this binary was built from a checkout; generated
-/// crates depend on it by path until bindery-sdk is published.
-pub fn default_sdk_path() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
-    p.join("Cargo.toml")
-        .is_file()
-        .then(|| p.canonicalize().unwrap_or(p))
-}
-
 fn camel_case(name: &str) -> String {
     name.split('-')
         .filter(|s| !s.is_empty())
@@ -53,7 +44,9 @@ fn camel_case(name: &str) -> String {
         .collect()
 }
 
-/// Writes a new plugin crate for `kind` called `name` into `dir/name`.
+/// Writes a new plugin crate for `kind` called `name` into `dir/name`,
+/// depending on the released bindery-sdk of this version, or on the SDK
+/// source at `sdk` (developing the SDK itself).
 pub fn new_plugin(
     kind: PluginKind,
     name: &str,

@@ -9,17 +9,62 @@ use bindery_runtime::PluginHost;
 use bindery_runtime::bindings::{PluginError, PluginKind};
 use support::*;
 
+/// `bindery-sdk` as `cargo package` makes it for crates.io, unpacked
+/// outside the checkout: what a plugin crate gets from the registry.
+fn packaged_sdk(into: &std::path::Path) -> std::path::PathBuf {
+    let target = test_target_dir().join("sdk-package");
+    let out = cargo::cargo_command()
+        .args([
+            "package",
+            "--quiet",
+            "--no-verify",
+            "--allow-dirty",
+            "--locked",
+        ])
+        .args(["-p", "bindery-sdk", "--target-dir"])
+        .arg(&target)
+        .current_dir(workspace())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let name = format!("bindery-sdk-{}", env!("CARGO_PKG_VERSION"));
+    let unpacked = std::process::Command::new("tar")
+        .arg("xzf")
+        .arg(target.join("package").join(format!("{name}.crate")))
+        .arg("-C")
+        .arg(into)
+        .status()
+        .unwrap();
+    assert!(unpacked.success());
+    into.join(name)
+}
+
+/// A provider from `plugin new` as an operator with only the binary gets
+/// it: it names `bindery-sdk` by version, and cargo finds the packaged SDK
+/// (no checkout anywhere near the crate). It passes its tests, builds,
+/// loads and resolves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generated_provider_tests_builds_loads_and_resolves() {
     let dir = tempfile::tempdir().unwrap();
-    let root = new_plugin(
-        PluginKind::Provider,
-        "campus-git",
-        dir.path(),
-        Some(&workspace().join("sdk")),
+    let root = new_plugin(PluginKind::Provider, "campus-git", dir.path(), None).unwrap();
+    let manifest = root.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let wanted = format!("bindery-sdk = \"{}\"", env!("CARGO_PKG_VERSION"));
+    assert!(text.contains(&wanted), "{text}");
+    // As if from crates.io: the packaged crate stands in for the release.
+    let sdk = packaged_sdk(dir.path());
+    std::fs::write(
+        &manifest,
+        format!(
+            "{text}\n[patch.crates-io]\nbindery-sdk = {{ path = {:?} }}\n",
+            sdk.display().to_string()
+        ),
     )
     .unwrap();
-    let manifest = root.join("Cargo.toml");
     let target = test_target_dir().join("template");
 
     // Its own native tests pass as generated.
@@ -37,6 +82,12 @@ async fn a_generated_provider_tests_builds_loads_and_resolves() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("2 passed"), "{stdout}");
+    let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap();
+    let entry = lock
+        .split("[[package]]")
+        .find(|p| p.contains("name = \"bindery-sdk\""))
+        .unwrap();
+    assert!(!entry.contains("source ="), "not the packaged SDK: {entry}");
 
     // It builds to a component small enough to ship anywhere, and the source is short.
     let wasm = cargo::build_plugins(
