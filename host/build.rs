@@ -2,6 +2,7 @@
 //! binary carries its bundled plugins and needs no files beside it.
 
 #[path = "src/authoring/cargo.rs"]
+#[allow(dead_code, reason = "the CLI's progress display is not needed here")]
 mod cargo;
 
 use std::path::{Path, PathBuf};

@@ -56,6 +56,18 @@ impl OciPlugins {
         }
     }
 
+    /// The same client, logging in as `user` with `password` (a login the
+    /// caller found elsewhere, e.g. in the Docker config).
+    pub fn with_login(mut self, user: String, password: String) -> OciPlugins {
+        self.auth = RegistryAuth::Basic(user, password);
+        self
+    }
+
+    /// Whether the configuration names a login.
+    pub fn has_login(&self) -> bool {
+        !matches!(self.auth, RegistryAuth::Anonymous)
+    }
+
     fn client(&self) -> &Client {
         self.client.get_or_init(|| {
             Client::new(ClientConfig {

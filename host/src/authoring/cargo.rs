@@ -2,8 +2,9 @@
 //! (the bundled plugins), `bindery plugin build` and the tests, so it uses
 //! only the standard library.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// The target every plugin is built for.
 pub const WASM_TARGET: &str = "wasm32-wasip2";
@@ -50,11 +51,33 @@ pub fn cargo_command() -> Command {
 
 /// Builds the crates `packages` of the workspace or crate at `manifest` for
 /// `wasm32-wasip2` in `target_dir`, and returns each one's component path.
+/// Cargo's output is kept for the error.
 pub fn build_plugins(
     manifest: &Path,
     packages: &[&str],
     target_dir: &Path,
     profile: &str,
+) -> Result<Vec<PathBuf>, String> {
+    build(manifest, packages, target_dir, profile, false)
+}
+
+/// [`build_plugins`], showing cargo's progress on stderr as it comes: a
+/// first build compiles for minutes.
+pub fn build_plugins_showing_progress(
+    manifest: &Path,
+    packages: &[&str],
+    target_dir: &Path,
+    profile: &str,
+) -> Result<Vec<PathBuf>, String> {
+    build(manifest, packages, target_dir, profile, true)
+}
+
+fn build(
+    manifest: &Path,
+    packages: &[&str],
+    target_dir: &Path,
+    profile: &str,
+    show: bool,
 ) -> Result<Vec<PathBuf>, String> {
     let mut cmd = cargo_command();
     cmd.arg("build")
@@ -62,13 +85,24 @@ pub fn build_plugins(
         .arg(manifest)
         .args(["--target", WASM_TARGET, "--profile", profile])
         .arg("--target-dir")
-        .arg(target_dir);
+        .arg(target_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     for p in packages {
         cmd.args(["-p", p]);
     }
-    let out = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run cargo: {e}"))?;
+    let mut stderr = String::new();
+    let lines = BufReader::new(child.stderr.take().expect("stderr is piped")).lines();
+    for line in lines.map_while(Result::ok) {
+        if show {
+            eprintln!("{line}");
+        }
+        stderr.push_str(&line);
+        stderr.push('\n');
+    }
+    let status = child.wait().map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
         let hint =
             if stderr.contains("wasm32-wasip2") && stderr.contains("target may not be installed") {
                 "\nhint: run `rustup target add wasm32-wasip2`"

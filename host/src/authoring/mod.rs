@@ -31,11 +31,46 @@ pub async fn push(file: &Path, reference: &str, config: &Config) -> Result<Strin
         kind_name(kind),
         wasm.len()
     );
-    let oci = bindery_runtime::oci::OciPlugins::new(
+    let mut oci = bindery_runtime::oci::OciPlugins::new(
         &config.plugin_runtime.oci,
         &config.data_dir.join("plugin-oci"),
     );
+    if !oci.has_login() {
+        let registry = reference.split('/').next().unwrap_or_default();
+        if let Some((user, password)) = docker_login(registry)? {
+            eprintln!("logging in to {registry} as {user} (Docker config)");
+            oci = oci.with_login(user, password);
+        }
+    }
     oci.push(wasm, reference).await
+}
+
+/// The login for `registry` that `docker push` would use: the Docker config
+/// (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`), its `auths`
+/// or credential helpers. `None` when it has none.
+fn docker_login(registry: &str) -> Result<Option<(String, String)>, String> {
+    use docker_credential::{CredentialRetrievalError as E, DockerCredential};
+    let dir = std::env::var_os("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker")));
+    if !dir.is_some_and(|d| d.join("config.json").is_file()) {
+        return Ok(None);
+    }
+    // Docker keeps Docker Hub's login under its v1 index URL.
+    let server = match registry {
+        "docker.io" | "index.docker.io" | "registry-1.docker.io" => "https://index.docker.io/v1/",
+        other => other,
+    };
+    match docker_credential::get_credential(server) {
+        Ok(DockerCredential::UsernamePassword(user, password)) => Ok(Some((user, password))),
+        Ok(DockerCredential::IdentityToken(_)) => Err(format!(
+            "the Docker config holds an identity token for {registry}, which Bindery cannot use: set [plugin_runtime.oci] username and password"
+        )),
+        Err(E::NoCredentialConfigured | E::ConfigNotFound) => Ok(None),
+        Err(e) => Err(format!(
+            "cannot read the login for {registry} from the Docker config: {e}"
+        )),
+    }
 }
 
 /// `bindery plugin list`: the configured plugins, loaded, as JSON.
@@ -53,8 +88,8 @@ fn join_errors(errors: Vec<bindery_runtime::LoadError>) -> String {
         .join("\n")
 }
 
-/// `bindery plugin build`: builds the crate in `dir` for `wasm32-wasip2` and
-/// returns the component's path.
+/// `bindery plugin build`: builds the crate in `dir` for `wasm32-wasip2`,
+/// showing cargo's progress, and returns the component's path.
 pub fn build(dir: &Path) -> Result<PathBuf, String> {
     let manifest = dir.join("Cargo.toml");
     let text = std::fs::read_to_string(&manifest)
@@ -69,7 +104,7 @@ pub fn build(dir: &Path) -> Result<PathBuf, String> {
         .ok_or_else(|| format!("{} has no [package] name", manifest.display()))?;
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| dir.join("target"), PathBuf::from);
-    let paths = cargo::build_plugins(&manifest, &[name], &target, "release")?;
+    let paths = cargo::build_plugins_showing_progress(&manifest, &[name], &target, "release")?;
     Ok(paths.into_iter().next().expect("one package, one path"))
 }
 

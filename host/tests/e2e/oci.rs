@@ -305,3 +305,61 @@ async fn a_changed_reference_in_the_config_file_is_loaded_without_a_restart() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// `bindery plugin push` logs in as `docker push` does, from the Docker
+/// config, when `[plugin_runtime.oci]` names no login; without one the
+/// registry's refusal is said.
+#[test]
+fn push_logs_in_with_the_docker_config() {
+    use base64::Engine;
+    let registry = OciRegistry::start(Some(("pusher", "s3cret")));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("push.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\n[plugin_runtime.oci]\ninsecure_registries = [\"{}\"]\n",
+            dir.path().display(),
+            registry.host()
+        ),
+    )
+    .unwrap();
+    let docker = dir.path().join("docker");
+    std::fs::create_dir(&docker).unwrap();
+    let wasm = support::fixture("hostile-provider");
+    let reference = format!("{}/plugins/campus:1", registry.host());
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_bindery"))
+            .args(["plugin", "push"])
+            .arg(&wasm)
+            .arg(&reference)
+            .arg("--config")
+            .arg(&config)
+            .env("DOCKER_CONFIG", &docker)
+            .output()
+            .unwrap()
+    };
+    let anonymous = run();
+    assert!(!anonymous.status.success());
+    let said = String::from_utf8_lossy(&anonymous.stderr);
+    assert!(said.contains("cannot push to"), "{said}");
+
+    let auth = base64::engine::general_purpose::STANDARD.encode("pusher:s3cret");
+    std::fs::write(
+        docker.join("config.json"),
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#,
+            registry.host()
+        ),
+    )
+    .unwrap();
+    let logged_in = run();
+    let said = String::from_utf8_lossy(&logged_in.stderr);
+    assert!(logged_in.status.success(), "{said}");
+    assert!(said.contains("as pusher (Docker config)"), "{said}");
+    let pinned = String::from_utf8_lossy(&logged_in.stdout);
+    assert!(
+        pinned.contains(&format!("oci://{}/plugins/campus@sha256:", registry.host())),
+        "{pinned}"
+    );
+}

@@ -89,15 +89,21 @@ async fn a_generated_provider_tests_builds_loads_and_resolves() {
         .unwrap();
     assert!(!entry.contains("source ="), "not the packaged SDK: {entry}");
 
-    // It builds to a component small enough to ship anywhere, and the source is short.
-    let wasm = cargo::build_plugins(
-        &manifest,
-        &["bindery-plugin-campus-git"],
-        &target,
-        "release",
-    )
-    .unwrap()
-    .remove(0);
+    // `bindery plugin build` shows cargo's progress as it goes, and prints a
+    // component small enough to ship anywhere; the source is short.
+    let built = std::process::Command::new(env!("CARGO_BIN_EXE_bindery"))
+        .args(["plugin", "build"])
+        .arg(&root)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .unwrap();
+    let progress = String::from_utf8_lossy(&built.stderr);
+    assert!(built.status.success(), "{progress}");
+    assert!(
+        progress.contains("Compiling bindery-plugin-campus-git") && progress.contains("Finished"),
+        "{progress}"
+    );
+    let wasm = std::path::PathBuf::from(String::from_utf8(built.stdout).unwrap().trim());
     let size = std::fs::metadata(&wasm).unwrap().len();
     assert!(size < 300_000, "component is {size} bytes");
     let code = std::fs::read_to_string(root.join("src/lib.rs")).unwrap();
