@@ -91,6 +91,26 @@ enum PluginCommand {
         #[arg(long, env = "BINDERY_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Run one function of a component, loaded with the grants, limits and
+    /// capabilities the configuration gives it, and print its answer as
+    /// JSON. Exits 1 when the plugin answers with an error.
+    Call {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// provider: metadata, display, resolve <spec>, content <spec>;
+        /// build-strategy: metadata, plan <dir>; cull-policy: metadata,
+        /// decide <servers>; pool-policy: metadata, sizes <{bounds, images}>
+        /// (JSON arguments inline or as @file).
+        function: String,
+        /// The function's arguments.
+        args: Vec<String>,
+        /// Call it with the grants of this plugin name in the configuration.
+        #[arg(long = "as")]
+        as_name: Option<String>,
+        /// TOML configuration file.
+        #[arg(long, env = "BINDERY_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Check a component, push it to an OCI registry as a Wasm artifact
     /// (CNCF layout), and print the digest-pinned `oci://` reference a
     /// configuration's `oci = …` takes.
@@ -239,6 +259,21 @@ async fn run(command: Command) -> Result<(), String> {
         }) => {
             let config = Config::load(config.as_deref()).map_err(|e| e.to_string())?;
             print!("{}", authoring::check(&file, as_name, config).await?);
+            Ok(())
+        }
+        Command::Plugin(PluginCommand::Call {
+            file,
+            function,
+            args,
+            as_name,
+            config,
+        }) => {
+            let config = Config::load(config.as_deref()).map_err(|e| e.to_string())?;
+            let answer = authoring::call::call(&file, as_name, config, &function, &args).await?;
+            println!("{}", answer.json);
+            if answer.refused {
+                std::process::exit(1);
+            }
             Ok(())
         }
         Command::Plugin(PluginCommand::Push {

@@ -16,6 +16,8 @@ pub mod provider {
             "bindery:plugin/git.ls-remote-authenticated": async,
         },
         exports: { default: async },
+        // `bindery plugin call` reads arguments and prints answers as JSON.
+        additional_derives: [serde::Serialize, serde::Deserialize],
     });
 }
 
@@ -26,6 +28,7 @@ macro_rules! world_sharing_types {
             world: $world,
             path: "../sdk/wit",
             exports: { default: async },
+            additional_derives: [serde::Serialize, serde::Deserialize],
             with: {
                 "bindery:plugin/types": crate::bindings::provider::bindery::plugin::types,
                 "bindery:plugin/log": crate::bindings::provider::bindery::plugin::log,

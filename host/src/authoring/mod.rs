@@ -2,12 +2,14 @@
 //! `check`, `push` and `list`. The binary only parses the command line and
 //! prints what these return.
 
+pub mod call;
 pub mod cargo;
 
 pub mod template;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bindery_runtime::{PluginHost, kind_name};
 
@@ -108,14 +110,14 @@ pub fn build(dir: &Path) -> Result<PathBuf, String> {
     Ok(paths.into_iter().next().expect("one package, one path"))
 }
 
-/// `bindery plugin check`: loads `file` with the grants `config` gives the
-/// plugin `as_name` (default: the file's stem) and reports its metadata,
-/// requests, grants and linked capabilities.
-pub async fn check(
+/// Loads `file` alone, with the grants `config` gives the plugin `as_name`
+/// (default: the file's stem): the host, the name it is loaded under and
+/// its configuration.
+async fn load_one(
     file: &Path,
     as_name: Option<String>,
     mut config: Config,
-) -> Result<String, String> {
+) -> Result<(Arc<PluginHost>, String, PluginConfig), String> {
     let name = as_name.unwrap_or_else(|| {
         file.file_stem().map_or_else(
             || "plugin".into(),
@@ -128,6 +130,14 @@ pub async fn check(
     plugin.enabled = true;
     config.plugins = [(name.clone(), plugin.clone())].into();
     let host = PluginHost::start(&config).await.map_err(join_errors)?;
+    Ok((host, name, plugin))
+}
+
+/// `bindery plugin check`: loads `file` with the grants `config` gives the
+/// plugin `as_name` (default: the file's stem) and reports its metadata,
+/// requests, grants and linked capabilities.
+pub async fn check(file: &Path, as_name: Option<String>, config: Config) -> Result<String, String> {
+    let (host, name, plugin) = load_one(file, as_name, config).await?;
     let p = host.get(&name).expect("the only configured plugin loaded");
     let m = &p.metadata;
     let mut out = String::new();

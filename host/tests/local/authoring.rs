@@ -7,6 +7,7 @@ use bindery::authoring::{cargo, new_plugin};
 use bindery::config::{PluginConfig, RuntimeConfig};
 use bindery_runtime::PluginHost;
 use bindery_runtime::bindings::{PluginError, PluginKind};
+use serde_json::Value;
 use support::*;
 
 /// `bindery-sdk` as `cargo package` makes it for crates.io, unpacked
@@ -247,4 +248,131 @@ fn every_template_kind_generates_rustfmt_clean_code() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// `bindery plugin call` on `wasm` with `bindery.toml` text `config`.
+fn plugin_run(
+    wasm: &std::path::Path,
+    name: &str,
+    config: &str,
+    args: &[&str],
+) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bindery.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "data_dir = {:?}\n{config}",
+            dir.path().display().to_string()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_bindery"))
+        .args(["plugin", "call"])
+        .arg(wasm)
+        .args(args)
+        .args(["--as", name, "--config"])
+        .arg(&file)
+        .output()
+        .unwrap()
+}
+
+/// [`plugin_run`]'s JSON answer, and whether it exited 0.
+fn plugin_call(wasm: &std::path::Path, name: &str, config: &str, args: &[&str]) -> (Value, bool) {
+    let out = plugin_run(wasm, name, config, args);
+    let said = String::from_utf8_lossy(&out.stdout);
+    let answer = serde_json::from_str(&said).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {said}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (answer, out.status.success())
+}
+
+#[test]
+fn plugin_call_runs_a_provider_with_its_grants_against_a_real_git_server() {
+    let wasm = fixture("bindery-plugin-git");
+    let (daemon, sha) = GitDaemon::with_repo("group/project.git");
+    let url = format!("git://127.0.0.1:{}/group/project.git", daemon.port);
+    let spec = format!("{}/HEAD", url.replace(':', "%3A").replace('/', "%2F"));
+    let granted = "[plugins.git]\nhosts = [\"127.0.0.1\"]\nprivate_networks = [\"127.0.0.0/8\"]\n";
+    let (answer, ok) = plugin_call(&wasm, "git", granted, &["resolve", &spec]);
+    assert!(ok, "{answer}");
+    assert_eq!(answer["Ok"]["resolved_ref"], sha.as_str(), "{answer}");
+    assert_eq!(answer["Ok"]["repo_url"], url.as_str());
+    let (answer, ok) = plugin_call(&wasm, "git", granted, &["content", &spec]);
+    assert!(ok, "{answer}");
+    assert_eq!(answer["Ok"]["Git"]["revision"], sha.as_str(), "{answer}");
+
+    // The same grants as the host's: a host not granted is refused...
+    let other =
+        "[plugins.git]\nhosts = [\"git.example.org\"]\nprivate_networks = [\"127.0.0.0/8\"]\n";
+    let (answer, ok) = plugin_call(&wasm, "git", other, &["resolve", &spec]);
+    assert!(!ok);
+    let refused = answer["Err"]["Upstream"]["message"].as_str().unwrap();
+    assert!(refused.contains("HostNotGranted"), "{answer}");
+    // ...and granted no hosts at all it does not load, as in the host.
+    let out = plugin_run(&wasm, "campus-git", "", &["resolve", &spec]);
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("hosts"), "{said}");
+    // A typed error: a ref the remote does not have.
+    let missing = spec.replace("/HEAD", "/no-such-branch");
+    let (answer, ok) = plugin_call(&wasm, "git", granted, &["resolve", &missing]);
+    assert!(!ok);
+    assert!(answer["Err"]["NotFound"].is_string(), "{answer}");
+}
+
+#[test]
+fn plugin_call_plans_a_repository_and_decides_on_servers() {
+    let strategy = fixture("bindery-plugin-repo2docker");
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::write(repo.path().join("requirements.txt"), "numpy\n").unwrap();
+    let dir = repo.path().display().to_string();
+    let (answer, ok) = plugin_call(&strategy, "repo2docker", "", &["plan", &dir]);
+    assert!(ok, "{answer}");
+    assert_eq!(
+        answer["Ok"]["Repo2docker"]["buildpack"], "PythonBuildPack",
+        "{answer}"
+    );
+
+    let cull = fixture("bindery-plugin-idle");
+    let server = |user: &str, last_activity_ms: u64| {
+        serde_json::json!({
+            "user": user, "server_name": "", "image": "i", "repo_url": "r",
+            "provider": "gh", "spec": "a/b/HEAD", "started_ms": 0,
+            "last_activity_ms": last_activity_ms, "state": "Ready",
+            "user_options_json": "{}",
+        })
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let servers = serde_json::json!([server("idle", 0), server("busy", now)]).to_string();
+    let config = "[plugins.idle]\nconfig = { timeout_secs = 60 }\n";
+    let (answer, ok) = plugin_call(&cull, "idle", config, &["decide", &servers]);
+    assert!(ok, "{answer}");
+    let decisions = answer["Ok"].as_array().unwrap();
+    assert!(
+        decisions[0]["StopAndDeleteUser"]
+            .as_str()
+            .is_some_and(|why| why.contains("limit 60 s")),
+        "{answer}"
+    );
+    assert_eq!(decisions[1], "Keep", "{answer}");
+
+    // A function the kind does not have is refused with the ones it has.
+    let out = plugin_run(&cull, "idle", "", &["resolve", "x"]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("is a cull-policy plugin: metadata | decide"),
+        "{said}"
+    );
 }
