@@ -4,13 +4,11 @@
 //! functions a plugin really calls are compiled in, so its component imports
 //! only those capabilities and the operator grants exactly what it uses.
 
-use std::str::FromStr;
-
 use crate::bindings::provider::bindery::plugin as host;
 use crate::git::{GitError, RemoteRef};
 use crate::http::{HttpError, Request, Response};
 use crate::secrets::SecretError;
-use crate::types::{LogLevel, PluginError};
+use crate::types::LogLevel;
 
 /// Capabilities every world has: logging, the clock and the plugin's config.
 pub trait Context {
@@ -18,7 +16,8 @@ pub trait Context {
     fn log(&self, level: LogLevel, message: &str);
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
-    /// A value from the operator's `[plugins.<name>.config]` table.
+    /// A raw value from the operator's `[plugins.<name>.config]` table;
+    /// [`config!`](crate::config!) reads them all, typed.
     fn config(&self, key: &str) -> Option<String>;
 
     /// Logs at `info`.
@@ -28,31 +27,6 @@ pub trait Context {
     /// Logs at `warn`.
     fn warn(&self, message: &str) {
         self.log(LogLevel::Warn, message);
-    }
-    /// A config value the plugin cannot work without (declare it with
-    /// [`ConfigKey::required`](crate::types::ConfigKey::required), so that
-    /// the host refuses to load the plugin while it is unset).
-    fn required_config(&self, key: &str) -> Result<String, PluginError> {
-        self.config(key)
-            .ok_or_else(|| PluginError::InvalidConfig(format!("{key} is not set")))
-    }
-    /// A config value parsed as `T`, or `default` when unset; a value that
-    /// does not parse is an `invalid-config` error naming the key.
-    fn config_or<T: FromStr>(&self, key: &str, default: T) -> Result<T, PluginError> {
-        let Some(v) = self.config(key) else {
-            return Ok(default);
-        };
-        v.trim().parse().map_err(|_| {
-            let what = match std::any::type_name::<T>() {
-                "bool" => "true or false".to_string(),
-                "u8" | "u16" | "u32" | "u64" | "usize" | "i8" | "i16" | "i32" | "i64" | "isize" => {
-                    "a whole number".to_string()
-                }
-                "f32" | "f64" => "a number".to_string(),
-                other => format!("a {other}"),
-            };
-            PluginError::InvalidConfig(format!("{key} must be {what}, not {v:?}"))
-        })
     }
 }
 

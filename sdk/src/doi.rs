@@ -1,11 +1,12 @@
 //! Providers whose specs are DOIs (Zenodo, Figshare, Dataverse): the spec
 //! check, the resolver round trip and the launch form they share.
 
+use crate::config::PluginConfig;
 use crate::context::ProviderContext;
 use crate::http::Request;
 use crate::provider::DisplayConfig;
 use crate::spec::{self, invalid};
-use crate::types::{ConfigKey, PluginError};
+use crate::types::PluginError;
 use crate::upstream;
 
 /// A DOI: `10.<digits>/<suffix>`, as the providers' `validateRegex` accepts it.
@@ -32,9 +33,7 @@ pub fn landing_page(
     if !is_doi(spec) {
         return Err(invalid(format!("{spec:?} is not a DOI such as {example}")));
     }
-    let resolver = ctx
-        .config("doi_resolver")
-        .unwrap_or_else(|| "https://doi.org".into());
+    let resolver = Resolver::read(ctx)?.doi_resolver;
     let url = format!(
         "{}/{}",
         resolver.trim_end_matches('/'),
@@ -50,12 +49,13 @@ pub fn landing_page(
     }
 }
 
-/// The `doi_resolver` config key that [`landing_page`] reads, for the plugin's metadata.
-pub fn resolver_config_key() -> ConfigKey {
-    ConfigKey::optional(
-        "doi_resolver",
-        "DOI resolver base URL; default https://doi.org",
-    )
+crate::config! {
+    /// The `doi_resolver` config key that [`landing_page`] reads: a DOI
+    /// provider's `Config` (or part of it).
+    pub struct Resolver {
+        /// DOI resolver base URL; default `https://doi.org`
+        doi_resolver: String = "https://doi.org".into(),
+    }
 }
 
 /// The launch form of a DOI provider: upstream's `validateRegex`, no ref.

@@ -5,11 +5,12 @@
 //! left alone, as the idle culler skips them.
 //!
 //! ```
+//! use bindery_sdk::config::PluginConfig;
 //! use bindery_sdk::idle::IdleRules;
 //! use bindery_sdk::prelude::*;
 //! use bindery_sdk::testing::MockContext;
 //!
-//! let rules = IdleRules::from_config(&MockContext::new().with_config("timeout_secs", "60")).unwrap();
+//! let rules = IdleRules::read(&MockContext::new().with_config("timeout_secs", "60")).unwrap();
 //! let server = Server {
 //!     user: "u".into(), server_name: "".into(), image: "i".into(), repo_url: "r".into(),
 //!     provider: "gh".into(), spec: "a/b/HEAD".into(), started_ms: 0,
@@ -19,23 +20,23 @@
 //! assert_eq!(rules.decide(30_000, &server), Decision::Keep);
 //! ```
 
-use crate::Context;
 use crate::cull_policy::{Decision, Server, ServerState};
-use crate::types::{ConfigKey, PluginError};
 
-/// The idle culler's options.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdleRules {
-    /// Inactivity limit in seconds (`--timeout`, default 600); 0: no limit.
-    pub timeout_secs: u64,
-    /// Age limit in seconds (`--max-age`, default 0: none).
-    pub max_age_secs: u64,
-    /// Cull idle default servers (`--cull-default-servers`, default true).
-    pub cull_default_servers: bool,
-    /// Cull idle named servers (`--cull-named-servers`, default true).
-    pub cull_named_servers: bool,
-    /// Also delete the server's user (`--cull-users`, default false).
-    pub cull_users: bool,
+crate::config! {
+    /// The idle culler's options, from config keys of the same names.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct IdleRules {
+        /// stop a server inactive this long (`--timeout`; default 600; 0: never)
+        timeout_secs: u64 = 600,
+        /// stop a server this old, active or not (`--max-age`; default 0: never)
+        max_age_secs: u64 = 0,
+        /// true (default): idle default servers are stopped
+        cull_default_servers: bool = true,
+        /// true (default): idle named servers are stopped
+        cull_named_servers: bool = true,
+        /// true: also delete the server's user (`--cull-users`; default false)
+        cull_users: bool = false,
+    }
 }
 
 impl Default for IdleRules {
@@ -51,45 +52,6 @@ impl Default for IdleRules {
 }
 
 impl IdleRules {
-    /// The options from config keys of the same names.
-    pub fn from_config(ctx: &impl Context) -> Result<IdleRules, PluginError> {
-        let d = IdleRules::default();
-        Ok(IdleRules {
-            timeout_secs: ctx.config_or("timeout_secs", d.timeout_secs)?,
-            max_age_secs: ctx.config_or("max_age_secs", d.max_age_secs)?,
-            cull_default_servers: ctx.config_or("cull_default_servers", d.cull_default_servers)?,
-            cull_named_servers: ctx.config_or("cull_named_servers", d.cull_named_servers)?,
-            cull_users: ctx.config_or("cull_users", d.cull_users)?,
-        })
-    }
-
-    /// The config keys [`IdleRules::from_config`] reads, for a plugin's metadata.
-    pub fn config_keys() -> Vec<ConfigKey> {
-        let key = ConfigKey::optional;
-        vec![
-            key(
-                "timeout_secs",
-                "stop a server inactive this long (default 600; 0: never)",
-            ),
-            key(
-                "max_age_secs",
-                "stop a server this old, active or not (default 0: never)",
-            ),
-            key(
-                "cull_default_servers",
-                "true (default): idle default servers are stopped",
-            ),
-            key(
-                "cull_named_servers",
-                "true (default): idle named servers are stopped",
-            ),
-            key(
-                "cull_users",
-                "true: also delete the server's user (default false)",
-            ),
-        ]
-    }
-
     /// The idle culler's decision on `server` at `now_ms`.
     pub fn decide(&self, now_ms: u64, server: &Server) -> Decision {
         if server.state == ServerState::Pending {
@@ -148,7 +110,9 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::PluginConfig;
     use crate::testing::MockContext;
+    use crate::types::PluginError;
 
     fn server(name: &str, started_s: u64, active_s: Option<u64>, state: ServerState) -> Server {
         Server {
@@ -224,14 +188,14 @@ mod tests {
         let ctx = MockContext::new()
             .with_config("timeout_secs", "120")
             .with_config("cull_users", "true");
-        let rules = IdleRules::from_config(&ctx).unwrap();
+        let rules = IdleRules::read(&ctx).unwrap();
         assert_eq!(
             (rules.timeout_secs, rules.max_age_secs, rules.cull_users),
             (120, 0, true)
         );
         let bad = MockContext::new().with_config("timeout_secs", "ten minutes");
         assert!(
-            matches!(IdleRules::from_config(&bad), Err(PluginError::InvalidConfig(m)) if m.contains("timeout_secs"))
+            matches!(IdleRules::read(&bad), Err(PluginError::InvalidConfig(m)) if m.contains("timeout_secs"))
         );
     }
 

@@ -17,6 +17,7 @@
 //! Each call runs in a fresh instance: keep no state between calls.
 #![deny(missing_docs)]
 
+pub mod config;
 mod context;
 pub mod doi;
 pub mod idle;
@@ -27,9 +28,11 @@ pub mod testing;
 pub mod upstream;
 
 pub use context::{BuildStrategyContext, Context, HostContext, ProviderContext};
-pub use plugin::{BuildStrategy, CullPolicy, PoolPolicy, Provider};
+pub use plugin::{BuildStrategy, CullPolicy, Package, PoolPolicy, Provider};
 #[doc(hidden)]
-pub use plugin::{BuildStrategyAdapter, CullPolicyAdapter, PoolPolicyAdapter, ProviderAdapter};
+pub use plugin::{
+    BuildStrategyAdapter, CullPolicyAdapter, PackageInfo, PoolPolicyAdapter, ProviderAdapter,
+};
 
 /// Generated bindings; plugin authors use the re-exports below instead.
 #[doc(hidden)]
@@ -114,6 +117,23 @@ pub mod provider {
         HeaderAuth, Notice, RefFallback, RefLifetime, Resolution, SwhVaultContent, Unpack,
     };
 
+    impl Resolution {
+        /// A git remote's branch or tag resolved to `sha`: `url` names the
+        /// repository, its build slug and where a person sees it;
+        /// `resolved_spec` is the spec pinned to `sha`.
+        pub fn git(url: String, sha: String, resolved_spec: String) -> Resolution {
+            Resolution {
+                resolved_ref: sha,
+                build_slug: url.clone(),
+                ref_url: url.clone(),
+                repo_url: url,
+                resolved_spec,
+                lifetime: RefLifetime::Moving,
+                notices: Vec::new(),
+            }
+        }
+    }
+
     impl ContentSource {
         /// The resolution's `repo-url` fetched with git at its `resolved-ref`:
         /// what a provider of git repositories returns, and the default.
@@ -194,7 +214,27 @@ pub mod http {
 
 /// `git ls-remote` through the host (`git` capability).
 pub mod git {
+    use crate::ProviderContext;
     pub use crate::bindings::provider::bindery::plugin::git::{GitError, RemoteRef};
+    use crate::types::PluginError;
+
+    /// The commit `wanted` names on the remote at `url` (by
+    /// [`find_ref`]), asked with `git ls-remote`: a remote that cannot be
+    /// listed is an upstream failure, a ref it lacks is `not-found`.
+    pub fn resolve_ref(
+        ctx: &impl ProviderContext,
+        url: &str,
+        wanted: &str,
+    ) -> Result<String, PluginError> {
+        let refs = ctx
+            .ls_remote(url)
+            .map_err(|e| crate::upstream::failure("git", None, format!("{e:?}")))?;
+        find_ref(&refs, wanted)
+            .map(|r| r.oid.clone())
+            .ok_or_else(|| {
+                PluginError::NotFound(format!("The remote advertises no ref named {wanted:?}."))
+            })
+    }
 
     /// The ref `wanted` names, by git's tail match: `main` matches `HEAD`-less
     /// `main`, `refs/heads/main` or `refs/tags/main`, but not `refs/heads/domain`.
@@ -229,26 +269,6 @@ impl Default for provider::DisplayConfig {
     }
 }
 
-impl types::ConfigKey {
-    /// A key the plugin cannot work without: loading fails while it is unset.
-    pub fn required(name: &str, description: &str) -> Self {
-        types::ConfigKey {
-            name: name.into(),
-            description: description.into(),
-            required: true,
-        }
-    }
-
-    /// A key with a default.
-    pub fn optional(name: &str, description: &str) -> Self {
-        types::ConfigKey {
-            name: name.into(),
-            description: description.into(),
-            required: false,
-        }
-    }
-}
-
 /// Secrets by name (`secrets` capability).
 pub mod secrets {
     pub use crate::bindings::provider::bindery::plugin::secrets::SecretError;
@@ -257,6 +277,7 @@ pub mod secrets {
 /// Everything a plugin usually needs.
 pub mod prelude {
     pub use crate::build_strategy::*;
+    pub use crate::config::PluginConfig;
     pub use crate::cull_policy::*;
     pub use crate::pool_policy::*;
     pub use crate::provider::*;

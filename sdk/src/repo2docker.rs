@@ -14,7 +14,8 @@
 use crate::build_strategy::{
     ContainerEngine, Executor, Repo2dockerPlan, RepoFacts, ResourceLimits,
 };
-use crate::types::{ConfigKey, PluginError};
+use crate::config::PluginConfig;
+use crate::types::PluginError;
 use crate::{BuildStrategyContext, Context};
 
 /// repo2docker's buildpacks that can build, named as repo2docker names them.
@@ -202,7 +203,7 @@ pub fn detect(
     {
         return Ok(Buildpack::Python);
     }
-    match ctx.config("default_buildpack").as_deref() {
+    match Settings::read(ctx)?.default_buildpack.as_deref() {
         None | Some("python") => Ok(Buildpack::Python),
         Some("none") => Err(refused(
             "No environment specification found: add a requirements.txt, environment.yml, Dockerfile or another configuration file repo2docker knows.",
@@ -228,9 +229,39 @@ pub const DEFAULT_BUILDER: &str = "quay.io/jupyterhub/repo2docker:2024.07.0";
 /// A build's time limit when the operator sets none.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 3600;
 
+crate::config! {
+    /// The operator's settings for repo2docker builds, which [`detect`] and
+    /// [`plan`] read: a strategy's `Config` (or part of it).
+    pub struct Settings {
+        /// local (default) or kubernetes
+        executor: Option<String>,
+        /// the repo2docker image build pods run
+        builder_image: String = DEFAULT_BUILDER.into(),
+        /// docker (default), podman, kaniko or buildah
+        engine: Option<String>,
+        /// more repo2docker arguments, separated by spaces
+        extra_args: Option<String>,
+        /// Dockerfile lines appended to generated builds
+        appendix: Option<String>,
+        /// stop a build after this long (default 3600)
+        timeout_secs: u64 = DEFAULT_TIMEOUT_SECS,
+        /// bytes; 0 is unlimited
+        memory_limit: u64 = 0,
+        /// bytes
+        memory_request: u64 = 0,
+        /// millicores; 0 is unlimited
+        cpu_limit: u32 = 0,
+        /// millicores
+        cpu_request: u32 = 0,
+        /// python (default) or none, for repositories with no configuration
+        default_buildpack: Option<String>,
+    }
+}
+
 /// The plan for `buildpack` under the operator's settings.
 pub fn plan(ctx: &impl Context, buildpack: Buildpack) -> Result<Repo2dockerPlan, PluginError> {
-    let executor = match ctx.config("executor").as_deref() {
+    let settings = Settings::read(ctx)?;
+    let executor = match settings.executor.as_deref() {
         None | Some("local") => Executor::Local,
         Some("kubernetes") => Executor::Kubernetes,
         Some(other) => {
@@ -239,7 +270,7 @@ pub fn plan(ctx: &impl Context, buildpack: Buildpack) -> Result<Repo2dockerPlan,
             )));
         }
     };
-    let engine = match ctx.config("engine").as_deref() {
+    let engine = match settings.engine.as_deref() {
         None | Some("docker") => ContainerEngine::Docker,
         Some("podman") => ContainerEngine::Podman,
         Some("kaniko") => ContainerEngine::Kaniko,
@@ -251,30 +282,28 @@ pub fn plan(ctx: &impl Context, buildpack: Buildpack) -> Result<Repo2dockerPlan,
         }
     };
     // repo2docker ignores the appendix for Dockerfile builds: say so rather than pretend.
-    let appendix = ctx.config("appendix").filter(|a| !a.trim().is_empty());
+    let appendix = settings.appendix.filter(|a| !a.trim().is_empty());
     if appendix.is_some() && buildpack == Buildpack::Docker {
         ctx.info("the appendix is not applied: repo2docker builds a repository's own Dockerfile unchanged");
     }
     Ok(Repo2dockerPlan {
         executor,
-        builder_image: ctx
-            .config("builder_image")
-            .unwrap_or_else(|| DEFAULT_BUILDER.into()),
+        builder_image: settings.builder_image,
         engine,
         buildpack: buildpack.name().into(),
-        extra_args: ctx
-            .config("extra_args")
+        extra_args: settings
+            .extra_args
             .map(|a| a.split_whitespace().map(String::from).collect())
             .unwrap_or_default(),
         env: Vec::new(),
         limits: ResourceLimits {
-            memory_limit: ctx.config_or("memory_limit", 0)?,
-            memory_request: ctx.config_or("memory_request", 0)?,
-            cpu_limit: ctx.config_or("cpu_limit", 0)?,
-            cpu_request: ctx.config_or("cpu_request", 0)?,
+            memory_limit: settings.memory_limit,
+            memory_request: settings.memory_request,
+            cpu_limit: settings.cpu_limit,
+            cpu_request: settings.cpu_request,
         },
         appendix: appendix.filter(|_| buildpack != Buildpack::Docker),
-        timeout_secs: ctx.config_or("timeout_secs", DEFAULT_TIMEOUT_SECS)?,
+        timeout_secs: settings.timeout_secs,
         environment_hash: None,
     })
 }
@@ -367,33 +396,6 @@ pub fn content_in_environment(
         .iter()
         .any(|f| repo.has(f) && local(repo.read(f)))
         .then_some("a requirements file installs the repository itself")
-}
-
-/// The operator's settings [`plan`] reads, for a strategy's metadata.
-pub fn config_keys() -> Vec<ConfigKey> {
-    let key = ConfigKey::optional;
-    vec![
-        key("executor", "local (default) or kubernetes"),
-        key("builder_image", "the repo2docker image build pods run"),
-        key("engine", "docker (default), podman, kaniko or buildah"),
-        key(
-            "extra_args",
-            "more repo2docker arguments, separated by spaces",
-        ),
-        key("appendix", "Dockerfile lines appended to generated builds"),
-        key(
-            "timeout_secs",
-            "stop a build after this long (default 3600)",
-        ),
-        key("memory_limit", "bytes; 0 is unlimited"),
-        key("memory_request", "bytes"),
-        key("cpu_limit", "millicores; 0 is unlimited"),
-        key("cpu_request", "millicores"),
-        key(
-            "default_buildpack",
-            "python (default) or none, for repositories with no configuration",
-        ),
-    ]
 }
 
 #[cfg(test)]

@@ -72,17 +72,18 @@ pub fn new_plugin(
         ),
         None => format!("bindery-sdk = \"{}\"", env!("CARGO_PKG_VERSION")),
     };
-    let code = match kind {
-        PluginKind::Provider => PROVIDER,
-        PluginKind::BuildStrategy => BUILD_STRATEGY,
-        PluginKind::CullPolicy => CULL_POLICY,
-        PluginKind::PoolPolicy => POOL_POLICY,
+    let (code, description) = match kind {
+        PluginKind::Provider => (PROVIDER, "Repositories on our git server"),
+        PluginKind::BuildStrategy => (BUILD_STRATEGY, "repo2docker for everything"),
+        PluginKind::CullPolicy => (CULL_POLICY, "stops idle servers"),
+        PluginKind::PoolPolicy => (POOL_POLICY, "ready servers for the images launched often"),
     };
     let fill = |t: &str| {
         t.replace("{{name}}", name)
             .replace("{{crate}}", &format!("bindery-plugin-{name}"))
             .replace("{{type}}", &camel_case(name))
             .replace("{{sdk_dep}}", &sdk_dep)
+            .replace("{{description}}", description)
     };
     let write = |rel: &str, contents: String| {
         let path = root.join(rel);

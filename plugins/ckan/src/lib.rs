@@ -118,19 +118,8 @@ fn package(ctx: &impl ProviderContext, s: &Spec) -> Result<Package, PluginError>
 }
 
 impl Provider for Ckan {
-    fn metadata() -> PluginMetadata {
-        PluginMetadata {
-            name: "ckan".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            kind: PluginKind::Provider,
-            description: "Datasets on any CKAN site, by dataset URL".into(),
-            requests: CapabilityRequests {
-                hosts: vec!["*".into()],
-                config_keys: vec![],
-                secrets: vec![],
-            },
-        }
-    }
+    type Config = ();
+    const HOSTS: &'static [&'static str] = &["*"];
 
     fn display_config() -> DisplayConfig {
         DisplayConfig {

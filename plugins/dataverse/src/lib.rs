@@ -112,19 +112,9 @@ fn escape(s: &str) -> String {
 }
 
 impl Provider for Dataverse {
-    fn metadata() -> PluginMetadata {
-        PluginMetadata {
-            name: "dataverse".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            kind: PluginKind::Provider,
-            description: "Dataverse datasets by DOI, on any Dataverse installation".into(),
-            requests: CapabilityRequests {
-                hosts: vec!["*".into()],
-                config_keys: vec![bindery_sdk::doi::resolver_config_key()],
-                secrets: vec![TOKEN_SECRET.into()],
-            },
-        }
-    }
+    type Config = bindery_sdk::doi::Resolver;
+    const HOSTS: &'static [&'static str] = &["*"];
+    const SECRETS: &'static [&'static str] = &[TOKEN_SECRET];
 
     fn display_config() -> DisplayConfig {
         bindery_sdk::doi::display_config("Dataverse DOI", "dataverse", "10.7910/DVN/TJCLKP")

@@ -53,38 +53,23 @@ struct ArticleFile {
     is_link_only: bool,
 }
 
-fn api_base(ctx: &impl ProviderContext) -> String {
-    ctx.config("api_base_url")
-        .unwrap_or_else(|| "https://api.figshare.com/v2".into())
+bindery_sdk::config! {
+    pub struct Config {
+        /// Figshare API base URL; default https://api.figshare.com/v2
+        api_base_url: String = "https://api.figshare.com/v2".into(),
+    }
+}
+
+fn api_base(ctx: &impl ProviderContext) -> Result<String, PluginError> {
+    Ok(Config::read(ctx)?
+        .api_base_url
         .trim_end_matches('/')
-        .to_string()
+        .to_string())
 }
 
 impl Provider for Figshare {
-    fn metadata() -> PluginMetadata {
-        PluginMetadata {
-            name: "figshare".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            kind: PluginKind::Provider,
-            description: "Figshare articles by DOI, resolved through doi.org and the Figshare API"
-                .into(),
-            requests: CapabilityRequests {
-                hosts: vec![
-                    "doi.org".into(),
-                    "figshare.com".into(),
-                    "*.figshare.com".into(),
-                ],
-                config_keys: vec![
-                    bindery_sdk::doi::resolver_config_key(),
-                    ConfigKey::optional(
-                        "api_base_url",
-                        "Figshare API base URL; default https://api.figshare.com/v2",
-                    ),
-                ],
-                secrets: vec![],
-            },
-        }
-    }
+    type Config = (bindery_sdk::doi::Resolver, Config);
+    const HOSTS: &'static [&'static str] = &["doi.org", "figshare.com", "*.figshare.com"];
 
     fn display_config() -> DisplayConfig {
         bindery_sdk::doi::display_config(
@@ -103,7 +88,7 @@ impl Provider for Figshare {
                 let response = upstream::send(
                     ctx,
                     SERVICE,
-                    &Request::get(format!("{}/articles/{id}/versions", api_base(ctx))),
+                    &Request::get(format!("{}/articles/{id}/versions", api_base(ctx)?)),
                 )?;
                 if response.status != 200 {
                     return Err(upstream::status_error(ctx, SERVICE, &response));
@@ -141,7 +126,7 @@ impl Provider for Figshare {
                 resolution.resolved_ref
             ))
         })?;
-        let url = format!("{}/articles/{id}/versions/{version}", api_base(ctx));
+        let url = format!("{}/articles/{id}/versions/{version}", api_base(ctx)?);
         let missing = format!("Figshare has no version {version} of article {id}.");
         let article: Article = upstream::get_json(ctx, SERVICE, &url, &missing)?;
         let files: Vec<ArticleFile> = article

@@ -78,6 +78,15 @@ fn authorization(ctx: &impl ProviderContext) -> Option<String> {
     ))
 }
 
+bindery_sdk::config! {
+    pub struct Config {
+        /// GitHub host for repository URLs (GitHub Enterprise); default github.com
+        hostname: String = "github.com".into(),
+        /// API base URL; default https://api.{hostname}
+        api_base_url: Option<String>,
+    }
+}
+
 /// Where and how to ask GitHub, read from config and secrets once per resolve.
 struct Api {
     hostname: String,
@@ -86,18 +95,17 @@ struct Api {
 }
 
 impl Api {
-    fn new(ctx: &impl ProviderContext) -> Api {
-        let hostname = ctx
-            .config("hostname")
-            .unwrap_or_else(|| "github.com".into());
-        let base = ctx
-            .config("api_base_url")
-            .unwrap_or_else(|| format!("https://api.{hostname}"));
-        Api {
+    fn new(ctx: &impl ProviderContext) -> Result<Api, PluginError> {
+        let Config {
+            hostname,
+            api_base_url,
+        } = Config::read(ctx)?;
+        let base = api_base_url.unwrap_or_else(|| format!("https://api.{hostname}"));
+        Ok(Api {
             base: base.trim_end_matches('/').into(),
             hostname,
             authorization: authorization(ctx),
-        }
+        })
     }
 
     /// The commit `git_ref` names, or `None` when GitHub does not know it (404, 422).
@@ -139,34 +147,9 @@ impl Api {
 }
 
 impl Provider for GitHub {
-    fn metadata() -> PluginMetadata {
-        let secret = |s: &str| s.to_string();
-        PluginMetadata {
-            name: "gh".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            kind: PluginKind::Provider,
-            description:
-                "GitHub repositories by user/repo/ref, resolved with the GitHub commits API".into(),
-            requests: CapabilityRequests {
-                hosts: vec!["api.github.com".into()],
-                config_keys: vec![
-                    ConfigKey::optional(
-                        "hostname",
-                        "GitHub host for repository URLs (GitHub Enterprise); default github.com",
-                    ),
-                    ConfigKey::optional(
-                        "api_base_url",
-                        "API base URL; default https://api.{hostname}",
-                    ),
-                ],
-                secrets: vec![
-                    secret("access_token"),
-                    secret("client_id"),
-                    secret("client_secret"),
-                ],
-            },
-        }
-    }
+    type Config = Config;
+    const HOSTS: &'static [&'static str] = &["api.github.com"];
+    const SECRETS: &'static [&'static str] = &["access_token", "client_id", "client_secret"];
 
     fn display_config() -> DisplayConfig {
         DisplayConfig {
@@ -182,7 +165,7 @@ impl Provider for GitHub {
 
     fn resolve(ctx: &impl ProviderContext, spec: &str) -> Result<Resolution, PluginError> {
         let s = parse(spec)?;
-        let api = Api::new(ctx);
+        let api = Api::new(ctx)?;
         let mut notices = Vec::new();
         let sha = match api.commit(ctx, &s, s.git_ref)? {
             Some(sha) => sha,

@@ -64,34 +64,19 @@ struct Version {
     version: String,
 }
 
-fn truthy(v: Option<String>) -> bool {
-    v.is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+bindery_sdk::config! {
+    pub struct Config {
+        /// Launch secret (unlisted) gists too; default false
+        allow_secret_gist: bool = false,
+        /// API base URL; default https://api.github.com
+        api_base_url: String = "https://api.github.com".into(),
+    }
 }
 
 impl Provider for Gist {
-    fn metadata() -> PluginMetadata {
-        PluginMetadata {
-            name: "gist".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            kind: PluginKind::Provider,
-            description: "GitHub gists by user/id[/version], resolved with the GitHub gists API"
-                .into(),
-            requests: CapabilityRequests {
-                hosts: vec!["api.github.com".into()],
-                config_keys: vec![
-                    ConfigKey::optional(
-                        "allow_secret_gist",
-                        "Launch secret (unlisted) gists too; default false",
-                    ),
-                    ConfigKey::optional(
-                        "api_base_url",
-                        "API base URL; default https://api.github.com",
-                    ),
-                ],
-                secrets: vec!["access_token".into()],
-            },
-        }
-    }
+    type Config = Config;
+    const HOSTS: &'static [&'static str] = &["api.github.com"];
+    const SECRETS: &'static [&'static str] = &["access_token"];
 
     fn display_config() -> DisplayConfig {
         DisplayConfig {
@@ -109,9 +94,8 @@ impl Provider for Gist {
 
     fn resolve(ctx: &impl ProviderContext, spec: &str) -> Result<Resolution, PluginError> {
         let s = parse(spec)?;
-        let api = ctx
-            .config("api_base_url")
-            .unwrap_or_else(|| "https://api.github.com".into());
+        let config = Config::read(ctx)?;
+        let api = config.api_base_url;
         let mut request = Request::get(format!("{}/gists/{}", api.trim_end_matches('/'), s.id));
         if let Some(token) = upstream::optional_secret(ctx, "access_token") {
             request = request.header("Authorization", format!("token {token}"));
@@ -123,7 +107,7 @@ impl Provider for Gist {
             404 | 422 => return Err(PluginError::NotFound(String::new())),
             _ => return Err(upstream::status_error(ctx, SERVICE, &response)),
         };
-        if !info.public && !truthy(ctx.config("allow_secret_gist")) {
+        if !info.public && !config.allow_secret_gist {
             return Err(PluginError::Banned(
                 "You seem to want to use a secret Gist, but do not have permission to do so. To enable secret Gist support, set (or have an administrator set) `allow_secret_gist = true` in this provider's config".into(),
             ));

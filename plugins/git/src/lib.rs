@@ -70,28 +70,17 @@ fn scp_to_ssh(url: &str) -> Option<String> {
         .then(|| format!("ssh://{user}@{host}/{}", path.trim_start_matches('/')))
 }
 
-/// The user name the `password` secret goes with.
-fn username(ctx: &impl ProviderContext) -> String {
-    ctx.config("username").unwrap_or_else(|| "git".into())
+bindery_sdk::config! {
+    pub struct Config {
+        /// The user name the `password` secret goes with, for private repositories; default git
+        username: String = "git".into(),
+    }
 }
 
 impl Provider for Git {
-    fn metadata() -> PluginMetadata {
-        PluginMetadata {
-            name: "git".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            kind: PluginKind::Provider,
-            description: "Any git repository by URL, resolved with git ls-remote".into(),
-            requests: CapabilityRequests {
-                hosts: vec!["*".into()],
-                config_keys: vec![ConfigKey::optional(
-                    "username",
-                    "The user name the `password` secret goes with, for private repositories; default git",
-                )],
-                secrets: vec!["password".into()],
-            },
-        }
-    }
+    type Config = Config;
+    const HOSTS: &'static [&'static str] = &["*"];
+    const SECRETS: &'static [&'static str] = &["password"];
 
     fn display_config() -> DisplayConfig {
         DisplayConfig {
@@ -113,7 +102,8 @@ impl Provider for Git {
             (spec.git_ref.clone(), RefLifetime::Immutable)
         } else {
             // A private repository's refs are asked for with its credential.
-            let listed = match upstream::basic_auth(ctx, &username(ctx), "password") {
+            let username = Config::read(ctx)?.username;
+            let listed = match upstream::basic_auth(ctx, &username, "password") {
                 Some(auth) => {
                     ctx.ls_remote_authenticated(&spec.url, &auth.username, &auth.password_secret)
                 }
@@ -154,7 +144,7 @@ impl Provider for Git {
         ctx: &impl ProviderContext,
         resolution: Resolution,
     ) -> Result<ContentSource, PluginError> {
-        let auth = upstream::basic_auth(ctx, &username(ctx), "password");
+        let auth = upstream::basic_auth(ctx, &Config::read(ctx)?.username, "password");
         Ok(ContentSource::git_with(&resolution, auth))
     }
 }

@@ -11,6 +11,15 @@ use bindery_sdk::spec::{self, invalid, is_sha1, quote, unquote};
 use bindery_sdk::upstream;
 use serde::Deserialize;
 
+bindery_sdk::config! {
+    pub struct Config {
+        /// The GitLab instance; default gitlab.com
+        hostname: String = "gitlab.com".into(),
+        /// Where the API is served; default https://{hostname}
+        api_base_url: Option<String>,
+    }
+}
+
 pub struct GitLab;
 
 const SERVICE: &str = "GitLab";
@@ -59,27 +68,9 @@ struct Commit {
 }
 
 impl Provider for GitLab {
-    fn metadata() -> PluginMetadata {
-        PluginMetadata {
-            name: "gl".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            kind: PluginKind::Provider,
-            description:
-                "GitLab projects by escaped namespace/ref, resolved with the GitLab commits API"
-                    .into(),
-            requests: CapabilityRequests {
-                hosts: vec!["gitlab.com".into()],
-                config_keys: vec![
-                    ConfigKey::optional("hostname", "The GitLab instance; default gitlab.com"),
-                    ConfigKey::optional(
-                        "api_base_url",
-                        "Where the API is served; default https://{hostname}",
-                    ),
-                ],
-                secrets: vec!["access_token".into(), "private_token".into()],
-            },
-        }
-    }
+    type Config = Config;
+    const HOSTS: &'static [&'static str] = &["gitlab.com"];
+    const SECRETS: &'static [&'static str] = &["access_token", "private_token"];
 
     fn display_config() -> DisplayConfig {
         DisplayConfig {
@@ -97,12 +88,11 @@ impl Provider for GitLab {
 
     fn resolve(ctx: &impl ProviderContext, spec: &str) -> Result<Resolution, PluginError> {
         let s = parse(spec)?;
-        let hostname = ctx
-            .config("hostname")
-            .unwrap_or_else(|| "gitlab.com".into());
-        let api = ctx
-            .config("api_base_url")
-            .unwrap_or_else(|| format!("https://{hostname}"));
+        let Config {
+            hostname,
+            api_base_url,
+        } = Config::read(ctx)?;
+        let api = api_base_url.unwrap_or_else(|| format!("https://{hostname}"));
         let url = format!(
             "{}/api/v4/projects/{}/repository/commits/{}",
             api.trim_end_matches('/'),

@@ -9,6 +9,13 @@ use bindery_sdk::spec::{self, invalid, unquote};
 use bindery_sdk::upstream;
 use serde::Deserialize;
 
+bindery_sdk::config! {
+    pub struct Config {
+        /// The HydroShare site; default https://www.hydroshare.org
+        base_url: String = "https://www.hydroshare.org".into(),
+    }
+}
+
 pub struct HydroShare;
 
 const SERVICE: &str = "HydroShare";
@@ -39,23 +46,9 @@ struct Date {
 }
 
 impl Provider for HydroShare {
-    fn metadata() -> PluginMetadata {
-        PluginMetadata {
-            name: "hydroshare".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            kind: PluginKind::Provider,
-            description: "HydroShare resources by id or URL".into(),
-            requests: CapabilityRequests {
-                // The bags are served from S3 once prepared.
-                hosts: vec!["www.hydroshare.org".into(), "s3.hydroshare.org".into()],
-                config_keys: vec![ConfigKey::optional(
-                    "base_url",
-                    "The HydroShare site; default https://www.hydroshare.org",
-                )],
-                secrets: vec![],
-            },
-        }
-    }
+    type Config = Config;
+    // The bags are served from S3 once prepared.
+    const HOSTS: &'static [&'static str] = &["www.hydroshare.org", "s3.hydroshare.org"];
 
     fn display_config() -> DisplayConfig {
         DisplayConfig {
@@ -76,9 +69,7 @@ impl Provider for HydroShare {
         let unescaped = unquote(spec, "spec")?;
         let id = resource_id(&unescaped)
             .ok_or_else(|| invalid("The specified Hydroshare resource id was not recognized."))?;
-        let base = ctx
-            .config("base_url")
-            .unwrap_or_else(|| "https://www.hydroshare.org".into());
+        let base = Config::read(ctx)?.base_url;
         let base = base.trim_end_matches('/');
         let response = upstream::send(
             ctx,
@@ -132,9 +123,7 @@ impl Provider for HydroShare {
                 resolution.resolved_ref
             ))
         })?;
-        let base = ctx
-            .config("base_url")
-            .unwrap_or_else(|| "https://www.hydroshare.org".into());
+        let base = Config::read(ctx)?.base_url;
         let bag = format!(
             "{}/django_s3/download/bags/{id}.zip",
             base.trim_end_matches('/')

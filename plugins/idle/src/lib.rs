@@ -7,26 +7,14 @@ use bindery_sdk::prelude::*;
 pub struct Idle;
 
 impl CullPolicy for Idle {
-    fn metadata() -> PluginMetadata {
-        PluginMetadata {
-            name: "idle".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            kind: PluginKind::CullPolicy,
-            description: "stops servers idle past a timeout or older than a maximum age".into(),
-            requests: CapabilityRequests {
-                hosts: vec![],
-                config_keys: IdleRules::config_keys(),
-                secrets: vec![],
-            },
-        }
-    }
+    type Config = IdleRules;
 
     fn decide(
         ctx: &impl Context,
         now_ms: u64,
         servers: Vec<Server>,
     ) -> Result<Vec<Decision>, PluginError> {
-        let rules = IdleRules::from_config(ctx)?;
+        let rules = IdleRules::read(ctx)?;
         Ok(servers.iter().map(|s| rules.decide(now_ms, s)).collect())
     }
 }

@@ -47,20 +47,26 @@ pub fn environment_hash(
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+bindery_sdk::config! {
+    /// The layer builds' settings (beside repo2docker's).
+    pub struct Layers {
+        /// where the image holds the repository (default /home/jovyan)
+        repo_dir: String = DEFAULT_REPO_DIR.into(),
+        /// owner of the repository's files (default 1000)
+        uid: u32 = DEFAULT_UID,
+        /// true: Dockerfile repositories get layer builds too (their Dockerfile copies the repository to repo_dir)
+        layer_dockerfile: bool = false,
+        /// time limit of a layer build (default: the host's)
+        layer_timeout_secs: u64 = 0,
+    }
+}
+
 fn layer_allowed(
     ctx: &impl BuildStrategyContext,
     facts: &RepoFacts,
     buildpack: Buildpack,
 ) -> Result<Option<&'static str>, PluginError> {
-    let dockerfile_ok = match ctx.config("layer_dockerfile").as_deref() {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => {
-            return Err(PluginError::InvalidConfig(format!(
-                "layer_dockerfile must be \"true\" or \"false\", not {other:?}"
-            )));
-        }
-    };
+    let dockerfile_ok = Layers::read(ctx)?.layer_dockerfile;
     Ok(
         match repo2docker::content_in_environment(ctx, facts, buildpack) {
             Some(_) if buildpack == Buildpack::Docker && dockerfile_ok => None,
@@ -70,28 +76,7 @@ fn layer_allowed(
 }
 
 impl BuildStrategy for LayerFirst {
-    fn metadata() -> PluginMetadata {
-        let key = ConfigKey::optional;
-        let mut config_keys = repo2docker::config_keys();
-        config_keys.extend([
-            key("repo_dir", "where the image holds the repository (default /home/jovyan)"),
-            key("uid", "owner of the repository's files (default 1000)"),
-            key("layer_dockerfile", "true: Dockerfile repositories get layer builds too (their Dockerfile copies the repository to repo_dir)"),
-            key("layer_timeout_secs", "time limit of a layer build (default: the host's)"),
-        ]);
-        PluginMetadata {
-            name: "layer-first".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            kind: PluginKind::BuildStrategy,
-            description: "layer builds for content-only changes, repo2docker builds otherwise"
-                .into(),
-            requests: CapabilityRequests {
-                hosts: vec![],
-                config_keys,
-                secrets: vec![],
-            },
-        }
-    }
+    type Config = (repo2docker::Settings, Layers);
 
     fn plan(ctx: &impl BuildStrategyContext, facts: RepoFacts) -> Result<BuildPlan, PluginError> {
         let buildpack = repo2docker::detect(ctx, &facts)?;
@@ -121,10 +106,12 @@ impl BuildStrategy for LayerFirst {
             full.environment_hash = Some(hash);
             return Ok(BuildPlan::Repo2docker(full));
         };
-        let uid = ctx.config_or("uid", DEFAULT_UID)?;
-        let target_dir = ctx
-            .config("repo_dir")
-            .unwrap_or_else(|| DEFAULT_REPO_DIR.into());
+        let Layers {
+            repo_dir: target_dir,
+            uid,
+            layer_timeout_secs,
+            ..
+        } = Layers::read(ctx)?;
         if !target_dir.starts_with('/') {
             return Err(PluginError::InvalidConfig(format!(
                 "repo_dir must be an absolute path, not {target_dir:?}"
@@ -141,7 +128,7 @@ impl BuildStrategy for LayerFirst {
             target_dir,
             uid,
             gid: uid,
-            timeout_secs: ctx.config_or("layer_timeout_secs", 0)?,
+            timeout_secs: layer_timeout_secs,
         }))
     }
 }

@@ -10,6 +10,7 @@
 //! ]
 //! cull_users = true   # and the other toggles of `idle`, for every rule
 //! ```
+use bindery_sdk::config::Toml;
 use bindery_sdk::idle::{IdleRules, glob_match};
 use bindery_sdk::prelude::*;
 use serde::Deserialize;
@@ -19,60 +20,51 @@ pub struct PerRepo;
 /// One rule; the first whose `spec` matches decides.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Rule {
+pub struct Rule {
     /// A pattern over `provider/spec`; `*` matches anything.
     spec: String,
     timeout_secs: Option<u64>,
     max_age_secs: Option<u64>,
 }
 
-#[derive(Deserialize)]
-struct Rules {
-    rules: Vec<Rule>,
-}
-
-/// The rules from the `rules` key (the host hands a TOML array as its TOML text).
-fn rules(ctx: &impl Context) -> Result<Vec<Rule>, PluginError> {
-    let Some(text) = ctx.config("rules") else {
-        return Ok(Vec::new());
-    };
-    let parsed: Rules = toml::from_str(&format!("rules = {text}")).map_err(|e| {
-        PluginError::InvalidConfig(format!(
-            "rules must be a list of {{ spec, timeout_secs, max_age_secs }} tables: {e}"
-        ))
-    })?;
-    Ok(parsed.rules)
+bindery_sdk::config! {
+    pub struct Config {
+        /// list of { spec = "<provider>/<spec pattern>", timeout_secs, max_age_secs }; the first match decides
+        rules: Toml<Vec<Rule>>,
+        /// true (default): idle default servers are stopped
+        cull_default_servers: bool = true,
+        /// true (default): idle named servers are stopped
+        cull_named_servers: bool = true,
+        /// true: also delete the server's user (default false)
+        cull_users: bool = false,
+    }
 }
 
 impl CullPolicy for PerRepo {
-    fn metadata() -> PluginMetadata {
-        let mut config_keys = IdleRules::config_keys();
-        config_keys.retain(|k| k.name != "timeout_secs" && k.name != "max_age_secs");
-        config_keys.push(ConfigKey::required("rules", "list of { spec = \"<provider>/<spec pattern>\", timeout_secs, max_age_secs }; the first match decides"));
-        PluginMetadata {
-            name: "per-repo".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            kind: PluginKind::CullPolicy,
-            description: "idle timeouts and maximum ages by repository".into(),
-            requests: CapabilityRequests {
-                hosts: vec![],
-                config_keys,
-                secrets: vec![],
-            },
-        }
-    }
+    type Config = Config;
 
     fn decide(
         ctx: &impl Context,
         now_ms: u64,
         servers: Vec<Server>,
     ) -> Result<Vec<Decision>, PluginError> {
-        let (rules, base) = (rules(ctx)?, IdleRules::from_config(ctx)?);
+        let Config {
+            rules,
+            cull_default_servers,
+            cull_named_servers,
+            cull_users,
+        } = Config::read(ctx)?;
+        let base = IdleRules {
+            cull_default_servers,
+            cull_named_servers,
+            cull_users,
+            ..IdleRules::default()
+        };
         Ok(servers
             .iter()
             .map(|s| {
                 let key = format!("{}/{}", s.provider, s.spec);
-                match rules.iter().find(|r| glob_match(&r.spec, &key)) {
+                match rules.0.iter().find(|r| glob_match(&r.spec, &key)) {
                     Some(rule) => IdleRules {
                         timeout_secs: rule.timeout_secs.unwrap_or(0),
                         max_age_secs: rule.max_age_secs.unwrap_or(0),

@@ -5,20 +5,22 @@ use bindery_sdk::prelude::*;
 
 pub struct Popular;
 
-/// The policy's settings, from the operator's `[plugins.popular.config]`.
-struct Rules {
-    launches_per_server: f64,
-    min_launches: f64,
-    max_per_image: u32,
+bindery_sdk::config! {
+    /// The policy's settings, from the operator's `[plugins.popular.config]`.
+    pub struct Rules {
+        /// one ready server per this many recent launches (default 3)
+        launches_per_server: f64 = 3.0,
+        /// recent launches below which an image gets none (default 2)
+        min_launches: f64 = 2.0,
+        /// ready servers one image may have (default 3)
+        max_per_image: u32 = 3,
+    }
 }
 
 impl Rules {
-    fn from_config(ctx: &impl Context) -> Result<Rules, PluginError> {
-        let rules = Rules {
-            launches_per_server: ctx.config_or("launches_per_server", 3.0)?,
-            min_launches: ctx.config_or("min_launches", 2.0)?,
-            max_per_image: ctx.config_or("max_per_image", 3)?,
-        };
+    /// The settings, checked.
+    fn checked(ctx: &impl Context) -> Result<Rules, PluginError> {
+        let rules = Rules::read(ctx)?;
         // NaN is refused too: it is not greater than 0.
         if rules.launches_per_server.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
             return Err(PluginError::InvalidConfig(format!(
@@ -47,32 +49,7 @@ impl Rules {
 }
 
 impl PoolPolicy for Popular {
-    fn metadata() -> PluginMetadata {
-        PluginMetadata {
-            name: "popular".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            kind: PluginKind::PoolPolicy,
-            description: "keeps servers ready for the images launched most lately".into(),
-            requests: CapabilityRequests {
-                hosts: vec![],
-                config_keys: vec![
-                    ConfigKey::optional(
-                        "launches_per_server",
-                        "one ready server per this many recent launches (default 3)",
-                    ),
-                    ConfigKey::optional(
-                        "min_launches",
-                        "recent launches below which an image gets none (default 2)",
-                    ),
-                    ConfigKey::optional(
-                        "max_per_image",
-                        "ready servers one image may have (default 3)",
-                    ),
-                ],
-                secrets: vec![],
-            },
-        }
-    }
+    type Config = Rules;
 
     fn sizes(
         ctx: &impl Context,
@@ -80,7 +57,7 @@ impl PoolPolicy for Popular {
         _bounds: PoolBounds,
         images: Vec<ImageDemand>,
     ) -> Result<Vec<u32>, PluginError> {
-        let rules = Rules::from_config(ctx)?;
+        let rules = Rules::checked(ctx)?;
         Ok(images.iter().map(|i| rules.size(i)).collect())
     }
 }

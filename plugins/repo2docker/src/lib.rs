@@ -8,19 +8,7 @@ use bindery_sdk::repo2docker;
 pub struct Repo2docker;
 
 impl BuildStrategy for Repo2docker {
-    fn metadata() -> PluginMetadata {
-        PluginMetadata {
-            name: "repo2docker".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            kind: PluginKind::BuildStrategy,
-            description: "repo2docker builds, with the buildpack repo2docker would pick".into(),
-            requests: CapabilityRequests {
-                hosts: vec![],
-                config_keys: repo2docker::config_keys(),
-                secrets: vec![],
-            },
-        }
-    }
+    type Config = repo2docker::Settings;
 
     fn plan(ctx: &impl BuildStrategyContext, facts: RepoFacts) -> Result<BuildPlan, PluginError> {
         let buildpack = repo2docker::detect(ctx, &facts)?;

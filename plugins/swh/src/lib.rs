@@ -105,15 +105,22 @@ struct Revision {
     directory: String,
 }
 
-fn api_base(ctx: &impl ProviderContext) -> String {
-    ctx.config("api_base_url")
-        .unwrap_or_else(|| "https://archive.softwareheritage.org/api/1".into())
+bindery_sdk::config! {
+    pub struct Config {
+        /// Archive API base URL; default https://archive.softwareheritage.org/api/1
+        api_base_url: String = "https://archive.softwareheritage.org/api/1".into(),
+    }
+}
+
+fn api_base(ctx: &impl ProviderContext) -> Result<String, PluginError> {
+    Ok(Config::read(ctx)?
+        .api_base_url
         .trim_end_matches('/')
-        .to_string()
+        .to_string())
 }
 
 fn get(ctx: &impl ProviderContext, path: &str) -> Result<bindery_sdk::http::Response, PluginError> {
-    let mut request = Request::get(format!("{}/{path}", api_base(ctx)));
+    let mut request = Request::get(format!("{}/{path}", api_base(ctx)?));
     if let Some(token) = upstream::optional_secret(ctx, "token") {
         request = request.header("Authorization", format!("Bearer {token}"));
     }
@@ -181,19 +188,9 @@ fn snapshot_head(ctx: &impl ProviderContext, id: &str) -> Result<(Kind, String),
 }
 
 impl Provider for SoftwareHeritage {
-    fn metadata() -> PluginMetadata {
-        PluginMetadata {
-            name: "swh".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            kind: PluginKind::Provider,
-            description: "Software Heritage archive objects by SWHID (directory, revision, release, snapshot)".into(),
-            requests: CapabilityRequests {
-                hosts: vec!["archive.softwareheritage.org".into()],
-                config_keys: vec![ConfigKey::optional("api_base_url", "Archive API base URL; default https://archive.softwareheritage.org/api/1")],
-                secrets: vec!["token".into()],
-            },
-        }
-    }
+    type Config = Config;
+    const HOSTS: &'static [&'static str] = &["archive.softwareheritage.org"];
+    const SECRETS: &'static [&'static str] = &["token"];
 
     fn display_config() -> DisplayConfig {
         DisplayConfig {
@@ -276,7 +273,7 @@ impl Provider for SoftwareHeritage {
             })
         });
         Ok(ContentSource::SwhVault(SwhVaultContent {
-            api: api_base(ctx),
+            api: api_base(ctx)?,
             directory,
             auth,
         }))

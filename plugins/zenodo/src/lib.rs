@@ -83,19 +83,8 @@ fn record_id(landing: &str) -> Result<&str, PluginError> {
 }
 
 impl Provider for Zenodo {
-    fn metadata() -> PluginMetadata {
-        PluginMetadata {
-            name: "zenodo".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            kind: PluginKind::Provider,
-            description: "Zenodo records by DOI, resolved through doi.org".into(),
-            requests: CapabilityRequests {
-                hosts: vec!["doi.org".into(), "zenodo.org".into(), "*.zenodo.org".into()],
-                config_keys: vec![bindery_sdk::doi::resolver_config_key()],
-                secrets: vec![],
-            },
-        }
-    }
+    type Config = bindery_sdk::doi::Resolver;
+    const HOSTS: &'static [&'static str] = &["doi.org", "zenodo.org", "*.zenodo.org"];
 
     fn display_config() -> DisplayConfig {
         bindery_sdk::doi::display_config("Zenodo DOI", "zenodo", "10.5281/zenodo.3242074")

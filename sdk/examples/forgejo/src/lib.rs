@@ -18,6 +18,13 @@ use bindery_sdk::spec::{self, invalid, is_sha1, quote};
 use bindery_sdk::upstream;
 use serde::Deserialize;
 
+bindery_sdk::config! {
+    pub struct Forge {
+        /// The forge, e.g. https://codeberg.org
+        base_url: String,
+    }
+}
+
 pub struct Forgejo;
 
 const SERVICE: &str = "Forgejo";
@@ -38,22 +45,8 @@ struct Commit {
 }
 
 impl Provider for Forgejo {
-    fn metadata() -> PluginMetadata {
-        PluginMetadata {
-            name: "forgejo".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            kind: PluginKind::Provider,
-            description: "Repositories on a Forgejo or Gitea forge".into(),
-            requests: CapabilityRequests {
-                hosts: vec![],
-                config_keys: vec![ConfigKey::required(
-                    "base_url",
-                    "The forge, e.g. https://codeberg.org",
-                )],
-                secrets: vec!["token".into()],
-            },
-        }
-    }
+    type Config = Forge;
+    const SECRETS: &'static [&'static str] = &["token"];
 
     fn display_config() -> DisplayConfig {
         DisplayConfig {
@@ -82,7 +75,7 @@ impl Provider for Forgejo {
         if !is_sha1(git_ref) {
             spec::check_git_ref(git_ref)?;
         }
-        let base = ctx.required_config("base_url")?;
+        let base = Forge::read(ctx)?.base_url;
         let base = base.trim_end_matches('/');
         // Without `sha` the forge lists the default branch: that is HEAD.
         let from = if git_ref == "HEAD" {

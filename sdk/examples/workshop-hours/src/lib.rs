@@ -5,38 +5,32 @@
 use bindery_sdk::idle::glob_match;
 use bindery_sdk::prelude::*;
 
+bindery_sdk::config! {
+    pub struct Workshop {
+        /// provider/spec pattern
+        spec: String,
+        /// UTC hour it starts (default 9)
+        from_hour: u64 = 9,
+        /// UTC hour it ends (default 17)
+        to_hour: u64 = 17,
+    }
+}
+
 pub struct WorkshopHours;
 
 impl CullPolicy for WorkshopHours {
-    fn metadata() -> PluginMetadata {
-        let key = ConfigKey::required;
-        PluginMetadata {
-            name: "workshop-hours".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            kind: PluginKind::CullPolicy,
-            description: "keeps a workshop's servers during its hours".into(),
-            requests: CapabilityRequests {
-                hosts: vec![],
-                config_keys: vec![
-                    key("spec", "provider/spec pattern"),
-                    key("from_hour", "UTC hour it starts"),
-                    key("to_hour", "UTC hour it ends"),
-                ],
-                secrets: vec![],
-            },
-        }
-    }
+    type Config = Workshop;
 
     fn decide(
         ctx: &impl Context,
         now_ms: u64,
         servers: Vec<Server>,
     ) -> Result<Vec<Decision>, PluginError> {
-        let spec = ctx.required_config("spec")?;
-        let (from, to): (u64, u64) = (
-            ctx.config_or("from_hour", 9)?,
-            ctx.config_or("to_hour", 17)?,
-        );
+        let Workshop {
+            spec,
+            from_hour: from,
+            to_hour: to,
+        } = Workshop::read(ctx)?;
         let hour = now_ms / 3_600_000 % 24;
         let open = from <= hour && hour < to;
         Ok(servers

@@ -5,7 +5,9 @@ use bindery_sdk::prelude::*;
 pub struct Files;
 
 impl Provider for Files {
-    fn metadata() -> PluginMetadata {
+    type Config = ();
+
+    fn metadata(_: bindery_sdk::Package) -> PluginMetadata {
         PluginMetadata {
             name: "files".into(),
             version: "0.1.0".into(),

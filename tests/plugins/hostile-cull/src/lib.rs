@@ -4,7 +4,9 @@ use bindery_sdk::prelude::*;
 pub struct HostileCull;
 
 impl CullPolicy for HostileCull {
-    fn metadata() -> PluginMetadata {
+    type Config = ();
+
+    fn metadata(_: bindery_sdk::Package) -> PluginMetadata {
         PluginMetadata {
             name: "hostile-cull".into(),
             version: "0".into(),
@@ -12,10 +14,11 @@ impl CullPolicy for HostileCull {
             description: "misbehaves as config `mode` says".into(),
             requests: CapabilityRequests {
                 hosts: vec![],
-                config_keys: vec![ConfigKey::required(
-                    "mode",
-                    "loop, bomb, panic, short or stop-all",
-                )],
+                config_keys: vec![ConfigKey {
+                    name: "mode".into(),
+                    description: "loop, bomb, panic, short or stop-all".into(),
+                    required: true,
+                }],
                 secrets: vec![],
             },
         }

@@ -29,7 +29,9 @@ fn resolution(resolved_ref: String) -> Resolution {
 }
 
 impl Provider for Hostile {
-    fn metadata() -> PluginMetadata {
+    type Config = ();
+
+    fn metadata(_: bindery_sdk::Package) -> PluginMetadata {
         PluginMetadata {
             name: "hostile".into(),
             version: env!("CARGO_PKG_VERSION").into(),

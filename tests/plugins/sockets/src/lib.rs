@@ -5,7 +5,9 @@ use bindery_sdk::prelude::*;
 pub struct Sockets;
 
 impl Provider for Sockets {
-    fn metadata() -> PluginMetadata {
+    type Config = ();
+
+    fn metadata(_: bindery_sdk::Package) -> PluginMetadata {
         PluginMetadata {
             name: "sockets".into(),
             version: "0.1.0".into(),
