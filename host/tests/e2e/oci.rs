@@ -233,7 +233,7 @@ async fn a_changed_reference_in_the_config_file_is_loaded_without_a_restart() {
         &push_config,
     );
     let second = push(
-        &support::fixture("bindery-example-forgejo"),
+        &support::fixture("bindery-plugin-forgejo"),
         &format!("{}/plugins/campus:2", registry.host()),
         &push_config,
     );

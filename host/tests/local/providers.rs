@@ -662,7 +662,7 @@ async fn repoproviders_lists_display_configs_in_upstream_order() {
 /// into this already-built host, beside the bundled ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_institution_provider_loads_from_a_path() {
-    let (app, _forges, _data) = forgejo_at(&support::fixture("bindery-example-forgejo")).await;
+    let (app, _forges, _data) = forgejo_at(&support::fixture("bindery-plugin-forgejo")).await;
     assert_eq!(
         app.state.plugins.get("forge").unwrap().wit_version(),
         WitVersion::CURRENT
