@@ -162,6 +162,10 @@ impl App {
             .as_ref()
             .and_then(|hub| UserCredentials::new(&config, hub.clone()))
             .map(Arc::new);
+        let event_log = crate::event_log::EventLog::new(&config.event_log).map(|(log, writer)| {
+            tasks.spawn("launch event log", writer);
+            Arc::new(log)
+        });
         let pipeline = Arc::new(Pipeline {
             resolver,
             registry,
@@ -169,6 +173,7 @@ impl App {
             executor,
             launcher,
             credentials,
+            event_log,
             metrics,
         });
         let (health, refresh) = crate::health::monitor(&pipeline);

@@ -18,6 +18,7 @@ pub mod cluster;
 pub mod config;
 pub mod cull;
 pub mod edge;
+pub mod event_log;
 pub mod events;
 pub mod health;
 pub mod jupyterhub;

@@ -17,8 +17,24 @@ use clap::{Parser, Subcommand, ValueEnum};
     about = "A BinderHub with WebAssembly plugins"
 )]
 struct Cli {
+    /// How log lines are written to stderr: `pretty` (text, coloured on a
+    /// terminal) or `json` (one object per line, for log collectors).
+    #[arg(
+        long,
+        global = true,
+        env = "BINDERY_LOG_FORMAT",
+        default_value = "pretty"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    #[value(alias = "text")]
+    Pretty,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -151,6 +167,7 @@ impl From<Kind> for PluginKind {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BINDERY_LOG")
@@ -159,16 +176,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         // Colours for a terminal, not for a log file or a collector.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    // One JSON object per line, for log collectors that parse fields.
-    match std::env::var("BINDERY_LOG_FORMAT").as_deref() {
-        Ok("json") => logs.json().init(),
-        Ok("text") | Err(_) => logs.init(),
-        Ok(other) => {
-            eprintln!("error: BINDERY_LOG_FORMAT must be `text` or `json`, not {other:?}");
-            return ExitCode::FAILURE;
-        }
+    match cli.log_format {
+        // One JSON object per line, the span's fields (a launch's provider,
+        // spec, ref) beside the event's.
+        LogFormat::Json => logs.json().with_current_span(true).init(),
+        LogFormat::Pretty => logs.init(),
     }
-    let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

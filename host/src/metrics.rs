@@ -8,7 +8,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::{Metric, Registry};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Status {
@@ -106,9 +107,52 @@ fn plugin_time() -> Histogram {
     ])
 }
 
+/// The registry, and each family's descriptor: the text encoder leaves out
+/// a family with no samples yet, but dashboards and `absent()` alerts want
+/// every family from the start, as upstream's client lists them.
+#[derive(Default)]
+struct Families {
+    registry: Registry,
+    /// (name, help, type), in registration order.
+    described: Vec<(&'static str, &'static str, MetricType)>,
+}
+
+impl Families {
+    fn register<M: Metric + TypedMetric>(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        metric: M,
+    ) {
+        self.described.push((name, help, M::TYPE));
+        self.registry.register(name, help, metric);
+    }
+
+    fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        // Written as the encoder writes them, before its `# EOF`.
+        let mut missing = String::new();
+        for (name, help, kind) in &self.described {
+            if !out.contains(&format!("# TYPE {name} ")) {
+                missing.push_str(&format!(
+                    "# HELP {name} {help}.\n# TYPE {name} {}\n",
+                    kind.as_str()
+                ));
+            }
+        }
+        match out.rfind("# EOF") {
+            Some(at) => out.insert_str(at, &missing),
+            None => out.push_str(&missing),
+        }
+        out
+    }
+}
+
 /// Every metric the service exports.
 pub struct Metrics {
-    registry: Registry,
+    families: Families,
     build_time: Family<Status, Histogram, fn() -> Histogram>,
     executor_time: Family<ExecutorRun, Histogram, fn() -> Histogram>,
     launch_time: Family<LaunchTime, Histogram, fn() -> Histogram>,
@@ -129,7 +173,7 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::default();
+        let mut registry = Families::default();
         let m = Metrics {
             build_time: Family::new_with_constructor(build_time),
             executor_time: Family::new_with_constructor(executor_time),
@@ -147,7 +191,7 @@ impl Default for Metrics {
             pool_handouts: Family::default(),
             pool_servers: Family::default(),
             pool_refill_time: Family::new_with_constructor(refill_time),
-            registry: Registry::default(),
+            families: Families::default(),
         };
         registry.register(
             "binderhub_build_time_seconds",
@@ -229,17 +273,17 @@ impl Default for Metrics {
             "Time from asking the hub for a pool server to its being ready for hand-out, by image (without its tag)",
             m.pool_refill_time.clone(),
         );
-        Metrics { registry, ..m }
+        Metrics {
+            families: registry,
+            ..m
+        }
     }
 }
 
 impl Metrics {
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
-        out
+        self.families.encode()
     }
 
     /// A build ended (`status`: success or failure).

@@ -39,7 +39,7 @@ pub(super) async fn build(
     _: AcceptsEventStream,
     HubUser(user): HubUser,
     BuildOnly(build_only): BuildOnly,
-    Admitted(limit): Admitted,
+    Admitted { limit, build_token }: Admitted,
 ) -> Response {
     if !state.resolver.knows(&provider).await {
         return refusal(404, &format!("No provider found for prefix {provider}"));
@@ -51,6 +51,7 @@ pub(super) async fn build(
         client_ip: ip.to_string(),
         launch_host,
         user,
+        build_token,
     };
     let events = state.pipeline.start(launch);
     let keepalive = Duration::from_secs(state.config.web.keepalive_secs.max(1));
@@ -281,7 +282,12 @@ impl FromRequestParts<AppState> for BuildOnly {
 /// Let through by a valid build token for this spec and origin that is not
 /// spent, else by the per-address rate limit (whose state goes into the
 /// response's headers).
-pub(super) struct Admitted(Option<RateQuota>);
+pub(super) struct Admitted {
+    /// The client's rate-limit quota left, when it was counted.
+    limit: Option<RateQuota>,
+    /// A build token admitted the request (upstream's launch events say so).
+    build_token: bool,
+}
 
 impl FromRequestParts<AppState> for Admitted {
     type Rejection = Response;
@@ -295,7 +301,12 @@ impl FromRequestParts<AppState> for Admitted {
                 .tokens
                 .admit(&token, &audience, &request_origin(&parts.headers))
             {
-                Ok(()) => return Ok(Admitted(None)),
+                Ok(()) => {
+                    return Ok(Admitted {
+                        limit: None,
+                        build_token: true,
+                    });
+                }
                 Err(TokenError::Invalid) => return Err(refusal(403, "Invalid build token")),
                 Err(TokenError::WrongOrigin) => {
                     return Err(refusal(
@@ -307,9 +318,13 @@ impl FromRequestParts<AppState> for Admitted {
                 Err(TokenError::Spent) => {}
             }
         }
+        let admitted = |limit| Admitted {
+            limit,
+            build_token: false,
+        };
         match count_request(parts, state).map_err(|r| *r)? {
-            None => Ok(Admitted(None)),
-            Some(Ok(quota)) => Ok(Admitted(Some(quota))),
+            None => Ok(admitted(None)),
+            Some(Ok(quota)) => Ok(admitted(Some(quota))),
             Some(Err(wait)) => Err(refusal(
                 429,
                 &format!("Rate limit exceeded. Try again in {wait} seconds."),

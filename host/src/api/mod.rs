@@ -12,17 +12,20 @@ mod token;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_ORIGIN, HOST};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bindery_runtime::PluginHost;
 use tokio::sync::watch;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 
 use crate::config::{Config, ConfigError};
 use crate::health::HealthAnswer;
@@ -111,11 +114,49 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), common))
         .with_state(state.clone());
     let base = web.base_url.trim_end_matches('/');
-    if base.is_empty() {
+    let routes = if base.is_empty() {
         routes
     } else {
         Router::new().nest(base, routes)
-    }
+    };
+    access_log(routes)
+}
+
+/// The access log: every request gets an id (the client's `X-Request-Id`,
+/// else a new UUID), answered in the same header and logged, at `info`
+/// under `bindery::access`, with its method, path (never the query, which
+/// can hold a build token) status and time to the response's head.
+fn access_log(routes: Router) -> Router {
+    let id = HeaderName::from_static("x-request-id");
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|request: &Request| {
+            let id = request
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            tracing::info_span!(
+                target: "bindery::access",
+                "request",
+                method = %request.method(),
+                path = request.uri().path(),
+                request_id = id,
+            )
+        })
+        .on_request(())
+        .on_response(|response: &Response, took: Duration, _: &tracing::Span| {
+            tracing::info!(
+                target: "bindery::access",
+                status = response.status().as_u16(),
+                ms = took.as_millis() as u64,
+                "answered"
+            );
+        })
+        .on_failure(());
+    routes
+        .layer(PropagateRequestIdLayer::new(id.clone()))
+        .layer(trace)
+        .layer(SetRequestIdLayer::new(id, MakeRequestUuid))
 }
 
 /// What upstream's `BaseHandler` does for every route: CORS headers, an empty

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 mod build;
 mod cull;
+mod event_log;
 mod hub;
 mod pool;
 mod registry;
@@ -28,6 +29,7 @@ pub use bindery_runtime::config::{
 };
 pub use build::{BuildConfig, KubernetesBuildConfig, LocalBuildConfig};
 pub use cull::{CullConfig, LeaderConfig};
+pub use event_log::{EventLogConfig, EventSink};
 pub use hub::{HubConfig, KubernetesQuotaConfig, QuotaConfig};
 pub use pool::WarmPoolConfig;
 pub use registry::{CacheConfig, RegistryConfig};
@@ -99,6 +101,9 @@ pub struct Config {
     /// Servers started ahead of demand for the images launched most.
     #[serde(default)]
     pub warm_pool: WarmPoolConfig,
+    /// Upstream's launch events.
+    #[serde(default)]
+    pub event_log: EventLogConfig,
 }
 
 impl Config {

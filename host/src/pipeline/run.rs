@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::flight::{Flights, Item, Joined};
 use super::{ResolveError, Resolved, Resolver, UserCredentials};
 use crate::build::{BuildExecutor, BuildRequest};
+use crate::event_log::{EventLog, LaunchEvent};
 use crate::events::Event;
 use crate::launch::{LaunchError, LaunchRequest, Launched, Launcher, Quota};
 use crate::metrics::{InProgress, Metrics};
@@ -35,6 +37,8 @@ pub struct Launch {
     pub launch_host: String,
     /// The hub user it is for (authenticated mode); `None`: a temporary user.
     pub user: Option<String>,
+    /// A build token admitted it.
+    pub build_token: bool,
 }
 
 /// The launch pipeline and its parts.
@@ -51,6 +55,8 @@ pub struct Pipeline {
     pub launcher: Option<Arc<dyn Launcher>>,
     /// Users' own credentials for providers; `None` when no provider takes them.
     pub credentials: Option<Arc<UserCredentials>>,
+    /// Upstream's launch events; `None` when no sink is configured.
+    pub event_log: Option<Arc<EventLog>>,
     /// Where the outcomes are counted.
     pub metrics: Arc<Metrics>,
 }
@@ -66,7 +72,17 @@ impl Pipeline {
     pub fn start(self: &Arc<Self>, launch: Launch) -> mpsc::Receiver<Event> {
         let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
         let pipeline = self.clone();
-        tokio::spawn(async move {
+        // The launch's span: its fields go with every line logged under it
+        // (the resolve, the look-up, the launch), in JSON logs beside each line's own.
+        let span = tracing::info_span!(
+            "launch",
+            provider = %launch.provider,
+            spec = %launch.spec,
+            resolved_ref = tracing::field::Empty,
+            image = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        let task = async move {
             let sink = Sink(tx);
             // A client that leaves takes its launch with it at once, even one
             // still waiting for a plugin slot; a build it joined goes on.
@@ -74,10 +90,13 @@ impl Pipeline {
                 result = pipeline.run(&launch, &sink) => result.is_ok(),
                 () = sink.0.closed() => false,
             };
-            if !finished {
-                tracing::debug!(provider = %launch.provider, spec = %launch.spec, "client left before the launch ended");
+            if finished {
+                tracing::info!("launch ended");
+            } else {
+                tracing::info!("client left before the launch ended");
             }
-        });
+        };
+        tokio::spawn(task.instrument(span));
         rx
     }
 
@@ -112,6 +131,9 @@ impl Pipeline {
         let image = self
             .registry
             .image_name(&resolved.image_slug(), &resolved.resolved_ref);
+        let span = tracing::Span::current();
+        span.record("resolved_ref", resolved.resolved_ref.as_str());
+        span.record("image", image.as_str());
         let request = self.launch_request(launch, &resolved, &image);
         match Box::pin(self.registry.lookup(&image)).await {
             Err(e) => {
@@ -335,12 +357,40 @@ impl Pipeline {
                 if let Value::Object(fields) = &mut ready {
                     fields.extend(request.binder_fields());
                 }
+                self.record_launch(launch, resolved);
                 ("success", Event::fields("ready", ready))
             }
         };
         self.metrics
             .launch_finished(status, &launch.provider, &resolved.repo_url, elapsed);
         out.send(event).await
+    }
+
+    /// Upstream's launch event for a launch that succeeded.
+    fn record_launch(&self, launch: &Launch, resolved: &Resolved) {
+        let Some(log) = &self.event_log else {
+            return;
+        };
+        // The plugin's own name, whatever prefix the operator loaded it under.
+        let plugin = self
+            .resolver
+            .plugins()
+            .get(&resolved.provider)
+            .map_or_else(|| resolved.provider.clone(), |p| p.metadata.name.clone());
+        let host = url::Url::parse(&launch.launch_host)
+            .ok()
+            .and_then(|u| {
+                let host = u.host_str()?.to_string();
+                Some(u.port().map_or(host.clone(), |p| format!("{host}:{p}")))
+            })
+            .unwrap_or_default();
+        log.record(LaunchEvent::success(
+            &plugin,
+            &launch.spec,
+            &resolved.resolved_ref,
+            launch.build_token,
+            log.origin(&host),
+        ));
     }
 
     fn launch_request(&self, launch: &Launch, resolved: &Resolved, image: &str) -> LaunchRequest {
@@ -500,6 +550,9 @@ struct Sink(mpsc::Sender<Event>);
 
 impl Sink {
     async fn send(&self, event: Event) -> Result<(), Gone> {
+        if matches!(event.phase(), "ready" | "failed") {
+            tracing::Span::current().record("outcome", event.phase());
+        }
         self.0.send(event).await.map_err(|_| Gone)
     }
 }

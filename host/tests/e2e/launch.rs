@@ -30,6 +30,53 @@ async fn launch(s: &Service, repo: &TestRepo, sha: &str) -> Stream {
     .await
 }
 
+/// The first line of the launch event log at `path` (written a moment
+/// after the launch), checked against upstream's schema as
+/// `docs/launch-event.schema.json` states it: the envelope, and every field
+/// of the schema's type or in its enum.
+async fn launch_event(path: &std::path::Path) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        if let Some(line) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.lines().next().map(str::to_string))
+        {
+            break line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no launch event in {}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let event: Value = serde_json::from_str(&line).unwrap();
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(support::workspace().join("docs/launch-event.schema.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(event["schema"], schema["$id"], "{event}");
+    assert_eq!(event["version"], schema["version"], "{event}");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(event["timestamp"].as_str().unwrap()).is_ok(),
+        "{event}"
+    );
+    for (field, rule) in schema["properties"].as_object().unwrap() {
+        let value = &event[field];
+        match (rule.get("enum"), rule["type"].as_str()) {
+            (Some(allowed), _) => assert!(
+                allowed.as_array().unwrap().contains(value),
+                "{field}: {value} is not one of {allowed}"
+            ),
+            (None, Some("string")) => assert!(value.is_string(), "{field}: {value}"),
+            (None, Some("boolean")) => assert!(value.is_boolean(), "{field}: {value}"),
+            other => panic!("{field}: a rule this check does not know: {other:?}"),
+        }
+    }
+    event
+}
+
 /// `/health`'s "Pod quota" check.
 async fn pod_quota_check(s: &Service) -> Value {
     let health = s.health().await;
@@ -48,11 +95,20 @@ async fn a_launch_runs_the_image_on_the_hub_and_quotas_refuse_with_upstreams_wor
     let hub = JupyterHub::start().await;
     let (repo, sha, image) = built_repo(&registry);
     let data = tempfile::tempdir().unwrap();
-    let s = launch_service(launch_config(data.path(), &registry, &hub.url, &hub.token)).await;
+    let mut c = launch_config(data.path(), &registry, &hub.url, &hub.token);
+    let events = data.path().join("events.jsonl");
+    c.event_log.sink = Some(bindery::config::EventSink::File(events.clone()));
+    let s = launch_service(c).await;
 
     let got = launch(&s, &repo, &sha).await;
     let ready = got.last();
     assert_eq!(ready["phase"], "ready", "{}\n{}", got.raw, hub.log());
+    // Upstream's launch event, in its schema, for mybinder.org-style analytics.
+    let event = launch_event(&events).await;
+    assert_eq!(event["provider"], "Git", "{event}");
+    assert_eq!(event["spec"], git_spec(&repo.url, &sha).as_str());
+    assert_eq!(event["ref"], sha.as_str());
+    assert_eq!(event["origin"], s.base.trim_start_matches("http://"));
     assert!(
         got.raw.contains("Found built image, launching..."),
         "{}",

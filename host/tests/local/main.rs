@@ -11,6 +11,7 @@ mod bundled;
 mod content;
 mod docs;
 mod loading;
+mod logs;
 mod providers;
 mod sandbox;
 mod strategy;

@@ -74,18 +74,30 @@ impl Process {
     /// Starts it under `wrapper` without waiting: for a process this one
     /// cannot reach, e.g. in a network namespace of its own.
     pub fn spawn_under(wrapper: &[&str], config: &Config, dir: &std::path::Path) -> Process {
-        Process::spawn_logging("warn,bindery::app=info", wrapper, config, dir)
+        Process::spawn_logging("warn,bindery::app=info", "pretty", wrapper, config, dir)
     }
 
     /// Starts it logging as `filter` (`BINDERY_LOG`) says and waits until it listens.
     pub async fn start_logging(filter: &str, config: &Config, dir: &std::path::Path) -> Process {
-        Process::spawn_logging(filter, &[], config, dir)
+        Process::spawn_logging(filter, "pretty", &[], config, dir)
+            .listening(config, dir)
+            .await
+    }
+
+    /// [`Process::start_logging`] with `--log-format json`.
+    pub async fn start_logging_json(
+        filter: &str,
+        config: &Config,
+        dir: &std::path::Path,
+    ) -> Process {
+        Process::spawn_logging(filter, "json", &[], config, dir)
             .listening(config, dir)
             .await
     }
 
     fn spawn_logging(
         filter: &str,
+        format: &str,
         wrapper: &[&str],
         config: &Config,
         dir: &std::path::Path,
@@ -99,7 +111,7 @@ impl Process {
         let child = std::process::Command::new(program)
             .args(args)
             .args(if wrapper.is_empty() { None } else { Some(bin) })
-            .args(["serve", "--config"])
+            .args(["--log-format", format, "serve", "--config"])
             .arg(&path)
             // By default the composition root says at info which background tasks ended.
             .env("BINDERY_LOG", filter)
