@@ -54,6 +54,17 @@ enum Command {
     /// Tools for plugin authors and operators.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Check a configuration file before a rollout: each problem with its
+    /// line (a syntax error, an unknown key, a value of the wrong type), then
+    /// what the service would refuse at start. Exits 1 on a problem.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print a completion script for `shell` (bash, zsh, fish, elvish,
+    /// powershell), e.g. `bindery completions bash > /etc/bash_completion.d/bindery`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Print the image a build slug and resolved ref are built into (or,
     /// with --pod, the build pod's name), by upstream BinderHub's rule.
     ImageName {
@@ -70,6 +81,16 @@ enum Command {
         /// TOML configuration file.
         #[arg(long, env = "BINDERY_CONFIG")]
         config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file, with the environment's overrides.
+    Check {
+        /// TOML configuration file.
+        #[arg(long, env = "BINDERY_CONFIG")]
+        config: PathBuf,
     },
 }
 
@@ -240,6 +261,26 @@ async fn run(command: Command) -> Result<(), String> {
             println!(
                 "{}",
                 naming::image_name(&prefix, &build_slug, &resolved_ref)
+            );
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Check { config }) => {
+            let c = Config::check(&config).map_err(|e| e.to_string())?;
+            println!(
+                "{}: ok ({} plugins enabled, listening on {})",
+                config.display(),
+                c.enabled_plugins().count(),
+                c.listen
+            );
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "bindery",
+                &mut std::io::stdout(),
             );
             Ok(())
         }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use bindery_runtime::PluginSettings;
 use bindery_runtime::host::Bundled;
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
 mod build;
@@ -65,8 +65,10 @@ impl From<figment::Error> for ConfigError {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Address the HTTP service listens on.
+    #[serde(default = "default_listen")]
     pub listen: SocketAddr,
     /// Where Bindery keeps its state: the sled cache, the plugin compile cache, pulled OCI plugins and build directories.
+    #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
     /// Bearer token for `/admin/*`; without one the admin routes are off.
     #[serde(default)]
@@ -107,11 +109,21 @@ pub struct Config {
 }
 
 impl Config {
+    /// What is wrong with the configuration file at `path`, as the TOML
+    /// parser sees it: a syntax error, an unknown key or a value of the
+    /// wrong type, with its line and column; then, merged with the defaults
+    /// and the environment, what [`Config::load`] refuses.
+    pub fn check(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?;
+        toml::from_str::<Config>(&text)
+            .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?;
+        Config::load(Some(path))
+    }
+
     /// Defaults, then `file` if given, then the environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        let mut figment = Figment::new()
-            .merge(Serialized::defaults(Self::builtin()))
-            .merge(Toml::string(DEFAULTS_TOML));
+        let mut figment = Figment::new().merge(Toml::string(DEFAULTS_TOML));
         if let Some(path) = file {
             if !path.is_file() {
                 return Err(ConfigError::Invalid(format!(
@@ -131,14 +143,6 @@ impl Config {
             .extract()?;
         config.validate()?;
         Ok(config)
-    }
-
-    /// Values no file can leave unset.
-    fn builtin() -> serde_json::Value {
-        serde_json::json!({
-            "listen": "127.0.0.1:8585",
-            "data_dir": default_data_dir(),
-        })
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -280,6 +284,10 @@ fn is_service_link(key: &str) -> bool {
 }
 
 /// `$XDG_DATA_HOME/bindery`, else `~/.local/share/bindery`, else `./bindery-data`.
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8585))
+}
+
 fn default_data_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
         return PathBuf::from(d).join("bindery");

@@ -100,3 +100,57 @@ fn every_metric_is_documented() {
         .collect();
     assert!(missing.is_empty(), "docs/metrics.md lacks {missing:?}");
 }
+
+/// `bindery config check` before a rollout: the line, column and key of a
+/// problem the parser sees, then what the service would refuse, exit 1;
+/// a good file passes.
+#[test]
+fn config_check_names_the_line_of_a_bad_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |text: &str| {
+        let file = dir.path().join("bindery.toml");
+        std::fs::write(&file, text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_bindery"))
+            .args(["config", "check", "--config"])
+            .arg(&file)
+            .env_remove("BINDERY_CONFIG")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        (out.status.code(), said)
+    };
+    let (code, said) =
+        check("listen = \"127.0.0.1:9000\"\n\n[plugins.gh]\nhosts = []\nlissten = 3\n");
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("line 5, column 1") && said.contains("unknown field `lissten`"),
+        "{said}"
+    );
+    let (code, said) = check("[plugin_runtime]\ncall_timeout_ms = \"soon\"\n");
+    assert_eq!(code, Some(1));
+    assert!(
+        said.contains("line 2") && said.contains("expected u64"),
+        "{said}"
+    );
+    // Well-formed, but refused at start.
+    let (code, said) = check("[plugin_runtime]\ncall_timeout_ms = 0\n");
+    assert_eq!(code, Some(1));
+    assert!(said.contains("must be positive"), "{said}");
+    let (code, said) = check("listen = \"127.0.0.1:9000\"\n");
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains("ok (") && said.contains("127.0.0.1:9000"),
+        "{said}"
+    );
+
+    let completions = std::process::Command::new(env!("CARGO_BIN_EXE_bindery"))
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    let script = String::from_utf8_lossy(&completions.stdout);
+    assert!(
+        script.contains("_bindery()") && script.contains("plugin"),
+        "{script}"
+    );
+}
