@@ -93,7 +93,12 @@ impl Quickstart {
 
     /// Ctrl-C, and how the script ended.
     fn interrupt(&mut self) -> std::process::ExitStatus {
-        support::signal(self.child.id() as i32, libc::SIGINT);
+        self.stop(libc::SIGINT)
+    }
+
+    /// Sends the script `signal` and waits for it to end.
+    fn stop(&mut self, signal: i32) -> std::process::ExitStatus {
+        support::signal(self.child.id() as i32, signal);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -101,7 +106,7 @@ impl Quickstart {
             }
             assert!(
                 Instant::now() < deadline,
-                "scripts/quickstart did not stop on Ctrl-C:\n{}",
+                "scripts/quickstart did not stop on signal {signal}:\n{}",
                 self.said()
             );
             std::thread::sleep(Duration::from_millis(100));
@@ -312,32 +317,7 @@ async fn a_click_builds_launches_and_shows_the_notebook_then_caches_and_layers()
     let mut first = first;
     let status = first.interrupt();
     assert_eq!(status.code(), Some(130), "{}", first.said());
-    for port in [
-        ports.bindery,
-        ports.hub,
-        ports.hub + 1,
-        ports.hub + 2,
-        ports.registry,
-        ports.git,
-    ] {
-        assert!(
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
-            "port {port} still answers after Ctrl-C:\n{}",
-            first.said()
-        );
-    }
-    let containers = engine().docker(&[
-        "ps",
-        "-aq",
-        "--filter",
-        &format!("name=^bindery-quickstart-{}-", ports.hub),
-    ]);
-    assert!(
-        String::from_utf8_lossy(&containers.stdout)
-            .trim()
-            .is_empty(),
-        "servers left running"
-    );
+    all_stopped(&ports, &first.said());
     drop(first);
 
     // A second run reuses the registry, the cache and the repository: the
@@ -360,4 +340,53 @@ async fn a_click_builds_launches_and_shows_the_notebook_then_caches_and_layers()
         "{log}"
     );
     assert!(outputs.contains("285 (and a new commit)"), "{outputs}");
+
+    // A terminal closed under it, or a kill: the script's own death leaves
+    // what it started running, but not its lock, so the next run stops the
+    // leftovers by their pid files and starts cleanly; a hang-up stops all
+    // as Ctrl-C does.
+    let mut second = second;
+    second.stop(libc::SIGKILL);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", ports.bindery)).is_ok(),
+        "a killed script's Bindery goes on until the next run"
+    );
+    let mut third = Quickstart::start(state.path(), &ports);
+    assert!(
+        third.said().contains("left by an earlier run"),
+        "{}",
+        third.said()
+    );
+    let status = third.stop(libc::SIGHUP);
+    assert_eq!(status.code(), Some(129), "{}", third.said());
+    all_stopped(&ports, &third.said());
+}
+
+/// Every port of the quickstart is free and no server container is left.
+fn all_stopped(ports: &Ports, said: &str) {
+    for port in [
+        ports.bindery,
+        ports.hub,
+        ports.hub + 1,
+        ports.hub + 2,
+        ports.registry,
+        ports.git,
+    ] {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "port {port} still answers after the quickstart stopped:\n{said}"
+        );
+    }
+    let containers = engine().docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("name=^bindery-quickstart-{}-", ports.hub),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&containers.stdout)
+            .trim()
+            .is_empty(),
+        "servers left running"
+    );
 }
