@@ -86,6 +86,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
+    /// Print the JSON Schema of `bindery.toml` (for editors: TOML language
+    /// servers such as Taplo and Even Better TOML read it).
+    Schema,
     /// Validate a configuration file, with the environment's overrides.
     Check {
         /// TOML configuration file.
@@ -271,6 +274,14 @@ async fn run(command: Command) -> Result<(), String> {
                 config.display(),
                 c.enabled_plugins().count(),
                 c.listen
+            );
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Schema) => {
+            let schema = schemars::schema_for!(Config);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).expect("a schema serializes")
             );
             Ok(())
         }

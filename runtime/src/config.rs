@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub struct PluginConfigError(pub String);
 
 /// Per-repository settings for specs matching `pattern` (upstream's `spec_config`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpecConfig {
     /// A regex matched case-insensitively at the start of the raw spec.
@@ -25,7 +25,7 @@ pub struct SpecConfig {
 }
 
 /// Limits and behaviour of the plugin runtime.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
     /// Linear-memory cap per call, in MiB.
@@ -62,7 +62,7 @@ pub struct RuntimeConfig {
 }
 
 /// Where `oci://` plugins come from and where they are kept.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct OciPluginConfig {
     /// Registries (`host:port`) reached over plain HTTP, e.g. a loopback one.
@@ -95,7 +95,7 @@ impl Default for RuntimeConfig {
 }
 
 /// Limits of the `http` capability.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpLimits {
     /// Timeout when the plugin names none.
@@ -126,7 +126,7 @@ impl Default for HttpLimits {
 }
 
 /// One plugin: where it comes from and what it is granted.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
     /// A component file on disk.
@@ -147,12 +147,14 @@ pub struct PluginConfig {
     pub hosts: Vec<String>,
     /// Non-public networks those hosts may resolve to (e.g. `127.0.0.0/8` for a test forge).
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub private_networks: Vec<IpNet>,
     /// Secrets by the name the plugin asks for, and where the host reads them.
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretSource>,
     /// Values the plugin reads through `config`.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
     pub config: BTreeMap<String, toml::Value>,
     /// Providers, in authenticated mode: a logged-in user's own credential,
     /// from the hub's `auth_state`, replaces one of the plugin's secrets
@@ -185,7 +187,7 @@ pub struct PluginConfig {
 
 /// Where a user's own credential for a provider comes from, and which of
 /// the plugin's secrets it replaces.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserCredential {
     /// The secret the plugin reads (e.g. `access_token` for `gh`).
@@ -200,7 +202,7 @@ fn yes() -> bool {
 }
 
 /// Where a secret's value comes from. Read at each use, so rotation needs no restart.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum SecretSource {
     /// An environment variable of the host.

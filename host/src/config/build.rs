@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// Builds: a strategy plugin plans each one; an executor runs the plan.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct BuildConfig {
     /// The build-strategy plugin (by the name it is loaded under).
@@ -64,7 +64,7 @@ impl Default for BuildConfig {
 }
 
 /// The `local` executor.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LocalBuildConfig {
     /// The repo2docker command.
@@ -95,7 +95,7 @@ impl Default for LocalBuildConfig {
 
 /// The `kubernetes` executor: upstream's `KubernetesBuildExecutor` and
 /// `KubernetesCleaner`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct KubernetesBuildConfig {
     /// The API server, e.g. `http://127.0.0.1:8001` behind `kubectl proxy`;

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The culler: which cull-policy plugins decide, how often, and who leads.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CullConfig {
     /// Whether this host culls (it does only with a hub).
@@ -33,7 +33,7 @@ impl Default for CullConfig {
 }
 
 /// Leader election over a `coordination.k8s.io/v1` Lease.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LeaderConfig {
     /// The API server; unset: the in-cluster service account's.

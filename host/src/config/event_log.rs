@@ -8,7 +8,7 @@ use url::Url;
 /// Upstream BinderHub's event log (`EventLog`): one
 /// `binderhub.jupyter.org/launch` event per successful launch, which
 /// mybinder.org archives for its analytics.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventLogConfig {
     /// Where the events go: `"stdout"`, `{ file = "…" }` (appended, one
@@ -21,7 +21,7 @@ pub struct EventLogConfig {
 }
 
 /// Where launch events are written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum EventSink {
     /// Standard output, apart from the logs (which go to standard error).

@@ -6,7 +6,7 @@ use super::SecretSource;
 
 /// The JupyterHub launches go to (upstream's `hub_url`, `hub_api_token` and
 /// `Launcher` settings).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct HubConfig {
     /// The hub's public URL (user servers are at `{url}user/{name}/`). Unset: no launches.
@@ -72,7 +72,7 @@ impl Default for HubConfig {
 }
 
 /// Launch quotas; unset means unlimited.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct QuotaConfig {
     /// Servers the hub may run at once (upstream's `LaunchQuota.total_quota`); 0 closes launches.
@@ -88,7 +88,7 @@ pub struct QuotaConfig {
 }
 
 /// Where user and build pods are counted.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct KubernetesQuotaConfig {
     /// The API server; unset: a kubeconfig (`KUBECONFIG`, `~/.kube/config`), else the pod's service account.

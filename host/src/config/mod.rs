@@ -61,7 +61,7 @@ impl From<figment::Error> for ConfigError {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Address the HTTP service listens on.

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// The warm pool: how many servers at most, which policy sizes it per image,
 /// and how launches are counted.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct WarmPoolConfig {
     /// Servers kept started across all images; 0 turns the pool off.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::SecretSource;
 
 /// The image registry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RegistryConfig {
     /// Put in front of every image name, e.g. `registry.example.org/binder/i-`
@@ -47,7 +47,7 @@ impl Default for RegistryConfig {
 }
 
 /// The sled cache of resolved refs.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
     /// A branch, tag, `HEAD` or unversioned record resolved longer ago than

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::SecretSource;
 
 /// The HTTP surface (upstream's `BinderHub` web settings).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebConfig {
     /// Path every route sits under; starts and ends with `/`.
@@ -23,6 +23,7 @@ pub struct WebConfig {
     pub ban_networks: Vec<BanNetwork>,
     /// Proxies whose `X-Forwarded-For` is believed; from anyone else the
     /// connection's own address is the client's.
+    #[schemars(with = "Vec<String>")]
     pub trusted_proxies: Vec<IpNet>,
     /// Launches per client address per window; `limit = 0` turns it off.
     pub rate_limit: RateLimitConfig,
@@ -67,17 +68,18 @@ impl Default for WebConfig {
 }
 
 /// A client network refused with `Requests from {label} are not allowed`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BanNetwork {
     /// The network, e.g. `192.0.2.0/24`.
+    #[schemars(with = "String")]
     pub network: IpNet,
     /// What the refusal calls it.
     pub label: String,
 }
 
 /// Upstream's per-address fixed-window limiter.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     /// Requests per window; 0 turns the limiter off.

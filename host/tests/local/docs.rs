@@ -34,13 +34,13 @@ fn keys(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
     }
 }
 
-#[test]
-fn every_configuration_key_and_default_is_documented() {
+/// Every configuration key and its default: the defaults, the tables
+/// absent by default, and one plugin entry with the defaults of its keys.
+fn every_key() -> Vec<(String, String)> {
     use bindery::config::{
         Config, KubernetesBuildConfig, KubernetesQuotaConfig, LeaderConfig, PluginConfig,
     };
     let mut config = serde_json::to_value(Config::load(None).unwrap()).unwrap();
-    // The tables that are absent by default, and one plugin entry with the defaults of its keys.
     config["build"]["kubernetes"] = serde_json::to_value(KubernetesBuildConfig::default()).unwrap();
     config["quota"]["kubernetes"] = serde_json::to_value(KubernetesQuotaConfig::default()).unwrap();
     config["cull"]["leader"] = serde_json::to_value(LeaderConfig::default()).unwrap();
@@ -48,6 +48,12 @@ fn every_configuration_key_and_default_is_documented() {
         serde_json::json!({ "<name>": PluginConfig { enabled: true, ..PluginConfig::default() } });
     let mut all = Vec::new();
     keys("", &config, &mut all);
+    all
+}
+
+#[test]
+fn every_configuration_key_and_default_is_documented() {
+    let all = every_key();
     let doc = std::fs::read_to_string(support::workspace().join("docs/configuration.md")).unwrap();
     let rows: Vec<&str> = doc.lines().filter(|l| l.starts_with("| `")).collect();
     let mut missing = Vec::new();
@@ -153,4 +159,42 @@ fn config_check_names_the_line_of_a_bad_key() {
         script.contains("_bindery()") && script.contains("plugin"),
         "{script}"
     );
+}
+
+/// `bindery config schema` describes every configuration key: each key the
+/// defaults have (and one plugin entry's) is found in it, through its
+/// `$ref`s, and unknown keys are refused as the loader refuses them.
+#[test]
+fn the_json_schema_has_every_configuration_key() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bindery"))
+        .args(["config", "schema"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let schema: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(schema["additionalProperties"], false);
+    let all = every_key();
+    /// `Option<T>` is `anyOf: [T, null]`; a struct is a `$ref` into `$defs`.
+    fn resolve<'a>(schema: &'a Value, mut node: &'a Value) -> &'a Value {
+        loop {
+            if let Some(r) = node["$ref"].as_str() {
+                node = &schema["$defs"][r.trim_start_matches("#/$defs/")];
+            } else if let Some(first) = node["anyOf"].as_array().and_then(|a| a.first()) {
+                node = first;
+            } else {
+                return node;
+            }
+        }
+    }
+    for (key, _) in &all {
+        let mut node = &schema;
+        for part in key.split('.') {
+            node = resolve(&schema, node);
+            node = match &node["properties"][part] {
+                Value::Null if part == "<name>" => &node["additionalProperties"],
+                found => found,
+            };
+            assert!(!node.is_null(), "{key}: no `{part}` in the schema");
+        }
+    }
 }
