@@ -160,6 +160,7 @@ pub struct Metrics {
     launch_count: Family<Repo, Counter>,
     inprogress_builds: Gauge,
     inprogress_launches: Gauge,
+    github_rate_limit: Gauge,
     plugin_calls: Family<PluginCall, Histogram, fn() -> Histogram>,
     cache: Family<CacheResult, Counter>,
     streams: Gauge,
@@ -182,6 +183,7 @@ impl Default for Metrics {
             launch_count: Family::default(),
             inprogress_builds: Gauge::default(),
             inprogress_launches: Gauge::default(),
+            github_rate_limit: Gauge::default(),
             plugin_calls: Family::new_with_constructor(plugin_time),
             cache: Family::default(),
             streams: Gauge::default(),
@@ -227,6 +229,11 @@ impl Default for Metrics {
             "binderhub_inprogress_launches",
             "Launches currently in progress",
             m.inprogress_launches.clone(),
+        );
+        registry.register(
+            "binderhub_github_rate_limit_remaining",
+            "GitHub rate limit remaining",
+            m.github_rate_limit.clone(),
         );
         registry.register(
             "bindery_plugin_call_seconds",
@@ -284,6 +291,13 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         self.families.encode()
+    }
+
+    /// What GitHub's API last said of its rate limit to the `gh` provider
+    /// (upstream's gauge, read off the provider's responses by the host).
+    pub fn github_rate_limit(&self, remaining: u64) {
+        self.github_rate_limit
+            .set(i64::try_from(remaining).unwrap_or(i64::MAX));
     }
 
     /// A build ended (`status`: success or failure).

@@ -118,6 +118,11 @@ impl LoadedPlugin {
         self.grants.egress()
     }
 
+    /// The latest `x-ratelimit-remaining` its upstream answered with.
+    pub fn rate_limit_remaining(&self) -> Option<u64> {
+        self.grants.rate_limit_remaining()
+    }
+
     /// Its git network: the host fetches the plugin's repositories over it.
     pub fn git_wire(&self) -> &Arc<crate::gitwire::GitWire> {
         self.grants.git_wire()

@@ -57,6 +57,16 @@ async fn health(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    // GitHub's rate limit, as the `gh` provider last heard it.
+    if let Some(remaining) = state
+        .plugins
+        .list()
+        .iter()
+        .filter(|p| p.metadata.name == "gh")
+        .find_map(|p| p.rate_limit_remaining())
+    {
+        state.metrics.github_rate_limit(remaining);
+    }
     let body = state.metrics.encode();
     (
         [(

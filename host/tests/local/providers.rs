@@ -390,6 +390,24 @@ async fn github_quirks_rate_limit_and_default_branch_fallback() {
         }
         other => panic!("{other:?}"),
     }
+    // Upstream's gauge, read off the provider's answers by the host.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let edge = bindery::edge::Edge::new(&state.config.web);
+    let routes = bindery::api::router(state.clone());
+    tokio::spawn(edge.serve(listener, routes, std::future::pending()));
+    let gauge = || async {
+        let text = reqwest::get(format!("{base}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("binderhub_github_rate_limit_remaining "))
+            .map(str::to_string)
+    };
+    assert_eq!(gauge().await.as_deref(), Some("0"));
     let r = resolve(state, "gh", "binder-examples/moved-default/master")
         .await
         .unwrap();
@@ -408,6 +426,8 @@ async fn github_quirks_rate_limit_and_default_branch_fallback() {
          Trying again with HEAD instead of master. Please update your links.\n"
     );
     assert!(matches!(notice, Notice::RefFallback { .. }) && notice.pause().as_secs() == 10);
+    let remaining: u64 = gauge().await.unwrap().parse().unwrap();
+    assert!(remaining > 0 && remaining < 60, "{remaining}");
     let e = resolve(state, "gh", "binder-examples/requirements")
         .await
         .unwrap_err();

@@ -7,6 +7,7 @@
 //! revalidated with `If-None-Match`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,6 +30,9 @@ pub(super) struct HttpClient {
     egress: Arc<EgressPolicy>,
     limits: HttpLimits,
     etags: Mutex<EtagCache>,
+    /// The latest `x-ratelimit-remaining` an upstream answered with (a
+    /// forge API's request budget); `u64::MAX` before any.
+    rate_limit_remaining: AtomicU64,
 }
 
 impl HttpClient {
@@ -43,7 +47,13 @@ impl HttpClient {
                 usize::try_from(limits.etag_cache_mib.saturating_mul(1 << 20))
                     .unwrap_or(usize::MAX),
             )),
+            rate_limit_remaining: AtomicU64::new(u64::MAX),
         }
+    }
+
+    /// The latest `x-ratelimit-remaining` this plugin's upstream sent.
+    pub(super) fn rate_limit_remaining(&self) -> Option<u64> {
+        Some(self.rate_limit_remaining.load(Ordering::Relaxed)).filter(|&n| n != u64::MAX)
     }
 
     fn client(&self) -> Result<&reqwest::Client, HttpError> {
@@ -197,6 +207,15 @@ impl HttpClient {
             return Err(HttpError::TooLarge(cap));
         }
         let status = resp.status().as_u16();
+        if let Some(remaining) = resp
+            .headers()
+            .get("x-ratelimit-remaining")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            self.rate_limit_remaining
+                .store(remaining.min(u64::MAX - 1), Ordering::Relaxed);
+        }
         let headers = resp
             .headers()
             .iter()

@@ -157,6 +157,12 @@ impl Grants {
         self.egress.clone()
     }
 
+    /// The latest `x-ratelimit-remaining` the plugin's upstream answered
+    /// `http` requests with, if any did.
+    pub fn rate_limit_remaining(&self) -> Option<u64> {
+        self.http.rate_limit_remaining()
+    }
+
     /// The git network under the egress policy.
     pub fn git_wire(&self) -> &Arc<GitWire> {
         &self.wire
