@@ -3,9 +3,13 @@
 
 use std::time::Duration;
 
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::{MetricType, TypedMetric};
@@ -150,6 +154,70 @@ impl Families {
     }
 }
 
+/// The process's own figures (`process_*`, as every Prometheus client
+/// exports them), read from the system at each scrape.
+#[derive(Debug)]
+struct ProcessCollector;
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let m = metrics_process::collector::collect();
+        if let Some(seconds) = m.cpu_seconds_total {
+            let metric = encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(seconds).encode(metric)?;
+        }
+        let gauges = [
+            (
+                "process_open_fds",
+                "Number of open file descriptors",
+                m.open_fds,
+            ),
+            (
+                "process_max_fds",
+                "Maximum number of open file descriptors",
+                m.max_fds,
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes",
+                m.virtual_memory_bytes,
+            ),
+            (
+                "process_virtual_memory_max_bytes",
+                "Maximum amount of virtual memory available in bytes",
+                m.virtual_memory_max_bytes,
+            ),
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+                m.resident_memory_bytes,
+            ),
+            (
+                "process_start_time_seconds",
+                "Start time of the process since the Unix epoch in seconds",
+                m.start_time_seconds,
+            ),
+            (
+                "process_threads",
+                "Number of OS threads in the process",
+                m.threads,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            if let Some(value) = value {
+                let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+                ConstGauge::new(value).encode(metric)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Every metric the service exports.
 pub struct Metrics {
     families: Families,
@@ -280,6 +348,9 @@ impl Default for Metrics {
             "Time from asking the hub for a pool server to its being ready for hand-out, by image (without its tag)",
             m.pool_refill_time.clone(),
         );
+        registry
+            .registry
+            .register_collector(Box::new(ProcessCollector));
         Metrics {
             families: registry,
             ..m

@@ -40,6 +40,9 @@ async fn json_logs_parse_and_the_access_log_carries_the_request_id() {
         "binderhub_launch_time_seconds histogram",
         "binderhub_build_count counter",
         "binderhub_launch_count counter",
+        "process_cpu_seconds counter",
+        "process_resident_memory_bytes gauge",
+        "process_open_fds gauge",
     ] {
         assert!(
             metrics.contains(&format!("# TYPE {family}")),
