@@ -8,6 +8,7 @@ use crate::support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde_json::Value;
 use support::GitDaemon;
 use support::browser::Browser;
 use support::registry::OciRegistry;
@@ -41,6 +42,7 @@ async fn the_launch_page_shows_the_log_and_lands_on_the_server() {
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let builder = Arc::new(TestBuilder {
         gate: Some(gate.clone()),
+        coloured: true,
         ..TestBuilder::new(&registry, 6)
     });
     let mut c = config(data.path(), Some(&registry));
@@ -71,6 +73,26 @@ async fn the_launch_page_shows_the_log_and_lands_on_the_server() {
                 .unwrap()
                 .starts_with("Waiting for build to start...\nStep 0\nplain line 1\n"),
             "{log}"
+        );
+        // repo2docker's colours are rendered, never shown as escape codes;
+        // the phases and the tab's icon say where the launch is.
+        b.wait_for(
+            "document.querySelector('#log span.ansi-bold.ansi-fg-2')?.textContent",
+            Duration::from_secs(20),
+            |v| v == "coloured line",
+        );
+        assert_eq!(
+            b.eval("document.getElementById('log').textContent.includes('\\u001b')"),
+            false
+        );
+        assert_eq!(
+            b.eval("document.querySelector('#phases [aria-current]')?.dataset.phase"),
+            "building"
+        );
+        let icon = b.eval("document.getElementById('favicon').href");
+        assert!(
+            icon.as_str().unwrap().starts_with("data:image/svg+xml"),
+            "{icon}"
         );
         std::fs::write(artifacts.join("launch-page.png"), b.screenshot()).unwrap();
         b
@@ -163,4 +185,49 @@ async fn a_path_in_a_link_cannot_send_the_token_elsewhere_or_run_script() {
         .filter(|h| h.contains("token="))
         .count();
     assert_eq!(with_token, hostile.len());
+}
+
+/// The form's share box: the launch link and the Markdown and
+/// reStructuredText badges, each with a copy button that puts it on the
+/// clipboard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_form_copies_the_link_and_both_badges() {
+    let data = tempfile::tempdir().unwrap();
+    let s = Service::start(config(data.path(), None), None, None).await;
+    let base = s.base.clone();
+    let copied = tokio::task::spawn_blocking(move || {
+        let mut b = Browser::start();
+        b.grant_clipboard(&base);
+        b.navigate(&format!("{base}/"));
+        b.wait_for(
+            "document.getElementById('provider')?.options.length",
+            Duration::from_secs(20),
+            |v| v.as_u64().is_some_and(|n| n > 0),
+        );
+        b.eval(
+            "document.getElementById('provider').value = 'git';
+             const repo = document.getElementById('repo');
+             repo.value = 'https://git.example.org/lab/notes.git';
+             repo.dispatchEvent(new Event('input'));
+             document.querySelector('[data-copy=badge-rst]').click(); true",
+        );
+        b.wait_for(
+            "document.querySelector('[data-copy=badge-rst]').textContent",
+            Duration::from_secs(10),
+            |v| v == "Copied",
+        );
+        b.eval("window.clip = null; navigator.clipboard.readText().then((t) => { window.clip = t; }); true");
+        let clip = b.wait_for("window.clip", Duration::from_secs(10), Value::is_string);
+        clip.as_str().unwrap().to_string()
+    })
+    .await
+    .unwrap();
+    let link = format!(
+        "{}/v2/git/https%3A%2F%2Fgit.example.org%2Flab%2Fnotes.git/HEAD",
+        s.base
+    );
+    assert_eq!(
+        copied,
+        format!(".. image:: {}/badge_logo.svg\n :target: {link}", s.base)
+    );
 }

@@ -147,6 +147,22 @@ impl Browser {
         format!("exit status {status:?}; stderr ends:\n{}", tail.join("\n"))
     }
 
+    /// Lets pages of `origin` use the clipboard, as a user's click would
+    /// (and keeps the page focused, which writing to it needs).
+    pub fn grant_clipboard(&mut self, origin: &str) {
+        self.call(
+            None,
+            "Browser.grantPermissions",
+            json!({ "origin": origin, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"] }),
+        );
+        let session = self.session.clone();
+        self.call(
+            Some(&session),
+            "Emulation.setFocusEmulationEnabled",
+            json!({ "enabled": true }),
+        );
+    }
+
     /// Opens `url` in the page.
     pub fn navigate(&mut self, url: &str) {
         let session = self.session.clone();

@@ -395,6 +395,8 @@ pub struct TestBuilder {
     pub runnable_early: bool,
     pub push_gate: Option<Arc<Semaphore>>,
     pub push_fails: bool,
+    /// After its lines, one in bold green, as repo2docker colours its output.
+    pub coloured: bool,
 }
 
 impl TestBuilder {
@@ -410,6 +412,7 @@ impl TestBuilder {
             runnable_early: false,
             push_gate: None,
             push_fails: false,
+            coloured: false,
         }
     }
 
@@ -429,6 +432,11 @@ impl TestBuilder {
             if log.send(event).await.is_err() {
                 break;
             }
+        }
+        if self.coloured {
+            let _ = log
+                .send(Event::log_line("\u{1b}[1;32mcoloured line\u{1b}[0m"))
+                .await;
         }
         if let Some(gate) = &self.gate {
             gate.acquire().await.unwrap().forget();
