@@ -48,12 +48,7 @@ async fn private_repo() -> (String, GitHttp, String, String) {
 /// The metrics of the Bindery at `base`, then its debug log, once `server`
 /// has stopped: both to search for a credential.
 async fn metrics_and_log(base: &str, server: Process, dir: &std::path::Path) -> (String, String) {
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = support::service::metrics_at(base).await;
     drop(server);
     let log = std::fs::read_to_string(dir.join("bindery.log")).unwrap();
     assert!(log.len() > 1000, "the debug log is written: {log}");

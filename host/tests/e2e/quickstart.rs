@@ -179,12 +179,7 @@ fn click(browser: &mut Browser, link: &str, mid_build: Option<&str>) -> (String,
 }
 
 async fn metric(base: &str, line: &str) -> bool {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = support::service::metrics_at(base).await;
     text.lines().any(|l| l == line)
 }
 

@@ -4,7 +4,7 @@
 use crate::support;
 
 use serde_json::Value;
-use support::service::{Process, config};
+use support::service::{Process, config, metrics_at};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_parse_and_the_access_log_carries_the_request_id() {
@@ -29,12 +29,7 @@ async fn json_logs_parse_and_the_access_log_carries_the_request_id() {
     let made = made.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_eq!(made.len(), 36, "a UUID: {made}");
     // A fresh server lists every family, with HELP and TYPE, before any sample.
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_at(&base).await;
     for family in [
         "binderhub_build_time_seconds histogram",
         "binderhub_launch_time_seconds histogram",

@@ -397,12 +397,7 @@ async fn github_quirks_rate_limit_and_default_branch_fallback() {
     let routes = bindery::api::router(state.clone());
     tokio::spawn(edge.serve(listener, routes, std::future::pending()));
     let gauge = || async {
-        let text = reqwest::get(format!("{base}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = support::service::metrics_at(&base).await;
         text.lines()
             .find_map(|l| l.strip_prefix("binderhub_github_rate_limit_remaining "))
             .map(str::to_string)

@@ -130,6 +130,16 @@ impl Drop for Process {
     }
 }
 
+/// The `/metrics` text of the Bindery at `base`.
+pub async fn metrics_at(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// A running service.
 pub struct Service {
     pub base: String,
@@ -194,10 +204,7 @@ impl Service {
 
     /// `/metrics`' text.
     pub async fn metrics(&self) -> String {
-        let metrics = reqwest::get(format!("{}/metrics", self.base))
-            .await
-            .unwrap();
-        metrics.text().await.unwrap()
+        metrics_at(&self.base).await
     }
 
     /// The digest of `image` in the registry the service pushes to, if it is there.
