@@ -170,7 +170,9 @@ fn click(browser: &mut Browser, link: &str, mid_build: Option<&str>) -> (String,
             Instant::now() < deadline,
             "never left the launch page:\n{log}"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        // The last lines (the push's end, `ready`) come moments before the
+        // page leaves: read often, or they are missed.
+        std::thread::sleep(Duration::from_millis(5));
     }
     let outputs = browser.wait_for(OUTPUTS, Duration::from_secs(180), |v| {
         v.as_str().is_some_and(|t| !t.is_empty())
