@@ -470,6 +470,11 @@ impl Metrics {
         self.launch_count.get_or_create(&labels).inc();
     }
 
+    /// Builds running on this replica now.
+    pub fn builds_in_progress(&self) -> usize {
+        usize::try_from(self.inprogress_builds.get()).unwrap_or(0)
+    }
+
     /// Counts builds and launches in progress while the guard lives.
     pub fn in_progress(&self, what: InProgress) -> InProgressGuard {
         let gauge = match what {

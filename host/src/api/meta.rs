@@ -7,10 +7,10 @@ use axum::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::{Map, json};
+use serde_json::json;
 
 use super::AppState;
-use crate::build::BuildExecutor;
+use crate::build::{BuildExecutor, BuilderInfo};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -19,22 +19,34 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/metrics", get(metrics))
 }
 
-/// `{"builder_info": {…}, "binderhub": "<version>"}`.
-pub(super) fn versions_body(executor: Option<&dyn BuildExecutor>) -> Bytes {
-    let mut info = Map::new();
-    info.insert("bindery".into(), json!(crate::VERSION));
-    if let Some(e) = executor {
-        info.insert("build_executor".into(), json!(e.name()));
+/// Upstream's `/versions`: `builder_info` is `{"build_image": …}` with
+/// `builder` beside it when builds run in pods, `{"repo2docker-version": …}`
+/// (`{}` when repo2docker does not answer) when they run here. `bindery`
+/// is Bindery's own, additive key.
+pub(super) async fn versions_body(executor: Option<&dyn BuildExecutor>) -> Bytes {
+    let mut body = json!({ "binderhub": crate::VERSION, "bindery": crate::VERSION });
+    let info = match executor {
+        Some(e) => e.builder_info().await,
+        None => BuilderInfo::Local(None),
+    };
+    match info {
+        BuilderInfo::Image(image) => {
+            body["builder_info"] = json!({ "build_image": image });
+            body["builder"] = json!(image);
+        }
+        BuilderInfo::Local(version) => {
+            body["builder_info"] = match version {
+                Some(v) => json!({ "repo2docker-version": v }),
+                None => json!({}),
+            };
+        }
     }
-    Bytes::from(json!({ "builder_info": info, "binderhub": crate::VERSION }).to_string())
+    Bytes::from(body.to_string())
 }
 
 async fn versions(State(state): State<AppState>) -> Response {
-    let mut response = (
-        [(CONTENT_TYPE, "application/json")],
-        state.web.versions.clone(),
-    )
-        .into_response();
+    let mut response =
+        ([(CONTENT_TYPE, "application/json")], state.versions().await).into_response();
     // Upstream answers `/versions` to any origin unless told otherwise.
     if state.config.web.cors_allow_origin.is_none() {
         response

@@ -23,7 +23,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bindery_runtime::PluginHost;
-use tokio::sync::watch;
+use tokio::sync::{OnceCell, watch};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -55,8 +55,9 @@ struct Web {
     tokens: token::BuildTokens,
     limiter: RateLimiter,
     health: watch::Receiver<HealthAnswer>,
-    /// `/versions` never changes while the process runs.
-    versions: Bytes,
+    /// `/versions` never changes while the process runs; it is asked for
+    /// at start, as repo2docker takes a moment to tell its version.
+    versions: OnceCell<Bytes>,
     /// `/api/repoproviders` for a plugin generation.
     providers: RwLock<Option<(u64, Bytes)>>,
     /// Who a request's hub token or session belongs to, in authenticated mode.
@@ -79,19 +80,34 @@ impl AppState {
             tokens: token::BuildTokens::new(&secret, &config.web),
             limiter: RateLimiter::new(config.web.rate_limit.clone()),
             health,
-            versions: meta::versions_body(pipeline.executor.as_deref()),
+            versions: OnceCell::new(),
             providers: RwLock::new(None),
             login: hub_auth
                 .map(|hub| login::Login::new(hub, &config.hub, &config.web.base_url, &secret)),
         };
-        Ok(AppState {
+        let state = AppState {
             plugins,
             config,
             resolver: pipeline.resolver.clone(),
             metrics: pipeline.metrics.clone(),
             pipeline,
             web: Arc::new(web),
-        })
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let state = state.clone();
+            runtime.spawn(async move { state.versions().await });
+        }
+        Ok(state)
+    }
+
+    /// `/versions`' body.
+    async fn versions(&self) -> Bytes {
+        let executor = self.pipeline.executor.as_deref();
+        let body = self
+            .web
+            .versions
+            .get_or_init(|| meta::versions_body(executor));
+        body.await.clone()
     }
 }
 

@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine as _;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
@@ -30,6 +31,7 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v2/{provider}/{*spec}", get(launch_page))
         .route("/repo/{user}/{repo}", get(legacy))
+        .route("/repo/{user}/{repo}/", get(legacy))
         .route("/repo/{user}/{repo}/{*path}", get(legacy))
         .route("/badge.svg", get(|| async { asset(SVG, BADGE.as_bytes()) }))
         .route(
@@ -81,28 +83,46 @@ fn page(state: &AppState, visitor: &Visitor, build_token: Option<String>) -> Res
         config["xsrf"] = Value::String(session.xsrf.clone());
     }
     // `<` escaped so nothing in a spec can close the script element.
-    let config = config.to_string().replace('<', "\\u003c");
+    let script = format!(
+        "window.pageConfig = {};",
+        config.to_string().replace('<', "\\u003c")
+    );
+    let policy = format!(
+        "default-src 'none'; script-src '{}' '{}'; {POLICY_REST}",
+        script_hash(&script),
+        *APP_SCRIPT_HASH
+    );
     (
-        [(CONTENT_SECURITY_POLICY, PAGE_POLICY.as_str())],
-        Html(PAGE.replace("__PAGE_CONFIG__", &config)),
+        [(CONTENT_SECURITY_POLICY, policy)],
+        Html(PAGE.replace("__PAGE_CONFIG__", &script)),
     )
         .into_response()
 }
 
-/// The pages' Content-Security-Policy: the page's own script, by its hash,
-/// is the only one that runs in Bindery's origin: not a `javascript:` URL,
-/// not a script in the operator's banner or in anything a link carries.
-static PAGE_POLICY: LazyLock<String> = LazyLock::new(|| {
-    let script = PAGE
+/// The pages' Content-Security-Policy lets two scripts run, by their
+/// hashes: the page's configuration, in `<head>` where upstream's is, and
+/// the application. Nothing else runs in Bindery's origin: not a
+/// `javascript:` URL, not a script in the operator's banner or in anything
+/// a link carries.
+const POLICY_REST: &str = "style-src 'unsafe-inline'; img-src * data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'";
+
+static APP_SCRIPT_HASH: LazyLock<String> = LazyLock::new(|| {
+    let body = PAGE.split("<body>").nth(1).expect("the page has a body");
+    let script = body
         .split("<script>")
         .nth(1)
         .and_then(|s| s.split("</script>").next())
         .expect("the page has its script");
-    let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(script));
-    format!(
-        "default-src 'none'; script-src 'sha256-{hash}'; style-src 'unsafe-inline'; img-src * data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
-    )
+    script_hash(script)
 });
+
+fn script_hash(script: &str) -> String {
+    let digest = Sha256::digest(script);
+    format!(
+        "sha256-{}",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
+}
 
 /// Upstream serves its single-page app, 200, for every other path.
 /// In authenticated mode, only for a logged-in visitor.
@@ -136,23 +156,35 @@ async fn launch_page(
     page(&state, &visitor, token)
 }
 
-/// `/repo/<user>/<repo>[/path]` → `/v2/gh/<user>/<repo>/master`, without
-/// `base_url`, as upstream does.
+/// `/repo/<user>/<repo>[/path]` → `/v2/gh/<user>/<repo>/master`, with the
+/// path (decoded, leading `/` kept) as `urlpath`, encoded as Python's
+/// `urlencode`, and without `base_url`: upstream's `LegacyRedirectHandler`.
 async fn legacy(uri: Uri) -> Response {
-    let rest = uri.path().trim_start_matches('/');
-    let mut parts = rest.splitn(4, '/').skip(1);
+    let mut parts = uri.path().trim_start_matches('/').splitn(4, '/').skip(1);
     let (user, repo) = (
         parts.next().unwrap_or_default(),
         parts.next().unwrap_or_default(),
     );
     let mut target = format!("/v2/gh/{user}/{repo}/master");
-    if let Some(path) = parts
+    let path = parts
         .next()
-        .map(|p| p.trim_matches('/'))
-        .filter(|p| !p.is_empty())
-    {
+        .map(|p| percent_decode_str(p).decode_utf8_lossy());
+    if let Some(path) = path.filter(|p| !p.trim_matches('/').is_empty()) {
         target.push_str("?urlpath=");
-        target.push_str(path);
+        target.push_str(&quote_plus(&format!("/{path}")));
     }
     (StatusCode::FOUND, [(LOCATION, target)]).into_response()
+}
+
+/// Python's `urllib.parse.quote_plus`: all but letters, digits and `_.-~`
+/// percent-encoded, spaces as `+`.
+fn quote_plus(value: &str) -> String {
+    const RESERVED: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'-')
+        .remove(b'~');
+    utf8_percent_encode(value, RESERVED)
+        .to_string()
+        .replace("%20", "+")
 }

@@ -23,7 +23,7 @@ use super::kubernetes::{KubernetesExecutor, PodEnd};
 use super::layer::{self, LayerError};
 use super::local::{LocalExecutor, Orphan};
 use super::strategy::{self, PlanError};
-use super::{BuildExecutor, BuildFailure, BuildLogSender, BuildRequest, Built, say};
+use super::{BuildExecutor, BuildFailure, BuildLogSender, BuildRequest, BuilderInfo, Built, say};
 use crate::cache::{BuildRecord, Environment, Environments};
 use crate::config::{Config, ConfigError};
 use crate::metrics::{Metrics, without_credentials};
@@ -90,6 +90,25 @@ pub struct Builder {
     local: LocalExecutor,
     kubernetes: Option<KubernetesExecutor>,
     metrics: Arc<Metrics>,
+    /// The builder image, when the strategy's settings send builds to pods.
+    pod_image: Option<String>,
+}
+
+/// repo2docker's image when a strategy's settings name none: the SDK's
+/// `repo2docker::DEFAULT_BUILDER`, upstream's `build_image`.
+const DEFAULT_BUILDER_IMAGE: &str = "quay.io/jupyterhub/repo2docker:2024.07.0";
+
+/// The image build pods run, when the default strategy's settings (the
+/// SDK's `repo2docker::Settings` keys, which the bundled strategies read)
+/// send builds to pods.
+fn pod_image(config: &Config) -> Option<String> {
+    let settings = &config.plugins.get(&config.build.strategy)?.config;
+    let setting = |key: &str| settings.get(key).and_then(toml::Value::as_str);
+    (setting("executor") == Some("kubernetes")).then(|| {
+        setting("builder_image")
+            .unwrap_or(DEFAULT_BUILDER_IMAGE)
+            .to_string()
+    })
 }
 
 impl Builder {
@@ -124,6 +143,7 @@ impl Builder {
             local: LocalExecutor::new(&b.local, &config.registry),
             kubernetes,
             metrics,
+            pod_image: pod_image(config),
         })
     }
 
@@ -733,6 +753,15 @@ impl BuildExecutor for Builder {
         "bindery"
     }
 
+    fn builder_info(&self) -> BoxFuture<'_, BuilderInfo> {
+        Box::pin(async move {
+            match &self.pod_image {
+                Some(image) => BuilderInfo::Image(image.clone()),
+                None => BuilderInfo::Local(self.local.version().await),
+            }
+        })
+    }
+
     fn build<'a>(
         &'a self,
         request: &'a BuildRequest,
@@ -798,5 +827,38 @@ impl Drop for BuildDir {
             Ok(runtime) => drop(runtime.spawn_blocking(remove)),
             Err(_) => remove(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_builder_image_is_the_sdks() {
+        assert_eq!(
+            DEFAULT_BUILDER_IMAGE,
+            bindery_sdk::repo2docker::DEFAULT_BUILDER
+        );
+    }
+
+    #[test]
+    fn build_pods_are_named_in_versions_only_when_the_strategy_sends_builds_there() {
+        let with = |settings: &str| {
+            let config: Config = toml::from_str(&format!(
+                "[plugins.layer-first]\nbundled = \"layer-first\"\nconfig = {{ {settings} }}"
+            ))
+            .unwrap();
+            pod_image(&config)
+        };
+        assert_eq!(with(""), None, "local builds by default");
+        assert_eq!(
+            with(r#"executor = "kubernetes""#).as_deref(),
+            Some(DEFAULT_BUILDER_IMAGE)
+        );
+        assert_eq!(
+            with(r#"executor = "kubernetes", builder_image = "r.example/r2d:1""#).as_deref(),
+            Some("r.example/r2d:1")
+        );
     }
 }

@@ -25,6 +25,8 @@ const LOG_FILE: &str = "repo2docker.log";
 const PID_FILE: &str = "repo2docker.pid";
 /// How often a followed log is read again once it is at its end.
 const POLL: Duration = Duration::from_millis(50);
+/// `repo2docker --version` starts Python and imports repo2docker.
+const VERSION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs repo2docker on this machine.
 pub struct LocalExecutor {
@@ -128,6 +130,32 @@ impl LocalExecutor {
         };
         drop(group);
         outcome
+    }
+
+    /// What `repo2docker --version` says; `None` when it cannot be run
+    /// (upstream's local builder then reports no version either).
+    pub async fn version(&self) -> Option<String> {
+        let mut command = Command::new(&self.config.command);
+        command
+            .arg("--version")
+            .envs(&self.config.env)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        let output = match tokio::time::timeout(VERSION_TIMEOUT, command.output()).await {
+            Ok(Ok(output)) if output.status.success() => output,
+            failed => {
+                let why = match failed {
+                    Ok(Ok(output)) => output.status.to_string(),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no answer in {} s", VERSION_TIMEOUT.as_secs()),
+                };
+                let command = self.config.command.display();
+                tracing::warn!("{command} --version: {why}");
+                return None;
+            }
+        };
+        let version = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        (!version.is_empty()).then_some(version)
     }
 }
 

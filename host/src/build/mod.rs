@@ -131,10 +131,22 @@ async fn say(log: &BuildLogSender, phase: &str, message: String) {
     let _ = log.send(Event::message(phase, message)).await;
 }
 
+/// What `/versions` says builds run with: upstream's `builder_info`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuilderInfo {
+    /// Build pods run this repo2docker image (upstream's Kubernetes builds).
+    Image(String),
+    /// repo2docker runs on this machine: its version, when it tells one.
+    Local(Option<String>),
+}
+
 /// Runs builds.
 pub trait BuildExecutor: Send + Sync {
     /// The name records and metrics use, e.g. `kubernetes`.
     fn name(&self) -> &'static str;
+
+    /// What builds run with, unless a plan says otherwise.
+    fn builder_info(&self) -> BoxFuture<'_, BuilderInfo>;
 
     /// Builds and pushes `request.image`, sending log events to `log`.
     fn build<'a>(

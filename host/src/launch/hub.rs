@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::quota::Quotas;
-use super::{HealthCheck, LaunchError, LaunchRequest, Launched, Launcher};
+use super::{LaunchError, LaunchRequest, Launched, Launcher, LauncherHealth};
 use crate::config::{Config, ConfigError};
 use crate::jupyterhub::Hub;
 
@@ -416,22 +416,14 @@ impl Launcher for HubLauncher {
         Leftovers::of(self, &launched.user, &launched.server, launched.temporary).remove();
     }
 
-    fn health(&self) -> BoxFuture<'_, Vec<HealthCheck>> {
+    fn health(&self) -> BoxFuture<'_, LauncherHealth> {
         Box::pin(async move {
-            let check = |v: Value| HealthCheck {
-                check: v.as_object().cloned().unwrap_or_default(),
-            };
-            let hub = match self.hub.version().await {
-                Ok(version) => {
-                    json!({ "service": "JupyterHub API", "ok": true, "version": version })
-                }
-                Err(e) => {
-                    json!({ "service": "JupyterHub API", "ok": false, "error": e.to_string() })
-                }
-            };
-            let mut checks = vec![check(hub)];
-            checks.extend(self.quotas.health().await);
-            checks
+            let (hub, servers) = tokio::join!(self.hub.version(), self.quotas.count());
+            LauncherHealth {
+                hub: hub.map(drop).map_err(|e| e.to_string()),
+                servers,
+                quota: self.quotas.total(),
+            }
         })
     }
 }

@@ -92,11 +92,25 @@ pub enum LaunchError {
     Failed(String),
 }
 
-/// One service's health, in `/health`'s shape.
+/// What `/health` reports of the hub and of the servers it runs.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HealthCheck {
-    /// The JSON object, e.g. `{"service": "JupyterHub API", "ok": true}`.
-    pub check: Map<String, Value>,
+pub struct LauncherHealth {
+    /// Whether the hub's API answers, and why not.
+    pub hub: Result<(), String>,
+    /// The servers running or starting, for the "Pod quota" check.
+    pub servers: Result<ServerCount, String>,
+    /// The total quota, if one is set.
+    pub quota: Option<u32>,
+}
+
+/// The servers and builds the "Pod quota" check counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerCount {
+    /// Users' servers (pods, with `[quota.kubernetes]`).
+    pub user_pods: usize,
+    /// Build pods, when counted in the cluster; else the caller counts
+    /// this replica's builds.
+    pub build_pods: Option<usize>,
 }
 
 /// Starts servers.
@@ -116,6 +130,6 @@ pub trait Launcher: Send + Sync {
     /// failed or the client left.
     fn discard(&self, launched: &Launched);
 
-    /// The checks `/health` shows for the hub (and quotas).
-    fn health(&self) -> BoxFuture<'_, Vec<HealthCheck>>;
+    /// What `/health` shows of the hub and the servers running.
+    fn health(&self) -> BoxFuture<'_, LauncherHealth>;
 }

@@ -27,7 +27,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
-use super::{HealthCheck, LaunchError, LaunchRequest, Launched, Launcher, Quota};
+use super::{LaunchError, LaunchRequest, Launched, Launcher, LauncherHealth, Quota};
 use crate::cache::{Demand, LaunchDemand};
 use crate::config::WarmPoolConfig;
 use crate::jupyterhub::{Hub, UserModel, segment};
@@ -132,8 +132,8 @@ pub struct WarmPool {
     total_quota: Option<u32>,
     users_group: String,
     metrics: Arc<Metrics>,
-    /// Unclaimed servers (ready, starting) at the last pass, for `/health`.
-    counted: Mutex<(usize, usize)>,
+    /// Unclaimed servers, ready or starting, at the last pass.
+    counted: Mutex<usize>,
     /// Ready servers by image: as the last pass found them, and those
     /// started since as soon as they are up.
     ready: Arc<Mutex<HashMap<String, Vec<Ready>>>>,
@@ -353,10 +353,8 @@ impl WarmPool {
         if let Ok(mut given) = self.given.lock() {
             listing.given = given.notice(&listing, &launched);
         }
-        let counted = (
-            listing.ready.values().map(Vec::len).sum(),
-            listing.starting.values().map(Vec::len).sum(),
-        );
+        let counted = listing.ready.values().map(Vec::len).sum::<usize>()
+            + listing.starting.values().map(Vec::len).sum::<usize>();
         self.metrics.pool_servers(
             (listing
                 .ready
@@ -577,7 +575,7 @@ impl WarmPool {
 
     /// Unclaimed servers, ready or starting, at the last look.
     fn unclaimed(&self) -> usize {
-        self.counted.lock().map_or(0, |c| c.0 + c.1)
+        self.counted.lock().map_or(0, |c| *c)
     }
 
     /// Frees room in the total quota for a launch of `image`: removes a
@@ -846,22 +844,8 @@ impl Launcher for Pooled {
         self.inner.discard(launched);
     }
 
-    fn health(&self) -> BoxFuture<'_, Vec<HealthCheck>> {
-        Box::pin(async move {
-            let mut checks = self.inner.health().await;
-            let (ready, starting) = self.pool.counted.lock().map_or((0, 0), |c| *c);
-            let check = json!({
-                "service": "Warm pool",
-                "ok": true,
-                "ready": ready,
-                "starting": starting,
-                "max_servers": self.pool.config.max_servers,
-            });
-            if let Value::Object(check) = check {
-                checks.push(HealthCheck { check });
-            }
-            checks
-        })
+    fn health(&self) -> BoxFuture<'_, LauncherHealth> {
+        self.inner.health()
     }
 }
 

@@ -13,9 +13,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::ListParams;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::{HealthCheck, LaunchError, LaunchRequest, Quota};
+use super::{LaunchError, LaunchRequest, Quota, ServerCount};
 use crate::config::{Config, ConfigError};
 use crate::jupyterhub::{Hub, segment};
 use crate::registry::naming::split_tag;
@@ -212,37 +212,22 @@ impl Quotas {
         Ok(())
     }
 
-    /// Upstream's "Pod quota" check, when a total is set. Soft, as
-    /// upstream's (`_ignore_failure`): a full site still serves its pages
-    /// and launches of other replicas' users end, so it must not take every
-    /// replica out of its Service.
-    pub async fn health(&self) -> Option<HealthCheck> {
-        let quota = self.total?;
-        let counted = match &self.count {
-            Count::Hub(_) => self.servers(false).await.map(|s| (s.len(), None)),
+    /// The servers running or starting, and the build pods when pods are
+    /// counted, for `/health`'s "Pod quota" check.
+    pub async fn count(&self) -> Result<ServerCount, String> {
+        match &self.count {
+            Count::Hub(_) => Ok(ServerCount {
+                user_pods: self.servers(false).await?.len(),
+                build_pods: None,
+            }),
             Count::Pods { pods, builds, .. } => {
-                match (self.servers(false).await, list(pods, builds).await) {
-                    (Ok(users), Ok(builds)) => Ok((users.len(), Some(builds.len()))),
-                    (Err(e), _) | (_, Err(e)) => Err(e),
-                }
+                let (users, builds) = tokio::join!(self.servers(false), list(pods, builds));
+                Ok(ServerCount {
+                    user_pods: users?.len(),
+                    build_pods: Some(builds?.len()),
+                })
             }
-        };
-        let check = match counted {
-            Ok((users, builds)) => {
-                let total = users + builds.unwrap_or(0);
-                let mut check = json!({ "service": "Pod quota", "total_pods": total, "user_pods": users, "quota": quota, "ok": total as u64 <= u64::from(quota), "_ignore_failure": true });
-                if let Some(builds) = builds {
-                    check["build_pods"] = json!(builds);
-                }
-                check
-            }
-            Err(e) => {
-                json!({ "service": "Pod quota", "quota": quota, "ok": false, "error": e, "_ignore_failure": true })
-            }
-        };
-        Some(HealthCheck {
-            check: check.as_object().cloned().unwrap_or_default(),
-        })
+        }
     }
 }
 

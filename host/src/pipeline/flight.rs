@@ -484,7 +484,7 @@ mod tests {
     use futures_util::future::BoxFuture;
 
     use super::*;
-    use crate::build::BuildLogSender;
+    use crate::build::{BuildLogSender, BuilderInfo};
     use crate::config::RegistryConfig;
 
     /// Builds that start, then wait for the test to let them finish.
@@ -496,6 +496,10 @@ mod tests {
     impl BuildExecutor for Gated {
         fn name(&self) -> &'static str {
             "gated"
+        }
+
+        fn builder_info(&self) -> BoxFuture<'_, BuilderInfo> {
+            Box::pin(async { BuilderInfo::Local(None) })
         }
 
         fn build<'a>(&'a self, _: &'a BuildRequest, _: BuildLogSender) -> BoxFuture<'a, Outcome> {
@@ -547,6 +551,10 @@ mod tests {
     impl BuildExecutor for PanicsOnce {
         fn name(&self) -> &'static str {
             "panics-once"
+        }
+
+        fn builder_info(&self) -> BoxFuture<'_, BuilderInfo> {
+            Box::pin(async { BuilderInfo::Local(None) })
         }
 
         fn build<'a>(&'a self, _: &'a BuildRequest, _: BuildLogSender) -> BoxFuture<'a, Outcome> {

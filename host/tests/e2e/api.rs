@@ -582,7 +582,7 @@ async fn pages_redirects_badges_cors_and_bans() {
     );
     let html = home.text().await.unwrap();
     assert!(
-        html.contains("<script type=\"application/json\" id=\"page-config\">{\"baseUrl\":\"/\""),
+        html.contains("<script>window.pageConfig = {\"baseUrl\":\"/\""),
         "{html}"
     );
     assert!(!html.contains("\"buildToken\":"));
@@ -607,7 +607,7 @@ async fn pages_redirects_badges_cors_and_bans() {
     assert_eq!(legacy.status(), 302);
     assert_eq!(
         legacy.headers()["location"],
-        "/v2/gh/binder-examples/requirements/master?urlpath=notebooks/index.ipynb"
+        "/v2/gh/binder-examples/requirements/master?urlpath=%2Fnotebooks%2Findex.ipynb%2F"
     );
     assert_eq!(
         get("/repo/a/b").await.unwrap().headers()["location"],
@@ -632,7 +632,10 @@ async fn pages_redirects_badges_cors_and_bans() {
 
     let versions: Value = get("/versions").await.unwrap().json().await.unwrap();
     assert_eq!(versions["binderhub"], bindery::VERSION);
-    assert_eq!(versions["builder_info"]["build_executor"], "test");
+    assert_eq!(
+        versions["builder_info"]["build_image"],
+        support::service::TEST_BUILDER_IMAGE
+    );
     let providers: Value = get("/api/repoproviders")
         .await
         .unwrap()

@@ -36,7 +36,7 @@ pub(crate) fn log_in(b: &mut Browser, hub: &str, user: &str) {
 /// The session's XSRF token in the page's config.
 pub(crate) fn page_xsrf(b: &mut Browser) -> String {
     let xsrf = b.wait_for(
-        "JSON.parse(document.getElementById('page-config')?.textContent || '{}').xsrf",
+        "window.pageConfig?.xsrf",
         Duration::from_secs(20),
         Value::is_string,
     );

@@ -10,6 +10,7 @@ mod api;
 mod browser;
 mod builds;
 mod chart;
+mod compat;
 mod cull;
 mod data;
 mod image;

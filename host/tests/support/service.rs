@@ -8,11 +8,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bindery::api::{AppState, router};
 use bindery::app::{App, Builds, Tasks};
-use bindery::build::{BuildExecutor, BuildFailure, BuildLogSender, BuildRequest, Built};
+use bindery::build::{
+    BuildExecutor, BuildFailure, BuildLogSender, BuildRequest, BuilderInfo, Built,
+};
 use bindery::cache::BuildRecord;
 use bindery::config::Config;
 use bindery::events::Event;
-use bindery::launch::{HealthCheck, LaunchError, LaunchRequest, Launched, Launcher};
+use bindery::launch::{
+    LaunchError, LaunchRequest, Launched, Launcher, LauncherHealth, ServerCount,
+};
 use bindery_runtime::PluginHost;
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
@@ -386,6 +390,9 @@ pub fn git_spec(url: &str, git_ref: &str) -> String {
     format!("{}/{git_ref}", url.replace(':', "%3A").replace('/', "%2F"))
 }
 
+/// The builder image [`TestBuilder`] names in `/versions`.
+pub const TEST_BUILDER_IMAGE: &str = "registry.test/repo2docker:test";
+
 /// A build executor for tests: logs `lines` lines (repo2docker-style JSON and
 /// plain text), waits for `gate` when given, then pushes the image to the real
 /// registry. With `runnable_early`, it says the image can be run as its push
@@ -486,6 +493,10 @@ impl BuildExecutor for TestBuilder {
         "test"
     }
 
+    fn builder_info(&self) -> BoxFuture<'_, BuilderInfo> {
+        Box::pin(async { BuilderInfo::Image(TEST_BUILDER_IMAGE.into()) })
+    }
+
     fn build<'a>(
         &'a self,
         request: &'a BuildRequest,
@@ -565,12 +576,18 @@ impl Launcher for TestLauncher {
         self.discarded.lock().unwrap().push(launched.user.clone());
     }
 
-    fn health(&self) -> BoxFuture<'_, Vec<HealthCheck>> {
-        Box::pin(async {
-            let check = json!({ "service": "JupyterHub API", "ok": true });
-            vec![HealthCheck {
-                check: check.as_object().unwrap().clone(),
-            }]
+    fn health(&self) -> BoxFuture<'_, LauncherHealth> {
+        let launched = (self.launches.load(Ordering::SeqCst))
+            .saturating_sub(self.discarded.lock().unwrap().len());
+        Box::pin(async move {
+            LauncherHealth {
+                hub: Ok(()),
+                servers: Ok(ServerCount {
+                    user_pods: launched,
+                    build_pods: None,
+                }),
+                quota: None,
+            }
         })
     }
 }
