@@ -4,10 +4,11 @@
 //! (drawn for Bindery). One small HTML file
 //! with plain JavaScript: no framework, nothing fetched from elsewhere.
 
+use std::net::SocketAddr;
 use std::sync::LazyLock;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
@@ -63,23 +64,44 @@ fn asset(content_type: &'static str, body: &'static [u8]) -> Response {
         .into_response()
 }
 
-fn page(state: &AppState, visitor: &Visitor, build_token: Option<String>) -> Response {
+/// Who asks for a page, and for what: the public base URL previews link
+/// to, and the launch (provider, raw spec) on `/v2/…`.
+struct Asked<'a> {
+    visitor: &'a Visitor,
+    public_base: String,
+    launch: Option<(&'a str, &'a str)>,
+}
+
+impl<'a> Asked<'a> {
+    fn new(state: &AppState, visitor: &'a Visitor, headers: &HeaderMap, peer: SocketAddr) -> Self {
+        Asked {
+            visitor,
+            public_base: super::launch_host(state, headers, peer.ip()),
+            launch: None,
+        }
+    }
+}
+
+fn page(state: &AppState, asked: &Asked, build_token: Option<String>) -> Response {
     let web = &state.config.web;
+    let providers = providers::list(state);
+    let social = social_tags(&asked.public_base, asked.launch, &providers);
     let mut config = json!({
         "baseUrl": web.base_url,
         "badgeBaseUrl": web.badge_base_url.clone().unwrap_or_default(),
         "logoUrl": format!("{}logo.svg", web.base_url),
         "logoWidth": "28px",
-        "repoProviders": providers::list(state),
-        "aboutMessage": "",
+        "repoProviders": providers,
+        "aboutMessage": web.about_message,
         "bannerHtml": web.banner_html,
+        "footerHtml": web.footer_html,
         "binderVersion": crate::VERSION,
     });
     if let Some(token) = build_token {
         config["buildToken"] = Value::String(token);
     }
     // A logged-in visitor's `/build` request proves it comes from this page.
-    if let Visitor(Some(session)) = visitor {
+    if let Visitor(Some(session)) = asked.visitor {
         config["xsrf"] = Value::String(session.xsrf.clone());
     }
     // `<` escaped so nothing in a spec can close the script element.
@@ -94,9 +116,61 @@ fn page(state: &AppState, visitor: &Visitor, build_token: Option<String>) -> Res
     );
     (
         [(CONTENT_SECURITY_POLICY, policy)],
-        Html(PAGE.replace("__PAGE_CONFIG__", &script)),
+        Html(
+            PAGE.replace("__PAGE_CONFIG__", &script)
+                .replace("__SOCIAL__", &social),
+        ),
     )
         .into_response()
+}
+
+/// Link previews, which crawlers read without running script: upstream's
+/// Open Graph and Twitter card tags, titled "<provider>: <spec>" on a
+/// launch page.
+fn social_tags(public_base: &str, launch: Option<(&str, &str)>, providers: &[Value]) -> String {
+    let title = match launch {
+        Some((id, spec)) => {
+            let name = providers
+                .iter()
+                .find(|p| p["id"] == id)
+                .and_then(|p| p["displayName"].as_str())
+                .unwrap_or(id);
+            format!("{name}: {}", percent_decode_str(spec).decode_utf8_lossy())
+        }
+        None => "Binder".into(),
+    };
+    let tags = [
+        ("property", "og:title", title.as_str()),
+        ("property", "og:description", SOCIAL_DESCRIPTION),
+        (
+            "property",
+            "og:image",
+            &format!("{public_base}logo_social.png"),
+        ),
+        ("property", "og:image:width", "160"),
+        ("property", "og:image:height", "160"),
+        ("property", "og:image:alt", "The Binder Project logo"),
+        ("name", "twitter:card", "summary"),
+    ];
+    tags.iter()
+        .map(|(attribute, name, content)| {
+            format!(
+                "<meta {attribute}=\"{name}\" content=\"{}\">",
+                escape(content)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+const SOCIAL_DESCRIPTION: &str = "Click to run this interactive environment. From the Binder Project: Reproducible, sharable, interactive computing environments.";
+
+/// Text as an HTML attribute value.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// The pages' Content-Security-Policy lets two scripts run, by their
@@ -126,25 +200,33 @@ fn script_hash(script: &str) -> String {
 
 /// Upstream serves its single-page app, 200, for every other path.
 /// In authenticated mode, only for a logged-in visitor.
-async fn form_page(State(state): State<AppState>, visitor: Visitor) -> Response {
-    page(&state, &visitor, None)
+async fn form_page(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    visitor: Visitor,
+) -> Response {
+    page(&state, &Asked::new(&state, &visitor, &headers, peer), None)
 }
 
 async fn launch_page(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     uri: Uri,
     headers: HeaderMap,
     visitor: Visitor,
     MayHaveToken(may): MayHaveToken,
 ) -> Response {
+    let mut asked = Asked::new(&state, &visitor, &headers, peer);
     // The token's audience is the raw path, as the page's /build request will send it.
     let Some(audience) = uri.path().strip_prefix("/v2/") else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let provider = audience.split('/').next().unwrap_or_default();
+    let (provider, spec) = audience.split_once('/').unwrap_or((audience, ""));
     if !state.resolver.knows(provider).await {
-        return (StatusCode::NOT_FOUND, page(&state, &visitor, None)).into_response();
+        return (StatusCode::NOT_FOUND, page(&state, &asked, None)).into_response();
     }
+    asked.launch = Some((provider, spec));
     // Over the limit, the page goes without a token, and its `/build`
     // request hears why from the rate limit.
     let token = may.then(|| {
@@ -153,7 +235,7 @@ async fn launch_page(
             .tokens
             .issue(audience, &super::build::request_origin(&headers))
     });
-    page(&state, &visitor, token)
+    page(&state, &asked, token)
 }
 
 /// `/repo/<user>/<repo>[/path]` → `/v2/gh/<user>/<repo>/master`, with the

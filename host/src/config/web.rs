@@ -42,6 +42,12 @@ pub struct WebConfig {
     pub max_connections: usize,
     /// Text above the launch form (HTML, trusted: it is the operator's).
     pub banner_html: String,
+    /// What the About page (`/about`) says of this deployment: who runs it,
+    /// its terms, where to ask (HTML, trusted; upstream's `about_message`).
+    pub about_message: String,
+    /// The pages' footer (HTML, trusted); empty: Bindery's version and a
+    /// link to the About page.
+    pub footer_html: String,
 }
 
 impl Default for WebConfig {
@@ -63,6 +69,8 @@ impl Default for WebConfig {
             header_read_timeout_secs: 10,
             max_connections: 1_500,
             banner_html: String::new(),
+            about_message: String::new(),
+            footer_html: String::new(),
         }
     }
 }

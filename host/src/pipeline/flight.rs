@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use futures_util::future::join_all;
 use tokio::sync::{Semaphore, mpsc, watch};
+use tracing::Instrument;
 
 use crate::build::{BuildExecutor, BuildFailure, BuildLogSender, BuildRequest, Built, Progress};
 use crate::cache::{BuildLog, BuildRecord, BuildState, LOG_TAIL_LINES};
@@ -295,11 +296,20 @@ impl Flights {
         };
         let reader = flight.subscribe();
         let (flights, executor) = (self.clone(), executor.clone());
-        tokio::spawn(async move {
+        // Under the launch that started it (the current span), so its lines
+        // carry that launch's provider and spec, even after its client left.
+        let span = tracing::info_span!(
+            "build",
+            image = %request.image,
+            resolved_ref = %request.resolved_ref,
+            executor = executor.name(),
+        );
+        let build = async move {
             let (tx, rx) = BuildLogSender::channel(LOG_BUFFER);
             let build = flights.in_slot(tx.clone(), executor.build(&request, tx));
             flights.fly(&flight, record, rx, build).await;
-        });
+        };
+        tokio::spawn(build.instrument(span));
         Joined::Started(reader)
     }
 
@@ -438,6 +448,14 @@ impl Flights {
             BuildState::Failed
         };
         record.updated_at_ms = now_ms();
+        let seconds = record.updated_at_ms.saturating_sub(record.started_at_ms) as f64 / 1000.0;
+        match &outcome {
+            Ok(_) => tracing::info!(outcome = "built", seconds, "build ended"),
+            Err(e) => {
+                let reason = e.message.trim_end();
+                tracing::info!(outcome = "failed", seconds, reason, "build ended");
+            }
+        }
         self.write_durably(&record);
         if let Ok(built) = &outcome {
             self.registry

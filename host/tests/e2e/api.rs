@@ -599,6 +599,17 @@ async fn pages_redirects_badges_cors_and_bans() {
         .await
         .unwrap();
     assert!(launch.contains("\"buildToken\":\""));
+    // Link previews, for crawlers that run no script: the launch, escaped.
+    assert!(
+        launch.contains(
+            "<meta property=\"og:title\" content=\"Git repository: x&lt;/script&gt;/main\">"
+        ),
+        "{launch}"
+    );
+    assert!(launch.contains(&format!(
+        "<meta property=\"og:image\" content=\"{}/logo_social.png\">",
+        s.base
+    )));
     assert_eq!(get("/v2/nope/a/b").await.unwrap().status(), 404);
 
     let legacy = get("/repo/binder-examples/requirements/notebooks/index.ipynb/")

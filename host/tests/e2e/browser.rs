@@ -53,12 +53,6 @@ async fn the_launch_page_shows_the_log_and_lands_on_the_server() {
         "{}/v2/git/{spec}?labpath=notebooks/intro%20one.ipynb",
         s.base
     );
-    let artifacts = support::test_target_dir()
-        .parent()
-        .unwrap()
-        .join("test-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-
     let browser = tokio::task::spawn_blocking(move || {
         let mut b = Browser::start();
         b.navigate(&page);
@@ -94,7 +88,7 @@ async fn the_launch_page_shows_the_log_and_lands_on_the_server() {
             icon.as_str().unwrap().starts_with("data:image/svg+xml"),
             "{icon}"
         );
-        std::fs::write(artifacts.join("launch-page.png"), b.screenshot()).unwrap();
+        std::fs::write(support::artifacts().join("launch-page.png"), b.screenshot()).unwrap();
         b
     })
     .await
@@ -187,15 +181,23 @@ async fn a_path_in_a_link_cannot_send_the_token_elsewhere_or_run_script() {
     assert_eq!(with_token, hostile.len());
 }
 
-/// The form's share box: the launch link and the Markdown and
-/// reStructuredText badges, each with a copy button that puts it on the
-/// clipboard.
+/// The form: a pasted URL picks its provider (and the ref and file of a
+/// forge's page); the share box gives the launch link and the Markdown and
+/// reStructuredText badges, each copied by a button; everything is reached
+/// and used from the keyboard; and the footer leads to the About page with
+/// the operator's message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_form_copies_the_link_and_both_badges() {
+async fn the_form_detects_urls_copies_badges_from_the_keyboard_and_links_the_about_page() {
     let data = tempfile::tempdir().unwrap();
-    let s = Service::start(config(data.path(), None), None, None).await;
+    let mut c = config(data.path(), None);
+    for name in ["gh", "gl"] {
+        c.plugins.get_mut(name).unwrap().enabled = true;
+    }
+    c.web.about_message =
+        "<p id=who>Run by the Example Lab.</p><p>Questions go to <a href=\"mailto:binder@example.org\">binder@example.org</a>.</p><img hidden src=x onerror=\"window.ran = 1\">".into();
+    let s = Service::start(c, None, None).await;
     let base = s.base.clone();
-    let copied = tokio::task::spawn_blocking(move || {
+    let (detected, focus, copied, about) = tokio::task::spawn_blocking(move || {
         let mut b = Browser::start();
         b.grant_clipboard(&base);
         b.navigate(&format!("{base}/"));
@@ -204,24 +206,89 @@ async fn the_form_copies_the_link_and_both_badges() {
             Duration::from_secs(20),
             |v| v.as_u64().is_some_and(|n| n > 0),
         );
-        b.eval(
-            "document.getElementById('provider').value = 'git';
-             const repo = document.getElementById('repo');
-             repo.value = 'https://git.example.org/lab/notes.git';
-             repo.dispatchEvent(new Event('input'));
-             document.querySelector('[data-copy=badge-rst]').click(); true",
-        );
+        let mut detected = Vec::new();
+        for pasted in [
+            "https://github.com/binder-examples/requirements/blob/main/index.ipynb",
+            "https://gitlab.com/group/sub/project/-/tree/dev",
+            "https://git.example.org/lab/notes.git",
+        ] {
+            detected.push(b.eval(&format!(
+                "(() => {{
+                   const repo = document.getElementById('repo');
+                   repo.value = '{pasted}';
+                   repo.dispatchEvent(new Event('input'));
+                   return document.getElementById('link').textContent;
+                 }})()"
+            )));
+        }
+        // From the top of the page, Tab goes through the form in order;
+        // Enter and Space press the copy buttons.
+        b.eval("document.activeElement.blur(); true");
+        let mut focus = Vec::new();
+        for _ in 0..10 {
+            b.press("Tab");
+            focus.push(b.eval(
+                "(e => e.dataset.copy ? 'copy ' + e.dataset.copy : (e.id || e.type || e.tagName))(document.activeElement)",
+            ));
+        }
+        while b.eval("document.activeElement.dataset.copy") != "badge-rst" {
+            b.press("Tab");
+        }
+        b.press("Enter");
         b.wait_for(
             "document.querySelector('[data-copy=badge-rst]').textContent",
             Duration::from_secs(10),
             |v| v == "Copied",
         );
+        std::fs::write(support::artifacts().join("form.png"), b.screenshot()).unwrap();
         b.eval("window.clip = null; navigator.clipboard.readText().then((t) => { window.clip = t; }); true");
         let clip = b.wait_for("window.clip", Duration::from_secs(10), Value::is_string);
-        clip.as_str().unwrap().to_string()
+        b.eval("document.querySelector('#footer a').click(); true");
+        let about = b.wait_for(
+            "document.getElementById('who')?.textContent",
+            Duration::from_secs(20),
+            Value::is_string,
+        );
+        std::fs::write(support::artifacts().join("about.png"), b.screenshot()).unwrap();
+        let about = (
+            about,
+            b.eval("window.ran === undefined"),
+            b.eval("document.getElementById('version').textContent"),
+        );
+        (detected, focus, clip, about)
     })
     .await
     .unwrap();
+    assert_eq!(
+        detected,
+        [
+            format!(
+                "{}/v2/gh/binder-examples/requirements/main?labpath=index.ipynb",
+                s.base
+            ),
+            format!("{}/v2/gl/group%2Fsub%2Fproject/dev", s.base),
+            format!(
+                "{}/v2/git/https%3A%2F%2Fgit.example.org%2Flab%2Fnotes.git/HEAD",
+                s.base
+            ),
+        ]
+    );
+    let order: Vec<&str> = focus.iter().filter_map(Value::as_str).collect();
+    assert_eq!(
+        order[..9],
+        [
+            "provider",
+            "repo",
+            "ref",
+            "path",
+            "pathtype",
+            "copy link",
+            "copy badge",
+            "copy badge-rst",
+            "submit"
+        ],
+        "{order:?}"
+    );
     let link = format!(
         "{}/v2/git/https%3A%2F%2Fgit.example.org%2Flab%2Fnotes.git/HEAD",
         s.base
@@ -229,5 +296,14 @@ async fn the_form_copies_the_link_and_both_badges() {
     assert_eq!(
         copied,
         format!(".. image:: {}/badge_logo.svg\n :target: {link}", s.base)
+    );
+    assert_eq!(
+        about,
+        (
+            Value::from("Run by the Example Lab."),
+            Value::from(true),
+            Value::from(bindery::VERSION)
+        ),
+        "the operator's message shows, and no script in it runs"
     );
 }

@@ -424,10 +424,11 @@ async fn a_build_nobody_watches_is_stopped_when_the_config_says_so() {
     let registry = OciRegistry::start(None);
     let (data, repo) = (tempfile::tempdir().unwrap(), TestRepo::new());
     let sha = repo.commit(&[("Dockerfile", DOCKERFILE)], &[]);
-    // Stands in for repo2docker: says it started, then takes its time.
+    // Stands in for repo2docker: tells its version as the real one does;
+    // for a build, says it started, then takes its time.
     let (script, pids) = (data.path().join("repo2docker.sh"), data.path().join("pids"));
     let write_script = |body: &str| {
-        std::fs::write(&script, format!("#!/bin/sh\necho $$ >> '{}'\necho '{{\"phase\": \"building\", \"message\": \"Step 1/2\\n\"}}'\n{body}\n", pids.display())).unwrap();
+        std::fs::write(&script, format!("#!/bin/sh\n[ \"$1\" = --version ] && exec echo 2024.07.0\necho $$ >> '{}'\necho '{{\"phase\": \"building\", \"message\": \"Step 1/2\\n\"}}'\n{body}\n", pids.display())).unwrap();
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     };
     write_script("exec sleep 60");

@@ -11,7 +11,7 @@
 use crate::support;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -124,15 +124,6 @@ impl Drop for Quickstart {
     }
 }
 
-fn artifacts() -> PathBuf {
-    let dir = support::test_target_dir()
-        .parent()
-        .unwrap()
-        .join("test-artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 const LOG: &str = "document.getElementById('log')?.textContent ?? ''";
 const OUTPUTS: &str = "Array.from(document.querySelectorAll('.jp-OutputArea-output')).map(e => e.innerText).join('\\n')";
 
@@ -150,7 +141,7 @@ fn click(browser: &mut Browser, link: &str, mid_build: Option<&str>) -> (String,
         browser.wait_for(LOG, Duration::from_secs(300), |v| {
             v.as_str().is_some_and(|t| t.contains("Step 1/"))
         });
-        std::fs::write(artifacts().join(name), browser.screenshot()).unwrap();
+        std::fs::write(support::artifacts().join(name), browser.screenshot()).unwrap();
     }
     // The launch page's log, read until the page leaves for the server.
     let mut log = String::new();
@@ -215,7 +206,11 @@ async fn a_click_builds_launches_and_shows_the_notebook_then_caches_and_layers()
         let mut b = Browser::start();
         let (log, outputs) = click(&mut b, &link, Some("quickstart-building.png"));
         let landed = b.eval("location.href").as_str().unwrap().to_string();
-        std::fs::write(artifacts().join("quickstart-notebook.png"), b.screenshot()).unwrap();
+        std::fs::write(
+            support::artifacts().join("quickstart-notebook.png"),
+            b.screenshot(),
+        )
+        .unwrap();
         (b, log, outputs, landed)
     })
     .await
@@ -281,7 +276,7 @@ async fn a_click_builds_launches_and_shows_the_notebook_then_caches_and_layers()
     let (log, outputs) = tokio::task::spawn_blocking(move || {
         let got = click(&mut browser, &link, None);
         std::fs::write(
-            artifacts().join("quickstart-layered.png"),
+            support::artifacts().join("quickstart-layered.png"),
             browser.screenshot(),
         )
         .unwrap();

@@ -1,10 +1,12 @@
 //! What operators read: JSON log lines, the access log with its request
-//! id, and every metric family on a fresh server.
+//! id, a launch's span over its build, and every metric family on a fresh
+//! server.
 
 use crate::support;
 
 use serde_json::Value;
-use support::service::{Process, config, metrics_at};
+use support::GitDaemon;
+use support::service::{Process, config, git_spec, metrics_at, sse};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_parse_and_the_access_log_carries_the_request_id() {
@@ -44,6 +46,12 @@ async fn json_logs_parse_and_the_access_log_carries_the_request_id() {
             "{family}:\n{metrics}"
         );
     }
+    let (daemon, sha) = GitDaemon::with_repo("repo.git");
+    let spec = git_spec(&format!("git://127.0.0.1:{}/repo.git", daemon.port), "main");
+    // Its build fails at once (this config loads no build strategy): the
+    // point is what the lines carry.
+    let launch = sse(&format!("{base}/build/git/{spec}")).await;
+    assert_eq!(launch.last()["phase"], "failed", "{}", launch.raw);
     drop(server);
 
     let log = std::fs::read_to_string(data.path().join("bindery.log")).unwrap();
@@ -62,4 +70,32 @@ async fn json_logs_parse_and_the_access_log_carries_the_request_id() {
     assert_eq!(line["span"]["path"], "/versions", "{line}");
     assert!(line["fields"]["ms"].is_u64(), "{line}");
     assert!(access(&made).is_some(), "{log}");
+
+    // The build's lines sit under the launch that started it, whose span
+    // has the provider, the spec and, once resolved, the ref.
+    let ended = |what: &str| {
+        lines
+            .iter()
+            .find(|l| l["fields"]["message"] == what)
+            .unwrap_or_else(|| panic!("no \"{what}\" line: {log}"))
+    };
+    let build = ended("build ended");
+    assert_eq!(build["fields"]["outcome"], "failed", "{build}");
+    let span = |name: &str| {
+        build["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} span: {build}"))
+    };
+    let (launch, built) = (span("launch"), span("build"));
+    assert_eq!(launch["provider"], "git", "{build}");
+    assert_eq!(launch["spec"], spec.as_str(), "{build}");
+    assert_eq!(launch["resolved_ref"], sha.as_str(), "{build}");
+    assert_eq!(built["resolved_ref"], sha.as_str(), "{build}");
+    assert!(built["image"].as_str().unwrap().ends_with(&sha), "{build}");
+    assert_eq!(span("request")["path"], format!("/build/git/{spec}"));
+    let launch = ended("launch ended");
+    assert_eq!(launch["span"]["outcome"], "failed", "{launch}");
 }

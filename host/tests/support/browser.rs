@@ -206,6 +206,24 @@ impl Browser {
         }
     }
 
+    /// Presses `key` (`Tab`, `Enter` or a space) as a person at a keyboard would.
+    pub fn press(&mut self, key: &str) {
+        let (code, virtual_key, text) = match key {
+            "Tab" => ("Tab", 9, ""),
+            "Enter" => ("Enter", 13, "\r"),
+            " " => ("Space", 32, " "),
+            other => panic!("no key code for {other:?}"),
+        };
+        let session = self.session.clone();
+        for kind in ["keyDown", "keyUp"] {
+            let mut event = json!({ "type": kind, "key": key, "code": code, "windowsVirtualKeyCode": virtual_key });
+            if kind == "keyDown" && !text.is_empty() {
+                event["text"] = json!(text);
+            }
+            self.call(Some(&session), "Input.dispatchKeyEvent", event);
+        }
+    }
+
     /// A PNG of the page.
     pub fn screenshot(&mut self) -> Vec<u8> {
         use base64::Engine as _;

@@ -101,6 +101,14 @@ pub fn test_target_dir() -> PathBuf {
     exe.ancestors().nth(3).unwrap().join("test-plugins")
 }
 
+/// Where tests leave screenshots for people to look at
+/// (`<target>/test-artifacts`; `scripts/screenshots` copies them to `docs/`).
+pub fn artifacts() -> PathBuf {
+    let dir = test_target_dir().parent().unwrap().join("test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// Builds a fixture crate of the workspace once per test binary.
 pub fn fixture(package: &'static str) -> PathBuf {
     static BUILT: OnceLock<std::sync::Mutex<std::collections::HashMap<&'static str, PathBuf>>> =
