@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::AppState;
 use crate::build::{BuildExecutor, Builder};
 use crate::config::{Config, ConfigError};
+use crate::federation::Federation;
 use crate::jupyterhub::Hub;
 use crate::launch::Launcher;
 use crate::launch::hub::HubLauncher;
@@ -178,7 +179,18 @@ impl App {
         });
         let (health, refresh) = crate::health::monitor(&pipeline);
         tasks.spawn("health checks", refresh);
-        let state = AppState::new(Arc::new(config), plugins, pipeline, health, hub_auth)?;
+        let federation = Federation::new(&config.federation, pipeline.metrics.clone());
+        if let Some(f) = &federation {
+            tasks.spawn("federation checks", f.checks());
+        }
+        let state = AppState::new(
+            Arc::new(config),
+            plugins,
+            pipeline,
+            health,
+            hub_auth,
+            federation,
+        )?;
         Ok(App {
             state,
             tasks,

@@ -20,6 +20,7 @@ pub mod cull;
 pub mod edge;
 pub mod event_log;
 pub mod events;
+pub mod federation;
 pub mod health;
 pub mod jupyterhub;
 pub mod launch;

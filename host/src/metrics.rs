@@ -57,6 +57,12 @@ struct PoolState {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Member {
+    member: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolImage {
     image: String,
 }
@@ -238,6 +244,8 @@ pub struct Metrics {
     pool_handouts: Family<Handout, Counter>,
     pool_servers: Family<PoolState, Gauge>,
     pool_refill_time: Family<PoolImage, Histogram, fn() -> Histogram>,
+    federation_health: Family<Member, Gauge>,
+    federation_redirects: Family<Member, Gauge>,
 }
 
 impl Default for Metrics {
@@ -261,6 +269,8 @@ impl Default for Metrics {
             pool_handouts: Family::default(),
             pool_servers: Family::default(),
             pool_refill_time: Family::new_with_constructor(refill_time),
+            federation_health: Family::default(),
+            federation_redirects: Family::default(),
             families: Families::default(),
         };
         registry.register(
@@ -347,6 +357,16 @@ impl Default for Metrics {
             "bindery_warm_pool_refill_seconds",
             "Time from asking the hub for a pool server to its being ready for hand-out, by image (without its tag)",
             m.pool_refill_time.clone(),
+        );
+        registry.register(
+            "federation_health",
+            "Federation members: 1 while in the set, with an empty reason; 0 with the reason it left",
+            m.federation_health.clone(),
+        );
+        registry.register(
+            "federation_redirect_count",
+            "Launches sent to a federation member, by why it was chosen (rendezvous, cookie, next)",
+            m.federation_redirects.clone(),
         );
         registry
             .registry
@@ -473,6 +493,30 @@ impl Metrics {
     /// Builds running on this replica now.
     pub fn builds_in_progress(&self) -> usize {
         usize::try_from(self.inprogress_builds.get()).unwrap_or(0)
+    }
+
+    /// A federation member's state changed from `was` to `reason`: in the
+    /// set (empty), or out and why. One series per member.
+    pub fn federation_member(&self, member: &str, was: Option<&str>, reason: &str) {
+        let labels = |reason: &str| Member {
+            member: member.into(),
+            reason: reason.into(),
+        };
+        if let Some(was) = was {
+            self.federation_health.remove(&labels(was));
+        }
+        self.federation_health
+            .get_or_create(&labels(reason))
+            .set(i64::from(reason.is_empty()));
+    }
+
+    /// A launch was sent to `member` (`reason`: how it was chosen).
+    pub fn federation_redirect(&self, member: &str, reason: &str) {
+        let labels = Member {
+            member: member.into(),
+            reason: reason.into(),
+        };
+        self.federation_redirects.get_or_create(&labels).inc();
     }
 
     /// Counts builds and launches in progress while the guard lives.

@@ -366,7 +366,7 @@ fn sse(body: Body) -> Response {
 }
 
 /// A refusal: one `failed` event with the status code, then the end.
-fn refusal(status: u16, message: &str) -> Response {
+pub(super) fn refusal(status: u16, message: &str) -> Response {
     let event = Event::fields(
         "failed",
         json!({ "status_code": status, "message": format!("{message}\n") }),

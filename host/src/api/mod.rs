@@ -4,6 +4,7 @@
 mod admin;
 mod build;
 mod client;
+mod federation;
 mod login;
 mod meta;
 mod page;
@@ -28,6 +29,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::config::{Config, ConfigError};
+use crate::federation::Federation;
 use crate::health::HealthAnswer;
 use crate::jupyterhub::Hub;
 use crate::metrics::Metrics;
@@ -62,18 +64,22 @@ struct Web {
     providers: RwLock<Option<(u64, Bytes)>>,
     /// Who a request's hub token or session belongs to, in authenticated mode.
     login: Option<login::Login>,
+    /// The other deployments sharing this one's launch link.
+    federation: Option<Arc<Federation>>,
 }
 
 impl AppState {
     /// The state that serves `pipeline`, with `/health` answering the latest
     /// of `health`. With `hub.auth_enabled`, `hub_auth` logs users in and
-    /// says whose a request's token is.
+    /// says whose a request's token is. In a `federation`, launches placed
+    /// on another member are sent there.
     pub fn new(
         config: Arc<Config>,
         plugins: Arc<PluginHost>,
         pipeline: Arc<Pipeline>,
         health: watch::Receiver<HealthAnswer>,
         hub_auth: Option<Arc<Hub>>,
+        federation: Option<Arc<Federation>>,
     ) -> Result<AppState, ConfigError> {
         let secret = token::secret(&config.web).map_err(ConfigError::Invalid)?;
         let web = Web {
@@ -84,6 +90,7 @@ impl AppState {
             providers: RwLock::new(None),
             login: hub_auth
                 .map(|hub| login::Login::new(hub, &config.hub, &config.web.base_url, &secret)),
+            federation,
         };
         let state = AppState {
             plugins,
@@ -95,7 +102,12 @@ impl AppState {
         };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let state = state.clone();
-            runtime.spawn(async move { state.versions().await });
+            runtime.spawn(async move {
+                let versions = state.versions().await;
+                if let Some(f) = &state.web.federation {
+                    f.own_versions(&versions);
+                }
+            });
         }
         Ok(state)
     }
@@ -114,9 +126,14 @@ impl AppState {
 /// The service's routes, under `web.base_url`.
 pub fn router(state: AppState) -> Router {
     let web = &state.config.web;
+    let build = get(build::build).layer(middleware::from_fn_with_state(
+        state.clone(),
+        federation::place,
+    ));
     let mut routes = meta::routes()
         .merge(providers::routes())
-        .route("/build/{provider}/{*spec}", get(build::build));
+        .merge(federation::routes())
+        .route("/build/{provider}/{*spec}", build);
     if state.web.login.is_some() {
         routes = routes.route("/oauth_callback", get(login::callback));
     }

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 mod build;
 mod cull;
 mod event_log;
+mod federation;
 mod hub;
 mod pool;
 mod registry;
@@ -30,6 +31,7 @@ pub use bindery_runtime::config::{
 pub use build::{BuildConfig, KubernetesBuildConfig, LocalBuildConfig};
 pub use cull::{CullConfig, LeaderConfig};
 pub use event_log::{EventLogConfig, EventSink};
+pub use federation::{CheckConfig, FederationConfig, MemberConfig};
 pub use hub::{HubConfig, KubernetesQuotaConfig, QuotaConfig};
 pub use pool::WarmPoolConfig;
 pub use registry::{CacheConfig, RegistryConfig};
@@ -106,6 +108,9 @@ pub struct Config {
     /// Upstream's launch events.
     #[serde(default)]
     pub event_log: EventLogConfig,
+    /// Other Bindery deployments that share this one's launch link.
+    #[serde(default)]
+    pub federation: FederationConfig,
 }
 
 impl Config {
@@ -209,6 +214,12 @@ impl Config {
                 "build: timeout_secs, fetch_timeout_secs, max_repo_bytes, max_repo_files, max_file_bytes and max_concurrent must be positive"
                     .into(),
             ));
+        }
+        if let Some(problem) = self.federation.problem(
+            self.web.build_token_secret.is_some(),
+            self.web.cors_allow_origin.is_some(),
+        ) {
+            return Err(ConfigError::Invalid(problem));
         }
         let pool = &self.warm_pool;
         if pool.max_servers > 0 {

@@ -13,6 +13,7 @@ mod chart;
 mod compat;
 mod cull;
 mod data;
+mod federation;
 mod image;
 mod kubernetes;
 mod launch;

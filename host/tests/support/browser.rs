@@ -163,6 +163,17 @@ impl Browser {
         );
     }
 
+    /// Lets scripts the test evaluates import modules the page's
+    /// Content-Security-Policy would refuse (a client library under test).
+    pub fn bypass_csp(&mut self) {
+        let session = self.session.clone();
+        self.call(
+            Some(&session),
+            "Page.setBypassCSP",
+            json!({ "enabled": true }),
+        );
+    }
+
     /// Opens `url` in the page.
     pub fn navigate(&mut self, url: &str) {
         let session = self.session.clone();
