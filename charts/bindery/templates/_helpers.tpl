@@ -153,7 +153,33 @@ settings (README, "Memory budget"): 416 MiB, plus the plugins' budget. */}}
 {{- with $v.pluginRegistry.username }}{{ $_ := set $oci "username" . }}{{ $_ := set $oci "password" (dict "env" "PLUGIN_REGISTRY_PASSWORD") }}{{ end -}}
 {{- $pool := dict "max_servers" (int $v.warmPool.maxServers) "policy" $v.warmPool.policy "half_life_secs" (int $v.warmPool.halfLifeSecs) "every_secs" (int $v.warmPool.everySecs) -}}
 {{- $config := dict "warm_pool" $pool "listen" "0.0.0.0:8585" "data_dir" "/var/lib/bindery" "web" $web "registry" $registry "hub" $hub "quota" $quota "build" $build "cull" $cull "plugins" $plugins "plugin_runtime" (dict "oci" $oci "compile_cache_dir" "/var/lib/bindery/plugin-cache" "memory_budget_mib" (int $v.pluginRuntime.memoryBudgetMiB)) -}}
+{{- include "bindery.federation" (dict "values" $v "member" $v.federation.member "into" $config) -}}
 {{- toToml (mergeOverwrite $config (deepCopy $v.extraConfig)) -}}
+{{- end -}}
+
+{{/* Sets `into`'s federation key: [federation] for `member` (empty: a front); nothing without members. */}}
+{{- define "bindery.federation" -}}
+{{- $f := .values.federation -}}
+{{- if $f.members -}}
+{{- $members := dict -}}
+{{- range $name, $m := $f.members }}{{ $_ := set $members $name (dict "url" $m.url "weight" (float64 (default 1 $m.weight)) "prime" (default false $m.prime)) }}{{ end -}}
+{{- $c := $f.check -}}
+{{- $check := dict "period_secs" (float64 $c.periodSecs) "failed_period_secs" (float64 $c.failedPeriodSecs) "timeout_secs" (float64 $c.timeoutSecs) "retries" (int $c.retries) "jitter" (float64 $c.jitter) -}}
+{{- $out := dict "members" $members "check" $check "pod_headroom" (int $f.podHeadroom) "cookie_age_hours" (int $f.cookieAgeHours) -}}
+{{- with .member }}{{ $_ := set $out "member" . }}{{ end -}}
+{{- $_ := set .into "federation" $out -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The front's bindery.toml: the pages, the providers (for placement) and the federation, no hub, registry or builds. */}}
+{{- define "bindery.frontConfig" -}}
+{{- $v := .Values -}}
+{{- $web := dict "base_url" $v.web.baseUrl "max_connections" (int $v.web.maxConnections) "header_read_timeout_secs" (int $v.web.headerReadTimeoutSecs) "build_token_secret" (dict "env" "BINDERHUB_BUILD_TOKEN_SECRET") -}}
+{{- with $v.web.trustedProxies }}{{ $_ := set $web "trusted_proxies" . }}{{ end -}}
+{{- with $v.web.badgeBaseUrl }}{{ $_ := set $web "badge_base_url" . }}{{ end -}}
+{{- $config := dict "listen" "0.0.0.0:8585" "data_dir" "/var/lib/bindery" "web" $web "plugins" (deepCopy $v.plugins) -}}
+{{- include "bindery.federation" (dict "values" $v "member" "" "into" $config) -}}
+{{- toToml $config -}}
 {{- end -}}
 
 {{/* Whether the image cleaner runs: build pods use a node's engine. */}}

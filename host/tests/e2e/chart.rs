@@ -1134,3 +1134,56 @@ fn with_auth_the_bundled_hub_registers_bindery_as_its_oauth_client() {
         json!([{ "name": "binder", "scopes": ["admin:users"] }])
     );
 }
+
+/// A member of a federation, with the federation's front beside it: the
+/// member's `[federation]` from the values, and the front as a Deployment
+/// of two replicas with a PodDisruptionBudget, no service-account token,
+/// the release's build-token key and a config Bindery loads as a front's.
+#[test]
+fn a_federation_member_and_its_front() {
+    let members = json!({
+        "gesis": { "url": "https://gesis.example.org/", "weight": 1, "prime": true },
+        "ovh": { "url": "https://ovh.example.org/", "weight": 2 },
+    });
+    let m = render(json!({
+        "web": { "corsAllowOrigin": "*" },
+        "federation": { "member": "gesis", "members": members, "front": { "enabled": true } },
+    }))
+    .unwrap();
+    let member = config(&m).federation;
+    assert_eq!(member.member.as_deref(), Some("gesis"));
+    assert_eq!(member.members["ovh"].weight, 2.0);
+    assert!(member.members["gesis"].prime && !member.members["ovh"].prime);
+
+    let front = named(&m, "Deployment", "bindery-front").unwrap();
+    let pod = &front["spec"]["template"]["spec"];
+    assert_eq!(front["spec"]["replicas"], 2);
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert!(env_names(&pod["containers"][0]).contains(&"BINDERHUB_BUILD_TOKEN_SECRET"));
+    let pdb = named(&m, "PodDisruptionBudget", "bindery-front").unwrap();
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    // The release's Service does not send its traffic to the front's pods.
+    let selector = named(&m, "Service", "bindery").unwrap()["spec"]["selector"].clone();
+    let labels = pod_labels(&m, "bindery-front");
+    assert!(
+        selector
+            .as_object()
+            .unwrap()
+            .iter()
+            .any(|(k, v)| labels[k] != *v),
+        "{selector} selects {labels}"
+    );
+    let text = named(&m, "ConfigMap", "bindery-front").unwrap()["data"]["bindery.toml"]
+        .as_str()
+        .unwrap();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    let front = Config::load(Some(file.path()))
+        .unwrap_or_else(|e| panic!("Bindery refuses the front's config: {e}\n{text}"));
+    assert_eq!(front.federation.member, None);
+    assert_eq!(front.federation.members, member.members);
+    assert!(front.hub.url.is_none() && front.registry.url.is_none());
+
+    let e = render(json!({ "federation": { "front": { "enabled": true } } })).unwrap_err();
+    assert!(e.contains("federation.members, which is empty"), "{e}");
+}

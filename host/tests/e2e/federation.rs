@@ -247,11 +247,37 @@ async fn a_front_spreads_repositories_by_weight_keeps_each_on_one_member_and_fai
         assert_eq!(launched, usize::from(*name == target.as_str()), "{name}");
     }
 
-    // c dies: within a check period, its repositories go to the next member
-    // in their rendezvous order, and only those move.
+    // A token of another federation (another key) is refused by the member.
+    let stranger_data = tempfile::tempdir().unwrap();
+    let mut stranger = config(stranger_data.path(), None);
+    let key = stranger_data.path().join("build-token-secret");
+    std::fs::write(&key, "ff".repeat(32)).unwrap();
+    stranger.web.build_token_secret = Some(SecretSource::File(key));
+    let stranger = Service::start(stranger, None, None).await;
+    let foreign = reqwest::get(format!("{}/v2/git/{spec}", stranger.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let foreign = foreign
+        .split("\"buildToken\":\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap();
+    let refused = sse(&format!(
+        "http://127.0.0.1:{}/build/git/{spec}?build_token={foreign}",
+        ports[target.as_str()]
+    ))
+    .await;
+    assert_eq!(refused.last()["status_code"], 403, "{}", refused.raw);
+
+    // c dies: within a check period (and a request's deadline), its
+    // repositories go to the next member in their rendezvous order, and
+    // only those move.
     let gone = members.get_mut("c").unwrap().service.take();
     drop(gone);
-    active(&front.base, &["a", "b"], Duration::from_secs(3)).await;
+    active(&front.base, &["a", "b"], Duration::from_millis(1_600)).await;
     for (i, was) in &placed {
         let now = sent_to(
             &client,
