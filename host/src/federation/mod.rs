@@ -188,3 +188,87 @@ fn cookie_key(key: &str) -> String {
     let digest = blake2::Blake2b::<blake2::digest::consts::U8>::digest(key);
     hex::encode(digest)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn federation(me: Option<&str>) -> Arc<Federation> {
+        let member = |port: u16, prime: bool| MemberConfig {
+            url: format!("http://127.0.0.1:{port}/binder/").parse().unwrap(),
+            weight: 1.0,
+            prime,
+        };
+        let config = FederationConfig {
+            member: me.map(String::from),
+            members: [
+                ("a".into(), member(1, true)),
+                ("b".into(), member(2, false)),
+            ]
+            .into(),
+            ..FederationConfig::default()
+        };
+        Federation::new(&config, Arc::new(Metrics::default())).unwrap()
+    }
+
+    fn member_of(placement: &Placement) -> &str {
+        match placement {
+            Placement::There { member, .. } => member,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_cookie_keeps_its_own_repository_only_and_this_member_serves_its_own() {
+        let f = federation(None);
+        let key = "gh/lab/repo";
+        let placed = f.place(key, None, "build/gh/lab/repo/main?x=1");
+        let Placement::There {
+            member, location, ..
+        } = &placed
+        else {
+            panic!("{placed:?}")
+        };
+        assert_eq!(
+            location.as_str(),
+            format!(
+                "http://127.0.0.1:{}/binder/build/gh/lab/repo/main?x=1",
+                if member == "a" { 1 } else { 2 }
+            )
+        );
+        let other = if member == "a" { "b" } else { "a" };
+        // The browser's cookie for this repository sends it where it went before.
+        let cookie = format!("{}:{other}", cookie_key(key));
+        let kept = f.place(key, Some(&cookie), "build/gh/lab/repo/main");
+        assert_eq!(member_of(&kept), other);
+        assert!(matches!(
+            kept,
+            Placement::There {
+                reason: "cookie",
+                ..
+            }
+        ));
+        // The same cookie does not move another repository.
+        let another = "gh/lab/another";
+        let placed_another = member_of(&f.place(another, None, "x")).to_string();
+        assert_eq!(
+            member_of(&f.place(another, Some(&cookie), "x")),
+            placed_another
+        );
+        // A cookie naming a member out of the set is not followed.
+        f.judged(other, Some("versions".into()));
+        assert_eq!(member_of(&f.place(key, Some(&cookie), "x")), member);
+        // With none in the set, nowhere; a member serves what is placed on it.
+        f.judged(member, Some("versions".into()));
+        assert_eq!(f.place(key, None, "x"), Placement::Nowhere);
+        let here = federation(Some(member));
+        assert_eq!(here.place(key, None, "x"), Placement::Here);
+        assert!(
+            f.cookie(key, member, "/build/gh/lab/repo/main")
+                .starts_with(&format!(
+                    "{COOKIE}={}:{member}; Path=/build/gh/lab/repo/main; Max-Age=14400",
+                    cookie_key(key)
+                ))
+        );
+    }
+}
