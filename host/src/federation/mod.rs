@@ -184,9 +184,7 @@ impl Federation {
 
 /// A short, stable name of `key` for the cookie (which holds no spec).
 fn cookie_key(key: &str) -> String {
-    use blake2::Digest as _;
-    let digest = blake2::Blake2b::<blake2::digest::consts::U8>::digest(key);
-    hex::encode(digest)
+    format!("{:016x}", placement::hash(key))
 }
 
 #[cfg(test)]

@@ -8,11 +8,15 @@ use blake2::digest::Digest;
 use blake2::digest::consts::U8;
 
 /// A member's score for `key`: `weight / -ln(h / (2^64 - 1))`, `h` the
-/// BLAKE2b-64 of `"{key}-{member}"` read big-endian. The highest wins.
+/// [`hash`] of `"{key}-{member}"`. The highest wins.
 pub fn score(key: &str, member: &str, weight: f64) -> f64 {
-    let digest = Blake2b::<U8>::digest(format!("{key}-{member}"));
-    let h = u64::from_be_bytes(digest.into());
+    let h = hash(&format!("{key}-{member}"));
     weight / -(h as f64 / u64::MAX as f64).ln()
+}
+
+/// BLAKE2b with an 8-byte digest, read big-endian: the redirector's hash.
+pub fn hash(text: &str) -> u64 {
+    u64::from_be_bytes(Blake2b::<U8>::digest(text).into())
 }
 
 /// `members` (name, weight) from the best placed for `key` to the worst:

@@ -20,7 +20,9 @@ use serde_json::{Value, json};
 use support::GitDaemon;
 use support::browser::Browser;
 use support::registry::OciRegistry;
-use support::service::{Service, TestBuilder, TestLauncher, config, git_spec, sse};
+use support::service::{
+    Service, TestBuilder, TestLauncher, config, git_spec, page_build_token, sse,
+};
 
 const WEIGHTS: [(&str, f64); 3] = [("a", 1.0), ("b", 1.0), ("c", 2.0)];
 const SECRET: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
@@ -223,18 +225,7 @@ async fn a_front_spreads_repositories_by_weight_keeps_each_on_one_member_and_fai
     // with the front's build token, and reaches `ready` there.
     let (daemon, _) = GitDaemon::with_repo("repo.git");
     let spec = git_spec(&format!("git://127.0.0.1:{}/repo.git", daemon.port), "main");
-    let page = reqwest::get(format!("{}/v2/git/{spec}", front.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let token = page
-        .split("\"buildToken\":\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap()
-        .to_string();
+    let token = page_build_token(&front.base, &spec).await;
     let target = sent_to(&client, &front.base, &format!("git/{spec}"), &ports).await;
     let phases = js_client_launch(&front.base, &format!("git/{spec}"), &token).await;
     assert_eq!(
@@ -254,17 +245,7 @@ async fn a_front_spreads_repositories_by_weight_keeps_each_on_one_member_and_fai
     std::fs::write(&key, "ff".repeat(32)).unwrap();
     stranger.web.build_token_secret = Some(SecretSource::File(key));
     let stranger = Service::start(stranger, None, None).await;
-    let foreign = reqwest::get(format!("{}/v2/git/{spec}", stranger.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let foreign = foreign
-        .split("\"buildToken\":\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap();
+    let foreign = page_build_token(&stranger.base, &spec).await;
     let refused = sse(&format!(
         "http://127.0.0.1:{}/build/git/{spec}?build_token={foreign}",
         ports[target.as_str()]
