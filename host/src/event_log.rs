@@ -66,22 +66,37 @@ impl LaunchEvent {
     }
 }
 
-/// Upstream's name of a bundled provider (the schema's `provider` enum);
-/// any other provider by its own plugin name.
-fn upstream_name(plugin: &str) -> &str {
-    match plugin {
-        "gh" => "GitHub",
-        "gist" => "Gist",
-        "gl" => "GitLab",
-        "git" => "Git",
-        "zenodo" => "Zenodo",
-        "figshare" => "Figshare",
-        "hydroshare" => "Hydroshare",
-        "dataverse" => "Dataverse",
-        "swh" => "SWHID",
-        "ckan" => "CKAN",
-        other => other,
-    }
+/// The bundled providers' prefixes and upstream's names of them (the
+/// schema's `provider` enum).
+const UPSTREAM_NAMES: &[(&str, &str)] = &[
+    ("gh", "GitHub"),
+    ("gist", "Gist"),
+    ("gl", "GitLab"),
+    ("git", "Git"),
+    ("zenodo", "Zenodo"),
+    ("figshare", "Figshare"),
+    ("hydroshare", "Hydroshare"),
+    ("dataverse", "Dataverse"),
+    ("swh", "SWHID"),
+    ("ckan", "CKAN"),
+];
+
+/// Upstream's name of a bundled provider; any other provider by its own
+/// plugin name.
+pub fn upstream_name(plugin: &str) -> &str {
+    UPSTREAM_NAMES
+        .iter()
+        .find(|(prefix, _)| *prefix == plugin)
+        .map_or(plugin, |(_, name)| name)
+}
+
+/// The prefix of the provider an event names: a bundled one by upstream's
+/// name (in any case), any other by its own.
+pub fn provider_prefix(event_provider: &str) -> &str {
+    UPSTREAM_NAMES
+        .iter()
+        .find(|(_, name)| name.eq_ignore_ascii_case(event_provider))
+        .map_or(event_provider, |(prefix, _)| prefix)
 }
 
 /// Where launches are recorded.

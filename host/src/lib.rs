@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod registry;
 pub mod serve;
+pub mod simulate;
 
 pub use bindery_runtime::now_ms;
 

@@ -59,6 +59,12 @@ enum Command {
     /// what the service would refuse at start. Exits 1 on a problem.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Replay a trace of launches (upstream's launch events, JSON lines,
+    /// plain or gzipped: mybinder.org's events archive, or `[event_log]`'s
+    /// file) against a configuration's cull and pool policies on a virtual
+    /// clock, and report launches, waits, server-hours and culls per hour.
+    /// With --generate, write a synthetic day of launches instead.
+    Simulate(SimulateArgs),
     /// Print a completion script for `shell` (bash, zsh, fish, elvish,
     /// powershell), e.g. `bindery completions bash > /etc/bash_completion.d/bindery`.
     Completions {
@@ -82,6 +88,52 @@ enum Command {
         #[arg(long, env = "BINDERY_CONFIG")]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(clap::Args)]
+struct SimulateArgs {
+    /// The trace to replay.
+    #[arg(long, required_unless_present = "generate")]
+    trace: Option<PathBuf>,
+    /// TOML configuration file: its plugins, `[cull]`, `[warm_pool]`,
+    /// `[quota]`, `[build]` and the model in `[simulate]`.
+    #[arg(long, env = "BINDERY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Replay the trace against this configuration too, and print the two
+    /// side by side.
+    #[arg(long)]
+    compare: Option<PathBuf>,
+    /// Write the report as JSON here (with --compare, both, by file name).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the chart, SVG, here: servers over the day and waits per hour.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// Write a synthetic day of launch events (to --out, gzipped when it
+    /// ends in `.gz`, else to standard output) instead of replaying one.
+    #[arg(long, conflicts_with_all = ["trace", "compare", "json", "svg"])]
+    generate: bool,
+    /// --generate: launches in the day.
+    #[arg(long, default_value_t = 25_000, requires = "generate")]
+    launches: u64,
+    /// --generate: repositories, their popularity Zipf-distributed.
+    #[arg(long, default_value_t = 2_000, requires = "generate")]
+    repos: u64,
+    /// --generate: Zipf's exponent (higher: more launches to the most popular).
+    #[arg(long, default_value_t = 1.1, requires = "generate")]
+    exponent: f64,
+    /// --generate: the day, YYYY-MM-DD (UTC).
+    #[arg(long, default_value = "2026-12-01", requires = "generate")]
+    day: chrono::NaiveDate,
+    /// --generate: the busiest hour (UTC); the quietest, twelve hours off, has a third of its launches.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(0..24), requires = "generate")]
+    peak_hour: u32,
+    /// --generate: the seed of the draws.
+    #[arg(long, default_value_t = 1, requires = "generate")]
+    seed: u64,
+    /// --generate: where to write the trace.
+    #[arg(long, requires = "generate")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -285,6 +337,7 @@ async fn run(command: Command) -> Result<(), String> {
             );
             Ok(())
         }
+        Command::Simulate(args) => simulate(args).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(
@@ -356,4 +409,103 @@ async fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+async fn simulate(args: SimulateArgs) -> Result<(), String> {
+    use bindery::simulate::{self, chart, report, trace};
+    if args.generate {
+        let options = trace::Generate {
+            launches: args.launches,
+            repos: args.repos,
+            exponent: args.exponent,
+            day: args.day,
+            peak_hour: args.peak_hour,
+            seed: args.seed,
+        };
+        return match &args.out {
+            Some(path) => {
+                let file =
+                    std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let mut out = std::io::BufWriter::new(file);
+                if path.extension().is_some_and(|e| e == "gz") {
+                    let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+                    trace::generate(&options, &mut gz).map_err(|e| e.to_string())?;
+                    gz.finish()
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                } else {
+                    trace::generate(&options, &mut out).map_err(|e| e.to_string())?;
+                    std::io::Write::flush(&mut out)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                }
+                Ok(())
+            }
+            None => {
+                trace::generate(&options, &mut std::io::stdout().lock()).map_err(|e| e.to_string())
+            }
+        };
+    }
+    let path = args
+        .trace
+        .expect("clap requires --trace without --generate");
+    let launches = trace::read(&path).map_err(|e| e.to_string())?;
+    let mut configs = vec![args.config];
+    if let Some(other) = args.compare {
+        configs.push(Some(other));
+    }
+    let mut runs = Vec::new();
+    for file in &configs {
+        let config = Config::load(file.as_deref()).map_err(|e| e.to_string())?;
+        let report = simulate::run(&config, &launches)
+            .await
+            .map_err(|e| e.to_string())?;
+        eprintln!(
+            "replayed {} launches against {} in {:.2} s",
+            launches.len(),
+            label(file.as_deref()),
+            report.elapsed.as_secs_f64()
+        );
+        runs.push((label(file.as_deref()), report));
+    }
+    if let [(a, first), (b, second)] = &runs[..]
+        && a == b
+    {
+        runs = vec![
+            (format!("{a} (1)"), first.clone()),
+            (format!("{b} (2)"), second.clone()),
+        ];
+    }
+    let named: Vec<(&str, &simulate::Report)> = runs.iter().map(|(n, r)| (n.as_str(), r)).collect();
+    match &named[..] {
+        [(_, one)] => print!("{}", report::table(one)),
+        [a, b] => {
+            for (name, r) in [a, b] {
+                println!("== {name}\n{}", report::table(r));
+            }
+            print!("{}", report::compare(*a, *b));
+        }
+        _ => unreachable!("one configuration, or two"),
+    }
+    if let Some(path) = &args.json {
+        let value = match &named[..] {
+            [(_, one)] => serde_json::to_value(one),
+            all => serde_json::to_value(
+                all.iter()
+                    .map(|(n, r)| (n.to_string(), r))
+                    .collect::<std::collections::BTreeMap<_, _>>(),
+            ),
+        }
+        .map_err(|e| e.to_string())?;
+        let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
+        std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.svg {
+        std::fs::write(path, chart::svg(&named)).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// A configuration's name in reports: its file's, or `defaults`.
+fn label(file: Option<&std::path::Path>) -> String {
+    file.and_then(|f| f.file_name())
+        .map_or("defaults".into(), |n| n.to_string_lossy().into_owned())
 }

@@ -39,6 +39,7 @@ pub struct Runtime {
     memory: Arc<MemoryBudget>,
     fuel_metering: bool,
     ticker: Arc<AtomicBool>,
+    clock: crate::Clock,
 }
 
 impl Runtime {
@@ -89,7 +90,14 @@ impl Runtime {
             ),
             fuel_metering,
             ticker,
+            clock: crate::Clock::System,
         })
+    }
+
+    /// This runtime with plugins told the time by `clock`.
+    pub fn with_clock(mut self, clock: crate::Clock) -> Runtime {
+        self.clock = clock;
+        self
     }
 
     /// The memory every live call shares.
@@ -199,6 +207,7 @@ impl Runtime {
             repo,
             user,
             CallLimits::new(&limits, self.memory.clone()),
+            self.clock.clone(),
         );
         let output = state.output.clone();
         let mut store = Store::new(&self.engine, state);

@@ -80,6 +80,10 @@ pub trait PluginSettings {
     fn bundled(&self) -> Bundled {
         &[]
     }
+    /// What the `clock` capability tells plugins: the wall clock by default.
+    fn clock(&self) -> crate::Clock {
+        crate::Clock::System
+    }
 }
 
 /// A plugin on the loading list until this is dropped: however its load
@@ -155,12 +159,14 @@ impl PluginHost {
     > {
         let config = settings.runtime();
         let fuel = config.fuel.is_some() || settings.plugins().values().any(|p| p.fuel.is_some());
-        let runtime = Runtime::new(config, settings.data_dir(), fuel).map_err(|reason| {
-            vec![LoadError::Rejected {
-                plugin: "(runtime)".into(),
-                reason,
-            }]
-        })?;
+        let runtime = Runtime::new(config, settings.data_dir(), fuel)
+            .map_err(|reason| {
+                vec![LoadError::Rejected {
+                    plugin: "(runtime)".into(),
+                    reason,
+                }]
+            })?
+            .with_clock(settings.clock());
         let configs = enabled(settings);
         let (bundled, later): (BTreeSet<String>, BTreeSet<String>) = configs
             .keys()

@@ -28,11 +28,33 @@ pub mod oci;
 pub mod plugin;
 
 /// Wall-clock milliseconds since the Unix epoch: what the `clock` capability
-/// tells plugins, and how the host stamps its records.
+/// tells plugins by default, and how the host stamps its records.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What the `clock` capability tells plugins.
+#[derive(Debug, Clone, Default)]
+pub enum Clock {
+    /// The wall clock ([`now_ms`]).
+    #[default]
+    System,
+    /// Whatever the embedder sets: `bindery simulate` replays a day of
+    /// launches on a virtual clock, and a policy that reads the time must
+    /// read that day's, as it would have in service.
+    Virtual(std::sync::Arc<std::sync::atomic::AtomicU64>),
+}
+
+impl Clock {
+    /// Milliseconds since the Unix epoch, by this clock.
+    pub fn now_ms(&self) -> u64 {
+        match self {
+            Clock::System => now_ms(),
+            Clock::Virtual(ms) => ms.load(std::sync::atomic::Ordering::SeqCst),
+        }
+    }
 }
 
 pub use capabilities::{Capability, DirRepo, RepoFiles};

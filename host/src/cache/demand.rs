@@ -40,6 +40,38 @@ impl Demand {
     }
 }
 
+impl Demand {
+    /// This count (of `launch.image`, or the default for a first launch)
+    /// with `launch` at `now_ms` added, and `launch`'s description.
+    pub fn counted(&self, launch: &Demand, now_ms: u64, half_life_ms: u64) -> Demand {
+        Demand {
+            launches: self.launches_at(now_ms, half_life_ms) + 1.0,
+            at_ms: now_ms.max(self.at_ms),
+            ..launch.clone()
+        }
+    }
+}
+
+/// The images of `counts` with launches left at `now_ms`, the most
+/// launched first: `launches` is the count as of `now_ms`, and `at_ms`
+/// stays the latest launch (a pool policy's `last-launch-ms`).
+pub fn ranked(
+    counts: impl IntoIterator<Item = Demand>,
+    now_ms: u64,
+    half_life_ms: u64,
+) -> Vec<Demand> {
+    let mut all: Vec<Demand> = counts
+        .into_iter()
+        .map(|d| Demand {
+            launches: d.launches_at(now_ms, half_life_ms),
+            ..d
+        })
+        .filter(|d| d.launches >= FORGOTTEN)
+        .collect();
+    all.sort_by(|a, b| b.launches.total_cmp(&a.launches));
+    all
+}
+
 /// Recent launches by image.
 #[derive(Clone)]
 pub struct LaunchDemand {
@@ -64,30 +96,18 @@ impl LaunchDemand {
     pub fn record(&self, launch: &Demand, now_ms: u64) -> Result<(), CacheError> {
         let half_life_ms = self.half_life_ms;
         self.tree.update(&launch.image, |old: Demand| {
-            Some(Demand {
-                launches: old.launches_at(now_ms, half_life_ms) + 1.0,
-                at_ms: now_ms.max(old.at_ms),
-                ..launch.clone()
-            })
+            Some(old.counted(launch, now_ms, half_life_ms))
         })
     }
 
     /// Every image with launches left at `now_ms`, counts as of then, the
     /// most launched first.
     pub fn at(&self, now_ms: u64) -> Result<Vec<Demand>, CacheError> {
-        let mut all: Vec<Demand> = self
-            .tree
-            .values::<Demand>()?
-            .into_iter()
-            .map(|d| Demand {
-                launches: d.launches_at(now_ms, self.half_life_ms),
-                at_ms: now_ms,
-                ..d
-            })
-            .filter(|d| d.launches >= FORGOTTEN)
-            .collect();
-        all.sort_by(|a, b| b.launches.total_cmp(&a.launches));
-        Ok(all)
+        Ok(ranked(
+            self.tree.values::<Demand>()?,
+            now_ms,
+            self.half_life_ms,
+        ))
     }
 
     /// Forgets images whose launches have faded out, and all but the

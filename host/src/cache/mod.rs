@@ -13,7 +13,7 @@ mod tree;
 use std::path::{Path, PathBuf};
 
 pub use builds::{BuildLog, BuildRecord, BuildState, LOG_TAIL_LINES, RECORD_RETENTION_MS};
-pub use demand::{Demand, LaunchDemand};
+pub use demand::{Demand, LaunchDemand, ranked};
 pub use environments::{Environment, Environments};
 pub use images::ImageCache;
 pub use refs::{Freshness, RefCache};

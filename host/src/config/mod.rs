@@ -22,6 +22,7 @@ mod federation;
 mod hub;
 mod pool;
 mod registry;
+mod simulate;
 mod web;
 
 pub use bindery_runtime::config::{
@@ -35,6 +36,7 @@ pub use federation::{CheckConfig, FederationConfig, MemberConfig};
 pub use hub::{HubConfig, KubernetesQuotaConfig, QuotaConfig};
 pub use pool::WarmPoolConfig;
 pub use registry::{CacheConfig, RegistryConfig};
+pub use simulate::{SimulateConfig, Spread};
 pub use web::{BanNetwork, RateLimitConfig, WebConfig};
 
 /// The embedded defaults, including the grants of the bundled plugins.
@@ -111,6 +113,9 @@ pub struct Config {
     /// Other Bindery deployments that share this one's launch link.
     #[serde(default)]
     pub federation: FederationConfig,
+    /// The model `bindery simulate` replays a launch trace with.
+    #[serde(default)]
+    pub simulate: SimulateConfig,
 }
 
 impl Config {
@@ -214,6 +219,9 @@ impl Config {
                 "build: timeout_secs, fetch_timeout_secs, max_repo_bytes, max_repo_files, max_file_bytes and max_concurrent must be positive"
                     .into(),
             ));
+        }
+        if let Some(problem) = self.simulate.problem() {
+            return Err(ConfigError::Invalid(problem));
         }
         if let Some(problem) = self.federation.problem(
             self.web.build_token_secret.is_some(),

@@ -226,49 +226,14 @@ impl Culler {
             .is_some_and(|pool| user.unclaimed_in_pool(pool, &self.scope.group))
     }
 
-    /// The chain's decision per server; undecided servers are kept.
+    /// The chain's decision per server, its failures logged and counted.
     async fn decide(&self, now: u64, servers: &[Server], report: &mut PassReport) -> Vec<Decision> {
-        let mut decided: Vec<Option<Decision>> = vec![None; servers.len()];
-        for policy in &self.config.policies {
-            let open: Vec<usize> = (0..servers.len())
-                .filter(|i| decided[*i].is_none())
-                .collect();
-            if open.is_empty() {
-                break;
-            }
-            let asked: Vec<Server> = open.iter().map(|i| servers[*i].clone()).collect();
-            let failure = match self.plugins.decide(policy, now, &asked).await {
-                Ok(Ok(answers)) if answers.len() == asked.len() => {
-                    for (i, answer) in open.into_iter().zip(answers) {
-                        if !matches!(answer, Decision::Pass) {
-                            decided[i] = Some(answer);
-                        }
-                    }
-                    continue;
-                }
-                Ok(Ok(answers)) => format!(
-                    "it answered {} decisions for {} servers",
-                    answers.len(),
-                    asked.len()
-                ),
-                Ok(Err(e)) => format!("{e:?}"),
-                Err(e) => e.to_string(),
-            };
-            tracing::warn!(
-                policy,
-                servers = asked.len(),
-                "cull policy failed, so its servers are kept: {failure}"
-            );
+        let verdicts = decide(&self.plugins, &self.config.policies, now, servers).await;
+        for policy in &verdicts.failed {
             self.metrics.cull_policy_failed(policy);
-            report.policy_failures += 1;
-            for i in open {
-                decided[i] = Some(Decision::Keep);
-            }
         }
-        decided
-            .into_iter()
-            .map(|d| d.unwrap_or(Decision::Keep))
-            .collect()
+        report.policy_failures += verdicts.failed.len();
+        verdicts.decisions.into_iter().map(|(d, _)| d).collect()
     }
 
     /// Carries out one decision: the action for the metrics, and whether the
@@ -312,6 +277,73 @@ impl Culler {
                 ("failed", false)
             }
         }
+    }
+}
+
+/// What the cull-policy chain decided about some servers.
+#[derive(Debug, Clone)]
+pub struct Verdicts {
+    /// One per server, in order: the decision, and the policy that made it
+    /// (none when no policy decided, and the server is kept).
+    pub decisions: Vec<(Decision, Option<String>)>,
+    /// The policies that failed; each kept every server it was asked about.
+    pub failed: Vec<String>,
+}
+
+/// Asks `policies` in order about `servers` at `now_ms`: the first policy
+/// that decides a server wins, a policy that fails (traps, runs out of time
+/// or memory, answers the wrong number of decisions) keeps every server it
+/// was asked about, and undecided servers are kept. The culler and
+/// `bindery simulate` both decide through this.
+pub async fn decide(
+    plugins: &PluginHost,
+    policies: &[String],
+    now_ms: u64,
+    servers: &[Server],
+) -> Verdicts {
+    let mut decided: Vec<Option<(Decision, Option<String>)>> = vec![None; servers.len()];
+    let mut failed = Vec::new();
+    for policy in policies {
+        let open: Vec<usize> = (0..servers.len())
+            .filter(|i| decided[*i].is_none())
+            .collect();
+        if open.is_empty() {
+            break;
+        }
+        let asked: Vec<Server> = open.iter().map(|i| servers[*i].clone()).collect();
+        let failure = match plugins.decide(policy, now_ms, &asked).await {
+            Ok(Ok(answers)) if answers.len() == asked.len() => {
+                for (i, answer) in open.into_iter().zip(answers) {
+                    if !matches!(answer, Decision::Pass) {
+                        decided[i] = Some((answer, Some(policy.clone())));
+                    }
+                }
+                continue;
+            }
+            Ok(Ok(answers)) => format!(
+                "it answered {} decisions for {} servers",
+                answers.len(),
+                asked.len()
+            ),
+            Ok(Err(e)) => format!("{e:?}"),
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(
+            policy,
+            servers = asked.len(),
+            "cull policy failed, so its servers are kept: {failure}"
+        );
+        failed.push(policy.clone());
+        for i in open {
+            decided[i] = Some((Decision::Keep, Some(policy.clone())));
+        }
+    }
+    Verdicts {
+        decisions: decided
+            .into_iter()
+            .map(|d| d.unwrap_or((Decision::Keep, None)))
+            .collect(),
+        failed,
     }
 }
 

@@ -34,7 +34,7 @@ use crate::jupyterhub::{Hub, UserModel, segment};
 use crate::metrics::Metrics;
 
 /// Pool servers started at once in one pass.
-const SPAWNS_PER_PASS: usize = 4;
+pub const SPAWNS_PER_PASS: usize = 4;
 
 /// How long a launch the total quota refuses waits for the pool's starting
 /// servers to be up and removable (the hub cannot stop a spawn under way).

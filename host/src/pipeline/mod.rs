@@ -5,7 +5,7 @@
 
 mod credentials;
 mod flight;
-mod policy;
+pub mod policy;
 mod resolve;
 mod run;
 

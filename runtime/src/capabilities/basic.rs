@@ -44,7 +44,7 @@ pub(crate) fn truncate(s: &str, max: usize) -> &str {
 
 impl clock::Host for CallState {
     fn now_ms(&mut self) -> u64 {
-        crate::now_ms()
+        self.clock.now_ms()
     }
 }
 

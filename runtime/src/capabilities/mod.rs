@@ -178,6 +178,8 @@ pub struct CallState {
     pub(crate) user: Option<Arc<UserSecret>>,
     pub(crate) limits: CallLimits,
     pub(crate) output: OutputCapture,
+    /// What `clock` answers.
+    pub(crate) clock: crate::Clock,
     log_lines: u32,
     wasi: WasiCtx,
     table: ResourceTable,
@@ -190,6 +192,7 @@ impl CallState {
         repo: Option<Arc<dyn RepoFiles>>,
         user: Option<Arc<UserSecret>>,
         limits: CallLimits,
+        clock: crate::Clock,
     ) -> Self {
         let output = OutputCapture::new(plugin.clone());
         let wasi = output.wasi_ctx();
@@ -200,6 +203,7 @@ impl CallState {
             user,
             limits,
             output,
+            clock,
             log_lines: 0,
             wasi,
             table: ResourceTable::new(),

@@ -1,0 +1,97 @@
+//! `bindery simulate`: a day of launches replayed against a configuration
+//! before it is deployed. The cull and pool policies are the real
+//! components the configuration names, loaded with the same grants and
+//! limits as in service and told the time by a virtual clock; the rest of
+//! the world (builds, spawns, how long people work) is the model of
+//! `[simulate]`.
+
+pub mod chart;
+mod engine;
+mod model;
+pub mod report;
+pub mod trace;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use bindery_runtime::bindings::PluginKind;
+use bindery_runtime::host::Bundled;
+use bindery_runtime::{Clock, PluginHost, PluginSettings};
+
+use crate::config::{Config, PluginConfig, RuntimeConfig};
+pub use report::Report;
+pub use trace::Launch;
+
+/// Why a replay could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    /// The trace cannot be read.
+    #[error("the trace: {0}")]
+    Trace(String),
+    /// The configuration cannot be replayed.
+    #[error("the configuration: {0}")]
+    Config(String),
+    /// A report or trace cannot be written.
+    #[error("cannot write: {0}")]
+    Output(String),
+}
+
+/// The configuration's plugin settings with a virtual clock.
+struct Virtual<'a> {
+    config: &'a Config,
+    clock: Arc<AtomicU64>,
+}
+
+impl PluginSettings for Virtual<'_> {
+    fn runtime(&self) -> &RuntimeConfig {
+        self.config.runtime()
+    }
+    fn plugins(&self) -> &BTreeMap<String, PluginConfig> {
+        self.config.plugins()
+    }
+    fn data_dir(&self) -> &Path {
+        self.config.data_dir()
+    }
+    fn bundled(&self) -> Bundled {
+        self.config.bundled()
+    }
+    fn clock(&self) -> Clock {
+        Clock::Virtual(self.clock.clone())
+    }
+}
+
+/// Replays `launches` against `config`: its plugins loaded as `serve`
+/// loads them, on a virtual clock.
+pub async fn run(config: &Config, launches: &[Launch]) -> Result<Report, SimulateError> {
+    let clock = Arc::new(AtomicU64::new(launches.first().map_or(0, |l| l.at_ms)));
+    let plugins = PluginHost::start(&Virtual {
+        config,
+        clock: clock.clone(),
+    })
+    .await
+    .map_err(|errors| {
+        let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        SimulateError::Config(all.join("; "))
+    })?;
+    check_policies(config, &plugins)?;
+    engine::Replay::new(config, &plugins, clock, launches)?
+        .run()
+        .await
+}
+
+/// The policies the configuration names are loaded, and of their kinds:
+/// a replay whose policy is missing would say nothing of that policy.
+fn check_policies(config: &Config, plugins: &PluginHost) -> Result<(), SimulateError> {
+    if config.cull.enabled {
+        for policy in &config.cull.policies {
+            if plugins.get(policy).map(|p| p.kind()) != Some(PluginKind::CullPolicy) {
+                return Err(SimulateError::Config(format!(
+                    "cull.policies: no cull-policy plugin `{policy}` is loaded"
+                )));
+            }
+        }
+    }
+    crate::app::check_pool_policy(config, plugins).map_err(|e| SimulateError::Config(e.to_string()))
+}
