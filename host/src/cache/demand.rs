@@ -163,6 +163,8 @@ mod tests {
         let later = d.at(2 * HOUR).unwrap();
         assert!((later[0].launches - 2.0).abs() < 1e-9, "{later:?}");
         assert_eq!(later[0].spec, "a/x/HEAD");
+        // A pool policy's `last-launch-ms`: the latest launch, not the time asked.
+        assert_eq!(d.at(3 * HOUR).unwrap()[0].at_ms, 2 * HOUR);
         // Long after, nothing is left.
         assert!(d.at(30 * HOUR).unwrap().is_empty());
     }

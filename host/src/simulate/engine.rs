@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::SimulateError;
 use super::model::Model;
-use super::report::{Report, Tally};
+use super::report::{Outcome, Refusal, Report, Tally};
 use super::trace::Launch;
 use crate::cache::{Demand, ranked};
 use crate::config::Config;
@@ -93,8 +93,8 @@ pub struct Replay<'a> {
     image_of: Vec<usize>,
     /// Each image's repository, by the image name without its tag.
     repo_of: Vec<usize>,
-    /// When each launch arrived, and when it got a server.
-    arrived: Vec<u64>,
+    /// What became of each launch.
+    outcomes: Vec<Outcome>,
     servers: Vec<SimServer>,
     live: Vec<usize>,
     builds_running: usize,
@@ -157,7 +157,13 @@ impl<'a> Replay<'a> {
             images,
             image_of,
             repo_of,
-            arrived: launches.iter().map(|l| l.at_ms).collect(),
+            outcomes: launches
+                .iter()
+                .map(|l| Outcome {
+                    arrived_ms: l.at_ms,
+                    ..Outcome::default()
+                })
+                .collect(),
             servers: Vec::new(),
             live: Vec::new(),
             builds_running: 0,
@@ -230,7 +236,7 @@ impl<'a> Replay<'a> {
             self.tally.left_running += 1;
             self.account(s, end);
         }
-        Ok(self.tally.report(end, started.elapsed()))
+        Ok(self.tally.report(end, self.outcomes, started.elapsed()))
     }
 
     fn spec_policy(&mut self, provider: &str) -> Option<&SpecPolicy> {
@@ -299,13 +305,14 @@ impl<'a> Replay<'a> {
             .is_some_and(|p| p.is_banned(&spec))
         {
             self.tally.hour(self.now).banned += 1;
+            self.outcomes[i].refused = Some(Refusal::Banned);
             return;
         }
         // Admission, before the build: a pool server gives its room back
         // when the launch comes.
         match self.full(i) {
             Some(Full::Total) if self.pooled_now() > 0 => {}
-            Some(full) => return self.refuse(full),
+            Some(full) => return self.refuse(i, full),
             None => {}
         }
         let image = self.image_of[i];
@@ -330,12 +337,18 @@ impl<'a> Replay<'a> {
         }
     }
 
-    fn refuse(&mut self, full: Full) {
+    fn refuse(&mut self, i: usize, full: Full) {
         let hour = self.tally.hour(self.now);
-        match full {
-            Full::Total => hour.refused_total += 1,
-            Full::Repo => hour.refused_repo += 1,
-        }
+        self.outcomes[i].refused = Some(match full {
+            Full::Total => {
+                hour.refused_total += 1;
+                Refusal::TotalQuota
+            }
+            Full::Repo => {
+                hour.refused_repo += 1;
+                Refusal::RepoQuota
+            }
+        });
     }
 
     fn start_build(&mut self, image: usize, waiting: Vec<usize>) {
@@ -362,6 +375,9 @@ impl<'a> Replay<'a> {
             let hour = self.tally.hour(self.now);
             hour.failed_builds += 1;
             hour.failed_launches += waiting.len() as u64;
+            for i in waiting {
+                self.outcomes[i].refused = Some(Refusal::BuildFailed);
+            }
         } else {
             for i in waiting {
                 self.launch(i);
@@ -390,7 +406,7 @@ impl<'a> Replay<'a> {
             Some(Full::Total) if pool_on => self.give_way(i),
             Some(full) => {
                 self.miss(pool_on);
-                self.refuse(full);
+                self.refuse(i, full);
             }
         }
     }
@@ -410,13 +426,15 @@ impl<'a> Replay<'a> {
         let Some(s) = found else {
             return false;
         };
-        self.tally.hour(self.now).pool_hits += 1;
         self.serve(i, s);
         true
     }
 
-    /// Server `s`, ready, is launch `i`'s from now.
+    /// Server `s`, ready in the pool, is launch `i`'s from now.
     fn serve(&mut self, i: usize, s: usize) {
+        self.tally.hour(self.now).pool_hits += 1;
+        self.outcomes[i].pool_hit = true;
+        self.got_server(i);
         let session = self.model.session_ms(i, self.launches[i].session_secs);
         let options = user_options(&self.launches[i], &self.images[self.image_of[i]].name);
         let server = &mut self.servers[s];
@@ -424,8 +442,13 @@ impl<'a> Replay<'a> {
         server.claimed_ms = self.now;
         server.session_end_ms = self.now + session;
         server.options = options;
-        self.tally
-            .waited(self.arrived[i], self.now - self.arrived[i]);
+    }
+
+    /// Launch `i`'s server is ready for it now.
+    fn got_server(&mut self, i: usize) {
+        let arrived = self.outcomes[i].arrived_ms;
+        self.outcomes[i].ready_ms = Some(self.now);
+        self.tally.waited(arrived, self.now - arrived);
     }
 
     fn spawn_for(&mut self, i: usize) {
@@ -465,8 +488,7 @@ impl<'a> Replay<'a> {
             Some(i) => {
                 let session = self.model.session_ms(i, self.launches[i].session_secs);
                 self.servers[s].session_end_ms = self.now + session;
-                self.tally
-                    .waited(self.arrived[i], self.now - self.arrived[i]);
+                self.got_server(i);
             }
             None => {
                 // A launch waiting for room takes this one, or its room.
@@ -475,7 +497,6 @@ impl<'a> Replay<'a> {
                         continue;
                     }
                     if self.servers[s].image == self.image_of[i] {
-                        self.tally.hour(self.now).pool_hits += 1;
                         self.serve(i, s);
                     } else {
                         self.stop(s);
@@ -518,7 +539,7 @@ impl<'a> Replay<'a> {
             return;
         }
         self.miss(true);
-        self.refuse(Full::Total);
+        self.refuse(i, Full::Total);
     }
 
     fn give_up(&mut self, i: usize) {
@@ -526,7 +547,7 @@ impl<'a> Replay<'a> {
         self.room_waiters.retain(|(w, _)| *w != i);
         if self.room_waiters.len() < before {
             self.miss(true);
-            self.refuse(Full::Total);
+            self.refuse(i, Full::Total);
         }
     }
 
@@ -553,6 +574,9 @@ impl<'a> Replay<'a> {
 
     fn stop(&mut self, s: usize) {
         self.servers[s].stopped_ms = Some(self.now);
+        if let Some(i) = self.servers[s].launch {
+            self.outcomes[i].stopped_ms = Some(self.now);
+        }
         self.live.retain(|&l| l != s);
         self.tally.servers_now(self.now, self.live.len());
         self.account(s, self.now);
@@ -637,6 +661,10 @@ impl<'a> Replay<'a> {
                 Decision::Warn(_) => self.tally.hour(self.now).warnings += 1,
                 Decision::Stop(reason) | Decision::StopAndDeleteUser(reason) => {
                     self.stop(s);
+                    if let Some(i) = self.servers[s].launch {
+                        self.outcomes[i].culled_by =
+                            Some((policy.clone().unwrap_or_default(), reason.clone()));
+                    }
                     self.tally
                         .culled(self.now, policy.as_deref().unwrap_or_default(), &reason);
                 }

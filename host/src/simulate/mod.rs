@@ -65,7 +65,10 @@ impl PluginSettings for Virtual<'_> {
 /// Replays `launches` against `config`: its plugins loaded as `serve`
 /// loads them, on a virtual clock.
 pub async fn run(config: &Config, launches: &[Launch]) -> Result<Report, SimulateError> {
-    let clock = Arc::new(AtomicU64::new(launches.first().map_or(0, |l| l.at_ms)));
+    let first = launches
+        .first()
+        .ok_or_else(|| SimulateError::Trace("it holds no successful launch".into()))?;
+    let clock = Arc::new(AtomicU64::new(first.at_ms));
     let plugins = PluginHost::start(&Virtual {
         config,
         clock: clock.clone(),

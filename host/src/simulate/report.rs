@@ -146,7 +146,12 @@ impl Tally {
     }
 
     /// The report of a replay that ended at `end_ms`.
-    pub(crate) fn report(mut self, end_ms: u64, elapsed: Duration) -> Report {
+    pub(crate) fn report(
+        mut self,
+        end_ms: u64,
+        launches: Vec<Outcome>,
+        elapsed: Duration,
+    ) -> Report {
         self.hour(end_ms);
         let hours: Vec<Period> = self
             .hours
@@ -169,6 +174,7 @@ impl Tally {
                 pool: self.pool_policy_failures,
             },
             timeline: self.timeline,
+            launches,
             elapsed,
         }
     }
@@ -250,9 +256,43 @@ pub struct Report {
     pub policy_failures: PolicyFailures,
     /// Servers and builds every five minutes.
     pub timeline: Vec<Sample>,
+    /// Each launch of the trace, in order (not in the JSON: a day is
+    /// tens of thousands).
+    #[serde(skip)]
+    pub launches: Vec<Outcome>,
     /// How long the replay took.
     #[serde(skip)]
     pub elapsed: Duration,
+}
+
+/// What became of one launch of the trace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// When it arrived, milliseconds since the Unix epoch.
+    pub arrived_ms: u64,
+    /// When its server was ready; none when it got none.
+    pub ready_ms: Option<u64>,
+    /// Whether the warm pool handed it a started server.
+    pub pool_hit: bool,
+    /// When its server stopped; none when it ran to the end of the replay.
+    pub stopped_ms: Option<u64>,
+    /// The cull policy that stopped it, and its reason.
+    pub culled_by: Option<(String, String)>,
+    /// Why it got no server, when it got none.
+    pub refused: Option<Refusal>,
+}
+
+/// Why a launch got no server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `quota.total` was full.
+    TotalQuota,
+    /// Its repository's quota was full.
+    RepoQuota,
+    /// Its spec is banned.
+    Banned,
+    /// Its build ran past `build.timeout_secs`.
+    BuildFailed,
 }
 
 /// Policy calls that failed.
@@ -681,7 +721,7 @@ mod tests {
         let mut tally = Tally::new(0);
         tally.span(HOUR_MS - 1000, HOUR_MS + 3000, Span::Active);
         tally.span(0, 2 * HOUR_MS + 500, Span::Pool);
-        let report = tally.report(2 * HOUR_MS + 500, Duration::ZERO);
+        let report = tally.report(2 * HOUR_MS + 500, Vec::new(), Duration::ZERO);
         let active: Vec<f64> = report.hours.iter().map(|h| h.server_hours.active).collect();
         let pool: Vec<f64> = report.hours.iter().map(|h| h.server_hours.pool).collect();
         assert_eq!(active, [0.0, 0.001, 0.0]);

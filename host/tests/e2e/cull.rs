@@ -456,3 +456,155 @@ async fn the_service_culls_every_interval_only_while_it_leads() {
         ["idle-user/server", "idle-user"]
     );
 }
+
+/// One scenario, two worlds: a chain of bundled policies culls three
+/// servers on a real JupyterHub, and `bindery simulate` replays the same
+/// launches against the same configuration. The same servers go, in the
+/// same order, each as long after it was ready (within a pass and the
+/// spread of the hub's spawns), and the replay names the policy of each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_chain_culls_the_same_in_service_and_in_simulate() {
+    let registry = OciRegistry::start(None);
+    let jupyterhub = JupyterHub::start().await;
+    let (repo, _, image) = built_repo(&registry);
+    let data = tempfile::tempdir().unwrap();
+    let mut c = support::service::config(data.path(), Some(&registry));
+    hub_config(&mut c, &jupyterhub.url, &jupyterhub.token, data.path());
+    c.plugins.insert(
+        "idle-short".into(),
+        bundled(
+            "idle",
+            &[("timeout_secs", 12.into()), ("cull_users", true.into())],
+        ),
+    );
+    let rules: toml::Table =
+        toml::from_str(r#"rules = [{ spec = "gh/org/workshop*", timeout_secs = 30 }]"#).unwrap();
+    c.plugins.insert(
+        "workshop".into(),
+        bundled("per-repo", &[("rules", rules["rules"].clone())]),
+    );
+    c.cull.policies = vec!["workshop".into(), "idle-short".into()];
+    c.cull.every_secs = 2;
+    let plugins = PluginHost::start(&c).await.unwrap();
+    let hub = Arc::new(Hub::new(&c.hub).unwrap().unwrap());
+    let metrics = Arc::new(Metrics::default());
+    let launcher = HubLauncher::new(hub.clone(), &c).unwrap();
+
+    // Idle from the start; working for 10 s; idle, but a workshop's.
+    let scenario = [
+        ("org/other/HEAD", 0),
+        ("org/other/HEAD", 10),
+        ("org/workshop/HEAD", 0),
+    ];
+    let mut launched = Vec::new();
+    for (spec, _) in scenario {
+        let asked = bindery::now_ms();
+        let request = LaunchRequest {
+            image: image.clone(),
+            repo_url: repo.url.clone(),
+            ref_url: repo.url.clone(),
+            launch_host: "http://bindery.test/".into(),
+            binder_request: format!("v2/gh/{spec}"),
+            persistent_request: format!("v2/gh/{spec}"),
+            client_ip: "127.0.0.1".into(),
+            repo_config: Default::default(),
+            user: None,
+        };
+        let (progress, mut messages) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move { while messages.recv().await.is_some() {} });
+        let server = launcher.launch(&request, progress).await.unwrap();
+        launched.push((asked, bindery::now_ms(), server));
+    }
+    let busy = {
+        let (_, ready, server) = &launched[1];
+        let url = format!("{}api/contents?token={}", server.url, server.token);
+        let until = *ready + 10_000;
+        tokio::spawn(async move {
+            while bindery::now_ms() < until {
+                let _ = reqwest::get(&url).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+
+    // In service: a pass every 2 s, each server's culling noted at the pass that stopped it.
+    let culler = culler(&hub, &plugins, &metrics, &["workshop", "idle-short"]);
+    let mut stopped: Vec<Option<u64>> = vec![None; 3];
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while stopped.iter().any(Option::is_none) {
+        assert!(
+            Instant::now() < deadline,
+            "{stopped:?}\n{}",
+            jupyterhub.log()
+        );
+        let at = bindery::now_ms();
+        culler.pass().await.unwrap();
+        let running = running(&jupyterhub).await;
+        for (n, (_, _, server)) in launched.iter().enumerate() {
+            if stopped[n].is_none() && !running.contains(&server.user) {
+                stopped[n] = Some(at);
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    busy.abort();
+
+    // In simulate: the same launches, at the same moments, as events of
+    // upstream's schema; the hub's spawn time and activity interval.
+    let mut spawns: Vec<u64> = launched.iter().map(|(a, r, _)| r - a).collect();
+    spawns.sort_unstable();
+    let spawn = spawns[1] as f64 / 1000.0;
+    c.simulate.prebuilt = true;
+    c.simulate.spawn = bindery::config::Spread {
+        median_secs: spawn,
+        p90_secs: spawn,
+    };
+    c.simulate.activity_interval_secs = 5;
+    let lines: Vec<String> = launched
+        .iter()
+        .zip(scenario)
+        .map(|((asked, ..), (spec, session))| {
+            let at = chrono::DateTime::from_timestamp_millis(*asked as i64).unwrap();
+            serde_json::json!({
+                "timestamp": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "schema": "binderhub.jupyter.org/launch", "version": 5,
+                "provider": "GitHub", "spec": spec, "status": "success",
+                "session_secs": session,
+            })
+            .to_string()
+        })
+        .collect();
+    let launches = bindery::simulate::trace::parse(lines.join("\n").as_bytes()).unwrap();
+    let replay = bindery::simulate::run(&c, &launches).await.unwrap();
+
+    let policies: Vec<&str> = replay
+        .launches
+        .iter()
+        .map(|l| l.culled_by.as_ref().map_or("", |(p, _)| p.as_str()))
+        .collect();
+    assert_eq!(policies, ["idle-short", "idle-short", "workshop"]);
+    let order = |times: &[u64]| {
+        let mut order: Vec<usize> = (0..times.len()).collect();
+        order.sort_by_key(|&n| times[n]);
+        order
+    };
+    let in_service: Vec<u64> = stopped.iter().map(|s| s.unwrap()).collect();
+    let simulated: Vec<u64> = replay
+        .launches
+        .iter()
+        .map(|l| l.stopped_ms.unwrap())
+        .collect();
+    assert_eq!(
+        order(&in_service),
+        order(&simulated),
+        "{in_service:?} {simulated:?}"
+    );
+    for (n, ((_, ready, _), l)) in launched.iter().zip(&replay.launches).enumerate() {
+        let service = in_service[n] as i64 - *ready as i64;
+        let simulate = l.stopped_ms.unwrap() as i64 - l.ready_ms.unwrap() as i64;
+        assert!(
+            (service - simulate).abs() <= 6_000,
+            "server {n}: culled {service} ms after it was ready in service, {simulate} ms in simulate"
+        );
+    }
+}

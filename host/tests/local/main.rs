@@ -14,5 +14,6 @@ mod loading;
 mod logs;
 mod providers;
 mod sandbox;
+mod simulate;
 mod strategy;
 mod streams;

@@ -16,7 +16,7 @@ impl CullPolicy for HostileCull {
                 hosts: vec![],
                 config_keys: vec![ConfigKey {
                     name: "mode".into(),
-                    description: "loop, bomb, panic, short or stop-all".into(),
+                    description: "loop, bomb, panic, short, stop-all or clock".into(),
                     required: true,
                 }],
                 secrets: vec![],
@@ -50,6 +50,18 @@ impl CullPolicy for HostileCull {
                 .iter()
                 .map(|_| Decision::Stop("told to".into()))
                 .collect()),
+            // Reads the time from the `clock` capability, not the argument:
+            // stops what that clock says has run for a minute.
+            Some("clock") => {
+                let now = ctx.now_ms();
+                Ok(servers
+                    .iter()
+                    .map(|s| match now.saturating_sub(s.started_ms) >= 60_000 {
+                        true => Decision::Stop(format!("the clock says {now}")),
+                        false => Decision::Keep,
+                    })
+                    .collect())
+            }
             other => Err(PluginError::InvalidConfig(format!(
                 "unknown mode {other:?}"
             ))),
