@@ -52,23 +52,20 @@ impl Demand {
     }
 }
 
-/// The images of `counts` with launches left at `now_ms`, the most
-/// launched first: `launches` is the count as of `now_ms`, and `at_ms`
-/// stays the latest launch (a pool policy's `last-launch-ms`).
-pub fn ranked(
-    counts: impl IntoIterator<Item = Demand>,
+/// The keys of `counts` with launches left at `now_ms`, each with its
+/// count as of then, the most launched first (a stable sort: ties keep the
+/// order of `counts`).
+pub fn ranked<'a, K>(
+    counts: impl IntoIterator<Item = (K, &'a Demand)>,
     now_ms: u64,
     half_life_ms: u64,
-) -> Vec<Demand> {
-    let mut all: Vec<Demand> = counts
+) -> Vec<(K, f64)> {
+    let mut all: Vec<(K, f64)> = counts
         .into_iter()
-        .map(|d| Demand {
-            launches: d.launches_at(now_ms, half_life_ms),
-            ..d
-        })
-        .filter(|d| d.launches >= FORGOTTEN)
+        .map(|(key, d)| (key, d.launches_at(now_ms, half_life_ms)))
+        .filter(|(_, launches)| *launches >= FORGOTTEN)
         .collect();
-    all.sort_by(|a, b| b.launches.total_cmp(&a.launches));
+    all.sort_by(|a, b| b.1.total_cmp(&a.1));
     all
 }
 
@@ -102,12 +99,19 @@ impl LaunchDemand {
 
     /// Every image with launches left at `now_ms`, counts as of then, the
     /// most launched first.
+    /// (`launches` is the count as of `now_ms`; `at_ms` stays the latest
+    /// launch, a pool policy's `last-launch-ms`.)
     pub fn at(&self, now_ms: u64) -> Result<Vec<Demand>, CacheError> {
-        Ok(ranked(
-            self.tree.values::<Demand>()?,
-            now_ms,
-            self.half_life_ms,
-        ))
+        let counts = self.tree.values::<Demand>()?;
+        Ok(
+            ranked(counts.iter().map(|d| (d, d)), now_ms, self.half_life_ms)
+                .into_iter()
+                .map(|(d, launches)| Demand {
+                    launches,
+                    ..d.clone()
+                })
+                .collect(),
+        )
     }
 
     /// Forgets images whose launches have faded out, and all but the

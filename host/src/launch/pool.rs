@@ -426,9 +426,8 @@ impl WarmPool {
         // Servers are started into the room the quota leaves; those that
         // room no longer covers stay until a launch needs it ([`Self::give_way`]),
         // rather than go and come back as launches start and end.
-        let sizes = trim(&demand, &wants, bounds);
+        let sizes = trim(&wants, bounds);
         let kept = trim(
-            &demand,
             &wants,
             PoolBounds {
                 quota_room: None,
@@ -849,13 +848,12 @@ impl Launcher for Pooled {
     }
 }
 
-/// The policy's `sizes` for `demand` (most launched first), trimmed to
-/// `bounds`: the images launched least give way first.
-pub fn trim(demand: &[Demand], sizes: &[u32], bounds: PoolBounds) -> Vec<u32> {
+/// The policy's `sizes` for the images it was asked about (most launched
+/// first), trimmed to `bounds`: the images launched least give way first.
+pub fn trim(sizes: &[u32], bounds: PoolBounds) -> Vec<u32> {
     let mut room = bounds
         .quota_room
         .map_or(bounds.max_servers, |q| q.min(bounds.max_servers));
-    debug_assert!(demand.windows(2).all(|w| w[0].launches >= w[1].launches));
     sizes
         .iter()
         .map(|&wanted| {
@@ -903,27 +901,16 @@ mod tests {
         assert_eq!(given.notice(&pooled(&["d"]), &launched), 0, "then let go");
     }
 
-    fn demand(launches: &[f64]) -> Vec<Demand> {
-        launches
-            .iter()
-            .map(|&launches| Demand {
-                launches,
-                ..Demand::default()
-            })
-            .collect()
-    }
-
     #[test]
     fn the_least_launched_give_way_to_the_bounds() {
-        let d = demand(&[9.0, 5.0, 2.0]);
         let bounds = |max_servers, quota_room| PoolBounds {
             max_servers,
             quota_room,
         };
-        assert_eq!(trim(&d, &[3, 2, 2], bounds(10, None)), [3, 2, 2]);
-        assert_eq!(trim(&d, &[3, 2, 2], bounds(4, None)), [3, 1, 0]);
-        assert_eq!(trim(&d, &[3, 2, 2], bounds(10, Some(2))), [2, 0, 0]);
-        assert_eq!(trim(&d, &[3, 2, 2], bounds(10, Some(0))), [0, 0, 0]);
-        assert_eq!(trim(&d, &[0, 9, 1], bounds(5, None)), [0, 5, 0]);
+        assert_eq!(trim(&[3, 2, 2], bounds(10, None)), [3, 2, 2]);
+        assert_eq!(trim(&[3, 2, 2], bounds(4, None)), [3, 1, 0]);
+        assert_eq!(trim(&[3, 2, 2], bounds(10, Some(2))), [2, 0, 0]);
+        assert_eq!(trim(&[3, 2, 2], bounds(10, Some(0))), [0, 0, 0]);
+        assert_eq!(trim(&[0, 9, 1], bounds(5, None)), [0, 5, 0]);
     }
 }

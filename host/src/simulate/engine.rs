@@ -5,7 +5,7 @@
 //! the same inputs, as the culler and the warm pool make in service.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -102,7 +102,8 @@ pub struct Replay<'a> {
     /// Launches waiting for the room of a starting pool server, with
     /// their deadlines.
     room_waiters: VecDeque<(usize, u64)>,
-    demand: HashMap<String, Demand>,
+    /// The pool's launch counts by image (ordered: ties rank alike every run).
+    demand: BTreeMap<usize, Demand>,
     pool_spawns: u64,
     spec_policies: HashMap<String, Option<SpecPolicy>>,
     last_arrival: u64,
@@ -169,7 +170,7 @@ impl<'a> Replay<'a> {
             builds_running: 0,
             build_queue: VecDeque::new(),
             room_waiters: VecDeque::new(),
-            demand: HashMap::new(),
+            demand: BTreeMap::new(),
             pool_spawns: 0,
             spec_policies: HashMap::new(),
             last_arrival: launches.last().map_or(0, |l| l.at_ms),
@@ -520,9 +521,8 @@ impl<'a> Replay<'a> {
             .filter(|&s| self.servers[s].launch.is_none() && self.servers[s].ready_ms.is_some())
             .min_by(|&a, &b| {
                 let rank = |s: usize| {
-                    let name = &self.images[self.servers[s].image].name;
                     self.demand
-                        .get(name)
+                        .get(&self.servers[s].image)
                         .map_or(0.0, |d| d.launches_at(self.now, self.half_life_ms()))
                 };
                 rank(a).total_cmp(&rank(b))
@@ -568,7 +568,7 @@ impl<'a> Replay<'a> {
         };
         let half_life = self.half_life_ms();
         let now = self.now;
-        let old = self.demand.entry(name.clone()).or_default();
+        let old = self.demand.entry(self.image_of[i]).or_default();
         *old = old.counted(&counted, now, half_life);
     }
 
@@ -660,6 +660,9 @@ impl<'a> Replay<'a> {
                 Decision::Pass | Decision::Keep => {}
                 Decision::Warn(_) => self.tally.hour(self.now).warnings += 1,
                 Decision::Stop(reason) | Decision::StopAndDeleteUser(reason) => {
+                    if self.now < self.servers[s].session_end_ms {
+                        self.tally.hour(self.now).interrupted += 1;
+                    }
                     self.stop(s);
                     if let Some(i) = self.servers[s].launch {
                         self.outcomes[i].culled_by =
@@ -677,35 +680,38 @@ impl<'a> Replay<'a> {
     async fn pool(&mut self) {
         let pool = &self.config.warm_pool;
         let now = self.now;
-        let demand = ranked(self.demand.values().cloned(), now, self.half_life_ms());
+        let mut ranked = ranked(
+            self.demand.iter().map(|(&image, d)| (image, d)),
+            now,
+            self.half_life_ms(),
+        );
         // Forget the faded and all but the most launched, as the pool's prune.
-        let demand: Vec<Demand> = demand.into_iter().take(pool.max_images).collect();
-        let kept: std::collections::HashSet<&str> =
-            demand.iter().map(|d| d.image.as_str()).collect();
-        self.demand.retain(|image, _| kept.contains(image.as_str()));
-        let index: HashMap<String, usize> = self
-            .images
+        ranked.truncate(pool.max_images);
+        if ranked.len() < self.demand.len() {
+            let kept: HashSet<usize> = ranked.iter().map(|(image, _)| *image).collect();
+            self.demand.retain(|image, _| kept.contains(image));
+        }
+        // The pool's servers of each image, ready or starting.
+        let mut pooled: HashMap<usize, usize> = HashMap::new();
+        for &s in &self.live {
+            if self.servers[s].launch.is_none() {
+                *pooled.entry(self.servers[s].image).or_default() += 1;
+            }
+        }
+        let pooled_of = |image: usize| pooled.get(&image).copied().unwrap_or(0);
+        let images: Vec<ImageDemand> = ranked
             .iter()
-            .enumerate()
-            .filter(|(_, i)| kept.contains(i.name.as_str()))
-            .map(|(n, i)| (i.name.clone(), n))
-            .collect();
-        let pooled = |image: usize| {
-            self.live
-                .iter()
-                .filter(|&&s| self.servers[s].launch.is_none() && self.servers[s].image == image)
-                .count()
-        };
-        let images: Vec<ImageDemand> = demand
-            .iter()
-            .map(|d| ImageDemand {
-                image: d.image.clone(),
-                repo_url: d.repo_url.clone(),
-                provider: d.provider.clone(),
-                spec: d.spec.clone(),
-                recent_launches: d.launches,
-                last_launch_ms: d.at_ms,
-                pooled: pooled(index[d.image.as_str()]) as u32,
+            .map(|&(image, launches)| {
+                let d = &self.demand[&image];
+                ImageDemand {
+                    image: d.image.clone(),
+                    repo_url: d.repo_url.clone(),
+                    provider: d.provider.clone(),
+                    spec: d.spec.clone(),
+                    recent_launches: launches,
+                    last_launch_ms: d.at_ms,
+                    pooled: pooled_of(image) as u32,
+                }
             })
             .collect();
         // As in service, a launch's server counts once as listed and once
@@ -743,9 +749,8 @@ impl<'a> Replay<'a> {
                 return;
             }
         };
-        let sizes = trim(&demand, &wants, bounds);
+        let sizes = trim(&wants, bounds);
         let keep = trim(
-            &demand,
             &wants,
             PoolBounds {
                 quota_room: None,
@@ -753,9 +758,8 @@ impl<'a> Replay<'a> {
             },
         );
         let mut spawns = Vec::new();
-        for (d, &n) in demand.iter().zip(&sizes) {
-            let image = index[d.image.as_str()];
-            for _ in pooled(image)..n as usize {
+        for (&(image, _), &n) in ranked.iter().zip(&sizes) {
+            for _ in pooled_of(image)..n as usize {
                 if spawns.len() < SPAWNS_PER_PASS {
                     spawns.push(image);
                 }
@@ -767,18 +771,12 @@ impl<'a> Replay<'a> {
             self.new_server(image, None, took);
             self.tally.hour(now).pool_started += 1;
         }
-        let wanted: HashMap<usize, usize> = demand
+        let wanted: HashMap<usize, usize> = ranked
             .iter()
             .zip(&keep)
-            .map(|(d, &n)| (index[d.image.as_str()], n as usize))
+            .map(|(&(image, _), &n)| (image, n as usize))
             .collect();
-        let mut surplus: HashMap<usize, usize> = HashMap::new();
-        for &s in &self.live {
-            let server = &self.servers[s];
-            if server.launch.is_none() {
-                *surplus.entry(server.image).or_default() += 1;
-            }
-        }
+        let mut surplus = pooled;
         for (image, n) in &mut surplus {
             *n = n.saturating_sub(wanted.get(image).copied().unwrap_or(0));
         }

@@ -29,6 +29,7 @@ pub(crate) struct Counts {
     pub(crate) failed_builds: u64,
     pub(crate) failed_launches: u64,
     pub(crate) warnings: u64,
+    pub(crate) interrupted: u64,
     culls: BTreeMap<(String, String), u64>,
     active_ms: u64,
     idle_ms: u64,
@@ -196,6 +197,7 @@ impl Counts {
         self.failed_builds += other.failed_builds;
         self.failed_launches += other.failed_launches;
         self.warnings += other.warnings;
+        self.interrupted += other.interrupted;
         for (k, v) in &other.culls {
             *self.culls.entry(k.clone()).or_default() += v;
         }
@@ -342,6 +344,9 @@ pub struct Period {
     pub server_hours: ServerHours,
     /// Servers culled, by policy and kind of reason.
     pub culls: Vec<Culls>,
+    /// Servers culled while their user was still working (by a maximum
+    /// age, say): the sessions a policy cut short.
+    pub interrupted: u64,
     /// Cull warnings decided.
     pub warnings: u64,
     /// Launches refused.
@@ -474,6 +479,7 @@ impl Period {
                     servers: *n,
                 })
                 .collect(),
+            interrupted: c.interrupted,
             warnings: c.warnings,
             refused: Refused {
                 total_quota: c.refused_total,
@@ -541,6 +547,9 @@ pub fn table(report: &Report) -> String {
     );
     for c in &t.culls {
         let _ = writeln!(out, "culled by {}: {} ({})", c.policy, c.servers, c.reason);
+    }
+    if t.interrupted > 0 {
+        let _ = writeln!(out, "culled while their users worked: {}", t.interrupted);
     }
     if t.warnings > 0 {
         let _ = writeln!(out, "cull warnings: {}", t.warnings);
@@ -644,6 +653,11 @@ pub fn compare(a: (&str, &Report), b: (&str, &Report)) -> String {
             "servers culled",
             Some(ta.culled() as f64),
             Some(tb.culled() as f64),
+        ),
+        (
+            "culled while working",
+            Some(ta.interrupted as f64),
+            Some(tb.interrupted as f64),
         ),
         (
             "refused: total quota",
