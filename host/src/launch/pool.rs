@@ -34,7 +34,7 @@ use crate::jupyterhub::{Hub, UserModel, segment};
 use crate::metrics::Metrics;
 
 /// Pool servers started at once in one pass.
-pub const SPAWNS_PER_PASS: usize = 4;
+const SPAWNS_PER_PASS: usize = 4;
 
 /// How long a launch the total quota refuses waits for the pool's starting
 /// servers to be up and removable (the hub cannot stop a spawn under way).
@@ -120,6 +120,12 @@ impl Listing {
 
     fn pooled(&self, image: &str) -> usize {
         self.ready.get(image).map_or(0, Vec::len) + self.starting.get(image).map_or(0, Vec::len)
+    }
+
+    /// The pool's servers of every image, ready or starting.
+    fn pooled_total(&self) -> usize {
+        self.ready.values().map(Vec::len).sum::<usize>()
+            + self.starting.values().map(Vec::len).sum::<usize>()
     }
 }
 
@@ -439,17 +445,15 @@ impl WarmPool {
             .zip(&kept)
             .map(|(d, &n)| (d.image.as_str(), n as usize))
             .collect();
-        let mut spawns = Vec::new();
-        for (d, &n) in demand.iter().zip(&sizes) {
-            for _ in listing.pooled(&d.image)..n as usize {
-                if spawns.len() < SPAWNS_PER_PASS {
-                    spawns.push(d);
-                }
-            }
-        }
-        let started =
-            futures_util::future::join_all(spawns.into_iter().map(|d| self.spawn(d, in_flight)))
-                .await;
+        let pooled: Vec<usize> = demand.iter().map(|d| listing.pooled(&d.image)).collect();
+        let free = room_beside(bounds, listing.pooled_total());
+        let spawns = starts(&pooled, &sizes, free);
+        let started = futures_util::future::join_all(
+            spawns
+                .into_iter()
+                .map(|i| self.spawn(&demand[i], in_flight)),
+        )
+        .await;
         for e in started.into_iter().filter_map(Result::err) {
             tracing::warn!("warm pool: {e}");
         }
@@ -848,6 +852,31 @@ impl Launcher for Pooled {
     }
 }
 
+/// The room the total quota leaves for new pool servers beside the
+/// `pooled` it holds: servers kept past the room the quota gives the pool
+/// (they stay until a launch needs them) leave none for others.
+pub fn room_beside(bounds: PoolBounds, pooled: usize) -> Option<usize> {
+    bounds
+        .quota_room
+        .map(|room| (room as usize).saturating_sub(pooled))
+}
+
+/// The servers to start in one pass, as indexes of the images (most
+/// launched first): each image's servers short of its trimmed size, at
+/// most [`SPAWNS_PER_PASS`] in all, and no more than `free` room.
+pub fn starts(pooled: &[usize], sizes: &[u32], free: Option<usize>) -> Vec<usize> {
+    let limit = free.map_or(SPAWNS_PER_PASS, |f| f.min(SPAWNS_PER_PASS));
+    pooled
+        .iter()
+        .zip(sizes)
+        .enumerate()
+        .flat_map(|(i, (&have, &size))| {
+            std::iter::repeat_n(i, (size as usize).saturating_sub(have))
+        })
+        .take(limit)
+        .collect()
+}
+
 /// The policy's `sizes` for the images it was asked about (most launched
 /// first), trimmed to `bounds`: the images launched least give way first.
 pub fn trim(sizes: &[u32], bounds: PoolBounds) -> Vec<u32> {
@@ -899,6 +928,22 @@ mod tests {
         assert_eq!(given.notice(&pooled(&["d"]), &launched), 1, "held a while");
         given.held[0] -= GIVEN_HOLD;
         assert_eq!(given.notice(&pooled(&["d"]), &launched), 0, "then let go");
+    }
+
+    #[test]
+    fn servers_kept_past_the_quotas_room_leave_none_for_other_images() {
+        let bounds = PoolBounds {
+            max_servers: 20,
+            quota_room: Some(10),
+        };
+        // Image 0 holds 8 from when there was more room; the policy now
+        // gets 5 and 5: image 1 may start 2, not 5.
+        let free = room_beside(bounds, 8);
+        assert_eq!(free, Some(2));
+        assert_eq!(starts(&[8, 0], &[5, 5], free), [1, 1]);
+        // No total quota: as many as the sizes ask, a few per pass.
+        assert_eq!(starts(&[0, 1], &[2, 5], None), [0, 0, 1, 1]);
+        assert_eq!(starts(&[0, 0], &[3, 3], Some(20)).len(), SPAWNS_PER_PASS);
     }
 
     #[test]

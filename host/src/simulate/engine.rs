@@ -19,7 +19,7 @@ use super::report::{Outcome, Refusal, Report, Tally};
 use super::trace::Launch;
 use crate::cache::{Demand, ranked};
 use crate::config::Config;
-use crate::launch::pool::{SPAWNS_PER_PASS, trim};
+use crate::launch::pool::{room_beside, starts, trim};
 use crate::pipeline::policy::SpecPolicy;
 use crate::registry::naming;
 
@@ -757,14 +757,12 @@ impl<'a> Replay<'a> {
                 ..bounds
             },
         );
-        let mut spawns = Vec::new();
-        for (&(image, _), &n) in ranked.iter().zip(&sizes) {
-            for _ in pooled_of(image)..n as usize {
-                if spawns.len() < SPAWNS_PER_PASS {
-                    spawns.push(image);
-                }
-            }
-        }
+        let have: Vec<usize> = ranked.iter().map(|&(image, _)| pooled_of(image)).collect();
+        let free = room_beside(bounds, pooled.values().sum());
+        let spawns: Vec<usize> = starts(&have, &sizes, free)
+            .into_iter()
+            .map(|n| ranked[n].0)
+            .collect();
         for image in spawns {
             self.pool_spawns += 1;
             let took = self.model.pool_spawn_ms(self.pool_spawns);

@@ -701,7 +701,8 @@ pub fn compare(a: (&str, &Report), b: (&str, &Report)) -> String {
         let change = match (x, y) {
             (Some(x), Some(y)) if x == y => "=".into(),
             (Some(x), Some(y)) if x != 0.0 => format!("{:+.1}%", (y - x) / x * 100.0),
-            (Some(x), Some(y)) => format!("{:+}", y - x),
+            (Some(x), Some(y)) if (y - x).fract() == 0.0 => format!("{:+.0}", y - x),
+            (Some(x), Some(y)) => format!("{:+.1}", y - x),
             _ => String::new(),
         };
         let _ = writeln!(
