@@ -21,14 +21,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let options = trace::Generate {
-        launches: 25_000,
-        repos: 2_000,
-        exponent: 1.1,
-        day: chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
-        peak_hour: 15,
-        seed: 1,
-    };
+    let options = trace::Generate::default();
     let mut lines = Vec::new();
     let started = Instant::now();
     trace::generate(&options, &mut lines).unwrap();

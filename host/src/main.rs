@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use bindery::authoring;
 use bindery::config::Config;
 use bindery::registry::naming;
+use bindery::simulate::trace::Generate;
 use bindery_runtime::bindings::PluginKind;
 use bindery_runtime::kind_name;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -114,22 +115,22 @@ struct SimulateArgs {
     #[arg(long, conflicts_with_all = ["trace", "compare", "json", "svg"])]
     generate: bool,
     /// --generate: launches in the day.
-    #[arg(long, default_value_t = 25_000, requires = "generate")]
+    #[arg(long, default_value_t = Generate::default().launches, requires = "generate")]
     launches: u64,
     /// --generate: repositories, their popularity Zipf-distributed.
-    #[arg(long, default_value_t = 2_000, requires = "generate")]
+    #[arg(long, default_value_t = Generate::default().repos, requires = "generate")]
     repos: u64,
     /// --generate: Zipf's exponent (higher: more launches to the most popular).
-    #[arg(long, default_value_t = 1.1, requires = "generate")]
+    #[arg(long, default_value_t = Generate::default().exponent, requires = "generate")]
     exponent: f64,
     /// --generate: the day, YYYY-MM-DD (UTC).
-    #[arg(long, default_value = "2026-12-01", requires = "generate")]
+    #[arg(long, default_value_t = Generate::default().day, requires = "generate")]
     day: chrono::NaiveDate,
     /// --generate: the busiest hour (UTC); the quietest, twelve hours off, has a third of its launches.
-    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(0..24), requires = "generate")]
+    #[arg(long, default_value_t = Generate::default().peak_hour, value_parser = clap::value_parser!(u32).range(0..24), requires = "generate")]
     peak_hour: u32,
     /// --generate: the seed of the draws.
-    #[arg(long, default_value_t = 1, requires = "generate")]
+    #[arg(long, default_value_t = Generate::default().seed, requires = "generate")]
     seed: u64,
     /// --generate: where to write the trace.
     #[arg(long, requires = "generate")]
@@ -414,7 +415,7 @@ async fn run(command: Command) -> Result<(), String> {
 async fn simulate(args: SimulateArgs) -> Result<(), String> {
     use bindery::simulate::{self, chart, report, trace};
     if args.generate {
-        let options = trace::Generate {
+        let options = Generate {
             launches: args.launches,
             repos: args.repos,
             exponent: args.exponent,

@@ -441,7 +441,7 @@ impl<'a> Replay<'a> {
         let server = &mut self.servers[s];
         server.launch = Some(i);
         server.claimed_ms = self.now;
-        server.session_end_ms = self.now + session;
+        server.session_end_ms = self.now.saturating_add(session);
         server.options = options;
     }
 
@@ -488,7 +488,7 @@ impl<'a> Replay<'a> {
         match self.servers[s].launch {
             Some(i) => {
                 let session = self.model.session_ms(i, self.launches[i].session_secs);
-                self.servers[s].session_end_ms = self.now + session;
+                self.servers[s].session_end_ms = self.now.saturating_add(session);
                 self.got_server(i);
             }
             None => {

@@ -102,7 +102,7 @@ impl Model {
     /// How long the user of launch `launch` works, unless the trace says.
     pub fn session_ms(&self, launch: usize, traced_secs: Option<f64>) -> u64 {
         match traced_secs {
-            Some(s) => (s * 1000.0).round() as u64,
+            Some(s) => (s * 1000.0).round().clamp(0.0, 1e15) as u64,
             None => self.session.ms(&mut self.rng(Purpose::Session(launch))),
         }
     }

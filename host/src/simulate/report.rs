@@ -69,7 +69,9 @@ impl Tally {
         }
     }
 
-    /// The counts of the hour `at_ms` falls in.
+    /// The counts of the hour `at_ms` falls in. Hours are made in time
+    /// order as the levels change ([`Self::servers_now`]), so a new hour
+    /// starts at the level the last one ended at.
     pub(crate) fn hour(&mut self, at_ms: u64) -> &mut Counts {
         let n = (at_ms.saturating_sub(self.hour0) / HOUR_MS) as usize;
         while self.hours.len() <= n {
@@ -85,16 +87,17 @@ impl Tally {
 
     /// Servers running or starting, from `at_ms`.
     pub(crate) fn servers_now(&mut self, at_ms: u64, n: usize) {
-        self.servers = n;
+        // The hours up to now had the level before this change.
         let hour = self.hour(at_ms);
         hour.peak_servers = hour.peak_servers.max(n);
+        self.servers = n;
     }
 
     /// Builds running, from `at_ms`.
     pub(crate) fn builds_now(&mut self, at_ms: u64, n: usize) {
-        self.builds = n;
         let hour = self.hour(at_ms);
         hour.peak_builds = hour.peak_builds.max(n);
+        self.builds = n;
     }
 
     /// A launch that arrived at `arrived_ms` got its server after `wait_ms`.
@@ -729,6 +732,17 @@ mod tests {
             reason_kind("running for 21700 s (max age 21600 s)"),
             "running for N s (max age 21600 s)"
         );
+    }
+
+    #[test]
+    fn an_hour_without_changes_peaks_at_the_level_it_was_at() {
+        let mut tally = Tally::new(0);
+        tally.servers_now(1000, 1);
+        tally.servers_now(3 * HOUR_MS + 1000, 0);
+        tally.servers_now(3 * HOUR_MS + 2000, 2);
+        let report = tally.report(4 * HOUR_MS, Vec::new(), Duration::ZERO);
+        let peaks: Vec<usize> = report.hours.iter().map(|h| h.peak.servers).collect();
+        assert_eq!(peaks, [1, 1, 1, 2, 2]);
     }
 
     #[test]

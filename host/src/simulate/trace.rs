@@ -68,6 +68,18 @@ struct Line {
     session_secs: Option<f64>,
 }
 
+/// A launch event is a few hundred bytes; a longer line is not one.
+const MAX_LINE_BYTES: usize = 64 * 1024;
+/// Launches one replay takes: about 200 of mybinder.org's busiest days.
+const MAX_LAUNCHES: usize = 5_000_000;
+/// The time one replay covers, first launch to last.
+const MAX_SPAN_MS: u64 = 31 * 86_400_000;
+
+fn ms_text(ms: u64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms as i64)
+        .map_or_else(|| ms.to_string(), |t| t.to_rfc3339())
+}
+
 /// Reads the trace at `path`, gzipped or not (by its first bytes).
 pub fn read(path: &Path) -> Result<Vec<Launch>, SimulateError> {
     let file = std::fs::File::open(path)
@@ -94,8 +106,25 @@ pub fn read(path: &Path) -> Result<Vec<Launch>, SimulateError> {
 /// archive rounds timestamps down to it), are spread evenly over it.
 pub fn parse(input: impl Read) -> Result<Vec<Launch>, SimulateError> {
     let mut launches = Vec::new();
-    for (n, line) in BufReader::new(input).lines().enumerate() {
-        let line = line.map_err(|e| SimulateError::Trace(format!("line {}: {e}", n + 1)))?;
+    let mut reader = BufReader::new(input);
+    let mut buf = Vec::new();
+    for n in 0.. {
+        buf.clear();
+        let read = (&mut reader)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| SimulateError::Trace(format!("line {}: {e}", n + 1)))?;
+        if read == 0 {
+            break;
+        }
+        if buf.len() > MAX_LINE_BYTES {
+            return Err(SimulateError::Trace(format!(
+                "line {} is longer than {} KiB: not a launch event",
+                n + 1,
+                MAX_LINE_BYTES / 1024
+            )));
+        }
+        let line = String::from_utf8_lossy(&buf);
         if line.trim().is_empty() {
             continue;
         }
@@ -125,6 +154,11 @@ pub fn parse(input: impl Read) -> Result<Vec<Launch>, SimulateError> {
                 n + 1
             )));
         }
+        if launches.len() == MAX_LAUNCHES {
+            return Err(SimulateError::Trace(format!(
+                "more than {MAX_LAUNCHES} launches: replay it in parts"
+            )));
+        }
         launches.push(Launch {
             at_ms: u64::try_from(at.timestamp_millis()).map_err(|_| {
                 SimulateError::Trace(format!("line {}: a timestamp before 1970", n + 1))
@@ -136,6 +170,17 @@ pub fn parse(input: impl Read) -> Result<Vec<Launch>, SimulateError> {
         });
     }
     launches.sort_by_key(|l| l.at_ms);
+    if let (Some(first), Some(last)) = (launches.first(), launches.last())
+        && last.at_ms - first.at_ms > MAX_SPAN_MS
+    {
+        return Err(SimulateError::Trace(format!(
+            "it spans {} days, from {} to {}; at most {} are replayed at once: replay it in parts",
+            (last.at_ms - first.at_ms) / 86_400_000,
+            ms_text(first.at_ms),
+            ms_text(last.at_ms),
+            MAX_SPAN_MS / 86_400_000
+        )));
+    }
     spread_rounded_minutes(&mut launches);
     Ok(launches)
 }
@@ -177,6 +222,20 @@ pub struct Generate {
     pub peak_hour: u32,
     /// Seed of the draws.
     pub seed: u64,
+}
+
+impl Default for Generate {
+    /// A day the size of mybinder.org's busiest (about 25,000 launches).
+    fn default() -> Self {
+        Generate {
+            launches: 25_000,
+            repos: 2_000,
+            exponent: 1.1,
+            day: chrono::NaiveDate::from_ymd_opt(2026, 12, 1).expect("a real day"),
+            peak_hour: 15,
+            seed: 1,
+        }
+    }
 }
 
 /// Writes a synthetic day of launch events (schema version 5, GitHub
@@ -281,6 +340,20 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("line 1: timestamp \"yesterday\""), "{e}");
+    }
+
+    #[test]
+    fn hostile_traces_are_refused_before_they_cost_much() {
+        let long = format!("{}\n", "x".repeat(MAX_LINE_BYTES + 10));
+        let e = parse(long.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("line 1 is longer than 64 KiB"), "{e}");
+        let far = "{\"timestamp\": \"2024-05-01T10:00:00Z\", \"provider\": \"GitHub\", \"spec\": \"a/b/c\"}\n{\"timestamp\": \"9999-05-01T10:00:00Z\", \"provider\": \"GitHub\", \"spec\": \"a/b/c\"}";
+        let e = parse(far.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("at most 31 are replayed at once"), "{e}");
+        let e = parse(r#"{"timestamp": "2024-05-01T10:00:00Z", "provider": "GitHub", "spec": "a/b/c", "session_secs": -1}"#.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("session_secs must be"), "{e}");
     }
 
     #[test]

@@ -284,3 +284,30 @@ async fn a_policy_the_configuration_names_but_does_not_load_is_an_error() {
     let e = simulate::run(&c, &[]).await.unwrap_err();
     assert!(e.to_string().contains("no successful launch"), "{e}");
 }
+
+/// The charts of `docs/simulate.md` are the tool's own for its worked
+/// example (`scripts/simulate-example` draws them again after a change).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_docs_charts_are_what_the_tool_draws() {
+    let root = support::workspace();
+    let examples = root.join("docs/examples/simulate");
+    let mut day = Vec::new();
+    trace::generate(&trace::Generate::default(), &mut day).unwrap();
+    let launches = trace::parse(&day[..]).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut reports = Vec::new();
+    for name in ["idle.toml", "per-repo.toml"] {
+        let mut c = Config::load(Some(&examples.join(name))).unwrap();
+        c.data_dir = data.path().into();
+        reports.push((name, replay(&c, &launches).await));
+    }
+    let named: Vec<(&str, &Report)> = reports.iter().map(|(n, r)| (*n, r)).collect();
+    let regenerate = "the docs' charts are out of date: run scripts/simulate-example";
+    for (file, drawn) in [
+        ("simulate-idle.svg", simulate::chart::svg(&named[..1])),
+        ("simulate-per-repo.svg", simulate::chart::svg(&named)),
+    ] {
+        let committed = std::fs::read_to_string(root.join("docs/images").join(file)).unwrap();
+        assert!(committed == drawn, "{file}: {regenerate}");
+    }
+}
