@@ -610,84 +610,35 @@ pub fn table(report: &Report) -> String {
 /// Two reports of one trace side by side: each figure, and how the second
 /// differs from the first.
 pub fn compare(a: (&str, &Report), b: (&str, &Report)) -> String {
-    let (ta, tb) = (&a.1.total, &b.1.total);
-    let rows: Vec<(&str, Option<f64>, Option<f64>)> = vec![
-        (
-            "launches",
-            Some(ta.launches as f64),
-            Some(tb.launches as f64),
-        ),
-        ("builds", Some(ta.builds as f64), Some(tb.builds as f64)),
-        (
-            "cache hits",
-            Some(ta.cache_hits as f64),
-            Some(tb.cache_hits as f64),
-        ),
-        (
-            "warm pool hits",
-            Some(ta.warm_pool.hits as f64),
-            Some(tb.warm_pool.hits as f64),
-        ),
-        (
-            "warm pool misses",
-            Some(ta.warm_pool.misses as f64),
-            Some(tb.warm_pool.misses as f64),
-        ),
-        ("click to ready p50 (s)", ta.wait_secs.p50, tb.wait_secs.p50),
-        ("click to ready p90 (s)", ta.wait_secs.p90, tb.wait_secs.p90),
-        ("click to ready p99 (s)", ta.wait_secs.p99, tb.wait_secs.p99),
-        ("click to ready max (s)", ta.wait_secs.max, tb.wait_secs.max),
-        (
-            "server-hours active",
-            Some(ta.server_hours.active),
-            Some(tb.server_hours.active),
-        ),
-        (
-            "server-hours idle",
-            Some(ta.server_hours.idle),
-            Some(tb.server_hours.idle),
-        ),
-        (
-            "server-hours in the pool",
-            Some(ta.server_hours.pool),
-            Some(tb.server_hours.pool),
-        ),
-        (
-            "servers culled",
-            Some(ta.culled() as f64),
-            Some(tb.culled() as f64),
-        ),
-        (
-            "culled while working",
-            Some(ta.interrupted as f64),
-            Some(tb.interrupted as f64),
-        ),
-        (
-            "refused: total quota",
-            Some(ta.refused.total_quota as f64),
-            Some(tb.refused.total_quota as f64),
-        ),
-        (
-            "refused: repository quota",
-            Some(ta.refused.repo_quota as f64),
-            Some(tb.refused.repo_quota as f64),
-        ),
-        (
-            "refused: banned",
-            Some(ta.refused.banned as f64),
-            Some(tb.refused.banned as f64),
-        ),
-        (
-            "peak servers",
-            Some(ta.peak.servers as f64),
-            Some(tb.peak.servers as f64),
-        ),
-        (
-            "peak builds",
-            Some(ta.peak.builds as f64),
-            Some(tb.peak.builds as f64),
-        ),
+    type Figure = fn(&Period) -> Option<f64>;
+    let figures: [(&str, Figure); 19] = [
+        ("launches", |p| Some(p.launches as f64)),
+        ("builds", |p| Some(p.builds as f64)),
+        ("cache hits", |p| Some(p.cache_hits as f64)),
+        ("warm pool hits", |p| Some(p.warm_pool.hits as f64)),
+        ("warm pool misses", |p| Some(p.warm_pool.misses as f64)),
+        ("click to ready p50 (s)", |p| p.wait_secs.p50),
+        ("click to ready p90 (s)", |p| p.wait_secs.p90),
+        ("click to ready p99 (s)", |p| p.wait_secs.p99),
+        ("click to ready max (s)", |p| p.wait_secs.max),
+        ("server-hours active", |p| Some(p.server_hours.active)),
+        ("server-hours idle", |p| Some(p.server_hours.idle)),
+        ("server-hours in the pool", |p| Some(p.server_hours.pool)),
+        ("servers culled", |p| Some(p.culled() as f64)),
+        ("culled while working", |p| Some(p.interrupted as f64)),
+        ("refused: total quota", |p| {
+            Some(p.refused.total_quota as f64)
+        }),
+        ("refused: repository quota", |p| {
+            Some(p.refused.repo_quota as f64)
+        }),
+        ("refused: banned", |p| Some(p.refused.banned as f64)),
+        ("peak servers", |p| Some(p.peak.servers as f64)),
+        ("peak builds", |p| Some(p.peak.builds as f64)),
     ];
+    let rows = figures
+        .iter()
+        .map(|(name, figure)| (*name, figure(&a.1.total), figure(&b.1.total)));
     let width = a.0.len().max(b.0.len()).max(10);
     let mut out = String::new();
     let _ = writeln!(

@@ -72,14 +72,47 @@ fn culler(
     )
 }
 
-async fn launch(launcher: &HubLauncher, image: &str, repo_url: &str, sha: &str) -> Launched {
+/// A registry holding a built repository's image, a real hub that runs
+/// it, and Bindery's configuration for both.
+struct HubWithImage {
+    jupyterhub: JupyterHub,
+    repo: support::engine::TestRepo,
+    sha: String,
+    image: String,
+    config: Config,
+    _registry: OciRegistry,
+    _data: tempfile::TempDir,
+}
+
+impl HubWithImage {
+    async fn start() -> HubWithImage {
+        let registry = OciRegistry::start(None);
+        let jupyterhub = JupyterHub::start().await;
+        let (repo, sha, image) = built_repo(&registry);
+        let data = tempfile::tempdir().unwrap();
+        let mut config = support::service::config(data.path(), Some(&registry));
+        hub_config(&mut config, &jupyterhub.url, &jupyterhub.token, data.path());
+        HubWithImage {
+            jupyterhub,
+            repo,
+            sha,
+            image,
+            config,
+            _registry: registry,
+            _data: data,
+        }
+    }
+}
+
+/// Launches `image` for the request `v2/{request}`, e.g. `git/<sha>`.
+async fn launch(launcher: &HubLauncher, image: &str, repo_url: &str, request: &str) -> Launched {
     let request = LaunchRequest {
         image: image.into(),
         repo_url: repo_url.into(),
         ref_url: repo_url.into(),
         launch_host: "http://bindery.test/".into(),
-        binder_request: format!("v2/git/{sha}"),
-        persistent_request: format!("v2/git/{sha}"),
+        binder_request: format!("v2/{request}"),
+        persistent_request: format!("v2/{request}"),
         client_ip: "127.0.0.1".into(),
         repo_config: Default::default(),
         user: None,
@@ -102,12 +135,9 @@ async fn running(hub: &JupyterHub) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_servers_are_culled_active_ones_kept_old_ones_stopped_and_hostile_policies_keep_everything()
  {
-    let registry = OciRegistry::start(None);
-    let jupyterhub = JupyterHub::start().await;
-    let (repo, sha, image) = built_repo(&registry);
-    let data = tempfile::tempdir().unwrap();
-    let mut c = support::service::config(data.path(), Some(&registry));
-    hub_config(&mut c, &jupyterhub.url, &jupyterhub.token, data.path());
+    let h = HubWithImage::start().await;
+    let (jupyterhub, repo, sha, image) = (&h.jupyterhub, &h.repo, &h.sha, &h.image);
+    let mut c = h.config.clone();
     c.plugins.insert(
         "idle-short".into(),
         bundled(
@@ -130,8 +160,8 @@ async fn idle_servers_are_culled_active_ones_kept_old_ones_stopped_and_hostile_p
     let metrics = Arc::new(Metrics::default());
     let launcher = HubLauncher::new(hub.clone(), &c).unwrap();
 
-    let idle = launch(&launcher, &image, &repo.url, &sha).await;
-    let active = launch(&launcher, &image, &repo.url, &sha).await;
+    let idle = launch(&launcher, image, &repo.url, &format!("git/{sha}")).await;
+    let active = launch(&launcher, image, &repo.url, &format!("git/{sha}")).await;
     let (idle_user, active_user) = (idle.user.clone(), active.user.clone());
     // One user works through the proxy all along; the other never comes back.
     let keep_busy = tokio::spawn({
@@ -164,7 +194,7 @@ async fn idle_servers_are_culled_active_ones_kept_old_ones_stopped_and_hostile_p
             "{mode}"
         );
     }
-    let mut both = running(&jupyterhub).await;
+    let mut both = running(jupyterhub).await;
     both.sort();
     let mut expected = vec![idle_user.clone(), active_user.clone()];
     expected.sort();
@@ -183,7 +213,7 @@ async fn idle_servers_are_culled_active_ones_kept_old_ones_stopped_and_hostile_p
         jupyterhub.log()
     );
     assert_eq!(
-        running(&jupyterhub).await,
+        running(jupyterhub).await,
         std::slice::from_ref(&active_user)
     );
     assert!(
@@ -206,7 +236,7 @@ async fn idle_servers_are_culled_active_ones_kept_old_ones_stopped_and_hostile_p
         "{report:?}"
     );
     keep_busy.abort();
-    assert!(running(&jupyterhub).await.is_empty());
+    assert!(running(jupyterhub).await.is_empty());
     assert!(
         jupyterhub
             .users()
@@ -223,12 +253,9 @@ async fn idle_servers_are_culled_active_ones_kept_old_ones_stopped_and_hostile_p
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_culler_touches_only_what_bindery_started_and_never_an_admin() {
-    let registry = OciRegistry::start(None);
-    let jupyterhub = JupyterHub::start().await;
-    let (repo, sha, image) = built_repo(&registry);
-    let data = tempfile::tempdir().unwrap();
-    let mut c = support::service::config(data.path(), Some(&registry));
-    hub_config(&mut c, &jupyterhub.url, &jupyterhub.token, data.path());
+    let h = HubWithImage::start().await;
+    let (jupyterhub, repo, sha, image) = (&h.jupyterhub, &h.repo, &h.sha, &h.image);
+    let mut c = h.config.clone();
     // Every server is past its age, and the policy asks to delete users.
     c.plugins.insert(
         "cull-all".into(),
@@ -245,7 +272,9 @@ async fn the_culler_touches_only_what_bindery_started_and_never_an_admin() {
     let hub = Arc::new(Hub::new(&c.hub).unwrap().unwrap());
     let metrics = Arc::new(Metrics::default());
     let launcher = HubLauncher::new(hub.clone(), &c).unwrap();
-    let ours = launch(&launcher, &image, &repo.url, &sha).await.user;
+    let ours = launch(&launcher, image, &repo.url, &format!("git/{sha}"))
+        .await
+        .user;
     // An ordinary user's own server, and a server of the hub's admin
     // (scripts/jupyterhub_config.py) that even carries Bindery's fields.
     let post = |path: String, body: serde_json::Value| {
@@ -268,7 +297,7 @@ async fn the_culler_touches_only_what_bindery_started_and_never_an_admin() {
     )
     .await;
     let deadline = Instant::now() + Duration::from_secs(120);
-    while running(&jupyterhub).await.len() < 3 {
+    while running(jupyterhub).await.len() < 3 {
         assert!(Instant::now() < deadline, "{}", jupyterhub.log());
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -293,7 +322,7 @@ async fn the_culler_touches_only_what_bindery_started_and_never_an_admin() {
         (1, 1, 1),
         "{report:?}"
     );
-    let mut left = running(&jupyterhub).await;
+    let mut left = running(jupyterhub).await;
     left.sort();
     assert_eq!(left, ["alice", "hub-admin"]);
     let names: Vec<_> = jupyterhub
@@ -305,7 +334,9 @@ async fn the_culler_touches_only_what_bindery_started_and_never_an_admin() {
     assert!(!names.contains(&ours.as_str().into()), "{names:?}");
 
     // Authenticated mode: Bindery's server is stopped, its user kept.
-    let second = launch(&launcher, &image, &repo.url, &sha).await.user;
+    let second = launch(&launcher, image, &repo.url, &format!("git/{sha}"))
+        .await
+        .user;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut authenticated = c.hub.clone();
     authenticated.auth_enabled = true;
@@ -464,12 +495,9 @@ async fn the_service_culls_every_interval_only_while_it_leads() {
 /// spread of the hub's spawns), and the replay names the policy of each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_chain_culls_the_same_in_service_and_in_simulate() {
-    let registry = OciRegistry::start(None);
-    let jupyterhub = JupyterHub::start().await;
-    let (repo, _, image) = built_repo(&registry);
-    let data = tempfile::tempdir().unwrap();
-    let mut c = support::service::config(data.path(), Some(&registry));
-    hub_config(&mut c, &jupyterhub.url, &jupyterhub.token, data.path());
+    let h = HubWithImage::start().await;
+    let (jupyterhub, repo, image) = (&h.jupyterhub, &h.repo, &h.image);
+    let mut c = h.config.clone();
     c.plugins.insert(
         "idle-short".into(),
         bundled(
@@ -499,20 +527,7 @@ async fn a_policy_chain_culls_the_same_in_service_and_in_simulate() {
     let mut launched = Vec::new();
     for (spec, _) in scenario {
         let asked = bindery::now_ms();
-        let request = LaunchRequest {
-            image: image.clone(),
-            repo_url: repo.url.clone(),
-            ref_url: repo.url.clone(),
-            launch_host: "http://bindery.test/".into(),
-            binder_request: format!("v2/gh/{spec}"),
-            persistent_request: format!("v2/gh/{spec}"),
-            client_ip: "127.0.0.1".into(),
-            repo_config: Default::default(),
-            user: None,
-        };
-        let (progress, mut messages) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(async move { while messages.recv().await.is_some() {} });
-        let server = launcher.launch(&request, progress).await.unwrap();
+        let server = launch(&launcher, image, &repo.url, &format!("gh/{spec}")).await;
         launched.push((asked, bindery::now_ms(), server));
     }
     let busy = {
@@ -539,7 +554,7 @@ async fn a_policy_chain_culls_the_same_in_service_and_in_simulate() {
         );
         let at = bindery::now_ms();
         culler.pass().await.unwrap();
-        let running = running(&jupyterhub).await;
+        let running = running(jupyterhub).await;
         for (n, (_, _, server)) in launched.iter().enumerate() {
             if stopped[n].is_none() && !running.contains(&server.user) {
                 stopped[n] = Some(at);
