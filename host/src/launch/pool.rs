@@ -429,27 +429,15 @@ impl WarmPool {
             }
             Err(e) => return Err(format!("pool policy `{}`: {e}", self.config.policy)),
         };
-        // Servers are started into the room the quota leaves; those that
-        // room no longer covers stay until a launch needs it ([`Self::give_way`]),
-        // rather than go and come back as launches start and end.
-        let sizes = trim(&wants, bounds);
-        let kept = trim(
-            &wants,
-            PoolBounds {
-                quota_room: None,
-                ..bounds
-            },
-        );
+        let pooled: Vec<usize> = demand.iter().map(|d| listing.pooled(&d.image)).collect();
+        let plan = plan(&wants, bounds, &pooled, listing.pooled_total());
         let wanted: BTreeMap<&str, usize> = demand
             .iter()
-            .zip(&kept)
+            .zip(&plan.keep)
             .map(|(d, &n)| (d.image.as_str(), n as usize))
             .collect();
-        let pooled: Vec<usize> = demand.iter().map(|d| listing.pooled(&d.image)).collect();
-        let free = room_beside(bounds, listing.pooled_total());
-        let spawns = starts(&pooled, &sizes, free);
         let started = futures_util::future::join_all(
-            spawns
+            plan.starts
                 .into_iter()
                 .map(|i| self.spawn(&demand[i], in_flight)),
         )
@@ -852,19 +840,44 @@ impl Launcher for Pooled {
     }
 }
 
-/// The room the total quota leaves for new pool servers beside the
-/// `pooled` it holds: servers kept past the room the quota gives the pool
-/// (they stay until a launch needs them) leave none for others.
-pub fn room_beside(bounds: PoolBounds, pooled: usize) -> Option<usize> {
-    bounds
-        .quota_room
-        .map(|room| (room as usize).saturating_sub(pooled))
+/// What one pass does with a pool policy's sizes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PassPlan {
+    /// The images to start a server of, as indexes (one per server).
+    pub starts: Vec<usize>,
+    /// The servers each image keeps; those past it are removed.
+    pub keep: Vec<u32>,
 }
 
-/// The servers to start in one pass, as indexes of the images (most
-/// launched first): each image's servers short of its trimmed size, at
-/// most [`SPAWNS_PER_PASS`] in all, and no more than `free` room.
-pub fn starts(pooled: &[usize], sizes: &[u32], free: Option<usize>) -> Vec<usize> {
+/// A pass's plan for the images a policy sized (most launched first):
+/// `wants`, the policy's sizes; `pooled`, each image's servers in the pool
+/// (ready or starting); `pooled_total`, all the pool holds. Servers are
+/// started into the room the quota leaves, beside those the pool holds;
+/// those that room no longer covers stay until a launch needs it
+/// ([`WarmPool::give_way`]), rather than go and come back as launches
+/// start and end.
+pub fn plan(wants: &[u32], bounds: PoolBounds, pooled: &[usize], pooled_total: usize) -> PassPlan {
+    let sizes = trim(wants, bounds);
+    let keep = trim(
+        wants,
+        PoolBounds {
+            quota_room: None,
+            ..bounds
+        },
+    );
+    let free = bounds
+        .quota_room
+        .map(|room| (room as usize).saturating_sub(pooled_total));
+    PassPlan {
+        starts: starts(pooled, &sizes, free),
+        keep,
+    }
+}
+
+/// The servers to start, as indexes of the images: each image's servers
+/// short of its trimmed size, at most [`SPAWNS_PER_PASS`] in all, and no
+/// more than `free` room.
+fn starts(pooled: &[usize], sizes: &[u32], free: Option<usize>) -> Vec<usize> {
     let limit = free.map_or(SPAWNS_PER_PASS, |f| f.min(SPAWNS_PER_PASS));
     pooled
         .iter()
@@ -877,9 +890,9 @@ pub fn starts(pooled: &[usize], sizes: &[u32], free: Option<usize>) -> Vec<usize
         .collect()
 }
 
-/// The policy's `sizes` for the images it was asked about (most launched
-/// first), trimmed to `bounds`: the images launched least give way first.
-pub fn trim(sizes: &[u32], bounds: PoolBounds) -> Vec<u32> {
+/// The policy's `sizes`, trimmed to `bounds`: the images launched least
+/// give way first.
+fn trim(sizes: &[u32], bounds: PoolBounds) -> Vec<u32> {
     let mut room = bounds
         .quota_room
         .map_or(bounds.max_servers, |q| q.min(bounds.max_servers));
@@ -936,11 +949,16 @@ mod tests {
             max_servers: 20,
             quota_room: Some(10),
         };
-        // Image 0 holds 8 from when there was more room; the policy now
-        // gets 5 and 5: image 1 may start 2, not 5.
-        let free = room_beside(bounds, 8);
-        assert_eq!(free, Some(2));
-        assert_eq!(starts(&[8, 0], &[5, 5], free), [1, 1]);
+        // Image 0 holds 8 from when the policy wanted more; now it wants
+        // 5 of each. Image 0's 3 past its size go, but not before image 1
+        // starts more than the 2 the room leaves beside the 8.
+        assert_eq!(
+            plan(&[5, 5], bounds, &[8, 0], 8),
+            PassPlan {
+                starts: vec![1, 1],
+                keep: vec![5, 5]
+            }
+        );
         // No total quota: as many as the sizes ask, a few per pass.
         assert_eq!(starts(&[0, 1], &[2, 5], None), [0, 0, 1, 1]);
         assert_eq!(starts(&[0, 0], &[3, 3], Some(20)).len(), SPAWNS_PER_PASS);

@@ -19,7 +19,7 @@ use super::report::{Outcome, Refusal, Report, Tally};
 use super::trace::Launch;
 use crate::cache::{Demand, ranked};
 use crate::config::Config;
-use crate::launch::pool::{room_beside, starts, trim};
+use crate::launch::pool::plan;
 use crate::pipeline::policy::SpecPolicy;
 use crate::registry::naming;
 
@@ -749,20 +749,9 @@ impl<'a> Replay<'a> {
                 return;
             }
         };
-        let sizes = trim(&wants, bounds);
-        let keep = trim(
-            &wants,
-            PoolBounds {
-                quota_room: None,
-                ..bounds
-            },
-        );
         let have: Vec<usize> = ranked.iter().map(|&(image, _)| pooled_of(image)).collect();
-        let free = room_beside(bounds, pooled.values().sum());
-        let spawns: Vec<usize> = starts(&have, &sizes, free)
-            .into_iter()
-            .map(|n| ranked[n].0)
-            .collect();
+        let plan = plan(&wants, bounds, &have, pooled.values().sum());
+        let spawns: Vec<usize> = plan.starts.iter().map(|&n| ranked[n].0).collect();
         for image in spawns {
             self.pool_spawns += 1;
             let took = self.model.pool_spawn_ms(self.pool_spawns);
@@ -771,7 +760,7 @@ impl<'a> Replay<'a> {
         }
         let wanted: HashMap<usize, usize> = ranked
             .iter()
-            .zip(&keep)
+            .zip(&plan.keep)
             .map(|(&(image, _), &n)| (image, n as usize))
             .collect();
         let mut surplus = pooled;
