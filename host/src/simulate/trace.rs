@@ -70,8 +70,9 @@ struct Line {
 
 /// A launch event is a few hundred bytes; a longer line is not one.
 const MAX_LINE_BYTES: usize = 64 * 1024;
-/// Launches one replay takes: about 200 of mybinder.org's busiest days.
-const MAX_LAUNCHES: usize = 5_000_000;
+/// Launches one replay takes (a few hundred MB held): about 40 of
+/// mybinder.org's busiest days, more than 31 days of any.
+const MAX_LAUNCHES: usize = 1_000_000;
 /// The time one replay covers, first launch to last.
 const MAX_SPAN_MS: u64 = 31 * 86_400_000;
 
