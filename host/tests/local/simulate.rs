@@ -311,3 +311,84 @@ async fn the_docs_charts_are_what_the_tool_draws() {
         assert!(committed == drawn, "{file}: {regenerate}");
     }
 }
+
+/// The command as an operator runs it: a generated day, gzipped because
+/// its name says so, replayed against two configurations; the comparison
+/// on the terminal agrees with the JSON of both, and the chart draws both.
+#[test]
+fn the_command_replays_a_generated_day_against_two_configurations() {
+    let work = tempfile::tempdir().unwrap();
+    let examples = support::workspace().join("docs/examples/simulate");
+    let bindery = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_bindery"))
+            .arg("simulate")
+            .args(args)
+            .env("BINDERY_DATA_DIR", work.path().join("data"))
+            .env_remove("BINDERY_CONFIG")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let day = work.path().join("day.jsonl.gz");
+    let (json, svg) = (work.path().join("r.json"), work.path().join("r.svg"));
+    bindery(&[
+        "--generate".as_ref(),
+        "--launches".as_ref(),
+        "3000".as_ref(),
+        "--repos".as_ref(),
+        "300".as_ref(),
+        "--out".as_ref(),
+        day.as_os_str(),
+    ]);
+    assert_eq!(std::fs::read(&day).unwrap()[..2], [0x1f, 0x8b]);
+    let printed = bindery(&[
+        "--trace".as_ref(),
+        day.as_os_str(),
+        "--config".as_ref(),
+        examples.join("idle.toml").as_os_str(),
+        "--compare".as_ref(),
+        examples.join("per-repo.toml").as_os_str(),
+        "--json".as_ref(),
+        json.as_os_str(),
+        "--svg".as_ref(),
+        svg.as_os_str(),
+    ]);
+    assert!(
+        printed.contains("== idle.toml\n") && printed.contains("== per-repo.toml\n"),
+        "{printed}"
+    );
+    let reports: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let row = |name: &str| -> Vec<String> {
+        let line = printed
+            .lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with("  "))
+            .unwrap_or_else(|| panic!("no row {name:?} in {printed}"));
+        line[name.len()..]
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(row("launches"), ["3000", "3000", "="]);
+    let culled = |name: &str| -> u64 {
+        let culls = reports[name]["total"]["culls"].as_array().unwrap();
+        culls.iter().map(|c| c["servers"].as_u64().unwrap()).sum()
+    };
+    let (a, b) = (culled("idle.toml"), culled("per-repo.toml"));
+    assert!(a > 0 && b > 0, "{reports}");
+    assert_eq!(row("servers culled")[..2], [a.to_string(), b.to_string()]);
+    let policies: Vec<&str> = reports["per-repo.toml"]["total"]["culls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["policy"].as_str().unwrap())
+        .collect();
+    assert!(policies.contains(&"per-repo"), "{policies:?}");
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        chart.starts_with("<svg") && chart.contains("idle.toml") && chart.contains("per-repo.toml"),
+        "{chart}"
+    );
+}
