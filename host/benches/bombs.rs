@@ -32,10 +32,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let rounds: usize = std::env::var("BENCH_N")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(5);
+    let rounds = support::service::bench_n(5);
     let registry = OciRegistry::start(None);
     // A repository each: a fetch brings every branch of its repository.
     let small = TestRepo::new();

@@ -88,20 +88,9 @@ fn config(data: &std::path::Path, member: Option<&str>, member_port: u16) -> Con
     c
 }
 
-fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(run());
-}
-
-async fn run() {
-    let n: usize = std::env::var("BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000);
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let n = support::service::bench_n(1_000);
     let (daemon, sha) = GitDaemon::with_repo("repo.git");
     let registry = OciRegistry::start(None);
     let ports = support::free_ports(2);

@@ -86,20 +86,9 @@ async fn until(port: u16, path: &str, phases: &[&str]) -> Vec<Duration> {
     times
 }
 
-fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(run());
-}
-
-async fn run() {
-    let n: usize = std::env::var("BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2_000);
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let n = support::service::bench_n(2_000);
     let (daemon, sha) = GitDaemon::with_repo("repo.git");
     let (other, _) = GitDaemon::with_repo("other.git");
     let registry = OciRegistry::start(None);

@@ -126,10 +126,7 @@ async fn timed<F: AsyncFnMut(usize)>(n: usize, mut f: F) -> (Vec<Duration>, u64)
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let n: usize = std::env::var("BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+    let n = support::service::bench_n(2000);
     let forges = Forges::start().await;
     let data = tempfile::tempdir().unwrap();
     let app = start_app(&forges, data.path(), None).await;

@@ -4,20 +4,19 @@
 //! and with a warm pool of 50 sized by `popular` besides, in the same run.
 //! Prints; asserts nothing. Run with `cargo bench -p bindery --bench simulate`.
 
-use std::time::{Duration, Instant};
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::Instant;
 
 use bindery::config::Config;
 use bindery::simulate::{self, trace};
+use support::service::median;
 
 const RUNS: usize = 3;
 
 /// A configuration measured: its name, and what it changes of the defaults.
 type Variant = (&'static str, fn(&mut Config));
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {

@@ -286,6 +286,14 @@ pub async fn time_to_ready(s: &Service, path: &str) -> std::time::Duration {
     started.elapsed()
 }
 
+/// A benchmark's rounds: `BENCH_N` when it is set to a number, else `default`.
+pub fn bench_n(default: usize) -> usize {
+    std::env::var("BENCH_N")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
 /// The median of `v` (benchmarks).
 pub fn median<T: Ord + Copy>(mut v: Vec<T>) -> T {
     v.sort();
