@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bindery_runtime::PluginHost;
 use bindery_runtime::bindings::{Decision, ImageDemand, PoolBounds, Server, ServerState};
-use serde_json::{Value, json};
+use serde_json::{Map, Value};
 
 use super::SimulateError;
 use super::model::Model;
@@ -19,6 +19,7 @@ use super::report::{Outcome, Refusal, Report, Tally};
 use super::trace::Launch;
 use crate::cache::{Demand, ranked};
 use crate::config::Config;
+use crate::launch::LaunchRequest;
 use crate::launch::pool::plan;
 use crate::pipeline::policy::SpecPolicy;
 use crate::registry::naming;
@@ -851,22 +852,25 @@ fn repo_url(launch: &Launch) -> String {
 }
 
 /// The `user_options` of a launch's server as the culler shows them to
-/// policies (without the token).
+/// policies (without the token); a trace has no client address.
 fn user_options(launch: &Launch, image: &str) -> String {
-    let request = format!("v2/{}/{}", launch.provider, launch.spec);
-    let persistent = match &launch.resolved_ref {
+    let binder_request = format!("v2/{}/{}", launch.provider, launch.spec);
+    let persistent_request = match &launch.resolved_ref {
         Some(r) if launch.repo() != launch.spec => {
             format!("v2/{}/{}/{r}", launch.provider, launch.repo())
         }
-        _ => request.clone(),
+        _ => binder_request.clone(),
     };
-    json!({
-        "image": image,
-        "repo_url": repo_url(launch),
-        "binder_ref_url": repo_url(launch),
-        "binder_launch_host": "https://bindery.simulated/",
-        "binder_request": request,
-        "binder_persistent_request": persistent,
-    })
-    .to_string()
+    let request = LaunchRequest {
+        image: image.into(),
+        repo_url: repo_url(launch),
+        ref_url: repo_url(launch),
+        launch_host: "https://bindery.simulated/".into(),
+        binder_request,
+        persistent_request,
+        client_ip: String::new(),
+        repo_config: Map::new(),
+        user: None,
+    };
+    Value::Object(request.binder_fields()).to_string()
 }
