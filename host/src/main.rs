@@ -114,7 +114,7 @@ struct SimulateArgs {
     /// ends in `.gz`, else to standard output) instead of replaying one.
     #[arg(long, conflicts_with_all = ["trace", "compare", "json", "svg"])]
     generate: bool,
-    /// --generate: launches in the day.
+    /// --generate: launches in the day (at most a million, what one replay takes).
     #[arg(long, default_value_t = Generate::default().launches, requires = "generate")]
     launches: u64,
     /// --generate: repositories, their popularity Zipf-distributed.
@@ -424,26 +424,20 @@ async fn simulate(args: SimulateArgs) -> Result<(), String> {
             seed: args.seed,
         };
         return match &args.out {
-            Some(path) => {
-                let file =
-                    std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-                let mut out = std::io::BufWriter::new(file);
+            Some(path) => simulate::write_file(path, |mut out| {
                 if path.extension().is_some_and(|e| e == "gz") {
                     let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
-                    trace::generate(&options, &mut gz).map_err(|e| e.to_string())?;
+                    trace::generate(&options, &mut gz)?;
                     gz.finish()
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                        .map(drop)
+                        .map_err(|e| simulate::SimulateError::Output(e.to_string()))
                 } else {
-                    trace::generate(&options, &mut out).map_err(|e| e.to_string())?;
-                    std::io::Write::flush(&mut out)
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    trace::generate(&options, &mut out)
                 }
-                Ok(())
-            }
-            None => {
-                trace::generate(&options, &mut std::io::stdout().lock()).map_err(|e| e.to_string())
-            }
-        };
+            }),
+            None => trace::generate(&options, &mut std::io::stdout().lock()),
+        }
+        .map_err(|e| e.to_string());
     }
     let path = args
         .trace
@@ -496,13 +490,21 @@ async fn simulate(args: SimulateArgs) -> Result<(), String> {
             ),
         }
         .map_err(|e| e.to_string())?;
-        let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
-        std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())? + "\n";
+        write_text(path, &text)?;
     }
     if let Some(path) = &args.svg {
-        std::fs::write(path, chart::svg(&named)).map_err(|e| format!("{}: {e}", path.display()))?;
+        write_text(path, &chart::svg(&named))?;
     }
     Ok(())
+}
+
+fn write_text(path: &std::path::Path, text: &str) -> Result<(), String> {
+    bindery::simulate::write_file(path, |out| {
+        out.write_all(text.as_bytes())
+            .map_err(|e| bindery::simulate::SimulateError::Output(e.to_string()))
+    })
+    .map_err(|e| e.to_string())
 }
 
 /// A configuration's name in reports: its file's, or `defaults`.

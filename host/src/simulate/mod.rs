@@ -12,6 +12,8 @@ pub mod report;
 pub mod trace;
 
 use std::collections::BTreeMap;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -36,6 +38,34 @@ pub enum SimulateError {
     /// A report or trace cannot be written.
     #[error("cannot write: {0}")]
     Output(String),
+}
+
+/// Writes `path` through a temporary file beside it, renamed over `path`
+/// once `write` has succeeded: an error or a full disk half-way leaves what
+/// was there (a day of launches that took a while to gather, say).
+pub fn write_file(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> Result<(), SimulateError>,
+) -> Result<(), SimulateError> {
+    let failed = |e: std::io::Error| SimulateError::Output(format!("{}: {e}", path.display()));
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut file = tempfile::Builder::new()
+        .prefix(".bindery-simulate-")
+        .permissions(std::fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+        .map_err(failed)?;
+    let mut out = BufWriter::new(file.as_file_mut());
+    write(&mut out).map_err(|e| match e {
+        SimulateError::Output(why) => SimulateError::Output(format!("{}: {why}", path.display())),
+        other => other,
+    })?;
+    out.flush().map_err(failed)?;
+    drop(out);
+    file.persist(path).map_err(|e| failed(e.error))?;
+    Ok(())
 }
 
 /// The configuration's plugin settings with a virtual clock.

@@ -242,6 +242,14 @@ impl Default for Generate {
 /// Writes a synthetic day of launch events (schema version 5, GitHub
 /// repositories, timestamps rounded down to the minute as the archive's).
 pub fn generate(options: &Generate, out: &mut impl Write) -> Result<(), SimulateError> {
+    // The day is held to be written in time order, and no more than one
+    // replay takes is worth holding.
+    if options.launches > MAX_LAUNCHES as u64 {
+        return Err(SimulateError::Trace(format!(
+            "--launches {}: at most {MAX_LAUNCHES}, what one replay takes",
+            options.launches
+        )));
+    }
     let zipf = Zipf::new(options.repos.max(1) as f64, options.exponent)
         .map_err(|e| SimulateError::Trace(format!("--exponent {}: {e}", options.exponent)))?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed);
@@ -355,6 +363,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("session_secs must be"), "{e}");
+        let e = generate(
+            &Generate {
+                launches: u64::MAX,
+                ..Generate::default()
+            },
+            &mut std::io::sink(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("at most 1000000"), "{e}");
     }
 
     #[test]

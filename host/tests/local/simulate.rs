@@ -319,20 +319,36 @@ async fn the_docs_charts_are_what_the_tool_draws() {
 fn the_command_replays_a_generated_day_against_two_configurations() {
     let work = tempfile::tempdir().unwrap();
     let examples = support::workspace().join("docs/examples/simulate");
-    let bindery = |args: &[&std::ffi::OsStr]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_bindery"))
+    let run = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_bindery"))
             .arg("simulate")
             .args(args)
             .env("BINDERY_DATA_DIR", work.path().join("data"))
             .env_remove("BINDERY_CONFIG")
             .output()
-            .unwrap();
+            .unwrap()
+    };
+    let bindery = |args: &[&std::ffi::OsStr]| {
+        let out = run(args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{stderr}");
         String::from_utf8(out.stdout).unwrap()
     };
     let day = work.path().join("day.jsonl.gz");
     let (json, svg) = (work.path().join("r.json"), work.path().join("r.svg"));
+    // A day that cannot be made leaves the file already there as it was.
+    std::fs::write(&day, "gathered over a month").unwrap();
+    let refused = run(&[
+        "--generate".as_ref(),
+        "--launches".as_ref(),
+        "5000000".as_ref(),
+        "--out".as_ref(),
+        day.as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("at most 1000000"), "{stderr}");
+    assert_eq!(std::fs::read(&day).unwrap(), b"gathered over a month");
     bindery(&[
         "--generate".as_ref(),
         "--launches".as_ref(),
@@ -391,4 +407,10 @@ fn the_command_replays_a_generated_day_against_two_configurations() {
         chart.starts_with("<svg") && chart.contains("idle.toml") && chart.contains("per-repo.toml"),
         "{chart}"
     );
+    let left: Vec<_> = std::fs::read_dir(work.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
 }
