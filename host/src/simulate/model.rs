@@ -36,8 +36,13 @@ impl Draw {
             Draw::Fixed(s) => *s,
             Draw::LogNormal(d) => d.sample(rng),
         };
-        (secs * 1000.0).round().clamp(0.0, 1e15) as u64
+        ms(secs)
     }
+}
+
+/// `secs` in whole milliseconds, clamped to what a replay can hold.
+fn ms(secs: f64) -> u64 {
+    (secs * 1000.0).round().clamp(0.0, 1e15) as u64
 }
 
 /// The durations of one replay.
@@ -102,7 +107,7 @@ impl Model {
     /// How long the user of launch `launch` works, unless the trace says.
     pub fn session_ms(&self, launch: usize, traced_secs: Option<f64>) -> u64 {
         match traced_secs {
-            Some(s) => (s * 1000.0).round().clamp(0.0, 1e15) as u64,
+            Some(s) => ms(s),
             None => self.session.ms(&mut self.rng(Purpose::Session(launch))),
         }
     }
