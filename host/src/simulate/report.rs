@@ -238,7 +238,8 @@ fn reason_kind(reason: &str) -> String {
     out
 }
 
-fn timestamp(ms: u64) -> String {
+/// A replay's time as the report and its messages write it: UTC, to the second.
+pub(crate) fn timestamp(ms: u64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms as i64)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)

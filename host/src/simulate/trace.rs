@@ -13,6 +13,7 @@ use rand_distr::{Distribution, Zipf};
 use serde::{Deserialize, Serialize};
 
 use super::SimulateError;
+use super::report::timestamp;
 use crate::event_log::{LAUNCH_SCHEMA, provider_prefix, upstream_name};
 
 /// One launch of a trace.
@@ -75,11 +76,6 @@ const MAX_LINE_BYTES: usize = 64 * 1024;
 const MAX_LAUNCHES: usize = 1_000_000;
 /// The time one replay covers, first launch to last.
 const MAX_SPAN_MS: u64 = 31 * 86_400_000;
-
-fn ms_text(ms: u64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms as i64)
-        .map_or_else(|| ms.to_string(), |t| t.to_rfc3339())
-}
 
 /// Reads the trace at `path`, gzipped or not (by its first bytes).
 pub fn read(path: &Path) -> Result<Vec<Launch>, SimulateError> {
@@ -177,8 +173,8 @@ pub fn parse(input: impl Read) -> Result<Vec<Launch>, SimulateError> {
         return Err(SimulateError::Trace(format!(
             "it spans {} days, from {} to {}; at most {} are replayed at once: replay it in parts",
             (last.at_ms - first.at_ms) / 86_400_000,
-            ms_text(first.at_ms),
-            ms_text(last.at_ms),
+            timestamp(first.at_ms),
+            timestamp(last.at_ms),
             MAX_SPAN_MS / 86_400_000
         )));
     }
