@@ -14,6 +14,15 @@ const TOP: f64 = 40.0;
 const GAP: f64 = 70.0;
 const COLOURS: [&str; 4] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"];
 
+/// A dashed stroke's attribute, or none.
+fn dash(dashed: bool) -> &'static str {
+    if dashed {
+        r#" stroke-dasharray="5,4""#
+    } else {
+        ""
+    }
+}
+
 /// One panel's frame: maps hours and values to the canvas.
 struct Frame {
     top: f64,
@@ -27,6 +36,11 @@ struct Frame {
 impl Frame {
     fn x(&self, hours: f64) -> f64 {
         LEFT + hours / self.hours * (WIDTH - LEFT - RIGHT)
+    }
+
+    /// `(hours, value)` as an SVG point.
+    fn point(&self, (hours, value): (f64, f64)) -> String {
+        format!("{:.1},{:.1}", self.x(hours), self.y(value))
     }
 
     fn y(&self, value: f64) -> f64 {
@@ -89,19 +103,12 @@ impl Frame {
     }
 
     fn line(&self, out: &mut String, points: &[(f64, f64)], colour: &str, dashed: bool) {
-        let path: Vec<String> = points
-            .iter()
-            .map(|(h, v)| format!("{:.1},{:.1}", self.x(*h), self.y(*v)))
-            .collect();
-        let dash = if dashed {
-            r#" stroke-dasharray="5,4""#
-        } else {
-            ""
-        };
+        let path: Vec<String> = points.iter().map(|&p| self.point(p)).collect();
         let _ = write!(
             out,
-            r##"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="1.8"{dash}/>"##,
-            path.join(" ")
+            r##"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="1.8"{}/>"##,
+            path.join(" "),
+            dash(dashed)
         );
     }
 
@@ -110,14 +117,14 @@ impl Frame {
         let mut path: Vec<String> = hours
             .iter()
             .zip(high)
-            .map(|(h, v)| format!("{:.1},{:.1}", self.x(*h), self.y(*v)))
+            .map(|(&h, &v)| self.point((h, v)))
             .collect();
         path.extend(
             hours
                 .iter()
                 .zip(low)
                 .rev()
-                .map(|(h, v)| format!("{:.1},{:.1}", self.x(*h), self.y(*v))),
+                .map(|(&h, &v)| self.point((h, v))),
         );
         let _ = write!(
             out,
@@ -160,17 +167,13 @@ fn legend(out: &mut String, top: f64, entries: &[(String, &str, bool)]) {
     let width = |label: &str| 30.0 + label.len() as f64 * 6.5;
     let mut x = WIDTH - RIGHT - entries.iter().map(|(l, ..)| width(l)).sum::<f64>();
     for (label, colour, dashed) in entries {
-        let dash = if *dashed {
-            r#" stroke-dasharray="5,4""#
-        } else {
-            ""
-        };
         let _ = write!(
             out,
-            r##"<line x1="{x}" y1="{}" x2="{}" y2="{}" stroke="{colour}" stroke-width="6"{dash}/><text x="{}" y="{}" font-size="12">{}</text>"##,
+            r##"<line x1="{x}" y1="{}" x2="{}" y2="{}" stroke="{colour}" stroke-width="6"{}/><text x="{}" y="{}" font-size="12">{}</text>"##,
             top - 14.0,
             x + 18.0,
             top - 14.0,
+            dash(*dashed),
             x + 23.0,
             top - 10.0,
             escape(label)
